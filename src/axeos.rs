@@ -1,0 +1,227 @@
+//! The HTTP side of talking to a miner: fetch `/api/system/info` (and write settings with
+//! `PATCH /api/system`) with a timeout, a response size cap, no redirects and no `Origin`
+//! header. Failures carry a bounded [`PollErrorKind`] so they can become a metric label.
+
+use std::time::Duration;
+
+use crate::config::MinerAddress;
+use crate::sample::{decode_system_info, DecodeError, Sample};
+
+/// Larger bodies are refused: a v2.15 info body is about 6 KiB.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Upper bound on one request, whatever the poll interval.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bounded set of reasons a poll fails, used as the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PollErrorKind {
+    Timeout,
+    Connect,
+    HttpStatus,
+    Decode,
+}
+
+impl PollErrorKind {
+    pub const ALL: [PollErrorKind; 4] = [Self::Timeout, Self::Connect, Self::HttpStatus, Self::Decode];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::HttpStatus => "http_status",
+            Self::Decode => "decode",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Self::Timeout => 0,
+            Self::Connect => 1,
+            Self::HttpStatus => 2,
+            Self::Decode => 3,
+        }
+    }
+}
+
+/// A failed request to a miner.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PollError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("HTTP status {status}{hint}")]
+    HttpStatus { status: u16, hint: &'static str },
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("the response was cut off: {0}")]
+    Truncated(String),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("the miner did not accept the settings: {0}")]
+    Rejected(String),
+}
+
+impl PollError {
+    pub fn kind(&self) -> PollErrorKind {
+        match self {
+            Self::Timeout(_) => PollErrorKind::Timeout,
+            Self::Connect(_) => PollErrorKind::Connect,
+            Self::HttpStatus { .. } | Self::Rejected(_) => PollErrorKind::HttpStatus,
+            Self::TooLarge | Self::Truncated(_) | Self::Decode(_) => PollErrorKind::Decode,
+        }
+    }
+}
+
+/// Settings that `PATCH /api/system` changes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SettingsPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<f64>,
+    #[serde(rename = "coreVoltage", skip_serializing_if = "Option::is_none")]
+    pub core_voltage: Option<u32>,
+}
+
+/// One HTTP client for the whole fleet (one connection pool; at most one idle connection
+/// per miner, so the ESP32's handful of sockets is not hoarded).
+#[derive(Debug, Clone)]
+pub struct AxeOsClient {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl AxeOsClient {
+    /// `timeout` bounds a whole request; `idle_keepalive` is how long a connection may stay
+    /// open between polls (zero closes it after each request).
+    pub fn new(timeout: Duration, idle_keepalive: Duration) -> Result<Self, PollError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .pool_max_idle_per_host(if idle_keepalive.is_zero() { 0 } else { 1 })
+            .user_agent(concat!("bitaxe-exporter/", env!("CARGO_PKG_VERSION")))
+            .http1_only()
+            .tcp_nodelay(true);
+        if !idle_keepalive.is_zero() {
+            builder = builder.pool_idle_timeout(idle_keepalive);
+        }
+        let http = builder.build().map_err(|e| PollError::Connect(e.to_string()))?;
+        Ok(Self { http, timeout })
+    }
+
+    /// The request timeout that suits a poll interval: below the interval, at most 5 s.
+    pub fn timeout_for(poll_interval: Duration) -> Duration {
+        poll_interval.mul_f64(0.8).min(MAX_REQUEST_TIMEOUT)
+    }
+
+    /// Keep the connection between polls only when polls are close together; an idle
+    /// socket held for 30 s is one the miner's web UI cannot use.
+    pub fn keepalive_for(poll_interval: Duration) -> Duration {
+        if poll_interval <= Duration::from_secs(15) {
+            poll_interval * 2
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// `GET /api/system/info`, decoded and normalised.
+    pub async fn system_info(&self, address: &MinerAddress) -> Result<Sample, PollError> {
+        let body = self.get(address, "/api/system/info").await?;
+        Ok(decode_system_info(&body)?)
+    }
+
+    /// `PATCH /api/system` with the given settings. Nothing is sent for an empty patch.
+    pub async fn patch_settings(&self, address: &MinerAddress, patch: &SettingsPatch) -> Result<(), PollError> {
+        if patch == &SettingsPatch::default() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(patch).map_err(|e| PollError::Rejected(e.to_string()))?;
+        let request = self
+            .http
+            .patch(address.url("/api/system"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(request).await?;
+        let status = response.status();
+        let text = read_capped(response).await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(PollError::Rejected(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&text).chars().take(120).collect::<String>()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, address: &MinerAddress, path: &str) -> Result<Vec<u8>, PollError> {
+        let request = self
+            .http
+            .get(address.url(path))
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = self.send(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let hint = if status.is_redirection() {
+                " (a redirect: firmware older than v2.9 answers unknown paths this way; is this an AxeOS miner?)"
+            } else if status.as_u16() == 401 {
+                " (AxeOS v2.5+ only answers clients with a private RFC 1918 address)"
+            } else {
+                ""
+            };
+            return Err(PollError::HttpStatus {
+                status: status.as_u16(),
+                hint,
+            });
+        }
+        tokio::time::timeout(self.timeout, read_capped(response))
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))?
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PollError> {
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => Err(PollError::Timeout(self.timeout)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_timeout() => Err(PollError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(PollError::Connect(error_chain(&e))),
+        }
+    }
+}
+
+/// Reads a body, refusing to buffer more than [`MAX_RESPONSE_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PollError> {
+    if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+        return Err(PollError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(response.content_length().map_or(8192, |n| n as usize));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(PollError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(PollError::Timeout(Duration::ZERO)),
+            Err(e) => return Err(PollError::Truncated(error_chain(&e))),
+        }
+    }
+}
+
+/// reqwest's top-level message is generic; the cause (e.g. "Connection refused") is what a
+/// person needs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

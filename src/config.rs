@@ -1,0 +1,592 @@
+//! config.yaml: the file schema, its defaults, and validation into a [`Config`] the rest of
+//! the program can trust. Every error names the key and, where the file has it, the line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// Default `server.listen`. 9842 is free in the Prometheus default-port list neighbourhood
+/// and clashes with none of Prometheus (9090), Alertmanager (9093), node_exporter (9100) or
+/// Grafana (3000).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9842";
+pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
+pub const DEFAULT_DATABASE_PATH: &str = "./data/metrics.db";
+pub const DEFAULT_LOG_LEVEL: &str = "INFO";
+pub const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
+pub const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
+pub const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
+/// AxeOS serves plain HTTP on port 80.
+pub const DEFAULT_MINER_PORT: u16 = 80;
+/// Polling faster than this hurts the miner's small web server and gains nothing.
+pub const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub devices: Vec<DeviceConfig>,
+    pub poll_interval: Duration,
+    pub database_path: PathBuf,
+    pub log_level: LogLevel,
+    pub thresholds: Thresholds,
+    pub listen: SocketAddr,
+    pub warmup: Duration,
+}
+
+impl Config {
+    /// The devices the daemon polls.
+    pub fn enabled_devices(&self) -> impl Iterator<Item = &DeviceConfig> {
+        self.devices.iter().filter(|d| d.enabled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConfig {
+    pub name: String,
+    pub address: MinerAddress,
+    pub enabled: bool,
+}
+
+/// Where a miner's HTTP API answers: `host` or `host:port` from config.yaml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl MinerAddress {
+    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`. No scheme, no path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the address is empty".into());
+        }
+        if text.contains("://") || text.contains('/') {
+            return Err(format!(
+                "\"{text}\" is not a host or host:port (write it without http:// and without a path)"
+            ));
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("\"{text}\" has an unclosed '['"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("\"{text}\": expected ':port' after ']'"))?,
+                ),
+            };
+            (format!("[{v6}]"), port)
+        } else {
+            match text.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(format!(
+                        "\"{text}\": write an IPv6 address in brackets, e.g. [fe80::1]:80"
+                    ))
+                }
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (text.to_string(), None),
+            }
+        };
+        let valid_host = !host.is_empty()
+            && (host.starts_with('[')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+        if !valid_host {
+            return Err(format!("\"{host}\" is not a valid host name or IP address"));
+        }
+        let port = match port {
+            None => DEFAULT_MINER_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(format!("\"{p}\" is not a port number (1-65535)")),
+                Ok(p) => p,
+            },
+        };
+        Ok(Self { host, port })
+    }
+
+    /// The URL of an API path on this miner, e.g. `/api/system/info`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}:{}{}", self.host, self.port, path)
+    }
+}
+
+impl fmt::Display for MinerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// ASIC temperature limits from `safety`, in °C.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub warning_celsius: f64,
+    pub shutdown_celsius: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            warning_celsius: DEFAULT_MAX_TEMP_WARNING,
+            shutdown_celsius: DEFAULT_MAX_TEMP_SHUTDOWN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "trace" => Some(Self::Trace),
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warn),
+            "error" | "critical" => Some(Self::Error),
+            _ => None,
+        }
+    }
+
+    /// The directive understood by `tracing_subscriber::EnvFilter`.
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What is wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The file, when the configuration came from one.
+    pub file: Option<PathBuf>,
+    /// Dotted key path such as `devices[1].ip`; empty for whole-file problems.
+    pub key: String,
+    /// 1-based line in the file.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(file) = &self.file {
+            out.push_str(&file.display().to_string());
+            if let Some(line) = self.line {
+                out.push_str(&format!(":{line}"));
+            }
+            out.push_str(": ");
+        } else if let Some(line) = self.line {
+            out.push_str(&format!("line {line}: "));
+        }
+        if !self.key.is_empty() {
+            out.push_str(&self.key);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written. Unknown keys are errors; every section but `devices` is optional.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    devices: Option<Vec<RawDevice>>,
+    #[serde(default)]
+    logging: RawLogging,
+    #[serde(default)]
+    safety: RawSafety,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    analysis: RawAnalysis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: String,
+    ip: String,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    poll_interval: Option<f64>,
+    database_path: Option<String>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    max_temp_warning: Option<f64>,
+    max_temp_shutdown: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    warmup_minutes: Option<f64>,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        key: String::new(),
+        line: None,
+        message: format!("cannot read the configuration file: {e}"),
+    })?;
+    parse(&text).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// Validates configuration text (the contents of a config.yaml).
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let lines = KeyLines::scan(text);
+    let fail = |key: &str, message: String| ConfigError {
+        file: None,
+        key: key.to_string(),
+        line: lines.line_of(key),
+        message,
+    };
+
+    if text.trim().is_empty() {
+        return Err(fail(
+            "",
+            "the file is empty; it needs at least a `devices:` list".into(),
+        ));
+    }
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| from_yaml_error(&e))?;
+
+    let raw_devices = raw
+        .devices
+        .ok_or_else(|| fail("devices", "missing: list the miners to poll under `devices:`".into()))?;
+    if raw_devices.is_empty() {
+        return Err(fail(
+            "devices",
+            "the device list is empty; add at least one miner".into(),
+        ));
+    }
+    let mut devices = Vec::with_capacity(raw_devices.len());
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in raw_devices.iter().enumerate() {
+        let name_key = format!("devices[{i}].name");
+        if d.name.trim().is_empty() {
+            return Err(fail(&name_key, "a device name must not be empty".into()));
+        }
+        if let Some(&first) = first_seen.get(d.name.as_str()) {
+            let first_line = lines
+                .line_of(&format!("devices[{first}].name"))
+                .map(|l| format!(" (first used at line {l})"))
+                .unwrap_or_default();
+            return Err(fail(
+                &name_key,
+                format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
+            ));
+        }
+        first_seen.insert(&d.name, i);
+        let ip_key = format!("devices[{i}].ip");
+        let address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
+        devices.push(DeviceConfig {
+            name: d.name.clone(),
+            address,
+            enabled: d.enabled,
+        });
+    }
+
+    let poll_secs = raw.logging.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+    if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is too short; the minimum is {MIN_POLL_INTERVAL_SECS} s (30 is a good default)"),
+        ));
+    }
+    if poll_secs > 86_400.0 {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is longer than a day"),
+        ));
+    }
+
+    let log_level_text = raw.logging.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
+    let log_level = LogLevel::parse(log_level_text).ok_or_else(|| {
+        fail(
+            "logging.log_level",
+            format!("\"{log_level_text}\" is not a level; use one of TRACE, DEBUG, INFO, WARNING, ERROR"),
+        )
+    })?;
+
+    let database_path = raw
+        .logging
+        .database_path
+        .unwrap_or_else(|| DEFAULT_DATABASE_PATH.into());
+    if database_path.trim().is_empty() {
+        return Err(fail("logging.database_path", "must not be empty".into()));
+    }
+
+    let thresholds = Thresholds {
+        warning_celsius: raw.safety.max_temp_warning.unwrap_or(DEFAULT_MAX_TEMP_WARNING),
+        shutdown_celsius: raw.safety.max_temp_shutdown.unwrap_or(DEFAULT_MAX_TEMP_SHUTDOWN),
+    };
+    for (key, value) in [
+        ("safety.max_temp_warning", thresholds.warning_celsius),
+        ("safety.max_temp_shutdown", thresholds.shutdown_celsius),
+    ] {
+        if !value.is_finite() || !(0.0..=150.0).contains(&value) {
+            return Err(fail(
+                key,
+                format!("{value} °C is not a plausible ASIC temperature limit"),
+            ));
+        }
+    }
+    if thresholds.warning_celsius > thresholds.shutdown_celsius {
+        return Err(fail(
+            "safety.max_temp_warning",
+            format!(
+                "the warning threshold ({} °C) is above the shutdown threshold ({} °C)",
+                thresholds.warning_celsius, thresholds.shutdown_celsius
+            ),
+        ));
+    }
+
+    let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+        fail(
+            "server.listen",
+            format!("\"{listen_text}\" is not an address to listen on; write IP:PORT, e.g. {DEFAULT_LISTEN}"),
+        )
+    })?;
+
+    let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
+    if !warmup_minutes.is_finite() || warmup_minutes < 0.0 {
+        return Err(fail(
+            "analysis.warmup_minutes",
+            format!("{warmup_minutes} is not a number of minutes ≥ 0"),
+        ));
+    }
+
+    Ok(Config {
+        devices,
+        poll_interval: Duration::from_secs_f64(poll_secs),
+        database_path: PathBuf::from(database_path),
+        log_level,
+        thresholds,
+        listen,
+        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
+    })
+}
+
+/// serde_yaml reports the key path and the location; keep both, drop its duplicated suffix.
+fn from_yaml_error(error: &serde_yaml::Error) -> ConfigError {
+    let mut message = error.to_string();
+    if let Some(pos) = message.find(" at line ") {
+        message.truncate(pos);
+    }
+    let (key, message) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') && !path.is_empty() => {
+            (path.trim_start_matches('.').to_string(), rest.to_string())
+        }
+        _ => (String::new(), message),
+    };
+    let message = message.replace("unknown field", "unknown key");
+    ConfigError {
+        file: None,
+        key,
+        line: error.location().map(|l| l.line()),
+        message,
+    }
+}
+
+/// Line numbers of every key path in a YAML document (`devices[2].ip` → 9), found with a
+/// marked event parser so that semantic errors can point at the line like syntax errors do.
+#[derive(Debug, Default)]
+struct KeyLines {
+    lines: HashMap<String, usize>,
+}
+
+impl KeyLines {
+    fn scan(text: &str) -> Self {
+        let mut scanner = KeyLineScanner::default();
+        // A syntax error is reported by serde_yaml with its own location; here it only
+        // means fewer keys are known.
+        let _ = Parser::new_from_str(text).load(&mut scanner, false);
+        Self { lines: scanner.lines }
+    }
+
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.get(key).copied()
+    }
+}
+
+#[derive(Debug)]
+enum Frame {
+    Mapping { path: String, pending_key: Option<String> },
+    Sequence { path: String, next_index: usize },
+}
+
+#[derive(Debug, Default)]
+struct KeyLineScanner {
+    stack: Vec<Frame>,
+    lines: HashMap<String, usize>,
+}
+
+impl KeyLineScanner {
+    /// The path of a value about to start in the current container, advancing it.
+    fn take_value_path(&mut self, line: usize) -> Option<String> {
+        match self.stack.last_mut()? {
+            Frame::Mapping { path, pending_key } => {
+                let key = pending_key.take()?;
+                Some(if path.is_empty() { key } else { format!("{path}.{key}") })
+            }
+            Frame::Sequence { path, next_index } => {
+                let item = format!("{path}[{next_index}]");
+                *next_index += 1;
+                self.lines.entry(item.clone()).or_insert(line);
+                Some(item)
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for KeyLineScanner {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        let line = mark.line();
+        match event {
+            Event::MappingStart(..) => {
+                let path = if self.stack.is_empty() {
+                    String::new()
+                } else {
+                    self.take_value_path(line).unwrap_or_default()
+                };
+                self.stack.push(Frame::Mapping {
+                    path,
+                    pending_key: None,
+                });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.take_value_path(line).unwrap_or_default();
+                self.stack.push(Frame::Sequence { path, next_index: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut() {
+                    if pending_key.is_none() {
+                        let full = if path.is_empty() {
+                            value.clone()
+                        } else {
+                            format!("{path}.{value}")
+                        };
+                        self.lines.entry(full).or_insert(line);
+                        *pending_key = Some(value);
+                        return;
+                    }
+                }
+                self.take_value_path(line);
+            }
+            Event::Alias(_) => {
+                self.take_value_path(line);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+devices:
+  - name: "bitaxe-1"
+    ip: "192.168.1.100"
+    enabled: true
+  - name: "gamma"
+    ip: "10.0.0.7:8080"
+logging:
+  poll_interval: 15
+server:
+  listen: "127.0.0.1:9842"
+"#;
+
+    #[test]
+    fn parses_a_good_file_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.devices.len(), 2);
+        assert_eq!(config.devices[0].address.port, 80);
+        assert_eq!(config.devices[1].address.to_string(), "10.0.0.7:8080");
+        assert!(config.devices[1].enabled);
+        assert_eq!(config.poll_interval, Duration::from_secs(15));
+        assert_eq!(config.thresholds, Thresholds::default());
+        assert_eq!(config.warmup, Duration::from_secs(600));
+        assert_eq!(config.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn key_lines_follow_nested_lists() {
+        let lines = KeyLines::scan(GOOD);
+        assert_eq!(lines.line_of("devices[1].name"), Some(6));
+        assert_eq!(lines.line_of("devices[1].ip"), Some(7));
+        assert_eq!(lines.line_of("logging.poll_interval"), Some(9));
+        assert_eq!(lines.line_of("server.listen"), Some(11));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(MinerAddress::parse("bitaxe.local").unwrap().port, 80);
+        assert_eq!(
+            MinerAddress::parse("[::1]:8080").unwrap().url("/x"),
+            "http://[::1]:8080/x"
+        );
+        for bad in [
+            "",
+            "http://1.2.3.4",
+            "1.2.3.4:99999",
+            "1.2.3.4:0",
+            "fe80::1",
+            "a b",
+            "host:",
+        ] {
+            assert!(MinerAddress::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Transitions worth telling a person about, found by comparing a device's new poll with
+//! what was known before: up/down, a retune, a reboot, a firmware change, and temperature
+//! crossings of the configured thresholds (with a small hysteresis so a reading hovering at
+//! the limit does not flood the log). Pure functions; the poller logs what they return.
+
+use std::fmt;
+
+use crate::config::Thresholds;
+use crate::sample::{ClockConfig, Sample};
+
+/// Degrees below a threshold a temperature must fall before "back below" is reported.
+pub const TEMPERATURE_HYSTERESIS_CELSIUS: f64 = 1.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum TempLevel {
+    #[default]
+    Normal,
+    Warning,
+    Shutdown,
+}
+
+impl TempLevel {
+    pub fn classify(previous: TempLevel, celsius: f64, t: &Thresholds) -> TempLevel {
+        let h = TEMPERATURE_HYSTERESIS_CELSIUS;
+        let shutdown =
+            celsius >= t.shutdown_celsius || (previous == TempLevel::Shutdown && celsius > t.shutdown_celsius - h);
+        let warning =
+            celsius >= t.warning_celsius || (previous >= TempLevel::Warning && celsius > t.warning_celsius - h);
+        if shutdown {
+            TempLevel::Shutdown
+        } else if warning {
+            TempLevel::Warning
+        } else {
+            TempLevel::Normal
+        }
+    }
+}
+
+/// What the watcher remembers of a device between polls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tracked {
+    /// `None` before the first poll finished.
+    pub up: Option<bool>,
+    pub clock: Option<ClockConfig>,
+    pub uptime_seconds: Option<u64>,
+    pub firmware: Option<String>,
+    pub temp_level: TempLevel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceEvent {
+    Up {
+        firmware: String,
+        model: String,
+        clock: ClockConfig,
+    },
+    Down {
+        reason: String,
+    },
+    ConfigChanged {
+        from: ClockConfig,
+        to: ClockConfig,
+    },
+    Rebooted {
+        uptime_before: u64,
+        uptime_now: u64,
+    },
+    FirmwareChanged {
+        from: String,
+        to: String,
+    },
+    TemperatureRose {
+        level: TempLevel,
+        celsius: f64,
+        limit: f64,
+    },
+    TemperatureFell {
+        level: TempLevel,
+        celsius: f64,
+        limit: f64,
+    },
+}
+
+impl DeviceEvent {
+    /// Whether this deserves a WARN line rather than INFO.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Self::Down { .. } | Self::TemperatureRose { .. } | Self::Rebooted { .. }
+        )
+    }
+}
+
+impl fmt::Display for ClockConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} MHz / {} mV",
+            or_unknown(&self.frequency_mhz),
+            or_unknown(&self.core_voltage_mv)
+        )
+    }
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "?"
+    } else {
+        s
+    }
+}
+
+impl fmt::Display for DeviceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Up { firmware, model, clock } => write!(f, "up: {model}, firmware {firmware}, {clock}"),
+            Self::Down { reason } => write!(f, "down: {reason}"),
+            Self::ConfigChanged { from, to } => write!(f, "configuration changed: {from} -> {to}"),
+            Self::Rebooted {
+                uptime_before,
+                uptime_now,
+            } => write!(f, "rebooted: uptime went from {uptime_before} s to {uptime_now} s"),
+            Self::FirmwareChanged { from, to } => write!(f, "firmware changed: {from} -> {to}"),
+            Self::TemperatureRose { level, celsius, limit } => {
+                let what = if *level == TempLevel::Shutdown {
+                    "shutdown"
+                } else {
+                    "warning"
+                };
+                write!(
+                    f,
+                    "ASIC temperature {celsius:.1} °C reached the {what} threshold ({limit} °C)"
+                )
+            }
+            Self::TemperatureFell { level, celsius, limit } => {
+                let what = if *level == TempLevel::Warning {
+                    "shutdown"
+                } else {
+                    "warning"
+                };
+                write!(
+                    f,
+                    "ASIC temperature {celsius:.1} °C is back below the {what} threshold ({limit} °C)"
+                )
+            }
+        }
+    }
+}
+
+/// A successful poll: the new tracked state and the events it implies.
+pub fn observe_success(before: &Tracked, sample: &Sample, thresholds: &Thresholds) -> (Tracked, Vec<DeviceEvent>) {
+    let mut events = Vec::new();
+    let clock = sample.clock_config();
+    let firmware = sample.identity.firmware.clone();
+
+    if before.up != Some(true) {
+        events.push(DeviceEvent::Up {
+            firmware: firmware.clone().unwrap_or_else(|| "unknown".into()),
+            model: sample
+                .identity
+                .asic_model
+                .clone()
+                .unwrap_or_else(|| "unknown ASIC".into()),
+            clock: clock.clone(),
+        });
+    }
+    if let (Some(from), Some(to)) = (&before.firmware, &firmware) {
+        if from != to {
+            events.push(DeviceEvent::FirmwareChanged {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+    }
+    if let (Some(uptime_before), Some(uptime_now)) = (before.uptime_seconds, sample.uptime_seconds) {
+        if uptime_now < uptime_before {
+            events.push(DeviceEvent::Rebooted {
+                uptime_before,
+                uptime_now,
+            });
+        }
+    }
+    if let Some(from) = &before.clock {
+        if from != &clock {
+            events.push(DeviceEvent::ConfigChanged {
+                from: from.clone(),
+                to: clock.clone(),
+            });
+        }
+    }
+
+    let mut temp_level = before.temp_level;
+    if let Some(celsius) = sample.asic_temp_celsius {
+        let level = TempLevel::classify(before.temp_level, celsius, thresholds);
+        if level > before.temp_level {
+            let limit = if level == TempLevel::Shutdown {
+                thresholds.shutdown_celsius
+            } else {
+                thresholds.warning_celsius
+            };
+            events.push(DeviceEvent::TemperatureRose { level, celsius, limit });
+        } else if level < before.temp_level {
+            let limit = if before.temp_level == TempLevel::Shutdown && level == TempLevel::Warning {
+                thresholds.shutdown_celsius
+            } else {
+                thresholds.warning_celsius
+            };
+            events.push(DeviceEvent::TemperatureFell { level, celsius, limit });
+        }
+        temp_level = level;
+    }
+
+    let after = Tracked {
+        up: Some(true),
+        clock: Some(clock),
+        uptime_seconds: sample.uptime_seconds.or(before.uptime_seconds),
+        firmware: firmware.or_else(|| before.firmware.clone()),
+        temp_level,
+    };
+    (after, events)
+}
+
+/// A failed poll: "down" is reported once, when a device that was up (or never seen) fails.
+pub fn observe_failure(before: &Tracked, reason: &str) -> (Tracked, Vec<DeviceEvent>) {
+    let events = if before.up != Some(false) {
+        vec![DeviceEvent::Down { reason: reason.into() }]
+    } else {
+        Vec::new()
+    };
+    let after = Tracked {
+        up: Some(false),
+        ..before.clone()
+    };
+    (after, events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(freq: f64, mv: f64, temp: f64, uptime: u64) -> Sample {
+        Sample {
+            frequency_mhz: Some(freq),
+            core_voltage_mv: Some(mv),
+            asic_temp_celsius: Some(temp),
+            uptime_seconds: Some(uptime),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn first_poll_is_up_then_quiet() {
+        let t = Thresholds::default();
+        let (tracked, events) = observe_success(&Tracked::default(), &sample(525.0, 1150.0, 50.0, 10), &t);
+        assert!(matches!(events[..], [DeviceEvent::Up { .. }]));
+        let (_, events) = observe_success(&tracked, &sample(525.0, 1150.0, 50.0, 40), &t);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn retune_reboot_and_down() {
+        let t = Thresholds::default();
+        let (tracked, _) = observe_success(&Tracked::default(), &sample(525.0, 1150.0, 50.0, 1000), &t);
+        let (tracked, events) = observe_success(&tracked, &sample(600.0, 1200.0, 50.0, 5), &t);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events.iter().any(|e| matches!(
+            e,
+            DeviceEvent::Rebooted {
+                uptime_before: 1000,
+                uptime_now: 5
+            }
+        )));
+        assert!(events
+            .iter()
+            .any(|e| e.to_string() == "configuration changed: 525 MHz / 1150 mV -> 600 MHz / 1200 mV"));
+        let (tracked, events) = observe_failure(&tracked, "timeout");
+        assert_eq!(events.len(), 1);
+        let (_, events) = observe_failure(&tracked, "timeout");
+        assert!(events.is_empty(), "down is reported once");
+    }
+
+    #[test]
+    fn temperature_crossings_with_hysteresis() {
+        let t = Thresholds {
+            warning_celsius: 65.0,
+            shutdown_celsius: 70.0,
+        };
+        let mut tracked = Tracked::default();
+        let mut seen = Vec::new();
+        for temp in [60.0, 65.0, 64.5, 65.5, 63.9, 71.0, 69.5, 68.0] {
+            let (next, events) = observe_success(&tracked, &sample(525.0, 1150.0, temp, 10), &t);
+            tracked = next;
+            seen.extend(events.into_iter().filter(|e| !matches!(e, DeviceEvent::Up { .. })));
+        }
+        let text: Vec<String> = seen.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "ASIC temperature 65.0 °C reached the warning threshold (65 °C)",
+                "ASIC temperature 63.9 °C is back below the warning threshold (65 °C)",
+                "ASIC temperature 71.0 °C reached the shutdown threshold (70 °C)",
+                "ASIC temperature 68.0 °C is back below the shutdown threshold (70 °C)",
+            ]
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! The latest known state of every polled device: written by the pollers, read at scrape
+//! time by `/metrics` and the landing page. Reading it never contacts a miner.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::axeos::PollError;
+use crate::config::{Config, MinerAddress, Thresholds};
+use crate::events::{observe_failure, observe_success, DeviceEvent, Tracked};
+use crate::sample::Sample;
+
+/// A device counts as up only while its last successful poll is younger than this many
+/// poll intervals.
+pub const FRESHNESS_INTERVALS: u32 = 3;
+
+#[derive(Debug)]
+pub struct Fleet {
+    devices: Vec<DeviceSlot>,
+    poll_interval: Duration,
+    thresholds: Thresholds,
+    polls_total: AtomicU64,
+}
+
+#[derive(Debug)]
+struct DeviceSlot {
+    name: String,
+    address: MinerAddress,
+    state: Mutex<DeviceState>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DeviceState {
+    sample: Option<Arc<Sample>>,
+    last_success: Option<(Instant, SystemTime)>,
+    last_attempt: Option<(Instant, SystemTime)>,
+    last_error: Option<PollError>,
+    last_duration: Option<Duration>,
+    errors_by_kind: [u64; 4],
+    consecutive_failures: u32,
+    tracked: Tracked,
+}
+
+/// A copy of one device's state at one instant, for rendering.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    pub name: String,
+    pub address: MinerAddress,
+    /// Last poll succeeded and is fresh.
+    pub up: bool,
+    /// The latest sample; `Some` only when `up`.
+    pub sample: Option<Arc<Sample>>,
+    pub last_success_unix: Option<f64>,
+    pub last_attempt_age: Option<Duration>,
+    pub last_error: Option<String>,
+    pub last_duration: Option<Duration>,
+    pub errors_by_kind: [u64; 4],
+}
+
+impl Fleet {
+    pub fn new(config: &Config) -> Self {
+        let devices = config
+            .enabled_devices()
+            .map(|d| DeviceSlot {
+                name: d.name.clone(),
+                address: d.address.clone(),
+                state: Mutex::new(DeviceState::default()),
+            })
+            .collect();
+        Self {
+            devices,
+            poll_interval: config.poll_interval,
+            thresholds: config.thresholds,
+            polls_total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    pub fn polls_total(&self) -> u64 {
+        self.polls_total.load(Ordering::Relaxed)
+    }
+
+    pub fn device_name(&self, index: usize) -> &str {
+        self.devices.get(index).map_or("", |d| d.name.as_str())
+    }
+
+    pub fn device_address(&self, index: usize) -> Option<&MinerAddress> {
+        self.devices.get(index).map(|d| &d.address)
+    }
+
+    /// Consecutive failed polls of a device (0 after a success).
+    pub fn consecutive_failures(&self, index: usize) -> u32 {
+        self.devices
+            .get(index)
+            .map_or(0, |d| lock(&d.state).consecutive_failures)
+    }
+
+    /// Stores a successful poll; returns what changed.
+    pub fn record_success(&self, index: usize, sample: Sample, duration: Duration) -> Vec<DeviceEvent> {
+        self.polls_total.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.devices.get(index) else {
+            return Vec::new();
+        };
+        let now = (Instant::now(), SystemTime::now());
+        let mut state = lock(&slot.state);
+        let (tracked, events) = observe_success(&state.tracked, &sample, &self.thresholds);
+        state.tracked = tracked;
+        state.sample = Some(Arc::new(sample));
+        state.last_success = Some(now);
+        state.last_attempt = Some(now);
+        state.last_error = None;
+        state.last_duration = Some(duration);
+        state.consecutive_failures = 0;
+        events
+    }
+
+    /// Stores a failed poll; returns what changed.
+    pub fn record_failure(&self, index: usize, error: PollError, duration: Duration) -> Vec<DeviceEvent> {
+        self.polls_total.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.devices.get(index) else {
+            return Vec::new();
+        };
+        let mut state = lock(&slot.state);
+        let (tracked, events) = observe_failure(&state.tracked, &error.to_string());
+        state.tracked = tracked;
+        state.errors_by_kind[error.kind().index()] += 1;
+        state.last_attempt = Some((Instant::now(), SystemTime::now()));
+        state.last_error = Some(error);
+        state.last_duration = Some(duration);
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        events
+    }
+
+    /// Every device's state now. Each lock is held only to clone a few fields.
+    pub fn views(&self) -> Vec<DeviceView> {
+        let now = Instant::now();
+        let fresh_for = self.poll_interval * FRESHNESS_INTERVALS;
+        self.devices
+            .iter()
+            .map(|slot| {
+                let state = lock(&slot.state).clone();
+                let fresh = state
+                    .last_success
+                    .is_some_and(|(at, _)| now.saturating_duration_since(at) < fresh_for);
+                let up = fresh && state.last_error.is_none() && state.sample.is_some();
+                DeviceView {
+                    name: slot.name.clone(),
+                    address: slot.address.clone(),
+                    up,
+                    sample: if up { state.sample } else { None },
+                    last_success_unix: state.last_success.map(|(_, wall)| unix_seconds(wall)),
+                    last_attempt_age: state.last_attempt.map(|(at, _)| now.saturating_duration_since(at)),
+                    last_error: state.last_error.map(|e| e.to_string()),
+                    last_duration: state.last_duration,
+                    errors_by_kind: state.errors_by_kind,
+                }
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> FleetSummary {
+        FleetSummary::of(&self.views())
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere while holding it; the state is plain data
+/// and still usable.
+fn lock(m: &Mutex<DeviceState>) -> MutexGuard<'_, DeviceState> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The fleet in one line: devices up, total hashrate and power, fleet J/TH, hottest device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSummary {
+    pub devices: usize,
+    pub up: usize,
+    pub hashrate_ghs: f64,
+    pub power_watts: f64,
+    pub hottest: Option<(String, f64)>,
+}
+
+impl FleetSummary {
+    pub fn of(views: &[DeviceView]) -> Self {
+        let mut summary = FleetSummary {
+            devices: views.len(),
+            up: 0,
+            hashrate_ghs: 0.0,
+            power_watts: 0.0,
+            hottest: None,
+        };
+        for view in views {
+            let Some(sample) = &view.sample else { continue };
+            summary.up += 1;
+            summary.hashrate_ghs += sample.hashrate_ghs.unwrap_or(0.0);
+            summary.power_watts += sample.power_watts.unwrap_or(0.0);
+            if let Some(t) = sample.asic_temp_celsius {
+                if summary.hottest.as_ref().is_none_or(|(_, hottest)| t > *hottest) {
+                    summary.hottest = Some((view.name.clone(), t));
+                }
+            }
+        }
+        summary
+    }
+
+    /// Fleet J/TH: total power over total work rate.
+    pub fn joules_per_terahash(&self) -> Option<f64> {
+        (self.hashrate_ghs > 0.0).then(|| self.power_watts / (self.hashrate_ghs / 1000.0))
+    }
+}
+
+impl fmt::Display for FleetSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fleet: {}/{} up, {:.2} TH/s, {:.1} W",
+            self.up,
+            self.devices,
+            self.hashrate_ghs / 1000.0,
+            self.power_watts
+        )?;
+        if let Some(jth) = self.joules_per_terahash() {
+            write!(f, ", {jth:.1} J/TH")?;
+        }
+        if let Some((name, t)) = &self.hottest {
+            write!(f, ", hottest {name} at {t:.1} °C")?;
+        }
+        Ok(())
+    }
+}

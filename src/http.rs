@@ -1,0 +1,119 @@
+//! The exporter's HTTP endpoints: `/metrics` (OpenMetrics, rendered from the snapshot),
+//! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
+//! miner.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+
+use crate::fleet::{Fleet, FleetSummary};
+use crate::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+
+#[derive(Debug)]
+struct AppState {
+    fleet: Arc<Fleet>,
+    registry: Registry,
+    /// Size of the previous body, so the next render allocates once.
+    last_body_len: AtomicUsize,
+}
+
+pub fn router(fleet: Arc<Fleet>) -> Router {
+    let state = Arc::new(AppState {
+        registry: metrics::registry(fleet.clone()),
+        fleet,
+        last_body_len: AtomicUsize::new(16 * 1024),
+    });
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(landing_page))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try /metrics\n") })
+        .with_state(state)
+}
+
+async fn serve_metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Rendering a large fleet takes milliseconds of CPU; keep it off the async workers
+    // the pollers run on.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let hint = state.last_body_len.load(Ordering::Relaxed) + 4096;
+        let body = metrics::render(&state.registry, hint);
+        if let Ok(body) = &body {
+            state.last_body_len.store(body.len(), Ordering::Relaxed);
+        }
+        body
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
+    }
+}
+
+async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
+    let views = state.fleet.views();
+    let summary = FleetSummary::of(&views);
+    let mut rows = String::new();
+    for view in &views {
+        let (status, class) = if view.up { ("up", "up") } else { ("down", "down") };
+        let last_poll = match view.last_attempt_age {
+            Some(age) => format!("{:.0} s ago", age.as_secs_f64()),
+            None => "not yet".into(),
+        };
+        let detail = match (&view.sample, &view.last_error) {
+            (Some(s), _) => {
+                let clock = s.clock_config();
+                format!(
+                    "{} GH/s · {} W · {} °C · {} MHz / {} mV",
+                    fmt_opt(s.hashrate_ghs, 1),
+                    fmt_opt(s.power_watts, 1),
+                    fmt_opt(s.asic_temp_celsius, 1),
+                    clock.frequency_mhz,
+                    clock.core_voltage_mv
+                )
+            }
+            (None, Some(error)) => error.clone(),
+            (None, None) => "waiting for the first poll".into(),
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{status}</td><td>{last_poll}</td><td>{}</td></tr>",
+            escape_html(&view.name),
+            escape_html(&view.address.to_string()),
+            escape_html(&detail)
+        );
+    }
+    Html(format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>bitaxe-exporter</title>\n\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}.up{{color:#080}}.down{{color:#b00}}</style>\n\
+</head><body>\n<h1>bitaxe-exporter {}</h1>\n<p>{}</p>\n<p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a></p>\n\
+<table><tr><th>device</th><th>address</th><th>state</th><th>last poll</th><th>latest reading</th></tr>\n{rows}</table>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        escape_html(&summary.to_string()),
+    ))
+}
+
+fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,492 @@
+//! The `/metrics` contract: every metric family, its unit, labels and help, encoded at
+//! scrape time from the fleet snapshot by a prometheus-client [`Collector`]. Nothing is
+//! kept in a registry between scrapes, so a retuned device shows only its new clock
+//! configuration and a down device shows only `bitaxe_up 0` and the poll self-metrics.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::axeos::PollErrorKind;
+use crate::fleet::{DeviceView, Fleet};
+use crate::sample::Sample;
+
+/// The content type `/metrics` is served with.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Which labels a device gauge carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Labels {
+    /// `device` only.
+    Device,
+    /// `device`, `frequency_mhz`, `core_voltage_mv`: the gauges configurations are compared by.
+    DeviceAndClock,
+}
+
+/// A gauge read from a device's latest sample.
+struct SampleGauge {
+    name: &'static str,
+    unit: Option<&'static str>,
+    help: &'static str,
+    labels: Labels,
+    value: fn(&Sample) -> Option<f64>,
+}
+
+const fn gauge(
+    name: &'static str,
+    unit: Option<&'static str>,
+    labels: Labels,
+    help: &'static str,
+    value: fn(&Sample) -> Option<f64>,
+) -> SampleGauge {
+    SampleGauge {
+        name,
+        unit,
+        help,
+        labels,
+        value,
+    }
+}
+
+fn flag(v: Option<bool>) -> Option<f64> {
+    v.map(|b| if b { 1.0 } else { 0.0 })
+}
+
+use Labels::{Device, DeviceAndClock};
+
+/// Device gauges, in exposition order. Values come from the most recent successful poll.
+const SAMPLE_GAUGES: &[SampleGauge] = &[
+    gauge(
+        "bitaxe_hashrate",
+        Some("hashes_per_second"),
+        DeviceAndClock,
+        "Hashrate reported by the miner (from the latest poll)",
+        |s| s.hashrate_ghs.map(|g| g * 1e9),
+    ),
+    gauge(
+        "bitaxe_expected_hashrate",
+        Some("hashes_per_second"),
+        DeviceAndClock,
+        "Theoretical hashrate: frequency x small cores x chips",
+        |s| s.expected_hashrate_ghs.map(|g| g * 1e9),
+    ),
+    gauge(
+        "bitaxe_power",
+        Some("watts"),
+        DeviceAndClock,
+        "Power as reported by the miner (measured input power on INA260 boards, regulator estimate on TPS546 boards)",
+        |s| s.power_watts,
+    ),
+    gauge(
+        "bitaxe_efficiency",
+        Some("joules_per_terahash"),
+        DeviceAndClock,
+        "Energy per unit of work, power / hashrate; absent while the hashrate is 0",
+        Sample::efficiency_joules_per_terahash,
+    ),
+    gauge(
+        "bitaxe_efficiency",
+        Some("gigahashes_per_watt"),
+        DeviceAndClock,
+        "Work per unit of energy, hashrate / power; absent while the hashrate is 0",
+        Sample::efficiency_gigahashes_per_watt,
+    ),
+    gauge(
+        "bitaxe_asic_temperature",
+        Some("celsius"),
+        DeviceAndClock,
+        "ASIC temperature; absent when the sensor has no reading",
+        |s| s.asic_temp_celsius,
+    ),
+    gauge(
+        "bitaxe_vr_temperature",
+        Some("celsius"),
+        DeviceAndClock,
+        "Voltage regulator temperature; absent on boards without a regulator sensor",
+        |s| s.vr_temp_celsius,
+    ),
+    gauge(
+        "bitaxe_asic_secondary_temperature",
+        Some("celsius"),
+        Device,
+        "Second ASIC temperature sensor, on boards that have one",
+        |s| s.asic_temp2_celsius,
+    ),
+    gauge(
+        "bitaxe_frequency_requested",
+        Some("hertz"),
+        Device,
+        "ASIC frequency requested in the miner's settings",
+        |s| s.frequency_mhz.map(|m| m * 1e6),
+    ),
+    gauge(
+        "bitaxe_frequency_actual",
+        Some("hertz"),
+        Device,
+        "ASIC frequency the PLL is set to (firmware v2.14+)",
+        |s| s.actual_frequency_mhz.map(|m| m * 1e6),
+    ),
+    gauge(
+        "bitaxe_core_voltage_requested",
+        Some("volts"),
+        Device,
+        "ASIC core voltage requested in the miner's settings",
+        |s| s.core_voltage_mv.map(|m| m / 1000.0),
+    ),
+    gauge(
+        "bitaxe_core_voltage_measured",
+        Some("volts"),
+        Device,
+        "ASIC core voltage measured by the board",
+        |s| s.core_voltage_measured_mv.map(|m| m / 1000.0),
+    ),
+    gauge(
+        "bitaxe_input_voltage",
+        Some("volts"),
+        Device,
+        "Board input voltage",
+        |s| s.input_voltage_volts,
+    ),
+    gauge(
+        "bitaxe_input_current",
+        Some("amperes"),
+        Device,
+        "Current reported by the board (input current on INA260 boards, core-rail current on TPS546 boards)",
+        |s| s.input_current_amperes,
+    ),
+    gauge(
+        "bitaxe_fan_speed",
+        Some("ratio"),
+        Device,
+        "Fan duty applied, 0 to 1 (firmware v2.1.9+)",
+        |s| s.fan_duty_percent.map(|p| p / 100.0),
+    ),
+    gauge(
+        "bitaxe_fan_speed",
+        Some("rpm"),
+        Device,
+        "Fan speed from the tachometer",
+        |s| s.fan_rpm,
+    ),
+    gauge(
+        "bitaxe_fan2_speed",
+        Some("rpm"),
+        Device,
+        "Second fan speed, on boards that have one",
+        |s| s.fan2_rpm,
+    ),
+    gauge(
+        "bitaxe_uptime",
+        Some("seconds"),
+        Device,
+        "Seconds since the miner booted",
+        |s| s.uptime_seconds.map(|u| u as f64),
+    ),
+    gauge(
+        "bitaxe_best_difficulty",
+        None,
+        Device,
+        "All-time best share difficulty",
+        |s| s.best_difficulty,
+    ),
+    gauge(
+        "bitaxe_session_best_difficulty",
+        None,
+        Device,
+        "Best share difficulty since boot",
+        |s| s.session_best_difficulty,
+    ),
+    gauge(
+        "bitaxe_pool_difficulty",
+        None,
+        Device,
+        "Share difficulty set by the pool",
+        |s| s.pool_difficulty,
+    ),
+    gauge(
+        "bitaxe_pool_response_time",
+        Some("seconds"),
+        Device,
+        "Latency between submitting a share and the pool's answer",
+        |s| s.pool_response_time_ms.map(|m| m / 1000.0),
+    ),
+    gauge(
+        "bitaxe_asic_error",
+        Some("ratio"),
+        Device,
+        "ASIC hardware error rate, 0 to 1 (firmware v2.11+)",
+        |s| s.error_percent.map(|p| p / 100.0),
+    ),
+    gauge("bitaxe_wifi_rssi", Some("dbm"), Device, "Wi-Fi signal strength", |s| {
+        s.wifi_rssi_dbm
+    }),
+    gauge(
+        "bitaxe_free_heap",
+        Some("bytes"),
+        Device,
+        "Free heap as reported (includes PSRAM on firmware v2.6+)",
+        |s| s.free_heap_bytes.map(|b| b as f64),
+    ),
+    gauge(
+        "bitaxe_free_heap_internal",
+        Some("bytes"),
+        Device,
+        "Free internal RAM heap, the one that leaks matter for (firmware v2.11+)",
+        |s| s.free_heap_internal_bytes.map(|b| b as f64),
+    ),
+    gauge(
+        "bitaxe_overheat_mode",
+        None,
+        Device,
+        "1 when the firmware's overheat protection has tripped",
+        |s| flag(s.overheat),
+    ),
+    gauge(
+        "bitaxe_fallback_pool_active",
+        None,
+        Device,
+        "1 while the miner is mining on its fallback pool",
+        |s| flag(s.using_fallback_pool),
+    ),
+    gauge(
+        "bitaxe_mining_paused",
+        None,
+        Device,
+        "1 while mining is paused from the API (firmware v2.14+)",
+        |s| flag(s.mining_paused),
+    ),
+    gauge(
+        "bitaxe_asic_count",
+        None,
+        Device,
+        "Number of ASIC chips on the board",
+        |s| s.asic_count.map(f64::from),
+    ),
+];
+
+/// Encodes the fleet on every scrape.
+#[derive(Debug)]
+pub struct FleetCollector {
+    fleet: Arc<Fleet>,
+}
+
+impl FleetCollector {
+    pub fn new(fleet: Arc<Fleet>) -> Self {
+        Self { fleet }
+    }
+}
+
+/// The registry `/metrics` encodes: the fleet collector only.
+pub fn registry(fleet: Arc<Fleet>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FleetCollector::new(fleet)));
+    registry
+}
+
+/// Renders the registry as OpenMetrics text.
+pub fn render(registry: &Registry, size_hint: usize) -> Result<String, std::fmt::Error> {
+    let mut body = String::with_capacity(size_hint);
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    Ok(body)
+}
+
+type Fmt = Result<(), std::fmt::Error>;
+
+impl Collector for FleetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
+        let views = self.fleet.views();
+        let up_devices: Vec<(&DeviceView, &Sample, [String; 2])> = views
+            .iter()
+            .filter_map(|v| {
+                let sample = v.sample.as_deref()?;
+                let clock = sample.clock_config();
+                Some((v, sample, [clock.frequency_mhz, clock.core_voltage_mv]))
+            })
+            .collect();
+
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_up",
+                "1 when the device's last poll succeeded and is younger than 3 poll intervals, else 0",
+                None,
+                MetricType::Gauge,
+            )?;
+            for view in &views {
+                let labels = [("device", view.name.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&i64::from(view.up))?;
+            }
+        }
+
+        for def in SAMPLE_GAUGES {
+            let unit = def.unit.map(|u| Unit::Other(u.to_string()));
+            let mut family = encoder.encode_descriptor(def.name, def.help, unit.as_ref(), MetricType::Gauge)?;
+            for (view, sample, clock) in &up_devices {
+                let Some(value) = (def.value)(sample) else { continue };
+                match def.labels {
+                    Device => {
+                        let labels = [("device", view.name.as_str())];
+                        family.encode_family(&labels)?.encode_gauge(&value)?;
+                    }
+                    DeviceAndClock => {
+                        let labels = [
+                            ("device", view.name.as_str()),
+                            ("frequency_mhz", clock[0].as_str()),
+                            ("core_voltage_mv", clock[1].as_str()),
+                        ];
+                        family.encode_family(&labels)?.encode_gauge(&value)?;
+                    }
+                }
+            }
+        }
+
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_config",
+                "The clock configuration a device runs at, for joins (always 1)",
+                None,
+                MetricType::Info,
+            )?;
+            for (view, _, clock) in &up_devices {
+                let labels = [
+                    ("device", view.name.as_str()),
+                    ("frequency_mhz", clock[0].as_str()),
+                    ("core_voltage_mv", clock[1].as_str()),
+                ];
+                family.encode_info(&labels)?;
+            }
+        }
+
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe",
+                "What a device is: hostname, ASIC model, board version and firmware (always 1)",
+                None,
+                MetricType::Info,
+            )?;
+            for (view, sample, _) in &up_devices {
+                let id = &sample.identity;
+                let labels = [
+                    ("device", view.name.as_str()),
+                    ("hostname", id.hostname.as_deref().unwrap_or("")),
+                    ("asic_model", id.asic_model.as_deref().unwrap_or("")),
+                    ("board_version", id.board_version.as_deref().unwrap_or("")),
+                    ("firmware", id.firmware.as_deref().unwrap_or("")),
+                ];
+                family.encode_info(&labels)?;
+            }
+        }
+
+        for (name, help, counter) in [
+            (
+                "bitaxe_shares_accepted",
+                "Shares the pool accepted since the miner booted",
+                (|s: &Sample| s.shares_accepted) as fn(&Sample) -> Option<u64>,
+            ),
+            (
+                "bitaxe_shares_rejected",
+                "Shares the pool rejected since the miner booted",
+                |s: &Sample| s.shares_rejected,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (view, sample, _) in &up_devices {
+                let Some(value) = counter(sample) else { continue };
+                let labels = [("device", view.name.as_str())];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        let thresholds = self.fleet.thresholds();
+        for (name, help, value) in [
+            (
+                "bitaxe_temperature_warning_threshold",
+                "ASIC temperature warning threshold from config.yaml (safety.max_temp_warning)",
+                thresholds.warning_celsius,
+            ),
+            (
+                "bitaxe_temperature_shutdown_threshold",
+                "ASIC temperature shutdown threshold from config.yaml (safety.max_temp_shutdown)",
+                thresholds.shutdown_celsius,
+            ),
+        ] {
+            let unit = Unit::Celsius;
+            let mut family = encoder.encode_descriptor(name, help, Some(&unit), MetricType::Gauge)?;
+            for (view, _, _) in &up_devices {
+                let labels = [("device", view.name.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&value)?;
+            }
+        }
+
+        self.encode_poll_metrics(&mut encoder, &views)
+    }
+}
+
+impl FleetCollector {
+    /// The exporter's own view of its polling: present for every device, up or down.
+    fn encode_poll_metrics(&self, encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
+        let seconds = Unit::Seconds;
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_poll_duration",
+                "How long the device's most recent poll took, success or failure",
+                Some(&seconds),
+                MetricType::Gauge,
+            )?;
+            for view in views {
+                let Some(duration) = view.last_duration else { continue };
+                let labels = [("device", view.name.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&duration.as_secs_f64())?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_last_successful_poll_timestamp",
+                "Unix time of the device's most recent successful poll",
+                Some(&seconds),
+                MetricType::Gauge,
+            )?;
+            for view in views {
+                let Some(at) = view.last_success_unix else { continue };
+                let labels = [("device", view.name.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&at)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_poll_errors",
+                "Failed polls by kind: timeout, connect, http_status, decode",
+                None,
+                MetricType::Counter,
+            )?;
+            for view in views {
+                for kind in PollErrorKind::ALL {
+                    let labels = [("device", view.name.as_str()), ("kind", kind.as_label())];
+                    ConstCounter::new(view.errors_by_kind[kind.index()]).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let family = encoder.encode_descriptor(
+                "bitaxe_exporter_polls",
+                "Polls made to all devices since the exporter started",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.fleet.polls_total()).encode(family)?;
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_exporter_build",
+                "The exporter's version (always 1)",
+                None,
+                MetricType::Info,
+            )?;
+            family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,464 @@
+//! The simulated miner's physics, good enough to tune against: the board table (real core
+//! counts and defaults), hashrate from frequency × cores that falls off when the core
+//! voltage is too low for the frequency, power rising with f·V², an ASIC temperature that
+//! follows power with a thermal lag and the fan, shares and best difficulty, overheat
+//! protection, and seeded noise.
+
+use std::time::Duration;
+
+/// A board family (shared/reference/axeos-api.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Board {
+    Max,
+    Ultra,
+    Supra,
+    Gamma,
+    GammaTurbo,
+    Hex,
+    SupraHex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoardSpec {
+    pub device_model: &'static str,
+    pub asic_model: &'static str,
+    pub small_cores: u32,
+    pub chips: u32,
+    pub board_version: &'static str,
+    pub default_mhz: f64,
+    pub default_mv: f64,
+    pub nominal_volts: f64,
+    pub max_power_watts: f64,
+    /// Board power beyond the ASIC core rail: regulator offset on TPS546 boards, measured
+    /// overhead on INA260 boards.
+    pub overhead_watts: f64,
+    /// TPS546 regulator (reports `vrTemp`, power is an estimate) rather than an INA260.
+    pub has_vr_sensor: bool,
+    /// Relative energy per hash of the ASIC generation (BM1370 = 1).
+    pub energy_factor: f64,
+}
+
+impl Board {
+    pub const ALL: [Board; 7] = [
+        Board::Max,
+        Board::Ultra,
+        Board::Supra,
+        Board::Gamma,
+        Board::GammaTurbo,
+        Board::Hex,
+        Board::SupraHex,
+    ];
+
+    pub fn spec(self) -> BoardSpec {
+        let base = BoardSpec {
+            device_model: "Gamma",
+            asic_model: "BM1370",
+            small_cores: 2040,
+            chips: 1,
+            board_version: "601",
+            default_mhz: 525.0,
+            default_mv: 1150.0,
+            nominal_volts: 5.0,
+            max_power_watts: 40.0,
+            overhead_watts: 5.0,
+            has_vr_sensor: true,
+            energy_factor: 1.0,
+        };
+        match self {
+            Board::Max => BoardSpec {
+                device_model: "Max",
+                asic_model: "BM1397",
+                small_cores: 672,
+                board_version: "102",
+                default_mhz: 425.0,
+                default_mv: 1400.0,
+                max_power_watts: 25.0,
+                overhead_watts: 1.5,
+                has_vr_sensor: false,
+                energy_factor: 2.4,
+                ..base
+            },
+            Board::Ultra => BoardSpec {
+                device_model: "Ultra",
+                asic_model: "BM1366",
+                small_cores: 894,
+                board_version: "204",
+                default_mhz: 485.0,
+                default_mv: 1200.0,
+                max_power_watts: 25.0,
+                overhead_watts: 1.5,
+                has_vr_sensor: false,
+                energy_factor: 1.7,
+                ..base
+            },
+            Board::Supra => BoardSpec {
+                device_model: "Supra",
+                asic_model: "BM1368",
+                small_cores: 1276,
+                board_version: "401",
+                default_mhz: 490.0,
+                default_mv: 1166.0,
+                overhead_watts: 1.5,
+                has_vr_sensor: false,
+                energy_factor: 1.3,
+                ..base
+            },
+            Board::Gamma => base,
+            Board::GammaTurbo => BoardSpec {
+                device_model: "GammaTurbo",
+                chips: 2,
+                board_version: "800",
+                nominal_volts: 12.0,
+                max_power_watts: 60.0,
+                overhead_watts: 10.0,
+                ..base
+            },
+            Board::Hex => BoardSpec {
+                device_model: "Hex",
+                asic_model: "BM1366",
+                small_cores: 894,
+                chips: 6,
+                board_version: "302",
+                default_mhz: 485.0,
+                default_mv: 1200.0,
+                nominal_volts: 12.0,
+                max_power_watts: 90.0,
+                overhead_watts: 12.0,
+                energy_factor: 1.7,
+                ..base
+            },
+            Board::SupraHex => BoardSpec {
+                device_model: "SupraHex",
+                asic_model: "BM1368",
+                small_cores: 1276,
+                chips: 6,
+                board_version: "701",
+                default_mhz: 490.0,
+                default_mv: 1166.0,
+                nominal_volts: 12.0,
+                max_power_watts: 120.0,
+                overhead_watts: 25.0,
+                energy_factor: 1.3,
+                ..base
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().device_model
+    }
+
+    pub fn parse(text: &str) -> Option<Board> {
+        Board::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(text))
+    }
+}
+
+/// Thermal resistance chip→air per chip (°C/W) at full fan, and the extra at no fan.
+const THERMAL_RESISTANCE_FULL_FAN: f64 = 1.9;
+const THERMAL_RESISTANCE_FAN_SPAN: f64 = 2.6;
+/// Time constant of the heatsink (seconds of simulated time).
+const THERMAL_TIME_CONSTANT_S: f64 = 40.0;
+/// Core voltage margin below the default voltage at the default frequency before errors.
+const VOLTAGE_MARGIN_MV: f64 = 60.0;
+/// Extra core voltage each additional MHz needs.
+const MV_PER_MHZ: f64 = 0.5;
+/// Firmware overheat protection trips above this ASIC temperature.
+pub const OVERHEAT_CELSIUS: f64 = 75.0;
+const MAX_FAN_RPM: f64 = 7000.0;
+
+/// Steady-state behaviour of a chip at a clock configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Operating {
+    /// Fraction of the theoretical hashrate actually produced.
+    pub hashrate_factor: f64,
+    /// ASIC hardware error percentage.
+    pub error_percent: f64,
+    /// Power on the core rail, all chips, W.
+    pub core_watts: f64,
+}
+
+/// The lowest core voltage (mV) that runs `mhz` cleanly on this board.
+pub fn min_stable_mv(spec: &BoardSpec, mhz: f64) -> f64 {
+    spec.default_mv - VOLTAGE_MARGIN_MV + MV_PER_MHZ * (mhz - spec.default_mhz)
+}
+
+pub fn operating_point(spec: &BoardSpec, mhz: f64, mv: f64) -> Operating {
+    let volts = mv / 1000.0;
+    let margin = mv - min_stable_mv(spec, mhz);
+    let hashrate_factor = if margin >= 0.0 {
+        1.0
+    } else {
+        (1.0 - (margin / 70.0).powi(2)).max(0.0)
+    };
+    let error_percent = (0.15 + 6.0 * (-margin / 10.0).exp()).min(100.0);
+    let per_chip =
+        spec.energy_factor * f64::from(spec.small_cores) / 2040.0 * 0.01728 * mhz * volts * volts + volts * volts;
+    Operating {
+        hashrate_factor,
+        error_percent,
+        core_watts: per_chip * f64::from(spec.chips),
+    }
+}
+
+/// Theoretical hashrate, GH/s.
+pub fn expected_ghs(spec: &BoardSpec, mhz: f64) -> f64 {
+    mhz * f64::from(spec.small_cores) * f64::from(spec.chips) / 1000.0
+}
+
+fn thermal_resistance(fan_duty: f64) -> f64 {
+    THERMAL_RESISTANCE_FULL_FAN + THERMAL_RESISTANCE_FAN_SPAN * (1.0 - fan_duty.clamp(0.0, 1.0))
+}
+
+/// Fan settings as the firmware keeps them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FanSettings {
+    pub auto: bool,
+    pub manual_percent: f64,
+    pub min_percent: f64,
+    pub target_celsius: f64,
+}
+
+impl Default for FanSettings {
+    fn default() -> Self {
+        Self {
+            auto: true,
+            manual_percent: 100.0,
+            min_percent: 25.0,
+            target_celsius: 60.0,
+        }
+    }
+}
+
+/// One simulated miner's evolving state. Time is simulated seconds, advanced by the caller.
+#[derive(Debug, Clone)]
+pub struct MinerPhysics {
+    pub spec: BoardSpec,
+    pub frequency_mhz: f64,
+    pub core_voltage_mv: f64,
+    pub fan: FanSettings,
+    pub ambient_celsius: f64,
+    pub asic_celsius: f64,
+    pub fan_duty: f64,
+    pub overheat: bool,
+    /// Overheat behaviour of firmware ≥ v2.11: cool down, retry 100 MHz / 100 mV lower.
+    pub overheat_self_clears: bool,
+    pub uptime_s: f64,
+    pub shares_accepted: f64,
+    pub shares_rejected: f64,
+    pub best_difficulty: f64,
+    pub session_best_difficulty: f64,
+    pub pool_difficulty: f64,
+    pub noise: bool,
+    rng: fastrand::Rng,
+}
+
+/// One reading of the simulated sensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub hashrate_ghs: f64,
+    pub expected_ghs: f64,
+    pub power_watts: f64,
+    pub input_mv: f64,
+    pub current_ma: f64,
+    pub asic_celsius: f64,
+    pub vr_celsius: f64,
+    pub core_mv_measured: f64,
+    pub fan_percent: f64,
+    pub fan_rpm: f64,
+    pub error_percent: f64,
+}
+
+impl MinerPhysics {
+    pub fn new(spec: BoardSpec, seed: u64, noise: bool) -> Self {
+        let mut physics = Self {
+            spec,
+            frequency_mhz: spec.default_mhz,
+            core_voltage_mv: spec.default_mv,
+            fan: FanSettings::default(),
+            ambient_celsius: 25.0,
+            asic_celsius: 0.0,
+            fan_duty: 0.5,
+            overheat: false,
+            overheat_self_clears: true,
+            uptime_s: 0.0,
+            shares_accepted: 0.0,
+            shares_rejected: 0.0,
+            best_difficulty: 0.0,
+            session_best_difficulty: 0.0,
+            pool_difficulty: 1000.0,
+            noise,
+            rng: fastrand::Rng::with_seed(seed),
+        };
+        physics.asic_celsius = physics.steady_state_celsius();
+        physics.best_difficulty = 1.0e9 * (1.0 + physics.rng.f64() * 4.0);
+        physics
+    }
+
+    fn operating(&self) -> Operating {
+        if self.overheat {
+            // Mining stopped: the core rail idles.
+            return Operating {
+                hashrate_factor: 0.0,
+                error_percent: 0.0,
+                core_watts: 0.3 * f64::from(self.spec.chips),
+            };
+        }
+        operating_point(&self.spec, self.frequency_mhz, self.core_voltage_mv)
+    }
+
+    /// Fan duty (0–1) the controller settles on for a core power.
+    fn fan_duty_for(&self, core_watts: f64) -> f64 {
+        if self.overheat {
+            return 1.0;
+        }
+        if !self.fan.auto {
+            return (self.fan.manual_percent / 100.0).clamp(0.0, 1.0);
+        }
+        let per_chip = core_watts / f64::from(self.spec.chips);
+        let wanted_resistance = (self.fan.target_celsius - self.ambient_celsius) / per_chip.max(0.1);
+        let duty = 1.0 - (wanted_resistance - THERMAL_RESISTANCE_FULL_FAN) / THERMAL_RESISTANCE_FAN_SPAN;
+        duty.clamp(self.fan.min_percent / 100.0, 1.0)
+    }
+
+    pub fn steady_state_celsius(&self) -> f64 {
+        let core = self.operating().core_watts;
+        let per_chip = core / f64::from(self.spec.chips);
+        self.ambient_celsius + thermal_resistance(self.fan_duty_for(core)) * per_chip
+    }
+
+    /// Advances simulated time by `dt`.
+    pub fn advance(&mut self, dt: Duration) {
+        let dt = dt.as_secs_f64();
+        if dt <= 0.0 {
+            return;
+        }
+        let op = self.operating();
+        self.fan_duty = self.fan_duty_for(op.core_watts);
+        let target = self.steady_state_celsius();
+        self.asic_celsius += (target - self.asic_celsius) * (1.0 - (-dt / THERMAL_TIME_CONSTANT_S).exp());
+        self.uptime_s += dt;
+
+        let hashes = expected_ghs(&self.spec, self.frequency_mhz) * op.hashrate_factor * 1e9 * dt;
+        let new_shares = hashes / (self.pool_difficulty * 4_294_967_296.0);
+        let whole_before = self.shares_accepted.floor();
+        self.shares_accepted += new_shares;
+        self.shares_rejected += new_shares * (0.001 + op.error_percent / 1000.0);
+        let found = (self.shares_accepted.floor() - whole_before) as i32;
+        if found > 0 {
+            // The best of `found` shares whose difficulty is pool_difficulty / U.
+            let u = self.rng.f64().max(1e-12);
+            let best = self.pool_difficulty / (1.0 - u.powf(1.0 / f64::from(found))).max(1e-15);
+            self.session_best_difficulty = self.session_best_difficulty.max(best);
+            self.best_difficulty = self.best_difficulty.max(best);
+        }
+
+        if !self.overheat && self.asic_celsius > OVERHEAT_CELSIUS {
+            self.overheat = true;
+            if !self.overheat_self_clears {
+                // Up to v2.10 the firmware latches at 50 MHz / 1000 mV until cleared.
+                self.frequency_mhz = 50.0;
+                self.core_voltage_mv = 1000.0;
+            }
+        } else if self.overheat && self.overheat_self_clears && self.asic_celsius < 55.0 {
+            self.overheat = false;
+            self.frequency_mhz = (self.frequency_mhz - 100.0).max(100.0);
+            self.core_voltage_mv = (self.core_voltage_mv - 100.0).max(900.0);
+        }
+    }
+
+    /// Clears a latched overheat (`PATCH overheat_mode: 0`).
+    pub fn clear_overheat(&mut self) {
+        self.overheat = false;
+    }
+
+    /// A reboot: counters since boot start again.
+    pub fn reboot(&mut self) {
+        self.uptime_s = 0.0;
+        self.shares_accepted = 0.0;
+        self.shares_rejected = 0.0;
+        self.session_best_difficulty = 0.0;
+    }
+
+    fn jitter(&mut self, relative: f64) -> f64 {
+        if !self.noise {
+            return 1.0;
+        }
+        // Sum of uniforms: a cheap bell curve with standard deviation `relative`.
+        let bell = (self.rng.f64() + self.rng.f64() + self.rng.f64() - 1.5) * 2.0;
+        1.0 + relative * bell
+    }
+
+    pub fn read(&mut self) -> Reading {
+        let op = self.operating();
+        let expected = expected_ghs(&self.spec, self.frequency_mhz);
+        let hashrate = expected * op.hashrate_factor * self.jitter(0.02);
+        let power = (op.core_watts + self.spec.overhead_watts) * self.jitter(0.005);
+        let input_mv = self.spec.nominal_volts * 1000.0 * self.jitter(0.004);
+        let current_ma = if self.spec.has_vr_sensor {
+            op.core_watts / (self.core_voltage_mv / 1000.0) * 1000.0 / f64::from(self.spec.chips.div_ceil(2))
+        } else {
+            power / (input_mv / 1000.0) * 1000.0
+        };
+        let asic = self.asic_celsius + if self.noise { (self.rng.f64() - 0.5) * 0.5 } else { 0.0 };
+        Reading {
+            hashrate_ghs: hashrate.max(0.0),
+            expected_ghs: expected,
+            power_watts: power,
+            input_mv,
+            current_ma,
+            asic_celsius: asic,
+            vr_celsius: 30.0 + 0.6 * (asic - self.ambient_celsius) + 0.3 * op.core_watts / f64::from(self.spec.chips),
+            core_mv_measured: (self.core_voltage_mv - 2.0 - 0.2 * op.core_watts / f64::from(self.spec.chips))
+                * self.jitter(0.001),
+            fan_percent: self.fan_duty * 100.0,
+            fan_rpm: (self.fan_duty * MAX_FAN_RPM).round(),
+            error_percent: op.error_percent * self.jitter(0.05),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference_expected_hashrate() {
+        assert!((expected_ghs(&Board::Gamma.spec(), 525.0) - 1071.0).abs() < 0.1);
+        assert!((expected_ghs(&Board::Hex.spec(), 485.0) - 2601.5).abs() < 0.5);
+        assert!((expected_ghs(&Board::Ultra.spec(), 485.0) - 433.6).abs() < 0.1);
+    }
+
+    #[test]
+    fn too_little_voltage_costs_hashrate_and_more_voltage_costs_power() {
+        let spec = Board::Gamma.spec();
+        let stable = operating_point(&spec, 600.0, 1200.0);
+        let starved = operating_point(&spec, 600.0, 1050.0);
+        assert_eq!(stable.hashrate_factor, 1.0);
+        assert!(starved.hashrate_factor < 0.9, "{starved:?}");
+        assert!(starved.error_percent > stable.error_percent);
+        assert!(operating_point(&spec, 600.0, 1250.0).core_watts > stable.core_watts);
+        assert!(operating_point(&spec, 650.0, 1200.0).core_watts > stable.core_watts);
+    }
+
+    #[test]
+    fn temperature_follows_power_with_lag_and_saturates_the_fan() {
+        let mut m = MinerPhysics::new(Board::Gamma.spec(), 1, false);
+        let start = m.asic_celsius;
+        assert!(
+            (start - 60.0).abs() < 0.5,
+            "auto fan holds the target at defaults: {start}"
+        );
+        m.frequency_mhz = 800.0;
+        m.core_voltage_mv = 1300.0;
+        m.advance(Duration::from_secs(5));
+        let early = m.asic_celsius;
+        m.advance(Duration::from_secs(600));
+        assert!(early < m.asic_celsius, "lags");
+        assert!(
+            m.asic_celsius > 65.0,
+            "hot config exceeds the warning threshold: {}",
+            m.asic_celsius
+        );
+        assert_eq!(m.fan_duty, 1.0);
+    }
+}

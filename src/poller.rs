@@ -1,0 +1,101 @@
+//! One task per enabled device polling `/api/system/info` on the configured interval: a
+//! random start phase so a fleet does not poll in lockstep, one request in flight per
+//! miner, capped exponential backoff while a miner fails. A hung or dead miner only ever
+//! delays its own task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::axeos::AxeOsClient;
+use crate::events::DeviceEvent;
+use crate::fleet::Fleet;
+
+/// The longest a failing miner waits between attempts (unless the poll interval is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Starts a poller per device. They stop after their in-flight request when `shutdown`
+/// becomes true.
+pub fn spawn_pollers(fleet: Arc<Fleet>, client: AxeOsClient, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for index in 0..fleet.len() {
+        tasks.spawn(poll_loop(index, fleet.clone(), client.clone(), shutdown.clone()));
+    }
+    tasks
+}
+
+async fn poll_loop(index: usize, fleet: Arc<Fleet>, client: AxeOsClient, mut shutdown: watch::Receiver<bool>) {
+    let Some(address) = fleet.device_address(index).cloned() else {
+        return;
+    };
+    let interval = fleet.poll_interval();
+    let mut rng = fastrand::Rng::new();
+    // Spread the first polls over one interval (the first few quickly, so `demo` and a
+    // restarted daemon show data at once for small fleets).
+    let first_delay = interval
+        .mul_f64(rng.f64())
+        .min(Duration::from_secs(2).max(interval / 4));
+    let mut next = Instant::now() + first_delay;
+
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let started = Instant::now();
+        let result = client.system_info(&address).await;
+        let duration = started.elapsed();
+        let events = match result {
+            Ok(sample) => fleet.record_success(index, sample, duration),
+            Err(error) => {
+                tracing::debug!(device = fleet.device_name(index), kind = error.kind().as_label(), %error, "poll failed");
+                fleet.record_failure(index, error, duration)
+            }
+        };
+        log_events(fleet.device_name(index), &events);
+
+        let delay = backoff(interval, fleet.consecutive_failures(index));
+        // Keep the cadence of the schedule; after a slow poll, do not fire a burst.
+        next += delay.mul_f64(0.95 + 0.1 * rng.f64());
+        let now = Instant::now();
+        if next < now {
+            next = now + interval.mul_f64(0.1 * rng.f64());
+        }
+    }
+}
+
+/// The delay before the next attempt after `failures` consecutive failures: the poll
+/// interval for the first failure (a quick reboot is seen at once), then doubling, capped.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    if failures <= 1 {
+        return interval;
+    }
+    let factor = 1u32 << (failures - 1).min(10);
+    interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
+}
+
+fn log_events(device: &str, events: &[DeviceEvent]) {
+    for event in events {
+        if event.is_warning() {
+            tracing::warn!(device, "{event}");
+        } else {
+            tracing::info!(device, "{event}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let i = Duration::from_secs(30);
+        let delays: Vec<u64> = (0..8).map(|f| backoff(i, f).as_secs()).collect();
+        assert_eq!(delays, [30, 30, 60, 120, 240, 300, 300, 300]);
+        assert_eq!(backoff(Duration::from_secs(600), 5), Duration::from_secs(600));
+    }
+}

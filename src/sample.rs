@@ -1,0 +1,542 @@
+//! One poll's reading of a miner, normalised: the pure conversion of an AxeOS
+//! `/api/system/info` body from any firmware era (v2.0 → v2.15) into [`Sample`].
+//!
+//! Rules (see shared/reference/axeos-api.md §4.2): a key the firmware does not send, a
+//! `null` (cJSON's NaN) or a "no reading" sentinel becomes `None`, never 0; renamed keys are
+//! merged; strings such as `"4.29 G"` and numbers are both accepted where firmware changed
+//! the type. Secrets (SSID, stratum user, wallet) are never read into this type.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+/// Everything the exporter keeps from one successful poll, in normalised units
+/// (GH/s, W, V, A, °C, MHz, mV, %, seconds, bytes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub identity: Identity,
+    pub hashrate_ghs: Option<f64>,
+    pub expected_hashrate_ghs: Option<f64>,
+    pub power_watts: Option<f64>,
+    pub input_voltage_volts: Option<f64>,
+    pub input_current_amperes: Option<f64>,
+    pub asic_temp_celsius: Option<f64>,
+    pub asic_temp2_celsius: Option<f64>,
+    pub vr_temp_celsius: Option<f64>,
+    /// Requested frequency (MHz), as stored on the device.
+    pub frequency_mhz: Option<f64>,
+    /// Frequency the PLL is really at (v2.14+).
+    pub actual_frequency_mhz: Option<f64>,
+    /// Requested core voltage (mV).
+    pub core_voltage_mv: Option<f64>,
+    pub core_voltage_measured_mv: Option<f64>,
+    /// Fan duty actually applied, percent (only firmware ≥ v2.1.9 reports the applied duty).
+    pub fan_duty_percent: Option<f64>,
+    pub fan_rpm: Option<f64>,
+    pub fan2_rpm: Option<f64>,
+    pub shares_accepted: Option<u64>,
+    pub shares_rejected: Option<u64>,
+    pub best_difficulty: Option<f64>,
+    pub session_best_difficulty: Option<f64>,
+    pub pool_difficulty: Option<f64>,
+    pub uptime_seconds: Option<u64>,
+    pub error_percent: Option<f64>,
+    pub wifi_rssi_dbm: Option<f64>,
+    pub free_heap_bytes: Option<u64>,
+    pub free_heap_internal_bytes: Option<u64>,
+    pub overheat: Option<bool>,
+    pub using_fallback_pool: Option<bool>,
+    pub mining_paused: Option<bool>,
+    pub asic_count: Option<u32>,
+    pub pool_response_time_ms: Option<f64>,
+}
+
+/// What the device says it is. Never includes network secrets or the pool account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub hostname: Option<String>,
+    pub mac: Option<String>,
+    pub asic_model: Option<String>,
+    pub board_version: Option<String>,
+    pub firmware: Option<String>,
+}
+
+/// The clock configuration a sample was taken at, as label values (`"490"`, `"562.5"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClockConfig {
+    pub frequency_mhz: String,
+    pub core_voltage_mv: String,
+}
+
+impl Sample {
+    /// J/TH, only when both power and a positive hashrate are known.
+    pub fn efficiency_joules_per_terahash(&self) -> Option<f64> {
+        match (self.power_watts, self.hashrate_ghs) {
+            (Some(p), Some(h)) if h > 0.0 && p >= 0.0 => Some(p / (h / 1000.0)),
+            _ => None,
+        }
+    }
+
+    /// GH/W, only when the hashrate is positive and the power known and positive.
+    pub fn efficiency_gigahashes_per_watt(&self) -> Option<f64> {
+        match (self.power_watts, self.hashrate_ghs) {
+            (Some(p), Some(h)) if h > 0.0 && p > 0.0 => Some(h / p),
+            _ => None,
+        }
+    }
+
+    pub fn clock_config(&self) -> ClockConfig {
+        ClockConfig {
+            frequency_mhz: self.frequency_mhz.map(format_label_number).unwrap_or_default(),
+            core_voltage_mv: self.core_voltage_mv.map(format_label_number).unwrap_or_default(),
+        }
+    }
+}
+
+/// Formats a device setting for a label the way a person writes it: `490`, `562.5`.
+/// Float32 noise from older firmware (`512.0999755859375`) is rounded away at 3 decimals.
+pub fn format_label_number(value: f64) -> String {
+    let rounded = (value * 1000.0).round() / 1000.0;
+    let text = format!("{rounded:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_string()
+    }
+}
+
+/// Why a body is not a usable `/api/system/info` reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON or not the expected shape: {0}")]
+    Json(String),
+    #[error("the JSON is not an AxeOS /api/system/info object (no hashRate and no ASICModel)")]
+    NotAxeOs,
+}
+
+/// Decodes and normalises one `/api/system/info` body.
+pub fn decode_system_info(body: &[u8]) -> Result<Sample, DecodeError> {
+    // serde would read a JSON array positionally into the struct; only an object is valid.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(DecodeError::Json("expected a JSON object".into()));
+    }
+    let wire: WireInfo = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    wire.into_sample()
+}
+
+// ---------------------------------------------------------------------------------------
+// The wire format. Every field optional; unknown keys are skipped by serde.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireInfo {
+    power: Num,
+    voltage: Num,
+    current: Num,
+    temp: Num,
+    temp2: Num,
+    #[serde(rename = "vrTemp")]
+    vr_temp: Num,
+    #[serde(rename = "hashRate")]
+    hash_rate: Num,
+    #[serde(rename = "expectedHashrate")]
+    expected_hashrate: Num,
+    #[serde(rename = "coreVoltage")]
+    core_voltage: Num,
+    #[serde(rename = "coreVoltageActual")]
+    core_voltage_actual: Num,
+    frequency: Num,
+    #[serde(rename = "actualFrequency")]
+    actual_frequency: Num,
+    /// Applied duty % since v2.1.9; the configured manual % before.
+    fanspeed: Num,
+    /// RPM under three names across eras: v2.0–2.1.3, v2.1.4–2.1.8, v2.1.9+.
+    #[serde(rename = "fanSpeed")]
+    fan_speed_v20: Num,
+    #[serde(rename = "fanSpeedRpm")]
+    fan_speed_rpm: Num,
+    fanrpm: Num,
+    fan2rpm: Num,
+    #[serde(rename = "sharesAccepted")]
+    shares_accepted: Num,
+    #[serde(rename = "sharesRejected")]
+    shares_rejected: Num,
+    #[serde(rename = "bestDiff")]
+    best_diff: Difficulty,
+    #[serde(rename = "bestSessionDiff")]
+    best_session_diff: Difficulty,
+    #[serde(rename = "poolDifficulty")]
+    pool_difficulty: Difficulty,
+    #[serde(rename = "stratumDiff")]
+    stratum_diff: Difficulty,
+    #[serde(rename = "uptimeSeconds")]
+    uptime_seconds: Num,
+    #[serde(rename = "errorPercentage")]
+    error_percentage: Num,
+    #[serde(rename = "wifiRSSI")]
+    wifi_rssi: Num,
+    #[serde(rename = "freeHeap")]
+    free_heap: Num,
+    #[serde(rename = "freeHeapInternal")]
+    free_heap_internal: Num,
+    overheat_mode: Num,
+    /// v2.1.9 only, renamed to overheat_mode in v2.1.10.
+    overheat: Num,
+    #[serde(rename = "overheatMode")]
+    overheat_mode_camel: Num,
+    #[serde(rename = "isUsingFallbackStratum")]
+    using_fallback: Num,
+    #[serde(rename = "miningPaused")]
+    mining_paused: Num,
+    #[serde(rename = "asicCount")]
+    asic_count: Num,
+    #[serde(rename = "smallCoreCount")]
+    small_core_count: Num,
+    #[serde(rename = "responseTime")]
+    response_time: Num,
+    #[serde(rename = "ASICModel")]
+    asic_model: Text,
+    #[serde(rename = "boardVersion")]
+    board_version: Text,
+    version: Text,
+    hostname: Text,
+    #[serde(rename = "macAddr")]
+    mac_addr: Text,
+}
+
+impl WireInfo {
+    fn into_sample(self) -> Result<Sample, DecodeError> {
+        let asic_model = self.asic_model.0.filter(|s| !s.is_empty());
+        if self.hash_rate.0.is_none() && asic_model.is_none() {
+            return Err(DecodeError::NotAxeOs);
+        }
+        let board_version = self.board_version.0.filter(|s| !s.is_empty());
+
+        let frequency_mhz = self.frequency.positive();
+        let asic_count = self
+            .asic_count
+            .positive()
+            .map(|n| n as u32)
+            .or_else(|| board_chip_count(board_version.as_deref(), self.fanrpm.0.is_some()));
+        // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
+        let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
+        let expected_hashrate_ghs = self.expected_hashrate.positive().or_else(|| {
+            let cores = small_cores.or_else(|| asic_model.as_deref().and_then(small_cores_of))?;
+            Some(frequency_mhz? * cores * f64::from(asic_count?) / 1000.0)
+        });
+
+        // Only from v2.1.9 (when `fanrpm` appeared) does `fanspeed` report the applied duty.
+        let fan_duty_percent = if self.fanrpm.0.is_some() {
+            self.fanspeed.0.filter(|v| (0.0..=100.0).contains(v))
+        } else {
+            None
+        };
+        let fan_rpm = self
+            .fanrpm
+            .0
+            .or(self.fan_speed_rpm.0)
+            .or(self.fan_speed_v20.0)
+            .filter(|v| *v >= 0.0);
+
+        Ok(Sample {
+            hashrate_ghs: self.hash_rate.0.filter(|v| *v >= 0.0),
+            expected_hashrate_ghs,
+            power_watts: self.power.0.filter(|v| *v >= 0.0),
+            input_voltage_volts: self.voltage.positive().map(|mv| mv / 1000.0),
+            input_current_amperes: self.current.0.filter(|v| *v >= 0.0).map(|ma| ma / 1000.0),
+            // −1 = not initialised; 0 = driver error. Neither is a temperature.
+            asic_temp_celsius: self.temp.positive(),
+            asic_temp2_celsius: self.temp2.positive(),
+            // 0 on boards without a TPS546 regulator.
+            vr_temp_celsius: self.vr_temp.positive(),
+            frequency_mhz,
+            actual_frequency_mhz: self.actual_frequency.positive(),
+            core_voltage_mv: self.core_voltage.positive(),
+            core_voltage_measured_mv: self.core_voltage_actual.positive(),
+            fan_duty_percent,
+            fan_rpm,
+            // 0 when the board has no second fan.
+            fan2_rpm: self.fan2rpm.positive(),
+            shares_accepted: self.shares_accepted.count(),
+            shares_rejected: self.shares_rejected.count(),
+            best_difficulty: self.best_diff.0,
+            session_best_difficulty: self.best_session_diff.0,
+            pool_difficulty: self.pool_difficulty.0.or(self.stratum_diff.0).filter(|v| *v > 0.0),
+            uptime_seconds: self.uptime_seconds.count(),
+            error_percent: self.error_percentage.0.filter(|v| *v >= 0.0),
+            // −90 is what the firmware reports when it cannot read the RSSI.
+            wifi_rssi_dbm: self.wifi_rssi.0.filter(|v| *v < 0.0 && *v != -90.0),
+            free_heap_bytes: self.free_heap.count(),
+            free_heap_internal_bytes: self.free_heap_internal.count(),
+            overheat: self
+                .overheat_mode
+                .flag()
+                .or(self.overheat_mode_camel.flag())
+                .or(self.overheat.flag()),
+            using_fallback_pool: self.using_fallback.flag(),
+            mining_paused: self.mining_paused.flag(),
+            asic_count,
+            pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
+            identity: Identity {
+                hostname: self.hostname.0.filter(|s| !s.is_empty()),
+                mac: self
+                    .mac_addr
+                    .0
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_ascii_uppercase()),
+                asic_model,
+                board_version,
+                firmware: self.version.0.filter(|s| !s.is_empty()),
+            },
+        })
+    }
+}
+
+/// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
+pub fn small_cores_of(asic_model: &str) -> Option<f64> {
+    match asic_model {
+        "BM1397" => Some(672.0),
+        "BM1366" => Some(894.0),
+        "BM1368" => Some(1276.0),
+        "BM1370" => Some(2040.0),
+        "BM1372" | "BM1373" => Some(6725.0),
+        _ => None,
+    }
+}
+
+/// Chips on a board, from its board version, for firmware that does not send `asicCount`
+/// (v2.9+ moved it to /api/system/asic; before v2.1.9 only single-chip boards existed).
+fn board_chip_count(board_version: Option<&str>, has_v219_keys: bool) -> Option<u32> {
+    match board_version {
+        Some("302" | "303" | "701" | "702") => Some(6),
+        Some("650" | "800" | "801") => Some(2),
+        Some(
+            "2.2" | "102" | "0.11" | "201" | "202" | "203" | "204" | "205" | "207" | "400" | "401" | "402" | "403"
+            | "600" | "601" | "602" | "603",
+        ) => Some(1),
+        Some(_) => None,
+        None if !has_v219_keys => Some(1),
+        None => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lenient scalar types.
+
+/// A number that firmware may send as a JSON number, a numeric string, a bool, or `null`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Num(Option<f64>);
+
+impl Num {
+    fn positive(self) -> Option<f64> {
+        self.0.filter(|v| *v > 0.0)
+    }
+
+    /// Non-negative integer counts (shares, seconds, bytes).
+    fn count(self) -> Option<u64> {
+        self.0.filter(|v| *v >= 0.0 && *v < 1.8e19).map(|v| v as u64)
+    }
+
+    fn flag(self) -> Option<bool> {
+        self.0.map(|v| v != 0.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor { parse_suffix: false }).map(Num)
+    }
+}
+
+/// A difficulty: a number (v2.11+) or a suffixed string such as `"4.29G"`, `"4.29 G"`,
+/// `"28.3M"`, `"512"`, `"1e+03k"` (v2.0–v2.10 and forks).
+#[derive(Debug, Default, Clone, Copy)]
+struct Difficulty(Option<f64>);
+
+impl<'de> Deserialize<'de> for Difficulty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor { parse_suffix: true })
+            .map(|v| Difficulty(v.filter(|x| *x >= 0.0)))
+    }
+}
+
+/// Parses a difficulty string with an optional SI suffix (`k`/`K`, `M`, `G`, `T`, `P`, `E`).
+pub fn parse_difficulty(text: &str) -> Option<f64> {
+    let s = text.trim();
+    let (number, multiplier) = match s.char_indices().last() {
+        Some((i, c)) => match c {
+            'k' | 'K' => (&s[..i], 1e3),
+            'M' => (&s[..i], 1e6),
+            'G' => (&s[..i], 1e9),
+            'T' => (&s[..i], 1e12),
+            'P' => (&s[..i], 1e15),
+            'E' => (&s[..i], 1e18),
+            _ => (s, 1.0),
+        },
+        None => return None,
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    value.is_finite().then_some(value * multiplier)
+}
+
+struct LenientVisitor {
+    parse_suffix: bool,
+}
+
+impl<'de> Visitor<'de> for LenientVisitor {
+    type Value = Option<f64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, a numeric string, a boolean or null")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.is_finite().then_some(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(if v { 1.0 } else { 0.0 }))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(if self.parse_suffix {
+            parse_difficulty(v)
+        } else {
+            v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+        })
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    // An object or array where a number belongs is "no reading", not a failed poll.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// A string field; any other JSON type is treated as absent.
+#[derive(Debug, Default, Clone)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                // Bounded: a hostile miner must not grow label values without limit.
+                Ok(Some(v.trim().chars().take(64).collect()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Some(format_label_number(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        d.deserialize_any(TextVisitor).map(Text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn difficulty_strings_of_every_era() {
+        let cases = [
+            ("4.29G", 4.29e9),
+            ("4.29 G", 4.29e9),
+            ("28.3M", 28.3e6),
+            ("512", 512.0),
+            ("512 ", 512.0),
+            ("1.5k", 1500.0),
+            ("1.5K", 1500.0),
+            ("1e+03k", 1e6),
+            ("2.1T", 2.1e12),
+        ];
+        for (text, want) in cases {
+            let got = parse_difficulty(text).unwrap();
+            assert!((got - want).abs() <= want * 1e-9, "{text}: {got} != {want}");
+        }
+        assert_eq!(parse_difficulty(""), None);
+        assert_eq!(parse_difficulty("G"), None);
+        assert_eq!(parse_difficulty("n/a"), None);
+    }
+
+    #[test]
+    fn label_numbers() {
+        assert_eq!(format_label_number(490.0), "490");
+        assert_eq!(format_label_number(562.5), "562.5");
+        assert_eq!(format_label_number(512.0999755859375), "512.1");
+        assert_eq!(format_label_number(1200.0), "1200");
+    }
+
+    #[test]
+    fn rejects_json_that_is_not_a_miner() {
+        assert_eq!(
+            decode_system_info(br#"{"name":"Hue bridge"}"#),
+            Err(DecodeError::NotAxeOs)
+        );
+        assert!(matches!(decode_system_info(b"<html>"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            decode_system_info(br#"{"hashRate": 1"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(decode_system_info(b"[1,2]"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn wrong_types_are_absent_not_fatal() {
+        let s = decode_system_info(br#"{"hashRate":"fast","ASICModel":"BM1370","temp":{"a":1},"power":[1]}"#).unwrap();
+        assert_eq!(s.hashrate_ghs, None);
+        assert_eq!(s.asic_temp_celsius, None);
+        assert_eq!(s.power_watts, None);
+    }
+
+    #[test]
+    fn efficiency_needs_positive_hashrate() {
+        let mut s = Sample {
+            power_watts: Some(18.0),
+            hashrate_ghs: Some(0.0),
+            ..Sample::default()
+        };
+        assert_eq!(s.efficiency_joules_per_terahash(), None);
+        assert_eq!(s.efficiency_gigahashes_per_watt(), None);
+        s.hashrate_ghs = Some(1000.0);
+        assert_eq!(s.efficiency_joules_per_terahash(), Some(18.0));
+    }
+}

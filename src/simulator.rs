@@ -1,0 +1,593 @@
+//! Simulated AxeOS miners on loopback, one listener per miner: `GET /api/system/info` in
+//! the miner's firmware dialect, `GET /api/system/asic` where that version has it,
+//! `PATCH /api/system`, `POST /api/system/restart`, and injectable faults (offline, hang,
+//! slow, HTTP 500, garbage, truncated JSON, oversized body). State advances lazily on each
+//! request, so an idle simulated miner costs nothing and 1,000 fit in one process.
+//!
+//! Test and demo control, not part of AxeOS: `PATCH /__sim` with
+//! `{"fault": "hang", "ambient_celsius": 40}` on a miner's port (while it is reachable), or
+//! [`SimFleet::set_fault`] in-process.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::firmware::{self, Dialect, Identity};
+use crate::physics::{Board, MinerPhysics};
+
+/// How long a restarted miner is unreachable.
+pub const RESTART_DOWNTIME: Duration = Duration::from_secs(3);
+/// How long a hanging miner holds a request before answering anyway.
+const HANG_FOR: Duration = Duration::from_secs(120);
+/// The size of an oversized body: twice the exporter's cap.
+const OVERSIZED_BYTES: usize = 2 * 1024 * 1024;
+
+/// A way for a simulated miner to misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// The port refuses connections.
+    Offline,
+    /// Requests are accepted and never answered (for two minutes).
+    Hang,
+    /// Answers arrive after a delay.
+    Slow(Duration),
+    /// `500 Internal Server Error`.
+    Http500,
+    /// `200` with a body that is not JSON.
+    Garbage,
+    /// `200` with the JSON cut in half.
+    Truncated,
+    /// `200` with a 2 MiB body.
+    Oversized,
+}
+
+impl Fault {
+    pub fn parse(text: &str) -> Option<Fault> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "ok" => Fault::None,
+            "offline" => Fault::Offline,
+            "hang" => Fault::Hang,
+            "slow" => Fault::Slow(Duration::from_secs(2)),
+            "http500" | "500" => Fault::Http500,
+            "garbage" => Fault::Garbage,
+            "truncated" => Fault::Truncated,
+            "oversized" => Fault::Oversized,
+            _ => return None,
+        })
+    }
+
+    pub const NAMES: &'static str = "none, offline, hang, slow, http500, garbage, truncated, oversized";
+}
+
+/// What to simulate for one miner.
+#[derive(Debug, Clone)]
+pub struct MinerSpec {
+    pub board: Board,
+    pub dialect: Dialect,
+    pub seed: u64,
+    pub fault: Fault,
+    pub ambient_celsius: f64,
+    /// Simulated seconds per real second (speeds up warm-up and thermal lag in tests).
+    pub time_scale: f64,
+    /// No noise and no passing time: every reading is the same (for golden files).
+    pub frozen: bool,
+    pub hostname: String,
+    /// Starting frequency (MHz), if not the board default.
+    pub frequency_mhz: Option<f64>,
+    /// Starting core voltage (mV), if not the board default.
+    pub core_voltage_mv: Option<u32>,
+}
+
+impl MinerSpec {
+    pub fn new(board: Board, dialect: Dialect, seed: u64) -> Self {
+        Self {
+            board,
+            dialect,
+            seed,
+            fault: Fault::None,
+            ambient_celsius: 25.0,
+            time_scale: 1.0,
+            frozen: false,
+            hostname: format!("bitaxe-{}-{seed}", board.name().to_ascii_lowercase()),
+            frequency_mhz: None,
+            core_voltage_mv: None,
+        }
+    }
+}
+
+/// The mix `simulate` cycles through: every dialect, single- and multi-chip boards.
+pub const DEFAULT_MIX: [(Board, Dialect); 7] = [
+    (Board::Gamma, Dialect::V2_15),
+    (Board::Supra, Dialect::V2_10),
+    (Board::Ultra, Dialect::V2_4),
+    (Board::GammaTurbo, Dialect::V2_9),
+    (Board::Hex, Dialect::V2_15),
+    (Board::Max, Dialect::V2_0),
+    (Board::SupraHex, Dialect::V2_15),
+];
+
+struct SimMiner {
+    dialect: Dialect,
+    identity: Identity,
+    time_scale: f64,
+    frozen: bool,
+    state: Mutex<MinerState>,
+    /// `true` while the port accepts connections.
+    reachable: watch::Sender<bool>,
+}
+
+struct MinerState {
+    physics: MinerPhysics,
+    last_advance: Instant,
+    fault: Fault,
+    restarting_until: Option<Instant>,
+    requests: u64,
+}
+
+impl SimMiner {
+    fn new(spec: &MinerSpec) -> Self {
+        let board = spec.board.spec();
+        let mut physics = MinerPhysics::new(board, spec.seed, !spec.frozen);
+        physics.ambient_celsius = spec.ambient_celsius;
+        physics.overheat_self_clears = spec.dialect.overheat_self_clears();
+        if let Some(f) = spec.frequency_mhz {
+            physics.frequency_mhz = f;
+        }
+        if let Some(v) = spec.core_voltage_mv {
+            physics.core_voltage_mv = f64::from(v);
+        }
+        physics.asic_celsius = physics.steady_state_celsius();
+        // A miner that has been running a while: an hour in, shares found.
+        physics.advance(Duration::from_secs(3600));
+        physics.asic_celsius = physics.steady_state_celsius();
+        let mac_tail = spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let (reachable, _) = watch::channel(spec.fault != Fault::Offline);
+        Self {
+            dialect: spec.dialect,
+            identity: Identity {
+                hostname: spec.hostname.clone(),
+                mac: format!(
+                    "F4:12:FA:{:02X}:{:02X}:{:02X}",
+                    (mac_tail >> 16) & 0xFF,
+                    (mac_tail >> 8) & 0xFF,
+                    mac_tail & 0xFF
+                ),
+            },
+            time_scale: spec.time_scale.max(0.0),
+            frozen: spec.frozen,
+            state: Mutex::new(MinerState {
+                physics,
+                last_advance: Instant::now(),
+                fault: spec.fault,
+                restarting_until: None,
+                requests: 0,
+            }),
+            reachable,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MinerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the simulated clock up to now and returns the locked state.
+    fn advanced(&self) -> MutexGuard<'_, MinerState> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if !self.frozen {
+            let dt = now
+                .saturating_duration_since(state.last_advance)
+                .mul_f64(self.time_scale);
+            // Integrate in steps so a long idle gap keeps the thermal curve right.
+            let mut remaining = dt;
+            let step = Duration::from_secs(5);
+            while remaining > Duration::ZERO {
+                let this = remaining.min(step);
+                state.physics.advance(this);
+                remaining -= this;
+            }
+        }
+        state.last_advance = now;
+        if state.restarting_until.is_some_and(|until| now >= until) {
+            state.restarting_until = None;
+        }
+        state
+    }
+
+    fn update_reachability(&self, state: &MinerState) {
+        let reachable = state.fault != Fault::Offline && state.restarting_until.is_none();
+        self.reachable.send_if_modified(|current| {
+            let changed = *current != reachable;
+            *current = reachable;
+            changed
+        });
+    }
+
+    fn set_fault(&self, fault: Fault) {
+        let mut state = self.advanced();
+        state.fault = fault;
+        self.update_reachability(&state);
+    }
+}
+
+/// A running set of simulated miners.
+pub struct SimFleet {
+    miners: Vec<Arc<SimMiner>>,
+    addresses: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for SimFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFleet").field("addresses", &self.addresses).finish()
+    }
+}
+
+/// What went wrong starting simulated miners.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct SimError {
+    pub address: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SimFleet {
+    /// Starts one listener per spec on 127.0.0.1: consecutive ports from `base_port`, or
+    /// ephemeral ports when `base_port` is `None`.
+    pub async fn start(specs: &[MinerSpec], base_port: Option<u16>) -> Result<SimFleet, SimError> {
+        let (stop, _) = watch::channel(false);
+        let mut fleet = SimFleet {
+            miners: Vec::with_capacity(specs.len()),
+            addresses: Vec::with_capacity(specs.len()),
+            stop,
+            tasks: JoinSet::new(),
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let port = match base_port {
+                Some(base) => u16::try_from(usize::from(base) + i).map_err(|_| SimError {
+                    address: SocketAddr::from(([127, 0, 0, 1], base)),
+                    source: std::io::Error::other("port range passes 65535"),
+                })?,
+                None => 0,
+            };
+            let requested = SocketAddr::from(([127, 0, 0, 1], port));
+            let listener = TcpListener::bind(requested).await.map_err(|source| SimError {
+                address: requested,
+                source,
+            })?;
+            let address = listener.local_addr().map_err(|source| SimError {
+                address: requested,
+                source,
+            })?;
+            let miner = Arc::new(SimMiner::new(spec));
+            fleet
+                .tasks
+                .spawn(run_miner(miner.clone(), listener, address, fleet.stop.subscribe()));
+            fleet.miners.push(miner);
+            fleet.addresses.push(address);
+        }
+        Ok(fleet)
+    }
+
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    pub fn set_fault(&self, index: usize, fault: Fault) {
+        if let Some(miner) = self.miners.get(index) {
+            miner.set_fault(fault);
+        }
+    }
+
+    pub fn set_ambient(&self, index: usize, celsius: f64) {
+        if let Some(miner) = self.miners.get(index) {
+            miner.advanced().physics.ambient_celsius = celsius;
+        }
+    }
+
+    /// Requests a miner has answered or dropped (for tests and the benchmark).
+    pub fn requests(&self, index: usize) -> u64 {
+        self.miners.get(index).map_or(0, |m| m.lock().requests)
+    }
+
+    /// Current (frequency MHz, core mV, ASIC °C) of a miner.
+    pub fn clock_and_temperature(&self, index: usize) -> Option<(f64, f64, f64)> {
+        let miner = self.miners.get(index)?;
+        let state = miner.advanced();
+        Some((
+            state.physics.frequency_mhz,
+            state.physics.core_voltage_mv,
+            state.physics.asic_celsius,
+        ))
+    }
+
+    /// Stops every listener and connection.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn run_miner(miner: Arc<SimMiner>, listener: TcpListener, address: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let mut listener = Some(listener);
+    let mut reachable = miner.reachable.subscribe();
+    let mut connections = JoinSet::new();
+    loop {
+        if !*reachable.borrow_and_update() {
+            // Offline or restarting: close the port so connections are refused.
+            listener = None;
+            connections.abort_all();
+            let wait_restart = async {
+                loop {
+                    let until = miner.lock().restarting_until;
+                    match until {
+                        Some(until) => tokio::time::sleep_until(until.into()).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                    let state = miner.advanced();
+                    miner.update_reachability(&state);
+                    if state.restarting_until.is_none() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = reachable.changed() => continue,
+                _ = wait_restart => continue,
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        let active = match &listener {
+            Some(l) => l,
+            None => match TcpListener::bind(address).await {
+                Ok(l) => listener.insert(l),
+                Err(e) => {
+                    tracing::warn!("simulator: cannot re-open {address}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::select! {
+            accepted = active.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(miner.clone(), stream));
+                }
+            }
+            _ = reachable.changed() => {}
+            _ = stop.wait_for(|s| *s) => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(miner: Arc<SimMiner>, stream: tokio::net::TcpStream) {
+    let service = hyper::service::service_fn(move |request| {
+        let miner = miner.clone();
+        async move { Ok::<_, Infallible>(handle(&miner, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    response
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value, pretty: bool) -> Reply {
+    let body = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    reply(status, "application/json", body.unwrap_or_default())
+}
+
+async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    if path == "/__sim" {
+        return control(miner, request).await;
+    }
+    let fault = {
+        let mut state = miner.lock();
+        state.requests += 1;
+        state.fault
+    };
+    match fault {
+        Fault::Hang => {
+            tokio::time::sleep(HANG_FOR).await;
+        }
+        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::Http500 => return reply(StatusCode::INTERNAL_SERVER_ERROR, "text/html", "Internal Server Error"),
+        Fault::Garbage => {
+            return reply(
+                StatusCode::OK,
+                "application/json",
+                &b"<html><body>\x00\xff\xfe not json {{{ \x1b[31m"[..],
+            )
+        }
+        Fault::None | Fault::Offline | Fault::Truncated | Fault::Oversized => {}
+    }
+
+    let dialect = miner.dialect;
+    let response = match (&method, path.as_str()) {
+        (&Method::GET, "/api/system/info") => {
+            let body = {
+                let mut state = miner.advanced();
+                let reading = state.physics.read();
+                firmware::system_info(dialect, &miner.identity, &state.physics, &reading)
+            };
+            json_reply(StatusCode::OK, &body, dialect.pretty())
+        }
+        (&Method::GET, "/api/system/asic") if dialect.has_asic_endpoint() => {
+            let body = firmware::asic_info(&miner.advanced().physics);
+            json_reply(StatusCode::OK, &body, false)
+        }
+        (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
+        (&Method::POST, "/api/system/restart") => {
+            {
+                let mut state = miner.advanced();
+                state.physics.reboot();
+                state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
+            }
+            let reply = if dialect >= Dialect::V2_15 {
+                json_reply(
+                    StatusCode::OK,
+                    &serde_json::json!({"message": "System will restart shortly."}),
+                    false,
+                )
+            } else {
+                reply(StatusCode::OK, "text/plain", "System will restart shortly.")
+            };
+            // Go unreachable just after this answer is on its way.
+            let state = miner.lock();
+            let reachable = miner.reachable.clone();
+            let until = state.restarting_until;
+            drop(state);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if until.is_some() {
+                    reachable.send_replace(false);
+                }
+            });
+            reply
+        }
+        (&Method::OPTIONS, _) => reply(StatusCode::OK, "text/plain", ""),
+        (_, "/") => reply(
+            StatusCode::OK,
+            "text/html",
+            "<html><body>AxeOS (simulated)</body></html>",
+        ),
+        (_, p) if p.starts_with("/api/") && dialect.unknown_path_is_404() => json_reply(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "unknown route"}),
+            false,
+        ),
+        _ => {
+            let mut r = reply(StatusCode::FOUND, "text/html", "Redirect to the captive portal");
+            r.headers_mut().insert(LOCATION, HeaderValue::from_static("/"));
+            r
+        }
+    };
+
+    match fault {
+        Fault::Truncated if response.status() == StatusCode::OK => {
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let cut = bytes.slice(..bytes.len() / 2);
+            Response::from_parts(parts, Full::new(cut))
+        }
+        Fault::Oversized if response.status() == StatusCode::OK => {
+            let mut padded = String::with_capacity(OVERSIZED_BYTES + 64);
+            padded.push_str("{\"hashRate\": 1.0, \"padding\": \"");
+            padded.extend(std::iter::repeat_n('x', OVERSIZED_BYTES));
+            padded.push_str("\"}");
+            reply(StatusCode::OK, "application/json", padded)
+        }
+        _ => response,
+    }
+}
+
+async fn read_json(request: Request<Incoming>) -> Option<serde_json::Value> {
+    let body = Limited::new(request.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
+/// `PATCH /api/system`: frequency, coreVoltage, fan settings, overheat reset.
+async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
+    let dialect = miner.dialect;
+    let Some(serde_json::Value::Object(body)) = read_json(request).await else {
+        return reply(StatusCode::BAD_REQUEST, "text/html", "Invalid JSON");
+    };
+    let number = |key: &str| {
+        body.get(key)
+            .and_then(|v| v.as_f64().or_else(|| v.as_bool().map(f64::from)))
+    };
+    let in_range = |key: &str, low: f64, high: f64| number(key).is_none_or(|v| (low..=high).contains(&v));
+    if dialect.validates_patch()
+        && !(in_range("frequency", 1.0, 65535.0)
+            && in_range("coreVoltage", 1.0, 65535.0)
+            && in_range("manualFanSpeed", 0.0, 100.0)
+            && in_range("autofanspeed", 0.0, 1.0))
+    {
+        return reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input");
+    }
+    let mut state = miner.advanced();
+    let physics = &mut state.physics;
+    if let Some(f) = number("frequency") {
+        physics.frequency_mhz = if dialect.fractional_frequency() { f } else { f.trunc() };
+    }
+    if let Some(v) = number("coreVoltage") {
+        physics.core_voltage_mv = v.trunc();
+    }
+    if let Some(auto) = number("autofanspeed") {
+        physics.fan.auto = auto != 0.0;
+    }
+    if let Some(duty) = number(dialect.manual_fan_key()) {
+        physics.fan.manual_percent = duty.clamp(0.0, 100.0);
+    }
+    if let Some(target) = number("temptarget") {
+        physics.fan.target_celsius = target;
+    }
+    if number("overheat_mode") == Some(0.0) {
+        physics.clear_overheat();
+    }
+    reply(StatusCode::OK, "text/plain", "")
+}
+
+/// `PATCH /__sim`: change a miner's fault or ambient temperature at run time.
+async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
+    let Some(serde_json::Value::Object(body)) = read_json(request).await else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "expected a JSON object such as {\"fault\":\"hang\",\"ambient_celsius\":40}",
+        );
+    };
+    if let Some(text) = body.get("fault").and_then(|v| v.as_str()) {
+        let Some(fault) = Fault::parse(text) else {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("faults: {}", Fault::NAMES),
+            );
+        };
+        miner.set_fault(fault);
+    }
+    if let Some(c) = body.get("ambient_celsius").and_then(|v| v.as_f64()) {
+        miner.advanced().physics.ambient_celsius = c;
+    }
+    reply(StatusCode::OK, "text/plain", "ok")
+}
