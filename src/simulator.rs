@@ -88,6 +88,8 @@ pub struct MinerSpec {
     pub frequency_mhz: Option<f64>,
     /// Starting core voltage (mV), if not the board default.
     pub core_voltage_mv: Option<u32>,
+    /// Serve this body verbatim as `/api/system/info` (a recorded or constructed payload).
+    pub replay_info: Option<Bytes>,
 }
 
 impl MinerSpec {
@@ -103,6 +105,7 @@ impl MinerSpec {
             hostname: format!("bitaxe-{}-{seed}", board.name().to_ascii_lowercase()),
             frequency_mhz: None,
             core_voltage_mv: None,
+            replay_info: None,
         }
     }
 }
@@ -120,6 +123,7 @@ pub const DEFAULT_MIX: [(Board, Dialect); 7] = [
 
 struct SimMiner {
     dialect: Dialect,
+    replay_info: Option<Bytes>,
     identity: Identity,
     time_scale: f64,
     frozen: bool,
@@ -156,6 +160,7 @@ impl SimMiner {
         let (reachable, _) = watch::channel(spec.fault != Fault::Offline);
         Self {
             dialect: spec.dialect,
+            replay_info: spec.replay_info.clone(),
             identity: Identity {
                 hostname: spec.hostname.clone(),
                 mac: format!(
@@ -439,6 +444,9 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
 
     let dialect = miner.dialect;
     let response = match (&method, path.as_str()) {
+        (&Method::GET, "/api/system/info") if miner.replay_info.is_some() => {
+            reply(StatusCode::OK, "application/json", miner.replay_info.clone().unwrap_or_default())
+        }
         (&Method::GET, "/api/system/info") => {
             let body = {
                 let mut state = miner.advanced();

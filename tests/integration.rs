@@ -1,1 +1,12 @@
+//! The one integration-test binary (one link step). Modules:
+//! - `decode`: `/api/system/info` bodies of every firmware era → normalised samples.
+//! - `exporter`: simulator + real `serve` process, checked through `/metrics` (goldens,
+//!   retune, faults, escaping, restart, shutdown, demo).
+//! - `cli`: the command line's exit codes and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+mod cli;
+mod decode;
+mod exporter;

@@ -1,0 +1,136 @@
+//! The command line as a user runs it: `check-config` on good and bad files (exit codes and
+//! messages that name the key and line), `serve` refusing a bad config before it binds.
+
+use std::process::{Command, Output};
+
+use crate::support::BIN;
+
+fn run_with_config(config: &str, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(BIN).arg("--config").arg(&path).args(args).output().unwrap()
+}
+
+const DEVICES: &str = "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"\n";
+
+#[test]
+fn check_config_rejects_bad_files_with_the_key_and_line() {
+    // (what, file, fragments the message must contain)
+    let cases: &[(&str, String, &[&str])] = &[
+        ("misspelt top-level key", format!("{DEVICES}loging:\n  poll_interval: 30\n"), &["config.yaml:4", "unknown key `loging`"]),
+        (
+            "misspelt device key",
+            "devices:\n  - name: a\n    adress: 10.0.0.1\n".into(),
+            &[":3", "devices[0]", "unknown key `adress`"],
+        ),
+        (
+            "misspelt nested key",
+            format!("{DEVICES}safety:\n  max_temp_warnin: 60\n"),
+            &[":5", "safety", "unknown key `max_temp_warnin`"],
+        ),
+        (
+            "duplicate device name",
+            "devices:\n  - name: a\n    ip: 10.0.0.1\n  - name: b\n    ip: 10.0.0.2\n  - name: a\n    ip: 10.0.0.3\n".into(),
+            &[":6", "devices[2].name", "duplicate device name \"a\"", "first used at line 2"],
+        ),
+        ("empty device list", "devices: []\n".into(), &[":1", "devices", "empty"]),
+        ("no device list", "logging:\n  poll_interval: 30\n".into(), &["devices", "missing"]),
+        ("empty file", "\n".into(), &["empty"]),
+        (
+            "unparsable address",
+            "devices:\n  - name: a\n    ip: \"10.0.0.1:99999\"\n".into(),
+            &[":3", "devices[0].ip", "not a port number"],
+        ),
+        (
+            "URL instead of an address",
+            "devices:\n  - name: a\n    ip: \"http://10.0.0.1/\"\n".into(),
+            &[":3", "devices[0].ip", "without http://"],
+        ),
+        (
+            "warning above shutdown",
+            format!("{DEVICES}safety:\n  max_temp_warning: 72\n  max_temp_shutdown: 70\n"),
+            &[":5", "safety.max_temp_warning", "above the shutdown threshold"],
+        ),
+        (
+            "poll interval below 1 s",
+            format!("{DEVICES}logging:\n  poll_interval: 0.5\n"),
+            &[":5", "logging.poll_interval", "minimum is 1 s"],
+        ),
+        (
+            "poll interval not a number",
+            format!("{DEVICES}logging:\n  poll_interval: fast\n"),
+            &[":5", "logging.poll_interval", "invalid type"],
+        ),
+        (
+            "bad listen address",
+            format!("{DEVICES}server:\n  listen: \"localhost\"\n"),
+            &[":5", "server.listen", "IP:PORT"],
+        ),
+        (
+            "bad log level",
+            format!("{DEVICES}logging:\n  log_level: LOUD\n"),
+            &[":5", "logging.log_level", "LOUD"],
+        ),
+        ("YAML syntax error", "devices:\n  - name: \"a\n    ip: x\n".into(), &["config.yaml:"]),
+        ("enabled not a bool", format!("{DEVICES}    enabled: maybe\n"), &[":4", "devices[0].enabled"]),
+    ];
+    let mut failures = Vec::new();
+    for (what, config, fragments) in cases {
+        let output = run_with_config(config, &["check-config"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.code() != Some(2) {
+            failures.push(format!("{what}: exit {:?}, stderr: {stderr}", output.status.code()));
+            continue;
+        }
+        for fragment in *fragments {
+            if !stderr.contains(fragment) {
+                failures.push(format!("{what}: {fragment:?} not in: {}", stderr.trim()));
+            }
+        }
+        if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+            failures.push(format!("{what}: a panic reached the user: {stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn check_config_accepts_the_example_and_a_minimal_file() {
+    let example = std::fs::read_to_string(crate::support::repo_path("config.yaml.example")).unwrap();
+    for config in [example.as_str(), DEVICES] {
+        let output = run_with_config(config, &["check-config"]);
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let output = Command::new(BIN)
+        .args(["--config", "/nonexistent/config.yaml", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the configuration file"));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_before_binding() {
+    let port = crate::support::free_port();
+    let config = format!("{DEVICES}safety:\n  max_temp_warning: 80\n");
+    let output = run_with_config(&config, &["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("safety.max_temp_warning"));
+    // Nothing was left listening.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = Command::new(BIN).args(["serve", "--listen", "nope"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = Command::new(BIN).args(["simulate", "--fault", "9=hang", "--miners", "2"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INDEX must be a miner number from 0 to 1"));
+}

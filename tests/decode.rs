@@ -1,0 +1,426 @@
+//! Decoding `/api/system/info` bodies from every firmware era into normalised samples:
+//! every field of [`Sample`] is checked for every fixture, sentinels and missing keys must
+//! come out absent.
+
+use bitaxe_exporter::sample::{decode_system_info, Identity, Sample};
+
+use crate::support::{local_fixture, shared_fixture};
+
+/// Every numeric field of a sample, by name, so that a test must state each one.
+fn fields(s: &Sample) -> Vec<(&'static str, Option<f64>)> {
+    let u = |v: Option<u64>| v.map(|x| x as f64);
+    let b = |v: Option<bool>| v.map(|x| if x { 1.0 } else { 0.0 });
+    vec![
+        ("hashrate_ghs", s.hashrate_ghs),
+        ("expected_hashrate_ghs", s.expected_hashrate_ghs),
+        ("power_watts", s.power_watts),
+        ("input_voltage_volts", s.input_voltage_volts),
+        ("input_current_amperes", s.input_current_amperes),
+        ("asic_temp_celsius", s.asic_temp_celsius),
+        ("asic_temp2_celsius", s.asic_temp2_celsius),
+        ("vr_temp_celsius", s.vr_temp_celsius),
+        ("frequency_mhz", s.frequency_mhz),
+        ("actual_frequency_mhz", s.actual_frequency_mhz),
+        ("core_voltage_mv", s.core_voltage_mv),
+        ("core_voltage_measured_mv", s.core_voltage_measured_mv),
+        ("fan_duty_percent", s.fan_duty_percent),
+        ("fan_rpm", s.fan_rpm),
+        ("fan2_rpm", s.fan2_rpm),
+        ("shares_accepted", u(s.shares_accepted)),
+        ("shares_rejected", u(s.shares_rejected)),
+        ("best_difficulty", s.best_difficulty),
+        ("session_best_difficulty", s.session_best_difficulty),
+        ("pool_difficulty", s.pool_difficulty),
+        ("uptime_seconds", u(s.uptime_seconds)),
+        ("error_percent", s.error_percent),
+        ("wifi_rssi_dbm", s.wifi_rssi_dbm),
+        ("free_heap_bytes", u(s.free_heap_bytes)),
+        ("free_heap_internal_bytes", u(s.free_heap_internal_bytes)),
+        ("overheat", b(s.overheat)),
+        ("using_fallback_pool", b(s.using_fallback_pool)),
+        ("mining_paused", b(s.mining_paused)),
+        ("asic_count", s.asic_count.map(f64::from)),
+        ("pool_response_time_ms", s.pool_response_time_ms),
+        ("efficiency_joules_per_terahash", s.efficiency_joules_per_terahash()),
+        ("efficiency_gigahashes_per_watt", s.efficiency_gigahashes_per_watt()),
+    ]
+}
+
+fn check(body: &[u8], expected: &[(&str, Option<f64>)], identity: Identity) {
+    let sample = decode_system_info(body).expect("decodes");
+    let actual = fields(&sample);
+    let mut problems = Vec::new();
+    for (name, got) in &actual {
+        let Some((_, want)) = expected.iter().find(|(n, _)| n == name) else {
+            problems.push(format!("{name}: not stated by the test (got {got:?})"));
+            continue;
+        };
+        let same = match (got, want) {
+            (Some(g), Some(w)) => (g - w).abs() <= w.abs() * 1e-6 + 1e-9,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            problems.push(format!("{name}: expected {want:?}, got {got:?}"));
+        }
+    }
+    for (name, _) in expected {
+        if !actual.iter().any(|(n, _)| n == name) {
+            problems.push(format!("{name}: no such field"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(sample.identity, identity);
+}
+
+fn id(hostname: Option<&str>, mac: Option<&str>, asic: &str, board: Option<&str>, firmware: &str) -> Identity {
+    Identity {
+        hostname: hostname.map(Into::into),
+        mac: mac.map(Into::into),
+        asic_model: Some(asic.into()),
+        board_version: board.map(Into::into),
+        firmware: Some(firmware.into()),
+    }
+}
+
+#[test]
+fn v2_0_max_reports_rpm_as_fan_speed_and_has_no_identity_keys() {
+    check(
+        &local_fixture("v2.0.4-max.json"),
+        &[
+            ("hashrate_ghs", Some(281.45614624023438)),
+            // No expectedHashrate before v2.8: frequency × BM1397 cores × 1 chip.
+            ("expected_hashrate_ghs", Some(425.0 * 672.0 / 1000.0)),
+            ("power_watts", Some(14.529999732971191)),
+            ("input_voltage_volts", Some(5.0375)),
+            ("input_current_amperes", Some(2.884375)),
+            ("asic_temp_celsius", Some(58.0)),
+            ("asic_temp2_celsius", None),
+            ("vr_temp_celsius", None),
+            ("frequency_mhz", Some(425.0)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1400.0)),
+            ("core_voltage_measured_mv", Some(1387.0)),
+            // `fanspeed` is the configured manual duty before v2.1.9, not the applied one.
+            ("fan_duty_percent", None),
+            ("fan_rpm", Some(4917.0)),
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(2210.0)),
+            ("shares_rejected", Some(2.0)),
+            ("best_difficulty", Some(512e6)),
+            ("session_best_difficulty", None),
+            ("pool_difficulty", None),
+            ("uptime_seconds", Some(86411.0)),
+            ("error_percent", None),
+            ("wifi_rssi_dbm", None),
+            ("free_heap_bytes", Some(152840.0)),
+            ("free_heap_internal_bytes", None),
+            ("overheat", None),
+            ("using_fallback_pool", None),
+            ("mining_paused", None),
+            ("asic_count", Some(1.0)),
+            ("pool_response_time_ms", None),
+            ("efficiency_joules_per_terahash", Some(14.529999732971191 / 0.28145614624023438)),
+            ("efficiency_gigahashes_per_watt", Some(281.45614624023438 / 14.529999732971191)),
+        ],
+        id(None, None, "BM1397", None, "v2.0.4"),
+    );
+}
+
+#[test]
+fn v2_1_4_ultra_booting_has_no_temperature_and_no_efficiency() {
+    check(
+        &local_fixture("v2.1.4-ultra-0.11.json"),
+        &[
+            ("hashrate_ghs", Some(0.0)),
+            ("expected_hashrate_ghs", Some(485.0 * 894.0 / 1000.0)),
+            ("power_watts", Some(4.8125)),
+            ("input_voltage_volts", Some(5.1125)),
+            ("input_current_amperes", Some(0.94125)),
+            // temp: -1 while the ASIC is not initialised.
+            ("asic_temp_celsius", None),
+            ("asic_temp2_celsius", None),
+            ("vr_temp_celsius", None),
+            ("frequency_mhz", Some(485.0)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1200.0)),
+            ("core_voltage_measured_mv", Some(1196.0)),
+            ("fan_duty_percent", None),
+            ("fan_rpm", Some(3150.0)),
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(0.0)),
+            ("shares_rejected", Some(0.0)),
+            ("best_difficulty", Some(4290.0)),
+            ("session_best_difficulty", None),
+            ("pool_difficulty", None),
+            ("uptime_seconds", Some(12.0)),
+            ("error_percent", None),
+            ("wifi_rssi_dbm", None),
+            ("free_heap_bytes", Some(161204.0)),
+            ("free_heap_internal_bytes", None),
+            ("overheat", None),
+            ("using_fallback_pool", None),
+            ("mining_paused", None),
+            ("asic_count", Some(1.0)),
+            ("pool_response_time_ms", None),
+            ("efficiency_joules_per_terahash", None),
+            ("efficiency_gigahashes_per_watt", None),
+        ],
+        id(None, None, "BM1366", Some("0.11"), "v2.1.4"),
+    );
+}
+
+#[test]
+fn v2_4_ultra_shared_fixture() {
+    check(
+        &shared_fixture("v2.4.0-ultra-204.json"),
+        &[
+            ("hashrate_ghs", Some(487.62953914281)),
+            ("expected_hashrate_ghs", Some(485.0 * 894.0 / 1000.0)),
+            ("power_watts", Some(11.930000305175781)),
+            ("input_voltage_volts", Some(5.09375)),
+            ("input_current_amperes", Some(2.3425)),
+            ("asic_temp_celsius", Some(57.0)),
+            ("asic_temp2_celsius", None),
+            // vrTemp: 0 on a board without a TPS546.
+            ("vr_temp_celsius", None),
+            ("frequency_mhz", Some(485.0)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1200.0)),
+            ("core_voltage_measured_mv", Some(1193.0)),
+            ("fan_duty_percent", Some(78.0)),
+            ("fan_rpm", Some(5712.0)),
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(4127.0)),
+            ("shares_rejected", Some(3.0)),
+            ("best_difficulty", Some(1.93e9)),
+            ("session_best_difficulty", Some(28.3e6)),
+            ("pool_difficulty", None),
+            ("uptime_seconds", Some(183452.0)),
+            ("error_percent", None),
+            ("wifi_rssi_dbm", None),
+            ("free_heap_bytes", Some(148236.0)),
+            ("free_heap_internal_bytes", None),
+            ("overheat", Some(0.0)),
+            ("using_fallback_pool", Some(0.0)),
+            ("mining_paused", None),
+            ("asic_count", Some(1.0)),
+            ("pool_response_time_ms", None),
+            ("efficiency_joules_per_terahash", Some(11.930000305175781 / 0.48762953914281)),
+            ("efficiency_gigahashes_per_watt", Some(487.62953914281 / 11.930000305175781)),
+        ],
+        id(Some("bitaxe"), Some("34:85:18:A1:B2:C3"), "BM1366", Some("204"), "v2.4.0"),
+    );
+}
+
+#[test]
+fn v2_9_gammaturbo_without_asic_count_uses_the_board_table() {
+    check(
+        &local_fixture("v2.9.0-gammaturbo-800.json"),
+        &[
+            ("hashrate_ghs", Some(2098.7353515625)),
+            ("expected_hashrate_ghs", Some(2142.0)),
+            ("power_watts", Some(38.1234016418457)),
+            ("input_voltage_volts", Some(11.96875)),
+            // null (NaN) is no reading.
+            ("input_current_amperes", None),
+            ("asic_temp_celsius", Some(61.25)),
+            ("asic_temp2_celsius", None),
+            ("vr_temp_celsius", Some(52.0)),
+            ("frequency_mhz", Some(525.0)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1150.0)),
+            ("core_voltage_measured_mv", Some(1147.0)),
+            ("fan_duty_percent", Some(81.0)),
+            ("fan_rpm", Some(6120.0)),
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(5120.0)),
+            ("shares_rejected", Some(12.0)),
+            ("best_difficulty", Some(4.29e9)),
+            ("session_best_difficulty", Some(512.0)),
+            ("pool_difficulty", Some(2048.0)),
+            ("uptime_seconds", Some(7260.0)),
+            ("error_percent", None),
+            // −90 means the firmware could not read the RSSI.
+            ("wifi_rssi_dbm", None),
+            ("free_heap_bytes", Some(8201632.0)),
+            ("free_heap_internal_bytes", None),
+            ("overheat", Some(0.0)),
+            ("using_fallback_pool", Some(1.0)),
+            ("mining_paused", None),
+            ("asic_count", Some(2.0)),
+            ("pool_response_time_ms", Some(52.5)),
+            ("efficiency_joules_per_terahash", Some(38.1234016418457 / 2.0987353515625)),
+            ("efficiency_gigahashes_per_watt", Some(2098.7353515625 / 38.1234016418457)),
+        ],
+        id(Some("turbo"), Some("F4:12:FA:80:00:01"), "BM1370", Some("800"), "v2.9.0"),
+    );
+}
+
+#[test]
+fn v2_10_supra_shared_fixture_with_spaced_difficulties() {
+    check(
+        &shared_fixture("v2.10.1-supra-401.json"),
+        &[
+            ("hashrate_ghs", Some(611.83720463523912)),
+            ("expected_hashrate_ghs", Some(625.239990234375)),
+            ("power_watts", Some(14.300000190734863)),
+            ("input_voltage_volts", Some(5.05)),
+            ("input_current_amperes", Some(2.83125)),
+            ("asic_temp_celsius", Some(56.0)),
+            // temp2: 0 when absent on v2.10.
+            ("asic_temp2_celsius", None),
+            ("vr_temp_celsius", None),
+            ("frequency_mhz", Some(490.0)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1166.0)),
+            ("core_voltage_measured_mv", Some(1158.0)),
+            ("fan_duty_percent", Some(62.0)),
+            ("fan_rpm", Some(4521.0)),
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(9312.0)),
+            ("shares_rejected", Some(4.0)),
+            ("best_difficulty", Some(1.27e9)),
+            ("session_best_difficulty", Some(43.61e6)),
+            ("pool_difficulty", Some(1000.0)),
+            ("uptime_seconds", Some(402117.0)),
+            ("error_percent", None),
+            ("wifi_rssi_dbm", Some(-61.0)),
+            ("free_heap_bytes", Some(8231544.0)),
+            ("free_heap_internal_bytes", None),
+            ("overheat", Some(0.0)),
+            ("using_fallback_pool", Some(0.0)),
+            ("mining_paused", None),
+            ("asic_count", Some(1.0)),
+            ("pool_response_time_ms", Some(38.214)),
+            ("efficiency_joules_per_terahash", Some(14.300000190734863 / 0.61183720463523912)),
+            ("efficiency_gigahashes_per_watt", Some(611.83720463523912 / 14.300000190734863)),
+        ],
+        id(Some("bitaxe-supra"), Some("F4:12:FA:5D:07:9A"), "BM1368", Some("401"), "v2.10.1"),
+    );
+}
+
+#[test]
+fn v2_12_hex_multi_chip_with_second_sensor_and_fan() {
+    check(
+        &local_fixture("v2.12.0-hex-302.json"),
+        &[
+            ("hashrate_ghs", Some(2580.125)),
+            ("expected_hashrate_ghs", Some(2601.54)),
+            ("power_watts", Some(78.5)),
+            ("input_voltage_volts", Some(12.03125)),
+            ("input_current_amperes", Some(24.125)),
+            ("asic_temp_celsius", Some(57.5)),
+            ("asic_temp2_celsius", Some(55.25)),
+            ("vr_temp_celsius", Some(63.0)),
+            ("frequency_mhz", Some(485.5)),
+            ("actual_frequency_mhz", None),
+            ("core_voltage_mv", Some(1200.0)),
+            ("core_voltage_measured_mv", Some(1194.0)),
+            ("fan_duty_percent", Some(100.0)),
+            ("fan_rpm", Some(5880.0)),
+            ("fan2_rpm", Some(5760.0)),
+            ("shares_accepted", Some(40112.0)),
+            ("shares_rejected", Some(31.0)),
+            ("best_difficulty", Some(91234567890.0)),
+            ("session_best_difficulty", Some(1234567.0)),
+            ("pool_difficulty", Some(4096.0)),
+            ("uptime_seconds", Some(1209600.0)),
+            ("error_percent", Some(1.25)),
+            ("wifi_rssi_dbm", Some(-67.0)),
+            ("free_heap_bytes", Some(8150000.0)),
+            ("free_heap_internal_bytes", Some(70123.0)),
+            ("overheat", Some(1.0)),
+            ("using_fallback_pool", Some(0.0)),
+            ("mining_paused", None),
+            ("asic_count", Some(6.0)),
+            ("pool_response_time_ms", Some(40.5)),
+            ("efficiency_joules_per_terahash", Some(78.5 / 2.580125)),
+            ("efficiency_gigahashes_per_watt", Some(2580.125 / 78.5)),
+        ],
+        id(Some("hex"), Some("F4:12:FA:30:20:02"), "BM1366", Some("302"), "v2.12.0"),
+    );
+}
+
+#[test]
+fn v2_15_gamma_shared_fixture() {
+    check(
+        &shared_fixture("v2.15.0-gamma-601.json"),
+        &[
+            ("hashrate_ghs", Some(1093.4821777)),
+            ("expected_hashrate_ghs", Some(1071.0)),
+            ("power_watts", Some(18.2788086)),
+            ("input_voltage_volts", Some(5.125)),
+            ("input_current_amperes", Some(11.5625)),
+            ("asic_temp_celsius", Some(59.875)),
+            // temp2: −1 when absent from v2.11.
+            ("asic_temp2_celsius", None),
+            ("vr_temp_celsius", Some(47.0)),
+            ("frequency_mhz", Some(525.0)),
+            ("actual_frequency_mhz", Some(525.0)),
+            ("core_voltage_mv", Some(1150.0)),
+            ("core_voltage_measured_mv", Some(1148.0)),
+            ("fan_duty_percent", Some(57.254901885986328)),
+            ("fan_rpm", Some(4383.0)),
+            // fan2rpm: 0 without a second fan.
+            ("fan2_rpm", None),
+            ("shares_accepted", Some(18342.0)),
+            ("shares_rejected", Some(7.0)),
+            ("best_difficulty", Some(2476153922.0)),
+            ("session_best_difficulty", Some(88451203.0)),
+            ("pool_difficulty", Some(1000.0)),
+            ("uptime_seconds", Some(267513.0)),
+            ("error_percent", Some(0.41273)),
+            ("wifi_rssi_dbm", Some(-58.0)),
+            ("free_heap_bytes", Some(8213412.0)),
+            ("free_heap_internal_bytes", Some(84213.0)),
+            ("overheat", Some(0.0)),
+            ("using_fallback_pool", Some(0.0)),
+            ("mining_paused", Some(0.0)),
+            ("asic_count", Some(1.0)),
+            ("pool_response_time_ms", Some(41.3720016)),
+            ("efficiency_joules_per_terahash", Some(18.2788086 / 1.0934821777)),
+            ("efficiency_gigahashes_per_watt", Some(1093.4821777 / 18.2788086)),
+        ],
+        id(Some("bitaxe-gamma"), Some("F4:12:FA:3C:9E:21"), "BM1370", Some("601"), "v2.15.0"),
+    );
+}
+
+#[test]
+fn hostile_and_odd_bodies() {
+    // Not an object, not JSON, not a miner: errors, never a sample of zeros.
+    for body in [&b"[1,2,3,4,5,6,7,8]"[..], b"", b"null", b"\"text\"", b"{\"hashRate\": 1", b"\xff\xfe"] {
+        assert!(decode_system_info(body).is_err(), "{:?} must not decode", String::from_utf8_lossy(body));
+    }
+    // Strings where numbers belong, NaN as null, extra nesting: absent, not fatal.
+    let s = decode_system_info(
+        br#"{"ASICModel":"BM1370","hashRate":"1000.5","power":null,"temp":"hot","vrTemp":[1],"frequency":"600",
+            "coreVoltage":1200,"bestDiff":"4.29 G","bestSessionDiff":12345,"stratumDiff":512,"overheat_mode":true,
+            "someFutureKey":{"nested":[1,2,{"x":null}]}}"#,
+    )
+    .unwrap();
+    assert_eq!(s.hashrate_ghs, Some(1000.5));
+    assert_eq!(s.power_watts, None);
+    assert_eq!(s.asic_temp_celsius, None);
+    assert_eq!(s.vr_temp_celsius, None);
+    assert_eq!(s.frequency_mhz, Some(600.0));
+    assert_eq!(s.best_difficulty, Some(4.29e9));
+    assert_eq!(s.session_best_difficulty, Some(12345.0));
+    // stratumDiff (v2.4.1–v2.8) stands in for poolDifficulty.
+    assert_eq!(s.pool_difficulty, Some(512.0));
+    assert_eq!(s.overheat, Some(true));
+    assert_eq!(s.efficiency_joules_per_terahash(), None);
+    // A hostile hostname is bounded.
+    let long = format!(r#"{{"ASICModel":"BM1370","hostname":"{}"}}"#, "x".repeat(10_000));
+    let s = decode_system_info(long.as_bytes()).unwrap();
+    assert_eq!(s.identity.hostname.unwrap().len(), 64);
+}
+
+#[test]
+fn secrets_are_not_kept() {
+    let sample = decode_system_info(&shared_fixture("v2.15.0-gamma-601.json")).unwrap();
+    let debug = format!("{sample:?}");
+    for secret in ["HomeLab-IoT", "bc1q", "public-pool.io", "ckpool"] {
+        assert!(!debug.contains(secret), "the sample keeps {secret}");
+    }
+}

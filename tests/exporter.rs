@@ -1,0 +1,352 @@
+//! End to end over HTTP on 127.0.0.1: simulated miners (in this process) polled by a real
+//! `bitaxe-exporter serve` process, checked through its `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bitaxe_exporter::firmware::Dialect;
+use bitaxe_exporter::physics::Board;
+use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use hyper::body::Bytes;
+
+use crate::support::{assert_golden, local_fixture, shared_fixture, Exporter, Exposition, BIN};
+
+fn named(names: &[&str], sims: &SimFleet) -> Vec<(String, SocketAddr)> {
+    names.iter().map(|n| n.to_string()).zip(sims.addresses().iter().copied()).collect()
+}
+
+/// Lines that change from poll to poll even when the miner does not.
+fn is_timing_line(line: &str) -> bool {
+    ["bitaxe_poll_duration_seconds{", "bitaxe_last_successful_poll_timestamp_seconds{", "bitaxe_exporter_polls_total", "bitaxe_exporter_build_info"]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn golden_metrics_per_firmware_dialect() {
+    // One frozen simulated miner per dialect (no noise, no passing time), plus the shared
+    // and local fixture bodies replayed verbatim.
+    let mut devices: Vec<(String, MinerSpec)> = Dialect::ALL
+        .into_iter()
+        .map(|dialect| {
+            let board = DEFAULT_MIX.iter().find(|(_, d)| *d == dialect).map(|(b, _)| *b).unwrap();
+            let mut spec = MinerSpec::new(board, dialect, 7);
+            spec.frozen = true;
+            if dialect == Dialect::V2_10 {
+                spec.frequency_mhz = Some(512.5);
+            }
+            (format!("sim-{}", dialect.version()), spec)
+        })
+        .collect();
+    let replays = [
+        ("fixture-v2.4.0-ultra-204", shared_fixture("v2.4.0-ultra-204.json")),
+        ("fixture-v2.10.1-supra-401", shared_fixture("v2.10.1-supra-401.json")),
+        ("fixture-v2.15.0-gamma-601", shared_fixture("v2.15.0-gamma-601.json")),
+        ("fixture-v2.0.4-max", local_fixture("v2.0.4-max.json")),
+        ("fixture-v2.1.4-ultra-0.11", local_fixture("v2.1.4-ultra-0.11.json")),
+        ("fixture-v2.9.0-gammaturbo-800", local_fixture("v2.9.0-gammaturbo-800.json")),
+        ("fixture-v2.12.0-hex-302", local_fixture("v2.12.0-hex-302.json")),
+    ];
+    for (name, body) in replays {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 1);
+        spec.replay_info = Some(Bytes::from(body));
+        devices.push((name.to_string(), spec));
+    }
+    let specs: Vec<MinerSpec> = devices.iter().map(|(_, s)| s.clone()).collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();
+    let exporter = Exporter::start(&named(&names, &sims), 1.0);
+    let exposition = exporter
+        .wait_for(Duration::from_secs(10), "every device up", |e| names.iter().all(|n| e.up(n) == Some(1.0)))
+        .await;
+
+    // The metadata (HELP, TYPE, UNIT) once, then each device's series in its own file.
+    let metadata: String = exposition.text.lines().filter(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    assert_golden("metadata.txt", &metadata);
+    for name in &names {
+        let needle = format!("device=\"{name}\"");
+        let lines: String = exposition
+            .text
+            .lines()
+            .filter(|l| l.contains(&needle) && !is_timing_line(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_golden(&format!("{name}.txt"), &lines);
+    }
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retune_through_patch_replaces_the_label_set() {
+    let mut gamma = MinerSpec::new(Board::Gamma, Dialect::V2_15, 3);
+    gamma.frozen = true;
+    let mut supra = MinerSpec::new(Board::Supra, Dialect::V2_10, 4);
+    supra.frozen = true;
+    let sims = SimFleet::start(&[gamma, supra], None).await.unwrap();
+    let exporter = Exporter::start(&named(&["gamma", "supra"], &sims), 1.0);
+    exporter
+        .wait_for(Duration::from_secs(10), "both up", |e| e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0))
+        .await;
+
+    let client = reqwest::Client::new();
+    for (address, body) in [
+        (sims.addresses()[0], r#"{"frequency": 600, "coreVoltage": 1200}"#),
+        (sims.addresses()[1], r#"{"frequency": 562.5, "coreVoltage": 1250}"#),
+    ] {
+        let response = client
+            .patch(format!("http://{address}/api/system"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let after = exporter
+        .wait_for(Duration::from_secs(10), "the new configurations", |e| {
+            !e.find("bitaxe_config_info", &[("device", "gamma"), ("frequency_mhz", "600")]).is_empty()
+                && !e.find("bitaxe_config_info", &[("device", "supra"), ("frequency_mhz", "562.5")]).is_empty()
+        })
+        .await;
+    for (device, old_freq, new_freq, new_mv) in [("gamma", "525", "600", "1200"), ("supra", "490", "562.5", "1250")] {
+        let labelled: Vec<_> = after
+            .device_series(device)
+            .into_iter()
+            .filter(|s| s.label("frequency_mhz").is_some())
+            .collect();
+        assert!(labelled.len() >= 7, "{device}: comparison gauges present");
+        for series in labelled {
+            assert_ne!(series.label("frequency_mhz"), Some(old_freq), "{device}: old series left behind: {series:?}");
+            assert_eq!(series.label("frequency_mhz"), Some(new_freq));
+            assert_eq!(series.label("core_voltage_mv"), Some(new_mv));
+        }
+        // Only the comparison gauges carry the clock labels; counters survive a retune.
+        assert!(after.find("bitaxe_shares_accepted_total", &[("device", device)])[0].label("frequency_mhz").is_none());
+    }
+    // Physics follow the retune: more frequency, more expected hashrate.
+    let expected = after
+        .value("bitaxe_expected_hashrate_hashes_per_second", &[("device", "gamma")])
+        .unwrap();
+    assert!((expected - 600.0 * 2040.0 * 1e6).abs() < 1e6, "{expected}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
+    let faults = [
+        ("healthy", Fault::None, None),
+        ("hang", Fault::Hang, Some("timeout")),
+        ("http500", Fault::Http500, Some("http_status")),
+        ("garbage", Fault::Garbage, Some("decode")),
+        ("truncated", Fault::Truncated, Some("decode")),
+        ("oversized", Fault::Oversized, Some("decode")),
+        ("offline", Fault::Offline, Some("connect")),
+    ];
+    let specs: Vec<MinerSpec> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, (_, fault, _))| {
+            let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, i as u64);
+            spec.fault = *fault;
+            spec
+        })
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let names: Vec<&str> = faults.iter().map(|(n, _, _)| *n).collect();
+    let exporter = Exporter::start(&named(&names, &sims), 1.0);
+
+    let exposition = exporter
+        .wait_for(Duration::from_secs(15), "two failures of every faulty miner", |e| {
+            faults.iter().all(|(name, _, kind)| match kind {
+                Some(kind) => e.value("bitaxe_poll_errors_total", &[("device", name), ("kind", kind)]) >= Some(2.0),
+                None => e.up(name) == Some(1.0),
+            })
+        })
+        .await;
+    let rss_early = exporter.rss_kib();
+    for (name, _, kind) in faults {
+        let Some(kind) = kind else { continue };
+        assert_eq!(exposition.up(name), Some(0.0), "{name}");
+        for other in ["timeout", "connect", "http_status", "decode"].into_iter().filter(|k| *k != kind) {
+            assert_eq!(
+                exposition.value("bitaxe_poll_errors_total", &[("device", name), ("kind", other)]),
+                Some(0.0),
+                "{name}: unexpected {other} errors"
+            );
+        }
+        // Down means no device series but the exporter's own poll metrics.
+        for series in exposition.device_series(name) {
+            assert!(
+                ["bitaxe_up", "bitaxe_poll_errors_total", "bitaxe_poll_duration_seconds"].contains(&series.name.as_str()),
+                "{name}: unexpected series while down: {series:?}"
+            );
+        }
+    }
+
+    // Keep polling through more failures: the healthy miner stays fresh, memory stays flat.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let later = exporter.metrics().await;
+    assert_eq!(later.up("healthy"), Some(1.0));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let last = later
+        .value("bitaxe_last_successful_poll_timestamp_seconds", &[("device", "healthy")])
+        .unwrap();
+    assert!(now - last < 2.5, "the healthy miner is polled on time despite the others ({:.1} s ago)", now - last);
+    assert!(later.value("bitaxe_hashrate_hashes_per_second", &[("device", "healthy")]).unwrap() > 1e12);
+    let rss_late = exporter.rss_kib();
+    assert!(
+        rss_late < rss_early + 16 * 1024,
+        "memory grew from {rss_early} KiB to {rss_late} KiB while refusing oversized bodies"
+    );
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_miner_down_still_answers_200() {
+    let mut spec = MinerSpec::new(Board::Ultra, Dialect::V2_4, 1);
+    spec.fault = Fault::Offline;
+    let sims = SimFleet::start(&[spec], None).await.unwrap();
+    let exporter = Exporter::start(&named(&["only"], &sims), 1.0);
+    let exposition = exporter
+        .wait_for(Duration::from_secs(10), "a connect error", |e| {
+            e.value("bitaxe_poll_errors_total", &[("device", "only"), ("kind", "connect")]) >= Some(1.0)
+        })
+        .await;
+    assert_eq!(exposition.up("only"), Some(0.0));
+    // Coming back: the port opens again and the device is up.
+    sims.set_fault(0, Fault::None);
+    exporter
+        .wait_for(Duration::from_secs(15), "recovery", |e| e.up("only") == Some(1.0))
+        .await;
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_names_are_escaped_in_metrics_and_html() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 5)], None)
+        .await
+        .unwrap();
+    let address = sims.addresses()[0];
+    let names = ["quote\"d", "back\\slash", "new\nline", "Žluťoučký kůň", "<b>&amp;</b>"];
+    let devices: Vec<(String, SocketAddr)> = names.iter().map(|n| (n.to_string(), address)).collect();
+    let exporter = Exporter::start(&devices, 1.0);
+    let exposition = exporter
+        .wait_for(Duration::from_secs(10), "all names up", |e| names.iter().all(|n| e.up(n) == Some(1.0)))
+        .await;
+    for name in names {
+        // Parsed back, each label value is exactly the configured name.
+        assert!(exposition.value("bitaxe_power_watts", &[("device", name)]).is_some(), "{name:?}");
+    }
+    assert!(exposition.text.contains(r#"device="quote\"d""#));
+    assert!(exposition.text.contains(r#"device="back\\slash""#));
+    assert!(exposition.text.contains(r#"device="new\nline""#));
+    let page = exporter.get("/").await.text().await.unwrap();
+    assert!(page.contains("quote&quot;d") && page.contains("&lt;b&gt;&amp;amp;&lt;/b&gt;"));
+    assert!(!page.contains("<b>&amp;</b>"));
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrapes_never_reach_the_miners() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 6)], None)
+        .await
+        .unwrap();
+    let exporter = Exporter::start(&named(&["gamma"], &sims), 30.0);
+    exporter
+        .wait_for(Duration::from_secs(10), "first poll", |e| e.up("gamma") == Some(1.0))
+        .await;
+    let before = sims.requests(0);
+    for _ in 0..50 {
+        exporter.metrics_text().await;
+        exporter.get("/").await;
+    }
+    assert_eq!(sims.requests(0), before, "50 scrapes and page views made requests to the miner");
+    // Other endpoints.
+    assert_eq!(exporter.get("/healthz").await.status(), 200);
+    assert_eq!(exporter.get("/nope").await.status(), 404);
+    let response = exporter.get("/metrics").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_is_seen_as_down_then_up_with_uptime_reset() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Supra, Dialect::V2_10, 8)], None)
+        .await
+        .unwrap();
+    let exporter = Exporter::start(&named(&["supra"], &sims), 1.0);
+    let before = exporter
+        .wait_for(Duration::from_secs(10), "up", |e| e.up("supra") == Some(1.0))
+        .await;
+    let uptime_before = before.value("bitaxe_uptime_seconds", &[("device", "supra")]).unwrap();
+    assert!(uptime_before >= 3600.0);
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/system/restart", sims.addresses()[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "System will restart shortly.");
+    exporter
+        .wait_for(Duration::from_secs(10), "down while restarting", |e| e.up("supra") == Some(0.0))
+        .await;
+    let after = exporter
+        .wait_for(Duration::from_secs(20), "up again", |e| e.up("supra") == Some(1.0))
+        .await;
+    assert!(after.value("bitaxe_uptime_seconds", &[("device", "supra")]).unwrap() < 60.0);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exits_zero_within_a_few_seconds_even_with_a_poll_in_flight() {
+    let mut hang = MinerSpec::new(Board::Gamma, Dialect::V2_15, 9);
+    hang.fault = Fault::Hang;
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 10), hang], None)
+        .await
+        .unwrap();
+    let mut exporter = Exporter::start(&named(&["ok", "hang"], &sims), 5.0);
+    exporter
+        .wait_for(Duration::from_secs(10), "first poll", |e| e.up("ok") == Some(1.0))
+        .await;
+    let (status, took) = exporter.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_a_mixed_fleet_with_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let mut child = std::process::Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exposition = loop {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            let e = Exposition::parse(&response.text().await.unwrap());
+            if e.find("bitaxe_up", &[]).iter().filter(|s| s.value == 1.0).count() == 6 {
+                break e;
+            }
+        }
+        assert!(Instant::now() < deadline, "demo did not bring six miners up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let models: Vec<&str> = exposition.find("bitaxe_info", &[]).iter().filter_map(|s| s.label("asic_model")).collect();
+    for model in ["BM1366", "BM1368", "BM1370", "BM1397"] {
+        assert!(models.contains(&model), "{model} in {models:?}");
+    }
+    assert_eq!(exposition.value("bitaxe_asic_count", &[("device", "hex")]), Some(6.0));
+    std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(out.contains(&format!("http://127.0.0.1:{port}/metrics")), "{out}");
+}

@@ -1,0 +1,316 @@
+//! Shared test helpers: fixtures, a real `bitaxe-exporter serve` process on an ephemeral
+//! port, an OpenMetrics parser that unescapes label values, and golden-file comparison
+//! (`UPDATE_GOLDEN=1 cargo test` rewrites the goldens).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bitaxe-exporter");
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A body from `../shared/fixtures/axeos` (the shared, constructed payloads).
+pub fn shared_fixture(name: &str) -> Vec<u8> {
+    let path = repo_path("../shared/fixtures/axeos").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (is ../shared beside the repository?)", path.display()))
+}
+
+/// A body from `tests/fixtures/axeos` (payloads constructed for this repository).
+pub fn local_fixture(name: &str) -> Vec<u8> {
+    let path = repo_path("tests/fixtures/axeos").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A config.yaml for these devices, written with serde_yaml so any name is quoted right.
+pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen: &str) -> String {
+    let devices: Vec<serde_yaml::Value> = devices
+        .iter()
+        .map(|(name, addr)| {
+            let mut m = serde_yaml::Mapping::new();
+            m.insert("name".into(), name.clone().into());
+            m.insert("ip".into(), addr.to_string().into());
+            serde_yaml::Value::Mapping(m)
+        })
+        .collect();
+    let mut logging = serde_yaml::Mapping::new();
+    logging.insert("poll_interval".into(), poll_interval.into());
+    let mut server = serde_yaml::Mapping::new();
+    server.insert("listen".into(), listen.into());
+    let mut root = serde_yaml::Mapping::new();
+    root.insert("devices".into(), serde_yaml::Value::Sequence(devices));
+    root.insert("logging".into(), serde_yaml::Value::Mapping(logging));
+    root.insert("server".into(), serde_yaml::Value::Mapping(server));
+    serde_yaml::to_string(&root).unwrap()
+}
+
+/// `bitaxe-exporter serve`, killed on drop.
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    pub fn start(devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"))).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let exporter = Exporter { child, port, _dir: dir };
+        exporter.wait_ready();
+        exporter
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the exporter did not start listening on port {}", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path)).await.unwrap()
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> Exposition {
+        Exposition::parse(&self.metrics_text().await)
+    }
+
+    /// Scrapes until `ready` holds, or fails after `timeout` showing the last scrape.
+    pub async fn wait_for(&self, timeout: Duration, what: &str, ready: impl Fn(&Exposition) -> bool) -> Exposition {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exposition = self.metrics().await;
+            if ready(&exposition) {
+                return exposition;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last scrape:\n{}", exposition.text);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size now, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Sends SIGTERM and waits (up to `limit`) for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                panic!("the exporter did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One parsed sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Series {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A parsed OpenMetrics text exposition.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    pub text: String,
+    pub series: Vec<Series>,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Exposition {
+        let mut series = Vec::new();
+        assert!(text.ends_with("# EOF\n"), "an OpenMetrics body ends with # EOF");
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            series.push(parse_line(line).unwrap_or_else(|| panic!("unparsable exposition line: {line:?}")));
+        }
+        Exposition {
+            text: text.to_string(),
+            series,
+        }
+    }
+
+    /// Series of a metric whose labels include all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Series> {
+        self.series
+            .iter()
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .collect()
+    }
+
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(found.len() <= 1, "{name}{labels:?} matches {} series", found.len());
+        found.first().map(|s| s.value)
+    }
+
+    pub fn device_series(&self, device: &str) -> Vec<&Series> {
+        self.series.iter().filter(|s| s.label("device") == Some(device)).collect()
+    }
+
+    pub fn up(&self, device: &str) -> Option<f64> {
+        self.value("bitaxe_up", &[("device", device)])
+    }
+}
+
+fn parse_line(line: &str) -> Option<Series> {
+    let (name_end, has_labels) = match line.find(['{', ' ']) {
+        Some(i) => (i, line.as_bytes()[i] == b'{'),
+        None => return None,
+    };
+    let name = line[..name_end].to_string();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if has_labels {
+        let mut chars = rest[1..].char_indices().peekable();
+        let body = &rest[1..];
+        let end;
+        loop {
+            // key
+            let (key_start, c) = chars.next()?;
+            if c == '}' {
+                end = Some(key_start + 1);
+                break;
+            }
+            let mut key_end = key_start;
+            for (i, c) in chars.by_ref() {
+                if c == '=' {
+                    key_end = i;
+                    break;
+                }
+            }
+            let key = body[key_start..key_end].to_string();
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                match c {
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        _ => return None,
+                    },
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            labels.push((key, value));
+            match chars.next()? {
+                (_, ',') => continue,
+                (i, '}') => {
+                    end = Some(i + 1);
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        rest = &body[end?..];
+    }
+    let value_text = rest.trim().split(' ').next()?;
+    let value = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Series { name, labels, value })
+}
+
+/// Compares `actual` with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = repo_path("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
+    if expected != actual {
+        let mut report = String::new();
+        for (i, (e, a)) in expected.lines().zip(actual.lines()).enumerate() {
+            if e != a {
+                report.push_str(&format!("line {}:\n  expected: {e}\n  actual:   {a}\n", i + 1));
+            }
+        }
+        let (el, al) = (expected.lines().count(), actual.lines().count());
+        if el != al {
+            report.push_str(&format!("expected {el} lines, got {al}\n"));
+        }
+        panic!(
+            "{} differs from the exporter's output (UPDATE_GOLDEN=1 rewrites it):\n{report}\n--- actual ---\n{actual}",
+            path.display()
+        );
+    }
+}
