@@ -90,7 +90,13 @@ async fn main() {
     println!("fleet benchmark: {miners} simulated miners, poll every {poll_interval} s, measured over {seconds} s");
     let _simulator = Killed(
         Command::new(BIN)
-            .args(["simulate", "--miners", &miners.to_string(), "--base-port", &base.to_string()])
+            .args([
+                "simulate",
+                "--miners",
+                &miners.to_string(),
+                "--base-port",
+                &base.to_string(),
+            ])
             .args(["--poll-interval", &poll_interval.to_string(), "--write-config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -127,7 +133,10 @@ async fn main() {
     }
     let ticks = clock_ticks_per_second();
     let body = scrape().await.expect("the exporter answers");
-    let up = body.lines().filter(|l| l.starts_with("bitaxe_up{") && l.ends_with(" 1")).count();
+    let up = body
+        .lines()
+        .filter(|l| l.starts_with("bitaxe_up{") && l.ends_with(" 1"))
+        .count();
     let polls_start = scrape_value(&body, "bitaxe_exporter_polls_total");
     let cpu_start = cpu_seconds(pid, ticks);
     let started = Instant::now();

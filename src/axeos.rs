@@ -184,7 +184,7 @@ impl AxeOsClient {
             Err(_) => Err(PollError::Timeout(self.timeout)),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_timeout() => Err(PollError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(PollError::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(PollError::Connect(root_cause(&e))),
         }
     }
 }
@@ -205,23 +205,17 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PollErr
             }
             Ok(None) => return Ok(body),
             Err(e) if e.is_timeout() => return Err(PollError::Timeout(Duration::ZERO)),
-            Err(e) => return Err(PollError::Truncated(error_chain(&e))),
+            Err(e) => return Err(PollError::Truncated(root_cause(&e))),
         }
     }
 }
 
-/// reqwest's top-level message is generic; the cause (e.g. "Connection refused") is what a
-/// person needs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+/// reqwest's messages wrap the cause in generic text; the innermost cause (e.g.
+/// "Connection refused (os error 111)") is what a person needs.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
-    text
+    cause.to_string()
 }

@@ -211,7 +211,7 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The demo fleet: every firmware era, single- and multi-chip boards, one overclocked
+/// The demo fleet: five firmware eras, single- and multi-chip boards, one overclocked
 /// miner in a warm room that crosses the temperature warning.
 pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
     let mut fleet = vec![
@@ -220,7 +220,10 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
         ("gamma".to_string(), MinerSpec::new(Board::Gamma, Dialect::V2_15, 13)),
         ("hex".to_string(), MinerSpec::new(Board::Hex, Dialect::V2_15, 14)),
         ("max".to_string(), MinerSpec::new(Board::Max, Dialect::V2_0, 15)),
-        ("gamma-oc".to_string(), MinerSpec::new(Board::Gamma, Dialect::V2_15, 16)),
+        (
+            "turbo-oc".to_string(),
+            MinerSpec::new(Board::GammaTurbo, Dialect::V2_9, 16),
+        ),
     ];
     if let Some((_, hot)) = fleet.last_mut() {
         hot.frequency_mhz = Some(700.0);

@@ -444,9 +444,11 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
 
     let dialect = miner.dialect;
     let response = match (&method, path.as_str()) {
-        (&Method::GET, "/api/system/info") if miner.replay_info.is_some() => {
-            reply(StatusCode::OK, "application/json", miner.replay_info.clone().unwrap_or_default())
-        }
+        (&Method::GET, "/api/system/info") if miner.replay_info.is_some() => reply(
+            StatusCode::OK,
+            "application/json",
+            miner.replay_info.clone().unwrap_or_default(),
+        ),
         (&Method::GET, "/api/system/info") => {
             let body = {
                 let mut state = miner.advanced();

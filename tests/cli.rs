@@ -9,7 +9,12 @@ fn run_with_config(config: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
-    Command::new(BIN).arg("--config").arg(&path).args(args).output().unwrap()
+    Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 const DEVICES: &str = "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"\n";
@@ -18,7 +23,11 @@ const DEVICES: &str = "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"\n";
 fn check_config_rejects_bad_files_with_the_key_and_line() {
     // (what, file, fragments the message must contain)
     let cases: &[(&str, String, &[&str])] = &[
-        ("misspelt top-level key", format!("{DEVICES}loging:\n  poll_interval: 30\n"), &["config.yaml:4", "unknown key `loging`"]),
+        (
+            "misspelt top-level key",
+            format!("{DEVICES}loging:\n  poll_interval: 30\n"),
+            &["config.yaml:4", "unknown key `loging`"],
+        ),
         (
             "misspelt device key",
             "devices:\n  - name: a\n    adress: 10.0.0.1\n".into(),
@@ -31,11 +40,21 @@ fn check_config_rejects_bad_files_with_the_key_and_line() {
         ),
         (
             "duplicate device name",
-            "devices:\n  - name: a\n    ip: 10.0.0.1\n  - name: b\n    ip: 10.0.0.2\n  - name: a\n    ip: 10.0.0.3\n".into(),
-            &[":6", "devices[2].name", "duplicate device name \"a\"", "first used at line 2"],
+            "devices:\n  - name: a\n    ip: 10.0.0.1\n  - name: b\n    ip: 10.0.0.2\n  - name: a\n    ip: 10.0.0.3\n"
+                .into(),
+            &[
+                ":6",
+                "devices[2].name",
+                "duplicate device name \"a\"",
+                "first used at line 2",
+            ],
         ),
         ("empty device list", "devices: []\n".into(), &[":1", "devices", "empty"]),
-        ("no device list", "logging:\n  poll_interval: 30\n".into(), &["devices", "missing"]),
+        (
+            "no device list",
+            "logging:\n  poll_interval: 30\n".into(),
+            &["devices", "missing"],
+        ),
         ("empty file", "\n".into(), &["empty"]),
         (
             "unparsable address",
@@ -72,8 +91,16 @@ fn check_config_rejects_bad_files_with_the_key_and_line() {
             format!("{DEVICES}logging:\n  log_level: LOUD\n"),
             &[":5", "logging.log_level", "LOUD"],
         ),
-        ("YAML syntax error", "devices:\n  - name: \"a\n    ip: x\n".into(), &["config.yaml:"]),
-        ("enabled not a bool", format!("{DEVICES}    enabled: maybe\n"), &[":4", "devices[0].enabled"]),
+        (
+            "YAML syntax error",
+            "devices:\n  - name: \"a\n    ip: x\n".into(),
+            &["config.yaml:"],
+        ),
+        (
+            "enabled not a bool",
+            format!("{DEVICES}    enabled: maybe\n"),
+            &[":4", "devices[0].enabled"],
+        ),
     ];
     let mut failures = Vec::new();
     for (what, config, fragments) in cases {
@@ -100,7 +127,12 @@ fn check_config_accepts_the_example_and_a_minimal_file() {
     let example = std::fs::read_to_string(crate::support::repo_path("config.yaml.example")).unwrap();
     for config in [example.as_str(), DEVICES] {
         let output = run_with_config(config, &["check-config"]);
-        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
     }
 }
@@ -130,7 +162,10 @@ fn serve_refuses_a_bad_config_before_binding() {
 fn usage_errors_exit_2() {
     let output = Command::new(BIN).args(["serve", "--listen", "nope"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    let output = Command::new(BIN).args(["simulate", "--fault", "9=hang", "--miners", "2"]).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["simulate", "--fault", "9=hang", "--miners", "2"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("INDEX must be a miner number from 0 to 1"));
 }

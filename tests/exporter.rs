@@ -12,14 +12,23 @@ use hyper::body::Bytes;
 use crate::support::{assert_golden, local_fixture, shared_fixture, Exporter, Exposition, BIN};
 
 fn named(names: &[&str], sims: &SimFleet) -> Vec<(String, SocketAddr)> {
-    names.iter().map(|n| n.to_string()).zip(sims.addresses().iter().copied()).collect()
+    names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect()
 }
 
 /// Lines that change from poll to poll even when the miner does not.
 fn is_timing_line(line: &str) -> bool {
-    ["bitaxe_poll_duration_seconds{", "bitaxe_last_successful_poll_timestamp_seconds{", "bitaxe_exporter_polls_total", "bitaxe_exporter_build_info"]
-        .iter()
-        .any(|p| line.starts_with(p))
+    [
+        "bitaxe_poll_duration_seconds{",
+        "bitaxe_last_successful_poll_timestamp_seconds{",
+        "bitaxe_exporter_polls_total",
+        "bitaxe_exporter_build_info",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,7 +38,11 @@ async fn golden_metrics_per_firmware_dialect() {
     let mut devices: Vec<(String, MinerSpec)> = Dialect::ALL
         .into_iter()
         .map(|dialect| {
-            let board = DEFAULT_MIX.iter().find(|(_, d)| *d == dialect).map(|(b, _)| *b).unwrap();
+            let board = DEFAULT_MIX
+                .iter()
+                .find(|(_, d)| *d == dialect)
+                .map(|(b, _)| *b)
+                .unwrap();
             let mut spec = MinerSpec::new(board, dialect, 7);
             spec.frozen = true;
             if dialect == Dialect::V2_10 {
@@ -44,7 +57,10 @@ async fn golden_metrics_per_firmware_dialect() {
         ("fixture-v2.15.0-gamma-601", shared_fixture("v2.15.0-gamma-601.json")),
         ("fixture-v2.0.4-max", local_fixture("v2.0.4-max.json")),
         ("fixture-v2.1.4-ultra-0.11", local_fixture("v2.1.4-ultra-0.11.json")),
-        ("fixture-v2.9.0-gammaturbo-800", local_fixture("v2.9.0-gammaturbo-800.json")),
+        (
+            "fixture-v2.9.0-gammaturbo-800",
+            local_fixture("v2.9.0-gammaturbo-800.json"),
+        ),
         ("fixture-v2.12.0-hex-302", local_fixture("v2.12.0-hex-302.json")),
     ];
     for (name, body) in replays {
@@ -57,11 +73,18 @@ async fn golden_metrics_per_firmware_dialect() {
     let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();
     let exporter = Exporter::start(&named(&names, &sims), 1.0);
     let exposition = exporter
-        .wait_for(Duration::from_secs(10), "every device up", |e| names.iter().all(|n| e.up(n) == Some(1.0)))
+        .wait_for(Duration::from_secs(10), "every device up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
         .await;
 
     // The metadata (HELP, TYPE, UNIT) once, then each device's series in its own file.
-    let metadata: String = exposition.text.lines().filter(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let metadata: String = exposition
+        .text
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_golden("metadata.txt", &metadata);
     for name in &names {
         let needle = format!("device=\"{name}\"");
@@ -85,7 +108,9 @@ async fn retune_through_patch_replaces_the_label_set() {
     let sims = SimFleet::start(&[gamma, supra], None).await.unwrap();
     let exporter = Exporter::start(&named(&["gamma", "supra"], &sims), 1.0);
     exporter
-        .wait_for(Duration::from_secs(10), "both up", |e| e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0))
+        .wait_for(Duration::from_secs(10), "both up", |e| {
+            e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0)
+        })
         .await;
 
     let client = reqwest::Client::new();
@@ -104,8 +129,11 @@ async fn retune_through_patch_replaces_the_label_set() {
     }
     let after = exporter
         .wait_for(Duration::from_secs(10), "the new configurations", |e| {
-            !e.find("bitaxe_config_info", &[("device", "gamma"), ("frequency_mhz", "600")]).is_empty()
-                && !e.find("bitaxe_config_info", &[("device", "supra"), ("frequency_mhz", "562.5")]).is_empty()
+            !e.find("bitaxe_config_info", &[("device", "gamma"), ("frequency_mhz", "600")])
+                .is_empty()
+                && !e
+                    .find("bitaxe_config_info", &[("device", "supra"), ("frequency_mhz", "562.5")])
+                    .is_empty()
         })
         .await;
     for (device, old_freq, new_freq, new_mv) in [("gamma", "525", "600", "1200"), ("supra", "490", "562.5", "1250")] {
@@ -116,12 +144,18 @@ async fn retune_through_patch_replaces_the_label_set() {
             .collect();
         assert!(labelled.len() >= 7, "{device}: comparison gauges present");
         for series in labelled {
-            assert_ne!(series.label("frequency_mhz"), Some(old_freq), "{device}: old series left behind: {series:?}");
+            assert_ne!(
+                series.label("frequency_mhz"),
+                Some(old_freq),
+                "{device}: old series left behind: {series:?}"
+            );
             assert_eq!(series.label("frequency_mhz"), Some(new_freq));
             assert_eq!(series.label("core_voltage_mv"), Some(new_mv));
         }
         // Only the comparison gauges carry the clock labels; counters survive a retune.
-        assert!(after.find("bitaxe_shares_accepted_total", &[("device", device)])[0].label("frequency_mhz").is_none());
+        assert!(after.find("bitaxe_shares_accepted_total", &[("device", device)])[0]
+            .label("frequency_mhz")
+            .is_none());
     }
     // Physics follow the retune: more frequency, more expected hashrate.
     let expected = after
@@ -167,7 +201,10 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
     for (name, _, kind) in faults {
         let Some(kind) = kind else { continue };
         assert_eq!(exposition.up(name), Some(0.0), "{name}");
-        for other in ["timeout", "connect", "http_status", "decode"].into_iter().filter(|k| *k != kind) {
+        for other in ["timeout", "connect", "http_status", "decode"]
+            .into_iter()
+            .filter(|k| *k != kind)
+        {
             assert_eq!(
                 exposition.value("bitaxe_poll_errors_total", &[("device", name), ("kind", other)]),
                 Some(0.0),
@@ -177,7 +214,8 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
         // Down means no device series but the exporter's own poll metrics.
         for series in exposition.device_series(name) {
             assert!(
-                ["bitaxe_up", "bitaxe_poll_errors_total", "bitaxe_poll_duration_seconds"].contains(&series.name.as_str()),
+                ["bitaxe_up", "bitaxe_poll_errors_total", "bitaxe_poll_duration_seconds"]
+                    .contains(&series.name.as_str()),
                 "{name}: unexpected series while down: {series:?}"
             );
         }
@@ -189,10 +227,22 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
     assert_eq!(later.up("healthy"), Some(1.0));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
     let last = later
-        .value("bitaxe_last_successful_poll_timestamp_seconds", &[("device", "healthy")])
+        .value(
+            "bitaxe_last_successful_poll_timestamp_seconds",
+            &[("device", "healthy")],
+        )
         .unwrap();
-    assert!(now - last < 2.5, "the healthy miner is polled on time despite the others ({:.1} s ago)", now - last);
-    assert!(later.value("bitaxe_hashrate_hashes_per_second", &[("device", "healthy")]).unwrap() > 1e12);
+    assert!(
+        now - last < 2.5,
+        "the healthy miner is polled on time despite the others ({:.1} s ago)",
+        now - last
+    );
+    assert!(
+        later
+            .value("bitaxe_hashrate_hashes_per_second", &[("device", "healthy")])
+            .unwrap()
+            > 1e12
+    );
     let rss_late = exporter.rss_kib();
     assert!(
         rss_late < rss_early + 16 * 1024,
@@ -231,11 +281,16 @@ async fn device_names_are_escaped_in_metrics_and_html() {
     let devices: Vec<(String, SocketAddr)> = names.iter().map(|n| (n.to_string(), address)).collect();
     let exporter = Exporter::start(&devices, 1.0);
     let exposition = exporter
-        .wait_for(Duration::from_secs(10), "all names up", |e| names.iter().all(|n| e.up(n) == Some(1.0)))
+        .wait_for(Duration::from_secs(10), "all names up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
         .await;
     for name in names {
         // Parsed back, each label value is exactly the configured name.
-        assert!(exposition.value("bitaxe_power_watts", &[("device", name)]).is_some(), "{name:?}");
+        assert!(
+            exposition.value("bitaxe_power_watts", &[("device", name)]).is_some(),
+            "{name:?}"
+        );
     }
     assert!(exposition.text.contains(r#"device="quote\"d""#));
     assert!(exposition.text.contains(r#"device="back\\slash""#));
@@ -260,7 +315,11 @@ async fn scrapes_never_reach_the_miners() {
         exporter.metrics_text().await;
         exporter.get("/").await;
     }
-    assert_eq!(sims.requests(0), before, "50 scrapes and page views made requests to the miner");
+    assert_eq!(
+        sims.requests(0),
+        before,
+        "50 scrapes and page views made requests to the miner"
+    );
     // Other endpoints.
     assert_eq!(exporter.get("/healthz").await.status(), 200);
     assert_eq!(exporter.get("/nope").await.status(), 404);
@@ -290,7 +349,9 @@ async fn a_restart_is_seen_as_down_then_up_with_uptime_reset() {
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "System will restart shortly.");
     exporter
-        .wait_for(Duration::from_secs(10), "down while restarting", |e| e.up("supra") == Some(0.0))
+        .wait_for(Duration::from_secs(10), "down while restarting", |e| {
+            e.up("supra") == Some(0.0)
+        })
         .await;
     let after = exporter
         .wait_for(Duration::from_secs(20), "up again", |e| e.up("supra") == Some(1.0))
@@ -338,12 +399,20 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
         assert!(Instant::now() < deadline, "demo did not bring six miners up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let models: Vec<&str> = exposition.find("bitaxe_info", &[]).iter().filter_map(|s| s.label("asic_model")).collect();
+    let models: Vec<&str> = exposition
+        .find("bitaxe_info", &[])
+        .iter()
+        .filter_map(|s| s.label("asic_model"))
+        .collect();
     for model in ["BM1366", "BM1368", "BM1370", "BM1397"] {
         assert!(models.contains(&model), "{model} in {models:?}");
     }
     assert_eq!(exposition.value("bitaxe_asic_count", &[("device", "hex")]), Some(6.0));
-    std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());
     let mut out = String::new();

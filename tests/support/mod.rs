@@ -63,7 +63,11 @@ impl Exporter {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"))).unwrap();
+        std::fs::write(
+            &config,
+            config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}")),
+        )
+        .unwrap();
         let child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
@@ -134,7 +138,11 @@ impl Exporter {
     /// Sends SIGTERM and waits (up to `limit`) for the exit.
     pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
-        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -214,7 +222,10 @@ impl Exposition {
     }
 
     pub fn device_series(&self, device: &str) -> Vec<&Series> {
-        self.series.iter().filter(|s| s.label("device") == Some(device)).collect()
+        self.series
+            .iter()
+            .filter(|s| s.label("device") == Some(device))
+            .collect()
     }
 
     pub fn up(&self, device: &str) -> Option<f64> {

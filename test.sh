@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, unit and integration tests.
+# Needs ../shared (the project's shared fixtures) beside this repository.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need cargo; then
+  echo "test.sh: cargo is not installed (https://rustup.rs)" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if need rustup; then rustup component add "$component"; else
+      echo "test.sh: cargo $component is missing" >&2; exit 1
+    fi
+  fi
+done
+if [ ! -d ../shared/fixtures/axeos ]; then
+  echo "test.sh: ../shared/fixtures/axeos is missing; clone the shared material beside this repository" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked
