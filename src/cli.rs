@@ -323,8 +323,8 @@ pub fn simulation_specs(
     if miners == 0 {
         anyhow::bail!("--miners must be at least 1");
     }
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        anyhow::bail!("--time-scale must be a positive number");
+    if !(time_scale.is_finite() && time_scale > 0.0 && time_scale <= 10_000.0) {
+        anyhow::bail!("--time-scale must be a number above 0 and at most 10000");
     }
     let board = board
         .map(|b| {

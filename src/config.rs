@@ -25,6 +25,9 @@ pub const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
 pub const DEFAULT_MINER_PORT: u16 = 80;
 /// Polling faster than this hurts the miner's small web server and gains nothing.
 pub const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
+pub const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
+/// A week: longer warm-ups would leave no steady data.
+pub const MAX_WARMUP_MINUTES: f64 = 10_080.0;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -396,10 +399,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     })?;
 
     let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
-    if !warmup_minutes.is_finite() || warmup_minutes < 0.0 {
+    if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
         return Err(fail(
             "analysis.warmup_minutes",
-            format!("{warmup_minutes} is not a number of minutes ≥ 0"),
+            format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
         ));
     }
 

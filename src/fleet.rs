@@ -247,3 +247,36 @@ impl fmt::Display for FleetSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn summary_counts_up_devices_and_fleet_efficiency() {
+        let config =
+            parse("devices:\n  - {name: a, ip: 10.0.0.1}\n  - {name: b, ip: 10.0.0.2}\n  - {name: c, ip: 10.0.0.3}\n")
+                .unwrap();
+        let fleet = Fleet::new(&config);
+        let sample = |ghs: f64, watts: f64, celsius: f64| Sample {
+            hashrate_ghs: Some(ghs),
+            power_watts: Some(watts),
+            asic_temp_celsius: Some(celsius),
+            ..Sample::default()
+        };
+        fleet.record_success(0, sample(1000.0, 18.0, 60.0), Duration::from_millis(5));
+        fleet.record_success(1, sample(500.0, 12.0, 66.5), Duration::from_millis(5));
+        fleet.record_failure(2, PollError::Timeout(Duration::from_secs(1)), Duration::from_secs(1));
+        let summary = fleet.summary();
+        assert_eq!(summary.up, 2);
+        assert_eq!(
+            summary.to_string(),
+            "fleet: 2/3 up, 1.50 TH/s, 30.0 W, 20.0 J/TH, hottest b at 66.5 °C"
+        );
+        let views = fleet.views();
+        assert!(views[0].up && views[1].up && !views[2].up);
+        assert!(views[2].sample.is_none());
+        assert_eq!(views[2].errors_by_kind, [1, 0, 0, 0]);
+    }
+}

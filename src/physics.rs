@@ -289,7 +289,7 @@ impl MinerPhysics {
             noise,
             rng: fastrand::Rng::with_seed(seed),
         };
-        physics.asic_celsius = physics.steady_state_celsius();
+        physics.settle();
         physics.best_difficulty = 1.0e9 * (1.0 + physics.rng.f64() * 4.0);
         physics
     }
@@ -324,6 +324,12 @@ impl MinerPhysics {
         let core = self.operating().core_watts;
         let per_chip = core / f64::from(self.spec.chips);
         self.ambient_celsius + thermal_resistance(self.fan_duty_for(core)) * per_chip
+    }
+
+    /// Jumps to the steady state of the current settings (fan and temperature settled).
+    pub fn settle(&mut self) {
+        self.fan_duty = self.fan_duty_for(self.operating().core_watts);
+        self.asic_celsius = self.steady_state_celsius();
     }
 
     /// Advances simulated time by `dt`.

@@ -152,10 +152,10 @@ impl SimMiner {
         if let Some(v) = spec.core_voltage_mv {
             physics.core_voltage_mv = f64::from(v);
         }
-        physics.asic_celsius = physics.steady_state_celsius();
+        physics.settle();
         // A miner that has been running a while: an hour in, shares found.
         physics.advance(Duration::from_secs(3600));
-        physics.asic_celsius = physics.steady_state_celsius();
+        physics.settle();
         let mac_tail = spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
         let (reachable, _) = watch::channel(spec.fault != Fault::Offline);
         Self {
@@ -191,7 +191,9 @@ impl SimMiner {
     fn advanced(&self) -> MutexGuard<'_, MinerState> {
         let mut state = self.lock();
         let now = Instant::now();
-        if !self.frozen {
+        if self.frozen {
+            state.physics.settle();
+        } else {
             let dt = now
                 .saturating_duration_since(state.last_advance)
                 .mul_f64(self.time_scale);

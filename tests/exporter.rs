@@ -115,7 +115,10 @@ async fn retune_through_patch_replaces_the_label_set() {
 
     let client = reqwest::Client::new();
     for (address, body) in [
-        (sims.addresses()[0], r#"{"frequency": 600, "coreVoltage": 1200}"#),
+        (
+            sims.addresses()[0],
+            r#"{"frequency": 600, "coreVoltage": 1200, "autofanspeed": 0, "manualFanSpeed": 40}"#,
+        ),
         (sims.addresses()[1], r#"{"frequency": 562.5, "coreVoltage": 1250}"#),
     ] {
         let response = client
@@ -162,6 +165,7 @@ async fn retune_through_patch_replaces_the_label_set() {
         .value("bitaxe_expected_hashrate_hashes_per_second", &[("device", "gamma")])
         .unwrap();
     assert!((expected - 600.0 * 2040.0 * 1e6).abs() < 1e6, "{expected}");
+    assert_eq!(after.value("bitaxe_fan_speed_ratio", &[("device", "gamma")]), Some(0.4));
     sims.shutdown().await;
 }
 
@@ -169,6 +173,8 @@ async fn retune_through_patch_replaces_the_label_set() {
 async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
     let faults = [
         ("healthy", Fault::None, None),
+        // Slow but inside the 0.8 s timeout: still up.
+        ("slow", Fault::Slow(Duration::from_millis(300)), None),
         ("hang", Fault::Hang, Some("timeout")),
         ("http500", Fault::Http500, Some("http_status")),
         ("garbage", Fault::Garbage, Some("decode")),
@@ -198,6 +204,12 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
         })
         .await;
     let rss_early = exporter.rss_kib();
+    assert!(
+        exposition
+            .value("bitaxe_poll_duration_seconds", &[("device", "slow")])
+            .unwrap()
+            >= 0.3
+    );
     for (name, _, kind) in faults {
         let Some(kind) = kind else { continue };
         assert_eq!(exposition.up(name), Some(0.0), "{name}");
@@ -418,4 +430,51 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
     assert!(out.contains(&format!("http://127.0.0.1:{port}/metrics")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
+    let mut offline = MinerSpec::new(Board::Gamma, Dialect::V2_15, 12);
+    offline.fault = Fault::Offline;
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 11), offline], None)
+        .await
+        .unwrap();
+    let devices = named(&["ok", "gone"], &sims);
+    let run = |rust_log: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let port = crate::support::free_port();
+        let yaml = crate::support::config_yaml(&devices, 1.0, &format!("127.0.0.1:{port}"));
+        std::fs::write(&path, yaml.replace("logging:\n", "logging:\n  log_level: WARNING\n")).unwrap();
+        let mut command = std::process::Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(&path)
+            .arg("serve")
+            .stderr(std::process::Stdio::piped());
+        command.env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let warnings_only = run(None);
+    assert!(warnings_only.contains("down: cannot connect"), "{warnings_only}");
+    assert!(
+        !warnings_only.contains("up: BM1370"),
+        "INFO lines at log_level WARNING:\n{warnings_only}"
+    );
+    let verbose = run(Some("info"));
+    assert!(verbose.contains("up: BM1370"), "{verbose}");
+    assert!(verbose.contains("shutting down"), "{verbose}");
+    sims.shutdown().await;
 }

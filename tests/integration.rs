@@ -2,11 +2,13 @@
 //! - `decode`: `/api/system/info` bodies of every firmware era → normalised samples.
 //! - `exporter`: simulator + real `serve` process, checked through `/metrics` (goldens,
 //!   retune, faults, escaping, restart, shutdown, demo).
+//! - `client`: the AxeOS client on the wire (headers, redirects, size cap, timeout).
 //! - `cli`: the command line's exit codes and messages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 mod cli;
+mod client;
 mod decode;
 mod exporter;
