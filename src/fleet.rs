@@ -149,7 +149,11 @@ impl Fleet {
 
     /// Every device's state now. Each lock is held only to clone a few fields.
     pub fn views(&self) -> Vec<DeviceView> {
-        let now = Instant::now();
+        self.views_at(Instant::now())
+    }
+
+    /// Every device's state as it will look at `now` (freshness is judged against it).
+    pub fn views_at(&self, now: Instant) -> Vec<DeviceView> {
         let fresh_for = self.poll_interval * FRESHNESS_INTERVALS;
         self.devices
             .iter()
@@ -278,5 +282,18 @@ mod tests {
         assert!(views[0].up && views[1].up && !views[2].up);
         assert!(views[2].sample.is_none());
         assert_eq!(views[2].errors_by_kind, [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_success_older_than_three_intervals_is_down() {
+        let config = parse("devices:\n  - {name: a, ip: 10.0.0.1}\nlogging:\n  poll_interval: 10\n").unwrap();
+        let fleet = Fleet::new(&config);
+        assert!(!fleet.views()[0].up, "down before the first poll");
+        fleet.record_success(0, Sample::default(), Duration::from_millis(5));
+        let now = Instant::now();
+        assert!(fleet.views_at(now + Duration::from_secs(29)).first().unwrap().up);
+        let stale = fleet.views_at(now + Duration::from_secs(31));
+        assert!(!stale[0].up);
+        assert!(stale[0].sample.is_none(), "no device series from a stale sample");
     }
 }

@@ -67,6 +67,14 @@ async fn poll_loop(index: usize, fleet: Arc<Fleet>, client: AxeOsClient, mut shu
     }
 }
 
+/// When a device's first poll happens, for a uniform draw `u` in [0, 1): spread over a
+/// quarter of the interval (at least 2 s), so polls of a fleet do not arrive together
+/// but a restarted daemon shows data soon.
+pub fn start_phase(interval: Duration, u: f64) -> Duration {
+    let window = (interval / 4).max(Duration::from_secs(2)).min(interval);
+    window.mul_f64(u.clamp(0.0, 1.0))
+}
+
 /// The delay before the next attempt after `failures` consecutive failures: the poll
 /// interval for the first failure (a quick reboot is seen at once), then doubling, capped.
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
@@ -97,5 +105,21 @@ mod tests {
         let delays: Vec<u64> = (0..8).map(|f| backoff(i, f).as_secs()).collect();
         assert_eq!(delays, [30, 30, 60, 120, 240, 300, 300, 300]);
         assert_eq!(backoff(Duration::from_secs(600), 5), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn start_phases_spread_a_fleet_over_the_window() {
+        let interval = Duration::from_secs(30);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let phases: Vec<Duration> = (0..1000).map(|_| start_phase(interval, rng.f64())).collect();
+        let window = Duration::from_millis(7500);
+        assert!(phases.iter().all(|p| *p < window));
+        // Each of ten slices of the window gets some of the fleet: no lockstep.
+        for slice in 0..10u32 {
+            let (low, high) = (window * slice / 10, window * (slice + 1) / 10);
+            let n = phases.iter().filter(|p| **p >= low && **p < high).count();
+            assert!((50..150).contains(&n), "slice {slice}: {n} of 1000");
+        }
+        assert_eq!(start_phase(Duration::from_secs(1), 0.99), Duration::from_millis(990));
     }
 }
