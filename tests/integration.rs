@@ -4,6 +4,7 @@
 //!   retune, faults, escaping, restart, shutdown, demo).
 //! - `client`: the AxeOS client on the wire (headers, redirects, size cap, timeout).
 //! - `cli`: the command line's exit codes and messages.
+//! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -12,3 +13,4 @@ mod cli;
 mod client;
 mod decode;
 mod exporter;
+mod simulator;
