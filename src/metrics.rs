@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -296,49 +296,89 @@ pub fn render(registry: &Registry, size_hint: usize) -> Result<String, std::fmt:
 
 type Fmt = Result<(), std::fmt::Error>;
 
+/// Encodes a gauge family labelled by `device` alone.
+fn device_gauges<'a, V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (&'a str, V)>,
+) -> Fmt {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (device, value) in rows {
+        family.encode_family(&[("device", device)])?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// Encodes a counter family labelled by `device` alone.
+fn device_counters<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Fmt {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (device, value) in rows {
+        ConstCounter::new(value).encode(family.encode_family(&[("device", device)])?)?;
+    }
+    Ok(())
+}
+
+/// A device that is up, with its sample and clock-configuration label values.
+struct UpDevice<'a> {
+    name: &'a str,
+    sample: &'a Sample,
+    frequency_mhz: String,
+    core_voltage_mv: String,
+}
+
+impl UpDevice<'_> {
+    fn clock_labels(&self) -> [(&str, &str); 3] {
+        [
+            ("device", self.name),
+            ("frequency_mhz", self.frequency_mhz.as_str()),
+            ("core_voltage_mv", self.core_voltage_mv.as_str()),
+        ]
+    }
+}
+
 impl Collector for FleetCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
         let views = self.fleet.views();
-        let up_devices: Vec<(&DeviceView, &Sample, [String; 2])> = views
+        let up: Vec<UpDevice> = views
             .iter()
             .filter_map(|v| {
                 let sample = v.sample.as_deref()?;
                 let clock = sample.clock_config();
-                Some((v, sample, [clock.frequency_mhz, clock.core_voltage_mv]))
+                Some(UpDevice {
+                    name: v.name.as_str(),
+                    sample,
+                    frequency_mhz: clock.frequency_mhz,
+                    core_voltage_mv: clock.core_voltage_mv,
+                })
             })
             .collect();
 
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_up",
-                "1 when the device's last poll succeeded and is younger than 3 poll intervals, else 0",
-                None,
-                MetricType::Gauge,
-            )?;
-            for view in &views {
-                let labels = [("device", view.name.as_str())];
-                family.encode_family(&labels)?.encode_gauge(&i64::from(view.up))?;
-            }
-        }
+        device_gauges(
+            &mut encoder,
+            "bitaxe_up",
+            "1 when the device's last poll succeeded and is younger than 3 poll intervals, else 0",
+            None,
+            views.iter().map(|v| (v.name.as_str(), i64::from(v.up))),
+        )?;
 
         for def in SAMPLE_GAUGES {
             let unit = def.unit.map(|u| Unit::Other(u.to_string()));
+            if def.labels == Device {
+                let rows = up.iter().filter_map(|d| Some((d.name, (def.value)(d.sample)?)));
+                device_gauges(&mut encoder, def.name, def.help, unit.as_ref(), rows)?;
+                continue;
+            }
             let mut family = encoder.encode_descriptor(def.name, def.help, unit.as_ref(), MetricType::Gauge)?;
-            for (view, sample, clock) in &up_devices {
-                let Some(value) = (def.value)(sample) else { continue };
-                match def.labels {
-                    Device => {
-                        let labels = [("device", view.name.as_str())];
-                        family.encode_family(&labels)?.encode_gauge(&value)?;
-                    }
-                    DeviceAndClock => {
-                        let labels = [
-                            ("device", view.name.as_str()),
-                            ("frequency_mhz", clock[0].as_str()),
-                            ("core_voltage_mv", clock[1].as_str()),
-                        ];
-                        family.encode_family(&labels)?.encode_gauge(&value)?;
-                    }
+            for device in &up {
+                if let Some(value) = (def.value)(device.sample) {
+                    family.encode_family(&device.clock_labels())?.encode_gauge(&value)?;
                 }
             }
         }
@@ -350,13 +390,8 @@ impl Collector for FleetCollector {
                 None,
                 MetricType::Info,
             )?;
-            for (view, _, clock) in &up_devices {
-                let labels = [
-                    ("device", view.name.as_str()),
-                    ("frequency_mhz", clock[0].as_str()),
-                    ("core_voltage_mv", clock[1].as_str()),
-                ];
-                family.encode_info(&labels)?;
+            for device in &up {
+                family.encode_info(&device.clock_labels())?;
             }
         }
 
@@ -367,59 +402,47 @@ impl Collector for FleetCollector {
                 None,
                 MetricType::Info,
             )?;
-            for (view, sample, _) in &up_devices {
-                let id = &sample.identity;
-                let labels = [
-                    ("device", view.name.as_str()),
+            for device in &up {
+                let id = &device.sample.identity;
+                family.encode_info(&[
+                    ("device", device.name),
                     ("hostname", id.hostname.as_deref().unwrap_or("")),
                     ("asic_model", id.asic_model.as_deref().unwrap_or("")),
                     ("board_version", id.board_version.as_deref().unwrap_or("")),
                     ("firmware", id.firmware.as_deref().unwrap_or("")),
-                ];
-                family.encode_info(&labels)?;
+                ])?;
             }
         }
 
-        for (name, help, counter) in [
-            (
-                "bitaxe_shares_accepted",
-                "Shares the pool accepted since the miner booted",
-                (|s: &Sample| s.shares_accepted) as fn(&Sample) -> Option<u64>,
-            ),
-            (
-                "bitaxe_shares_rejected",
-                "Shares the pool rejected since the miner booted",
-                |s: &Sample| s.shares_rejected,
-            ),
-        ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (view, sample, _) in &up_devices {
-                let Some(value) = counter(sample) else { continue };
-                let labels = [("device", view.name.as_str())];
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        device_counters(
+            &mut encoder,
+            "bitaxe_shares_accepted",
+            "Shares the pool accepted since the miner booted",
+            up.iter().filter_map(|d| Some((d.name, d.sample.shares_accepted?))),
+        )?;
+        device_counters(
+            &mut encoder,
+            "bitaxe_shares_rejected",
+            "Shares the pool rejected since the miner booted",
+            up.iter().filter_map(|d| Some((d.name, d.sample.shares_rejected?))),
+        )?;
 
         let thresholds = self.fleet.thresholds();
-        for (name, help, value) in [
-            (
-                "bitaxe_temperature_warning_threshold",
-                "ASIC temperature warning threshold from config.yaml (safety.max_temp_warning)",
-                thresholds.warning_celsius,
-            ),
-            (
-                "bitaxe_temperature_shutdown_threshold",
-                "ASIC temperature shutdown threshold from config.yaml (safety.max_temp_shutdown)",
-                thresholds.shutdown_celsius,
-            ),
-        ] {
-            let unit = Unit::Celsius;
-            let mut family = encoder.encode_descriptor(name, help, Some(&unit), MetricType::Gauge)?;
-            for (view, _, _) in &up_devices {
-                let labels = [("device", view.name.as_str())];
-                family.encode_family(&labels)?.encode_gauge(&value)?;
-            }
-        }
+        let celsius = Unit::Celsius;
+        device_gauges(
+            &mut encoder,
+            "bitaxe_temperature_warning_threshold",
+            "ASIC temperature warning threshold from config.yaml (safety.max_temp_warning)",
+            Some(&celsius),
+            up.iter().map(|d| (d.name, thresholds.warning_celsius)),
+        )?;
+        device_gauges(
+            &mut encoder,
+            "bitaxe_temperature_shutdown_threshold",
+            "ASIC temperature shutdown threshold from config.yaml (safety.max_temp_shutdown)",
+            Some(&celsius),
+            up.iter().map(|d| (d.name, thresholds.shutdown_celsius)),
+        )?;
 
         self.encode_poll_metrics(&mut encoder, &views)
     }
@@ -429,32 +452,24 @@ impl FleetCollector {
     /// The exporter's own view of its polling: present for every device, up or down.
     fn encode_poll_metrics(&self, encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
         let seconds = Unit::Seconds;
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_poll_duration",
-                "How long the device's most recent poll took, success or failure",
-                Some(&seconds),
-                MetricType::Gauge,
-            )?;
-            for view in views {
-                let Some(duration) = view.last_duration else { continue };
-                let labels = [("device", view.name.as_str())];
-                family.encode_family(&labels)?.encode_gauge(&duration.as_secs_f64())?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_last_successful_poll_timestamp",
-                "Unix time of the device's most recent successful poll",
-                Some(&seconds),
-                MetricType::Gauge,
-            )?;
-            for view in views {
-                let Some(at) = view.last_success_unix else { continue };
-                let labels = [("device", view.name.as_str())];
-                family.encode_family(&labels)?.encode_gauge(&at)?;
-            }
-        }
+        device_gauges(
+            encoder,
+            "bitaxe_poll_duration",
+            "How long the device's most recent poll took, success or failure",
+            Some(&seconds),
+            views
+                .iter()
+                .filter_map(|v| Some((v.name.as_str(), v.last_duration?.as_secs_f64()))),
+        )?;
+        device_gauges(
+            encoder,
+            "bitaxe_last_successful_poll_timestamp",
+            "Unix time of the device's most recent successful poll",
+            Some(&seconds),
+            views
+                .iter()
+                .filter_map(|v| Some((v.name.as_str(), v.last_success_unix?))),
+        )?;
         {
             let mut family = encoder.encode_descriptor(
                 "bitaxe_poll_errors",
@@ -478,15 +493,12 @@ impl FleetCollector {
             )?;
             ConstCounter::new(self.fleet.polls_total()).encode(family)?;
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_exporter_build",
-                "The exporter's version (always 1)",
-                None,
-                MetricType::Info,
-            )?;
-            family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
-        }
-        Ok(())
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_exporter_build",
+            "The exporter's version (always 1)",
+            None,
+            MetricType::Info,
+        )?;
+        family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
     }
 }
