@@ -5,16 +5,22 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::analysis::{self, Metric, Query};
+use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{self, Config, ConfigError, DeviceConfig, LogLevel, MinerAddress, Thresholds};
+use crate::export::ExportFormat;
 use crate::firmware::Dialect;
+use crate::ledger::{self as ledger_db, DeviceRow, Ledger};
 use crate::physics::Board;
+use crate::session::{self, NewSession, SessionError};
 use crate::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use crate::timestamps;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +51,9 @@ pub enum Command {
         /// Address the exporter listens on.
         #[arg(long, default_value = "127.0.0.1:9842")]
         listen: SocketAddr,
+        /// Folder for the demo's ledger and a config.yaml to analyse it with.
+        #[arg(long, default_value = "bitaxe-demo")]
+        data_dir: PathBuf,
     },
     /// Serve simulated AxeOS miners on 127.0.0.1 (for tests, benchmarks and trying things).
     Simulate {
@@ -82,6 +91,118 @@ pub enum Command {
     },
     /// Validate the configuration file and exit (0 valid, 2 invalid).
     CheckConfig,
+    /// Test sessions: a time range on one device with target settings and notes.
+    Session {
+        #[command(subcommand)]
+        action: SessionCommand,
+    },
+    /// Questions for the ledger: which configuration is best, and the raw data.
+    Analyze {
+        #[command(subcommand)]
+        action: AnalyzeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Open a session on a device (one open session per device).
+    Start {
+        #[arg(long)]
+        device: String,
+        /// Target frequency, MHz.
+        #[arg(long)]
+        freq: Option<f64>,
+        /// Target core voltage, mV.
+        #[arg(long)]
+        voltage: Option<u32>,
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Send the targets to the miner (PATCH /api/system) and read them back.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Close the device's open session.
+    End {
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// List sessions.
+    List {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// A session with the steady-state statistics of its time range.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyzeCommand {
+    /// Statistics per device × clock configuration (warm-up excluded).
+    CompareConfigs {
+        #[arg(long)]
+        device: Option<String>,
+        /// Only the time range of this session (and its device).
+        #[arg(long)]
+        session: Option<i64>,
+        /// Start of the range: RFC 3339 or a duration ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the range: RFC 3339 or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// The best configuration per device among those that pass the health gate.
+    Optimize {
+        #[arg(long, value_enum)]
+        metric: Metric,
+        #[arg(long)]
+        device: Option<String>,
+        /// ASIC temperature limit for the p95, °C (default: safety.max_temp_warning).
+        #[arg(long)]
+        max_temp: Option<f64>,
+        /// Start of the data considered: RFC 3339 or a duration ago.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// The samples, streamed as CSV or JSON.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// File to write, or - for standard output.
+        #[arg(long, default_value = "-")]
+        output: String,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 /// An error and the exit code it deserves.
@@ -130,7 +251,20 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
         Command::Serve { listen } => serve(&cli.config, listen).await,
-        Command::Demo { listen } => demo(listen).await,
+        Command::Demo { listen, data_dir } => demo(listen, &data_dir).await,
+        Command::Session { action } => tokio::task::block_in_place(|| {
+            let settings = LedgerSettings::load(&cli.config)?;
+            match action {
+                SessionCommand::Start { .. } => {
+                    tokio::runtime::Handle::current().block_on(session_start(&settings, action))
+                }
+                action => session_command(&settings, action),
+            }
+        }),
+        Command::Analyze { action } => tokio::task::block_in_place(|| {
+            let settings = LedgerSettings::load(&cli.config)?;
+            analyze_command(&settings, action)
+        }),
         Command::Simulate {
             miners,
             base_port,
@@ -236,14 +370,14 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
     fleet
 }
 
-async fn demo(listen: SocketAddr) -> Result<(), Failure> {
+async fn demo(listen: SocketAddr, data_dir: &Path) -> Result<(), Failure> {
     init_logging(LogLevel::Info);
     let fleet = demo_fleet();
     let specs: Vec<MinerSpec> = fleet.iter().map(|(_, s)| s.clone()).collect();
     let sims = SimFleet::start(&specs, None)
         .await
         .context("cannot start the simulated miners")?;
-    let devices = fleet
+    let devices: Vec<DeviceConfig> = fleet
         .iter()
         .zip(sims.addresses())
         .map(|((name, _), address)| DeviceConfig {
@@ -255,15 +389,20 @@ async fn demo(listen: SocketAddr) -> Result<(), Failure> {
             enabled: true,
         })
         .collect();
+    let database_path = data_dir.join("metrics.db");
     let config = Config {
         devices,
         poll_interval: Duration::from_secs(5),
-        database_path: PathBuf::from(config::DEFAULT_DATABASE_PATH),
+        database_path: database_path.clone(),
         log_level: LogLevel::Info,
         thresholds: Thresholds::default(),
         listen,
-        warmup: Duration::from_secs(600),
+        warmup: Duration::from_secs(60),
     };
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let demo_config = data_dir.join("config.yaml");
+    std::fs::write(&demo_config, demo_config_yaml(&config))
+        .with_context(|| format!("cannot write {}", demo_config.display()))?;
     let listener = bind(listen).await?;
     println!(
         "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n",
@@ -279,11 +418,32 @@ async fn demo(listen: SocketAddr) -> Result<(), Failure> {
             spec.dialect.version()
         );
     }
+    println!("\n  ledger         {}", database_path.display());
+    println!(
+        "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
+        demo_config.display()
+    );
     println!("\nPress Ctrl-C to stop.");
     let served = crate::serve(config, listener, crate::shutdown_signal()).await;
     sims.shutdown().await;
     served.context("serve failed")?;
     Ok(())
+}
+
+/// A config.yaml for the demo fleet, so the CLI can analyse the demo's ledger.
+fn demo_config_yaml(config: &Config) -> String {
+    let mut yaml =
+        String::from("# Written by `bitaxe-exporter demo` (simulated miners on ephemeral ports).\ndevices:\n");
+    for d in &config.devices {
+        yaml.push_str(&format!("  - name: \"{}\"\n    ip: \"{}\"\n", d.name, d.address));
+    }
+    yaml.push_str(&format!(
+        "logging:\n  poll_interval: {}\n  database_path: \"{}\"\nanalysis:\n  warmup_minutes: {}\n",
+        config.poll_interval.as_secs_f64(),
+        config.database_path.display(),
+        config.warmup.as_secs_f64() / 60.0
+    ));
+    yaml
 }
 
 fn parse_indexed<T>(
@@ -410,4 +570,425 @@ async fn simulate(
     crate::shutdown_signal().await;
     sims.shutdown().await;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Ledger commands
+
+/// What the session and analyze commands need from config.yaml.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub database_path: PathBuf,
+    pub warmup_seconds: f64,
+    pub thresholds: Thresholds,
+    pub devices: Vec<DeviceConfig>,
+}
+
+impl LedgerSettings {
+    /// From the config file; without one at the default path, the defaults.
+    fn load(path: &Path) -> Result<Self, Failure> {
+        if !path.exists() && path == Path::new("config.yaml") {
+            return Ok(Self {
+                database_path: PathBuf::from(config::DEFAULT_DATABASE_PATH),
+                warmup_seconds: config::DEFAULT_WARMUP_MINUTES * 60.0,
+                thresholds: Thresholds::default(),
+                devices: Vec::new(),
+            });
+        }
+        let config = config::load(path)?;
+        Ok(Self {
+            database_path: config.database_path,
+            warmup_seconds: config.warmup.as_secs_f64(),
+            thresholds: config.thresholds,
+            devices: config.devices,
+        })
+    }
+
+    fn open(&self) -> Result<Ledger, Failure> {
+        Ledger::open_existing(&self.database_path).map_err(ledger_failure)
+    }
+
+    fn configured_names(&self) -> Vec<String> {
+        self.devices.iter().map(|d| d.name.clone()).collect()
+    }
+}
+
+fn ledger_failure(e: ledger_db::LedgerError) -> Failure {
+    match e {
+        ledger_db::LedgerError::Missing(_) => Failure::Usage(e.into()),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
+fn session_failure(e: SessionError) -> Failure {
+    if e.is_usage() {
+        Failure::Usage(e.into())
+    } else {
+        Failure::Runtime(e.into())
+    }
+}
+
+fn sqlite_failure(ledger: &Ledger, e: rusqlite::Error) -> Failure {
+    Failure::Runtime(ledger.err(e).into())
+}
+
+/// A device the ledger knows (by current or former name), else a usage error naming them.
+fn known_device(ledger: &Ledger, name: &str) -> Result<DeviceRow, Failure> {
+    if let Some(device) = ledger_db::find_device(&ledger.conn, name).map_err(|e| sqlite_failure(ledger, e))? {
+        return Ok(device);
+    }
+    let known: Vec<String> = ledger_db::devices(&ledger.conn)
+        .map_err(|e| sqlite_failure(ledger, e))?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    Err(Failure::Usage(anyhow::anyhow!(
+        "unknown device \"{name}\"; devices in the ledger: {}",
+        if known.is_empty() {
+            "(none yet)".into()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
+fn parse_time_arg(flag: &str, value: Option<&str>) -> Result<Option<f64>, Failure> {
+    value
+        .map(|text| timestamps::parse(text, SystemTime::now()))
+        .transpose()
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("{flag}: {e}")))
+}
+
+/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Runtime(
+            anyhow::Error::new(e).context("cannot write to standard output"),
+        )),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    text.push('\n');
+    emit(&text)
+}
+
+fn now_unix() -> f64 {
+    ledger_db::unix(SystemTime::now())
+}
+
+async fn session_start(settings: &LedgerSettings, action: SessionCommand) -> Result<(), Failure> {
+    let SessionCommand::Start {
+        device,
+        freq,
+        voltage,
+        notes,
+        apply,
+    } = action
+    else {
+        return Ok(());
+    };
+    if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--freq must be a frequency in MHz between 1 and 65535"
+        )));
+    }
+    if voltage.is_some_and(|v| v == 0 || v > 65_535) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--voltage must be a core voltage in mV between 1 and 65535"
+        )));
+    }
+    let mut ledger = Ledger::open(&settings.database_path).map_err(ledger_failure)?;
+    let row = session::resolve_device(&mut ledger, &device, &settings.configured_names()).map_err(session_failure)?;
+    session::check_none_open(&ledger, &row).map_err(session_failure)?;
+
+    let mut mismatch = None;
+    if apply {
+        if freq.is_none() && voltage.is_none() {
+            return Err(Failure::Usage(anyhow::anyhow!("--apply needs --freq and/or --voltage")));
+        }
+        let address = settings
+            .devices
+            .iter()
+            .find(|d| d.name == device || d.name == row.name)
+            .map(|d| d.address.clone())
+            .ok_or_else(|| {
+                Failure::Usage(anyhow::anyhow!(
+                    "--apply needs \"{device}\" in config.yaml to know its address"
+                ))
+            })?;
+        let client =
+            AxeOsClient::new(Duration::from_secs(5), Duration::ZERO).context("cannot create the HTTP client")?;
+        let patch = SettingsPatch {
+            frequency: freq,
+            core_voltage: voltage,
+        };
+        client
+            .patch_settings(&address, &patch)
+            .await
+            .with_context(|| format!("cannot apply the settings to {device} at {address}; no session started"))?;
+        let read_back = client
+            .system_info(&address)
+            .await
+            .with_context(|| format!("applied the settings, but cannot read {device} back; no session started"))?;
+        let mut differences = Vec::new();
+        if let Some(f) = freq {
+            if read_back.frequency_mhz.is_none_or(|got| (got - f).abs() > 0.01) {
+                differences.push(format!(
+                    "frequency {} MHz (asked {f})",
+                    fmt_setting(read_back.frequency_mhz)
+                ));
+            }
+        }
+        if let Some(v) = voltage {
+            if read_back
+                .core_voltage_mv
+                .is_none_or(|got| (got - f64::from(v)).abs() > 0.5)
+            {
+                differences.push(format!(
+                    "core voltage {} mV (asked {v})",
+                    fmt_setting(read_back.core_voltage_mv)
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            mismatch = Some(differences.join(", "));
+        }
+    }
+
+    let started = session::start(
+        &mut ledger,
+        &NewSession {
+            device: &row,
+            at: now_unix(),
+            target_frequency_mhz: freq,
+            target_core_voltage_mv: voltage.map(f64::from),
+            notes: &notes,
+            applied: apply,
+        },
+    )
+    .map_err(session_failure)?;
+    println!(
+        "session #{} started on {} at {}; target {}{}",
+        started.id,
+        started.device,
+        timestamps::format(started.started_at),
+        started.target(),
+        if apply { " (applied to the miner)" } else { "" }
+    );
+    match mismatch {
+        Some(m) => Err(Failure::Runtime(anyhow::anyhow!(
+            "session #{} is recorded, but {} reports {m}",
+            started.id,
+            started.device
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn fmt_setting(value: Option<f64>) -> String {
+    value.map_or("unknown".into(), crate::sample::format_label_number)
+}
+
+fn session_command(settings: &LedgerSettings, action: SessionCommand) -> Result<(), Failure> {
+    let mut ledger = settings.open()?;
+    match action {
+        SessionCommand::Start { .. } => Ok(()),
+        SessionCommand::End { device, notes } => {
+            let row =
+                session::resolve_device(&mut ledger, &device, &settings.configured_names()).map_err(session_failure)?;
+            let ended = session::end(&mut ledger, &row, now_unix(), &notes).map_err(session_failure)?;
+            println!(
+                "session #{} on {} ended at {} after {}",
+                ended.id,
+                ended.device,
+                timestamps::format(ended.ended_at.unwrap_or(ended.started_at)),
+                analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
+            );
+            Ok(())
+        }
+        SessionCommand::List { device, format } => {
+            let device_id = match device {
+                Some(name) => Some(known_device(&ledger, &name)?.id),
+                None => None,
+            };
+            let sessions = session::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
+            match format {
+                ListFormat::Table => emit(&session::table(&sessions))?,
+                ListFormat::Json => print_json(&sessions)?,
+            }
+            Ok(())
+        }
+        SessionCommand::Show { id, format } => {
+            let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+            let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+            let device = known_device(&ledger, &shown.device)?;
+            let until = shown.ended_at.unwrap_or_else(now_unix);
+            let rows = analysis::compare_configs(
+                &ledger.conn,
+                &Query {
+                    device_id: Some(device.id),
+                    since: Some(shown.started_at),
+                    until: Some(until),
+                    warmup_seconds: settings.warmup_seconds,
+                },
+            )
+            .map_err(|e| sqlite_failure(&ledger, e))?;
+            let events = ledger_db::events_between(&ledger.conn, device.id, shown.started_at, until)
+                .map_err(|e| sqlite_failure(&ledger, e))?;
+            match format {
+                ListFormat::Json => print_json(&serde_json::json!({
+                    "session": shown,
+                    "configurations": rows,
+                    "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
+                        "time": timestamps::format(*t), "kind": kind, "detail": detail
+                    })).collect::<Vec<_>>(),
+                }))?,
+                ListFormat::Table => {
+                    use std::fmt::Write as _;
+                    let mut text = String::new();
+                    let _ = writeln!(text, "session #{} on {}", shown.id, shown.device);
+                    let _ = writeln!(
+                        text,
+                        "  from {} to {} ({})",
+                        timestamps::format(shown.started_at),
+                        shown.ended_at.map_or("now (open)".into(), timestamps::format),
+                        analysis::duration_text(until - shown.started_at)
+                    );
+                    let applied = if shown.applied { " (applied)" } else { "" };
+                    let _ = writeln!(text, "  target {}{applied}", shown.target());
+                    if !shown.notes.is_empty() {
+                        let _ = writeln!(text, "  notes: {}", shown.notes);
+                    }
+                    if !shown.end_notes.is_empty() {
+                        let _ = writeln!(text, "  end notes: {}", shown.end_notes);
+                    }
+                    text.push('\n');
+                    text.push_str(&analysis::configs_table(&rows));
+                    if !events.is_empty() {
+                        text.push_str("\nevents:\n");
+                        for (t, _, detail) in &events {
+                            let _ = writeln!(text, "  {}  {detail}", timestamps::format(*t));
+                        }
+                    }
+                    emit(&text)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    match action {
+        AnalyzeCommand::CompareConfigs {
+            device,
+            session: session_id,
+            since,
+            until,
+            format,
+        } => {
+            let mut query = Query {
+                device_id: match &device {
+                    Some(name) => Some(known_device(&ledger, name)?.id),
+                    None => None,
+                },
+                since: parse_time_arg("--since", since.as_deref())?,
+                until: parse_time_arg("--until", until.as_deref())?,
+                warmup_seconds: settings.warmup_seconds,
+            };
+            if let Some(id) = session_id {
+                let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+                let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+                let session_device = known_device(&ledger, &shown.device)?;
+                if query.device_id.is_some_and(|d| d != session_device.id) {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "session #{id} is on {}, not on {}",
+                        shown.device,
+                        device.unwrap_or_default()
+                    )));
+                }
+                query.device_id = Some(session_device.id);
+                query.since = Some(query.since.map_or(shown.started_at, |s| s.max(shown.started_at)));
+                let end = shown.ended_at.unwrap_or_else(now_unix);
+                query.until = Some(query.until.map_or(end, |u| u.min(end)));
+            }
+            let rows = analysis::compare_configs(&ledger.conn, &query).map_err(|e| sqlite_failure(&ledger, e))?;
+            match format {
+                TableFormat::Table => emit(&analysis::configs_table(&rows))?,
+                TableFormat::Json => print_json(&rows)?,
+                TableFormat::Csv => emit(&analysis::configs_csv(&rows))?,
+            }
+            Ok(())
+        }
+        AnalyzeCommand::Optimize {
+            metric,
+            device,
+            max_temp,
+            since,
+            format,
+        } => {
+            let query = Query {
+                device_id: match &device {
+                    Some(name) => Some(known_device(&ledger, name)?.id),
+                    None => None,
+                },
+                since: parse_time_arg("--since", since.as_deref())?,
+                until: None,
+                warmup_seconds: settings.warmup_seconds,
+            };
+            let max_temp = max_temp.unwrap_or(settings.thresholds.warning_celsius);
+            if !max_temp.is_finite() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--max-temp must be a temperature in °C"
+                )));
+            }
+            let rows = analysis::compare_configs(&ledger.conn, &query).map_err(|e| sqlite_failure(&ledger, e))?;
+            let recommendations = analysis::optimize(rows, metric, max_temp);
+            match format {
+                ListFormat::Table => emit(&analysis::recommendations_text(&recommendations))?,
+                ListFormat::Json => print_json(&recommendations)?,
+            }
+            Ok(())
+        }
+        AnalyzeCommand::Export {
+            format,
+            output,
+            device,
+            since,
+            until,
+        } => {
+            let device_id = match &device {
+                Some(name) => Some(known_device(&ledger, name)?.id),
+                None => None,
+            };
+            let since = parse_time_arg("--since", since.as_deref())?.unwrap_or(f64::MIN);
+            let until = parse_time_arg("--until", until.as_deref())?.unwrap_or(f64::MAX);
+            let result = if output == "-" {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+                crate::export::export(&ledger.conn, &mut out, format, device_id, since, until)
+            } else {
+                let file = std::fs::File::create(&output).with_context(|| format!("cannot create {output}"))?;
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+                let written = crate::export::export(&ledger.conn, &mut out, format, device_id, since, until);
+                if let Ok(n) = &written {
+                    eprintln!("wrote {n} samples to {output}");
+                }
+                written
+            };
+            match result {
+                Ok(_) => Ok(()),
+                // `… | head` closing the pipe early is not an error.
+                Err(crate::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
+        }
+    }
 }

@@ -112,7 +112,7 @@ impl Fleet {
     }
 
     /// Stores a successful poll; returns what changed.
-    pub fn record_success(&self, index: usize, sample: Sample, duration: Duration) -> Vec<DeviceEvent> {
+    pub fn record_success(&self, index: usize, sample: Arc<Sample>, duration: Duration) -> Vec<DeviceEvent> {
         self.polls_total.fetch_add(1, Ordering::Relaxed);
         let Some(slot) = self.devices.get(index) else {
             return Vec::new();
@@ -121,7 +121,7 @@ impl Fleet {
         let mut state = lock(&slot.state);
         let (tracked, events) = observe_success(&state.tracked, &sample, &self.thresholds);
         state.tracked = tracked;
-        state.sample = Some(Arc::new(sample));
+        state.sample = Some(sample);
         state.last_success = Some(now);
         state.last_attempt = Some(now);
         state.last_error = None;
@@ -269,8 +269,8 @@ mod tests {
             asic_temp_celsius: Some(celsius),
             ..Sample::default()
         };
-        fleet.record_success(0, sample(1000.0, 18.0, 60.0), Duration::from_millis(5));
-        fleet.record_success(1, sample(500.0, 12.0, 66.5), Duration::from_millis(5));
+        fleet.record_success(0, Arc::new(sample(1000.0, 18.0, 60.0)), Duration::from_millis(5));
+        fleet.record_success(1, Arc::new(sample(500.0, 12.0, 66.5)), Duration::from_millis(5));
         fleet.record_failure(2, PollError::Timeout(Duration::from_secs(1)), Duration::from_secs(1));
         let summary = fleet.summary();
         assert_eq!(summary.up, 2);
@@ -289,7 +289,7 @@ mod tests {
         let config = parse("devices:\n  - {name: a, ip: 10.0.0.1}\nlogging:\n  poll_interval: 10\n").unwrap();
         let fleet = Fleet::new(&config);
         assert!(!fleet.views()[0].up, "down before the first poll");
-        fleet.record_success(0, Sample::default(), Duration::from_millis(5));
+        fleet.record_success(0, Arc::new(Sample::default()), Duration::from_millis(5));
         let now = Instant::now();
         assert!(fleet.views_at(now + Duration::from_secs(29)).first().unwrap().up);
         let stale = fleet.views_at(now + Duration::from_secs(31));

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::fleet::{Fleet, FleetSummary};
 use crate::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+use crate::writer::LedgerStats;
 
 #[derive(Debug)]
 struct AppState {
@@ -24,9 +25,9 @@ struct AppState {
     last_body_len: AtomicUsize,
 }
 
-pub fn router(fleet: Arc<Fleet>) -> Router {
+pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Router {
     let state = Arc::new(AppState {
-        registry: metrics::registry(fleet.clone()),
+        registry: metrics::registry(fleet.clone(), ledger),
         fleet,
         last_body_len: AtomicUsize::new(16 * 1024),
     });

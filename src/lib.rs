@@ -4,18 +4,25 @@
 //! The binary (`src/main.rs`) only parses arguments and calls into [`cli`]; everything else
 //! lives here so that tests drive the same code in-process.
 
+pub mod analysis;
 pub mod axeos;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod export;
 pub mod firmware;
 pub mod fleet;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod physics;
 pub mod poller;
 pub mod sample;
+pub mod segments;
+pub mod session;
 pub mod simulator;
+pub mod timestamps;
+pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +34,7 @@ use tokio::sync::watch;
 use crate::axeos::AxeOsClient;
 use crate::config::Config;
 use crate::fleet::Fleet;
+use crate::writer::{SegmentRules, Writer};
 
 /// How long shutdown waits for in-flight polls before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
@@ -38,10 +46,13 @@ pub enum ServeError {
     Client(#[from] axeos::PollError),
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("cannot open the ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
 }
 
-/// Runs the daemon on an already bound listener until `shutdown` resolves: pollers, the
-/// periodic fleet summary and the HTTP endpoints. Returns once in-flight work is done.
+/// Runs the daemon on an already bound listener until `shutdown` resolves: the ledger
+/// writer, pollers, the periodic fleet summary and the HTTP endpoints. Returns once
+/// in-flight polls are done and the ledger is flushed.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -52,12 +63,18 @@ pub async fn serve(
         AxeOsClient::timeout_for(config.poll_interval),
         AxeOsClient::keepalive_for(config.poll_interval),
     )?;
+    let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
+    let path = config.database_path.clone();
+    let writer = tokio::task::spawn_blocking(move || Writer::start(&path, rules))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    tracing::info!("ledger: {}", config.database_path.display());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone());
+    let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
     let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
 
     let mut http_stop = stop_rx;
-    let app = http::router(fleet);
+    let app = http::router(fleet, Some(writer.stats.clone()));
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
     });
@@ -80,6 +97,8 @@ pub async fn serve(
         pollers.abort_all();
     }
     summary.abort();
+    // Every poller (and its ledger sender) is gone: the writer flushes what is left and stops.
+    let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(result)) => result?,
         Ok(Err(e)) => tracing::error!("the HTTP server task failed: {e}"),

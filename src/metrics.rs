@@ -8,12 +8,14 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::axeos::PollErrorKind;
 use crate::fleet::{DeviceView, Fleet};
 use crate::sample::Sample;
+use crate::writer::LedgerStats;
 
 /// The content type `/metrics` is served with.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -272,18 +274,19 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
 #[derive(Debug)]
 pub struct FleetCollector {
     fleet: Arc<Fleet>,
+    ledger: Option<Arc<LedgerStats>>,
 }
 
 impl FleetCollector {
-    pub fn new(fleet: Arc<Fleet>) -> Self {
-        Self { fleet }
+    pub fn new(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Self {
+        Self { fleet, ledger }
     }
 }
 
 /// The registry `/metrics` encodes: the fleet collector only.
-pub fn registry(fleet: Arc<Fleet>) -> Registry {
+pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(FleetCollector::new(fleet)));
+    registry.register_collector(Box::new(FleetCollector::new(fleet, ledger)));
     registry
 }
 
@@ -493,6 +496,9 @@ impl FleetCollector {
             )?;
             ConstCounter::new(self.fleet.polls_total()).encode(family)?;
         }
+        if let Some(ledger) = &self.ledger {
+            self.encode_ledger_metrics(encoder, ledger)?;
+        }
         let mut family = encoder.encode_descriptor(
             "bitaxe_exporter_build",
             "The exporter's version (always 1)",
@@ -500,5 +506,43 @@ impl FleetCollector {
             MetricType::Info,
         )?;
         family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
+    }
+}
+
+impl FleetCollector {
+    fn encode_ledger_metrics(&self, encoder: &mut DescriptorEncoder, ledger: &LedgerStats) -> Fmt {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, value) in [
+            (
+                "bitaxe_ledger_samples_written",
+                "Samples committed to the SQLite ledger",
+                ledger.samples_written.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_events_written",
+                "Events committed to the SQLite ledger",
+                ledger.events_written.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_write_errors",
+                "Ledger commits that failed and were retried (locked or full database)",
+                ledger.write_errors.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_dropped_records",
+                "Records the ledger could not keep (backlog full while the database refused writes)",
+                ledger.dropped.load(Relaxed),
+            ),
+        ] {
+            let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(family)?;
+        }
+        let family = encoder.encode_descriptor(
+            "bitaxe_ledger_backlog_records",
+            "Records waiting to be written to the ledger",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(ledger.backlog.load(Relaxed) as i64).encode(family)
     }
 }

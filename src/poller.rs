@@ -4,7 +4,7 @@
 //! delays its own task.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -13,21 +13,39 @@ use tokio::time::Instant;
 use crate::axeos::AxeOsClient;
 use crate::events::DeviceEvent;
 use crate::fleet::Fleet;
+use crate::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Starts a poller per device. They stop after their in-flight request when `shutdown`
 /// becomes true.
-pub fn spawn_pollers(fleet: Arc<Fleet>, client: AxeOsClient, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
+pub fn spawn_pollers(
+    fleet: Arc<Fleet>,
+    client: AxeOsClient,
+    shutdown: watch::Receiver<bool>,
+    ledger: Option<LedgerSender>,
+) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for index in 0..fleet.len() {
-        tasks.spawn(poll_loop(index, fleet.clone(), client.clone(), shutdown.clone()));
+        tasks.spawn(poll_loop(
+            index,
+            fleet.clone(),
+            client.clone(),
+            shutdown.clone(),
+            ledger.clone(),
+        ));
     }
     tasks
 }
 
-async fn poll_loop(index: usize, fleet: Arc<Fleet>, client: AxeOsClient, mut shutdown: watch::Receiver<bool>) {
+async fn poll_loop(
+    index: usize,
+    fleet: Arc<Fleet>,
+    client: AxeOsClient,
+    mut shutdown: watch::Receiver<bool>,
+    ledger: Option<LedgerSender>,
+) {
     let Some(address) = fleet.device_address(index).cloned() else {
         return;
     };
@@ -48,14 +66,35 @@ async fn poll_loop(index: usize, fleet: Arc<Fleet>, client: AxeOsClient, mut shu
         let started = Instant::now();
         let result = client.system_info(&address).await;
         let duration = started.elapsed();
+        let at = SystemTime::now();
+        let device = fleet.device_name(index);
         let events = match result {
-            Ok(sample) => fleet.record_success(index, sample, duration),
+            Ok(sample) => {
+                let sample = Arc::new(sample);
+                if let Some(ledger) = &ledger {
+                    ledger.send(Record::Sample {
+                        device: device.to_string(),
+                        at,
+                        sample: sample.clone(),
+                    });
+                }
+                fleet.record_success(index, sample, duration)
+            }
             Err(error) => {
-                tracing::debug!(device = fleet.device_name(index), kind = error.kind().as_label(), %error, "poll failed");
+                tracing::debug!(device, kind = error.kind().as_label(), %error, "poll failed");
                 fleet.record_failure(index, error, duration)
             }
         };
-        log_events(fleet.device_name(index), &events);
+        log_events(device, &events);
+        if let Some(ledger) = &ledger {
+            for event in events {
+                ledger.send(Record::Event {
+                    device: device.to_string(),
+                    at,
+                    event,
+                });
+            }
+        }
 
         let delay = backoff(interval, fleet.consecutive_failures(index));
         // Keep the cadence of the schedule; after a slow poll, do not fire a burst.

@@ -444,7 +444,7 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         let port = crate::support::free_port();
-        let yaml = crate::support::config_yaml(&devices, 1.0, &format!("127.0.0.1:{port}"));
+        let yaml = crate::support::config_yaml(&devices, 1.0, &format!("127.0.0.1:{port}"), &dir.path().join("l.db"));
         std::fs::write(&path, yaml.replace("logging:\n", "logging:\n  log_level: WARNING\n")).unwrap();
         let mut command = std::process::Command::new(BIN);
         command

@@ -3,6 +3,8 @@
 //! - `exporter`: simulator + real `serve` process, checked through `/metrics` (goldens,
 //!   retune, faults, escaping, restart, shutdown, demo).
 //! - `client`: the AxeOS client on the wire (headers, redirects, size cap, timeout).
+//! - `ledger`: the SQLite ledger through its writer on hand-built data (segments,
+//!   warm-up, statistics, identity, migrations, export).
 //! - `cli`: the command line's exit codes and messages.
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -13,4 +15,5 @@ mod cli;
 mod client;
 mod decode;
 mod exporter;
+mod ledger;
 mod simulator;

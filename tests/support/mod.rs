@@ -30,7 +30,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A config.yaml for these devices, written with serde_yaml so any name is quoted right.
-pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen: &str) -> String {
+pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen: &str, database: &Path) -> String {
     let devices: Vec<serde_yaml::Value> = devices
         .iter()
         .map(|(name, addr)| {
@@ -42,6 +42,7 @@ pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen:
         .collect();
     let mut logging = serde_yaml::Mapping::new();
     logging.insert("poll_interval".into(), poll_interval.into());
+    logging.insert("database_path".into(), database.display().to_string().into());
     let mut server = serde_yaml::Mapping::new();
     server.insert("listen".into(), listen.into());
     let mut root = serde_yaml::Mapping::new();
@@ -63,11 +64,9 @@ impl Exporter {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}")),
-        )
-        .unwrap();
+        let database = dir.path().join("ledger.db");
+        let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database);
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new(BIN)
             .arg("--config")
             .arg(&config)

@@ -1,0 +1,583 @@
+//! The SQLite ledger: opening it (WAL, busy timeout, foreign keys), its append-only schema
+//! migrations keyed by `PRAGMA user_version`, device identity (by MAC address when the
+//! firmware reports one, so renames and new IPs keep their history), and the typed reads
+//! and writes the writer thread, sessions and analysis use.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::sample::{Identity, Sample};
+use crate::segments::{Boundary, Reading, SteadyStats};
+
+/// How long a statement waits for another connection's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one entry per version. Never edit or reorder an entry; append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: devices, segments with running aggregates, samples, sessions, events.
+    "CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        mac TEXT UNIQUE,
+        hostname TEXT,
+        asic_model TEXT,
+        board_version TEXT,
+        firmware TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        started_at REAL NOT NULL,
+        ended_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        frequency_mhz REAL,
+        core_voltage_mv REAL,
+        firmware TEXT,
+        samples INTEGER NOT NULL DEFAULT 0,
+        last_uptime INTEGER,
+        warmup_seconds REAL NOT NULL,
+        steady TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX segments_by_device ON segments(device_id, started_at);
+    CREATE TABLE samples (
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        t REAL NOT NULL,
+        segment_id INTEGER NOT NULL REFERENCES segments(id),
+        dt REAL NOT NULL,
+        hashrate_ghs REAL,
+        expected_ghs REAL,
+        power_w REAL,
+        asic_temp_c REAL,
+        vr_temp_c REAL,
+        frequency_mhz REAL,
+        core_voltage_mv REAL,
+        core_voltage_measured_mv REAL,
+        input_voltage_v REAL,
+        input_current_a REAL,
+        fan_percent REAL,
+        fan_rpm REAL,
+        shares_accepted INTEGER,
+        shares_rejected INTEGER,
+        error_percent REAL,
+        uptime_s INTEGER,
+        best_difficulty REAL,
+        PRIMARY KEY (device_id, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        target_frequency_mhz REAL,
+        target_core_voltage_mv REAL,
+        notes TEXT NOT NULL DEFAULT '',
+        end_notes TEXT NOT NULL DEFAULT '',
+        applied INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX sessions_one_open_per_device ON sessions(device_id) WHERE ended_at IS NULL;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        t REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX events_by_device ON events(device_id, t);",
+    // 2: the names a device has been polled under, so a renamed device is found by either.
+    "CREATE TABLE device_names (
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        name TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        PRIMARY KEY (device_id, name)
+    );
+    INSERT INTO device_names (device_id, name, first_seen) SELECT id, name, first_seen FROM devices;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// A ledger failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: cannot create its folder: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: no ledger here yet; `serve` creates it on its first poll")]
+    Missing(PathBuf),
+    #[error("{path}: written by a newer bitaxe-exporter (schema {found}, this build knows {SCHEMA_VERSION})")]
+    TooNew { path: PathBuf, found: usize },
+}
+
+impl LedgerError {
+    /// True when another process held the database lock past the busy timeout.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    }
+}
+
+/// An open ledger file.
+#[derive(Debug)]
+pub struct Ledger {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+impl Ledger {
+    /// Opens (creating the file and its folder if needed) and migrates to the current schema.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        ledger.migrate(SCHEMA_VERSION)?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger for the CLI; a missing file is an error, not a new ledger.
+    pub fn open_existing(path: &Path) -> Result<Ledger> {
+        if !path.exists() {
+            return Err(LedgerError::Missing(path.to_path_buf()));
+        }
+        let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        ledger.migrate(SCHEMA_VERSION)?;
+        Ok(ledger)
+    }
+
+    fn connect(path: &Path, flags: OpenFlags) -> Result<Ledger> {
+        let wrap = |source| LedgerError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        // WAL: readers never block the writer, the writer never blocks readers.
+        // synchronous=NORMAL in WAL mode loses at most the last transactions on power loss,
+        // never consistency.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(usize::try_from(v).unwrap_or(0))
+    }
+
+    /// Applies the migrations past the file's version, up to `target`, in one transaction.
+    pub fn migrate(&self, target: usize) -> Result<()> {
+        let current = self.schema_version()?;
+        if current > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found: current,
+            });
+        }
+        if current >= target {
+            return Ok(());
+        }
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        // Another process may have migrated while we waited for the lock.
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let current = usize::try_from(current).unwrap_or(0);
+        for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Starts a write transaction that takes the write lock at once (no upgrade deadlocks).
+    pub fn write(&mut self) -> Result<Transaction<'_>> {
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+}
+
+pub fn unix(t: SystemTime) -> f64 {
+    crate::fleet::unix_seconds(t)
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices
+
+/// Finds or creates the device row a poll of `name` belongs to. With a MAC, the MAC decides
+/// (a rename or a new IP keeps the history); without one, the name does.
+pub fn resolve_device(tx: &Transaction, name: &str, identity: &Identity, t: f64) -> rusqlite::Result<i64> {
+    let id = match &identity.mac {
+        Some(mac) => {
+            let by_mac: Option<(i64, String)> = tx
+                .query_row("SELECT id, name FROM devices WHERE mac = ?1", [mac], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            match by_mac {
+                Some((id, old_name)) => {
+                    if old_name != name {
+                        free_name(tx, name, id)?;
+                        tx.execute("UPDATE devices SET name = ?1 WHERE id = ?2", params![name, id])?;
+                    }
+                    id
+                }
+                None => {
+                    let unclaimed: Option<i64> = tx
+                        .query_row("SELECT id FROM devices WHERE name = ?1 AND mac IS NULL", [name], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    match unclaimed {
+                        Some(id) => {
+                            tx.execute("UPDATE devices SET mac = ?1 WHERE id = ?2", params![mac, id])?;
+                            id
+                        }
+                        None => {
+                            // The name belonged to another miner: keep that history under a
+                            // name that says which.
+                            free_name(tx, name, -1)?;
+                            insert_device(tx, name, Some(mac), t)?
+                        }
+                    }
+                }
+            }
+        }
+        None => match tx
+            .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?
+        {
+            Some(id) => id,
+            None => insert_device(tx, name, None, t)?,
+        },
+    };
+    tx.execute(
+        "UPDATE devices SET hostname = coalesce(?1, hostname), asic_model = coalesce(?2, asic_model),
+         board_version = coalesce(?3, board_version), firmware = coalesce(?4, firmware), last_seen = max(last_seen, ?5)
+         WHERE id = ?6",
+        params![
+            identity.hostname,
+            identity.asic_model,
+            identity.board_version,
+            identity.firmware,
+            t,
+            id
+        ],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO device_names (device_id, name, first_seen) VALUES (?1, ?2, ?3)",
+        params![id, name, t],
+    )?;
+    Ok(id)
+}
+
+/// The device row for a name with no poll yet (an event of a device never reached).
+pub fn device_by_name_or_new(tx: &Transaction, name: &str, t: f64) -> rusqlite::Result<i64> {
+    match tx
+        .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+    {
+        Some(id) => Ok(id),
+        None => {
+            let id = insert_device(tx, name, None, t)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO device_names (device_id, name, first_seen) VALUES (?1, ?2, ?3)",
+                params![id, name, t],
+            )?;
+            Ok(id)
+        }
+    }
+}
+
+fn insert_device(tx: &Transaction, name: &str, mac: Option<&str>, t: f64) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO devices (name, mac, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)",
+        params![name, mac, t],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Renames whichever other device holds `name` to `name (MAC)`.
+fn free_name(tx: &Transaction, name: &str, except: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE devices SET name = name || ' (' || coalesce(mac, 'id ' || id) || ')' WHERE name = ?1 AND id != ?2",
+        params![name, except],
+    )?;
+    Ok(())
+}
+
+/// A device row as the CLI shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub name: String,
+    pub mac: Option<String>,
+}
+
+pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
+    let mut stmt = conn.prepare("SELECT id, name, mac FROM devices ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DeviceRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            mac: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A device by its current name, or by a name it was polled under before.
+pub fn find_device(conn: &Connection, name: &str) -> rusqlite::Result<Option<DeviceRow>> {
+    conn.query_row(
+        "SELECT d.id, d.name, d.mac FROM devices d WHERE d.name = ?1
+         UNION ALL
+         SELECT d.id, d.name, d.mac FROM device_names n JOIN devices d ON d.id = n.device_id WHERE n.name = ?1
+         LIMIT 1",
+        [name],
+        |r| {
+            Ok(DeviceRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                mac: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+// ---------------------------------------------------------------------------------------
+// Segments and samples
+
+/// A segment as stored, with its running steady-state aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub device_id: i64,
+    pub started_at: f64,
+    pub ended_at: f64,
+    pub reason: Boundary,
+    pub frequency_mhz: Option<f64>,
+    pub core_voltage_mv: Option<f64>,
+    pub firmware: Option<String>,
+    pub samples: u64,
+    pub last_uptime: Option<u64>,
+    pub warmup_seconds: f64,
+    pub steady: SteadyStats,
+}
+
+const SEGMENT_COLUMNS: &str = "id, device_id, started_at, ended_at, reason, frequency_mhz, core_voltage_mv, firmware, \
+     samples, last_uptime, warmup_seconds, steady";
+
+fn segment_from_row(r: &rusqlite::Row) -> rusqlite::Result<SegmentRow> {
+    let reason: String = r.get(4)?;
+    let steady: String = r.get(11)?;
+    Ok(SegmentRow {
+        id: r.get(0)?,
+        device_id: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        reason: Boundary::parse(&reason).unwrap_or(Boundary::Gap),
+        frequency_mhz: r.get(5)?,
+        core_voltage_mv: r.get(6)?,
+        firmware: r.get(7)?,
+        samples: r.get::<_, i64>(8)?.max(0) as u64,
+        last_uptime: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        warmup_seconds: r.get(10)?,
+        // An unreadable aggregate only means a rescan of the segment's samples.
+        steady: serde_json::from_str(&steady).unwrap_or_default(),
+    })
+}
+
+pub fn last_segment(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SegmentRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE device_id = ?1 ORDER BY started_at DESC, id DESC LIMIT 1"
+        ),
+        [device_id],
+        segment_from_row,
+    )
+    .optional()
+}
+
+/// Segments overlapping [since, until], optionally of one device, oldest first.
+pub fn segments_between(
+    conn: &Connection,
+    device_id: Option<i64>,
+    since: f64,
+    until: f64,
+) -> rusqlite::Result<Vec<SegmentRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SEGMENT_COLUMNS} FROM segments
+         WHERE (?1 IS NULL OR device_id = ?1) AND ended_at >= ?2 AND started_at <= ?3
+         ORDER BY device_id, started_at"
+    ))?;
+    let rows = stmt.query_map(params![device_id, since, until], segment_from_row)?;
+    rows.collect()
+}
+
+pub fn insert_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO segments (device_id, started_at, ended_at, reason, frequency_mhz, core_voltage_mv, firmware,
+         samples, last_uptime, warmup_seconds, steady) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            s.device_id,
+            s.started_at,
+            s.ended_at,
+            s.reason.as_str(),
+            s.frequency_mhz,
+            s.core_voltage_mv,
+            s.firmware,
+            s.samples as i64,
+            s.last_uptime.map(|u| u as i64),
+            s.warmup_seconds,
+            steady_json(&s.steady),
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn save_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE segments SET ended_at = ?1, samples = ?2, last_uptime = ?3, steady = ?4 WHERE id = ?5",
+    )?;
+    stmt.execute(params![
+        s.ended_at,
+        s.samples as i64,
+        s.last_uptime.map(|u| u as i64),
+        steady_json(&s.steady),
+        s.id
+    ])?;
+    Ok(())
+}
+
+fn steady_json(stats: &SteadyStats) -> String {
+    serde_json::to_string(stats).unwrap_or_else(|_| "{}".into())
+}
+
+pub fn insert_sample(
+    tx: &Transaction,
+    device_id: i64,
+    segment_id: i64,
+    t: f64,
+    dt: f64,
+    s: &Sample,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO samples (device_id, t, segment_id, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c,
+         vr_temp_c, frequency_mhz, core_voltage_mv, core_voltage_measured_mv, input_voltage_v, input_current_a,
+         fan_percent, fan_rpm, shares_accepted, shares_rejected, error_percent, uptime_s, best_difficulty)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    )?;
+    stmt.execute(params![
+        device_id,
+        t,
+        segment_id,
+        dt,
+        s.hashrate_ghs,
+        s.expected_hashrate_ghs,
+        s.power_watts,
+        s.asic_temp_celsius,
+        s.vr_temp_celsius,
+        s.frequency_mhz,
+        s.core_voltage_mv,
+        s.core_voltage_measured_mv,
+        s.input_voltage_volts,
+        s.input_current_amperes,
+        s.fan_duty_percent,
+        s.fan_rpm,
+        s.shares_accepted.map(|v| v.min(i64::MAX as u64) as i64),
+        s.shares_rejected.map(|v| v.min(i64::MAX as u64) as i64),
+        s.error_percent,
+        s.uptime_seconds.map(|v| v.min(i64::MAX as u64) as i64),
+        s.best_difficulty,
+    ])?;
+    Ok(())
+}
+
+/// The readings of one segment's samples in [since, until], with their times.
+pub fn segment_readings(
+    conn: &Connection,
+    segment: &SegmentRow,
+    since: f64,
+    until: f64,
+) -> rusqlite::Result<Vec<(f64, Reading)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, error_percent, shares_accepted,
+         shares_rejected FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 AND segment_id = ?4 ORDER BY t",
+    )?;
+    let rows = stmt.query_map(params![segment.device_id, since, until, segment.id], |r| {
+        Ok((
+            r.get::<_, f64>(0)?,
+            Reading {
+                dt: r.get(1)?,
+                hashrate_ghs: r.get(2)?,
+                expected_ghs: r.get(3)?,
+                power_watts: r.get(4)?,
+                asic_celsius: r.get(5)?,
+                vr_celsius: r.get(6)?,
+                error_percent: r.get(7)?,
+                shares_accepted: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+                shares_rejected: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+
+pub fn insert_event(tx: &Transaction, device_id: i64, t: f64, kind: &str, detail: &str) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT INTO events (device_id, t, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+    stmt.execute(params![device_id, t, kind, detail])?;
+    Ok(())
+}
+
+/// (time, kind, detail) of a device's events in a range, oldest first.
+pub fn events_between(
+    conn: &Connection,
+    device_id: i64,
+    since: f64,
+    until: f64,
+) -> rusqlite::Result<Vec<(f64, String, String)>> {
+    let mut stmt =
+        conn.prepare("SELECT t, kind, detail FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t, id")?;
+    let rows = stmt.query_map(params![device_id, since, until], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}

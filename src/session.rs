@@ -1,0 +1,279 @@
+//! Test sessions: a time range on one device with target settings and notes, opened and
+//! closed from the CLI while the daemon runs. At most one open session per device.
+
+use std::fmt::Write as _;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::ledger::{self, DeviceRow, Ledger, LedgerError};
+use crate::sample::format_label_number;
+use crate::timestamps;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRow {
+    pub id: i64,
+    pub device: String,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub target_frequency_mhz: Option<f64>,
+    pub target_core_voltage_mv: Option<f64>,
+    pub notes: String,
+    pub end_notes: String,
+    /// The targets were sent to the miner (`--apply`).
+    pub applied: bool,
+}
+
+impl SessionRow {
+    pub fn target(&self) -> String {
+        match (self.target_frequency_mhz, self.target_core_voltage_mv) {
+            (None, None) => "-".into(),
+            (f, v) => format!(
+                "{}/{}",
+                f.map_or("?".into(), format_label_number),
+                v.map_or("?".into(), format_label_number)
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown device \"{name}\"; known devices: {known}")]
+    UnknownDevice { name: String, known: String },
+    #[error(
+        "{device} already has an open session: #{id} started {started} (target {target}); \
+         end it first with `session end --device {device}`"
+    )]
+    AlreadyOpen {
+        device: String,
+        id: i64,
+        started: String,
+        target: String,
+    },
+    #[error("{device} has no open session{last}")]
+    NoneOpen { device: String, last: String },
+    #[error("no session #{0}; `session list` shows the sessions")]
+    NotFound(i64),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl SessionError {
+    /// Errors in what the user asked (exit 2), rather than failures (exit 1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, SessionError::Ledger(_))
+    }
+}
+
+const COLUMNS: &str = "s.id, d.name, s.started_at, s.ended_at, s.target_frequency_mhz, s.target_core_voltage_mv, \
+     s.notes, s.end_notes, s.applied";
+
+fn from_row(r: &rusqlite::Row) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        device: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        target_frequency_mhz: r.get(4)?,
+        target_core_voltage_mv: r.get(5)?,
+        notes: r.get(6)?,
+        end_notes: r.get(7)?,
+        applied: r.get::<_, i64>(8)? != 0,
+    })
+}
+
+/// The device a session command names: known to the ledger, or configured (then it gets a
+/// ledger row now). Otherwise an error listing the known devices.
+pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) -> Result<DeviceRow, SessionError> {
+    if let Some(device) = ledger::find_device(&ledger.conn, name).map_err(|e| ledger.err(e))? {
+        return Ok(device);
+    }
+    if configured.iter().any(|c| c == name) {
+        let now = ledger::unix(std::time::SystemTime::now());
+        let path = ledger.path.clone();
+        let wrap = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = ledger.write()?;
+        let id = ledger::device_by_name_or_new(&tx, name, now).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        return Ok(DeviceRow {
+            id,
+            name: name.to_string(),
+            mac: None,
+        });
+    }
+    let mut known: Vec<String> = ledger::devices(&ledger.conn)
+        .map_err(|e| ledger.err(e))?
+        .into_iter()
+        .map(|d| d.name)
+        .chain(configured.iter().cloned())
+        .collect();
+    known.sort();
+    known.dedup();
+    Err(SessionError::UnknownDevice {
+        name: name.to_string(),
+        known: if known.is_empty() {
+            "(none yet)".into()
+        } else {
+            known.join(", ")
+        },
+    })
+}
+
+pub fn open_session(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SessionRow>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.device_id = ?1 AND s.ended_at IS NULL"),
+        [device_id],
+        from_row,
+    )
+    .optional()
+}
+
+/// Fails if the device already has an open session.
+pub fn check_none_open(ledger: &Ledger, device: &DeviceRow) -> Result<(), SessionError> {
+    match open_session(&ledger.conn, device.id).map_err(|e| ledger.err(e))? {
+        Some(open) => Err(SessionError::AlreadyOpen {
+            device: device.name.clone(),
+            id: open.id,
+            started: timestamps::format(open.started_at),
+            target: open.target(),
+        }),
+        None => Ok(()),
+    }
+}
+
+pub struct NewSession<'a> {
+    pub device: &'a DeviceRow,
+    pub at: f64,
+    pub target_frequency_mhz: Option<f64>,
+    pub target_core_voltage_mv: Option<f64>,
+    pub notes: &'a str,
+    pub applied: bool,
+}
+
+pub fn start(ledger: &mut Ledger, new: &NewSession) -> Result<SessionRow, SessionError> {
+    let path = ledger.path.clone();
+    let wrap = |source| LedgerError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let tx = ledger.write()?;
+    // Checked again inside the write lock: two `start`s at once cannot both succeed.
+    if let Some(open) = open_session(&tx, new.device.id).map_err(wrap)? {
+        return Err(SessionError::AlreadyOpen {
+            device: new.device.name.clone(),
+            id: open.id,
+            started: timestamps::format(open.started_at),
+            target: open.target(),
+        });
+    }
+    tx.execute(
+        "INSERT INTO sessions (device_id, started_at, target_frequency_mhz, target_core_voltage_mv, notes, applied)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            new.device.id,
+            new.at,
+            new.target_frequency_mhz,
+            new.target_core_voltage_mv,
+            new.notes,
+            i64::from(new.applied)
+        ],
+    )
+    .map_err(wrap)?;
+    let id = tx.last_insert_rowid();
+    tx.commit().map_err(wrap)?;
+    get(&ledger.conn, id)
+        .map_err(|e| ledger.err(e))?
+        .ok_or(SessionError::NotFound(id))
+}
+
+pub fn end(ledger: &mut Ledger, device: &DeviceRow, at: f64, notes: &str) -> Result<SessionRow, SessionError> {
+    let path = ledger.path.clone();
+    let wrap = |source| LedgerError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let tx = ledger.write()?;
+    let Some(open) = open_session(&tx, device.id).map_err(wrap)? else {
+        let last: Option<f64> = tx
+            .query_row(
+                "SELECT max(ended_at) FROM sessions WHERE device_id = ?1",
+                [device.id],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        return Err(SessionError::NoneOpen {
+            device: device.name.clone(),
+            last: last.map_or(String::new(), |t| {
+                format!(" (the last one ended {})", timestamps::format(t))
+            }),
+        });
+    };
+    tx.execute(
+        "UPDATE sessions SET ended_at = ?1, end_notes = ?2 WHERE id = ?3",
+        params![at.max(open.started_at), notes, open.id],
+    )
+    .map_err(wrap)?;
+    tx.commit().map_err(wrap)?;
+    get(&ledger.conn, open.id)
+        .map_err(|e| ledger.err(e))?
+        .ok_or(SessionError::NotFound(open.id))
+}
+
+pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<SessionRow>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Result<Vec<SessionRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id
+         WHERE (?1 IS NULL OR s.device_id = ?1) ORDER BY s.started_at, s.id"
+    ))?;
+    let rows = stmt.query_map([device_id], from_row)?;
+    rows.collect()
+}
+
+/// Sessions as an 80-column table.
+pub fn table(sessions: &[SessionRow]) -> String {
+    let mut out = String::new();
+    out.push_str("  ID DEVICE       STARTED (UTC)    ENDED            TARGET      NOTES\n");
+    for s in sessions {
+        let notes = match (s.notes.as_str(), s.end_notes.as_str()) {
+            (a, "") => a.to_string(),
+            ("", b) => b.to_string(),
+            (a, b) => format!("{a} / {b}"),
+        };
+        let line = format!(
+            "{:>4} {:<12} {:<16} {:<16} {:<11} {}",
+            s.id,
+            truncate(&s.device, 12),
+            timestamps::format_short(s.started_at),
+            s.ended_at.map_or("open".into(), timestamps::format_short),
+            truncate(&s.target(), 11),
+            notes.replace('\n', " ")
+        );
+        let _ = writeln!(out, "{}", truncate(&line, 80));
+    }
+    if sessions.is_empty() {
+        out.push_str("(no sessions)\n");
+    }
+    out
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}

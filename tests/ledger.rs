@@ -1,0 +1,413 @@
+//! The ledger through its writer, on hand-built samples at chosen times: segments and their
+//! reasons, warm-up exclusion and statistics checked against values computed by hand,
+//! device identity across renames, schema migration from an older file, and export.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitaxe_exporter::analysis::{compare_configs, ConfigRow, Query};
+use bitaxe_exporter::export::{export, ExportFormat};
+use bitaxe_exporter::ledger::{self, Ledger, SCHEMA_VERSION};
+use bitaxe_exporter::sample::{Identity, Sample};
+use bitaxe_exporter::writer::{Record, SegmentRules, Writer};
+
+const T0: u64 = 1_790_000_000;
+
+fn at(seconds: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_secs_f64(seconds)
+}
+
+fn rules(warmup_minutes: f64) -> SegmentRules {
+    SegmentRules::for_poll_interval(Duration::from_secs(30), Duration::from_secs_f64(warmup_minutes * 60.0))
+}
+
+#[derive(Clone)]
+struct S {
+    freq: f64,
+    mv: f64,
+    hashrate: f64,
+    power: f64,
+    temp: f64,
+    uptime: u64,
+    firmware: &'static str,
+    mac: Option<&'static str>,
+}
+
+impl S {
+    fn new(freq: f64, mv: f64) -> S {
+        S {
+            freq,
+            mv,
+            hashrate: 1000.0,
+            power: 18.0,
+            temp: 60.0,
+            uptime: 10_000,
+            firmware: "v2.15.0",
+            mac: Some("AA:BB:CC:00:00:01"),
+        }
+    }
+
+    fn sample(&self) -> Arc<Sample> {
+        Arc::new(Sample {
+            hashrate_ghs: Some(self.hashrate),
+            expected_hashrate_ghs: Some(self.freq * 2040.0 / 1000.0),
+            power_watts: Some(self.power),
+            asic_temp_celsius: Some(self.temp),
+            frequency_mhz: Some(self.freq),
+            core_voltage_mv: Some(self.mv),
+            uptime_seconds: Some(self.uptime),
+            shares_accepted: Some(self.uptime / 10),
+            shares_rejected: Some(0),
+            identity: Identity {
+                mac: self.mac.map(Into::into),
+                firmware: Some(self.firmware.into()),
+                asic_model: Some("BM1370".into()),
+                ..Identity::default()
+            },
+            ..Sample::default()
+        })
+    }
+}
+
+fn write_all(path: &Path, warmup_minutes: f64, records: Vec<(&str, f64, S)>) {
+    let writer = Writer::start(path, rules(warmup_minutes)).unwrap();
+    for (device, t, s) in records {
+        writer.sender.send(Record::Sample {
+            device: device.into(),
+            at: at(t),
+            sample: s.sample(),
+        });
+    }
+    writer.finish();
+}
+
+fn query(path: &Path, warmup_minutes: f64, since: Option<f64>, until: Option<f64>) -> Vec<ConfigRow> {
+    let ledger = Ledger::open_existing(path).unwrap();
+    compare_configs(
+        &ledger.conn,
+        &Query {
+            device_id: None,
+            since: since.map(|s| T0 as f64 + s),
+            until: until.map(|u| T0 as f64 + u),
+            warmup_seconds: warmup_minutes * 60.0,
+        },
+    )
+    .unwrap()
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-9 * b.abs().max(1.0))
+}
+
+/// 20 minutes at 525/1150 (warm-up hashrate 500 GH/s at 20 W, then 1000 GH/s at 18 W),
+/// then 5 minutes at 600/1200.
+fn warmup_history() -> Vec<(&'static str, f64, S)> {
+    let mut records = Vec::new();
+    for i in 0..=40 {
+        let t = i as f64 * 30.0;
+        let mut s = S::new(525.0, 1150.0);
+        s.uptime = 10_000 + t as u64;
+        if t < 600.0 {
+            s.hashrate = 500.0;
+            s.power = 20.0;
+        }
+        records.push(("gamma", t, s));
+    }
+    for i in 1..=10 {
+        let t = 1200.0 + i as f64 * 30.0;
+        let mut s = S::new(600.0, 1200.0);
+        s.uptime = 10_000 + t as u64;
+        records.push(("gamma", t, s));
+    }
+    records
+}
+
+#[test]
+fn warm_up_is_excluded_from_steady_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    write_all(&path, 10.0, warmup_history());
+
+    let rows = query(&path, 10.0, None, None);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let tuned = &rows[0];
+    assert_eq!(
+        (tuned.frequency_mhz, tuned.core_voltage_mv),
+        (Some(525.0), Some(1150.0))
+    );
+    assert_eq!(tuned.samples, 41);
+    // Samples at 600 s … 1200 s are steady: 21 of them, each standing for 30 s.
+    assert_eq!(tuned.steady_samples, 21);
+    assert!(close(Some(tuned.steady_seconds), 630.0), "{}", tuned.steady_seconds);
+    assert!(close(tuned.mean_hashrate_ghs, 1000.0));
+    assert!(close(tuned.joules_per_terahash, 18.0));
+    assert!(close(tuned.percent_of_expected, 1000.0 / 1071.0 * 100.0));
+    assert!(tuned.enough_data);
+    // The retune's 5 minutes are all warm-up.
+    let retuned = &rows[1];
+    assert_eq!((retuned.samples, retuned.steady_samples), (10, 0));
+    assert!(!retuned.enough_data);
+
+    // With no warm-up (a rescan, since the stored aggregate used 10 minutes) every sample
+    // counts: 20 at 500 GH/s (the first stands for 0 s) and 21 at 1000 GH/s.
+    let rows = query(&path, 0.0, None, None);
+    assert_eq!(rows[0].steady_samples, 41);
+    assert!(close(rows[0].mean_hashrate_ghs, (20.0 * 500.0 + 21.0 * 1000.0) / 41.0));
+    // Energy over work, by hand: warm-up 19 samples × 30 s (the first has Δt 0).
+    let energy = 19.0 * 30.0 * 20.0 + 21.0 * 30.0 * 18.0;
+    let work_th = (19.0 * 30.0 * 500.0 + 21.0 * 30.0 * 1000.0) / 1000.0;
+    assert!(
+        close(rows[0].joules_per_terahash, energy / work_th),
+        "{:?}",
+        rows[0].joules_per_terahash
+    );
+
+    // A range that cuts the segment: only 900 s … 1200 s (11 samples), all steady.
+    let rows = query(&path, 10.0, Some(900.0), Some(1200.0));
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].samples, rows[0].steady_samples), (11, 11));
+}
+
+#[test]
+fn energy_weighted_efficiency_differs_from_the_mean_of_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let records = (0..=20)
+        .map(|i| {
+            let mut s = S::new(525.0, 1150.0);
+            s.uptime = 10_000 + i * 30;
+            // Alternating 1000 GH/s at 20 W (20 J/TH) and 500 GH/s at 15 W (30 J/TH).
+            (s.hashrate, s.power) = if i % 2 == 0 { (1000.0, 20.0) } else { (500.0, 15.0) };
+            ("gamma", i as f64 * 30.0, s)
+        })
+        .collect();
+    write_all(&path, 0.0, records);
+    let row = &query(&path, 0.0, None, None)[0];
+    // Δt is 30 s for all but the first: 10 samples of each kind count.
+    let energy_weighted = (10.0 * 20.0 + 10.0 * 15.0) / ((10.0 * 1000.0 + 10.0 * 500.0) / 1000.0);
+    let mean_of_ratios = (11.0 * 20.0 + 10.0 * 30.0) / 21.0;
+    assert!(
+        close(row.joules_per_terahash, energy_weighted),
+        "{:?}",
+        row.joules_per_terahash
+    );
+    assert!(
+        (energy_weighted - mean_of_ratios).abs() > 1.0,
+        "the two definitions must differ here"
+    );
+}
+
+#[test]
+fn segments_start_at_config_changes_reboots_firmware_changes_and_unbridgeable_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut records = Vec::new();
+    let mut push = |t: f64, s: S| records.push(("gamma", t, s));
+    let base = S::new(525.0, 1150.0);
+    push(
+        0.0,
+        S {
+            uptime: 1000,
+            ..base.clone()
+        },
+    );
+    push(
+        30.0,
+        S {
+            uptime: 1030,
+            ..base.clone()
+        },
+    );
+    // Retune.
+    push(
+        60.0,
+        S {
+            uptime: 1060,
+            ..S::new(600.0, 1200.0)
+        },
+    );
+    // Reboot: uptime falls.
+    push(
+        90.0,
+        S {
+            uptime: 5,
+            ..S::new(600.0, 1200.0)
+        },
+    );
+    // Firmware update.
+    push(
+        120.0,
+        S {
+            uptime: 35,
+            firmware: "v2.15.1",
+            ..S::new(600.0, 1200.0)
+        },
+    );
+    // An hour offline but the miner kept running (uptime advanced with the clock): same segment.
+    push(
+        3720.0,
+        S {
+            uptime: 3635,
+            firmware: "v2.15.1",
+            ..S::new(600.0, 1200.0)
+        },
+    );
+    write_all(&path, 0.0, records);
+
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let mut stmt = ledger
+        .conn
+        .prepare("SELECT reason, samples FROM segments ORDER BY started_at")
+        .unwrap();
+    let segments: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        segments,
+        [
+            ("first".to_string(), 2),
+            ("config_changed".to_string(), 1),
+            ("rebooted".to_string(), 1),
+            ("firmware_changed".to_string(), 2),
+        ]
+    );
+    // The hour offline is not counted as steady time (Δt is capped).
+    let dt: f64 = ledger
+        .conn
+        .query_row("SELECT max(dt) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert!(dt <= 95.0, "{dt}");
+}
+
+#[test]
+fn a_renamed_device_keeps_its_history_and_a_restarted_writer_continues_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let s = |uptime| S {
+        uptime,
+        ..S::new(525.0, 1150.0)
+    };
+    write_all(&path, 0.0, vec![("old-name", 0.0, s(100)), ("old-name", 30.0, s(130))]);
+    // The daemon restarts with the device renamed in config.yaml (same MAC).
+    write_all(&path, 0.0, vec![("new-name", 60.0, s(160)), ("new-name", 90.0, s(190))]);
+
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let devices = ledger::devices(&ledger.conn).unwrap();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0].name, "new-name");
+    assert_eq!(
+        ledger::find_device(&ledger.conn, "old-name").unwrap().unwrap().id,
+        devices[0].id
+    );
+    let segments: i64 = ledger
+        .conn
+        .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(segments, 1, "the restart continued the segment");
+    let rows = query(&path, 0.0, None, None);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].device.as_str(), rows[0].samples), ("new-name", 4));
+    assert!(close(Some(rows[0].steady_seconds), 90.0));
+}
+
+#[test]
+fn opens_and_upgrades_a_file_made_by_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    write_all(&path, 0.0, warmup_history());
+    // Make it a schema-1 file, as an older release wrote it.
+    {
+        let ledger = Ledger::open_existing(&path).unwrap();
+        ledger
+            .conn
+            .execute_batch("DROP TABLE device_names; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let ledger = Ledger::open_existing(&path).unwrap();
+    assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+    let names: i64 = ledger
+        .conn
+        .query_row("SELECT count(*) FROM device_names", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(names, 1, "the migration back-filled the names");
+    assert_eq!(
+        query(&path, 10.0, None, None)[0].steady_samples,
+        21,
+        "the data survived"
+    );
+    let check: String = ledger
+        .conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+
+    // A file from a newer release is refused, not damaged.
+    ledger.conn.execute_batch("PRAGMA user_version = 99;").unwrap();
+    drop(ledger);
+    let error = Ledger::open_existing(&path).unwrap_err().to_string();
+    assert!(error.contains("newer bitaxe-exporter"), "{error}");
+}
+
+#[test]
+fn export_rows_match_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut records = warmup_history();
+    records.extend((0..=5).map(|i| {
+        (
+            "ultra",
+            i as f64 * 30.0,
+            S {
+                mac: Some("AA:BB:CC:00:00:02"),
+                ..S::new(485.0, 1200.0)
+            },
+        )
+    }));
+    write_all(&path, 10.0, records);
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let t = |s: f64| T0 as f64 + s;
+
+    let mut csv = Vec::new();
+    let n = export(&ledger.conn, &mut csv, ExportFormat::Csv, None, f64::MIN, f64::MAX).unwrap();
+    assert_eq!(n, 51 + 6);
+    let text = String::from_utf8(csv).unwrap();
+    assert_eq!(text.lines().count() as u64, n + 1, "a header and one line per sample");
+    assert!(text.starts_with("time,unix_time_s,device,segment_id,frequency_mhz,core_voltage_mv,hashrate_ghs,"));
+    let header_fields = text.lines().next().unwrap().split(',').count();
+    assert!(text.lines().all(|l| l.split(',').count() == header_fields));
+
+    // 300 s … 600 s inclusive: 11 gamma samples and none of ultra (0 … 150 s).
+    let gamma = ledger::find_device(&ledger.conn, "gamma").unwrap().unwrap();
+    let mut csv = Vec::new();
+    assert_eq!(
+        export(&ledger.conn, &mut csv, ExportFormat::Csv, None, t(300.0), t(600.0)).unwrap(),
+        11
+    );
+    let mut json = Vec::new();
+    assert_eq!(
+        export(
+            &ledger.conn,
+            &mut json,
+            ExportFormat::Json,
+            Some(gamma.id),
+            t(0.0),
+            t(90.0)
+        )
+        .unwrap(),
+        4
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 4);
+    assert_eq!(parsed[0]["device"], "gamma");
+    assert_eq!(parsed[0]["frequency_mhz"], 525.0);
+    // An empty range is still valid JSON.
+    let mut empty = Vec::new();
+    export(&ledger.conn, &mut empty, ExportFormat::Json, None, t(1e7), t(2e7)).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&empty).unwrap(),
+        serde_json::json!([])
+    );
+}
