@@ -113,9 +113,9 @@ pub struct Reading {
     pub shares_rejected: Option<u64>,
 }
 
-/// Histogram bin widths: 0.1 °C, and 0.1 % of the expected hashrate.
-const CELSIUS_PER_BIN: f64 = 0.1;
-const RATIO_PER_BIN: f64 = 0.001;
+/// Histogram resolution: bins of 0.1 °C, and of 0.1 % of the expected hashrate.
+const BINS_PER_CELSIUS: f64 = 10.0;
+const BINS_PER_RATIO: f64 = 1000.0;
 
 /// Running statistics over a segment's steady-state samples. Mergeable, so that one
 /// configuration's segments combine into one row.
@@ -162,7 +162,7 @@ impl SteadyStats {
             self.hashrate_sum += h;
             self.hashrate_sq_sum += h * h;
             if let Some(e) = r.expected_ghs.filter(|e| *e > 0.0) {
-                let bin = (h / e / RATIO_PER_BIN).round().clamp(0.0, u32::MAX as f64) as u32;
+                let bin = (h / e * BINS_PER_RATIO).round().clamp(0.0, u32::MAX as f64) as u32;
                 *self.ratio_bins.entry(bin).or_default() += 1;
             }
         }
@@ -174,7 +174,7 @@ impl SteadyStats {
             self.temp_n += 1;
             self.temp_sum += t;
             self.temp_max = Some(self.temp_max.map_or(t, |m| m.max(t)));
-            let bin = (t / CELSIUS_PER_BIN).round().clamp(0.0, u32::MAX as f64) as u32;
+            let bin = (t * BINS_PER_CELSIUS).round().clamp(0.0, u32::MAX as f64) as u32;
             *self.temp_bins.entry(bin).or_default() += 1;
         }
         if let Some(v) = r.vr_celsius {
@@ -244,7 +244,7 @@ impl SteadyStats {
 
     /// Median hashrate, GH/s (to 0.1 % of the expected hashrate).
     pub fn median_hashrate(&self) -> Option<f64> {
-        Some(quantile(&self.ratio_bins, 0.5)? * RATIO_PER_BIN * self.mean_expected()?)
+        Some(quantile(&self.ratio_bins, 0.5)? / BINS_PER_RATIO * self.mean_expected()?)
     }
 
     pub fn temp_mean(&self) -> Option<f64> {
@@ -253,7 +253,7 @@ impl SteadyStats {
 
     /// 95th percentile of the ASIC temperature (to 0.1 °C).
     pub fn temp_p95(&self) -> Option<f64> {
-        Some(quantile(&self.temp_bins, 0.95)? * CELSIUS_PER_BIN)
+        Some(quantile(&self.temp_bins, 0.95)? / BINS_PER_CELSIUS)
     }
 
     /// Energy over work: Σ(power·Δt) / Σ(hashrate·Δt), in J/TH.

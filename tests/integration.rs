@@ -5,6 +5,7 @@
 //! - `client`: the AxeOS client on the wire (headers, redirects, size cap, timeout).
 //! - `ledger`: the SQLite ledger through its writer on hand-built data (segments,
 //!   warm-up, statistics, identity, migrations, export).
+//! - `tuning`: a tuning sweep with sessions and `analyze` while `serve` writes; SIGKILL.
 //! - `cli`: the command line's exit codes and messages.
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,3 +18,4 @@ mod decode;
 mod exporter;
 mod ledger;
 mod simulator;
+mod tuning;

@@ -56,16 +56,21 @@ pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen:
 pub struct Exporter {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Exporter {
     pub fn start(devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
+        Self::start_with(devices, poll_interval, "")
+    }
+
+    /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
+    pub fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yaml");
         let database = dir.path().join("ledger.db");
-        let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database);
+        let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml;
         std::fs::write(&config, yaml).unwrap();
         let child = Command::new(BIN)
             .arg("--config")
@@ -76,7 +81,7 @@ impl Exporter {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let exporter = Exporter { child, port, _dir: dir };
+        let exporter = Exporter { child, port, dir };
         exporter.wait_ready();
         exporter
     }
@@ -123,6 +128,30 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// Runs a CLI command with this exporter's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
