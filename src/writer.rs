@@ -94,6 +94,15 @@ impl LedgerSender {
     }
 }
 
+impl LedgerSender {
+    /// Queues a record, waiting while the queue is full (bulk loads; pollers use `send`).
+    pub fn send_wait(&self, record: Record) {
+        if self.tx.send(record).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A running writer thread.
 #[derive(Debug)]
 pub struct Writer {

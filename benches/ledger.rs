@@ -1,0 +1,154 @@
+//! Ledger benchmark: ingest 10 devices × 1 year of 30-second samples (about 10.5 million
+//! rows) through the real writer thread, then time `analyze compare-configs` over all of
+//! it, export throughput, and the bytes each sample takes on disk.
+//!
+//! Run with `cargo bench --bench ledger` (BENCH_DEVICES and BENCH_DAYS shorten it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bitaxe_exporter::analysis::{compare_configs, Query};
+use bitaxe_exporter::export::{export, ExportFormat};
+use bitaxe_exporter::ledger::{self, Ledger};
+use bitaxe_exporter::physics::{expected_ghs, operating_point, Board};
+use bitaxe_exporter::sample::{Identity, Sample};
+use bitaxe_exporter::writer::{Record, SegmentRules, Writer};
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The configurations each simulated device cycles through, one per week.
+const CONFIGS: [(f64, f64); 6] = [
+    (490.0, 1100.0),
+    (525.0, 1150.0),
+    (550.0, 1150.0),
+    (575.0, 1175.0),
+    (600.0, 1200.0),
+    (625.0, 1200.0),
+];
+
+fn main() {
+    let devices: u64 = env_or("BENCH_DEVICES", 10);
+    let days: u64 = env_or("BENCH_DAYS", 365);
+    let interval = 30u64;
+    let per_device = days * 86_400 / interval;
+    let total = devices * per_device;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let spec = Board::Gamma.spec();
+    let start = UNIX_EPOCH + Duration::from_secs(1_760_000_000);
+    println!("ledger benchmark: {devices} devices × {days} days of {interval}-s samples = {total} samples");
+
+    let writer = Writer::start(
+        &path,
+        SegmentRules::for_poll_interval(Duration::from_secs(interval), Duration::from_secs(600)),
+    )
+    .unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let began = Instant::now();
+    for i in 0..per_device {
+        let t = i * interval;
+        let week = t / (7 * 86_400);
+        for d in 0..devices {
+            let (mhz, mv) = CONFIGS[((week + d) % CONFIGS.len() as u64) as usize];
+            let op = operating_point(&spec, mhz, mv);
+            let expected = expected_ghs(&spec, mhz);
+            // A reboot every 30 days resets the uptime.
+            let uptime = t % (30 * 86_400) + 600;
+            let sample = Sample {
+                hashrate_ghs: Some(expected * op.hashrate_factor * (0.98 + 0.04 * rng.f64())),
+                expected_hashrate_ghs: Some(expected),
+                power_watts: Some((op.core_watts + spec.overhead_watts) * (0.995 + 0.01 * rng.f64())),
+                asic_temp_celsius: Some(58.0 + 4.0 * rng.f64()),
+                vr_temp_celsius: Some(50.0 + 3.0 * rng.f64()),
+                frequency_mhz: Some(mhz),
+                core_voltage_mv: Some(mv),
+                core_voltage_measured_mv: Some(mv - 3.0),
+                input_voltage_volts: Some(5.1),
+                input_current_amperes: Some(3.5),
+                fan_duty_percent: Some(70.0),
+                fan_rpm: Some(4900.0),
+                shares_accepted: Some(uptime / 4),
+                shares_rejected: Some(uptime / 4000),
+                error_percent: Some(op.error_percent),
+                uptime_seconds: Some(uptime),
+                best_difficulty: Some(4.2e9),
+                identity: Identity {
+                    mac: Some(format!("F4:12:FA:00:00:{d:02X}")),
+                    firmware: Some("v2.15.0".into()),
+                    asic_model: Some("BM1370".into()),
+                    ..Identity::default()
+                },
+                ..Sample::default()
+            };
+            writer.sender.send_wait(Record::Sample {
+                device: format!("gamma-{d:02}"),
+                at: start + Duration::from_secs(t),
+                sample: Arc::new(sample),
+            });
+        }
+    }
+    let stats = writer.stats.clone();
+    writer.finish();
+    let ingest = began.elapsed().as_secs_f64();
+    let written = stats.samples_written.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(written, total, "every sample written");
+    println!(
+        "  ingest (batched, one writer):  {:.0} samples/s ({total} in {ingest:.1} s)",
+        total as f64 / ingest
+    );
+
+    let ledger = Ledger::open_existing(&path).unwrap();
+    ledger.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let segments: i64 = ledger
+        .conn
+        .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
+        .unwrap();
+    println!(
+        "  on disk:                       {:.1} bytes/sample ({:.2} GiB, {segments} segments)",
+        bytes as f64 / total as f64,
+        bytes as f64 / 1_073_741_824.0
+    );
+
+    let mut timings = Vec::new();
+    let mut rows = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let result = compare_configs(
+            &ledger.conn,
+            &Query {
+                warmup_seconds: 600.0,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        timings.push(t.elapsed().as_secs_f64() * 1000.0);
+        rows = result.len();
+    }
+    timings.sort_by(f64::total_cmp);
+    let median = timings[timings.len() / 2];
+    println!(
+        "  analyze compare-configs:       {median:.1} ms median over all data ({rows} rows; target < 200 ms: {})",
+        if median < 200.0 { "target met" } else { "OVER TARGET" }
+    );
+
+    let one = ledger::find_device(&ledger.conn, "gamma-00").unwrap().unwrap();
+    let t = Instant::now();
+    let exported = export(
+        &ledger.conn,
+        &mut std::io::sink(),
+        ExportFormat::Csv,
+        Some(one.id),
+        f64::MIN,
+        f64::MAX,
+    )
+    .unwrap();
+    let seconds = t.elapsed().as_secs_f64();
+    println!(
+        "  analyze export (CSV):          {:.0} rows/s ({exported} rows in {seconds:.1} s)",
+        exported as f64 / seconds
+    );
+}
