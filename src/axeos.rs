@@ -97,7 +97,6 @@ impl AxeOsClient {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
-            .timeout(timeout)
             .pool_max_idle_per_host(if idle_keepalive.is_zero() { 0 } else { 1 })
             .user_agent(concat!("bitaxe-exporter/", env!("CARGO_PKG_VERSION")))
             .http1_only()
@@ -124,9 +123,20 @@ impl AxeOsClient {
         }
     }
 
+    /// The URL of a miner's `/api/system/info`, parsed once for a poller to reuse.
+    pub fn info_url(address: &MinerAddress) -> Result<reqwest::Url, PollError> {
+        reqwest::Url::parse(&address.url("/api/system/info"))
+            .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))
+    }
+
     /// `GET /api/system/info`, decoded and normalised.
     pub async fn system_info(&self, address: &MinerAddress) -> Result<Sample, PollError> {
-        let body = self.get(address, "/api/system/info").await?;
+        self.system_info_at(&Self::info_url(address)?).await
+    }
+
+    /// `GET` of a pre-parsed `/api/system/info` URL, decoded and normalised.
+    pub async fn system_info_at(&self, url: &reqwest::Url) -> Result<Sample, PollError> {
+        let body = self.get(url.clone()).await?;
         Ok(decode_system_info(&body)?)
     }
 
@@ -141,25 +151,34 @@ impl AxeOsClient {
             .patch(address.url("/api/system"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        let response = self.send(request).await?;
-        let status = response.status();
-        let text = read_capped(response).await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(PollError::Rejected(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                String::from_utf8_lossy(&text).chars().take(120).collect::<String>()
-            )));
-        }
-        Ok(())
+        let exchange = async {
+            let response = request.send().await.map_err(|e| PollError::Connect(root_cause(&e)))?;
+            let status = response.status();
+            let text = read_capped(response).await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(PollError::Rejected(format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    String::from_utf8_lossy(&text).chars().take(120).collect::<String>()
+                )));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))?
     }
 
-    async fn get(&self, address: &MinerAddress, path: &str) -> Result<Vec<u8>, PollError> {
-        let request = self
-            .http
-            .get(address.url(path))
-            .header(reqwest::header::ACCEPT, "application/json");
-        let response = self.send(request).await?;
+    /// One timer bounds the whole exchange: connect, headers and body.
+    async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
+        tokio::time::timeout(self.timeout, self.get_unbounded(url))
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))?
+    }
+
+    async fn get_unbounded(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
+        let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
+        let response = request.send().await.map_err(|e| PollError::Connect(root_cause(&e)))?;
         let status = response.status();
         if !status.is_success() {
             let hint = if status.is_redirection() {
@@ -174,18 +193,7 @@ impl AxeOsClient {
                 hint,
             });
         }
-        tokio::time::timeout(self.timeout, read_capped(response))
-            .await
-            .map_err(|_| PollError::Timeout(self.timeout))?
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, PollError> {
-        match tokio::time::timeout(self.timeout, request.send()).await {
-            Err(_) => Err(PollError::Timeout(self.timeout)),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_timeout() => Err(PollError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(PollError::Connect(root_cause(&e))),
-        }
+        read_capped(response).await
     }
 }
 

@@ -46,8 +46,15 @@ async fn poll_loop(
     mut shutdown: watch::Receiver<bool>,
     ledger: Option<LedgerSender>,
 ) {
-    let Some(address) = fleet.device_address(index).cloned() else {
+    let Some(address) = fleet.device_address(index) else {
         return;
+    };
+    let url = match AxeOsClient::info_url(address) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::error!(device = fleet.device_name(index), "not polled: {e}");
+            return;
+        }
     };
     let interval = fleet.poll_interval();
     let mut rng = fastrand::Rng::new();
@@ -64,7 +71,7 @@ async fn poll_loop(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let started = Instant::now();
-        let result = client.system_info(&address).await;
+        let result = client.system_info_at(&url).await;
         let duration = started.elapsed();
         let at = SystemTime::now();
         let device = fleet.device_name(index);

@@ -22,7 +22,7 @@ use crate::segments::{boundary, Boundary, Point, Reading};
 /// Commit at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Commit once this many records wait, even before the interval.
-pub const MAX_BATCH: usize = 2000;
+pub const MAX_BATCH: usize = 20_000;
 /// Records the channel holds before pollers' records are dropped (and counted).
 const CHANNEL_CAPACITY: usize = 50_000;
 /// Records kept in memory while the database refuses writes.
@@ -177,60 +177,85 @@ impl WriterState {
 
     fn run(mut self, rx: Receiver<Record>) {
         let mut pending: Vec<Record> = Vec::new();
-        let mut last_flush = Instant::now();
+        // When the pending batch is due; `None` while nothing waits (then block on the
+        // channel instead of waking up for nothing).
+        let mut due_at: Option<Instant> = None;
         let mut retry_delay = FLUSH_INTERVAL;
         let mut closed = false;
-        while !closed {
-            let wait = (last_flush + retry_delay).saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
+        loop {
+            // Block for the first record of a batch, then let the batch fill until it is due:
+            // one wake-up per batch instead of one per record.
+            let received = match due_at {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(due) => {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    rx.try_recv().map_err(|e| match e {
+                        mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                }
+            };
+            match received {
                 Ok(record) => {
                     pending.push(record);
                     while pending.len() < MAX_BACKLOG {
                         match rx.try_recv() {
                             Ok(record) => pending.push(record),
-                            Err(_) => break,
+                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
                         }
                     }
+                    due_at.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => closed = true,
             }
-            let due = last_flush.elapsed() >= retry_delay || pending.len() >= MAX_BATCH || closed;
-            if !due || pending.is_empty() {
+            let due = closed || pending.len() >= MAX_BATCH || due_at.is_some_and(|d| Instant::now() >= d);
+            if !due {
                 continue;
             }
-            last_flush = Instant::now();
-            match self.flush(&pending) {
-                Ok(()) => {
-                    pending.clear();
-                    retry_delay = FLUSH_INTERVAL;
-                }
-                Err(e) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    // What was applied in memory was rolled back in the database too.
-                    self.forget();
-                    retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
-                    tracing::error!(
-                        "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
-                        pending.len()
-                    );
-                    if pending.len() > MAX_BACKLOG {
-                        let excess = pending.len() - MAX_BACKLOG;
-                        pending.drain(..excess);
-                        self.stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-                    }
-                    if closed {
-                        // Shutting down: one last attempt after a pause, then give up loudly.
-                        std::thread::sleep(Duration::from_secs(1));
-                        if let Err(e) = self.flush(&pending) {
-                            tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
-                            self.stats.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                        }
+            if pending.is_empty() {
+                due_at = None;
+            } else {
+                match self.flush(&pending) {
+                    Ok(()) => {
                         pending.clear();
+                        retry_delay = FLUSH_INTERVAL;
+                        due_at = None;
+                    }
+                    Err(e) => {
+                        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                        // What was applied in memory was rolled back in the database too.
+                        self.forget();
+                        retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
+                        due_at = Some(Instant::now() + retry_delay);
+                        tracing::error!(
+                            "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
+                            pending.len()
+                        );
+                        if pending.len() > MAX_BACKLOG {
+                            let excess = pending.len() - MAX_BACKLOG;
+                            pending.drain(..excess);
+                            self.stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+                        }
                     }
                 }
             }
             self.stats.backlog.store(pending.len() as u64, Ordering::Relaxed);
+            if closed {
+                if !pending.is_empty() {
+                    // Shutting down: one last attempt after a pause, then give up loudly.
+                    std::thread::sleep(Duration::from_secs(1));
+                    if let Err(e) = self.flush(&pending) {
+                        tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
+                        self.stats.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
         }
     }
 
