@@ -543,6 +543,6 @@ impl FleetCollector {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(ledger.backlog.load(Relaxed) as i64).encode(family)
+        ConstGauge::new(i64::try_from(ledger.backlog()).unwrap_or(i64::MAX)).encode(family)
     }
 }

@@ -49,8 +49,26 @@ pub struct LedgerStats {
     pub samples_written: AtomicU64,
     pub events_written: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Records refused or lost: a full queue, or a backlog past its cap.
     pub dropped: AtomicU64,
-    pub backlog: AtomicU64,
+    /// Records accepted into the queue.
+    queued: AtomicU64,
+    /// Queued records since lost (backlog cap, shutdown).
+    lost: AtomicU64,
+}
+
+impl LedgerStats {
+    /// Records queued or held in memory, not yet committed.
+    pub fn backlog(&self) -> u64 {
+        let committed = self.samples_written.load(Ordering::Relaxed) + self.events_written.load(Ordering::Relaxed);
+        let queued = self.queued.load(Ordering::Relaxed);
+        queued.saturating_sub(committed + self.lost.load(Ordering::Relaxed))
+    }
+
+    fn lose(&self, records: u64) {
+        self.lost.fetch_add(records, Ordering::Relaxed);
+        self.dropped.fetch_add(records, Ordering::Relaxed);
+    }
 }
 
 /// Parameters of segmentation that come from the configuration.
@@ -86,7 +104,9 @@ impl LedgerSender {
     /// Queues a record without blocking; a full queue drops it and counts the drop.
     pub fn send(&self, record: Record) {
         match self.tx.try_send(record) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -97,7 +117,9 @@ impl LedgerSender {
 impl LedgerSender {
     /// Queues a record, waiting while the queue is full (bulk loads; pollers use `send`).
     pub fn send_wait(&self, record: Record) {
-        if self.tx.send(record).is_err() {
+        if self.tx.send(record).is_ok() {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -239,19 +261,18 @@ impl WriterState {
                         if pending.len() > MAX_BACKLOG {
                             let excess = pending.len() - MAX_BACKLOG;
                             pending.drain(..excess);
-                            self.stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+                            self.stats.lose(excess as u64);
                         }
                     }
                 }
             }
-            self.stats.backlog.store(pending.len() as u64, Ordering::Relaxed);
             if closed {
                 if !pending.is_empty() {
                     // Shutting down: one last attempt after a pause, then give up loudly.
                     std::thread::sleep(Duration::from_secs(1));
                     if let Err(e) = self.flush(&pending) {
                         tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
-                        self.stats.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                        self.stats.lose(pending.len() as u64);
                     }
                 }
                 return;

@@ -286,3 +286,58 @@ async fn sigkill_while_writing_loses_at_most_the_unflushed_batch_and_never_corru
     assert_eq!(mismatched, 0);
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_database_delays_writes_but_loses_nothing() {
+    let (sims, devices) = fleet(20).await;
+    let exporter = Exporter::start(&devices, 1.0);
+    exporter
+        .wait_for(Duration::from_secs(10), "first samples committed", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]) > Some(20.0)
+        })
+        .await;
+    // Another program holds the write lock for longer than the writer's busy timeout.
+    let blocker = Connection::open(exporter.database_path()).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let locked_at = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let during = exporter.metrics().await;
+    assert!(
+        during.value("bitaxe_ledger_write_errors_total", &[]) >= Some(1.0),
+        "the failed commit is counted"
+    );
+    assert!(
+        during.value("bitaxe_ledger_backlog_records", &[]) > Some(100.0),
+        "samples wait in memory"
+    );
+    assert_eq!(during.up("gamma"), Some(1.0), "polling and /metrics go on");
+    blocker.execute_batch("COMMIT;").unwrap();
+    drop(blocker);
+
+    let after = exporter
+        .wait_for(Duration::from_secs(40), "the backlog written", |e| {
+            e.value("bitaxe_ledger_backlog_records", &[]) == Some(0.0)
+        })
+        .await;
+    assert_eq!(after.value("bitaxe_ledger_dropped_records_total", &[]), Some(0.0));
+    let conn = Connection::open(exporter.database_path()).unwrap();
+    let written: f64 = conn
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert!(written >= after.value("bitaxe_ledger_samples_written_total", &[]).unwrap());
+    // Every device has its samples from the locked period.
+    let locked_from = bitaxe_exporter::ledger::unix(locked_at) + 1.0;
+    let per_device: Vec<i64> = conn
+        .prepare("SELECT count(*) FROM samples WHERE t BETWEEN ?1 AND ?1 + 10 GROUP BY device_id")
+        .unwrap()
+        .query_map([locked_from], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(per_device.len(), 21, "{per_device:?}");
+    assert!(
+        per_device.iter().all(|n| *n >= 8),
+        "about 10 samples each in 10 locked seconds: {per_device:?}"
+    );
+    sims.shutdown().await;
+}
