@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, unit and integration tests.
+# The whole test suite, as CI runs it: formatting, lints, unit and integration tests, and
+# the Prometheus / Alertmanager stack with the real binaries (installed here when missing).
 # Needs ../shared (the project's shared fixtures) beside this repository.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +17,23 @@ for component in rustfmt clippy; do
     fi
   fi
 done
+# The real Prometheus, promtool, Alertmanager, amtool and docker-compose run in the tests.
+missing=()
+need promtool && need prometheus || missing+=(prometheus)
+need prometheus-alertmanager && need amtool || missing+=(prometheus-alertmanager)
+need docker-compose || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if need sudo; then sudo="sudo"; else
+      echo "test.sh: please install the Debian packages: ${missing[*]}" >&2; exit 1
+    fi
+  fi
+  echo "== installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 if [ ! -d ../shared/fixtures/axeos ]; then
   echo "test.sh: ../shared/fixtures/axeos is missing; clone the shared material beside this repository" >&2
   exit 1

@@ -6,6 +6,8 @@
 //! - `ledger`: the SQLite ledger through its writer on hand-built data (segments,
 //!   warm-up, statistics, identity, migrations, export).
 //! - `tuning`: a tuning sweep with sessions and `analyze` while `serve` writes; SIGKILL.
+//! - `stack`: Prometheus rules, Alertmanager, dashboards and compose, with the real
+//!   promtool, amtool, prometheus, alertmanager and docker-compose.
 //! - `cli`: the command line's exit codes and messages.
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,4 +20,5 @@ mod decode;
 mod exporter;
 mod ledger;
 mod simulator;
+mod stack;
 mod tuning;

@@ -1,0 +1,465 @@
+//! The Prometheus / Alertmanager / Grafana stack, checked with the real binaries (Debian
+//! packages `prometheus`, `prometheus-alertmanager`, `docker-compose`; `./test.sh` installs
+//! them): the static checks (promtool, amtool, docker-compose), the dashboards' structure,
+//! and a live run in which alerts reach a webhook and every dashboard query returns data.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bitaxe_exporter::firmware::Dialect;
+use bitaxe_exporter::physics::Board;
+use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet};
+use serde_json::Value;
+use serde_yaml::Value as Yaml;
+
+use crate::support::{free_port, repo_path, Exporter};
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); ./test.sh installs it"))
+}
+
+fn assert_ok(program: &str, args: &[&str]) {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn files(dir: &str, extension: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(repo_path(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .map(|p| p.strip_prefix(repo_path("")).unwrap().display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn promtool_amtool_and_docker_compose_accept_the_files() {
+    assert_ok("promtool", &["check", "config", "prometheus/prometheus.yml"]);
+    let rules = files("prometheus/rules", "yml");
+    assert!(rules.len() >= 2);
+    let mut args = vec!["check", "rules"];
+    args.extend(rules.iter().map(String::as_str));
+    assert_ok("promtool", &args);
+    let tests = files("prometheus/tests", "yml");
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    assert_ok("promtool", &args);
+    assert_ok("amtool", &["check-config", "prometheus/alertmanager.yml"]);
+    assert_ok("docker-compose", &["-f", "docker-compose.yml", "config", "-q"]);
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    files("grafana/dashboards", "json")
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(repo_path(&f)).unwrap();
+            (f, serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn dashboards_are_built_for_provisioning() {
+    let datasources: Yaml = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_path("grafana/provisioning/datasources/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(datasources["datasources"][0]["uid"], Yaml::from("prometheus"));
+    let boards = dashboards();
+    assert_eq!(boards.len(), 3);
+    let mut uids = BTreeSet::new();
+    for (file, board) in &boards {
+        assert!(board.get("__inputs").is_none(), "{file}: import-only __inputs");
+        assert!(
+            !board.to_string().contains("DS_PROMETHEUS"),
+            "{file}: import-only datasource reference"
+        );
+        assert!(
+            uids.insert(board["uid"].as_str().unwrap().to_string()),
+            "{file}: duplicate uid"
+        );
+        let variables = board["templating"]["list"].as_array().unwrap();
+        let variable = |name: &str| {
+            variables
+                .iter()
+                .find(|v| v["name"] == name)
+                .unwrap_or_else(|| panic!("{file}: no ${name}"))
+        };
+        assert_eq!(variable("datasource")["type"], "datasource");
+        assert_eq!(variable("datasource")["query"], "prometheus");
+        assert_eq!(variable("device")["multi"], true);
+        assert_eq!(variable("device")["datasource"]["uid"], "${datasource}");
+        for panel in board["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap();
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{file}: {title}");
+            let unit = panel["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+            assert!(!unit.is_empty(), "{file}: {title} has no unit");
+            for target in panel["targets"].as_array().unwrap() {
+                assert_eq!(target["datasource"]["uid"], "${datasource}", "{file}: {title}");
+            }
+        }
+    }
+}
+
+/// (where, PromQL) pairs.
+type Queries = Vec<(String, String)>;
+
+/// Every PromQL expression of the dashboards (panels, then annotations), with the panel title.
+fn dashboard_queries() -> (Queries, Queries) {
+    let (mut panels, mut annotations) = (Vec::new(), Vec::new());
+    for (file, board) in dashboards() {
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                panels.push((
+                    format!("{file}: {}", panel["title"]),
+                    target["expr"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        for annotation in board["annotations"]["list"].as_array().unwrap() {
+            annotations.push((
+                format!("{file}: {}", annotation["name"]),
+                annotation["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    (panels, annotations)
+}
+
+/// The template variables Grafana would substitute.
+fn substitute(expr: &str) -> String {
+    expr.replace("$device", ".*")
+        .replace("$__rate_interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$__interval", "5s")
+}
+
+/// Metric names (`bitaxe_…`) used by the rules and dashboards.
+fn used_metric_names() -> BTreeSet<String> {
+    let mut text = String::new();
+    for file in files("prometheus/rules", "yml") {
+        let rules: Yaml = serde_yaml::from_str(&std::fs::read_to_string(repo_path(&file)).unwrap()).unwrap();
+        for group in rules["groups"].as_sequence().unwrap() {
+            for rule in group["rules"].as_sequence().unwrap() {
+                text.push_str(rule["expr"].as_str().unwrap());
+                text.push('\n');
+            }
+        }
+    }
+    for (_, expr) in dashboard_queries().0.into_iter().chain(dashboard_queries().1) {
+        text.push_str(&expr);
+        text.push('\n');
+    }
+    let mut names = BTreeSet::new();
+    let mut token = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+        } else {
+            if token.starts_with("bitaxe_") {
+                names.insert(token.clone());
+            }
+            token.clear();
+        }
+    }
+    names
+}
+
+/// Sample names the exporter can expose, from the `# TYPE` lines of a scrape.
+fn exposed_names(exposition: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in exposition.lines() {
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("#") || parts.next() != Some("TYPE") {
+            continue;
+        }
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        names.insert(match kind {
+            "counter" => format!("{name}_total"),
+            "info" => format!("{name}_info"),
+            _ => name.to_string(),
+        });
+    }
+    names
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start listening on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// prometheus.yml with short intervals and local targets; the rules with `for:` shortened.
+fn test_prometheus_config(dir: &Path, exporter: u16, alertmanager: u16, prometheus: u16) -> std::path::PathBuf {
+    let mut config: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/prometheus.yml")).unwrap()).unwrap();
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
+        Yaml::Sequence(vec![format!("127.0.0.1:{alertmanager}").into()]);
+    for job in config["scrape_configs"].as_sequence_mut().unwrap() {
+        let target = if job["job_name"] == "bitaxe" {
+            exporter
+        } else {
+            prometheus
+        };
+        job["scrape_interval"] = "1s".into();
+        job["scrape_timeout"] = "1s".into();
+        job["static_configs"][0]["targets"] = Yaml::Sequence(vec![format!("127.0.0.1:{target}").into()]);
+    }
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    for file in files("prometheus/rules", "yml") {
+        let mut rules: Yaml = serde_yaml::from_str(&std::fs::read_to_string(repo_path(&file)).unwrap()).unwrap();
+        for group in rules["groups"].as_sequence_mut().unwrap() {
+            if group.get("interval").is_some() {
+                group["interval"] = "1s".into();
+            }
+            for rule in group["rules"].as_sequence_mut().unwrap() {
+                if rule.get("for").is_some() {
+                    rule["for"] = "3s".into();
+                }
+            }
+        }
+        let name = Path::new(&file).file_name().unwrap();
+        std::fs::write(dir.join("rules").join(name), serde_yaml::to_string(&rules).unwrap()).unwrap();
+    }
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// alertmanager.yml with short waits and the webhook pointed at the test's receiver.
+fn test_alertmanager_config(dir: &Path, webhook: SocketAddr) -> std::path::PathBuf {
+    let mut config: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/alertmanager.yml")).unwrap()).unwrap();
+    config["route"]["group_wait"] = "1s".into();
+    config["route"]["group_interval"] = "1s".into();
+    config["receivers"][0]["webhook_configs"][0]["url"] = format!("http://{webhook}/bitaxe").into();
+    let path = dir.join("alertmanager.yml");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// A webhook receiver: collects every alert Alertmanager posts.
+async fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/bitaxe",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = store.clone();
+            async move {
+                if let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(&body) {
+                    if let Some(Value::Array(alerts)) = payload.get("alerts") {
+                        store.lock().unwrap().extend(alerts.iter().cloned());
+                    }
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
+async fn prometheus_query(client: &reqwest::Client, port: u16, expr: &str) -> Result<Vec<Value>, String> {
+    let url = reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{port}/api/v1/query"), &[("query", expr)])
+        .map_err(|e| e.to_string())?;
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let body: Value =
+        serde_json::from_str(&response.text().await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    if body["status"] != "success" {
+        return Err(body.to_string());
+    }
+    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
+    // Two healthy miners, one overclocked far above the temperature thresholds, one offline.
+    let ok_gamma = MinerSpec::new(Board::Gamma, Dialect::V2_15, 1);
+    let ok_supra = MinerSpec::new(Board::Supra, Dialect::V2_10, 2);
+    let mut hot = MinerSpec::new(Board::Gamma, Dialect::V2_15, 3);
+    hot.frequency_mhz = Some(800.0);
+    hot.core_voltage_mv = Some(1300);
+    let mut offline = MinerSpec::new(Board::Ultra, Dialect::V2_4, 4);
+    offline.fault = Fault::Offline;
+    let sims = SimFleet::start(&[ok_gamma, ok_supra, hot, offline], None)
+        .await
+        .unwrap();
+    let names = ["ok-gamma", "ok-supra", "hot", "offline"];
+    let devices: Vec<(String, SocketAddr)> = names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect();
+    let exporter = Exporter::start(&devices, 1.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (webhook, received) = webhook_receiver().await;
+    let (am_port, prom_port) = (free_port(), free_port());
+    let am_config = test_alertmanager_config(dir.path(), webhook);
+    let mut alertmanager = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", am_config.display()))
+        .arg(format!("--storage.path={}", dir.path().join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (Debian package prometheus-alertmanager)");
+    wait_listening(am_port, "alertmanager", &mut alertmanager);
+    let _alertmanager = Killed(alertmanager);
+    let prom_config = test_prometheus_config(dir.path(), exporter.port, am_port, prom_port);
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    wait_listening(prom_port, "prometheus", &mut prometheus);
+    let _prometheus = Killed(prometheus);
+
+    // The alerts for the hot and the offline miner arrive at the webhook, with the device.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let arrived =
+        |alert: &str, device: &str| {
+            received.lock().unwrap().iter().any(|a| {
+                a["labels"]["alertname"] == alert && a["labels"]["device"] == device && a["status"] == "firing"
+            })
+        };
+    while !(arrived("BitaxeMinerDown", "offline") && arrived("BitaxeAsicTemperatureCritical", "hot")) {
+        assert!(
+            Instant::now() < deadline,
+            "alerts did not arrive; received: {:#?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let hot_alert = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "BitaxeAsicTemperatureCritical")
+        .cloned()
+        .unwrap();
+    assert_eq!(hot_alert["labels"]["severity"], "critical");
+    let summary = hot_alert["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Miner hot ASIC at 7"),
+        "the summary names the device and the value: {summary}"
+    );
+    assert_eq!(
+        hot_alert["annotations"]["runbook_url"],
+        "docs/alerts.md#bitaxeasictemperaturecritical"
+    );
+
+    // Nothing fires for the healthy miners, in Prometheus or at the webhook.
+    let client = reqwest::Client::new();
+    let alerts: Value = serde_json::from_str(
+        &client
+            .get(format!("http://127.0.0.1:{prom_port}/api/v1/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let firing: Vec<(String, String)> = alerts["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["labels"]["device"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        firing.contains(&("BitaxeAsicTemperatureWarning".into(), "hot".into())),
+        "{firing:?}"
+    );
+    for (alert, device) in &firing {
+        assert!(
+            device == "hot" || device == "offline",
+            "{alert} fires for {device:?}: {firing:?}"
+        );
+    }
+    for alert in received.lock().unwrap().iter() {
+        let device = alert["labels"]["device"].as_str().unwrap_or("");
+        assert!(
+            device == "hot" || device == "offline",
+            "notified about {device:?}: {alert}"
+        );
+    }
+
+    // Every dashboard query evaluates and returns data; annotation queries evaluate.
+    let (panels, annotations) = dashboard_queries();
+    let mut failures = Vec::new();
+    for (panel, expr) in &panels {
+        match prometheus_query(&client, prom_port, &substitute(expr)).await {
+            Ok(result) if result.is_empty() => failures.push(format!("{panel}: no data for {expr}")),
+            Ok(_) => {}
+            Err(e) => failures.push(format!("{panel}: {e} for {expr}")),
+        }
+    }
+    for (annotation, expr) in &annotations {
+        if let Err(e) = prometheus_query(&client, prom_port, &substitute(expr)).await {
+            failures.push(format!("{annotation}: {e}"));
+        }
+    }
+    let devices = prometheus_query(&client, prom_port, "count by (device) (bitaxe_up)")
+        .await
+        .unwrap();
+    assert_eq!(
+        devices.len(),
+        4,
+        "the device variable's label_values finds every device"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(panels.len() > 25, "{} panel queries checked", panels.len());
+
+    // Every metric the rules and dashboards use is one the exporter exposes.
+    let exposed = exposed_names(&exporter.metrics_text().await);
+    let unknown: Vec<String> = used_metric_names().difference(&exposed).cloned().collect();
+    assert!(unknown.is_empty(), "used but not exposed: {unknown:?}");
+    sims.shutdown().await;
+}
