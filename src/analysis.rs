@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::ledger::{self, SegmentRow};
-use crate::sample::format_label_number;
+use crate::sample::{fit, format_label_number, short_clock_label};
 use crate::segments::SteadyStats;
 
 /// A configuration needs at least this many steady samples to be judged.
@@ -66,11 +66,7 @@ impl ConfigRow {
     }
 
     fn short_label(&self) -> String {
-        format!(
-            "{}/{}",
-            self.frequency_mhz.map_or("?".into(), format_label_number),
-            self.core_voltage_mv.map_or("?".into(), format_label_number)
-        )
+        short_clock_label(self.frequency_mhz, self.core_voltage_mv)
     }
 }
 
@@ -311,17 +307,6 @@ pub fn optimize(rows: Vec<ConfigRow>, metric: Metric, max_temp_c: f64) -> Vec<Re
 
 fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
-}
-
-/// Shortens to `width` characters, marking the cut.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
 }
 
 pub fn duration_text(seconds: f64) -> String {

@@ -106,6 +106,26 @@ pub fn format_label_number(value: f64) -> String {
     }
 }
 
+/// `490/1150`: a clock configuration in a table cell (`?` for an unknown part).
+pub fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64>) -> String {
+    format!(
+        "{}/{}",
+        frequency_mhz.map_or("?".into(), format_label_number),
+        core_voltage_mv.map_or("?".into(), format_label_number)
+    )
+}
+
+/// Shortens text to `width` characters, marking the cut with an ellipsis.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 /// Why a body is not a usable `/api/system/info` reading.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::ledger::{self, DeviceRow, Ledger, LedgerError};
-use crate::sample::format_label_number;
+use crate::sample::{fit, short_clock_label};
 use crate::timestamps;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,11 +28,7 @@ impl SessionRow {
     pub fn target(&self) -> String {
         match (self.target_frequency_mhz, self.target_core_voltage_mv) {
             (None, None) => "-".into(),
-            (f, v) => format!(
-                "{}/{}",
-                f.map_or("?".into(), format_label_number),
-                v.map_or("?".into(), format_label_number)
-            ),
+            (f, v) => short_clock_label(f, v),
         }
     }
 }
@@ -254,26 +250,16 @@ pub fn table(sessions: &[SessionRow]) -> String {
         let line = format!(
             "{:>4} {:<12} {:<16} {:<16} {:<11} {}",
             s.id,
-            truncate(&s.device, 12),
+            fit(&s.device, 12),
             timestamps::format_short(s.started_at),
             s.ended_at.map_or("open".into(), timestamps::format_short),
-            truncate(&s.target(), 11),
+            fit(&s.target(), 11),
             notes.replace('\n', " ")
         );
-        let _ = writeln!(out, "{}", truncate(&line, 80));
+        let _ = writeln!(out, "{}", fit(&line, 80));
     }
     if sessions.is_empty() {
         out.push_str("(no sessions)\n");
     }
     out
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
 }
