@@ -259,8 +259,16 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Session { action } => {
             let settings = LedgerSettings::load(&cli.config)?;
             match action {
-                SessionCommand::Start { .. } => session_start(&settings, action).await,
-                action => session_command(&settings, action),
+                SessionCommand::Start {
+                    device,
+                    freq,
+                    voltage,
+                    notes,
+                    apply,
+                } => session_start(&settings, &device, freq, voltage, &notes, apply).await,
+                SessionCommand::End { device, notes } => session_end(&settings, &device, &notes),
+                SessionCommand::List { device, format } => session_list(&settings, device.as_deref(), format),
+                SessionCommand::Show { id, format } => session_show(&settings, id, format),
             }
         }
         Command::Analyze { action } => {
@@ -684,17 +692,14 @@ fn now_unix() -> f64 {
     ledger_db::unix(SystemTime::now())
 }
 
-async fn session_start(settings: &LedgerSettings, action: SessionCommand) -> Result<(), Failure> {
-    let SessionCommand::Start {
-        device,
-        freq,
-        voltage,
-        notes,
-        apply,
-    } = action
-    else {
-        return Ok(());
-    };
+async fn session_start(
+    settings: &LedgerSettings,
+    device: &str,
+    freq: Option<f64>,
+    voltage: Option<u32>,
+    notes: &str,
+    apply: bool,
+) -> Result<(), Failure> {
     if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
         return Err(Failure::Usage(anyhow::anyhow!(
             "--freq must be a frequency in MHz between 1 and 65535"
@@ -706,7 +711,7 @@ async fn session_start(settings: &LedgerSettings, action: SessionCommand) -> Res
         )));
     }
     let mut ledger = Ledger::open(&settings.database_path).map_err(ledger_failure)?;
-    let row = session::resolve_device(&mut ledger, &device, &settings.configured_names()).map_err(session_failure)?;
+    let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
     session::check_none_open(&ledger, &row).map_err(session_failure)?;
 
     let mut mismatch = None;
@@ -770,7 +775,7 @@ async fn session_start(settings: &LedgerSettings, action: SessionCommand) -> Res
             at: now_unix(),
             target_frequency_mhz: freq,
             target_core_voltage_mv: voltage.map(f64::from),
-            notes: &notes,
+            notes,
             applied: apply,
         },
     )
@@ -797,93 +802,91 @@ fn fmt_setting(value: Option<f64>) -> String {
     value.map_or("unknown".into(), crate::sample::format_label_number)
 }
 
-fn session_command(settings: &LedgerSettings, action: SessionCommand) -> Result<(), Failure> {
+fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {
     let mut ledger = settings.open()?;
-    match action {
-        SessionCommand::Start { .. } => Ok(()),
-        SessionCommand::End { device, notes } => {
-            let row =
-                session::resolve_device(&mut ledger, &device, &settings.configured_names()).map_err(session_failure)?;
-            let ended = session::end(&mut ledger, &row, now_unix(), &notes).map_err(session_failure)?;
-            println!(
-                "session #{} on {} ended at {} after {}",
-                ended.id,
-                ended.device,
-                timestamps::format(ended.ended_at.unwrap_or(ended.started_at)),
-                analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
+    let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
+    let ended = session::end(&mut ledger, &row, now_unix(), notes).map_err(session_failure)?;
+    println!(
+        "session #{} on {} ended at {} after {}",
+        ended.id,
+        ended.device,
+        timestamps::format(ended.ended_at.unwrap_or(ended.started_at)),
+        analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
+    );
+    Ok(())
+}
+
+fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFormat) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    let device_id = match device {
+        Some(name) => Some(known_device(&ledger, name)?.id),
+        None => None,
+    };
+    let sessions = session::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
+    match format {
+        ListFormat::Table => emit(&session::table(&sessions))?,
+        ListFormat::Json => print_json(&sessions)?,
+    }
+    Ok(())
+}
+
+fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+    let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+    let device = known_device(&ledger, &shown.device)?;
+    let until = shown.ended_at.unwrap_or_else(now_unix);
+    let rows = analysis::compare_configs(
+        &ledger.conn,
+        &Query {
+            device_id: Some(device.id),
+            since: Some(shown.started_at),
+            until: Some(until),
+            warmup_seconds: settings.warmup_seconds,
+        },
+    )
+    .map_err(|e| sqlite_failure(&ledger, e))?;
+    let events = ledger_db::events_between(&ledger.conn, device.id, shown.started_at, until)
+        .map_err(|e| sqlite_failure(&ledger, e))?;
+    match format {
+        ListFormat::Json => print_json(&serde_json::json!({
+            "session": shown,
+            "configurations": rows,
+            "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
+                "time": timestamps::format(*t), "kind": kind, "detail": detail
+            })).collect::<Vec<_>>(),
+        }))?,
+        ListFormat::Table => {
+            use std::fmt::Write as _;
+            let mut text = String::new();
+            let _ = writeln!(text, "session #{} on {}", shown.id, shown.device);
+            let _ = writeln!(
+                text,
+                "  from {} to {} ({})",
+                timestamps::format(shown.started_at),
+                shown.ended_at.map_or("now (open)".into(), timestamps::format),
+                analysis::duration_text(until - shown.started_at)
             );
-            Ok(())
-        }
-        SessionCommand::List { device, format } => {
-            let device_id = match device {
-                Some(name) => Some(known_device(&ledger, &name)?.id),
-                None => None,
-            };
-            let sessions = session::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
-            match format {
-                ListFormat::Table => emit(&session::table(&sessions))?,
-                ListFormat::Json => print_json(&sessions)?,
+            let applied = if shown.applied { " (applied)" } else { "" };
+            let _ = writeln!(text, "  target {}{applied}", shown.target());
+            if !shown.notes.is_empty() {
+                let _ = writeln!(text, "  notes: {}", shown.notes);
             }
-            Ok(())
-        }
-        SessionCommand::Show { id, format } => {
-            let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
-            let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
-            let device = known_device(&ledger, &shown.device)?;
-            let until = shown.ended_at.unwrap_or_else(now_unix);
-            let rows = analysis::compare_configs(
-                &ledger.conn,
-                &Query {
-                    device_id: Some(device.id),
-                    since: Some(shown.started_at),
-                    until: Some(until),
-                    warmup_seconds: settings.warmup_seconds,
-                },
-            )
-            .map_err(|e| sqlite_failure(&ledger, e))?;
-            let events = ledger_db::events_between(&ledger.conn, device.id, shown.started_at, until)
-                .map_err(|e| sqlite_failure(&ledger, e))?;
-            match format {
-                ListFormat::Json => print_json(&serde_json::json!({
-                    "session": shown,
-                    "configurations": rows,
-                    "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
-                        "time": timestamps::format(*t), "kind": kind, "detail": detail
-                    })).collect::<Vec<_>>(),
-                }))?,
-                ListFormat::Table => {
-                    use std::fmt::Write as _;
-                    let mut text = String::new();
-                    let _ = writeln!(text, "session #{} on {}", shown.id, shown.device);
-                    let _ = writeln!(
-                        text,
-                        "  from {} to {} ({})",
-                        timestamps::format(shown.started_at),
-                        shown.ended_at.map_or("now (open)".into(), timestamps::format),
-                        analysis::duration_text(until - shown.started_at)
-                    );
-                    let applied = if shown.applied { " (applied)" } else { "" };
-                    let _ = writeln!(text, "  target {}{applied}", shown.target());
-                    if !shown.notes.is_empty() {
-                        let _ = writeln!(text, "  notes: {}", shown.notes);
-                    }
-                    if !shown.end_notes.is_empty() {
-                        let _ = writeln!(text, "  end notes: {}", shown.end_notes);
-                    }
-                    text.push('\n');
-                    text.push_str(&analysis::configs_table(&rows));
-                    if !events.is_empty() {
-                        text.push_str("\nevents:\n");
-                        for (t, _, detail) in &events {
-                            let _ = writeln!(text, "  {}  {detail}", timestamps::format(*t));
-                        }
-                    }
-                    emit(&text)?;
+            if !shown.end_notes.is_empty() {
+                let _ = writeln!(text, "  end notes: {}", shown.end_notes);
+            }
+            text.push('\n');
+            text.push_str(&analysis::configs_table(&rows));
+            if !events.is_empty() {
+                text.push_str("\nevents:\n");
+                for (t, _, detail) in &events {
+                    let _ = writeln!(text, "  {}  {detail}", timestamps::format(*t));
                 }
             }
-            Ok(())
+            emit(&text)?;
         }
     }
+    Ok(())
 }
 
 fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {

@@ -178,11 +178,10 @@ struct WriterState {
     ledger: Ledger,
     rules: SegmentRules,
     stats: Arc<LedgerStats>,
-    /// (config name, MAC) → device id.
-    ids: HashMap<(String, Option<String>), i64>,
+    /// Config name → (the MAC it was last seen with, device id). A name seen with another
+    /// MAC (a different miner at that name) is resolved again.
+    ids: HashMap<String, (Option<String>, i64)>,
     tracks: HashMap<i64, Track>,
-    /// The device id each config name last resolved to, for events.
-    last_id_of_name: HashMap<String, i64>,
 }
 
 impl WriterState {
@@ -193,7 +192,6 @@ impl WriterState {
             stats,
             ids: HashMap::new(),
             tracks: HashMap::new(),
-            last_id_of_name: HashMap::new(),
         }
     }
 
@@ -284,7 +282,6 @@ impl WriterState {
     fn forget(&mut self) {
         self.ids.clear();
         self.tracks.clear();
-        self.last_id_of_name.clear();
     }
 
     fn flush(&mut self, records: &[Record]) -> Result<(), LedgerError> {
@@ -296,7 +293,6 @@ impl WriterState {
         let rules = self.rules;
         let ids = &mut self.ids;
         let tracks = &mut self.tracks;
-        let names = &mut self.last_id_of_name;
         let tx = self.ledger.write()?;
         let mut touched = HashSet::new();
         let (mut samples, mut events) = (0u64, 0u64);
@@ -304,16 +300,15 @@ impl WriterState {
             match record {
                 Record::Sample { device, at, sample } => {
                     let t = ledger::unix(*at);
-                    let key = (device.clone(), sample.identity.mac.clone());
-                    let device_id = match ids.get(&key) {
-                        Some(id) => *id,
-                        None => {
+                    let mac = &sample.identity.mac;
+                    let device_id = match ids.get(device.as_str()) {
+                        Some((seen_mac, id)) if seen_mac == mac => *id,
+                        _ => {
                             let id = ledger::resolve_device(&tx, device, &sample.identity, t).map_err(wrap)?;
-                            ids.insert(key, id);
+                            ids.insert(device.clone(), (mac.clone(), id));
                             id
                         }
                     };
-                    names.insert(device.clone(), device_id);
                     let track = match tracks.get_mut(&device_id) {
                         Some(track) => track,
                         None => tracks
@@ -327,11 +322,11 @@ impl WriterState {
                 }
                 Record::Event { device, at, event } => {
                     let t = ledger::unix(*at);
-                    let device_id = match names.get(device) {
-                        Some(id) => *id,
+                    let device_id = match ids.get(device.as_str()) {
+                        Some((_, id)) => *id,
                         None => {
                             let id = ledger::device_by_name_or_new(&tx, device, t).map_err(wrap)?;
-                            names.insert(device.clone(), id);
+                            ids.insert(device.clone(), (None, id));
                             id
                         }
                     };
