@@ -240,11 +240,11 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
-            eprintln!("error: {e:#}");
+            status_line(&format!("error: {e:#}"));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            status_line(&format!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -317,15 +317,14 @@ pub fn init_logging(level: LogLevel) {
 fn check_config(path: &Path) -> Result<(), Failure> {
     let config = config::load(path)?;
     let enabled = config.enabled_devices().count();
-    println!(
-        "{}: OK: {} device(s), {} enabled; poll every {} s; listen on {}",
+    emit(&format!(
+        "{}: OK: {} device(s), {} enabled; poll every {} s; listen on {}\n",
         path.display(),
         config.devices.len(),
         enabled,
         config.poll_interval.as_secs_f64(),
         config.listen
-    );
-    Ok(())
+    ))
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, Failure> {
@@ -342,17 +341,19 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<(), Failure> {
     }
     init_logging(config.log_level);
     let listener = bind(config.listen).await?;
-    tracing::info!(
-        "bitaxe-exporter {} polling {} device(s) every {:?}; metrics on http://{}/metrics",
-        env!("CARGO_PKG_VERSION"),
-        config.enabled_devices().count(),
-        config.poll_interval,
-        config.listen
-    );
+    tracing::info!("metrics on http://{}/metrics", config.listen);
     crate::serve(config, listener, crate::shutdown_signal())
         .await
-        .context("serve failed")?;
-    Ok(())
+        .map_err(serve_failure)
+}
+
+/// A second daemon on a held ledger is a configuration problem (exit 2); the rest are
+/// runtime failures.
+fn serve_failure(e: crate::ServeError) -> Failure {
+    match e {
+        crate::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
+        e => Failure::Runtime(e.into()),
+    }
 }
 
 /// The demo fleet: five firmware eras, single- and multi-chip boards, one overclocked
@@ -414,46 +415,64 @@ async fn demo(listen: SocketAddr, data_dir: &Path) -> Result<(), Failure> {
     std::fs::write(&demo_config, demo_config_yaml(&config))
         .with_context(|| format!("cannot write {}", demo_config.display()))?;
     let listener = bind(listen).await?;
-    println!(
-        "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n",
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
         fleet.len()
     );
-    println!("  landing page   http://{listen}/");
-    println!("  metrics        http://{listen}/metrics");
+    let _ = writeln!(text, "  landing page   http://{listen}/");
+    let _ = writeln!(text, "  metrics        http://{listen}/metrics");
     for ((name, spec), address) in fleet.iter().zip(sims.addresses()) {
-        println!(
+        let _ = writeln!(
+            text,
             "  miner {name:<9}  http://{address}/api/system/info   ({} {}, firmware {})",
             spec.board.name(),
             spec.board.spec().asic_model,
             spec.dialect.version()
         );
     }
-    println!("\n  ledger         {}", database_path.display());
-    println!(
+    let _ = writeln!(text, "\n  ledger         {}", database_path.display());
+    let _ = writeln!(
+        text,
         "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
         demo_config.display()
     );
-    println!("\nPress Ctrl-C to stop.");
+    text.push_str("\nPress Ctrl-C to stop.\n");
+    emit(&text)?;
     let served = crate::serve(config, listener, crate::shutdown_signal()).await;
     sims.shutdown().await;
-    served.context("serve failed")?;
-    Ok(())
+    served.map_err(serve_failure)
 }
 
-/// A config.yaml for the demo fleet, so the CLI can analyse the demo's ledger.
+/// A config.yaml for the demo fleet, so the CLI can analyse the demo's ledger. It sits in
+/// the demo's folder, beside the ledger it names.
 fn demo_config_yaml(config: &Config) -> String {
     let mut yaml =
         String::from("# Written by `bitaxe-exporter demo` (simulated miners on ephemeral ports).\ndevices:\n");
     for d in &config.devices {
-        yaml.push_str(&format!("  - name: \"{}\"\n    ip: \"{}\"\n", d.name, d.address));
+        yaml.push_str(&format!(
+            "  - name: {}\n    ip: {}\n",
+            yaml_string(&d.name),
+            yaml_string(&d.address.to_string())
+        ));
     }
+    let database = config
+        .database_path
+        .file_name()
+        .map(Path::new)
+        .unwrap_or(&config.database_path);
     yaml.push_str(&format!(
-        "logging:\n  poll_interval: {}\n  database_path: \"{}\"\nanalysis:\n  warmup_minutes: {}\n",
+        "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\n",
         config.poll_interval.as_secs_f64(),
-        config.database_path.display(),
+        yaml_string(&database.display().to_string()),
         config.warmup.as_secs_f64() / 60.0
     ));
     yaml
+}
+
+/// A double-quoted YAML scalar (a JSON string is one), whatever the text holds.
+fn yaml_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 fn parse_indexed<T>(
@@ -534,7 +553,11 @@ pub fn simulation_specs(
 pub fn simulation_config_yaml(addresses: &[SocketAddr], poll_interval: f64) -> String {
     let mut yaml = String::from("# Written by `bitaxe-exporter simulate`: polls the simulated miners.\ndevices:\n");
     for (i, address) in addresses.iter().enumerate() {
-        yaml.push_str(&format!("  - name: \"sim-{i:04}\"\n    ip: \"{address}\"\n"));
+        yaml.push_str(&format!(
+            "  - name: {}\n    ip: {}\n",
+            yaml_string(&format!("sim-{i:04}")),
+            yaml_string(&address.to_string())
+        ));
     }
     yaml.push_str(&format!("logging:\n  poll_interval: {poll_interval}\n"));
     yaml
@@ -557,9 +580,11 @@ async fn simulate(
     }
     let first = addresses.first().map(ToString::to_string).unwrap_or_default();
     let last = addresses.last().map(|a| a.port()).unwrap_or_default();
-    println!("simulating {} miner(s) on {first} .. port {last}", addresses.len());
+    use std::fmt::Write as _;
+    let mut text = format!("simulating {} miner(s) on {first} .. port {last}\n", addresses.len());
     for (spec, address) in specs.iter().zip(&addresses).take(8) {
-        println!(
+        let _ = writeln!(
+            text,
             "  http://{address}/api/system/info  {} ({}), firmware {}{}",
             spec.board.name(),
             spec.board.spec().asic_model,
@@ -572,11 +597,12 @@ async fn simulate(
         );
     }
     if addresses.len() > 8 {
-        println!("  ...");
+        text.push_str("  ...\n");
     }
     if let Some(path) = write_config {
-        println!("config for these miners written to {}", path.display());
+        let _ = writeln!(text, "config for these miners written to {}", path.display());
     }
+    emit(&text)?;
     crate::shutdown_signal().await;
     sims.shutdown().await;
     Ok(())
@@ -589,6 +615,8 @@ async fn simulate(
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
     pub database_path: PathBuf,
+    /// The configuration file these settings came from, when there is one.
+    pub config_path: Option<PathBuf>,
     pub warmup_seconds: f64,
     pub thresholds: Thresholds,
     pub devices: Vec<DeviceConfig>,
@@ -600,6 +628,7 @@ impl LedgerSettings {
         if !path.exists() && path == Path::new("config.yaml") {
             return Ok(Self {
                 database_path: PathBuf::from(config::DEFAULT_DATABASE_PATH),
+                config_path: None,
                 warmup_seconds: config::DEFAULT_WARMUP_MINUTES * 60.0,
                 thresholds: Thresholds::default(),
                 devices: Vec::new(),
@@ -608,14 +637,44 @@ impl LedgerSettings {
         let config = config::load(path)?;
         Ok(Self {
             database_path: config.database_path,
+            config_path: Some(path.to_path_buf()),
             warmup_seconds: config.warmup.as_secs_f64(),
             thresholds: config.thresholds,
             devices: config.devices,
         })
     }
 
+    /// The ledger for reading (analysis, listings): works on a read-only file.
     fn open(&self) -> Result<Ledger, Failure> {
+        Ledger::open_read_only(&self.database_path).map_err(ledger_failure)
+    }
+
+    /// The ledger for the commands that record something (sessions). Never creates one.
+    fn open_for_writing(&self) -> Result<Ledger, Failure> {
         Ledger::open_existing(&self.database_path).map_err(ledger_failure)
+    }
+
+    /// Refuses an output file that is the ledger, one of its companion files, its lock or
+    /// the configuration, by identity (device and inode), so no other name, symlink or
+    /// hard link for them slips through.
+    fn refuse_to_overwrite(&self, output: &Path) -> Result<(), Failure> {
+        let ledger_files = ledger_db::ledger_files(&self.database_path);
+        let lock = ledger_db::DaemonLock::lock_path(&self.database_path);
+        let protected = ledger_files.iter().chain([&lock]).chain(self.config_path.as_ref());
+        for file in protected {
+            if ledger_db::same_file(output, file) {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "refusing to write the export over {} (it is {}); choose another --output",
+                    output.display(),
+                    if Some(file) == self.config_path.as_ref() {
+                        format!("the configuration file {}", file.display())
+                    } else {
+                        format!("part of the ledger {}", self.database_path.display())
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn configured_names(&self) -> Vec<String> {
@@ -682,6 +741,14 @@ fn emit(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// A line for the operator on stderr. A closed or full stderr is ignored: there is
+/// nowhere left to report it, and it must never turn into a panic.
+fn status_line(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
     text.push('\n');
@@ -710,7 +777,7 @@ async fn session_start(
             "--voltage must be a core voltage in mV between 1 and 65535"
         )));
     }
-    let mut ledger = Ledger::open(&settings.database_path).map_err(ledger_failure)?;
+    let mut ledger = settings.open_for_writing()?;
     let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
     session::check_none_open(&ledger, &row).map_err(session_failure)?;
 
@@ -780,14 +847,14 @@ async fn session_start(
         },
     )
     .map_err(session_failure)?;
-    println!(
-        "session #{} started on {} at {}; target {}{}",
+    emit(&format!(
+        "session #{} started on {} at {}; target {}{}\n",
         started.id,
         started.device,
         timestamps::format(started.started_at),
         started.target(),
         if apply { " (applied to the miner)" } else { "" }
-    );
+    ))?;
     match mismatch {
         Some(m) => Err(Failure::Runtime(anyhow::anyhow!(
             "session #{} is recorded, but {} reports {m}",
@@ -803,17 +870,16 @@ fn fmt_setting(value: Option<f64>) -> String {
 }
 
 fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {
-    let mut ledger = settings.open()?;
+    let mut ledger = settings.open_for_writing()?;
     let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
     let ended = session::end(&mut ledger, &row, now_unix(), notes).map_err(session_failure)?;
-    println!(
-        "session #{} on {} ended at {} after {}",
+    emit(&format!(
+        "session #{} on {} ended at {} after {}\n",
         ended.id,
         ended.device,
         timestamps::format(ended.ended_at.unwrap_or(ended.started_at)),
         analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
-    );
-    Ok(())
+    ))
 }
 
 fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFormat) -> Result<(), Failure> {
@@ -980,11 +1046,13 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
                 crate::export::export(&ledger.conn, &mut out, format, device_id, since, until)
             } else {
-                let file = std::fs::File::create(&output).with_context(|| format!("cannot create {output}"))?;
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-                let written = crate::export::export(&ledger.conn, &mut out, format, device_id, since, until);
+                let output = Path::new(&output);
+                settings.refuse_to_overwrite(output)?;
+                let written = crate::export::write_atomically(output, |out| {
+                    crate::export::export(&ledger.conn, out, format, device_id, since, until)
+                });
                 if let Ok(n) = &written {
-                    eprintln!("wrote {n} samples to {output}");
+                    status_line(&format!("wrote {n} samples to {}", output.display()));
                 }
                 written
             };

@@ -267,22 +267,86 @@ struct RawAnalysis {
     warmup_minutes: Option<f64>,
 }
 
-/// Reads and validates a config file.
+/// The largest configuration file read (a 1,000-miner config is about 60 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The deepest flow-style nesting (`[[[…]]]`) accepted: the YAML parser's time grows with
+/// the square of it, and no real config nests more than a few levels.
+const MAX_FLOW_DEPTH: usize = 32;
+
+/// Reads and validates a config file. Only a regular file up to [`MAX_CONFIG_BYTES`] is
+/// read (a FIFO would block for ever, `/dev/zero` never ends). Relative paths in it
+/// (`logging.database_path`) resolve against the file's folder, not the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let unreadable = |message: String| ConfigError {
         file: Some(path.to_path_buf()),
         key: String::new(),
         line: None,
-        message: format!("cannot read the configuration file: {e}"),
-    })?;
-    parse(&text).map_err(|mut e| {
+        message,
+    };
+    let metadata =
+        std::fs::metadata(path).map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
+    if !metadata.is_file() {
+        return Err(unreadable("the configuration is not a regular file".into()));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(unreadable(format!(
+            "the configuration file is larger than {} KiB",
+            MAX_CONFIG_BYTES / 1024
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CONFIG_BYTES), &mut text))
+        .map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
+    let mut config = parse(&text).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
         e
-    })
+    })?;
+    if config.database_path.is_relative() {
+        if let Some(folder) = path.parent() {
+            config.database_path = folder.join(&config.database_path);
+        }
+    }
+    Ok(config)
+}
+
+/// The deepest `[` / `{` nesting outside quoted strings.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') => {
+                comment = false;
+                continue;
+            }
+            _ if comment => continue,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Validates configuration text (the contents of a config.yaml).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    if flow_depth(text) > MAX_FLOW_DEPTH {
+        return Err(ConfigError {
+            file: None,
+            key: String::new(),
+            line: None,
+            message: format!("nested more than {MAX_FLOW_DEPTH} levels deep; this is not a bitaxe-exporter config"),
+        });
+    }
     let lines = KeyLines::scan(text);
     let fail = |key: &str, message: String| ConfigError {
         file: None,

@@ -2,6 +2,7 @@
 //! output (memory does not grow with the row count), with units in the column names.
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
 use serde_json::json;
@@ -46,6 +47,38 @@ pub enum ExportError {
     Sqlite(#[from] rusqlite::Error),
     #[error("writing the export: {0}")]
     Io(#[from] io::Error),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Writes a file through a temporary file in the same folder, renamed over `path` only
+/// once `write` succeeded: a failed or interrupted export never truncates what was there.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<u64, ExportError>,
+) -> Result<u64, ExportError> {
+    let file_error = |source| ExportError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temporary = tempfile::Builder::new()
+        .prefix(".bitaxe-export-")
+        .tempfile_in(folder)
+        .map_err(file_error)?;
+    let mut out = io::BufWriter::with_capacity(64 * 1024, temporary);
+    let written = write(&mut out)?;
+    let temporary = out.into_inner().map_err(|e| file_error(e.into_error()))?;
+    temporary.as_file().sync_all().map_err(file_error)?;
+    temporary.persist(path).map_err(|e| file_error(e.error))?;
+    Ok(written)
 }
 
 /// Writes the samples of `device_id` (or all devices) in [since, until]; returns the row count.
@@ -158,5 +191,35 @@ fn push_csv(line: &mut String, value: Option<f64>) {
     line.push(',');
     if let Some(v) = value {
         let _ = write!(line, "{v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_export_leaves_the_existing_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.csv");
+        std::fs::write(&path, "yesterday's export\n").unwrap();
+        let failed = write_atomically(&path, |out| {
+            out.write_all(b"half a row")?;
+            Err(ExportError::Io(io::Error::other("the ledger went away")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "yesterday's export\n");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temporary file was left behind"
+        );
+
+        let written = write_atomically(&path, |out| {
+            out.write_all(b"new\n")?;
+            Ok(1)
+        });
+        assert_eq!(written.unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
     }
 }

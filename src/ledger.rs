@@ -115,13 +115,36 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}: no ledger here yet; `serve` creates it on its first poll")]
+    #[error("no ledger at {0}; `serve` creates it (check logging.database_path)")]
     Missing(PathBuf),
     #[error("{path}: written by a newer bitaxe-exporter (schema {found}, this build knows {SCHEMA_VERSION})")]
     TooNew { path: PathBuf, found: usize },
+    #[error("{path}: in use by another `bitaxe-exporter serve` ({holder}); one daemon per ledger")]
+    InUse { path: PathBuf, holder: String },
+    #[error("{path}: cannot lock: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the ledger writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("{path}: schema {found} needs an upgrade to {SCHEMA_VERSION}, and the file cannot be written: {source}")]
+    ReadOnlyUpgrade {
+        path: PathBuf,
+        found: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 impl LedgerError {
+    /// True when SQLite refused for lack of write access (file, folder, `-shm`).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if e.code == rusqlite::ErrorCode::ReadOnly)
+    }
+
     /// True when another process held the database lock past the busy timeout.
     pub fn is_busy(&self) -> bool {
         matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
@@ -152,14 +175,52 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Opens an existing ledger for the CLI; a missing file is an error, not a new ledger.
+    /// Opens an existing ledger for the CLI commands that write (sessions); a missing file
+    /// is an error, not a new ledger: only `serve` creates one.
     pub fn open_existing(path: &Path) -> Result<Ledger> {
-        if !path.exists() {
+        if !path.is_file() {
             return Err(LedgerError::Missing(path.to_path_buf()));
         }
         let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         ledger.migrate(SCHEMA_VERSION)?;
         Ok(ledger)
+    }
+
+    /// Opens an existing ledger for reading only (analysis, listings), so a ledger on a
+    /// read-only filesystem or owned by another user can still be analysed. A file of an
+    /// older schema is upgraded first when it can be written.
+    pub fn open_read_only(path: &Path) -> Result<Ledger> {
+        if !path.is_file() {
+            return Err(LedgerError::Missing(path.to_path_buf()));
+        }
+        let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (ledger, found) = match ledger.schema_version() {
+            Ok(found) => (ledger, found),
+            // A WAL ledger without its `-wal` / `-shm` files, in a folder this user cannot
+            // write: SQLite cannot create them, and reads the file as immutable instead. No
+            // daemon has it open (a daemon's connection keeps its `-wal` file in place).
+            Err(e) if e.is_read_only() => {
+                drop(ledger);
+                let ledger = Self::connect_immutable(path)?;
+                let found = ledger.schema_version()?;
+                (ledger, found)
+            }
+            Err(e) => return Err(e),
+        };
+        if found > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(ledger);
+        }
+        drop(ledger);
+        Self::open_existing(path).map_err(|e| match e {
+            LedgerError::Sqlite { path, source } => LedgerError::ReadOnlyUpgrade { path, found, source },
+            e => e,
+        })
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Ledger> {
@@ -169,16 +230,50 @@ impl Ledger {
         };
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(wrap)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
-        // WAL: readers never block the writer, the writer never blocks readers.
-        // synchronous=NORMAL in WAL mode loses at most the last transactions on power loss,
-        // never consistency.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            // WAL: readers never block the writer, the writer never blocks readers.
+            // synchronous=NORMAL in WAL mode loses at most the last transactions on power
+            // loss, never consistency.
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        }
         conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    fn connect_immutable(path: &Path) -> Result<Ledger> {
+        // An SQLite URI: `%`, `?` and `#` in the path must be escaped.
+        let mut uri = String::from("file:");
+        for c in path.to_string_lossy().chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str("?immutable=1");
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| LedgerError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// How long a write waits for another connection's lock (the writer thread waits less
+    /// than the CLI: it keeps its records and retries, and must not hold up a shutdown).
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        self.conn.busy_timeout(timeout).map_err(|e| self.err(e))
     }
 
     pub fn err(&self, source: rusqlite::Error) -> LedgerError {
@@ -228,6 +323,96 @@ impl Ledger {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+}
+
+/// The (device, inode) of a file, to notice when the ledger path no longer names the file
+/// this process has open (deleted, or replaced by a restore).
+pub fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// True when both paths exist and name the same file (same device and inode, whatever
+/// the names, symlinks or hard links).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (file_identity(a), file_identity(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The files that make up a ledger: the database and its WAL and shared-memory files.
+pub fn ledger_files(path: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [path.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+/// The exclusive lock one `serve` holds beside its ledger (`<ledger>.lock`, with the
+/// holder's pid in it), so a second daemon on the same file refuses to start instead of
+/// corrupting the running aggregates. The lock is the kernel's (`flock`), so it dies with
+/// the process: a crash never leaves a stale lock behind. The file itself stays.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl DaemonLock {
+    pub fn lock_path(ledger: &Path) -> PathBuf {
+        let mut name = ledger.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    pub fn acquire(ledger: &Path) -> Result<DaemonLock> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let path = Self::lock_path(ledger);
+        let lock_error = |source| LedgerError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.take(64).read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => format!("see {}", path.display()),
+                };
+                return Err(LedgerError::InUse {
+                    path: ledger.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(lock_error)?;
+        Ok(DaemonLock { _file: file, path })
+    }
+
+    /// True while the lock file at its path is still the one this lock holds.
+    pub fn still_held(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (self._file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
     }
 }
 
@@ -399,10 +584,18 @@ pub struct SegmentRow {
     pub steady: SteadyStats,
 }
 
+/// Reads a stored aggregate; `None` when it does not parse (a file written by a build that
+/// let a non-finite sum through stored `null` there), and the caller rebuilds it.
+fn parse_steady(text: &str) -> Option<SteadyStats> {
+    serde_json::from_str::<SteadyStats>(text)
+        .ok()
+        .filter(SteadyStats::is_finite)
+}
+
 const SEGMENT_COLUMNS: &str = "id, device_id, started_at, ended_at, reason, frequency_mhz, core_voltage_mv, firmware, \
      samples, last_uptime, warmup_seconds, steady";
 
-fn segment_from_row(r: &rusqlite::Row) -> rusqlite::Result<SegmentRow> {
+fn segment_from_row(r: &rusqlite::Row) -> rusqlite::Result<(SegmentRow, bool)> {
     let reason: String = r.get(4)?;
     let steady: String = r.get(11)?;
     Ok(SegmentRow {
@@ -417,20 +610,47 @@ fn segment_from_row(r: &rusqlite::Row) -> rusqlite::Result<SegmentRow> {
         samples: r.get::<_, i64>(8)?.max(0) as u64,
         last_uptime: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
         warmup_seconds: r.get(10)?,
-        // An unreadable aggregate only means a rescan of the segment's samples.
-        steady: serde_json::from_str(&steady).unwrap_or_default(),
+        steady: parse_steady(&steady).unwrap_or_default(),
     })
+    .map(|row| (row, parse_steady(&steady).is_none()))
+}
+
+/// A segment whose stored aggregate is unreadable gets it back from its own samples: the
+/// samples are the truth, the aggregate only a cache of them.
+fn with_rebuilt_steady(
+    conn: &Connection,
+    (mut segment, unreadable): (SegmentRow, bool),
+) -> rusqlite::Result<SegmentRow> {
+    if unreadable {
+        let steady_from = segment.started_at + segment.warmup_seconds;
+        let mut steady = SteadyStats::default();
+        for (t, reading) in segment_readings(conn, &segment, segment.started_at, segment.ended_at)? {
+            if t >= steady_from {
+                steady.add(&reading);
+            }
+        }
+        tracing::warn!(
+            "{}: segment {} had an unreadable aggregate; rebuilt it from its {} steady samples",
+            conn.path().unwrap_or("ledger"),
+            segment.id,
+            steady.samples
+        );
+        segment.steady = steady;
+    }
+    Ok(segment)
 }
 
 pub fn last_segment(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SegmentRow>> {
+    // The segment written last (highest id), which after a clock stepped back is not the
+    // one that starts latest.
     conn.query_row(
-        &format!(
-            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE device_id = ?1 ORDER BY started_at DESC, id DESC LIMIT 1"
-        ),
+        &format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE device_id = ?1 ORDER BY id DESC LIMIT 1"),
         [device_id],
         segment_from_row,
     )
-    .optional()
+    .optional()?
+    .map(|row| with_rebuilt_steady(conn, row))
+    .transpose()
 }
 
 /// Segments overlapping [since, until], optionally of one device, oldest first.
@@ -446,7 +666,8 @@ pub fn segments_between(
          ORDER BY device_id, started_at"
     ))?;
     let rows = stmt.query_map(params![device_id, since, until], segment_from_row)?;
-    rows.collect()
+    let rows: Vec<(SegmentRow, bool)> = rows.collect::<rusqlite::Result<_>>()?;
+    rows.into_iter().map(|row| with_rebuilt_steady(conn, row)).collect()
 }
 
 pub fn insert_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<i64> {
@@ -484,8 +705,15 @@ pub fn save_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The stored form of an aggregate. A non-finite one (which `SteadyStats::add` never
+/// makes) is stored as unreadable, so the next reader rebuilds it from the samples instead
+/// of trusting a `null`.
 fn steady_json(stats: &SteadyStats) -> String {
-    serde_json::to_string(stats).unwrap_or_else(|_| "{}".into())
+    if stats.is_finite() {
+        serde_json::to_string(stats).unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 pub fn insert_sample(

@@ -36,18 +36,22 @@ use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::writer::{SegmentRules, Writer};
 
-/// How long shutdown waits for in-flight polls before giving up on them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
+/// How long shutdown waits for in-flight polls before abandoning them.
+pub const POLL_GRACE: Duration = Duration::from_millis(1500);
+/// How long shutdown waits for open HTTP connections (alongside the polls and the ledger).
+pub const HTTP_GRACE: Duration = Duration::from_secs(3);
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot create the HTTP client: {0}")]
-    Client(#[from] axeos::PollError),
+    Client(#[source] axeos::PollError),
     #[error("the HTTP server failed: {0}")]
-    Http(#[from] std::io::Error),
-    #[error("cannot open the ledger: {0}")]
+    Http(#[source] std::io::Error),
+    #[error("{0}")]
     Ledger(#[from] ledger::LedgerError),
+    #[error("cannot start the ledger writer: {0}")]
+    Startup(String),
 }
 
 /// Runs the daemon on an already bound listener until `shutdown` resolves: the ledger
@@ -62,13 +66,20 @@ pub async fn serve(
     let client = AxeOsClient::new(
         AxeOsClient::timeout_for(config.poll_interval),
         AxeOsClient::keepalive_for(config.poll_interval),
-    )?;
+    )
+    .map_err(ServeError::Client)?;
     let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
     let path = config.database_path.clone();
     let writer = tokio::task::spawn_blocking(move || Writer::start(&path, rules))
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
-    tracing::info!("ledger: {}", config.database_path.display());
+        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    tracing::info!(
+        "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}",
+        env!("CARGO_PKG_VERSION"),
+        config.enabled_devices().count(),
+        config.poll_interval,
+        config.database_path.display()
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
     let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
@@ -81,30 +92,45 @@ pub async fn serve(
     let server = tokio::spawn(async move { server.await });
 
     shutdown.await;
-    tracing::info!("shutting down: finishing in-flight polls");
+    tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
     let _ = stop_tx.send(true);
+    summary.abort();
 
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while let Some(result) = pollers.join_next().await {
-            if let Err(e) = result {
-                tracing::error!("a poller task failed: {e}");
+    // The polls and the ledger on one side, the HTTP connections on the other, wind down
+    // at the same time: the whole shutdown stays within POLL_GRACE + FINISH_TIMEOUT
+    // (under 5 s), well inside Docker's and systemd's stop timeouts.
+    let polls_and_ledger = async move {
+        let drained = tokio::time::timeout(POLL_GRACE, async {
+            while let Some(result) = pollers.join_next().await {
+                if let Err(e) = result {
+                    tracing::error!("a poller task failed: {e}");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some polls were still running after {POLL_GRACE:?}; abandoning them");
+            pollers.abort_all();
+            while pollers.join_next().await.is_some() {}
+        }
+        // Every poller (and its ledger sender) is gone: the writer flushes what is left.
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+    };
+    let http = async move {
+        match tokio::time::timeout(HTTP_GRACE, server).await {
+            Ok(Ok(result)) => result.map_err(ServeError::Http),
+            Ok(Err(e)) => {
+                tracing::error!("the HTTP server task failed: {e}");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("HTTP connections still open after {HTTP_GRACE:?}; closing them");
+                Ok(())
             }
         }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("some polls were still running after {SHUTDOWN_GRACE:?}; abandoning them");
-        pollers.abort_all();
-    }
-    summary.abort();
-    // Every poller (and its ledger sender) is gone: the writer flushes what is left and stops.
-    let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(e)) => tracing::error!("the HTTP server task failed: {e}"),
-        Err(_) => tracing::warn!("HTTP connections still open after {SHUTDOWN_GRACE:?}; closing"),
-    }
-    Ok(())
+    };
+    let ((), served) = tokio::join!(polls_and_ledger, http);
+    served
 }
 
 /// Logs the one-line fleet summary: soon after start, then every 10 poll intervals
@@ -123,7 +149,9 @@ async fn log_fleet_summary(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP. A daemon started from an ssh session
+/// gets SIGHUP when the session ends: it stops as gracefully as on SIGTERM, flushing the
+/// ledger, instead of dying with its batch.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -131,18 +159,24 @@ pub async fn shutdown_signal() {
         }
     };
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let unix_signal = |kind: tokio::signal::unix::SignalKind| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut signal) => {
                 signal.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    #[cfg(unix)]
+    let (terminate, hangup) = (
+        unix_signal(tokio::signal::unix::SignalKind::terminate()),
+        unix_signal(tokio::signal::unix::SignalKind::hangup()),
+    );
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+    let (terminate, hangup) = (std::future::pending::<()>(), std::future::pending::<()>());
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+        _ = hangup => {}
     }
 }

@@ -530,8 +530,18 @@ impl FleetCollector {
             ),
             (
                 "bitaxe_ledger_dropped_records",
-                "Records the ledger could not keep (backlog full while the database refused writes)",
+                "Records the ledger could not keep (backlog full while the database refused writes, samples behind a clock that stepped back)",
                 ledger.dropped.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_clock_behind_samples",
+                "Samples not stored because they were older than their device's last sample (the clock stepped back)",
+                ledger.clock_behind.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_reopened",
+                "Times the ledger file was found deleted or replaced while serve ran, and opened again at its path",
+                ledger.reopened.load(Relaxed),
             ),
         ] {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;

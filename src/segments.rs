@@ -21,6 +21,9 @@ pub enum Boundary {
     FirmwareChanged,
     /// A gap in polling after which it is unknown whether the miner kept running.
     Gap,
+    /// The exporter's clock stepped back further than a poll or two: rather than drop every
+    /// sample until the clock catches up, the history continues in a new segment.
+    ClockStep,
 }
 
 impl Boundary {
@@ -31,6 +34,7 @@ impl Boundary {
             Boundary::Rebooted => "rebooted",
             Boundary::FirmwareChanged => "firmware_changed",
             Boundary::Gap => "gap",
+            Boundary::ClockStep => "clock_step",
         }
     }
 
@@ -41,6 +45,7 @@ impl Boundary {
             Boundary::Rebooted,
             Boundary::FirmwareChanged,
             Boundary::Gap,
+            Boundary::ClockStep,
         ]
         .into_iter()
         .find(|b| b.as_str() == text)
@@ -113,6 +118,36 @@ pub struct Reading {
     pub shares_rejected: Option<u64>,
 }
 
+/// The largest magnitude a reading may have to enter an aggregate. Far above any real
+/// miner (a 1 EH/s reading is 1e9 GH/s), and small enough that sums of squares over
+/// billions of samples stay finite.
+const MAX_AGGREGATED: f64 = 1e12;
+
+fn aggregatable(value: Option<f64>) -> Option<f64> {
+    value.filter(|v| v.is_finite() && v.abs() <= MAX_AGGREGATED)
+}
+
+impl Reading {
+    /// The reading with every value an aggregate could not hold (non-finite, absurdly
+    /// large) removed, so that one bad sample cannot turn a segment's sums into infinity.
+    pub fn aggregatable(&self) -> Reading {
+        Reading {
+            dt: if self.dt.is_finite() && self.dt >= 0.0 {
+                self.dt.min(MAX_AGGREGATED)
+            } else {
+                0.0
+            },
+            hashrate_ghs: aggregatable(self.hashrate_ghs),
+            expected_ghs: aggregatable(self.expected_ghs),
+            power_watts: aggregatable(self.power_watts),
+            asic_celsius: aggregatable(self.asic_celsius),
+            vr_celsius: aggregatable(self.vr_celsius),
+            error_percent: aggregatable(self.error_percent),
+            ..*self
+        }
+    }
+}
+
 /// Histogram resolution: bins of 0.1 °C, and of 0.1 % of the expected hashrate.
 const BINS_PER_CELSIUS: f64 = 10.0;
 const BINS_PER_RATIO: f64 = 1000.0;
@@ -150,7 +185,8 @@ pub struct SteadyStats {
 }
 
 impl SteadyStats {
-    pub fn add(&mut self, r: &Reading) {
+    pub fn add(&mut self, reading: &Reading) {
+        let r = &reading.aggregatable();
         self.samples += 1;
         self.seconds += r.dt;
         if let (Some(p), Some(h)) = (r.power_watts, r.hashrate_ghs) {
@@ -220,6 +256,24 @@ impl SteadyStats {
         for (bin, n) in &other.temp_bins {
             *self.temp_bins.entry(*bin).or_default() += n;
         }
+    }
+
+    /// True when every sum is a finite number (what can be stored and read back).
+    pub fn is_finite(&self) -> bool {
+        [
+            self.seconds,
+            self.energy_joules,
+            self.work_gigahashes,
+            self.hashrate_sum,
+            self.hashrate_sq_sum,
+            self.expected_sum,
+            self.temp_sum,
+            self.error_sum,
+            self.temp_max.unwrap_or(0.0),
+            self.vr_max.unwrap_or(0.0),
+        ]
+        .iter()
+        .all(|v| v.is_finite())
     }
 
     pub fn mean_hashrate(&self) -> Option<f64> {

@@ -24,6 +24,9 @@ pub fn parse(text: &str, now: SystemTime) -> Result<f64, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         return Ok(crate::fleet::unix_seconds(t));
     }
+    if let Some(t) = parse_with_offset(text) {
+        return Ok(t);
+    }
     if let Ok(ago) = humantime::parse_duration(text.trim_end_matches(" ago")) {
         let t = now.checked_sub(ago).unwrap_or(UNIX_EPOCH);
         return Ok(crate::fleet::unix_seconds(t));
@@ -31,6 +34,35 @@ pub fn parse(text: &str, now: SystemTime) -> Result<f64, String> {
     Err(format!(
         "\"{text}\" is not a time: use RFC 3339 (2026-11-24T18:00:00Z) or a duration ago (24h, 7d, 90m)"
     ))
+}
+
+/// RFC 3339 with a numeric offset (`2026-11-24T23:00:00+05:00`, `…-0330`), which humantime
+/// does not read: the local time in UTC, minus the offset.
+fn parse_with_offset(text: &str) -> Option<f64> {
+    let split = text.len().checked_sub(6).filter(|i| text.is_char_boundary(*i))?;
+    let (local, offset) = match text.split_at(split) {
+        (local, offset) if offset.as_bytes().get(3) == Some(&b':') => (local, offset.replace(':', "")),
+        _ => {
+            let split = text.len().checked_sub(5).filter(|i| text.is_char_boundary(*i))?;
+            let (local, offset) = text.split_at(split);
+            (local, offset.to_string())
+        }
+    };
+    let (sign, digits) = match offset.as_bytes().first()? {
+        b'+' => (1.0, &offset[1..]),
+        b'-' => (-1.0, &offset[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: f64 = digits[..2].parse().ok()?;
+    let minutes: f64 = digits[2..].parse().ok()?;
+    if hours > 23.0 || minutes > 59.0 {
+        return None;
+    }
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    Some(crate::fleet::unix_seconds(local) - sign * (hours * 3600.0 + minutes * 60.0))
 }
 
 #[cfg(test)]
@@ -46,6 +78,11 @@ mod tests {
         assert_eq!(parse("7d", now), Ok(1_800_000_000.0 - 7.0 * 86_400.0));
         assert_eq!(parse("now", now), Ok(1_800_000_000.0));
         assert!(parse("yesterday-ish", now).unwrap_err().contains("RFC 3339"));
+        // Numeric offsets: the same instant written in three zones.
+        assert_eq!(parse("2026-11-24T23:00:00+05:00", now), Ok(1_795_543_200.0));
+        assert_eq!(parse("2026-11-24T14:30:00-03:30", now), Ok(1_795_543_200.0));
+        assert_eq!(parse("2026-11-24T18:00:00+0000", now), Ok(1_795_543_200.0));
+        assert!(parse("2026-11-24T18:00:00+25:00", now).is_err());
         assert_eq!(format(1_795_543_200.0), "2026-11-24T18:00:00Z");
         assert_eq!(format_short(1_795_543_200.0), "2026-11-24 18:00");
     }

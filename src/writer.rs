@@ -5,8 +5,8 @@
 //! lost unless the backlog outgrows its cap. A SIGKILL loses at most the unflushed batch.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::Transaction;
 
 use crate::events::DeviceEvent;
-use crate::ledger::{self, Ledger, LedgerError, SegmentRow};
+use crate::ledger::{self, DaemonLock, Ledger, LedgerError, SegmentRow};
 use crate::sample::Sample;
 use crate::segments::{boundary, Boundary, Point, Reading};
 
@@ -49,8 +49,13 @@ pub struct LedgerStats {
     pub samples_written: AtomicU64,
     pub events_written: AtomicU64,
     pub write_errors: AtomicU64,
-    /// Records refused or lost: a full queue, or a backlog past its cap.
+    /// Records refused or lost: a full queue, a backlog past its cap, a sample behind a
+    /// clock that stepped back.
     pub dropped: AtomicU64,
+    /// Samples not stored because they were older than their device's last sample.
+    pub clock_behind: AtomicU64,
+    /// Times the ledger file was found deleted or replaced and opened again.
+    pub reopened: AtomicU64,
     /// Records accepted into the queue.
     queued: AtomicU64,
     /// Queued records since lost (backlog cap, shutdown).
@@ -125,28 +130,46 @@ impl LedgerSender {
     }
 }
 
+/// How long a commit of the writer waits for another connection's lock before it gives up
+/// and retries later (it keeps its records); short, so that a shutdown is never held up.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `finish` waits for the final flush before it lets the process exit.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A running writer thread.
 #[derive(Debug)]
 pub struct Writer {
     pub sender: LedgerSender,
     pub stats: Arc<LedgerStats>,
     thread: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
+    done: Receiver<()>,
 }
 
 impl Writer {
-    /// Opens (and migrates) the ledger and starts the writer thread.
+    /// Takes the ledger's daemon lock, opens (and migrates) the ledger and starts the
+    /// writer thread. A ledger another daemon holds is refused (`LedgerError::InUse`).
     pub fn start(path: &Path, rules: SegmentRules) -> Result<Writer, LedgerError> {
-        let ledger = Ledger::open(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let lock = DaemonLock::acquire(path)?;
+        let ledger = open_for_writing(path)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
+        let (done_tx, done) = mpsc::channel();
         let stats = Arc::new(LedgerStats::default());
-        let thread_stats = stats.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let state = WriterState::new(ledger, lock, rules, stats.clone(), closing.clone());
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || WriterState::new(ledger, rules, thread_stats).run(rx))
-            .map_err(|e| LedgerError::CreateDir {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
+            .spawn(move || {
+                state.run(rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(LedgerError::Thread)?;
         Ok(Writer {
             sender: LedgerSender {
                 tx,
@@ -154,16 +177,37 @@ impl Writer {
             },
             stats,
             thread,
+            closing,
+            done,
         })
     }
 
-    /// Waits for the thread to flush and exit. Every sender must be dropped first.
+    /// Flushes what is queued and stops the thread, within [`FINISH_TIMEOUT`] whatever the
+    /// database does (a retry wait is cut short; the final commit waits at most
+    /// [`WRITER_BUSY_TIMEOUT`] for a lock). Every other sender must be dropped first.
     pub fn finish(self) {
         drop(self.sender);
-        if self.thread.join().is_err() {
-            tracing::error!("the ledger writer thread panicked");
+        self.closing.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        match self.done.recv_timeout(FINISH_TIMEOUT) {
+            Ok(()) => {
+                if self.thread.join().is_err() {
+                    tracing::error!("the ledger writer thread panicked");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => tracing::error!(
+                "the ledger writer did not finish within {FINISH_TIMEOUT:?}; {} records may be lost",
+                self.stats.backlog()
+            ),
+            Err(RecvTimeoutError::Disconnected) => tracing::error!("the ledger writer thread panicked"),
         }
     }
+}
+
+fn open_for_writing(path: &Path) -> Result<Ledger, LedgerError> {
+    let ledger = Ledger::open(path)?;
+    ledger.set_busy_timeout(WRITER_BUSY_TIMEOUT)?;
+    Ok(ledger)
 }
 
 /// What the writer remembers of a device between records.
@@ -175,9 +219,15 @@ struct Track {
 }
 
 struct WriterState {
-    ledger: Ledger,
+    /// `None` after the file was found deleted or replaced and could not be opened again.
+    ledger: Option<Ledger>,
+    path: PathBuf,
+    /// (device, inode) of the file the connection has open.
+    identity: Option<(u64, u64)>,
+    lock: DaemonLock,
     rules: SegmentRules,
     stats: Arc<LedgerStats>,
+    closing: Arc<AtomicBool>,
     /// Config name → (the MAC it was last seen with, device id). A name seen with another
     /// MAC (a different miner at that name) is resolved again.
     ids: HashMap<String, (Option<String>, i64)>,
@@ -185,11 +235,22 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn new(ledger: Ledger, rules: SegmentRules, stats: Arc<LedgerStats>) -> Self {
+    fn new(
+        ledger: Ledger,
+        lock: DaemonLock,
+        rules: SegmentRules,
+        stats: Arc<LedgerStats>,
+        closing: Arc<AtomicBool>,
+    ) -> Self {
+        let path = ledger.path.clone();
         Self {
-            ledger,
+            identity: ledger::file_identity(&path),
+            ledger: Some(ledger),
+            path,
+            lock,
             rules,
             stats,
+            closing,
             ids: HashMap::new(),
             tracks: HashMap::new(),
         }
@@ -203,37 +264,37 @@ impl WriterState {
         let mut retry_delay = FLUSH_INTERVAL;
         let mut closed = false;
         loop {
-            // Block for the first record of a batch, then let the batch fill until it is due:
-            // one wake-up per batch instead of one per record.
-            let received = match due_at {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(due) => {
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    rx.try_recv().map_err(|e| match e {
-                        mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                    })
-                }
-            };
-            match received {
-                Ok(record) => {
-                    pending.push(record);
-                    while pending.len() < MAX_BACKLOG {
-                        match rx.try_recv() {
-                            Ok(record) => pending.push(record),
-                            Err(mpsc::TryRecvError::Empty) => break,
-                            Err(mpsc::TryRecvError::Disconnected) => {
-                                closed = true;
-                                break;
-                            }
-                        }
+            match due_at {
+                // Block for the first record of a batch…
+                None => match rx.recv() {
+                    Ok(record) => {
+                        pending.push(record);
+                        due_at = Some(Instant::now() + FLUSH_INTERVAL);
                     }
-                    due_at.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
+                    Err(_) => closed = true,
+                },
+                // …then let the batch fill until it is due: one wake-up per batch instead of
+                // one per record. `finish` unparks the thread, so a retry wait of up to 30 s
+                // never holds up a shutdown.
+                Some(due) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    if !wait.is_zero() && !self.closing.load(Ordering::Acquire) {
+                        std::thread::park_timeout(wait);
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => closed = true,
             }
-            let due = closed || pending.len() >= MAX_BATCH || due_at.is_some_and(|d| Instant::now() >= d);
+            while pending.len() < MAX_BACKLOG {
+                match rx.try_recv() {
+                    Ok(record) => pending.push(record),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let closing = closed || self.closing.load(Ordering::Acquire);
+            let due = closing || pending.len() >= MAX_BATCH || due_at.is_some_and(|d| Instant::now() >= d);
             if !due {
                 continue;
             }
@@ -252,10 +313,17 @@ impl WriterState {
                         self.forget();
                         retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
                         due_at = Some(Instant::now() + retry_delay);
-                        tracing::error!(
-                            "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
-                            pending.len()
-                        );
+                        if !closing {
+                            tracing::error!(
+                                "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
+                                pending.len()
+                            );
+                        } else if closed {
+                            // The one bounded final attempt failed: say what is lost.
+                            tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
+                            self.stats.lose(pending.len() as u64);
+                            pending.clear();
+                        }
                         if pending.len() > MAX_BACKLOG {
                             let excess = pending.len() - MAX_BACKLOG;
                             pending.drain(..excess);
@@ -264,15 +332,7 @@ impl WriterState {
                     }
                 }
             }
-            if closed {
-                if !pending.is_empty() {
-                    // Shutting down: one last attempt after a pause, then give up loudly.
-                    std::thread::sleep(Duration::from_secs(1));
-                    if let Err(e) = self.flush(&pending) {
-                        tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
-                        self.stats.lose(pending.len() as u64);
-                    }
-                }
+            if closed && pending.is_empty() {
                 return;
             }
         }
@@ -284,18 +344,56 @@ impl WriterState {
         self.tracks.clear();
     }
 
+    /// Notices a ledger file deleted or replaced under the running daemon (which would
+    /// otherwise write on into an unlinked file and lose everything at exit), and opens
+    /// the file now at the path, creating it if needed.
+    fn follow_the_path(&mut self) -> Result<(), LedgerError> {
+        let now = ledger::file_identity(&self.path);
+        if self.ledger.is_some() && now.is_some() && now == self.identity {
+            return Ok(());
+        }
+        if self.ledger.is_some() {
+            self.stats.reopened.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "the ledger {} was {} while this daemon had it open; writing to a new file at that path from now on",
+                self.path.display(),
+                if now.is_some() { "replaced" } else { "deleted" }
+            );
+        }
+        // Close first: SQLite then folds the old WAL into the old file and removes the
+        // `-wal` / `-shm` at the path, so they are never mistaken for the new file's.
+        self.ledger = None;
+        self.forget();
+        if !self.lock.still_held() {
+            match DaemonLock::acquire(&self.path) {
+                Ok(lock) => self.lock = lock,
+                Err(e) => tracing::error!("cannot take the ledger lock again: {e}"),
+            }
+        }
+        let ledger = open_for_writing(&self.path)?;
+        self.identity = ledger::file_identity(&self.path);
+        self.ledger = Some(ledger);
+        Ok(())
+    }
+
     fn flush(&mut self, records: &[Record]) -> Result<(), LedgerError> {
-        let path = self.ledger.path.clone();
+        self.follow_the_path()?;
+        let closing = self.closing.load(Ordering::Acquire);
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Err(LedgerError::Missing(self.path.clone()));
+        };
+        let path = ledger.path.clone();
         let wrap = |source| LedgerError::Sqlite {
             path: path.clone(),
             source,
         };
         let rules = self.rules;
+        let stats = &self.stats;
         let ids = &mut self.ids;
         let tracks = &mut self.tracks;
-        let tx = self.ledger.write()?;
+        let tx = ledger.write()?;
         let mut touched = HashSet::new();
-        let (mut samples, mut events) = (0u64, 0u64);
+        let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
         for record in records {
             match record {
                 Record::Sample { device, at, sample } => {
@@ -315,9 +413,19 @@ impl WriterState {
                             .entry(device_id)
                             .or_insert(load_track(&tx, device_id).map_err(wrap)?),
                     };
-                    if let Some(segment_id) = add_sample(&tx, track, &rules, t, sample).map_err(wrap)? {
-                        touched.insert(segment_id);
-                        samples += 1;
+                    match add_sample(&tx, track, &rules, t, sample).map_err(wrap)? {
+                        Added::To(segment_id) => {
+                            touched.insert(segment_id);
+                            samples += 1;
+                        }
+                        Added::Behind(seconds) => {
+                            behind += 1;
+                            if !closing {
+                                tracing::warn!(
+                                    "{device}: a sample {seconds:.1} s older than the last one (the clock stepped back) is not stored"
+                                );
+                            }
+                        }
                     }
                 }
                 Record::Event { device, at, event } => {
@@ -343,8 +451,12 @@ impl WriterState {
             }
         }
         tx.commit().map_err(wrap)?;
-        self.stats.samples_written.fetch_add(samples, Ordering::Relaxed);
-        self.stats.events_written.fetch_add(events, Ordering::Relaxed);
+        stats.samples_written.fetch_add(samples, Ordering::Relaxed);
+        stats.events_written.fetch_add(events, Ordering::Relaxed);
+        if behind > 0 {
+            stats.clock_behind.fetch_add(behind, Ordering::Relaxed);
+            stats.lose(behind);
+        }
         Ok(())
     }
 }
@@ -365,15 +477,23 @@ fn load_track(tx: &Transaction, device_id: i64) -> rusqlite::Result<Track> {
     })
 }
 
-/// Writes one sample into its segment (opening a new one at a boundary). Returns the
-/// segment id, or `None` for a sample older than the last one (clock went backwards).
+/// What became of a sample.
+enum Added {
+    /// Stored in this segment.
+    To(i64),
+    /// Not stored: this many seconds older than the device's last sample (a small step
+    /// back of the clock).
+    Behind(f64),
+}
+
+/// Writes one sample into its segment (opening a new one at a boundary).
 fn add_sample(
     tx: &Transaction,
     track: &mut Track,
     rules: &SegmentRules,
     t: f64,
     sample: &Sample,
-) -> rusqlite::Result<Option<i64>> {
+) -> rusqlite::Result<Added> {
     let point = Point {
         t,
         frequency_mhz: sample.frequency_mhz,
@@ -381,10 +501,16 @@ fn add_sample(
         firmware: sample.identity.firmware.clone(),
         uptime_seconds: sample.uptime_seconds,
     };
-    if track.last_point.as_ref().is_some_and(|last| t <= last.t) {
-        return Ok(None);
-    }
-    let starts = boundary(track.last_point.as_ref(), &point, rules.max_gap_seconds);
+    // A clock that steps back further than one sample may stand for (three polls) starts
+    // a new segment; a smaller step (a poll or two) drops the few samples that fall behind.
+    let step_back = track.last_point.as_ref().map_or(f64::NEG_INFINITY, |last| last.t - t);
+    let starts = if step_back > rules.max_sample_seconds {
+        Some(Boundary::ClockStep)
+    } else if step_back >= 0.0 {
+        return Ok(Added::Behind(step_back));
+    } else {
+        boundary(track.last_point.as_ref(), &point, rules.max_gap_seconds)
+    };
     let dt = match (&starts, &track.last_point) {
         (None, Some(last)) => (t - last.t).clamp(0.0, rules.max_sample_seconds),
         _ => 0.0,
@@ -424,7 +550,7 @@ fn add_sample(
     }
     let id = segment.id;
     track.last_point = Some(point);
-    Ok(Some(id))
+    Ok(Added::To(id))
 }
 
 pub fn reading_of(sample: &Sample, dt: f64) -> Reading {

@@ -52,7 +52,7 @@ fn client() -> AxeOsClient {
 #[tokio::test]
 async fn sends_no_origin_and_does_not_follow_redirects() {
     // A healthy miner the redirect points at: following it would make the poll succeed.
-    let body = crate::support::shared_fixture("v2.15.0-gamma-601.json");
+    let body = crate::support::local_fixture("v2.15.0-gamma-601.json");
     let mut ok = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()

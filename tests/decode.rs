@@ -8,7 +8,7 @@
 
 use bitaxe_exporter::sample::{decode_system_info, Identity, Sample};
 
-use crate::support::{local_fixture, shared_fixture};
+use crate::support::local_fixture;
 
 /// Every numeric field of a sample, by name, so that a test must state each one.
 fn fields(s: &Sample) -> Vec<(&'static str, Option<f64>)> {
@@ -181,9 +181,9 @@ fn v2_1_4_ultra_booting_has_no_temperature_and_no_efficiency() {
 }
 
 #[test]
-fn v2_4_ultra_shared_fixture() {
+fn v2_4_ultra_fixture() {
     check(
-        &shared_fixture("v2.4.0-ultra-204.json"),
+        &local_fixture("v2.4.0-ultra-204.json"),
         &[
             ("hashrate_ghs", Some(487.62953914281)),
             ("expected_hashrate_ghs", Some(485.0 * 894.0 / 1000.0)),
@@ -294,7 +294,7 @@ fn v2_9_gammaturbo_without_asic_count_uses_the_board_table() {
 #[test]
 fn v2_10_supra_shared_fixture_with_spaced_difficulties() {
     check(
-        &shared_fixture("v2.10.1-supra-401.json"),
+        &local_fixture("v2.10.1-supra-401.json"),
         &[
             ("hashrate_ghs", Some(611.83720463523912)),
             ("expected_hashrate_ghs", Some(625.239990234375)),
@@ -389,9 +389,9 @@ fn v2_12_hex_multi_chip_with_second_sensor_and_fan() {
 }
 
 #[test]
-fn v2_15_gamma_shared_fixture() {
+fn v2_15_gamma_fixture() {
     check(
-        &shared_fixture("v2.15.0-gamma-601.json"),
+        &local_fixture("v2.15.0-gamma-601.json"),
         &[
             ("hashrate_ghs", Some(1093.4821777)),
             ("expected_hashrate_ghs", Some(1071.0)),
@@ -481,9 +481,26 @@ fn hostile_and_odd_bodies() {
 
 #[test]
 fn secrets_are_not_kept() {
-    let sample = decode_system_info(&shared_fixture("v2.15.0-gamma-601.json")).unwrap();
+    let sample = decode_system_info(&local_fixture("v2.15.0-gamma-601.json")).unwrap();
     let debug = format!("{sample:?}");
     for secret in ["HomeLab-IoT", "bc1q", "public-pool.io", "ckpool"] {
         assert!(!debug.contains(secret), "the sample keeps {secret}");
+    }
+}
+
+/// When the project's shared material sits beside the repository, every body in it is a
+/// further case: each decodes to a sample with a hashrate. Optional, never required.
+#[test]
+fn every_shared_fixture_present_decodes() {
+    let Ok(entries) = std::fs::read_dir(crate::support::repo_path("../shared/fixtures/axeos")) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let sample = decode_system_info(&std::fs::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(sample.hashrate_ghs.is_some(), "{}", path.display());
+        }
     }
 }

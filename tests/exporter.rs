@@ -9,7 +9,7 @@ use bitaxe_exporter::physics::Board;
 use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
 use hyper::body::Bytes;
 
-use crate::support::{assert_golden, local_fixture, shared_fixture, Exporter, Exposition, BIN};
+use crate::support::{assert_golden, local_fixture, Exporter, Exposition, BIN};
 
 fn named(names: &[&str], sims: &SimFleet) -> Vec<(String, SocketAddr)> {
     names
@@ -52,9 +52,9 @@ async fn golden_metrics_per_firmware_dialect() {
         })
         .collect();
     let replays = [
-        ("fixture-v2.4.0-ultra-204", shared_fixture("v2.4.0-ultra-204.json")),
-        ("fixture-v2.10.1-supra-401", shared_fixture("v2.10.1-supra-401.json")),
-        ("fixture-v2.15.0-gamma-601", shared_fixture("v2.15.0-gamma-601.json")),
+        ("fixture-v2.4.0-ultra-204", local_fixture("v2.4.0-ultra-204.json")),
+        ("fixture-v2.10.1-supra-401", local_fixture("v2.10.1-supra-401.json")),
+        ("fixture-v2.15.0-gamma-601", local_fixture("v2.15.0-gamma-601.json")),
         ("fixture-v2.0.4-max", local_fixture("v2.0.4-max.json")),
         ("fixture-v2.1.4-ultra-0.11", local_fixture("v2.1.4-ultra-0.11.json")),
         (

@@ -9,6 +9,8 @@
 //! - `stack`: Prometheus rules, Alertmanager, dashboards and compose, with the real
 //!   promtool, amtool, prometheus, alertmanager and docker-compose.
 //! - `cli`: the command line's exit codes and messages.
+//! - `hardening`: what a typo, a hostile miner, a second process or a signal must not
+//!   break (data loss, availability, hardware safety, bad input).
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,6 +20,7 @@ mod cli;
 mod client;
 mod decode;
 mod exporter;
+mod hardening;
 mod ledger;
 mod simulator;
 mod stack;

@@ -12,30 +12,30 @@ use bitaxe_exporter::ledger::{self, Ledger, SCHEMA_VERSION};
 use bitaxe_exporter::sample::{Identity, Sample};
 use bitaxe_exporter::writer::{Record, SegmentRules, Writer};
 
-const T0: u64 = 1_790_000_000;
+pub const T0: u64 = 1_790_000_000;
 
-fn at(seconds: f64) -> SystemTime {
+pub fn at(seconds: f64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_secs_f64(seconds)
 }
 
-fn rules(warmup_minutes: f64) -> SegmentRules {
+pub fn rules(warmup_minutes: f64) -> SegmentRules {
     SegmentRules::for_poll_interval(Duration::from_secs(30), Duration::from_secs_f64(warmup_minutes * 60.0))
 }
 
 #[derive(Clone)]
-struct S {
-    freq: f64,
-    mv: f64,
-    hashrate: f64,
-    power: f64,
-    temp: f64,
-    uptime: u64,
-    firmware: &'static str,
-    mac: Option<&'static str>,
+pub struct S {
+    pub freq: f64,
+    pub mv: f64,
+    pub hashrate: f64,
+    pub power: f64,
+    pub temp: f64,
+    pub uptime: u64,
+    pub firmware: &'static str,
+    pub mac: Option<&'static str>,
 }
 
 impl S {
-    fn new(freq: f64, mv: f64) -> S {
+    pub fn new(freq: f64, mv: f64) -> S {
         S {
             freq,
             mv,
@@ -48,7 +48,7 @@ impl S {
         }
     }
 
-    fn sample(&self) -> Arc<Sample> {
+    pub fn sample(&self) -> Arc<Sample> {
         Arc::new(Sample {
             hashrate_ghs: Some(self.hashrate),
             expected_hashrate_ghs: Some(self.freq * 2040.0 / 1000.0),
@@ -70,7 +70,7 @@ impl S {
     }
 }
 
-fn write_all(path: &Path, warmup_minutes: f64, records: Vec<(&str, f64, S)>) {
+pub fn write_all(path: &Path, warmup_minutes: f64, records: Vec<(&str, f64, S)>) {
     let writer = Writer::start(path, rules(warmup_minutes)).unwrap();
     for (device, t, s) in records {
         writer.sender.send(Record::Sample {
@@ -82,7 +82,7 @@ fn write_all(path: &Path, warmup_minutes: f64, records: Vec<(&str, f64, S)>) {
     writer.finish();
 }
 
-fn query(path: &Path, warmup_minutes: f64, since: Option<f64>, until: Option<f64>) -> Vec<ConfigRow> {
+pub fn query(path: &Path, warmup_minutes: f64, since: Option<f64>, until: Option<f64>) -> Vec<ConfigRow> {
     let ledger = Ledger::open_existing(path).unwrap();
     compare_configs(
         &ledger.conn,

@@ -13,13 +13,8 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// A body from `../shared/fixtures/axeos` (the shared, constructed payloads).
-pub fn shared_fixture(name: &str) -> Vec<u8> {
-    let path = repo_path("../shared/fixtures/axeos").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (is ../shared beside the repository?)", path.display()))
-}
-
-/// A body from `tests/fixtures/axeos` (payloads constructed for this repository).
+/// A body from `tests/fixtures/axeos` (constructed payloads of every firmware era; the
+/// repository carries its own copies, so the suite needs nothing beside it).
 pub fn local_fixture(name: &str) -> Vec<u8> {
     let path = repo_path("tests/fixtures/axeos").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -165,9 +160,14 @@ impl Exporter {
 
     /// Sends SIGTERM and waits (up to `limit`) for the exit.
     pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        self.signal("TERM", limit)
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, …) and waits (up to `limit`) for the exit.
+    pub fn signal(&mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
             .status()
             .unwrap();
@@ -177,7 +177,7 @@ impl Exporter {
                 return (status, started.elapsed());
             }
             if started.elapsed() > limit {
-                panic!("the exporter did not exit within {limit:?} of SIGTERM");
+                panic!("the exporter did not exit within {limit:?} of SIG{signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

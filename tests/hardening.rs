@@ -1,0 +1,446 @@
+//! Issue 7's defects, each shown as a user would meet it: an export pointed at the ledger,
+//! a ledger deleted under the daemon, two daemons on one file, an absurd sample, a clock
+//! that steps back, a slow shutdown, SIGHUP, a closed or full stdout, offsets in times, a
+//! mistyped `database_path`, and a ledger the user cannot write.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bitaxe_exporter::firmware::Dialect;
+use bitaxe_exporter::ledger::{Ledger, SCHEMA_VERSION};
+use bitaxe_exporter::physics::Board;
+use bitaxe_exporter::simulator::{MinerSpec, SimFleet};
+use bitaxe_exporter::writer::{Record, Writer};
+
+use crate::ledger::{at, query, rules, write_all, S, T0};
+use crate::support::{Exporter, BIN};
+
+/// A ledger with one device and 40 samples (30-s polls, 10 min of warm-up), plus a
+/// config.yaml that points at it.
+fn ledger_with_config() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    let records = (0..40)
+        .map(|i| ("gamma", f64::from(i) * 30.0, S::new(525.0, 1150.0)))
+        .collect();
+    write_all(&database, 10.0, records);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"gamma\"\n    ip: \"192.168.1.10\"\nlogging:\n  database_path: \"metrics.db\"\n",
+    )
+    .unwrap();
+    (dir, database, config)
+}
+
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn sample_count(database: &Path) -> i64 {
+    let ledger = Ledger::open_read_only(database).unwrap();
+    ledger
+        .conn
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn export_refuses_the_ledger_its_companions_and_the_config_and_writes_atomically() {
+    let (dir, database, config) = ledger_with_config();
+    let before = std::fs::read(&database).unwrap();
+    // The same file under other names: a symlink and a hard link.
+    let symlink = dir.path().join("metrics.csv");
+    std::os::unix::fs::symlink(&database, &symlink).unwrap();
+    let hard_link = dir.path().join("backup.csv");
+    std::fs::hard_link(&database, &hard_link).unwrap();
+    // A -wal file as a reader of a live ledger sees it.
+    let wal = dir.path().join("metrics.db-wal");
+    std::fs::write(&wal, b"").unwrap();
+    for target in [&database, &symlink, &hard_link, &wal, &config] {
+        let output = cli(
+            &config,
+            &[
+                "analyze",
+                "export",
+                "--format",
+                "csv",
+                "--output",
+                target.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{target:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("refusing to write the export"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    std::fs::remove_file(&wal).unwrap();
+    assert_eq!(std::fs::read(&database).unwrap(), before, "the ledger changed");
+    assert!(std::fs::read_to_string(&config).unwrap().contains("database_path"));
+    assert_eq!(sample_count(&database), 40);
+
+    // A real export lands in place, and replaces an older one whole.
+    let out = dir.path().join("samples.csv");
+    std::fs::write(&out, "old export\n").unwrap();
+    let output = cli(
+        &config,
+        &[
+            "analyze",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("time,unix_time_s,device"), "{text}");
+    assert_eq!(text.lines().count(), 41);
+    // No temporary file is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".bitaxe-export"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn one_absurd_sample_does_not_wipe_a_segments_statistics_and_a_broken_aggregate_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    let mut absurd = S::new(525.0, 1150.0);
+    absurd.hashrate = 1e200;
+    absurd.power = 1e300;
+    let records = (0..50)
+        .map(|i| {
+            let s = if i == 35 { absurd.clone() } else { S::new(525.0, 1150.0) };
+            ("gamma", f64::from(i) * 30.0, s)
+        })
+        .collect();
+    write_all(&database, 10.0, records);
+    let rows = query(&database, 10.0, None, None);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    // Samples at 600 s and later are steady: 30 of them, one without a usable hashrate.
+    assert_eq!(row.steady_samples, 30, "{row:?}");
+    let mean = row.mean_hashrate_ghs.unwrap();
+    assert!((mean - 1000.0).abs() < 1e-6, "mean hashrate {mean}");
+    let jth = row.joules_per_terahash.unwrap();
+    assert!((jth - 18.0).abs() < 1e-6, "J/TH {jth}");
+
+    // A file written by a build that stored `null` sums: the aggregate is rebuilt from the
+    // samples, not read as empty.
+    let good = query(&database, 10.0, None, None);
+    {
+        let ledger = Ledger::open_existing(&database).unwrap();
+        ledger
+            .conn
+            .execute("UPDATE segments SET steady = '{\"samples\":30,\"seconds\":null}'", [])
+            .unwrap();
+    }
+    let rebuilt = query(&database, 10.0, None, None);
+    assert_eq!(rebuilt[0].steady_samples, good[0].steady_samples);
+    assert_eq!(rebuilt[0].mean_hashrate_ghs, good[0].mean_hashrate_ghs);
+    assert_eq!(rebuilt[0].joules_per_terahash, good[0].joules_per_terahash);
+}
+
+#[test]
+fn a_clock_that_steps_back_starts_a_new_segment_and_small_steps_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    let writer = Writer::start(&database, rules(1.0)).unwrap();
+    let send = |t: f64| {
+        writer.sender.send_wait(Record::Sample {
+            device: "gamma".into(),
+            at: at(t),
+            sample: S::new(525.0, 1150.0).sample(),
+        })
+    };
+    for i in 0..20 {
+        send(3600.0 + f64::from(i) * 30.0);
+    }
+    // The clock steps back one hour: every following sample is older than the last one.
+    for i in 0..20 {
+        send(f64::from(i) * 30.0);
+    }
+    // Then a small step back (10 s): that one sample is dropped, counted, not silent.
+    send(19.0 * 30.0 - 10.0);
+    send(20.0 * 30.0);
+    let stats = writer.stats.clone();
+    writer.finish();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.samples_written.load(Relaxed), 41);
+    assert_eq!(stats.clock_behind.load(Relaxed), 1);
+    assert_eq!(stats.backlog(), 0, "the backlog must not keep the dropped sample");
+    assert_eq!(sample_count(&database), 41);
+    let ledger = Ledger::open_read_only(&database).unwrap();
+    let reasons: Vec<String> = ledger
+        .conn
+        .prepare("SELECT reason FROM segments ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(reasons, ["first", "clock_step"]);
+    // A restarted writer continues the segment written last, not the one that starts last.
+    drop(ledger);
+    write_all(&database, 1.0, vec![("gamma", 21.0 * 30.0, S::new(525.0, 1150.0))]);
+    assert_eq!(sample_count(&database), 42);
+    let _ = T0;
+}
+
+async fn simulated_gamma() -> SimFleet {
+    SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 7)], None)
+        .await
+        .unwrap()
+}
+
+fn gamma(sims: &SimFleet) -> Vec<(String, std::net::SocketAddr)> {
+    vec![("gamma".to_string(), sims.addresses()[0])]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_deleted_under_serve_is_noticed_counted_and_recreated() {
+    let sims = simulated_gamma().await;
+    let exporter = Exporter::start(&gamma(&sims), 1.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "samples in the ledger", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    let database = exporter.database_path();
+    for file in bitaxe_exporter::ledger::ledger_files(&database) {
+        let _ = std::fs::remove_file(file);
+    }
+    exporter
+        .wait_for(Duration::from_secs(15), "the ledger reopened", |e| {
+            e.value("bitaxe_ledger_reopened_total", &[]) == Some(1.0)
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(database.is_file() && sample_count(&database) >= 2) {
+        assert!(Instant::now() < deadline, "no samples in the recreated ledger");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_first() {
+    let sims = simulated_gamma().await;
+    let exporter = Exporter::start(&gamma(&sims), 1.0);
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(exporter.config_path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains(&format!("pid {}", exporter.pid())), "{message}");
+    assert!(message.contains("one daemon per ledger"), "{message}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_takes_under_5_s_with_a_locked_ledger_and_sighup_stops_gracefully() {
+    let sims = simulated_gamma().await;
+    let mut exporter = Exporter::start(&gamma(&sims), 1.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "samples in the ledger", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    // Another process holds the write lock: the writer fails, backs off, retries.
+    let holder = rusqlite::Connection::open(exporter.database_path()).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    exporter
+        .wait_for(Duration::from_secs(15), "a failed commit", |e| {
+            e.value("bitaxe_ledger_write_errors_total", &[]).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    let (status, took) = exporter.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?} with a locked ledger"
+    );
+    drop(holder);
+
+    // SIGHUP (the ssh session that started it ended) stops it as gracefully: exit 0, and
+    // the batch in memory reaches the file.
+    let mut exporter = Exporter::start(&gamma(&sims), 1.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "a poll", |e| e.up("gamma") == Some(1.0))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let polled = exporter.metrics().await.value("bitaxe_polls_total", &[]).unwrap_or(0.0);
+    let (status, took) = exporter.signal("HUP", Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let stored = sample_count(&exporter.database_path());
+    assert!(
+        stored >= 1 && (stored as f64) + 1.0 >= polled.min(2.0),
+        "{stored} samples stored"
+    );
+    sims.shutdown().await;
+}
+
+/// A pipe whose reader is already gone, as `… | head` leaves it.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+}
+
+fn run_with_stdout(config: &Path, args: &[&str], stdout: Stdio) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_or_full_stdout_never_panics() {
+    let (_dir, database, config) = ledger_with_config();
+    for args in [
+        &["check-config"][..],
+        &["session", "start", "--device", "gamma", "--notes", "x"],
+        &["session", "end", "--device", "gamma"],
+        &["session", "list"],
+        &["analyze", "compare-configs"],
+        &["analyze", "export", "--format", "json"],
+    ] {
+        let output = run_with_stdout(&config, args, closed_pipe());
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?} into a closed pipe: {}",
+            stderr(&output)
+        );
+    }
+    let output = run_with_stdout(&config, &["session", "start", "--device", "gamma"], dev_full());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot write to standard output"),
+        "{}",
+        stderr(&output)
+    );
+    // The session was committed before the output failed, and is there.
+    let output = cli(&config, &["session", "list", "--format", "json"]);
+    let sessions: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 2);
+    let output = run_with_stdout(&config, &["check-config"], dev_full());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let _ = database;
+}
+
+#[test]
+fn times_with_numeric_offsets_are_accepted() {
+    let (_dir, _database, config) = ledger_with_config();
+    // T0 + 600 s, written in +05:00.
+    let since = bitaxe_exporter::timestamps::format(T0 as f64 + 600.0);
+    let local = since.replace('Z', "");
+    let shifted = humantime_shift(&local, 5);
+    let output = cli(
+        &config,
+        &[
+            "analyze",
+            "export",
+            "--format",
+            "csv",
+            "--since",
+            &format!("{shifted}+05:00"),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1 + 20);
+}
+
+/// `2026-…T10:00:00` → the same wall time `hours` later (to write a time in a +hours zone).
+fn humantime_shift(local: &str, hours: u64) -> String {
+    let t = bitaxe_exporter::timestamps::parse(local, std::time::SystemTime::now()).unwrap();
+    bitaxe_exporter::timestamps::format(t + hours as f64 * 3600.0).replace('Z', "")
+}
+
+#[test]
+fn only_serve_creates_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"gamma\"\n    ip: \"192.168.1.10\"\nlogging:\n  database_path: \"typo/metrics.db\"\n",
+    )
+    .unwrap();
+    for args in [
+        &["session", "start", "--device", "gamma"][..],
+        &["session", "end", "--device", "gamma"],
+        &["session", "list"],
+        &["analyze", "compare-configs"],
+    ] {
+        let output = cli(&config, args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("no ledger at"), "{}", stderr(&output));
+    }
+    assert!(!dir.path().join("typo").exists(), "a folder was created");
+}
+
+#[test]
+fn a_ledger_the_user_cannot_write_can_still_be_analysed() {
+    let (dir, database, config) = ledger_with_config();
+    let as_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    mode(&database, 0o444);
+    mode(&config, 0o444);
+    mode(dir.path(), 0o555);
+    let run = |args: &[&str]| -> Output {
+        let mut command = if as_root {
+            // Root ignores permissions: run as `nobody`, for whom the files are read-only.
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        command.arg("--config").arg(&config).args(args).output().unwrap()
+    };
+    for args in [
+        &["analyze", "compare-configs"][..],
+        &["analyze", "optimize", "--metric", "efficiency"],
+        &["analyze", "export", "--format", "csv"],
+        &["session", "list"],
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let output = run(&["analyze", "compare-configs", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows[0]["samples"], 40, "{rows}");
+    mode(dir.path(), 0o755);
+    let ledger = Ledger::open_read_only(&database).unwrap();
+    assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+}
