@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::MinerAddress;
 use crate::sample::{decode_system_info, DecodeError, Sample};
+use crate::settings_window::CheckedPatch;
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -17,29 +18,45 @@ pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PollErrorKind {
     Timeout,
     Connect,
+    /// The miner answered, but not in HTTP: a bad status line, oversized headers, a
+    /// negative Content-Length.
+    Protocol,
     HttpStatus,
     Decode,
 }
 
 impl PollErrorKind {
-    pub const ALL: [PollErrorKind; 4] = [Self::Timeout, Self::Connect, Self::HttpStatus, Self::Decode];
+    /// Every kind, in declaration order (so `kind as usize` indexes it).
+    pub const ALL: [PollErrorKind; 5] = [
+        Self::Timeout,
+        Self::Connect,
+        Self::Protocol,
+        Self::HttpStatus,
+        Self::Decode,
+    ];
 
     pub fn as_label(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
             Self::Connect => "connect",
+            Self::Protocol => "protocol",
             Self::HttpStatus => "http_status",
             Self::Decode => "decode",
         }
     }
+}
 
-    pub fn index(self) -> usize {
-        match self {
-            Self::Timeout => 0,
-            Self::Connect => 1,
-            Self::HttpStatus => 2,
-            Self::Decode => 3,
-        }
+/// Failed polls counted by kind; adding a kind is one edit (to [`PollErrorKind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorCounts([u64; PollErrorKind::ALL.len()]);
+
+impl ErrorCounts {
+    pub fn add(&mut self, kind: PollErrorKind) {
+        self.0[kind as usize] += 1;
+    }
+
+    pub fn get(&self, kind: PollErrorKind) -> u64 {
+        self.0[kind as usize]
     }
 }
 
@@ -50,6 +67,8 @@ pub enum PollError {
     Timeout(Duration),
     #[error("cannot connect: {0}")]
     Connect(String),
+    #[error("not a valid HTTP answer: {0}")]
+    Protocol(String),
     #[error("HTTP status {status}{hint}")]
     HttpStatus { status: u16, hint: &'static str },
     #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
@@ -67,6 +86,7 @@ impl PollError {
         match self {
             Self::Timeout(_) => PollErrorKind::Timeout,
             Self::Connect(_) => PollErrorKind::Connect,
+            Self::Protocol(_) => PollErrorKind::Protocol,
             Self::HttpStatus { .. } | Self::Rejected(_) => PollErrorKind::HttpStatus,
             Self::TooLarge | Self::Truncated(_) | Self::Decode(_) => PollErrorKind::Decode,
         }
@@ -140,8 +160,38 @@ impl AxeOsClient {
         Ok(decode_system_info(&body)?)
     }
 
-    /// `PATCH /api/system` with the given settings. Nothing is sent for an empty patch.
-    pub async fn patch_settings(&self, address: &MinerAddress, patch: &SettingsPatch) -> Result<(), PollError> {
+    /// The frequency and voltage option lists of `GET /api/system/asic` (firmware v2.7+);
+    /// `None` where the firmware has no such endpoint or lists.
+    pub async fn asic_options(&self, address: &MinerAddress) -> Result<Option<(Vec<f64>, Vec<f64>)>, PollError> {
+        #[derive(serde::Deserialize)]
+        struct AsicBody {
+            #[serde(rename = "frequencyOptions", default)]
+            frequency_options: Vec<serde_json::Value>,
+            #[serde(rename = "voltageOptions", default)]
+            voltage_options: Vec<serde_json::Value>,
+        }
+        let url = reqwest::Url::parse(&address.url("/api/system/asic"))
+            .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
+        let body = match self.get(url).await {
+            Ok(body) => body,
+            // Before v2.7 the path does not exist (404, or a redirect to the web UI).
+            Err(PollError::HttpStatus { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(asic) = serde_json::from_slice::<AsicBody>(&body) else {
+            return Ok(None);
+        };
+        let numbers = |values: Vec<serde_json::Value>| -> Vec<f64> {
+            values.iter().filter_map(serde_json::Value::as_f64).take(64).collect()
+        };
+        let (frequencies, voltages) = (numbers(asic.frequency_options), numbers(asic.voltage_options));
+        Ok((!frequencies.is_empty() && !voltages.is_empty()).then_some((frequencies, voltages)))
+    }
+
+    /// `PATCH /api/system` with settings that passed the plausibility window. Nothing is
+    /// sent for an empty patch.
+    pub async fn patch_settings(&self, address: &MinerAddress, checked: &CheckedPatch) -> Result<(), PollError> {
+        let patch = checked.patch();
         if patch == &SettingsPatch::default() {
             return Ok(());
         }
@@ -152,14 +202,15 @@ impl AxeOsClient {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         let exchange = async {
-            let response = request.send().await.map_err(|e| PollError::Connect(root_cause(&e)))?;
+            let response = request.send().await.map_err(|e| send_error(&e))?;
             let status = response.status();
             let text = read_capped(response).await.unwrap_or_default();
             if !status.is_success() {
+                let body: String = String::from_utf8_lossy(&text).chars().take(120).collect();
                 return Err(PollError::Rejected(format!(
                     "HTTP {}: {}",
                     status.as_u16(),
-                    String::from_utf8_lossy(&text).chars().take(120).collect::<String>()
+                    crate::sample::printable(&body)
                 )));
             }
             Ok(())
@@ -178,7 +229,7 @@ impl AxeOsClient {
 
     async fn get_unbounded(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
         let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
-        let response = request.send().await.map_err(|e| PollError::Connect(root_cause(&e)))?;
+        let response = request.send().await.map_err(|e| send_error(&e))?;
         let status = response.status();
         if !status.is_success() {
             let hint = if status.is_redirection() {
@@ -218,6 +269,17 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PollErr
     }
 }
 
+/// A request that got no usable answer: no connection, or an answer that is not HTTP.
+fn send_error(error: &reqwest::Error) -> PollError {
+    if error.is_connect() {
+        PollError::Connect(root_cause(error))
+    } else if error.is_timeout() {
+        PollError::Timeout(Duration::ZERO)
+    } else {
+        PollError::Protocol(root_cause(error))
+    }
+}
+
 /// reqwest's messages wrap the cause in generic text; the innermost cause (e.g.
 /// "Connection refused (os error 111)") is what a person needs.
 fn root_cause(error: &dyn std::error::Error) -> String {
@@ -225,5 +287,5 @@ fn root_cause(error: &dyn std::error::Error) -> String {
     while let Some(source) = cause.source() {
         cause = source;
     }
-    cause.to_string()
+    crate::sample::printable(&cause.to_string()).into_owned()
 }

@@ -18,7 +18,9 @@ use crate::export::ExportFormat;
 use crate::firmware::Dialect;
 use crate::ledger::{self as ledger_db, DeviceRow, Ledger};
 use crate::physics::Board;
+use crate::sample::printable;
 use crate::session::{self, NewSession, SessionError};
+use crate::settings_window::{CheckedPatch, SettingsWindow};
 use crate::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
 use crate::timestamps;
 
@@ -120,6 +122,9 @@ pub enum SessionCommand {
         /// Send the targets to the miner (PATCH /api/system) and read them back.
         #[arg(long)]
         apply: bool,
+        /// With --apply: send targets outside the chip's plausibility window too.
+        #[arg(long, requires = "apply")]
+        force: bool,
     },
     /// Close the device's open session.
     End {
@@ -240,11 +245,11 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
-            status_line(&format!("error: {e:#}"));
+            status_line(&format!("error: {}", error_text(&e)));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            status_line(&format!("error: {e:#}"));
+            status_line(&format!("error: {}", error_text(&e)));
             ExitCode::from(1)
         }
     }
@@ -257,6 +262,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Demo { listen, data_dir } => demo(listen, &data_dir).await,
         // The ledger commands run to completion on this thread; nothing else is scheduled.
         Command::Session { action } => {
+            init_logging(LogLevel::Warn);
             let settings = LedgerSettings::load(&cli.config)?;
             match action {
                 SessionCommand::Start {
@@ -265,13 +271,23 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     voltage,
                     notes,
                     apply,
-                } => session_start(&settings, &device, freq, voltage, &notes, apply).await,
+                    force,
+                } => {
+                    let targets = Targets {
+                        freq,
+                        voltage,
+                        apply,
+                        force,
+                    };
+                    session_start(&settings, &device, targets, &notes).await
+                }
                 SessionCommand::End { device, notes } => session_end(&settings, &device, &notes),
                 SessionCommand::List { device, format } => session_list(&settings, device.as_deref(), format),
                 SessionCommand::Show { id, format } => session_show(&settings, id, format),
             }
         }
         Command::Analyze { action } => {
+            init_logging(LogLevel::Warn);
             let settings = LedgerSettings::load(&cli.config)?;
             analyze_command(&settings, action)
         }
@@ -307,8 +323,11 @@ pub fn init_logging(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,reqwest=warn", level.as_filter()))
     });
+    // Colour only on a terminal: escape codes in journald, docker logs or a file are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -741,6 +760,24 @@ fn emit(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// An error and its causes on one line, each said once: typed errors often show their
+/// cause in their own message too, and SQLite repeats its message in its error code.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        let said = |part: &str| !part.is_empty() && text.contains(part);
+        if said(&cause) || cause.split_once(": ").is_some_and(|(_, rest)| said(rest)) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    printable(&text).into_owned()
+}
+
 /// A line for the operator on stderr. A closed or full stderr is ignored: there is
 /// nowhere left to report it, and it must never turn into a panic.
 fn status_line(text: &str) {
@@ -759,14 +796,22 @@ fn now_unix() -> f64 {
     ledger_db::unix(SystemTime::now())
 }
 
-async fn session_start(
-    settings: &LedgerSettings,
-    device: &str,
+/// What `session start` asks of the miner.
+#[derive(Debug, Clone, Copy)]
+struct Targets {
     freq: Option<f64>,
     voltage: Option<u32>,
-    notes: &str,
     apply: bool,
-) -> Result<(), Failure> {
+    force: bool,
+}
+
+async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets, notes: &str) -> Result<(), Failure> {
+    let Targets {
+        freq,
+        voltage,
+        apply,
+        force,
+    } = targets;
     if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
         return Err(Failure::Usage(anyhow::anyhow!(
             "--freq must be a frequency in MHz between 1 and 65535"
@@ -802,8 +847,28 @@ async fn session_start(
             frequency: freq,
             core_voltage: voltage,
         };
+        let checked = if force {
+            status_line(&format!(
+                "{device}: --force: sending {} without checking the plausibility window",
+                patch_text(&patch)
+            ));
+            CheckedPatch::forced(patch)
+        } else {
+            let current = client
+                .system_info(&address)
+                .await
+                .with_context(|| format!("cannot read {device} at {address} to check the targets; nothing sent"))?;
+            let options = client.asic_options(&address).await.unwrap_or(None);
+            let window = SettingsWindow::for_miner(
+                current.identity.asic_model.as_deref(),
+                options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            );
+            window
+                .check(&patch)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
+        };
         client
-            .patch_settings(&address, &patch)
+            .patch_settings(&address, &checked)
             .await
             .with_context(|| format!("cannot apply the settings to {device} at {address}; no session started"))?;
         let read_back = client
@@ -863,6 +928,18 @@ async fn session_start(
         ))),
         None => Ok(()),
     }
+}
+
+/// `frequency 700 MHz, core voltage 1300 mV`: what a patch sets.
+fn patch_text(patch: &SettingsPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = patch.frequency {
+        parts.push(format!("frequency {f} MHz"));
+    }
+    if let Some(v) = patch.core_voltage {
+        parts.push(format!("core voltage {v} mV"));
+    }
+    parts.join(", ")
 }
 
 fn fmt_setting(value: Option<f64>) -> String {
@@ -935,18 +1012,19 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             );
             let applied = if shown.applied { " (applied)" } else { "" };
             let _ = writeln!(text, "  target {}{applied}", shown.target());
+            // Stored text may predate the decoder's escaping: escape again on the way out.
             if !shown.notes.is_empty() {
-                let _ = writeln!(text, "  notes: {}", shown.notes);
+                let _ = writeln!(text, "  notes: {}", printable(&shown.notes));
             }
             if !shown.end_notes.is_empty() {
-                let _ = writeln!(text, "  end notes: {}", shown.end_notes);
+                let _ = writeln!(text, "  end notes: {}", printable(&shown.end_notes));
             }
             text.push('\n');
             text.push_str(&analysis::configs_table(&rows));
             if !events.is_empty() {
                 text.push_str("\nevents:\n");
                 for (t, _, detail) in &events {
-                    let _ = writeln!(text, "  {}  {detail}", timestamps::format(*t));
+                    let _ = writeln!(text, "  {}  {}", timestamps::format(*t), printable(detail));
                 }
             }
             emit(&text)?;

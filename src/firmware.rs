@@ -333,13 +333,16 @@ pub fn system_info(dialect: Dialect, id: &Identity, p: &MinerPhysics, r: &Readin
 /// `/api/system/asic` (v2.9+ shape).
 pub fn asic_info(p: &MinerPhysics) -> Value {
     let spec = &p.spec;
+    let (frequencies, voltages) = crate::settings_window::chip_options(spec.asic_model).unwrap_or((&[], &[]));
     json!({
         "ASICModel": spec.asic_model,
         "deviceModel": spec.device_model,
         "asicCount": spec.chips,
         "hashDomains": 4,
         "defaultFrequency": spec.default_mhz,
+        "frequencyOptions": frequencies,
         "defaultVoltage": spec.default_mv,
+        "voltageOptions": voltages,
     })
 }
 

@@ -1,12 +1,13 @@
 //! The latest known state of every polled device: written by the pollers, read at scrape
 //! time by `/metrics` and the landing page. Reading it never contacts a miner.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::axeos::PollError;
+use crate::axeos::{ErrorCounts, PollError};
 use crate::config::{Config, MinerAddress, Thresholds};
 use crate::events::{observe_failure, observe_success, DeviceEvent, Tracked};
 use crate::sample::Sample;
@@ -37,7 +38,9 @@ struct DeviceState {
     last_attempt: Option<(Instant, SystemTime)>,
     last_error: Option<PollError>,
     last_duration: Option<Duration>,
-    errors_by_kind: [u64; 4],
+    errors_by_kind: ErrorCounts,
+    /// Readings dropped as implausible, by field.
+    implausible: BTreeMap<&'static str, u64>,
     consecutive_failures: u32,
     tracked: Tracked,
 }
@@ -55,7 +58,8 @@ pub struct DeviceView {
     pub last_attempt_age: Option<Duration>,
     pub last_error: Option<String>,
     pub last_duration: Option<Duration>,
-    pub errors_by_kind: [u64; 4],
+    pub errors_by_kind: ErrorCounts,
+    pub implausible: BTreeMap<&'static str, u64>,
 }
 
 impl Fleet {
@@ -119,6 +123,9 @@ impl Fleet {
         };
         let now = (Instant::now(), SystemTime::now());
         let mut state = lock(&slot.state);
+        for field in &sample.implausible {
+            *state.implausible.entry(field).or_default() += 1;
+        }
         let (tracked, events) = observe_success(&state.tracked, &sample, &self.thresholds);
         state.tracked = tracked;
         state.sample = Some(sample);
@@ -139,7 +146,7 @@ impl Fleet {
         let mut state = lock(&slot.state);
         let (tracked, events) = observe_failure(&state.tracked, &error.to_string());
         state.tracked = tracked;
-        state.errors_by_kind[error.kind().index()] += 1;
+        state.errors_by_kind.add(error.kind());
         state.last_attempt = Some((Instant::now(), SystemTime::now()));
         state.last_error = Some(error);
         state.last_duration = Some(duration);
@@ -173,6 +180,7 @@ impl Fleet {
                     last_error: state.last_error.map(|e| e.to_string()),
                     last_duration: state.last_duration,
                     errors_by_kind: state.errors_by_kind,
+                    implausible: state.implausible,
                 }
             })
             .collect()
@@ -281,7 +289,7 @@ mod tests {
         let views = fleet.views();
         assert!(views[0].up && views[1].up && !views[2].up);
         assert!(views[2].sample.is_none());
-        assert_eq!(views[2].errors_by_kind, [1, 0, 0, 0]);
+        assert_eq!(views[2].errors_by_kind.get(crate::axeos::PollErrorKind::Timeout), 1);
     }
 
     #[test]

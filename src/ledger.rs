@@ -424,8 +424,17 @@ pub fn unix(t: SystemTime) -> f64 {
 // Devices
 
 /// Finds or creates the device row a poll of `name` belongs to. With a MAC, the MAC decides
-/// (a rename or a new IP keeps the history); without one, the name does.
-pub fn resolve_device(tx: &Transaction, name: &str, identity: &Identity, t: f64) -> rusqlite::Result<i64> {
+/// (a rename or a new IP keeps the history) — unless the device with that MAC is being
+/// polled under another configured name right now (`polled_elsewhere`): two miners claiming
+/// one MAC are kept apart by name, and the second is reported as a conflict.
+pub fn resolve_device(
+    tx: &Transaction,
+    name: &str,
+    identity: &Identity,
+    t: f64,
+    polled_elsewhere: &dyn Fn(&str) -> bool,
+) -> rusqlite::Result<Resolved> {
+    let mut mac_conflict = false;
     let id = match &identity.mac {
         Some(mac) => {
             let by_mac: Option<(i64, String)> = tx
@@ -434,6 +443,16 @@ pub fn resolve_device(tx: &Transaction, name: &str, identity: &Identity, t: f64)
                 })
                 .optional()?;
             match by_mac {
+                Some((_, other)) if other != name && polled_elsewhere(&other) => {
+                    mac_conflict = true;
+                    match tx
+                        .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
+                        .optional()?
+                    {
+                        Some(id) => id,
+                        None => insert_device(tx, name, None, t)?,
+                    }
+                }
                 Some((id, old_name)) => {
                     if old_name != name {
                         free_name(tx, name, id)?;
@@ -487,7 +506,15 @@ pub fn resolve_device(tx: &Transaction, name: &str, identity: &Identity, t: f64)
         "INSERT OR IGNORE INTO device_names (device_id, name, first_seen) VALUES (?1, ?2, ?3)",
         params![id, name, t],
     )?;
-    Ok(id)
+    Ok(Resolved { id, mac_conflict })
+}
+
+/// The device a poll belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub id: i64,
+    /// The MAC the miner reported belongs to a device polled under another name.
+    pub mac_conflict: bool,
 }
 
 /// The device row for a name with no poll yet (an event of a device never reached).

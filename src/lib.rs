@@ -20,6 +20,7 @@ pub mod poller;
 pub mod sample;
 pub mod segments;
 pub mod session;
+pub mod settings_window;
 pub mod simulator;
 pub mod timestamps;
 pub mod writer;

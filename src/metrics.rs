@@ -476,14 +476,28 @@ impl FleetCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "bitaxe_poll_errors",
-                "Failed polls by kind: timeout, connect, http_status, decode",
+                "Failed polls by kind: timeout, connect, protocol, http_status, decode",
                 None,
                 MetricType::Counter,
             )?;
             for view in views {
                 for kind in PollErrorKind::ALL {
                     let labels = [("device", view.name.as_str()), ("kind", kind.as_label())];
-                    ConstCounter::new(view.errors_by_kind[kind.index()]).encode(family.encode_family(&labels)?)?;
+                    ConstCounter::new(view.errors_by_kind.get(kind)).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "bitaxe_implausible_readings",
+                "Readings outside their plausibility window, exported and stored as absent, by field",
+                None,
+                MetricType::Counter,
+            )?;
+            for view in views {
+                for (field, count) in &view.implausible {
+                    let labels = [("device", view.name.as_str()), ("field", field)];
+                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
                 }
             }
         }
@@ -537,6 +551,11 @@ impl FleetCollector {
                 "bitaxe_ledger_clock_behind_samples",
                 "Samples not stored because they were older than their device's last sample (the clock stepped back)",
                 ledger.clock_behind.load(Relaxed),
+            ),
+            (
+                "bitaxe_ledger_mac_conflicts",
+                "Samples whose MAC address belonged to another polled miner or changed from poll to poll (kept apart by name)",
+                ledger.mac_conflicts.load(Relaxed),
             ),
             (
                 "bitaxe_ledger_reopened",

@@ -49,6 +49,9 @@ pub struct Sample {
     pub mining_paused: Option<bool>,
     pub asic_count: Option<u32>,
     pub pool_response_time_ms: Option<f64>,
+    /// Fields the miner sent outside their plausibility window (and that are therefore
+    /// absent above), by name.
+    pub implausible: Vec<&'static str>,
 }
 
 /// What the device says it is. Never includes network secrets or the pool account.
@@ -85,12 +88,116 @@ impl Sample {
         }
     }
 
+    /// The clock configuration as label values; a setting the miner did not report (or
+    /// reported as 0) is `"unknown"`, never an empty label, which Prometheus would treat
+    /// as no label at all.
     pub fn clock_config(&self) -> ClockConfig {
+        let label = |value: Option<f64>| value.map_or_else(|| "unknown".to_string(), format_label_number);
         ClockConfig {
-            frequency_mhz: self.frequency_mhz.map(format_label_number).unwrap_or_default(),
-            core_voltage_mv: self.core_voltage_mv.map(format_label_number).unwrap_or_default(),
+            frequency_mhz: label(self.frequency_mhz),
+            core_voltage_mv: label(self.core_voltage_mv),
         }
     }
+
+    /// Makes every reading outside its plausibility window absent, and records which.
+    fn drop_implausible(&mut self) {
+        let mut dropped = Vec::new();
+        let mut check = |value: &mut Option<f64>, (name, low, high): (&'static str, f64, f64)| {
+            if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
+                *value = None;
+                dropped.push(name);
+            }
+        };
+        let [hashrate, expected, power, input_voltage, input_current, asic, asic2, vr, frequency, actual_frequency, voltage, measured_voltage, fan_rpm, fan2_rpm, error, rssi, difficulty, session_difficulty, pool_difficulty, response] =
+            PLAUSIBLE;
+        check(&mut self.hashrate_ghs, hashrate);
+        check(&mut self.expected_hashrate_ghs, expected);
+        check(&mut self.power_watts, power);
+        check(&mut self.input_voltage_volts, input_voltage);
+        check(&mut self.input_current_amperes, input_current);
+        check(&mut self.asic_temp_celsius, asic);
+        check(&mut self.asic_temp2_celsius, asic2);
+        check(&mut self.vr_temp_celsius, vr);
+        check(&mut self.frequency_mhz, frequency);
+        check(&mut self.actual_frequency_mhz, actual_frequency);
+        check(&mut self.core_voltage_mv, voltage);
+        check(&mut self.core_voltage_measured_mv, measured_voltage);
+        check(&mut self.fan_rpm, fan_rpm);
+        check(&mut self.fan2_rpm, fan2_rpm);
+        check(&mut self.error_percent, error);
+        check(&mut self.wifi_rssi_dbm, rssi);
+        check(&mut self.best_difficulty, difficulty);
+        check(&mut self.session_best_difficulty, session_difficulty);
+        check(&mut self.pool_difficulty, pool_difficulty);
+        check(&mut self.pool_response_time_ms, response);
+        if self.uptime_seconds.is_some_and(|u| u > MAX_UPTIME_SECONDS) {
+            self.uptime_seconds = None;
+            dropped.push("uptime_seconds");
+        }
+        if self.free_heap_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
+            self.free_heap_bytes = None;
+            dropped.push("free_heap_bytes");
+        }
+        if self.free_heap_internal_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
+            self.free_heap_internal_bytes = None;
+            dropped.push("free_heap_internal_bytes");
+        }
+        if self.asic_count.is_some_and(|n| n > MAX_ASIC_CHIPS) {
+            self.asic_count = None;
+            dropped.push("asic_chips");
+        }
+        self.implausible = dropped;
+    }
+}
+
+/// Plausibility windows, in normalised units: (field, lowest, highest). A value outside is
+/// a broken sensor or a hostile body, not a reading: it is absent and counted
+/// (`bitaxe_implausible_readings_total`). Wide on purpose: the largest AxeOS boards hash
+/// about 5 TH/s at about 100 W, and mining-health verdicts judge the merely odd readings.
+pub const PLAUSIBLE: [(&str, f64, f64); 20] = [
+    ("hashrate_ghs", 0.0, 1e6),
+    ("expected_hashrate_ghs", 0.0, 1e6),
+    ("power_watts", 0.0, 1000.0),
+    ("input_voltage_volts", 0.0, 60.0),
+    ("input_current_amperes", 0.0, 100.0),
+    ("asic_temperature_celsius", -40.0, 150.0),
+    ("asic_temperature2_celsius", -40.0, 150.0),
+    ("vr_temperature_celsius", -40.0, 150.0),
+    ("frequency_mhz", 1.0, 3000.0),
+    ("actual_frequency_mhz", 1.0, 3000.0),
+    ("core_voltage_mv", 1.0, 3000.0),
+    ("core_voltage_measured_mv", 1.0, 3000.0),
+    ("fan_rpm", 0.0, 50_000.0),
+    ("fan2_rpm", 0.0, 50_000.0),
+    ("error_percent", 0.0, 100.0),
+    ("wifi_rssi_dbm", -130.0, 0.0),
+    ("best_difficulty", 0.0, 1e30),
+    ("session_best_difficulty", 0.0, 1e30),
+    ("pool_difficulty", 0.0, 1e30),
+    ("pool_response_time_ms", 0.0, 600_000.0),
+];
+/// Ten years.
+const MAX_UPTIME_SECONDS: u64 = 10 * 366 * 86_400;
+/// 1 GB: an ESP32-S3 has 512 KiB of SRAM and at most 32 MiB of PSRAM.
+const MAX_HEAP_BYTES: u64 = 1 << 30;
+const MAX_ASIC_CHIPS: u32 = 256;
+
+/// Text with its control characters (newline, carriage return, escape, …) written as
+/// escapes (`\n`, `\u{1b}`), so it cannot start a new log line or send a terminal escape
+/// sequence. Borrowed when there is nothing to escape.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Formats a device setting for a label the way a person writes it: `490`, `562.5`.
@@ -142,7 +249,8 @@ pub fn decode_system_info(body: &[u8]) -> Result<Sample, DecodeError> {
     if first != Some(&b'{') {
         return Err(DecodeError::Json("expected a JSON object".into()));
     }
-    let wire: WireInfo = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let wire: WireInfo =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(printable(&e.to_string()).into_owned()))?;
     wire.into_sample()
 }
 
@@ -260,7 +368,7 @@ impl WireInfo {
             .or(self.fan_speed_v20.0)
             .filter(|v| *v >= 0.0);
 
-        Ok(Sample {
+        let mut sample = Sample {
             hashrate_ghs: self.hash_rate.0.filter(|v| *v >= 0.0),
             expected_hashrate_ghs,
             power_watts: self.power.0.filter(|v| *v >= 0.0),
@@ -310,7 +418,10 @@ impl WireInfo {
                 board_version,
                 firmware: self.version.0.filter(|s| !s.is_empty()),
             },
-        })
+            implausible: Vec::new(),
+        };
+        sample.drop_implausible();
+        Ok(sample)
     }
 }
 
@@ -468,8 +579,11 @@ impl<'de> Deserialize<'de> for Text {
                 f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                // Bounded: a hostile miner must not grow label values without limit.
-                Ok(Some(v.trim().chars().take(64).collect()))
+                // Bounded: a hostile miner must not grow label values without limit. Control
+                // characters are escaped here, once, so no miner string can forge a log line
+                // or drive an operator's terminal wherever it is shown later.
+                let bounded: String = v.trim().chars().take(64).collect();
+                Ok(Some(printable(&bounded).into_owned()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(Some(format_label_number(v)))

@@ -254,7 +254,8 @@ pub struct SimError {
 
 impl SimFleet {
     /// Starts one listener per spec on 127.0.0.1: consecutive ports from `base_port`, or
-    /// ephemeral ports when `base_port` is `None`.
+    /// ephemeral ports when `base_port` is `None` or 0 (port 0 means "any", so 0, 1, 2 …
+    /// would bind privileged ports from the second miner on).
     pub async fn start(specs: &[MinerSpec], base_port: Option<u16>) -> Result<SimFleet, SimError> {
         let (stop, _) = watch::channel(false);
         let mut fleet = SimFleet {
@@ -264,7 +265,7 @@ impl SimFleet {
             tasks: JoinSet::new(),
         };
         for (i, spec) in specs.iter().enumerate() {
-            let port = match base_port {
+            let port = match base_port.filter(|base| *base != 0) {
                 Some(base) => u16::try_from(usize::from(base) + i).map_err(|_| SimError {
                     address: SocketAddr::from(([127, 0, 0, 1], base)),
                     source: std::io::Error::other("port range passes 65535"),

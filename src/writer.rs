@@ -56,6 +56,8 @@ pub struct LedgerStats {
     pub clock_behind: AtomicU64,
     /// Times the ledger file was found deleted or replaced and opened again.
     pub reopened: AtomicU64,
+    /// Samples whose MAC belonged to another polled miner, or changed from poll to poll.
+    pub mac_conflicts: AtomicU64,
     /// Records accepted into the queue.
     queued: AtomicU64,
     /// Queued records since lost (backlog cap, shutdown).
@@ -228,10 +230,76 @@ struct WriterState {
     rules: SegmentRules,
     stats: Arc<LedgerStats>,
     closing: Arc<AtomicBool>,
-    /// Config name → (the MAC it was last seen with, device id). A name seen with another
-    /// MAC (a different miner at that name) is resolved again.
-    ids: HashMap<String, (Option<String>, i64)>,
+    /// Config name → the device its samples go to, and the MAC that device has.
+    ids: HashMap<String, NameBinding>,
     tracks: HashMap<i64, Track>,
+    /// Names whose MAC conflict was logged already (once per name and run).
+    conflicts_logged: HashSet<String>,
+}
+
+/// Polls in a row a new MAC must be seen at a name before it is believed to be another
+/// miner there (a swapped unit). A MAC that changes from poll to poll never is.
+const MAC_CHANGE_POLLS: u32 = 3;
+
+/// What the writer knows of a configured name in this run.
+#[derive(Debug)]
+struct NameBinding {
+    mac: Option<String>,
+    id: i64,
+    /// A different MAC seen at this name, and in how many polls in a row.
+    candidate: Option<(String, u32)>,
+}
+
+impl NameBinding {
+    fn new(mac: Option<String>, id: i64) -> Self {
+        Self {
+            mac,
+            id,
+            candidate: None,
+        }
+    }
+}
+
+/// The device a sample of `name` belongs to, and whether its MAC was in conflict (claimed
+/// by another polled name, or not yet confirmed as a new miner at this name).
+fn identify(
+    tx: &Transaction,
+    ids: &mut HashMap<String, NameBinding>,
+    name: &str,
+    sample: &Sample,
+    t: f64,
+) -> rusqlite::Result<(i64, bool)> {
+    let mac = sample.identity.mac.as_deref();
+    if let Some(binding) = ids.get_mut(name) {
+        let Some(mac) = mac.filter(|m| binding.mac.as_deref() != Some(*m)) else {
+            binding.candidate = None;
+            return Ok((binding.id, false));
+        };
+        if binding.mac.is_some() {
+            let seen = match &mut binding.candidate {
+                Some((candidate, polls)) if candidate == mac => {
+                    *polls += 1;
+                    *polls
+                }
+                _ => {
+                    binding.candidate = Some((mac.to_string(), 1));
+                    1
+                }
+            };
+            if seen < MAC_CHANGE_POLLS {
+                return Ok((binding.id, true));
+            }
+        }
+    }
+    let polled_elsewhere = |other: &str| other != name && ids.contains_key(other);
+    let resolved = ledger::resolve_device(tx, name, &sample.identity, t, &polled_elsewhere)?;
+    let bound_mac = if resolved.mac_conflict {
+        None
+    } else {
+        mac.map(str::to_string)
+    };
+    ids.insert(name.to_string(), NameBinding::new(bound_mac, resolved.id));
+    Ok((resolved.id, resolved.mac_conflict))
 }
 
 impl WriterState {
@@ -253,6 +321,7 @@ impl WriterState {
             closing,
             ids: HashMap::new(),
             tracks: HashMap::new(),
+            conflicts_logged: HashSet::new(),
         }
     }
 
@@ -391,6 +460,7 @@ impl WriterState {
         let stats = &self.stats;
         let ids = &mut self.ids;
         let tracks = &mut self.tracks;
+        let conflicts_logged = &mut self.conflicts_logged;
         let tx = ledger.write()?;
         let mut touched = HashSet::new();
         let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
@@ -398,15 +468,16 @@ impl WriterState {
             match record {
                 Record::Sample { device, at, sample } => {
                     let t = ledger::unix(*at);
-                    let mac = &sample.identity.mac;
-                    let device_id = match ids.get(device.as_str()) {
-                        Some((seen_mac, id)) if seen_mac == mac => *id,
-                        _ => {
-                            let id = ledger::resolve_device(&tx, device, &sample.identity, t).map_err(wrap)?;
-                            ids.insert(device.clone(), (mac.clone(), id));
-                            id
+                    let (device_id, conflict) = identify(&tx, ids, device, sample, t).map_err(wrap)?;
+                    if conflict {
+                        stats.mac_conflicts.fetch_add(1, Ordering::Relaxed);
+                        if conflicts_logged.insert(device.clone()) {
+                            tracing::warn!(
+                                "{device}: reports MAC {} that belongs to another miner or changes from poll to poll; kept apart by name",
+                                sample.identity.mac.as_deref().unwrap_or("?")
+                            );
                         }
-                    };
+                    }
                     let track = match tracks.get_mut(&device_id) {
                         Some(track) => track,
                         None => tracks
@@ -431,10 +502,10 @@ impl WriterState {
                 Record::Event { device, at, event } => {
                     let t = ledger::unix(*at);
                     let device_id = match ids.get(device.as_str()) {
-                        Some((_, id)) => *id,
+                        Some(binding) => binding.id,
                         None => {
                             let id = ledger::device_by_name_or_new(&tx, device, t).map_err(wrap)?;
-                            ids.insert(device.clone(), (None, id));
+                            ids.insert(device.clone(), NameBinding::new(None, id));
                             id
                         }
                     };

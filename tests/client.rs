@@ -6,44 +6,10 @@ use std::time::{Duration, Instant};
 
 use bitaxe_exporter::axeos::{AxeOsClient, PollError, PollErrorKind, SettingsPatch};
 use bitaxe_exporter::config::MinerAddress;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bitaxe_exporter::settings_window::{CheckedPatch, SettingsWindow};
 use tokio::net::TcpListener;
 
-/// Serves one canned response per connection and sends back each request's head.
-async fn raw_server(response: Vec<u8>) -> (MinerAddress, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let response = response.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send(String::from_utf8_lossy(&head).to_string());
-                let _ = stream.write_all(&response).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (
-        MinerAddress {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        rx,
-    )
-}
+use crate::support::raw_server;
 
 fn client() -> AxeOsClient {
     AxeOsClient::new(Duration::from_millis(800), Duration::ZERO).unwrap()
@@ -118,13 +84,14 @@ async fn patch_sends_only_the_given_settings() {
         frequency: Some(562.5),
         core_voltage: Some(1150),
     };
-    client().patch_settings(&address, &patch).await.unwrap();
+    let checked = SettingsWindow::for_miner(Some("BM1370"), None).check(&patch).unwrap();
+    client().patch_settings(&address, &checked).await.unwrap();
     let head = requests.recv().await.unwrap();
     assert!(head.starts_with("PATCH /api/system HTTP/1.1"), "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: application/json"));
     // Nothing at all is sent for an empty patch.
     client()
-        .patch_settings(&address, &SettingsPatch::default())
+        .patch_settings(&address, &CheckedPatch::forced(SettingsPatch::default()))
         .await
         .unwrap();
     assert!(requests.try_recv().is_err());
@@ -138,4 +105,16 @@ async fn patch_sends_only_the_given_settings() {
         AxeOsClient::timeout_for(Duration::from_secs(60)),
         Duration::from_secs(5)
     );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_a_protocol_error() {
+    for garbage in [
+        &b"HELLO THERE\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+    ] {
+        let (address, _requests) = raw_server(garbage.to_vec()).await;
+        let error = client().system_info(&address).await.unwrap_err();
+        assert_eq!(error.kind(), PollErrorKind::Protocol, "{garbage:?}: {error}");
+    }
 }

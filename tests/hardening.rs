@@ -444,3 +444,327 @@ fn a_ledger_the_user_cannot_write_can_still_be_analysed() {
     let ledger = Ledger::open_read_only(&database).unwrap();
     assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_refuses_targets_outside_the_chips_window_unless_forced() {
+    // A v2.15 Gamma lists its options in /api/system/asic; a v2.4 Ultra has no such endpoint.
+    let sims = SimFleet::start(
+        &[
+            MinerSpec::new(Board::Gamma, Dialect::V2_15, 1),
+            MinerSpec::new(Board::Ultra, Dialect::V2_4, 2),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    drop(Ledger::open(&database).unwrap());
+    let config = dir.path().join("config.yaml");
+    let devices = vec![
+        ("gamma".to_string(), sims.addresses()[0]),
+        ("ultra".to_string(), sims.addresses()[1]),
+    ];
+    std::fs::write(
+        &config,
+        crate::support::config_yaml(&devices, 5.0, "127.0.0.1:0", &database),
+    )
+    .unwrap();
+    let voltage_of = |address: std::net::SocketAddr| async move {
+        let body = reqwest::get(format!("http://{address}/api/system/info"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (
+            info["frequency"].as_f64().unwrap(),
+            info["coreVoltage"].as_f64().unwrap(),
+        )
+    };
+    let gamma_before = voltage_of(sims.addresses()[0]).await;
+    let ultra_before = voltage_of(sims.addresses()[1]).await;
+
+    // A 12000 mV typo for 1200: refused before anything is sent, with the window and why.
+    let output = cli(
+        &config,
+        &["session", "start", "--device", "gamma", "--voltage", "12000", "--apply"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("core voltage 12000 mV is outside 900–1350 mV"),
+        "{message}"
+    );
+    assert!(
+        message.contains("option lists") && message.contains("--force"),
+        "{message}"
+    );
+    // An older firmware without option lists: the chip's documented window.
+    let output = cli(
+        &config,
+        &["session", "start", "--device", "ultra", "--freq", "5000", "--apply"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("BM1366"), "{}", stderr(&output));
+    assert_eq!(
+        voltage_of(sims.addresses()[0]).await,
+        gamma_before,
+        "the Gamma was changed"
+    );
+    assert_eq!(
+        voltage_of(sims.addresses()[1]).await,
+        ultra_before,
+        "the Ultra was changed"
+    );
+    let listed = cli(&config, &["session", "list", "--format", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "[]",
+        "a refused apply recorded a session"
+    );
+
+    // An overclock inside the window is applied and read back.
+    let output = cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "--device",
+            "gamma",
+            "--freq",
+            "700",
+            "--voltage",
+            "1300",
+            "--apply",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(voltage_of(sims.addresses()[0]).await, (700.0, 1300.0));
+    assert!(cli(&config, &["session", "end", "--device", "gamma"]).status.success());
+    // Past the window, --force sends it (and says so in the log).
+    let output = cli(
+        &config,
+        &[
+            "session",
+            "start",
+            "--device",
+            "gamma",
+            "--voltage",
+            "1400",
+            "--apply",
+            "--force",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--force"), "{}", stderr(&output));
+    assert_eq!(voltage_of(sims.addresses()[0]).await.1, 1400.0);
+    sims.shutdown().await;
+}
+
+/// An `/api/system/info` body no real miner sends: absurd values and control characters.
+const HOSTILE_BODY: &str = r#"{"hashRate": 1e200, "power": 1e300, "temp": 1e9, "vrTemp": 55,
+ "voltage": 1e12, "current": 1000, "errorPercentage": 10000, "wifiRSSI": -1e300,
+ "frequency": 0, "coreVoltage": 1200, "expectedHashrate": 1100, "uptimeSeconds": 100,
+ "sharesAccepted": 5, "sharesRejected": 0, "bestDiff": 1e300,
+ "ASICModel": "BM1370\u001b[2J\u001b]0;owned\u0007", "hostname": "evil\r\nhost",
+ "version": "v2.15.0\nFAKE 2026-01-01T00:00:00Z ERROR forged line", "boardVersion": "601",
+ "macAddr": "AA:BB:CC:DD:EE:FF"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn implausible_values_are_absent_counted_and_control_characters_escaped() {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{HOSTILE_BODY}",
+        HOSTILE_BODY.len()
+    );
+    let (address, _requests) = crate::support::raw_server(response.into_bytes()).await;
+    let miner: std::net::SocketAddr = format!("{}:{}", address.host, address.port).parse().unwrap();
+    let exporter = Exporter::start_logging(&[("evil".to_string(), miner)], 1.0, "info");
+    let exposition = exporter
+        .wait_for(Duration::from_secs(15), "a poll", |e| e.up("evil") == Some(1.0))
+        .await;
+    let text = &exposition.text;
+    for absent in [
+        "bitaxe_hashrate_hashes_per_second",
+        "bitaxe_power_watts",
+        "bitaxe_asic_temperature_celsius",
+        "bitaxe_input_voltage_volts",
+        "bitaxe_error_percentage",
+        "bitaxe_wifi_rssi",
+        "bitaxe_efficiency_joules_per_terahash",
+    ] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(absent)),
+            "{absent} exported from an implausible reading:\n{text}"
+        );
+    }
+    for field in [
+        "hashrate_ghs",
+        "power_watts",
+        "asic_temperature_celsius",
+        "input_voltage_volts",
+        "error_percent",
+    ] {
+        let counted = exposition.value(
+            "bitaxe_implausible_readings_total",
+            &[("device", "evil"), ("field", field)],
+        );
+        assert!(counted.is_some_and(|n| n >= 1.0), "{field} not counted:\n{text}");
+    }
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value.is_finite(), "{line}");
+    }
+    assert!(
+        !text.contains("frequency_mhz=\"\""),
+        "an empty frequency label:\n{text}"
+    );
+    assert!(text.contains("frequency_mhz=\"unknown\""), "{text}");
+    // The VR temperature was plausible and stays.
+    assert_eq!(
+        exposition.value("bitaxe_vr_temperature_celsius", &[("device", "evil")]),
+        Some(55.0)
+    );
+    // No raw control character anywhere in the exposition (they are escaped at decode).
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains("FAKE"), "the firmware string is shown, escaped:\n{text}");
+    // …and none in the log: the forged line never starts a line of its own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = exporter.log_text();
+    assert!(!log.lines().any(|l| l.starts_with("FAKE")), "a forged log line:\n{log}");
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\r'),
+        "control characters in the log: {log:?}"
+    );
+    // The fleet summary does not print a 300-digit number.
+    assert!(!log.lines().any(|l| l.len() > 400), "{log}");
+    let database = exporter.database_path();
+    let ledger = Ledger::open_read_only(&database).unwrap();
+    let (hashrate, firmware): (Option<f64>, String) = ledger
+        .conn
+        .query_row(
+            "SELECT s.hashrate_ghs, d.firmware FROM samples s JOIN devices d ON d.id = s.device_id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(hashrate, None, "an implausible hashrate was stored");
+    assert!(!firmware.contains('\n') && firmware.contains("\\n"), "{firmware:?}");
+}
+
+#[test]
+fn two_miners_claiming_one_mac_stay_apart_and_a_flapping_mac_makes_no_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    let mut records = Vec::new();
+    let mut flapping = S::new(525.0, 1150.0);
+    for i in 0..20 {
+        let t = f64::from(i) * 30.0;
+        // Two configured miners answer with the same MAC.
+        records.push(("shelf-a", t, S::new(525.0, 1150.0)));
+        records.push(("shelf-b", t + 1.0, S::new(490.0, 1100.0)));
+        // A third reports a different MAC at every poll.
+        flapping.mac = Some(["AA:00:00:00:00:01", "AA:00:00:00:00:02", "AA:00:00:00:00:03"][i as usize % 3]);
+        records.push(("flappy", t + 2.0, flapping.clone()));
+    }
+    write_all(&database, 1.0, records);
+    let ledger = Ledger::open_read_only(&database).unwrap();
+    let per_device: Vec<(String, i64)> = ledger
+        .conn
+        .prepare("SELECT d.name, count(s.t) FROM devices d LEFT JOIN samples s ON s.device_id = d.id GROUP BY d.id ORDER BY d.name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        per_device,
+        [
+            ("flappy".to_string(), 20),
+            ("shelf-a".to_string(), 20),
+            ("shelf-b".to_string(), 20)
+        ],
+        "devices merged or multiplied"
+    );
+    // shelf-b's segments do not flap with shelf-a's configuration.
+    let segments: i64 = ledger
+        .conn
+        .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(segments, 3);
+}
+
+#[test]
+fn configs_that_are_not_regular_files_or_are_huge_or_deeply_nested_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(&huge, format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+    let nested = dir.path().join("nested.yaml");
+    std::fs::write(
+        &nested,
+        format!("devices: {}{}\n", "[".repeat(64 * 1024), "]".repeat(64 * 1024)),
+    )
+    .unwrap();
+    for (path, expected) in [
+        (&fifo, "not a regular file"),
+        (&zero, "not a regular file"),
+        (&huge, "larger than 1024 KiB"),
+        (&nested, "nested more than 32 levels"),
+    ] {
+        let started = Instant::now();
+        let output = cli(path, &["check-config"]);
+        assert_eq!(output.status.code(), Some(2), "{path:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{path:?}: {}", stderr(&output));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn errors_say_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    std::fs::write(&database, vec![b'x'; 8192]).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"\nlogging:\n  database_path: \"metrics.db\"\n",
+    )
+    .unwrap();
+    let output = cli(&config, &["analyze", "compare-configs"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.matches("not a database").count(), 1, "{message}");
+}
+
+#[test]
+fn simulate_with_base_port_0_uses_ephemeral_ports() {
+    let mut child = Command::new(BIN)
+        .args(["simulate", "--miners", "3", "--base-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // "simulating 3 miner(s) on 127.0.0.1:PORT .. port LAST"
+    let last: u16 = first_line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(last > 1024, "{first_line}");
+}

@@ -92,6 +92,38 @@ impl Exporter {
         panic!("the exporter did not start listening on port {}", self.port);
     }
 
+    /// Like `start_with`, with the exporter's stderr kept for [`Exporter::log_text`].
+    pub fn start_logging(devices: &[(String, SocketAddr)], poll_interval: f64, rust_log: &str) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yaml");
+        let database = dir.path().join("ledger.db");
+        std::fs::write(
+            &config,
+            config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database),
+        )
+        .unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("serve.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let exporter = Exporter { child, port, dir };
+        exporter.wait_ready();
+        exporter
+    }
+
+    /// What the exporter logged so far (only for `start_logging`).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -352,4 +384,47 @@ pub fn assert_golden(name: &str, actual: &str) {
             path.display()
         );
     }
+}
+
+/// A server that answers every request with `response` (raw bytes, so any malformed
+/// answer can be sent) and reports each request head it received.
+pub async fn raw_server(
+    response: Vec<u8>,
+) -> (
+    bitaxe_exporter::config::MinerAddress,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let response = response.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_string());
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (
+        bitaxe_exporter::config::MinerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        rx,
+    )
 }
