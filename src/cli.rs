@@ -428,6 +428,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path) -> Result<(), Failure> {
         thresholds: Thresholds::default(),
         listen,
         warmup: Duration::from_secs(60),
+        stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");

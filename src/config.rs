@@ -39,7 +39,13 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub listen: SocketAddr,
     pub warmup: Duration,
+    /// The last good reading stays exposed (and `bitaxe_up` 1) this many poll intervals
+    /// after it was taken, so one failed poll on flaky Wi-Fi does not reset alerts.
+    pub stale_after_polls: u32,
 }
+
+/// Default of `logging.stale_after_polls`.
+pub const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
 
 impl Config {
     /// The devices the daemon polls.
@@ -246,6 +252,7 @@ struct RawLogging {
     poll_interval: Option<f64>,
     database_path: Option<String>,
     log_level: Option<String>,
+    stale_after_polls: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -413,6 +420,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ));
     }
 
+    let stale_after_polls = raw
+        .logging
+        .stale_after_polls
+        .unwrap_or(f64::from(DEFAULT_STALE_AFTER_POLLS));
+    if !(stale_after_polls.fract() == 0.0 && (1.0..=100.0).contains(&stale_after_polls)) {
+        return Err(fail(
+            "logging.stale_after_polls",
+            format!("{stale_after_polls} is not a whole number of polls from 1 to 100"),
+        ));
+    }
+
     let log_level_text = raw.logging.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
     let log_level = LogLevel::parse(log_level_text).ok_or_else(|| {
         fail(
@@ -478,6 +496,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         thresholds,
         listen,
         warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
+        stale_after_polls: stale_after_polls as u32,
     })
 }
 

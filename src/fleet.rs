@@ -12,14 +12,12 @@ use crate::config::{Config, MinerAddress, Thresholds};
 use crate::events::{observe_failure, observe_success, DeviceEvent, Tracked};
 use crate::sample::Sample;
 
-/// A device counts as up only while its last successful poll is younger than this many
-/// poll intervals.
-pub const FRESHNESS_INTERVALS: u32 = 3;
-
 #[derive(Debug)]
 pub struct Fleet {
     devices: Vec<DeviceSlot>,
     poll_interval: Duration,
+    /// How long the last good reading stays exposed.
+    stale_after: Duration,
     thresholds: Thresholds,
     polls_total: AtomicU64,
 }
@@ -50,9 +48,12 @@ struct DeviceState {
 pub struct DeviceView {
     pub name: String,
     pub address: MinerAddress,
-    /// Last poll succeeded and is fresh.
+    /// The last successful poll is younger than `stale_after` (the latest attempt may have
+    /// failed: one failed poll does not take a device down).
     pub up: bool,
-    /// The latest sample; `Some` only when `up`.
+    /// The latest attempt succeeded.
+    pub last_poll_ok: bool,
+    /// The latest good sample; `Some` only when `up`.
     pub sample: Option<Arc<Sample>>,
     pub last_success_unix: Option<f64>,
     pub last_attempt_age: Option<Duration>,
@@ -75,6 +76,7 @@ impl Fleet {
         Self {
             devices,
             poll_interval: config.poll_interval,
+            stale_after: config.poll_interval * config.stale_after_polls.max(1),
             thresholds: config.thresholds,
             polls_total: AtomicU64::new(0),
         }
@@ -161,7 +163,7 @@ impl Fleet {
 
     /// Every device's state as it will look at `now` (freshness is judged against it).
     pub fn views_at(&self, now: Instant) -> Vec<DeviceView> {
-        let fresh_for = self.poll_interval * FRESHNESS_INTERVALS;
+        let fresh_for = self.stale_after;
         self.devices
             .iter()
             .map(|slot| {
@@ -169,11 +171,12 @@ impl Fleet {
                 let fresh = state
                     .last_success
                     .is_some_and(|(at, _)| now.saturating_duration_since(at) < fresh_for);
-                let up = fresh && state.last_error.is_none() && state.sample.is_some();
+                let up = fresh && state.sample.is_some();
                 DeviceView {
                     name: slot.name.clone(),
                     address: slot.address.clone(),
                     up,
+                    last_poll_ok: state.last_attempt.is_some() && state.last_error.is_none(),
                     sample: if up { state.sample } else { None },
                     last_success_unix: state.last_success.map(|(_, wall)| unix_seconds(wall)),
                     last_attempt_age: state.last_attempt.map(|(at, _)| now.saturating_duration_since(at)),
@@ -303,5 +306,25 @@ mod tests {
         let stale = fleet.views_at(now + Duration::from_secs(31));
         assert!(!stale[0].up);
         assert!(stale[0].sample.is_none(), "no device series from a stale sample");
+    }
+
+    #[test]
+    fn one_failed_poll_keeps_the_last_good_reading_until_it_is_stale() {
+        let config =
+            parse("devices:\n  - {name: a, ip: 10.0.0.1}\nlogging:\n  poll_interval: 10\n  stale_after_polls: 2\n")
+                .unwrap();
+        let fleet = Fleet::new(&config);
+        let reading = Sample {
+            asic_temp_celsius: Some(68.0),
+            ..Sample::default()
+        };
+        fleet.record_success(0, Arc::new(reading), Duration::from_millis(5));
+        fleet.record_failure(0, PollError::Timeout(Duration::from_secs(1)), Duration::from_secs(1));
+        let now = Instant::now();
+        let view = &fleet.views_at(now + Duration::from_secs(10))[0];
+        assert!(view.up, "one failed poll took the device down");
+        assert!(!view.last_poll_ok);
+        assert_eq!(view.sample.as_ref().and_then(|s| s.asic_temp_celsius), Some(68.0));
+        assert!(!fleet.views_at(now + Duration::from_secs(21))[0].up);
     }
 }

@@ -366,9 +366,16 @@ impl Collector for FleetCollector {
         device_gauges(
             &mut encoder,
             "bitaxe_up",
-            "1 when the device's last poll succeeded and is younger than 3 poll intervals, else 0",
+            "1 while the device's latest successful poll is younger than logging.stale_after_polls poll intervals (default 3), else 0",
             None,
             views.iter().map(|v| (v.name.as_str(), i64::from(v.up))),
+        )?;
+        device_gauges(
+            &mut encoder,
+            "bitaxe_last_poll_success",
+            "1 when the device's latest poll succeeded, 0 when it failed (the last good reading stays exposed until it is stale)",
+            None,
+            views.iter().map(|v| (v.name.as_str(), i64::from(v.last_poll_ok))),
         )?;
 
         for def in SAMPLE_GAUGES {

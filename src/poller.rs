@@ -58,12 +58,9 @@ async fn poll_loop(
     };
     let interval = fleet.poll_interval();
     let mut rng = fastrand::Rng::new();
-    // Spread the first polls over one interval (the first few quickly, so `demo` and a
-    // restarted daemon show data at once for small fleets).
-    let first_delay = interval
-        .mul_f64(rng.f64())
-        .min(Duration::from_secs(2).max(interval / 4));
-    let mut next = Instant::now() + first_delay;
+    // Spread the first polls uniformly over the start window, so a fleet's first requests
+    // do not arrive together.
+    let mut next = Instant::now() + start_phase(interval, rng.f64());
 
     loop {
         tokio::select! {

@@ -138,6 +138,8 @@ struct MinerState {
     fault: Fault,
     restarting_until: Option<Instant>,
     requests: u64,
+    /// When the first request arrived (to check how a poller spreads its start).
+    first_request: Option<Instant>,
 }
 
 impl SimMiner {
@@ -178,6 +180,7 @@ impl SimMiner {
                 fault: spec.fault,
                 restarting_until: None,
                 requests: 0,
+                first_request: None,
             }),
             reachable,
         }
@@ -312,6 +315,11 @@ impl SimFleet {
         self.miners.get(index).map_or(0, |m| m.lock().requests)
     }
 
+    /// When a miner got its first request, if it got one.
+    pub fn first_request_at(&self, index: usize) -> Option<Instant> {
+        self.miners.get(index).and_then(|m| m.lock().first_request)
+    }
+
     /// Current (frequency MHz, core mV, ASIC °C) of a miner.
     pub fn clock_and_temperature(&self, index: usize) -> Option<(f64, f64, f64)> {
         let miner = self.miners.get(index)?;
@@ -427,6 +435,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     let fault = {
         let mut state = miner.lock();
         state.requests += 1;
+        state.first_request.get_or_insert_with(Instant::now);
         state.fault
     };
     match fault {

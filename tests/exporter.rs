@@ -213,7 +213,7 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
     for (name, _, kind) in faults {
         let Some(kind) = kind else { continue };
         assert_eq!(exposition.up(name), Some(0.0), "{name}");
-        for other in ["timeout", "connect", "http_status", "decode"]
+        for other in ["timeout", "connect", "protocol", "http_status", "decode"]
             .into_iter()
             .filter(|k| *k != kind)
         {
@@ -226,8 +226,13 @@ async fn each_fault_mode_marks_its_miner_down_with_the_right_error_kind() {
         // Down means no device series but the exporter's own poll metrics.
         for series in exposition.device_series(name) {
             assert!(
-                ["bitaxe_up", "bitaxe_poll_errors_total", "bitaxe_poll_duration_seconds"]
-                    .contains(&series.name.as_str()),
+                [
+                    "bitaxe_up",
+                    "bitaxe_last_poll_success",
+                    "bitaxe_poll_errors_total",
+                    "bitaxe_poll_duration_seconds"
+                ]
+                .contains(&series.name.as_str()),
                 "{name}: unexpected series while down: {series:?}"
             );
         }
@@ -476,5 +481,46 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
     let verbose = run(Some("info"));
     assert!(verbose.contains("up: BM1370"), "{verbose}");
     assert!(verbose.contains("shutting down"), "{verbose}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleets_first_polls_spread_over_the_start_window() {
+    // 60 miners at an 8-s interval: the start window is 2 s.
+    let specs: Vec<MinerSpec> = (0..60)
+        .map(|i| MinerSpec::new(Board::Gamma, Dialect::V2_15, i))
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices: Vec<(String, SocketAddr)> = (0..60).map(|i| (format!("m{i:02}"), sims.addresses()[i])).collect();
+    let _exporter = Exporter::start(&devices, 8.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let firsts = loop {
+        let firsts: Vec<_> = (0..60).filter_map(|i| sims.first_request_at(i)).collect();
+        if firsts.len() == 60 {
+            break firsts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 60 miners polled",
+            firsts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let earliest = *firsts.iter().min().unwrap();
+    let offsets: Vec<f64> = firsts
+        .iter()
+        .map(|t| t.duration_since(earliest).as_secs_f64())
+        .collect();
+    let span = offsets.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        span > 1.2 && span < 3.0,
+        "first polls span {span:.2} s, not the 2-s window"
+    );
+    // No 200-ms slice holds a third of the fleet (the clamp this replaces put 3/4 at 2.0 s).
+    for slice in 0..15 {
+        let (low, high) = (f64::from(slice) * 0.2, f64::from(slice + 1) * 0.2);
+        let n = offsets.iter().filter(|o| **o >= low && **o < high).count();
+        assert!(n < 20, "{n} of 60 first polls within {low:.1}–{high:.1} s: {offsets:?}");
+    }
     sims.shutdown().await;
 }

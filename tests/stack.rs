@@ -461,5 +461,48 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     let exposed = exposed_names(&exporter.metrics_text().await);
     let unknown: Vec<String> = used_metric_names().difference(&exposed).cloned().collect();
     assert!(unknown.is_empty(), "used but not exposed: {unknown:?}");
+
+    // One failed poll (an HTTP 500 on flaky Wi-Fi) does not reset the firing temperature
+    // alert: the last good reading stays exposed until it is 3 poll intervals old…
+    let firing_critical = "ALERTS{alertname=\"BitaxeAsicTemperatureCritical\",device=\"hot\",alertstate=\"firing\"}";
+    assert!(!prometheus_query(&client, prom_port, firing_critical)
+        .await
+        .unwrap()
+        .is_empty());
+    sims.set_fault(2, Fault::Http500);
+    let hiccup = Instant::now();
+    while exporter
+        .metrics()
+        .await
+        .value("bitaxe_last_poll_success", &[("device", "hot")])
+        != Some(0.0)
+    {
+        assert!(
+            hiccup.elapsed() < Duration::from_secs(5),
+            "the injected failure was never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sims.set_fault(2, Fault::None);
+    while hiccup.elapsed() < Duration::from_secs(5) {
+        let still = prometheus_query(&client, prom_port, firing_critical).await.unwrap();
+        assert!(
+            !still.is_empty(),
+            "the alert reset {:?} after one failed poll",
+            hiccup.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // …and a miner that stays dead still goes down.
+    sims.set_fault(2, Fault::Offline);
+    let dead = Instant::now();
+    while prometheus_query(&client, prom_port, "bitaxe_up{device=\"hot\"} == 0")
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(dead.elapsed() < Duration::from_secs(15), "a dead miner never went down");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     sims.shutdown().await;
 }
