@@ -32,26 +32,51 @@ use crate::timestamps;
     after_help = "Start with `bitaxe-exporter demo`: a simulated fleet, no configuration needed."
 )]
 pub struct Cli {
-    /// Path of the configuration file.
-    #[arg(long, global = true, default_value = "config.yaml", env = "BITAXE_EXPORTER_CONFIG")]
-    pub config: PathBuf,
+    /// Path of the configuration file [default: ./config.yaml].
+    #[arg(long, global = true, env = "BITAXE_EXPORTER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr: text, or json (one object per line, for journald, docker, Loki).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level (trace, debug, info, warning, error); overrides logging.log_level.
+    #[arg(long, global = true, value_parser = parse_log_level)]
+    pub log_level: Option<LogLevel>,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| format!("\"{text}\" is not a level; use trace, debug, info, warning or error"))
+}
+
+fn parse_listen_arg(text: &str) -> Result<SocketAddr, String> {
+    config::parse_listen(text)
+}
+
+/// The config file when none is named.
+const DEFAULT_CONFIG: &str = "config.yaml";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Poll the configured miners and serve /metrics (the daemon).
     Serve {
-        /// Address to listen on; overrides server.listen.
-        #[arg(long)]
+        /// Address to listen on (IP:PORT, :PORT or HOST:PORT); overrides server.listen.
+        #[arg(long, value_parser = parse_listen_arg)]
         listen: Option<SocketAddr>,
     },
     /// Run a simulated fleet and the exporter together; no configuration needed.
     Demo {
-        /// Address the exporter listens on.
-        #[arg(long, default_value = "127.0.0.1:9842")]
+        /// Address the exporter listens on (IP:PORT, :PORT or HOST:PORT).
+        #[arg(long, default_value = "127.0.0.1:9842", value_parser = parse_listen_arg)]
         listen: SocketAddr,
         /// Folder for the demo's ledger and a config.yaml to analyse it with.
         #[arg(long, default_value = "bitaxe-demo")]
@@ -256,14 +281,26 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let logs = Logs {
+        format: cli.log_format,
+        level: cli.log_level,
+    };
+    let named_config = cli.config.clone();
+    let config_path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if let (Some(path), Command::Demo { .. } | Command::Simulate { .. }) = (&named_config, &cli.command) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--config {}: `demo` and `simulate` do not read a configuration file",
+            path.display()
+        )));
+    }
     match cli.command {
-        Command::CheckConfig => check_config(&cli.config),
-        Command::Serve { listen } => serve(&cli.config, listen).await,
-        Command::Demo { listen, data_dir } => demo(listen, &data_dir).await,
+        Command::CheckConfig => check_config(&config_path),
+        Command::Serve { listen } => serve(&config_path, listen, logs).await,
+        Command::Demo { listen, data_dir } => demo(listen, &data_dir, logs).await,
         // The ledger commands run to completion on this thread; nothing else is scheduled.
         Command::Session { action } => {
-            init_logging(LogLevel::Warn);
-            let settings = LedgerSettings::load(&cli.config)?;
+            logs.init(LogLevel::Warn);
+            let settings = LedgerSettings::load(named_config.as_deref())?;
             match action {
                 SessionCommand::Start {
                     device,
@@ -287,8 +324,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Analyze { action } => {
-            init_logging(LogLevel::Warn);
-            let settings = LedgerSettings::load(&cli.config)?;
+            logs.init(LogLevel::Warn);
+            let settings = LedgerSettings::load(named_config.as_deref())?;
             analyze_command(&settings, action)
         }
         Command::Simulate {
@@ -313,24 +350,41 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 time_scale,
             )
             .map_err(Failure::Usage)?;
-            simulate(specs, base_port, write_config.as_deref(), poll_interval).await
+            simulate(specs, base_port, write_config.as_deref(), poll_interval, logs).await
         }
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level from the config.
-pub fn init_logging(level: LogLevel) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,reqwest=warn", level.as_filter()))
-    });
-    // Colour only on a terminal: escape codes in journald, docker logs or a file are noise.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+/// How the command line asked for logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Logs {
+    pub format: LogFormat,
+    /// `--log-level`, over the configuration's level.
+    pub level: Option<LogLevel>,
+}
+
+impl Logs {
+    /// Logs go to stderr at `--log-level`, else `default`; `RUST_LOG` overrides both.
+    pub fn init(self, default: LogLevel) {
+        let level = self.level.unwrap_or(default);
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,reqwest=warn", level.as_filter()))
+        });
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false);
+        let _ = match self.format {
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            LogFormat::Text => {
+                // Colour only on a terminal: escape codes in journald, docker logs or a
+                // file are noise.
+                let colour =
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+                builder.with_ansi(colour).try_init()
+            }
+        };
+    }
 }
 
 fn check_config(path: &Path) -> Result<(), Failure> {
@@ -353,12 +407,12 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, Failure> {
         .map_err(Failure::Runtime)
 }
 
-async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<(), Failure> {
+async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<(), Failure> {
     let mut config = config::load(path)?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    init_logging(config.log_level);
+    logs.init(config.log_level);
     let listener = bind(config.listen).await?;
     tracing::info!("metrics on http://{}/metrics", config.listen);
     crate::serve(config, listener, crate::shutdown_signal())
@@ -400,8 +454,8 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
     fleet
 }
 
-async fn demo(listen: SocketAddr, data_dir: &Path) -> Result<(), Failure> {
-    init_logging(LogLevel::Info);
+async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Failure> {
+    logs.init(LogLevel::Info);
     let fleet = demo_fleet();
     let specs: Vec<MinerSpec> = fleet.iter().map(|(_, s)| s.clone()).collect();
     let sims = SimFleet::start(&specs, None)
@@ -588,8 +642,9 @@ async fn simulate(
     base_port: u16,
     write_config: Option<&Path>,
     poll_interval: f64,
+    logs: Logs,
 ) -> Result<(), Failure> {
-    init_logging(LogLevel::Info);
+    logs.init(LogLevel::Info);
     let sims = SimFleet::start(&specs, Some(base_port))
         .await
         .context("cannot start the simulated miners")?;
@@ -643,9 +698,11 @@ pub struct LedgerSettings {
 }
 
 impl LedgerSettings {
-    /// From the config file; without one at the default path, the defaults.
-    fn load(path: &Path) -> Result<Self, Failure> {
-        if !path.exists() && path == Path::new("config.yaml") {
+    /// From the named config file (which must exist); with none named, from
+    /// `./config.yaml` when there is one, else the defaults.
+    fn load(named: Option<&Path>) -> Result<Self, Failure> {
+        let path = named.unwrap_or(Path::new(DEFAULT_CONFIG));
+        if named.is_none() && !path.exists() {
             return Ok(Self {
                 database_path: PathBuf::from(config::DEFAULT_DATABASE_PATH),
                 config_path: None,

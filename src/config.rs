@@ -159,7 +159,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "trace" => Some(Self::Trace),
             "debug" => Some(Self::Debug),
@@ -249,7 +249,7 @@ fn default_true() -> bool {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogging {
-    poll_interval: Option<f64>,
+    poll_interval: Option<Seconds>,
     database_path: Option<String>,
     log_level: Option<String>,
     stale_after_polls: Option<f64>,
@@ -279,6 +279,40 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The deepest flow-style nesting (`[[[…]]]`) accepted: the YAML parser's time grows with
 /// the square of it, and no real config nests more than a few levels.
 const MAX_FLOW_DEPTH: usize = 32;
+
+/// A number of seconds, or a duration string (`"30s"`, `"1m"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(f64),
+    Text(String),
+}
+
+/// An address to listen on, written as node_exporter takes it: `IP:PORT`, `[IPv6]:PORT`,
+/// `:PORT` (every interface) or `HOST:PORT` (`localhost:9842`, resolved to its first
+/// address).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let problem = || {
+        format!("\"{text}\" is not an address to listen on; write IP:PORT, :PORT or HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    };
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| problem())?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(problem)?;
+    let port: u16 = port.parse().map_err(|_| problem())?;
+    if host.is_empty() || host.contains(['/', ' ']) {
+        return Err(problem());
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| format!("{}: the host name does not resolve", problem()))
+}
 
 /// Reads and validates a config file. Only a regular file up to [`MAX_CONFIG_BYTES`] is
 /// read (a FIFO would block for ever, `/dev/zero` never ends). Relative paths in it
@@ -406,7 +440,18 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         });
     }
 
-    let poll_secs = raw.logging.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+    let poll_secs = match raw.logging.poll_interval {
+        None => DEFAULT_POLL_INTERVAL_SECS,
+        Some(Seconds::Number(seconds)) => seconds,
+        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| {
+                fail(
+                    "logging.poll_interval",
+                    format!("\"{text}\" is not a duration; write seconds (30) or a duration (\"30s\", \"1m\")"),
+                )
+            })?,
+    };
     if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
         return Err(fail(
             "logging.poll_interval",
@@ -473,12 +518,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 
     let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
-        fail(
-            "server.listen",
-            format!("\"{listen_text}\" is not an address to listen on; write IP:PORT, e.g. {DEFAULT_LISTEN}"),
-        )
-    })?;
+    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
 
     let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
     if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
@@ -654,6 +694,35 @@ server:
         assert_eq!(lines.line_of("devices[1].ip"), Some(7));
         assert_eq!(lines.line_of("logging.poll_interval"), Some(9));
         assert_eq!(lines.line_of("server.listen"), Some(11));
+    }
+
+    #[test]
+    fn listen_addresses_as_node_exporter_takes_them() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9842"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9842)))
+        );
+        assert_eq!(parse_listen(":9842"), Ok(SocketAddr::from(([0, 0, 0, 0], 9842))));
+        assert!(parse_listen("localhost:9842").is_ok_and(|a| a.ip().is_loopback() && a.port() == 9842));
+        assert_eq!(parse_listen("[::1]:9842").map(|a| a.port()), Ok(9842));
+        for bad in ["9842", "host", ":99999", "http://x:1", ""] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn poll_interval_as_seconds_or_a_duration() {
+        let text = |interval: &str| {
+            format!("devices:\n  - {{name: a, ip: 10.0.0.1}}\nlogging:\n  poll_interval: {interval}\n")
+        };
+        assert_eq!(parse(&text("\"30s\"")).unwrap().poll_interval, Duration::from_secs(30));
+        assert_eq!(parse(&text("1m")).unwrap().poll_interval, Duration::from_secs(60));
+        assert_eq!(parse(&text("2.5")).unwrap().poll_interval, Duration::from_millis(2500));
+        let error = parse(&text("soon")).unwrap_err().to_string();
+        assert!(
+            error.contains("logging.poll_interval") && error.contains("not a duration"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn check_config_rejects_bad_files_with_the_key_and_line() {
         (
             "poll interval not a number",
             format!("{DEVICES}logging:\n  poll_interval: fast\n"),
-            &[":5", "logging.poll_interval", "invalid type"],
+            &[":5", "logging.poll_interval", "is not a duration"],
         ),
         (
             "bad listen address",
@@ -168,4 +168,53 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("INDEX must be a miner number from 0 to 1"));
+}
+
+#[test]
+fn listen_flags_and_duration_strings_as_people_write_them() {
+    let config = "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"\nlogging:\n  poll_interval: \"30s\"\nserver:\n  listen: \"localhost:9842\"\n";
+    let output = run_with_config(config, &["check-config"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("poll every 30 s"));
+    // `serve --listen :PORT` listens on every interface, as node_exporter does.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!("{config}  database_path: \"l.db\"\n").replace("server:\n  listen: \"localhost:9842\"\n", ""),
+    )
+    .unwrap();
+    let port = crate::support::free_port();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--listen", &format!(":{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve --listen :{port} did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // A flag given to a command that does not read the config is refused, not ignored.
+    let output = Command::new(BIN).args(["--config", "x.yaml", "demo"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("do not read a configuration file"));
+    // A named config that is missing is an error for the ledger commands too.
+    let output = Command::new(BIN)
+        .args(["analyze", "compare-configs", "--config", "/nonexistent.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

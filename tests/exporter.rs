@@ -445,7 +445,7 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
         .await
         .unwrap();
     let devices = named(&["ok", "gone"], &sims);
-    let run = |rust_log: Option<&str>| {
+    let run = |rust_log: Option<&str>, flags: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         let port = crate::support::free_port();
@@ -456,6 +456,7 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
             .arg("--config")
             .arg(&path)
             .arg("serve")
+            .args(flags)
             .stderr(std::process::Stdio::piped());
         command.env_remove("RUST_LOG");
         if let Some(filter) = rust_log {
@@ -472,15 +473,26 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
         assert!(output.status.success());
         String::from_utf8_lossy(&output.stderr).to_string()
     };
-    let warnings_only = run(None);
+    let warnings_only = run(None, &[]);
     assert!(warnings_only.contains("down: cannot connect"), "{warnings_only}");
     assert!(
         !warnings_only.contains("up: BM1370"),
         "INFO lines at log_level WARNING:\n{warnings_only}"
     );
-    let verbose = run(Some("info"));
+    let verbose = run(Some("info"), &[]);
     assert!(verbose.contains("up: BM1370"), "{verbose}");
     assert!(verbose.contains("shutting down"), "{verbose}");
+    // --log-level over the config (global flags go before or after the subcommand), and
+    // JSON lines for journald / docker / Loki; no colour codes when stderr is a pipe.
+    let json = run(None, &["--log-level", "info", "--log-format", "json"]);
+    assert!(!json.contains('\u{1b}'), "{json}");
+    let events: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "INFO"
+            && e["message"].as_str().unwrap_or("").starts_with("up: BM1370")
+            && e["device"] == "ok"),
+        "{json}"
+    );
     sims.shutdown().await;
 }
 
