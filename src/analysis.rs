@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::ledger::{self, SegmentRow};
-use crate::sample::{fit, format_label_number, short_clock_label};
+use crate::sample::{format_label_number, short_clock_label};
 use crate::segments::SteadyStats;
 
 /// A configuration needs at least this many steady samples to be judged.
@@ -321,36 +321,49 @@ pub fn duration_text(seconds: f64) -> String {
     }
 }
 
-/// compare-configs as an 80-column table.
+/// compare-configs as a table that keeps to 80 columns (long names wrap, never cut).
 pub fn configs_table(rows: &[ConfigRow]) -> String {
-    let mut out = String::new();
-    out.push_str("DEVICE      MHZ/MV          GH/S ±95%  %EXP  J/TH P95°C MAX°C STEADY  NOTE\n");
-    for r in rows {
-        let hashrate = match (r.mean_hashrate_ghs, r.hashrate_ci95_ghs) {
-            (Some(m), Some(ci)) => format!("{m:.1} ±{ci:.1}"),
-            (Some(m), None) => format!("{m:.1}"),
-            _ => "-".into(),
-        };
-        let note = if r.enough_data { "" } else { "few data" };
-        let line = format!(
-            "{:<11} {:<10} {:>14} {:>5} {:>5} {:>5} {:>5} {:>6}  {}",
-            fit(&r.device, 11),
-            fit(&r.short_label(), 10),
-            fit(&hashrate, 14),
-            opt(r.percent_of_expected, 1),
-            opt(r.joules_per_terahash, 2),
-            opt(r.asic_temp_p95_c, 1),
-            opt(r.asic_temp_max_c, 1),
-            duration_text(r.steady_seconds),
-            note
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    use crate::tables::{label, number, text};
     if rows.is_empty() {
-        out.push_str("(no samples in this range)\n");
+        return "(no samples in this range)\n".into();
     }
-    out
+    let columns = [
+        text("DEVICE"),
+        label("MHZ/MV"),
+        number("GH/S ±95%"),
+        number("%EXP"),
+        number("J/TH"),
+        number("P95°C"),
+        number("MAX°C"),
+        number("STEADY"),
+        text("NOTE"),
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let hashrate = match (r.mean_hashrate_ghs, r.hashrate_ci95_ghs) {
+                (Some(m), Some(ci)) => format!("{m:.1} ±{ci:.1}"),
+                (Some(m), None) => format!("{m:.1}"),
+                _ => "-".into(),
+            };
+            vec![
+                r.device.clone(),
+                r.short_label(),
+                hashrate,
+                opt(r.percent_of_expected, 1),
+                opt(r.joules_per_terahash, 2),
+                opt(r.asic_temp_p95_c, 1),
+                opt(r.asic_temp_max_c, 1),
+                duration_text(r.steady_seconds),
+                if r.enough_data {
+                    String::new()
+                } else {
+                    "few data".into()
+                },
+            ]
+        })
+        .collect();
+    crate::tables::render(&columns, &cells)
 }
 
 /// The CSV columns of compare-configs, with units.
@@ -518,7 +531,15 @@ mod tests {
         for line in table.lines() {
             assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
         }
-        assert!(table.contains("a-very-lon…"));
+        // The name wraps whole within its column; it is never cut to look like another.
+        let width = table.lines().next().unwrap().find("MHZ/MV").unwrap();
+        let name: String = table
+            .lines()
+            .skip(1)
+            .take(3)
+            .map(|l| l.get(..width).unwrap_or(l).trim())
+            .collect();
+        assert_eq!(name, "a-very-long-device-name", "{table}");
         assert!(table.contains("few data"));
     }
 

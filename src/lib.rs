@@ -22,6 +22,7 @@ pub mod segments;
 pub mod session;
 pub mod settings_window;
 pub mod simulator;
+pub mod tables;
 pub mod timestamps;
 pub mod writer;
 

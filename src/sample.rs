@@ -222,17 +222,6 @@ pub fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64
     )
 }
 
-/// Shortens text to `width` characters, marking the cut with an ellipsis.
-pub fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
-}
-
 /// Why a body is not a usable `/api/system/info` reading.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

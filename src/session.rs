@@ -1,13 +1,11 @@
 //! Test sessions: a time range on one device with target settings and notes, opened and
 //! closed from the CLI while the daemon runs. At most one open session per device.
 
-use std::fmt::Write as _;
-
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::ledger::{self, DeviceRow, Ledger, LedgerError};
-use crate::sample::{fit, short_clock_label};
+use crate::sample::short_clock_label;
 use crate::timestamps;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -239,27 +237,35 @@ pub fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Result<Vec<S
 
 /// Sessions as an 80-column table.
 pub fn table(sessions: &[SessionRow]) -> String {
-    let mut out = String::new();
-    out.push_str("  ID DEVICE       STARTED (UTC)    ENDED            TARGET      NOTES\n");
-    for s in sessions {
-        let notes = match (s.notes.as_str(), s.end_notes.as_str()) {
-            (a, "") => a.to_string(),
-            ("", b) => b.to_string(),
-            (a, b) => format!("{a} / {b}"),
-        };
-        let line = format!(
-            "{:>4} {:<12} {:<16} {:<16} {:<11} {}",
-            s.id,
-            fit(&s.device, 12),
-            timestamps::format_short(s.started_at),
-            s.ended_at.map_or("open".into(), timestamps::format_short),
-            fit(&s.target(), 11),
-            notes.replace('\n', " ")
-        );
-        let _ = writeln!(out, "{}", fit(&line, 80));
-    }
+    use crate::tables::{label, number, text};
     if sessions.is_empty() {
-        out.push_str("(no sessions)\n");
+        return "(no sessions)\n".into();
     }
-    out
+    let columns = [
+        number("ID"),
+        text("DEVICE"),
+        label("STARTED (UTC)"),
+        label("ENDED"),
+        label("TARGET"),
+        text("NOTES"),
+    ];
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            let notes = match (s.notes.as_str(), s.end_notes.as_str()) {
+                (a, "") => a.to_string(),
+                ("", b) => b.to_string(),
+                (a, b) => format!("{a} / {b}"),
+            };
+            vec![
+                s.id.to_string(),
+                s.device.clone(),
+                timestamps::format_short(s.started_at),
+                s.ended_at.map_or("open".into(), timestamps::format_short),
+                s.target(),
+                crate::sample::printable(&notes).into_owned(),
+            ]
+        })
+        .collect();
+    crate::tables::render(&columns, &rows)
 }
