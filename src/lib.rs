@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod physics;
 pub mod poller;
+pub mod process_stats;
 pub mod sample;
 pub mod segments;
 pub mod session;

@@ -262,7 +262,7 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
         |s| flag(s.mining_paused),
     ),
     gauge(
-        "bitaxe_asic_count",
+        "bitaxe_asic_chips",
         None,
         Device,
         "Number of ASIC chips on the board",
@@ -520,14 +520,67 @@ impl FleetCollector {
         if let Some(ledger) = &self.ledger {
             self.encode_ledger_metrics(encoder, ledger)?;
         }
+        encode_process_metrics(encoder, &crate::process_stats::ProcessStats::now())?;
         let mut family = encoder.encode_descriptor(
             "bitaxe_exporter_build",
-            "The exporter's version (always 1)",
+            "The exporter's version, the git commit it was built from and the rustc that built it (always 1)",
             None,
             MetricType::Info,
         )?;
-        family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
+        family.encode_info(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("BITAXE_GIT_COMMIT")),
+            ("rustc_version", env!("BITAXE_RUSTC_VERSION")),
+        ])
     }
+}
+
+/// `process_*`, named as every Prometheus client library names them.
+fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::process_stats::ProcessStats) -> Fmt {
+    let seconds = Unit::Seconds;
+    let bytes = Unit::Bytes;
+    if let Some(cpu) = stats.cpu_seconds {
+        let family = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent",
+            Some(&seconds),
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(cpu).encode(family)?;
+    }
+    for (name, help, unit, value) in [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size",
+            Some(&bytes),
+            stats.resident_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size",
+            Some(&bytes),
+            stats.virtual_bytes,
+        ),
+        ("process_open_fds", "Open file descriptors", None, stats.open_fds),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            None,
+            stats.max_fds,
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch",
+            Some(&seconds),
+            stats.start_time_seconds,
+        ),
+    ] {
+        if let Some(value) = value {
+            let family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(family)?;
+        }
+    }
+    Ok(())
 }
 
 impl FleetCollector {

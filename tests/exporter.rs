@@ -19,13 +19,14 @@ fn named(names: &[&str], sims: &SimFleet) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
-/// Lines that change from poll to poll even when the miner does not.
+/// Lines that change from poll to poll (or build to build) even when the miner does not.
 fn is_timing_line(line: &str) -> bool {
     [
         "bitaxe_poll_duration_seconds{",
         "bitaxe_last_successful_poll_timestamp_seconds{",
         "bitaxe_exporter_polls_total",
         "bitaxe_exporter_build_info",
+        "process_",
     ]
     .iter()
     .any(|p| line.starts_with(p))
@@ -424,7 +425,7 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
     for model in ["BM1366", "BM1368", "BM1370", "BM1397"] {
         assert!(models.contains(&model), "{model} in {models:?}");
     }
-    assert_eq!(exposition.value("bitaxe_asic_count", &[("device", "hex")]), Some(6.0));
+    assert_eq!(exposition.value("bitaxe_asic_chips", &[("device", "hex")]), Some(6.0));
     std::process::Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
