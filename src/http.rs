@@ -1,6 +1,6 @@
 //! The exporter's HTTP endpoints: `/metrics` (OpenMetrics, rendered from the snapshot),
 //! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
-//! miner.
+//! miner. Connections, their cap and timeouts are [`crate::server`]'s.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::fleet::{Fleet, FleetSummary};
 use crate::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+use crate::server::HttpStats;
 use crate::writer::LedgerStats;
 
 #[derive(Debug)]
@@ -25,9 +26,9 @@ struct AppState {
     last_body_len: AtomicUsize,
 }
 
-pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Router {
+pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<Arc<HttpStats>>) -> Router {
     let state = Arc::new(AppState {
-        registry: metrics::registry(fleet.clone(), ledger),
+        registry: metrics::registry(fleet.clone(), ledger, http),
         fleet,
         last_body_len: AtomicUsize::new(16 * 1024),
     });

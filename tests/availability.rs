@@ -1,0 +1,221 @@
+//! Issue 7, availability: an idle-connection flood against a real `serve` process.
+//! `/metrics` keeps answering and every healthy miner stays up.
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bitaxe_exporter::firmware::Dialect;
+use bitaxe_exporter::physics::Board;
+use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet};
+
+use crate::support::{Exporter, Exposition};
+
+fn devices(prefix: &str, sims: &SimFleet) -> Vec<(String, SocketAddr)> {
+    sims.addresses()
+        .iter()
+        .enumerate()
+        .map(|(i, address)| (format!("{prefix}-{i}"), *address))
+        .collect()
+}
+
+/// One `/metrics` scrape on a fresh connection, retried until `deadline`: a connection
+/// the exporter turns away at its cap is an error here, like any other.
+async fn scrape_until(exporter: &Exporter, deadline: Instant) -> Result<Exposition, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut last_error = String::from("no attempt");
+    while Instant::now() < deadline {
+        match client.get(exporter.url("/metrics")).send().await {
+            Ok(response) if response.status() == 200 => match response.text().await {
+                Ok(text) => return Ok(Exposition::parse(&text)),
+                Err(e) => last_error = format!("body: {e}"),
+            },
+            Ok(response) => last_error = format!("status {}", response.status()),
+            Err(e) => last_error = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last_error)
+}
+
+fn poll_errors(exposition: &Exposition) -> f64 {
+    exposition
+        .series
+        .iter()
+        .filter(|s| s.name == "bitaxe_poll_errors_total")
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Whether the exporter has closed this connection (EOF or reset), without waiting.
+fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_pollers() {
+    const MINERS: u64 = 5;
+    const NOFILE: u64 = 256;
+    const FLOOD: usize = 400;
+    let specs: Vec<MinerSpec> = (0..MINERS)
+        .map(|i| MinerSpec::new(Board::Gamma, Dialect::V2_15, 70 + i))
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices = devices("flood", &sims);
+    let names: Vec<String> = devices.iter().map(|(n, _)| n.clone()).collect();
+    let mut exporter = Exporter::start_with_nofile(&devices, 1.0, NOFILE);
+    exporter
+        .wait_for(Duration::from_secs(10), "every miner up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
+        .await;
+
+    // More idle connections than the exporter has descriptors: connected, never a byte sent.
+    // All at once, each given 2 s (a connect that times out met a full listen backlog).
+    let address = SocketAddr::from(([127, 0, 0, 1], exporter.port));
+    let flooded_at = Instant::now();
+    let connects: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            tokio::spawn(tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(address),
+            ))
+        })
+        .collect();
+    let mut flood: Vec<TcpStream> = Vec::new();
+    for connect in connects {
+        if let Ok(Ok(Ok(stream))) = connect.await {
+            flood.push(stream.into_std().unwrap());
+        }
+    }
+    assert!(
+        flood.len() > NOFILE as usize,
+        "only {} flood connections opened",
+        flood.len()
+    );
+
+    // A fresh scrape gets in while the flood is still open, well before the header timeout
+    // would have cleared it.
+    let flood_open = Instant::now();
+    let answered = scrape_until(&exporter, flood_open + Duration::from_secs(5)).await;
+    let answer_after = flood_open.elapsed();
+    let exposition = answered.unwrap_or_else(|e| {
+        panic!(
+            "no /metrics answer within 5 s of opening {} idle connections (last error: {e})\nexporter log:\n{}",
+            flood.len(),
+            exporter.log()
+        )
+    });
+    for name in &names {
+        assert_eq!(
+            exposition.up(name),
+            Some(1.0),
+            "{name} while flooded:\n{}",
+            exposition.text
+        );
+    }
+
+    // Every miner drops its connection (a Wi-Fi blip) while the flood is still open: the
+    // pollers need fresh descriptors to reconnect, and they must get them.
+    for i in 0..MINERS as usize {
+        sims.set_fault(i, Fault::Offline);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..MINERS as usize {
+        sims.set_fault(i, Fault::None);
+    }
+    let back_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let reconnect_deadline = Instant::now() + Duration::from_secs(6);
+    let reconnected = loop {
+        let exposition = scrape_until(&exporter, reconnect_deadline)
+            .await
+            .unwrap_or_else(|e| panic!("/metrics stopped answering after the blip: {e}"));
+        let fresh = names.iter().all(|n| {
+            exposition.up(n) == Some(1.0)
+                && exposition
+                    .value("bitaxe_last_successful_poll_timestamp_seconds", &[("device", n)])
+                    .is_some_and(|t| t > back_unix)
+        });
+        if fresh {
+            break exposition;
+        }
+        assert!(
+            Instant::now() < reconnect_deadline,
+            "the pollers did not reconnect within 6 s while flooded; last scrape:\n{}\nexporter log:\n{}",
+            exposition.text,
+            exporter.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        flooded_at.elapsed() < Duration::from_secs(9),
+        "the reconnect check must run while the flood is still open"
+    );
+
+    // Polls keep succeeding: no new poll errors over the next three poll intervals.
+    let errors_before = poll_errors(&reconnected);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = scrape_until(&exporter, Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(poll_errors(&later), errors_before, "polls failed:\n{}", later.text);
+    for name in &names {
+        assert_eq!(later.up(name), Some(1.0), "{name}:\n{}", later.text);
+    }
+
+    // The header timeout closes what the cap did not: every flood connection is gone.
+    let settle = flooded_at + Duration::from_secs(12);
+    tokio::time::sleep(settle.saturating_duration_since(Instant::now())).await;
+    let still_open = flood.iter_mut().map(closed_by_peer).filter(|closed| !closed).count();
+    assert_eq!(still_open, 0, "flood connections still open 12 s after they were made");
+    let settled = scrape_until(&exporter, Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let open = settled.value("bitaxe_exporter_http_connections", &[]).unwrap();
+    assert!(open <= 2.0, "{open} HTTP connections still counted open");
+    let limit = settled.value("bitaxe_exporter_http_connections_limit", &[]).unwrap();
+    assert!(limit < NOFILE as f64 && limit >= 16.0, "connection limit {limit}");
+    let turned_away = settled
+        .value("bitaxe_exporter_http_connections_rejected_total", &[])
+        .unwrap()
+        + settled
+            .value("bitaxe_exporter_http_connections_evicted_total", &[])
+            .unwrap();
+    assert!(turned_away > 0.0, "the flood never met the cap:\n{}", settled.text);
+
+    eprintln!(
+        "idle flood: {} connections against a {NOFILE}-descriptor exporter (limit {limit}); /metrics answered {answer_after:.1?} \
+         after the flood; {turned_away} connections turned away; all closed within 12 s",
+        flood.len()
+    );
+    let log = exporter.log();
+    assert!(
+        !log.contains("Too many open files") && !log.contains("os error 24"),
+        "the exporter ran out of descriptors:\n{log}"
+    );
+
+    // Open connections (idle ones, and one halfway through its header) do not hold up a
+    // shutdown.
+    let mut idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(address).unwrap()).collect();
+    std::io::Write::write_all(&mut idle[0], b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    let (status, took) = exporter.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    eprintln!("shutdown with idle connections open took {took:?}");
+    assert!(
+        took < bitaxe_exporter::HTTP_GRACE,
+        "shutdown took {took:?} with idle connections open"
+    );
+    drop(idle);
+    drop(flood);
+    sims.shutdown().await;
+}
