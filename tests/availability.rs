@@ -1,15 +1,19 @@
-//! Issue 7, availability: an idle-connection flood against a real `serve` process.
-//! `/metrics` keeps answering and every healthy miner stays up.
+//! Issue 7, availability: an idle-connection flood and a scrape storm against a real
+//! `serve` process. `/metrics` keeps answering, every healthy miner stays up, and memory
+//! and threads stay flat.
 
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitaxe_exporter::firmware::Dialect;
 use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet};
+use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{Exporter, Exposition};
+use crate::support::{proc_status_kib, Exporter, Exposition};
 
 fn devices(prefix: &str, sims: &SimFleet) -> Vec<(String, SocketAddr)> {
     sims.addresses()
@@ -217,5 +221,111 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     );
     drop(idle);
     drop(flood);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrape_storm_shares_renders_and_keeps_memory_and_threads_flat() {
+    const MINERS: u64 = 200;
+    const SCRAPES: usize = 1000;
+    // This process holds the simulated miners, their connections and 1,000 scrapes.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let specs: Vec<MinerSpec> = (0..MINERS)
+        .map(|i| {
+            let (board, dialect) = DEFAULT_MIX[i as usize % DEFAULT_MIX.len()];
+            MinerSpec::new(board, dialect, 500 + i)
+        })
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices = devices("storm", &sims);
+    let names: Vec<String> = devices.iter().map(|(n, _)| n.clone()).collect();
+    let exporter = Exporter::start(&devices, 2.0);
+    exporter
+        .wait_for(Duration::from_secs(20), "every miner up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
+        .await;
+    let pid = exporter.pid();
+    let rss_before = exporter.rss_kib();
+
+    // Sample the exporter's thread count through the storm.
+    let watching = Arc::new(AtomicBool::new(true));
+    let peak_threads = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (watching, peak_threads) = (watching.clone(), peak_threads.clone());
+        std::thread::spawn(move || {
+            while watching.load(Ordering::Relaxed) {
+                peak_threads.fetch_max(proc_status_kib(pid, "Threads:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    // Every connection is open before any request is sent, so the requests arrive together.
+    let address = SocketAddr::from(([127, 0, 0, 1], exporter.port));
+    let gate = Arc::new(tokio::sync::Barrier::new(SCRAPES));
+    let started = Instant::now();
+    let scrapes: Vec<_> = (0..SCRAPES)
+        .map(|_| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(address)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                gate.wait().await;
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut response = Vec::new();
+                stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
+                let ok = response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"# EOF\n");
+                Ok::<_, String>((ok, response.len()))
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut bytes = 0;
+    for scrape in scrapes {
+        match tokio::time::timeout(Duration::from_secs(30), scrape).await {
+            Ok(Ok(Ok((true, len)))) => bytes += len,
+            Ok(Ok(Ok((false, len)))) => failures.push(format!("not a 200 with a whole body ({len} bytes)")),
+            Ok(Ok(Err(e))) => failures.push(e),
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push("no answer within 30 s".into()),
+        }
+    }
+    let took = started.elapsed();
+    watching.store(false, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let threads = peak_threads.load(Ordering::Relaxed);
+    let peak_rss = proc_status_kib(pid, "VmHWM:");
+    eprintln!(
+        "scrape storm: {SCRAPES} scrapes of {MINERS} miners in {took:.1?} ({} MiB); RSS {} MiB before, peak {} MiB; peak threads {threads}",
+        bytes / 1_048_576,
+        rss_before / 1024,
+        peak_rss / 1024,
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {SCRAPES} scrapes failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    // Before scrapes shared a render: 514 threads (a blocking render per scrape, up to
+    // Tokio's pool of 512) and a peak RSS of 423 MiB from 27 MiB.
+    assert!(threads <= 16, "{threads} threads during the storm");
+    assert!(
+        peak_rss < rss_before + 64 * 1024,
+        "peak RSS {} MiB during the storm ({} MiB before)",
+        peak_rss / 1024,
+        rss_before / 1024
+    );
+
+    // Still polling and answering afterwards.
+    let after = exporter.metrics().await;
+    for name in &names {
+        assert_eq!(after.up(name), Some(1.0), "{name} after the storm");
+    }
     sims.shutdown().await;
 }
