@@ -1,35 +1,51 @@
 //! The exporter's HTTP endpoints: `/metrics` (OpenMetrics, rendered from the snapshot),
 //! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
-//! miner.
+//! miner. Connections, their cap and timeouts are [`crate::server`]'s.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use tokio::sync::Mutex;
 
 use crate::fleet::{Fleet, FleetSummary};
 use crate::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+use crate::server::HttpStats;
 use crate::writer::LedgerStats;
 
 #[derive(Debug)]
 struct AppState {
     fleet: Arc<Fleet>,
     registry: Registry,
-    /// Size of the previous body, so the next render allocates once.
-    last_body_len: AtomicUsize,
+    /// The latest `/metrics` body. Held locked while a render runs, so renders never
+    /// overlap and scrapes that arrive meanwhile wait for that render and share its body:
+    /// a scrape storm costs one render at a time and one body in memory, not a blocking
+    /// thread and a body per scrape.
+    last_render: Arc<Mutex<Rendered>>,
 }
 
-pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Router {
+#[derive(Debug)]
+struct Rendered {
+    body: Bytes,
+    /// When the render finished; `None` before the first.
+    finished: Option<Instant>,
+}
+
+pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<Arc<HttpStats>>) -> Router {
     let state = Arc::new(AppState {
-        registry: metrics::registry(fleet.clone(), ledger),
+        registry: metrics::registry(fleet.clone(), ledger, http),
         fleet,
-        last_body_len: AtomicUsize::new(16 * 1024),
+        last_render: Arc::new(Mutex::new(Rendered {
+            body: Bytes::new(),
+            finished: None,
+        })),
     });
     Router::new()
         .route("/metrics", get(serve_metrics))
@@ -40,21 +56,37 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Router {
 }
 
 async fn serve_metrics(State(state): State<Arc<AppState>>) -> Response {
-    // Rendering a large fleet takes milliseconds of CPU; keep it off the async workers
-    // the pollers run on.
+    match render_shared(state).await {
+        Some(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
+    }
+}
+
+/// The body for a scrape that arrives now: the one a render in progress produces (waiting
+/// for it), or a new render. Either way it is built from the snapshot as it is at or after
+/// this scrape's arrival, less at most one render's duration.
+async fn render_shared(state: Arc<AppState>) -> Option<Bytes> {
+    let arrived = Instant::now();
+    // Tokio's mutex queues waiters in order: each scrape that waited through a render
+    // finds it finished after its arrival and takes its body without rendering again.
+    let mut last = state.last_render.clone().lock_owned().await;
+    if last.finished.is_some_and(|finished| finished >= arrived) {
+        return Some(last.body.clone());
+    }
+    // Rendering a large fleet takes milliseconds of CPU; keep it off the async worker the
+    // pollers run on. The lock moves into the blocking task, so a scrape abandoned by its
+    // client cannot let a second render start beside this one.
     let rendered = tokio::task::spawn_blocking(move || {
-        let hint = state.last_body_len.load(Ordering::Relaxed) + 4096;
-        let body = metrics::render(&state.registry, hint);
-        if let Ok(body) = &body {
-            state.last_body_len.store(body.len(), Ordering::Relaxed);
-        }
-        body
+        let hint = last.body.len() + 4096;
+        let body = Bytes::from(metrics::render(&state.registry, hint).ok()?);
+        *last = Rendered {
+            body: body.clone(),
+            finished: Some(Instant::now()),
+        };
+        Some(body)
     })
     .await;
-    match rendered {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
-    }
+    rendered.ok().flatten()
 }
 
 async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {

@@ -20,6 +20,7 @@ pub mod poller;
 pub mod process_stats;
 pub mod sample;
 pub mod segments;
+pub mod server;
 pub mod session;
 pub mod settings_window;
 pub mod simulator;
@@ -49,8 +50,6 @@ pub const HTTP_GRACE: Duration = Duration::from_secs(3);
 pub enum ServeError {
     #[error("cannot create the HTTP client: {0}")]
     Client(#[source] axeos::PollError),
-    #[error("the HTTP server failed: {0}")]
-    Http(#[source] std::io::Error),
     #[error("{0}")]
     Ledger(#[from] ledger::LedgerError),
     #[error("cannot start the ledger writer: {0}")]
@@ -65,6 +64,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Descriptors first: idle clients must not be able to take the pollers' sockets.
+    let miners = config.enabled_devices().count();
+    let nofile = server::raise_nofile_limit();
+    let http_stats = Arc::new(server::HttpStats::new(server::connection_limit(nofile, miners)));
+    if let Some(nofile) = nofile.filter(|n| !server::descriptors_suffice(*n, miners)) {
+        tracing::warn!(
+            "the open-file limit ({nofile}) is low for {miners} miner(s): raise it (ulimit -n, systemd LimitNOFILE=) \
+             or polls may fail with \"too many open files\""
+        );
+    }
     let fleet = Arc::new(Fleet::new(&config));
     let client = AxeOsClient::new(
         AxeOsClient::timeout_for(config.poll_interval),
@@ -87,12 +96,13 @@ pub async fn serve(
     let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
     let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
 
-    let mut http_stop = stop_rx;
-    let app = http::router(fleet, Some(writer.stats.clone()));
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    tracing::debug!(
+        "open-file limit {nofile:?}; at most {} HTTP connections, a request header within {:?}",
+        http_stats.limit(),
+        server::HEADER_TIMEOUT
+    );
+    let app = http::router(fleet, Some(writer.stats.clone()), Some(http_stats.clone()));
+    let server = tokio::spawn(server::run(listener, app, http_stats, stop_rx));
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
@@ -120,20 +130,19 @@ pub async fn serve(
         let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
     };
     let http = async move {
+        let abort = server.abort_handle();
         match tokio::time::timeout(HTTP_GRACE, server).await {
-            Ok(Ok(result)) => result.map_err(ServeError::Http),
-            Ok(Err(e)) => {
-                tracing::error!("the HTTP server task failed: {e}");
-                Ok(())
-            }
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("the HTTP server task failed: {e}"),
             Err(_) => {
                 tracing::warn!("HTTP connections still open after {HTTP_GRACE:?}; closing them");
-                Ok(())
+                // Dropping the server task drops its connections, closing their sockets.
+                abort.abort();
             }
         }
     };
-    let ((), served) = tokio::join!(polls_and_ledger, http);
-    served
+    tokio::join!(polls_and_ledger, http);
+    Ok(())
 }
 
 /// Logs the one-line fleet summary: soon after start, then every 10 poll intervals

@@ -15,6 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::axeos::PollErrorKind;
 use crate::fleet::{DeviceView, Fleet};
 use crate::sample::Sample;
+use crate::server::HttpStats;
 use crate::writer::LedgerStats;
 
 /// The content type `/metrics` is served with.
@@ -275,18 +276,19 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
 pub struct FleetCollector {
     fleet: Arc<Fleet>,
     ledger: Option<Arc<LedgerStats>>,
+    http: Option<Arc<HttpStats>>,
 }
 
 impl FleetCollector {
-    pub fn new(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Self {
-        Self { fleet, ledger }
+    pub fn new(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<Arc<HttpStats>>) -> Self {
+        Self { fleet, ledger, http }
     }
 }
 
 /// The registry `/metrics` encodes: the fleet collector only.
-pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>) -> Registry {
+pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<Arc<HttpStats>>) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(FleetCollector::new(fleet, ledger)));
+    registry.register_collector(Box::new(FleetCollector::new(fleet, ledger, http)));
     registry
 }
 
@@ -520,6 +522,9 @@ impl FleetCollector {
         if let Some(ledger) = &self.ledger {
             self.encode_ledger_metrics(encoder, ledger)?;
         }
+        if let Some(http) = &self.http {
+            encode_http_metrics(encoder, http)?;
+        }
         encode_process_metrics(encoder, &crate::process_stats::ProcessStats::now())?;
         let mut family = encoder.encode_descriptor(
             "bitaxe_exporter_build",
@@ -634,4 +639,37 @@ impl FleetCollector {
         )?;
         ConstGauge::new(i64::try_from(ledger.backlog()).unwrap_or(i64::MAX)).encode(family)
     }
+}
+
+/// The HTTP connection cap at work: open connections, the cap, and the connections it
+/// turned away.
+fn encode_http_metrics(encoder: &mut DescriptorEncoder, http: &HttpStats) -> Fmt {
+    let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    for (name, help, value) in [
+        ("bitaxe_exporter_http_connections", "HTTP connections open now", http.open()),
+        (
+            "bitaxe_exporter_http_connections_limit",
+            "Most HTTP connections open at once: the open-file limit less a reserve for the pollers and the ledger, at most 1024",
+            http.limit(),
+        ),
+    ] {
+        let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(as_gauge(value)).encode(family)?;
+    }
+    for (name, help, value) in [
+        (
+            "bitaxe_exporter_http_connections_evicted",
+            "Idle HTTP connections closed to make room for a new one at the connection limit",
+            http.evicted(),
+        ),
+        (
+            "bitaxe_exporter_http_connections_rejected",
+            "New HTTP connections closed on arrival: the connection limit was reached and no connection was idle",
+            http.rejected(),
+        ),
+    ] {
+        let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(family)?;
+    }
+    Ok(())
 }

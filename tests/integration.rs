@@ -12,10 +12,12 @@
 //! - `hardening`: what a typo, a hostile miner, a second process or a signal must not
 //!   break (data loss, availability, hardware safety, bad input).
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
+//! - `availability`: an idle-connection flood and a scrape storm against `serve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+mod availability;
 mod cli;
 mod client;
 mod decode;

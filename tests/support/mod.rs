@@ -61,19 +61,44 @@ impl Exporter {
 
     /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
     pub fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> Exporter {
+        Self::launch(devices, poll_interval, extra_yaml, None)
+    }
+
+    /// With the process's open-file limit (soft and hard, so the exporter cannot raise it)
+    /// set to `nofile`, and its log in [`Exporter::log`] instead of the test's stderr.
+    pub fn start_with_nofile(devices: &[(String, SocketAddr)], poll_interval: f64, nofile: u64) -> Exporter {
+        Self::launch(devices, poll_interval, "", Some(nofile))
+    }
+
+    fn launch(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str, nofile: Option<u64>) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yaml");
         let database = dir.path().join("ledger.db");
         let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml;
         std::fs::write(&config, yaml).unwrap();
-        let child = Command::new(BIN)
+        let mut command = match nofile {
+            // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                sh.stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+                sh
+            }
+            None => {
+                let mut bin = Command::new(BIN);
+                bin.stderr(Stdio::inherit());
+                bin
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("serve")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let exporter = Exporter { child, port, dir };
@@ -155,6 +180,11 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What the exporter logged, when started with [`Exporter::start_with_nofile`].
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     pub fn config_path(&self) -> PathBuf {
