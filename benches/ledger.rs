@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use bitaxe_exporter::analysis::export::{export, ExportFormat};
 use bitaxe_exporter::analysis::{compare_configs, Query};
-use bitaxe_exporter::export::{export, ExportFormat};
+use bitaxe_exporter::axeos::sample::{Identity, Sample};
+use bitaxe_exporter::ledger::writer::{Record, SegmentRules, Writer};
 use bitaxe_exporter::ledger::{self, Ledger};
-use bitaxe_exporter::physics::{expected_ghs, operating_point, Board};
-use bitaxe_exporter::sample::{Identity, Sample};
-use bitaxe_exporter::writer::{Record, SegmentRules, Writer};
+use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bitaxe_exporter::firmware::Dialect;
-use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{proc_status_kib, Exporter, Exposition};
@@ -216,7 +216,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     assert!(status.success(), "{status}");
     eprintln!("shutdown with idle connections open took {took:?}");
     assert!(
-        took < bitaxe_exporter::HTTP_GRACE,
+        took < bitaxe_exporter::daemon::HTTP_GRACE,
         "shutdown took {took:?} with idle connections open"
     );
     drop(idle);

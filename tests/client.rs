@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use bitaxe_exporter::axeos::window::{CheckedPatch, SettingsWindow};
 use bitaxe_exporter::axeos::{AxeOsClient, PollError, PollErrorKind, SettingsPatch};
 use bitaxe_exporter::config::MinerAddress;
-use bitaxe_exporter::settings_window::{CheckedPatch, SettingsWindow};
 use tokio::net::TcpListener;
 
 use crate::support::raw_server;

@@ -6,7 +6,7 @@
 // firmware does (17 significant digits before v2.12).
 #![allow(clippy::excessive_precision)]
 
-use bitaxe_exporter::sample::{decode_system_info, Identity, Sample};
+use bitaxe_exporter::axeos::sample::{decode_system_info, Identity, Sample};
 
 use crate::support::local_fixture;
 

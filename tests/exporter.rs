@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bitaxe_exporter::firmware::Dialect;
-use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
 use hyper::body::Bytes;
 
 use crate::support::{assert_golden, local_fixture, Exporter, Exposition, BIN};

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bitaxe_exporter::firmware::Dialect;
+use bitaxe_exporter::ledger::writer::{Record, Writer};
 use bitaxe_exporter::ledger::{Ledger, SCHEMA_VERSION};
-use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::simulator::{MinerSpec, SimFleet};
-use bitaxe_exporter::writer::{Record, Writer};
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{MinerSpec, SimFleet};
 
 use crate::ledger::{at, query, rules, write_all, S, T0};
 use crate::support::{Exporter, BIN};
@@ -362,7 +362,7 @@ fn a_closed_or_full_stdout_never_panics() {
 fn times_with_numeric_offsets_are_accepted() {
     let (_dir, _database, config) = ledger_with_config();
     // T0 + 600 s, written in +05:00.
-    let since = bitaxe_exporter::timestamps::format(T0 as f64 + 600.0);
+    let since = bitaxe_exporter::time::format(T0 as f64 + 600.0);
     let local = since.replace('Z', "");
     let shifted = humantime_shift(&local, 5);
     let output = cli(
@@ -382,8 +382,8 @@ fn times_with_numeric_offsets_are_accepted() {
 
 /// `2026-…T10:00:00` → the same wall time `hours` later (to write a time in a +hours zone).
 fn humantime_shift(local: &str, hours: u64) -> String {
-    let t = bitaxe_exporter::timestamps::parse(local, std::time::SystemTime::now()).unwrap();
-    bitaxe_exporter::timestamps::format(t + hours as f64 * 3600.0).replace('Z', "")
+    let t = bitaxe_exporter::time::parse(local, std::time::SystemTime::now()).unwrap();
+    bitaxe_exporter::time::format(t + hours as f64 * 3600.0).replace('Z', "")
 }
 
 #[test]

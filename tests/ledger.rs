@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bitaxe_exporter::analysis::export::{export, ExportFormat};
 use bitaxe_exporter::analysis::{compare_configs, ConfigRow, Query};
-use bitaxe_exporter::export::{export, ExportFormat};
+use bitaxe_exporter::axeos::sample::{Identity, Sample};
+use bitaxe_exporter::ledger::writer::{Record, SegmentRules, Writer};
 use bitaxe_exporter::ledger::{self, Ledger, SCHEMA_VERSION};
-use bitaxe_exporter::sample::{Identity, Sample};
-use bitaxe_exporter::writer::{Record, SegmentRules, Writer};
 
 pub const T0: u64 = 1_790_000_000;
 

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use bitaxe_exporter::firmware::Dialect;
-use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::sample::decode_system_info;
-use bitaxe_exporter::simulator::{MinerSpec, SimFleet};
+use bitaxe_exporter::axeos::sample::decode_system_info;
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{MinerSpec, SimFleet};
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bitaxe_exporter::firmware::Dialect;
-use bitaxe_exporter::physics::Board;
-use bitaxe_exporter::simulator::{Fault, MinerSpec, SimFleet};
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 

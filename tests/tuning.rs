@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bitaxe_exporter::firmware::Dialect;
-use bitaxe_exporter::physics::{expected_ghs, operating_point, Board, MinerPhysics};
-use bitaxe_exporter::simulator::{MinerSpec, SimFleet};
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board, MinerPhysics};
+use bitaxe_exporter::sim::{MinerSpec, SimFleet};
 use rusqlite::Connection;
 
 use crate::support::Exporter;

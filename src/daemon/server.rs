@@ -1,4 +1,4 @@
-//! The HTTP connection layer under the routes of [`crate::http`]: the descriptor budget
+//! The HTTP connection layer under the routes of [`crate::daemon::http`]: the descriptor budget
 //! (soft `RLIMIT_NOFILE` raised to the hard limit), a cap on open connections that leaves
 //! the pollers and the ledger their descriptors, a request-header timeout, and graceful
 //! shutdown.

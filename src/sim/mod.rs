@@ -8,6 +8,9 @@
 //! `{"fault": "hang", "ambient_celsius": 40}` on a miner's port (while it is reachable), or
 //! [`SimFleet::set_fault`] in-process.
 
+pub mod dialects;
+pub mod physics;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,8 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::firmware::{self, Dialect, Identity};
-use crate::physics::{Board, MinerPhysics};
+use dialects::{Dialect, Identity};
+use physics::{Board, MinerPhysics};
 
 /// How long a restarted miner is unreachable.
 pub const RESTART_DOWNTIME: Duration = Duration::from_secs(3);
@@ -465,12 +468,12 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             let body = {
                 let mut state = miner.advanced();
                 let reading = state.physics.read();
-                firmware::system_info(dialect, &miner.identity, &state.physics, &reading)
+                dialects::system_info(dialect, &miner.identity, &state.physics, &reading)
             };
             json_reply(StatusCode::OK, &body, dialect.pretty())
         }
         (&Method::GET, "/api/system/asic") if dialect.has_asic_endpoint() => {
-            let body = firmware::asic_info(&miner.advanced().physics);
+            let body = dialects::asic_info(&miner.advanced().physics);
             json_reply(StatusCode::OK, &body, false)
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,

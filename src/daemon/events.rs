@@ -5,8 +5,8 @@
 
 use std::fmt;
 
+use crate::axeos::sample::{ClockConfig, Sample};
 use crate::config::Thresholds;
-use crate::sample::{ClockConfig, Sample};
 
 /// Degrees below a threshold a temperature must fall before "back below" is reported.
 pub const TEMPERATURE_HYSTERESIS_CELSIUS: f64 = 1.0;

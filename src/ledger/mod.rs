@@ -3,13 +3,17 @@
 //! firmware reports one, so renames and new IPs keep their history), and the typed reads
 //! and writes the writer thread, sessions and analysis use.
 
+pub mod segments;
+pub mod sessions;
+pub mod writer;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::sample::{Identity, Sample};
-use crate::segments::{Boundary, Reading, SteadyStats};
+use crate::axeos::sample::{Identity, Sample};
+use crate::ledger::segments::{Boundary, Reading, SteadyStats};
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -417,7 +421,7 @@ impl DaemonLock {
 }
 
 pub fn unix(t: SystemTime) -> f64 {
-    crate::fleet::unix_seconds(t)
+    crate::daemon::fleet::unix_seconds(t)
 }
 
 // ---------------------------------------------------------------------------------------

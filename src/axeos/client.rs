@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
+use crate::axeos::window::CheckedPatch;
 use crate::config::MinerAddress;
-use crate::sample::{decode_system_info, DecodeError, Sample};
-use crate::settings_window::CheckedPatch;
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -210,7 +210,7 @@ impl AxeOsClient {
                 return Err(PollError::Rejected(format!(
                     "HTTP {}: {}",
                     status.as_u16(),
-                    crate::sample::printable(&body)
+                    crate::axeos::sample::printable(&body)
                 )));
             }
             Ok(())
@@ -287,5 +287,5 @@ fn root_cause(error: &dyn std::error::Error) -> String {
     while let Some(source) = cause.source() {
         cause = source;
     }
-    crate::sample::printable(&cause.to_string()).into_owned()
+    crate::axeos::sample::printable(&cause.to_string()).into_owned()
 }

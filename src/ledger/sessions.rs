@@ -4,9 +4,9 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::axeos::sample::short_clock_label;
 use crate::ledger::{self, DeviceRow, Ledger, LedgerError};
-use crate::sample::short_clock_label;
-use crate::timestamps;
+use crate::time;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionRow {
@@ -132,7 +132,7 @@ pub fn check_none_open(ledger: &Ledger, device: &DeviceRow) -> Result<(), Sessio
         Some(open) => Err(SessionError::AlreadyOpen {
             device: device.name.clone(),
             id: open.id,
-            started: timestamps::format(open.started_at),
+            started: time::format(open.started_at),
             target: open.target(),
         }),
         None => Ok(()),
@@ -160,7 +160,7 @@ pub fn start(ledger: &mut Ledger, new: &NewSession) -> Result<SessionRow, Sessio
         return Err(SessionError::AlreadyOpen {
             device: new.device.name.clone(),
             id: open.id,
-            started: timestamps::format(open.started_at),
+            started: time::format(open.started_at),
             target: open.target(),
         });
     }
@@ -201,9 +201,7 @@ pub fn end(ledger: &mut Ledger, device: &DeviceRow, at: f64, notes: &str) -> Res
             .map_err(wrap)?;
         return Err(SessionError::NoneOpen {
             device: device.name.clone(),
-            last: last.map_or(String::new(), |t| {
-                format!(" (the last one ended {})", timestamps::format(t))
-            }),
+            last: last.map_or(String::new(), |t| format!(" (the last one ended {})", time::format(t))),
         });
     };
     tx.execute(
@@ -237,7 +235,7 @@ pub fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Result<Vec<S
 
 /// Sessions as an 80-column table.
 pub fn table(sessions: &[SessionRow]) -> String {
-    use crate::tables::{label, number, text};
+    use crate::cli::table::{label, number, text};
     if sessions.is_empty() {
         return "(no sessions)\n".into();
     }
@@ -260,12 +258,12 @@ pub fn table(sessions: &[SessionRow]) -> String {
             vec![
                 s.id.to_string(),
                 s.device.clone(),
-                timestamps::format_short(s.started_at),
-                s.ended_at.map_or("open".into(), timestamps::format_short),
+                time::format_short(s.started_at),
+                s.ended_at.map_or("open".into(), time::format_short),
                 s.target(),
-                crate::sample::printable(&notes).into_owned(),
+                crate::axeos::sample::printable(&notes).into_owned(),
             ]
         })
         .collect();
-    crate::tables::render(&columns, &rows)
+    crate::cli::table::render(&columns, &rows)
 }

@@ -19,17 +19,17 @@ pub fn format_short(unix_seconds: f64) -> String {
 pub fn parse(text: &str, now: SystemTime) -> Result<f64, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("now") {
-        return Ok(crate::fleet::unix_seconds(now));
+        return Ok(crate::daemon::fleet::unix_seconds(now));
     }
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(crate::fleet::unix_seconds(t));
+        return Ok(crate::daemon::fleet::unix_seconds(t));
     }
     if let Some(t) = parse_with_offset(text) {
         return Ok(t);
     }
     if let Ok(ago) = humantime::parse_duration(text.trim_end_matches(" ago")) {
         let t = now.checked_sub(ago).unwrap_or(UNIX_EPOCH);
-        return Ok(crate::fleet::unix_seconds(t));
+        return Ok(crate::daemon::fleet::unix_seconds(t));
     }
     Err(format!(
         "\"{text}\" is not a time: use RFC 3339 (2026-11-24T18:00:00Z) or a duration ago (24h, 7d, 90m)"
@@ -62,7 +62,7 @@ fn parse_with_offset(text: &str) -> Option<f64> {
         return None;
     }
     let local = humantime::parse_rfc3339_weak(local).ok()?;
-    Some(crate::fleet::unix_seconds(local) - sign * (hours * 3600.0 + minutes * 60.0))
+    Some(crate::daemon::fleet::unix_seconds(local) - sign * (hours * 3600.0 + minutes * 60.0))
 }
 
 #[cfg(test)]

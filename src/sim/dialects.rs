@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::physics::{MinerPhysics, Reading};
+use crate::sim::physics::{MinerPhysics, Reading};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dialect {
@@ -333,7 +333,7 @@ pub fn system_info(dialect: Dialect, id: &Identity, p: &MinerPhysics, r: &Readin
 /// `/api/system/asic` (v2.9+ shape).
 pub fn asic_info(p: &MinerPhysics) -> Value {
     let spec = &p.spec;
-    let (frequencies, voltages) = crate::settings_window::chip_options(spec.asic_model).unwrap_or((&[], &[]));
+    let (frequencies, voltages) = crate::axeos::window::chip_options(spec.asic_model).unwrap_or((&[], &[]));
     json!({
         "ASICModel": spec.asic_model,
         "deviceModel": spec.device_model,
@@ -349,7 +349,7 @@ pub fn asic_info(p: &MinerPhysics) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::parse_difficulty;
+    use crate::axeos::sample::parse_difficulty;
 
     #[test]
     fn difficulty_strings_match_firmware_formats() {

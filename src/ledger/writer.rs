@@ -14,10 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Transaction;
 
-use crate::events::DeviceEvent;
+use crate::axeos::sample::Sample;
+use crate::daemon::events::DeviceEvent;
+use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::{self, DaemonLock, Ledger, LedgerError, SegmentRow};
-use crate::sample::Sample;
-use crate::segments::{boundary, Boundary, Point, Reading};
 
 /// Commit at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -640,7 +640,7 @@ pub fn reading_of(sample: &Sample, dt: f64) -> Reading {
 
 /// The `kind` column of an event.
 pub fn event_kind(event: &DeviceEvent) -> &'static str {
-    use crate::events::TempLevel;
+    use crate::daemon::events::TempLevel;
     match event {
         DeviceEvent::Up { .. } => "online",
         DeviceEvent::Down { .. } => "offline",

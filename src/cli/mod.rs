@@ -2,6 +2,8 @@
 //! per command. This is the edge where errors become messages and exit codes: 0 success,
 //! 1 runtime failure, 2 usage or configuration error.
 
+pub mod table;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,18 +13,18 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::analysis::export::ExportFormat;
 use crate::analysis::{self, Metric, Query};
+use crate::axeos::sample::printable;
+use crate::axeos::window::{CheckedPatch, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{self, Config, ConfigError, DeviceConfig, LogLevel, MinerAddress, Thresholds};
-use crate::export::ExportFormat;
-use crate::firmware::Dialect;
+use crate::ledger::sessions::{self, NewSession, SessionError};
 use crate::ledger::{self as ledger_db, DeviceRow, Ledger};
-use crate::physics::Board;
-use crate::sample::printable;
-use crate::session::{self, NewSession, SessionError};
-use crate::settings_window::{CheckedPatch, SettingsWindow};
-use crate::simulator::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
-use crate::timestamps;
+use crate::sim::dialects::Dialect;
+use crate::sim::physics::Board;
+use crate::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use crate::time;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -415,16 +417,16 @@ async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<()
     logs.init(config.log_level);
     let listener = bind(config.listen).await?;
     tracing::info!("metrics on http://{}/metrics", config.listen);
-    crate::serve(config, listener, crate::shutdown_signal())
+    crate::daemon::serve(config, listener, crate::daemon::shutdown_signal())
         .await
         .map_err(serve_failure)
 }
 
 /// A second daemon on a held ledger is a configuration problem (exit 2); the rest are
 /// runtime failures.
-fn serve_failure(e: crate::ServeError) -> Failure {
+fn serve_failure(e: crate::daemon::ServeError) -> Failure {
     match e {
-        crate::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
+        crate::daemon::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
         e => Failure::Runtime(e.into()),
     }
 }
@@ -513,7 +515,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     );
     text.push_str("\nPress Ctrl-C to stop.\n");
     emit(&text)?;
-    let served = crate::serve(config, listener, crate::shutdown_signal()).await;
+    let served = crate::daemon::serve(config, listener, crate::daemon::shutdown_signal()).await;
     sims.shutdown().await;
     served.map_err(serve_failure)
 }
@@ -678,7 +680,7 @@ async fn simulate(
         let _ = writeln!(text, "config for these miners written to {}", path.display());
     }
     emit(&text)?;
-    crate::shutdown_signal().await;
+    crate::daemon::shutdown_signal().await;
     sims.shutdown().await;
     Ok(())
 }
@@ -800,7 +802,7 @@ fn known_device(ledger: &Ledger, name: &str) -> Result<DeviceRow, Failure> {
 
 fn parse_time_arg(flag: &str, value: Option<&str>) -> Result<Option<f64>, Failure> {
     value
-        .map(|text| timestamps::parse(text, SystemTime::now()))
+        .map(|text| time::parse(text, SystemTime::now()))
         .transpose()
         .map_err(|e| Failure::Usage(anyhow::anyhow!("{flag}: {e}")))
 }
@@ -881,8 +883,8 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         )));
     }
     let mut ledger = settings.open_for_writing()?;
-    let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
-    session::check_none_open(&ledger, &row).map_err(session_failure)?;
+    let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
+    sessions::check_none_open(&ledger, &row).map_err(session_failure)?;
 
     let mut mismatch = None;
     if apply {
@@ -958,7 +960,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         }
     }
 
-    let started = session::start(
+    let started = sessions::start(
         &mut ledger,
         &NewSession {
             device: &row,
@@ -974,7 +976,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         "session #{} started on {} at {}; target {}{}\n",
         started.id,
         started.device,
-        timestamps::format(started.started_at),
+        time::format(started.started_at),
         started.target(),
         if apply { " (applied to the miner)" } else { "" }
     ))?;
@@ -1001,18 +1003,18 @@ fn patch_text(patch: &SettingsPatch) -> String {
 }
 
 fn fmt_setting(value: Option<f64>) -> String {
-    value.map_or("unknown".into(), crate::sample::format_label_number)
+    value.map_or("unknown".into(), crate::axeos::sample::format_label_number)
 }
 
 fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {
     let mut ledger = settings.open_for_writing()?;
-    let row = session::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
-    let ended = session::end(&mut ledger, &row, now_unix(), notes).map_err(session_failure)?;
+    let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
+    let ended = sessions::end(&mut ledger, &row, now_unix(), notes).map_err(session_failure)?;
     emit(&format!(
         "session #{} on {} ended at {} after {}\n",
         ended.id,
         ended.device,
-        timestamps::format(ended.ended_at.unwrap_or(ended.started_at)),
+        time::format(ended.ended_at.unwrap_or(ended.started_at)),
         analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
     ))
 }
@@ -1023,9 +1025,9 @@ fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFor
         Some(name) => Some(known_device(&ledger, name)?.id),
         None => None,
     };
-    let sessions = session::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
+    let sessions = sessions::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
     match format {
-        ListFormat::Table => emit(&session::table(&sessions))?,
+        ListFormat::Table => emit(&sessions::table(&sessions))?,
         ListFormat::Json => print_json(&sessions)?,
     }
     Ok(())
@@ -1033,7 +1035,7 @@ fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFor
 
 fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Result<(), Failure> {
     let ledger = settings.open()?;
-    let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+    let found = sessions::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
     let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
     let device = known_device(&ledger, &shown.device)?;
     let until = shown.ended_at.unwrap_or_else(now_unix);
@@ -1054,7 +1056,7 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             "session": shown,
             "configurations": rows,
             "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
-                "time": timestamps::format(*t), "kind": kind, "detail": detail
+                "time": time::format(*t), "kind": kind, "detail": detail
             })).collect::<Vec<_>>(),
         }))?,
         ListFormat::Table => {
@@ -1064,8 +1066,8 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             let _ = writeln!(
                 text,
                 "  from {} to {} ({})",
-                timestamps::format(shown.started_at),
-                shown.ended_at.map_or("now (open)".into(), timestamps::format),
+                time::format(shown.started_at),
+                shown.ended_at.map_or("now (open)".into(), time::format),
                 analysis::duration_text(until - shown.started_at)
             );
             let applied = if shown.applied { " (applied)" } else { "" };
@@ -1082,7 +1084,7 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             if !events.is_empty() {
                 text.push_str("\nevents:\n");
                 for (t, _, detail) in &events {
-                    let _ = writeln!(text, "  {}  {}", timestamps::format(*t), printable(detail));
+                    let _ = writeln!(text, "  {}  {}", time::format(*t), printable(detail));
                 }
             }
             emit(&text)?;
@@ -1111,7 +1113,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 warmup_seconds: settings.warmup_seconds,
             };
             if let Some(id) = session_id {
-                let found = session::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+                let found = sessions::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
                 let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
                 let session_device = known_device(&ledger, &shown.device)?;
                 if query.device_id.is_some_and(|d| d != session_device.id) {
@@ -1180,12 +1182,12 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             let result = if output == "-" {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-                crate::export::export(&ledger.conn, &mut out, format, device_id, since, until)
+                crate::analysis::export::export(&ledger.conn, &mut out, format, device_id, since, until)
             } else {
                 let output = Path::new(&output);
                 settings.refuse_to_overwrite(output)?;
-                let written = crate::export::write_atomically(output, |out| {
-                    crate::export::export(&ledger.conn, out, format, device_id, since, until)
+                let written = crate::analysis::export::write_atomically(output, |out| {
+                    crate::analysis::export::export(&ledger.conn, out, format, device_id, since, until)
                 });
                 if let Ok(n) = &written {
                     status_line(&format!("wrote {n} samples to {}", output.display()));
@@ -1195,7 +1197,9 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             match result {
                 Ok(_) => Ok(()),
                 // `… | head` closing the pipe early is not an error.
-                Err(crate::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(crate::analysis::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Ok(())
+                }
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
         }

@@ -136,7 +136,7 @@ pub fn export(
         let error_percent = f(17)?;
         let uptime = n(18)?;
         let best = f(19)?;
-        let time = crate::timestamps::format(t);
+        let time = crate::time::format(t);
         line.clear();
         match format {
             ExportFormat::Csv => {

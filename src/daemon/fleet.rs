@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::axeos::sample::Sample;
 use crate::axeos::{ErrorCounts, PollError};
 use crate::config::{Config, MinerAddress, Thresholds};
-use crate::events::{observe_failure, observe_success, DeviceEvent, Tracked};
-use crate::sample::Sample;
+use crate::daemon::events::{observe_failure, observe_success, DeviceEvent, Tracked};
 
 #[derive(Debug)]
 pub struct Fleet {

@@ -12,11 +12,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::axeos::sample::Sample;
 use crate::axeos::PollErrorKind;
-use crate::fleet::{DeviceView, Fleet};
-use crate::sample::Sample;
-use crate::server::HttpStats;
-use crate::writer::LedgerStats;
+use crate::daemon::fleet::{DeviceView, Fleet};
+use crate::daemon::server::HttpStats;
+use crate::ledger::writer::LedgerStats;
 
 /// The content type `/metrics` is served with.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -525,7 +525,7 @@ impl FleetCollector {
         if let Some(http) = &self.http {
             encode_http_metrics(encoder, http)?;
         }
-        encode_process_metrics(encoder, &crate::process_stats::ProcessStats::now())?;
+        encode_process_metrics(encoder, &crate::daemon::process::ProcessStats::now())?;
         let mut family = encoder.encode_descriptor(
             "bitaxe_exporter_build",
             "The exporter's version, the git commit it was built from and the rustc that built it (always 1)",
@@ -541,7 +541,7 @@ impl FleetCollector {
 }
 
 /// `process_*`, named as every Prometheus client library names them.
-fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::process_stats::ProcessStats) -> Fmt {
+fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::daemon::process::ProcessStats) -> Fmt {
     let seconds = Unit::Seconds;
     let bytes = Unit::Bytes;
     if let Some(cpu) = stats.cpu_seconds {

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::axeos::AxeOsClient;
-use crate::events::DeviceEvent;
-use crate::fleet::Fleet;
-use crate::writer::{LedgerSender, Record};
+use crate::daemon::events::DeviceEvent;
+use crate::daemon::fleet::Fleet;
+use crate::ledger::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);

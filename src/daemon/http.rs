@@ -1,6 +1,6 @@
 //! The exporter's HTTP endpoints: `/metrics` (OpenMetrics, rendered from the snapshot),
 //! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
-//! miner. Connections, their cap and timeouts are [`crate::server`]'s.
+//! miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,10 +15,10 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
 
-use crate::fleet::{Fleet, FleetSummary};
-use crate::metrics::{self, OPENMETRICS_CONTENT_TYPE};
-use crate::server::HttpStats;
-use crate::writer::LedgerStats;
+use crate::daemon::fleet::{Fleet, FleetSummary};
+use crate::daemon::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+use crate::daemon::server::HttpStats;
+use crate::ledger::writer::LedgerStats;
 
 #[derive(Debug)]
 struct AppState {

@@ -3,15 +3,17 @@
 //! segment or its warm-up differs from the one asked for), the health gate, the ranking,
 //! and their table / JSON / CSV renderings.
 
+pub mod export;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::axeos::sample::{format_label_number, short_clock_label};
+use crate::ledger::segments::SteadyStats;
 use crate::ledger::{self, SegmentRow};
-use crate::sample::{format_label_number, short_clock_label};
-use crate::segments::SteadyStats;
 
 /// A configuration needs at least this many steady samples to be judged.
 pub const MIN_STEADY_SAMPLES: u64 = 7;
@@ -323,7 +325,7 @@ pub fn duration_text(seconds: f64) -> String {
 
 /// compare-configs as a table that keeps to 80 columns (long names wrap, never cut).
 pub fn configs_table(rows: &[ConfigRow]) -> String {
-    use crate::tables::{label, number, text};
+    use crate::cli::table::{label, number, text};
     if rows.is_empty() {
         return "(no samples in this range)\n".into();
     }
@@ -363,7 +365,7 @@ pub fn configs_table(rows: &[ConfigRow]) -> String {
             ]
         })
         .collect();
-    crate::tables::render(&columns, &cells)
+    crate::cli::table::render(&columns, &cells)
 }
 
 /// The CSV columns of compare-configs, with units.

@@ -1,0 +1,177 @@
+//! What `serve` runs: a poller task per miner, the fleet snapshot, `/metrics` and the web
+//! endpoints, events and the shutdown sequence. It hands samples to the ledger's writer
+//! thread and never touches SQL itself.
+
+pub mod events;
+pub mod fleet;
+pub mod http;
+pub mod metrics;
+pub mod poller;
+pub mod process;
+pub mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::axeos::{self, AxeOsClient};
+use crate::config::Config;
+use crate::ledger;
+use crate::ledger::writer::{SegmentRules, Writer};
+use fleet::Fleet;
+
+/// How long shutdown waits for in-flight polls before abandoning them.
+pub const POLL_GRACE: Duration = Duration::from_millis(1500);
+/// How long shutdown waits for open HTTP connections (alongside the polls and the ledger).
+pub const HTTP_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the HTTP client: {0}")]
+    Client(#[source] axeos::PollError),
+    #[error("{0}")]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("cannot start the ledger writer: {0}")]
+    Startup(String),
+}
+
+/// Runs the daemon on an already bound listener until `shutdown` resolves: the ledger
+/// writer, pollers, the periodic fleet summary and the HTTP endpoints. Returns once
+/// in-flight polls are done and the ledger is flushed.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    // Descriptors first: idle clients must not be able to take the pollers' sockets.
+    let miners = config.enabled_devices().count();
+    let nofile = server::raise_nofile_limit();
+    let http_stats = Arc::new(server::HttpStats::new(server::connection_limit(nofile, miners)));
+    if let Some(nofile) = nofile.filter(|n| !server::descriptors_suffice(*n, miners)) {
+        tracing::warn!(
+            "the open-file limit ({nofile}) is low for {miners} miner(s): raise it (ulimit -n, systemd LimitNOFILE=) \
+             or polls may fail with \"too many open files\""
+        );
+    }
+    let fleet = Arc::new(Fleet::new(&config));
+    let client = AxeOsClient::new(
+        AxeOsClient::timeout_for(config.poll_interval),
+        AxeOsClient::keepalive_for(config.poll_interval),
+    )
+    .map_err(ServeError::Client)?;
+    let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
+    let path = config.database_path.clone();
+    let writer = tokio::task::spawn_blocking(move || Writer::start(&path, rules))
+        .await
+        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    tracing::info!(
+        "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}",
+        env!("CARGO_PKG_VERSION"),
+        config.enabled_devices().count(),
+        config.poll_interval,
+        config.database_path.display()
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
+    let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
+
+    tracing::debug!(
+        "open-file limit {nofile:?}; at most {} HTTP connections, a request header within {:?}",
+        http_stats.limit(),
+        server::HEADER_TIMEOUT
+    );
+    let app = http::router(fleet, Some(writer.stats.clone()), Some(http_stats.clone()));
+    let server = tokio::spawn(server::run(listener, app, http_stats, stop_rx));
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
+    let _ = stop_tx.send(true);
+    summary.abort();
+
+    // The polls and the ledger on one side, the HTTP connections on the other, wind down
+    // at the same time: the whole shutdown stays within POLL_GRACE + FINISH_TIMEOUT
+    // (under 5 s), well inside Docker's and systemd's stop timeouts.
+    let polls_and_ledger = async move {
+        let drained = tokio::time::timeout(POLL_GRACE, async {
+            while let Some(result) = pollers.join_next().await {
+                if let Err(e) = result {
+                    tracing::error!("a poller task failed: {e}");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some polls were still running after {POLL_GRACE:?}; abandoning them");
+            pollers.abort_all();
+            while pollers.join_next().await.is_some() {}
+        }
+        // Every poller (and its ledger sender) is gone: the writer flushes what is left.
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+    };
+    let http = async move {
+        let abort = server.abort_handle();
+        match tokio::time::timeout(HTTP_GRACE, server).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("the HTTP server task failed: {e}"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open after {HTTP_GRACE:?}; closing them");
+                // Dropping the server task drops its connections, closing their sockets.
+                abort.abort();
+            }
+        }
+    };
+    tokio::join!(polls_and_ledger, http);
+    Ok(())
+}
+
+/// Logs the one-line fleet summary: soon after start, then every 10 poll intervals
+/// (between 1 and 5 minutes).
+async fn log_fleet_summary(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
+    let interval = fleet.poll_interval();
+    let period = (interval * 10).clamp(Duration::from_secs(60), Duration::from_secs(300));
+    let mut next = tokio::time::Instant::now() + interval.min(Duration::from_secs(10)) + Duration::from_secs(3);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!("{}", fleet.summary());
+        next += period;
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP. A daemon started from an ssh session
+/// gets SIGHUP when the session ends: it stops as gracefully as on SIGTERM, flushing the
+/// ledger, instead of dying with its batch.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let unix_signal = |kind: tokio::signal::unix::SignalKind| async move {
+        match tokio::signal::unix::signal(kind) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(unix)]
+    let (terminate, hangup) = (
+        unix_signal(tokio::signal::unix::SignalKind::terminate()),
+        unix_signal(tokio::signal::unix::SignalKind::hangup()),
+    );
+    #[cfg(not(unix))]
+    let (terminate, hangup) = (std::future::pending::<()>(), std::future::pending::<()>());
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+        _ = hangup => {}
+    }
+}
