@@ -33,7 +33,12 @@ async fn scrape_until(exporter: &Exporter, deadline: Instant) -> Result<Expositi
         .unwrap();
     let mut last_error = String::from("no attempt");
     while Instant::now() < deadline {
-        match client.get(exporter.url("/metrics")).send().await {
+        match client
+            .get(exporter.url("/metrics"))
+            .header("accept", crate::support::PROMETHEUS_ACCEPT)
+            .send()
+            .await
+        {
             Ok(response) if response.status() == 200 => match response.text().await {
                 Ok(text) => return Ok(Exposition::parse(&text)),
                 Err(e) => last_error = format!("body: {e}"),
@@ -274,7 +279,7 @@ async fn a_scrape_storm_shares_renders_and_keeps_memory_and_threads_flat() {
                     .map_err(|e| e.to_string())?;
                 gate.wait().await;
                 stream
-                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n")
                     .await
                     .map_err(|e| e.to_string())?;
                 let mut response = Vec::new();

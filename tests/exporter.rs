@@ -341,7 +341,18 @@ async fn scrapes_never_reach_the_miners() {
     // Other endpoints.
     assert_eq!(exporter.get("/healthz").await.status(), 200);
     assert_eq!(exporter.get("/nope").await.status(), 404);
+    // Content negotiation: the text format for a plain client, OpenMetrics for Prometheus.
     let response = exporter.get("/metrics").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let response = reqwest::Client::new()
+        .get(exporter.url("/metrics"))
+        .header("accept", crate::support::PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         response.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -408,7 +419,12 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let exposition = loop {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        let scrape = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .header("accept", crate::support::PROMETHEUS_ACCEPT)
+            .send()
+            .await;
+        if let Ok(response) = scrape {
             let e = Exposition::parse(&response.text().await.unwrap());
             if e.find("bitaxe_up", &[]).iter().filter(|s| s.value == 1.0).count() == 6 {
                 break e;

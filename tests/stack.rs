@@ -506,3 +506,84 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     }
     sims.shutdown().await;
 }
+
+/// `promtool check metrics` on a body: (exit code, its findings).
+fn promtool_check_metrics(body: &[u8]) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), findings)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promtool_checks_metrics_in_both_formats() {
+    let sims = SimFleet::start(
+        &[
+            MinerSpec::new(Board::Gamma, Dialect::V2_15, 1),
+            MinerSpec::new(Board::Max, Dialect::V2_0, 2),
+            MinerSpec::new(Board::Supra, Dialect::V2_10, 3),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let devices: Vec<(String, SocketAddr)> = ["gamma", "max", "supra"]
+        .iter()
+        .map(|n| n.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect();
+    let exporter = Exporter::start(&devices, 1.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "every miner up", |e| {
+            ["gamma", "max", "supra"].iter().all(|d| e.up(d) == Some(1.0))
+        })
+        .await;
+    let client = reqwest::Client::new();
+    // What curl gets: the Prometheus text format, which promtool lints clean.
+    let plain = client.get(exporter.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let (code, findings) = promtool_check_metrics(&plain.bytes().await.unwrap());
+    assert_eq!(code, Some(0), "promtool on the text format:\n{findings}");
+    // What Prometheus asks for: OpenMetrics. This promtool reads it with the text parser,
+    // which parses it (no error) and only misses the HELP of counters' `_total` samples
+    // (OpenMetrics puts it on the family name): nothing else may be found.
+    let openmetrics = client
+        .get(exporter.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(openmetrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let body = openmetrics.bytes().await.unwrap();
+    assert!(body.ends_with(b"# EOF\n"));
+    let (code, findings) = promtool_check_metrics(&body);
+    assert_ne!(code, Some(1), "promtool cannot parse the OpenMetrics body:\n{findings}");
+    for finding in findings.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            finding.contains("_total no help text"),
+            "promtool on OpenMetrics: {finding}\n{findings}"
+        );
+    }
+    sims.shutdown().await;
+}

@@ -1,4 +1,5 @@
-//! The exporter's HTTP endpoints: `/metrics` (OpenMetrics, rendered from the snapshot),
+//! The exporter's HTTP endpoints: `/metrics` (OpenMetrics or the Prometheus text format by
+//! `Accept`, rendered from the snapshot),
 //! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
 //! miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s.
 
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -16,7 +17,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
 
 use crate::daemon::fleet::{Fleet, FleetSummary};
-use crate::daemon::metrics::{self, OPENMETRICS_CONTENT_TYPE};
+use crate::daemon::metrics::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::daemon::server::HttpStats;
 use crate::ledger::writer::LedgerStats;
 
@@ -31,9 +32,16 @@ struct AppState {
     last_render: Arc<Mutex<Rendered>>,
 }
 
+#[derive(Debug, Clone, Default)]
+struct Bodies {
+    openmetrics: Bytes,
+    /// The Prometheus text format (0.0.4) of the same render.
+    text: Bytes,
+}
+
 #[derive(Debug)]
 struct Rendered {
-    body: Bytes,
+    body: Bodies,
     /// When the render finished; `None` before the first.
     finished: Option<Instant>,
 }
@@ -43,7 +51,7 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
         registry: metrics::registry(fleet.clone(), ledger, http),
         fleet,
         last_render: Arc::new(Mutex::new(Rendered {
-            body: Bytes::new(),
+            body: Bodies::default(),
             finished: None,
         })),
     });
@@ -55,9 +63,16 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
         .with_state(state)
 }
 
-async fn serve_metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `/metrics` in the format the client's `Accept` asks for: OpenMetrics for Prometheus,
+/// the Prometheus text format for everyone else (curl, promtool, older scrapers).
+async fn serve_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = metrics::wants_openmetrics(accept);
     match render_shared(state).await {
-        Some(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        Some(body) if openmetrics => {
+            ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body.openmetrics).into_response()
+        }
+        Some(body) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body.text).into_response(),
         None => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
     }
 }
@@ -65,7 +80,7 @@ async fn serve_metrics(State(state): State<Arc<AppState>>) -> Response {
 /// The body for a scrape that arrives now: the one a render in progress produces (waiting
 /// for it), or a new render. Either way it is built from the snapshot as it is at or after
 /// this scrape's arrival, less at most one render's duration.
-async fn render_shared(state: Arc<AppState>) -> Option<Bytes> {
+async fn render_shared(state: Arc<AppState>) -> Option<Bodies> {
     let arrived = Instant::now();
     // Tokio's mutex queues waiters in order: each scrape that waited through a render
     // finds it finished after its arrival and takes its body without rendering again.
@@ -77,8 +92,12 @@ async fn render_shared(state: Arc<AppState>) -> Option<Bytes> {
     // pollers run on. The lock moves into the blocking task, so a scrape abandoned by its
     // client cannot let a second render start beside this one.
     let rendered = tokio::task::spawn_blocking(move || {
-        let hint = last.body.len() + 4096;
-        let body = Bytes::from(metrics::render(&state.registry, hint).ok()?);
+        let hint = last.body.openmetrics.len() + 4096;
+        let openmetrics = metrics::render(&state.registry, hint).ok()?;
+        let body = Bodies {
+            text: Bytes::from(metrics::openmetrics_to_text(&openmetrics)),
+            openmetrics: Bytes::from(openmetrics),
+        };
         *last = Rendered {
             body: body.clone(),
             finished: Some(Instant::now()),

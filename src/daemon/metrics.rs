@@ -3,6 +3,7 @@
 //! kept in a registry between scrapes, so a retuned device shows only its new clock
 //! configuration and a down device shows only `bitaxe_up 0` and the poll self-metrics.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -293,6 +294,66 @@ pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Optio
 }
 
 /// Renders the registry as OpenMetrics text.
+/// The content type of the Prometheus text format, for clients that do not ask for
+/// OpenMetrics (curl, promtool, older scrapers).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header prefers OpenMetrics to the Prometheus text format, by the
+/// q-values of its media ranges (as client_golang negotiates). No header: text.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let (mut openmetrics, mut text) = (0.0f64, 0.0f64);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .and_then(|q| q.parse::<f64>().ok())
+            .filter(|q| q.is_finite())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics body: counters' metadata named
+/// after their `_total` samples, info metrics as `_info` gauges, no `# UNIT` and no
+/// `# EOF`. `promtool check metrics` accepts both forms.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, help));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
+                _ => (name.to_string(), "untyped"),
+            };
+            if let Some((_, help)) = pending_help.take() {
+                let _ = writeln!(out, "# HELP {name} {help}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 pub fn render(registry: &Registry, size_hint: usize) -> Result<String, std::fmt::Error> {
     let mut body = String::with_capacity(size_hint);
     prometheus_client::encoding::text::encode(&mut body, registry)?;
@@ -396,33 +457,36 @@ impl Collector for FleetCollector {
         }
 
         {
+            // Info-style gauges (always 1), as node_exporter's `*_info`: the OpenMetrics
+            // `info` type would not parse as the Prometheus text format.
             let mut family = encoder.encode_descriptor(
-                "bitaxe_config",
+                "bitaxe_config_info",
                 "The clock configuration a device runs at, for joins (always 1)",
                 None,
-                MetricType::Info,
+                MetricType::Gauge,
             )?;
             for device in &up {
-                family.encode_info(&device.clock_labels())?;
+                ConstGauge::new(1i64).encode(family.encode_family(&device.clock_labels())?)?;
             }
         }
 
         {
             let mut family = encoder.encode_descriptor(
-                "bitaxe",
+                "bitaxe_info",
                 "What a device is: hostname, ASIC model, board version and firmware (always 1)",
                 None,
-                MetricType::Info,
+                MetricType::Gauge,
             )?;
             for device in &up {
                 let id = &device.sample.identity;
-                family.encode_info(&[
+                let labels = [
                     ("device", device.name),
                     ("hostname", id.hostname.as_deref().unwrap_or("")),
                     ("asic_model", id.asic_model.as_deref().unwrap_or("")),
                     ("board_version", id.board_version.as_deref().unwrap_or("")),
                     ("firmware", id.firmware.as_deref().unwrap_or("")),
-                ])?;
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
             }
         }
 
@@ -527,16 +591,17 @@ impl FleetCollector {
         }
         encode_process_metrics(encoder, &crate::daemon::process::ProcessStats::now())?;
         let mut family = encoder.encode_descriptor(
-            "bitaxe_exporter_build",
+            "bitaxe_exporter_build_info",
             "The exporter's version, the git commit it was built from and the rustc that built it (always 1)",
             None,
-            MetricType::Info,
+            MetricType::Gauge,
         )?;
-        family.encode_info(&[
+        let labels = [
             ("version", env!("CARGO_PKG_VERSION")),
             ("commit", env!("BITAXE_GIT_COMMIT")),
             ("rustc_version", env!("BITAXE_RUSTC_VERSION")),
-        ])
+        ];
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)
     }
 }
 
@@ -546,7 +611,7 @@ fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::daemon
     let bytes = Unit::Bytes;
     if let Some(cpu) = stats.cpu_seconds {
         let family = encoder.encode_descriptor(
-            "process_cpu_seconds",
+            "process_cpu",
             "Total user and system CPU time spent",
             Some(&seconds),
             MetricType::Counter,
@@ -574,7 +639,7 @@ fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::daemon
             stats.max_fds,
         ),
         (
-            "process_start_time_seconds",
+            "process_start_time",
             "Start time of the process since the Unix epoch",
             Some(&seconds),
             stats.start_time_seconds,
@@ -672,4 +737,36 @@ fn encode_http_metrics(encoder: &mut DescriptorEncoder, http: &HttpStats) -> Fmt
         ConstCounter::new(value).encode(family)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod negotiation_tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_as_scrapers_send_them() {
+        // Prometheus 2.x/3.x
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;q=0.2, text/plain;q=0.9"
+        )));
+    }
+
+    #[test]
+    fn text_format_renames_counters_and_info_and_drops_units() {
+        let om = "# HELP a_shares Shares.\n# TYPE a_shares counter\na_shares_total{device=\"x\"} 5\n\
+# HELP a Build.\n# TYPE a info\na_info{version=\"1\"} 1\n\
+# HELP t Temp.\n# TYPE t gauge\n# UNIT t celsius\nt 60.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_shares_total Shares.\n# TYPE a_shares_total counter\na_shares_total{device=\"x\"} 5\n\
+# HELP a_info Build.\n# TYPE a_info gauge\na_info{version=\"1\"} 1\n\
+# HELP t Temp.\n# TYPE t gauge\nt 60.5\n"
+        );
+    }
 }

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bitaxe-exporter");
 
+/// The `Accept` header Prometheus scrapes with.
+pub const PROMETHEUS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -157,8 +161,14 @@ impl Exporter {
         reqwest::get(self.url(path)).await.unwrap()
     }
 
+    /// `/metrics` as Prometheus asks for it (OpenMetrics).
     pub async fn metrics_text(&self) -> String {
-        let response = self.get("/metrics").await;
+        let response = reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .header("accept", PROMETHEUS_ACCEPT)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
     }
