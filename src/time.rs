@@ -1,7 +1,18 @@
-//! Times as the CLI reads and writes them: RFC 3339 (`2026-11-24T18:00:00Z`), or a duration
+//! One notion of time: Unix seconds (what the ledger stores and now), and times as the CLI
+//! reads and writes them: RFC 3339 (`2026-11-24T18:00:00Z`), or a duration
 //! before now (`24h`, `7d`, `90m`), to and from Unix seconds.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A time as Unix seconds (what the ledger stores); before 1970 is 0.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Now, as Unix seconds.
+pub fn now_unix() -> f64 {
+    unix_seconds(SystemTime::now())
+}
 
 /// Unix seconds → `2026-11-24T18:00:00Z`.
 pub fn format(unix_seconds: f64) -> String {
@@ -19,17 +30,17 @@ pub fn format_short(unix_seconds: f64) -> String {
 pub fn parse(text: &str, now: SystemTime) -> Result<f64, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("now") {
-        return Ok(crate::daemon::fleet::unix_seconds(now));
+        return Ok(unix_seconds(now));
     }
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(crate::daemon::fleet::unix_seconds(t));
+        return Ok(unix_seconds(t));
     }
     if let Some(t) = parse_with_offset(text) {
         return Ok(t);
     }
     if let Ok(ago) = humantime::parse_duration(text.trim_end_matches(" ago")) {
         let t = now.checked_sub(ago).unwrap_or(UNIX_EPOCH);
-        return Ok(crate::daemon::fleet::unix_seconds(t));
+        return Ok(unix_seconds(t));
     }
     Err(format!(
         "\"{text}\" is not a time: use RFC 3339 (2026-11-24T18:00:00Z) or a duration ago (24h, 7d, 90m)"
@@ -62,7 +73,7 @@ fn parse_with_offset(text: &str) -> Option<f64> {
         return None;
     }
     let local = humantime::parse_rfc3339_weak(local).ok()?;
-    Some(crate::daemon::fleet::unix_seconds(local) - sign * (hours * 3600.0 + minutes * 60.0))
+    Some(unix_seconds(local) - sign * (hours * 3600.0 + minutes * 60.0))
 }
 
 #[cfg(test)]

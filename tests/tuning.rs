@@ -326,7 +326,7 @@ async fn a_locked_database_delays_writes_but_loses_nothing() {
         .unwrap();
     assert!(written >= after.value("bitaxe_ledger_samples_written_total", &[]).unwrap());
     // Every device has its samples from the locked period.
-    let locked_from = bitaxe_exporter::ledger::unix(locked_at) + 1.0;
+    let locked_from = bitaxe_exporter::time::unix_seconds(locked_at) + 1.0;
     let per_device: Vec<i64> = conn
         .prepare("SELECT count(*) FROM samples WHERE t BETWEEN ?1 AND ?1 + 10 GROUP BY device_id")
         .unwrap()

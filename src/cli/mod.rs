@@ -852,10 +852,6 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     emit(&text)
 }
 
-fn now_unix() -> f64 {
-    ledger_db::unix(SystemTime::now())
-}
-
 /// What `session start` asks of the miner.
 #[derive(Debug, Clone, Copy)]
 struct Targets {
@@ -964,7 +960,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         &mut ledger,
         &NewSession {
             device: &row,
-            at: now_unix(),
+            at: time::now_unix(),
             target_frequency_mhz: freq,
             target_core_voltage_mv: voltage.map(f64::from),
             notes,
@@ -1009,7 +1005,7 @@ fn fmt_setting(value: Option<f64>) -> String {
 fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {
     let mut ledger = settings.open_for_writing()?;
     let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
-    let ended = sessions::end(&mut ledger, &row, now_unix(), notes).map_err(session_failure)?;
+    let ended = sessions::end(&mut ledger, &row, time::now_unix(), notes).map_err(session_failure)?;
     emit(&format!(
         "session #{} on {} ended at {} after {}\n",
         ended.id,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::axeos::sample::Sample;
 use crate::axeos::{ErrorCounts, PollError};
@@ -178,7 +178,7 @@ impl Fleet {
                     up,
                     last_poll_ok: state.last_attempt.is_some() && state.last_error.is_none(),
                     sample: if up { state.sample } else { None },
-                    last_success_unix: state.last_success.map(|(_, wall)| unix_seconds(wall)),
+                    last_success_unix: state.last_success.map(|(_, wall)| crate::time::unix_seconds(wall)),
                     last_attempt_age: state.last_attempt.map(|(at, _)| now.saturating_duration_since(at)),
                     last_error: state.last_error.map(|e| e.to_string()),
                     last_duration: state.last_duration,
@@ -200,9 +200,6 @@ fn lock(m: &Mutex<DeviceState>) -> MutexGuard<'_, DeviceState> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// The fleet in one line: devices up, total hashrate and power, fleet J/TH, hottest device.
 #[derive(Debug, Clone, PartialEq)]

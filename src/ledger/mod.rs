@@ -8,7 +8,7 @@ pub mod sessions;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -420,9 +420,6 @@ impl DaemonLock {
     }
 }
 
-pub fn unix(t: SystemTime) -> f64 {
-    crate::daemon::fleet::unix_seconds(t)
-}
 
 // ---------------------------------------------------------------------------------------
 // Devices

@@ -84,7 +84,7 @@ pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) ->
         return Ok(device);
     }
     if configured.iter().any(|c| c == name) {
-        let now = ledger::unix(std::time::SystemTime::now());
+        let now = crate::time::now_unix();
         let path = ledger.path.clone();
         let wrap = |source| LedgerError::Sqlite {
             path: path.clone(),

@@ -467,7 +467,7 @@ impl WriterState {
         for record in records {
             match record {
                 Record::Sample { device, at, sample } => {
-                    let t = ledger::unix(*at);
+                    let t = crate::time::unix_seconds(*at);
                     let (device_id, conflict) = identify(&tx, ids, device, sample, t).map_err(wrap)?;
                     if conflict {
                         stats.mac_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -500,7 +500,7 @@ impl WriterState {
                     }
                 }
                 Record::Event { device, at, event } => {
-                    let t = ledger::unix(*at);
+                    let t = crate::time::unix_seconds(*at);
                     let device_id = match ids.get(device.as_str()) {
                         Some(binding) => binding.id,
                         None => {
