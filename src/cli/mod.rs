@@ -1034,7 +1034,7 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
     let found = sessions::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
     let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
     let device = known_device(&ledger, &shown.device)?;
-    let until = shown.ended_at.unwrap_or_else(now_unix);
+    let until = shown.ended_at.unwrap_or_else(time::now_unix);
     let rows = analysis::compare_configs(
         &ledger.conn,
         &Query {
@@ -1121,7 +1121,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 }
                 query.device_id = Some(session_device.id);
                 query.since = Some(query.since.map_or(shown.started_at, |s| s.max(shown.started_at)));
-                let end = shown.ended_at.unwrap_or_else(now_unix);
+                let end = shown.ended_at.unwrap_or_else(time::now_unix);
                 query.until = Some(query.until.map_or(end, |u| u.min(end)));
             }
             let rows = analysis::compare_configs(&ledger.conn, &query).map_err(|e| sqlite_failure(&ledger, e))?;
