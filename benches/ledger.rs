@@ -12,7 +12,7 @@ use bitaxe_exporter::analysis::export::{export, ExportFormat};
 use bitaxe_exporter::analysis::{compare_configs, Query};
 use bitaxe_exporter::axeos::sample::{Identity, Sample};
 use bitaxe_exporter::ledger::writer::{Record, SegmentRules, Writer};
-use bitaxe_exporter::ledger::{self, Ledger};
+use bitaxe_exporter::ledger::Ledger;
 use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -101,10 +101,10 @@ fn main() {
     );
 
     let ledger = Ledger::open_existing(&path).unwrap();
-    ledger.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
     let bytes = std::fs::metadata(&path).unwrap().len();
-    let segments: i64 = ledger
-        .conn
+    let segments: i64 = raw
         .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
         .unwrap();
     println!(
@@ -118,7 +118,7 @@ fn main() {
     for _ in 0..7 {
         let t = Instant::now();
         let result = compare_configs(
-            &ledger.conn,
+            &ledger,
             &Query {
                 warmup_seconds: 600.0,
                 ..Query::default()
@@ -135,10 +135,10 @@ fn main() {
         if median < 200.0 { "target met" } else { "OVER TARGET" }
     );
 
-    let one = ledger::find_device(&ledger.conn, "gamma-00").unwrap().unwrap();
+    let one = ledger.find_device("gamma-00").unwrap().unwrap();
     let t = Instant::now();
     let exported = export(
-        &ledger.conn,
+        &ledger,
         &mut std::io::sink(),
         ExportFormat::Csv,
         Some(one.id),

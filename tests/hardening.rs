@@ -48,9 +48,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn sample_count(database: &Path) -> i64 {
-    let ledger = Ledger::open_read_only(database).unwrap();
-    ledger
-        .conn
+    crate::support::sql(database)
         .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
         .unwrap()
 }
@@ -146,9 +144,7 @@ fn one_absurd_sample_does_not_wipe_a_segments_statistics_and_a_broken_aggregate_
     // samples, not read as empty.
     let good = query(&database, 10.0, None, None);
     {
-        let ledger = Ledger::open_existing(&database).unwrap();
-        ledger
-            .conn
+        crate::support::sql(&database)
             .execute("UPDATE segments SET steady = '{\"samples\":30,\"seconds\":null}'", [])
             .unwrap();
     }
@@ -187,9 +183,8 @@ fn a_clock_that_steps_back_starts_a_new_segment_and_small_steps_are_counted() {
     assert_eq!(stats.clock_behind.load(Relaxed), 1);
     assert_eq!(stats.backlog(), 0, "the backlog must not keep the dropped sample");
     assert_eq!(sample_count(&database), 41);
-    let ledger = Ledger::open_read_only(&database).unwrap();
+    let ledger = crate::support::sql(&database);
     let reasons: Vec<String> = ledger
-        .conn
         .prepare("SELECT reason FROM segments ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -643,9 +638,7 @@ async fn implausible_values_are_absent_counted_and_control_characters_escaped() 
     // The fleet summary does not print a 300-digit number.
     assert!(!log.lines().any(|l| l.len() > 400), "{log}");
     let database = exporter.database_path();
-    let ledger = Ledger::open_read_only(&database).unwrap();
-    let (hashrate, firmware): (Option<f64>, String) = ledger
-        .conn
+    let (hashrate, firmware): (Option<f64>, String) = crate::support::sql(&database)
         .query_row(
             "SELECT s.hashrate_ghs, d.firmware FROM samples s JOIN devices d ON d.id = s.device_id LIMIT 1",
             [],
@@ -672,9 +665,8 @@ fn two_miners_claiming_one_mac_stay_apart_and_a_flapping_mac_makes_no_devices() 
         records.push(("flappy", t + 2.0, flapping.clone()));
     }
     write_all(&database, 1.0, records);
-    let ledger = Ledger::open_read_only(&database).unwrap();
+    let ledger = crate::support::sql(&database);
     let per_device: Vec<(String, i64)> = ledger
-        .conn
         .prepare("SELECT d.name, count(s.t) FROM devices d LEFT JOIN samples s ON s.device_id = d.id GROUP BY d.id ORDER BY d.name")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -692,7 +684,6 @@ fn two_miners_claiming_one_mac_stay_apart_and_a_flapping_mac_makes_no_devices() 
     );
     // shelf-b's segments do not flap with shelf-a's configuration.
     let segments: i64 = ledger
-        .conn
         .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
         .unwrap();
     assert_eq!(segments, 3);

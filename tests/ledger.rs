@@ -10,7 +10,7 @@ use bitaxe_exporter::analysis::export::{export, ExportFormat};
 use bitaxe_exporter::analysis::{compare_configs, ConfigRow, Query};
 use bitaxe_exporter::axeos::sample::{Identity, Sample};
 use bitaxe_exporter::ledger::writer::{Record, SegmentRules, Writer};
-use bitaxe_exporter::ledger::{self, Ledger, SCHEMA_VERSION};
+use bitaxe_exporter::ledger::{Ledger, SCHEMA_VERSION};
 
 pub const T0: u64 = 1_790_000_000;
 
@@ -85,7 +85,7 @@ pub fn write_all(path: &Path, warmup_minutes: f64, records: Vec<(&str, f64, S)>)
 pub fn query(path: &Path, warmup_minutes: f64, since: Option<f64>, until: Option<f64>) -> Vec<ConfigRow> {
     let ledger = Ledger::open_existing(path).unwrap();
     compare_configs(
-        &ledger.conn,
+        &ledger,
         &Query {
             device_id: None,
             since: since.map(|s| T0 as f64 + s),
@@ -255,9 +255,8 @@ fn segments_start_at_config_changes_reboots_firmware_changes_and_unbridgeable_ga
     );
     write_all(&path, 0.0, records);
 
-    let ledger = Ledger::open_existing(&path).unwrap();
+    let ledger = crate::support::sql(&path);
     let mut stmt = ledger
-        .conn
         .prepare("SELECT reason, samples FROM segments ORDER BY started_at")
         .unwrap();
     let segments: Vec<(String, i64)> = stmt
@@ -276,7 +275,6 @@ fn segments_start_at_config_changes_reboots_firmware_changes_and_unbridgeable_ga
     );
     // The hour offline is not counted as steady time (Δt is capped).
     let dt: f64 = ledger
-        .conn
         .query_row("SELECT max(dt) FROM samples", [], |r| r.get(0))
         .unwrap();
     assert!(dt <= 95.0, "{dt}");
@@ -295,15 +293,11 @@ fn a_renamed_device_keeps_its_history_and_a_restarted_writer_continues_the_segme
     write_all(&path, 0.0, vec![("new-name", 60.0, s(160)), ("new-name", 90.0, s(190))]);
 
     let ledger = Ledger::open_existing(&path).unwrap();
-    let devices = ledger::devices(&ledger.conn).unwrap();
+    let devices = ledger.devices().unwrap();
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_eq!(devices[0].name, "new-name");
-    assert_eq!(
-        ledger::find_device(&ledger.conn, "old-name").unwrap().unwrap().id,
-        devices[0].id
-    );
-    let segments: i64 = ledger
-        .conn
+    assert_eq!(ledger.find_device("old-name").unwrap().unwrap().id, devices[0].id);
+    let segments: i64 = crate::support::sql(&path)
         .query_row("SELECT count(*) FROM segments", [], |r| r.get(0))
         .unwrap();
     assert_eq!(segments, 1, "the restart continued the segment");
@@ -319,17 +313,14 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
     // Make it a schema-1 file, as an older release wrote it.
-    {
-        let ledger = Ledger::open_existing(&path).unwrap();
-        ledger
-            .conn
-            .execute_batch("DROP TABLE device_names; PRAGMA user_version = 1;")
-            .unwrap();
-    }
+    crate::support::sql(&path)
+        .execute_batch("DROP TABLE device_names; PRAGMA user_version = 1;")
+        .unwrap();
     let ledger = Ledger::open_existing(&path).unwrap();
     assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
-    let names: i64 = ledger
-        .conn
+    drop(ledger);
+    let raw = crate::support::sql(&path);
+    let names: i64 = raw
         .query_row("SELECT count(*) FROM device_names", [], |r| r.get(0))
         .unwrap();
     assert_eq!(names, 1, "the migration back-filled the names");
@@ -338,15 +329,12 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
         21,
         "the data survived"
     );
-    let check: String = ledger
-        .conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 
     // A file from a newer release is refused, not damaged.
-    ledger.conn.execute_batch("PRAGMA user_version = 99;").unwrap();
-    drop(ledger);
+    raw.execute_batch("PRAGMA user_version = 99;").unwrap();
+    drop(raw);
     let error = Ledger::open_existing(&path).unwrap_err().to_string();
     assert!(error.contains("newer bitaxe-exporter"), "{error}");
 }
@@ -371,7 +359,7 @@ fn export_rows_match_the_range() {
     let t = |s: f64| T0 as f64 + s;
 
     let mut csv = Vec::new();
-    let n = export(&ledger.conn, &mut csv, ExportFormat::Csv, None, f64::MIN, f64::MAX).unwrap();
+    let n = export(&ledger, &mut csv, ExportFormat::Csv, None, f64::MIN, f64::MAX).unwrap();
     assert_eq!(n, 51 + 6);
     let text = String::from_utf8(csv).unwrap();
     assert_eq!(text.lines().count() as u64, n + 1, "a header and one line per sample");
@@ -380,23 +368,15 @@ fn export_rows_match_the_range() {
     assert!(text.lines().all(|l| l.split(',').count() == header_fields));
 
     // 300 s … 600 s inclusive: 11 gamma samples and none of ultra (0 … 150 s).
-    let gamma = ledger::find_device(&ledger.conn, "gamma").unwrap().unwrap();
+    let gamma = ledger.find_device("gamma").unwrap().unwrap();
     let mut csv = Vec::new();
     assert_eq!(
-        export(&ledger.conn, &mut csv, ExportFormat::Csv, None, t(300.0), t(600.0)).unwrap(),
+        export(&ledger, &mut csv, ExportFormat::Csv, None, t(300.0), t(600.0)).unwrap(),
         11
     );
     let mut json = Vec::new();
     assert_eq!(
-        export(
-            &ledger.conn,
-            &mut json,
-            ExportFormat::Json,
-            Some(gamma.id),
-            t(0.0),
-            t(90.0)
-        )
-        .unwrap(),
+        export(&ledger, &mut json, ExportFormat::Json, Some(gamma.id), t(0.0), t(90.0)).unwrap(),
         4
     );
     let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -405,7 +385,7 @@ fn export_rows_match_the_range() {
     assert_eq!(parsed[0]["frequency_mhz"], 525.0);
     // An empty range is still valid JSON.
     let mut empty = Vec::new();
-    export(&ledger.conn, &mut empty, ExportFormat::Json, None, t(1e7), t(2e7)).unwrap();
+    export(&ledger, &mut empty, ExportFormat::Json, None, t(1e7), t(2e7)).unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&empty).unwrap(),
         serde_json::json!([])

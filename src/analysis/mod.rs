@@ -8,12 +8,11 @@ pub mod export;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::axeos::sample::{format_label_number, short_clock_label};
 use crate::ledger::segments::SteadyStats;
-use crate::ledger::{self, SegmentRow};
+use crate::ledger::{self, Ledger, SegmentRow};
 
 /// A configuration needs at least this many steady samples to be judged.
 pub const MIN_STEADY_SAMPLES: u64 = 7;
@@ -83,13 +82,13 @@ struct Group {
 }
 
 /// Per device × configuration statistics.
-pub fn compare_configs(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<ConfigRow>> {
+pub fn compare_configs(ledger: &Ledger, query: &Query) -> ledger::Result<Vec<ConfigRow>> {
     let since = query.since.unwrap_or(f64::MIN);
     let until = query.until.unwrap_or(f64::MAX);
-    let names: BTreeMap<i64, String> = ledger::devices(conn)?.into_iter().map(|d| (d.id, d.name)).collect();
+    let names: BTreeMap<i64, String> = ledger.devices()?.into_iter().map(|d| (d.id, d.name)).collect();
     let mut groups = Groups::new();
-    for segment in ledger::segments_between(conn, query.device_id, since, until)? {
-        let (samples, steady, first, last) = segment_stats(conn, &segment, since, until, query.warmup_seconds)?;
+    for segment in ledger.segments_between(query.device_id, since, until)? {
+        let (samples, steady, first, last) = segment_stats(ledger, &segment, since, until, query.warmup_seconds)?;
         if samples == 0 {
             continue;
         }
@@ -166,12 +165,12 @@ pub fn compare_configs(conn: &Connection, query: &Query) -> rusqlite::Result<Vec
 /// A segment's (samples, steady stats, first, last) within [since, until]: the stored
 /// aggregate when it covers exactly that, else a rescan of its samples.
 fn segment_stats(
-    conn: &Connection,
+    ledger: &Ledger,
     segment: &SegmentRow,
     since: f64,
     until: f64,
     warmup_seconds: f64,
-) -> rusqlite::Result<(u64, SteadyStats, f64, f64)> {
+) -> ledger::Result<(u64, SteadyStats, f64, f64)> {
     let whole = segment.started_at >= since && segment.ended_at <= until;
     if whole && (segment.warmup_seconds - warmup_seconds).abs() < 1e-6 {
         return Ok((
@@ -181,7 +180,7 @@ fn segment_stats(
             segment.ended_at,
         ));
     }
-    let readings = ledger::segment_readings(conn, segment, since, until)?;
+    let readings = ledger.segment_readings(segment, since, until)?;
     let mut steady = SteadyStats::default();
     let steady_from = segment.started_at + warmup_seconds;
     for (t, reading) in &readings {

@@ -776,17 +776,14 @@ fn session_failure(e: SessionError) -> Failure {
     }
 }
 
-fn sqlite_failure(ledger: &Ledger, e: rusqlite::Error) -> Failure {
-    Failure::Runtime(ledger.err(e).into())
-}
-
 /// A device the ledger knows (by current or former name), else a usage error naming them.
 fn known_device(ledger: &Ledger, name: &str) -> Result<DeviceRow, Failure> {
-    if let Some(device) = ledger_db::find_device(&ledger.conn, name).map_err(|e| sqlite_failure(ledger, e))? {
+    if let Some(device) = ledger.find_device(name).map_err(ledger_failure)? {
         return Ok(device);
     }
-    let known: Vec<String> = ledger_db::devices(&ledger.conn)
-        .map_err(|e| sqlite_failure(ledger, e))?
+    let known: Vec<String> = ledger
+        .devices()
+        .map_err(ledger_failure)?
         .into_iter()
         .map(|d| d.name)
         .collect();
@@ -1021,7 +1018,7 @@ fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFor
         Some(name) => Some(known_device(&ledger, name)?.id),
         None => None,
     };
-    let sessions = sessions::list(&ledger.conn, device_id).map_err(|e| sqlite_failure(&ledger, e))?;
+    let sessions = ledger.sessions(device_id).map_err(ledger_failure)?;
     match format {
         ListFormat::Table => emit(&sessions::table(&sessions))?,
         ListFormat::Json => print_json(&sessions)?,
@@ -1031,12 +1028,12 @@ fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFor
 
 fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Result<(), Failure> {
     let ledger = settings.open()?;
-    let found = sessions::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+    let found = ledger.session(id).map_err(ledger_failure)?;
     let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
     let device = known_device(&ledger, &shown.device)?;
     let until = shown.ended_at.unwrap_or_else(time::now_unix);
     let rows = analysis::compare_configs(
-        &ledger.conn,
+        &ledger,
         &Query {
             device_id: Some(device.id),
             since: Some(shown.started_at),
@@ -1044,9 +1041,10 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             warmup_seconds: settings.warmup_seconds,
         },
     )
-    .map_err(|e| sqlite_failure(&ledger, e))?;
-    let events = ledger_db::events_between(&ledger.conn, device.id, shown.started_at, until)
-        .map_err(|e| sqlite_failure(&ledger, e))?;
+    .map_err(ledger_failure)?;
+    let events = ledger
+        .events_between(device.id, shown.started_at, until)
+        .map_err(ledger_failure)?;
     match format {
         ListFormat::Json => print_json(&serde_json::json!({
             "session": shown,
@@ -1109,7 +1107,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 warmup_seconds: settings.warmup_seconds,
             };
             if let Some(id) = session_id {
-                let found = sessions::get(&ledger.conn, id).map_err(|e| sqlite_failure(&ledger, e))?;
+                let found = ledger.session(id).map_err(ledger_failure)?;
                 let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
                 let session_device = known_device(&ledger, &shown.device)?;
                 if query.device_id.is_some_and(|d| d != session_device.id) {
@@ -1124,7 +1122,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 let end = shown.ended_at.unwrap_or_else(time::now_unix);
                 query.until = Some(query.until.map_or(end, |u| u.min(end)));
             }
-            let rows = analysis::compare_configs(&ledger.conn, &query).map_err(|e| sqlite_failure(&ledger, e))?;
+            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
             match format {
                 TableFormat::Table => emit(&analysis::configs_table(&rows))?,
                 TableFormat::Json => print_json(&rows)?,
@@ -1154,7 +1152,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                     "--max-temp must be a temperature in °C"
                 )));
             }
-            let rows = analysis::compare_configs(&ledger.conn, &query).map_err(|e| sqlite_failure(&ledger, e))?;
+            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
             let recommendations = analysis::optimize(rows, metric, max_temp);
             match format {
                 ListFormat::Table => emit(&analysis::recommendations_text(&recommendations))?,
@@ -1178,12 +1176,12 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             let result = if output == "-" {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-                crate::analysis::export::export(&ledger.conn, &mut out, format, device_id, since, until)
+                crate::analysis::export::export(&ledger, &mut out, format, device_id, since, until)
             } else {
                 let output = Path::new(&output);
                 settings.refuse_to_overwrite(output)?;
                 let written = crate::analysis::export::write_atomically(output, |out| {
-                    crate::analysis::export::export(&ledger.conn, out, format, device_id, since, until)
+                    crate::analysis::export::export(&ledger, out, format, device_id, since, until)
                 });
                 if let Ok(n) = &written {
                     status_line(&format!("wrote {n} samples to {}", output.display()));

@@ -200,7 +200,6 @@ fn lock(m: &Mutex<DeviceState>) -> MutexGuard<'_, DeviceState> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-
 /// The fleet in one line: devices up, total hashrate and power, fleet J/TH, hottest device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetSummary {

@@ -159,7 +159,7 @@ impl LedgerError {
 /// An open ledger file.
 #[derive(Debug)]
 pub struct Ledger {
-    pub conn: Connection,
+    conn: Connection,
     pub path: PathBuf,
 }
 
@@ -280,7 +280,93 @@ impl Ledger {
         self.conn.busy_timeout(timeout).map_err(|e| self.err(e))
     }
 
-    pub fn err(&self, source: rusqlite::Error) -> LedgerError {
+    /// The one place a read's rusqlite error becomes a [`LedgerError`] naming the file.
+    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        query(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Every device, by name.
+    pub fn devices(&self) -> Result<Vec<DeviceRow>> {
+        self.read(devices)
+    }
+
+    /// A device by its current name, or by a name it was polled under before.
+    pub fn find_device(&self, name: &str) -> Result<Option<DeviceRow>> {
+        self.read(|conn| find_device(conn, name))
+    }
+
+    /// Segments overlapping [since, until], optionally of one device, oldest first.
+    pub fn segments_between(&self, device_id: Option<i64>, since: f64, until: f64) -> Result<Vec<SegmentRow>> {
+        self.read(|conn| segments_between(conn, device_id, since, until))
+    }
+
+    /// The readings of one segment's samples in [since, until], with their times.
+    pub fn segment_readings(&self, segment: &SegmentRow, since: f64, until: f64) -> Result<Vec<(f64, Reading)>> {
+        self.read(|conn| segment_readings(conn, segment, since, until))
+    }
+
+    /// (time, kind, detail) of a device's events in a range, oldest first.
+    pub fn events_between(&self, device_id: i64, since: f64, until: f64) -> Result<Vec<(f64, String, String)>> {
+        self.read(|conn| events_between(conn, device_id, since, until))
+    }
+
+    /// A session by id.
+    pub fn session(&self, id: i64) -> Result<Option<sessions::SessionRow>> {
+        self.read(|conn| sessions::get(conn, id))
+    }
+
+    /// Sessions, optionally of one device, oldest first.
+    pub fn sessions(&self, device_id: Option<i64>) -> Result<Vec<sessions::SessionRow>> {
+        self.read(|conn| sessions::list(conn, device_id))
+    }
+
+    /// Streams the samples of `device_id` (or every device) in [since, until], oldest
+    /// first, as the values of [`EXPORT_COLUMNS`]; `each` may stop the stream with its
+    /// error. Returns the row count.
+    pub fn export_rows<E: From<LedgerError>>(
+        &self,
+        device_id: Option<i64>,
+        since: f64,
+        until: f64,
+        mut each: impl FnMut(&[ExportValue]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let columns: Vec<&str> = EXPORT_COLUMNS.iter().map(|c| c.sql).collect();
+        let sql = format!(
+            "SELECT {} FROM samples s JOIN devices d ON d.id = s.device_id
+             WHERE (?1 IS NULL OR s.device_id = ?1) AND s.t >= ?2 AND s.t <= ?3
+             ORDER BY s.t, d.name",
+            columns.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
+        let mut rows = stmt
+            .query(params![device_id, since, until])
+            .map_err(|e| E::from(self.err(e)))?;
+        let mut values = Vec::with_capacity(EXPORT_COLUMNS.len());
+        let mut count = 0u64;
+        while let Some(row) = rows.next().map_err(|e| E::from(self.err(e)))? {
+            values.clear();
+            for (index, column) in EXPORT_COLUMNS.iter().enumerate() {
+                let value = match column.kind {
+                    ColumnKind::Time => row.get::<_, f64>(index).map(ExportValue::Time),
+                    ColumnKind::Real => row
+                        .get::<_, Option<f64>>(index)
+                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Real)),
+                    ColumnKind::Integer => row
+                        .get::<_, Option<i64>>(index)
+                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Integer)),
+                    ColumnKind::Text => row
+                        .get::<_, Option<String>>(index)
+                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Text)),
+                };
+                values.push(value.map_err(|e| E::from(self.err(e)))?);
+            }
+            each(&values)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sqlite {
             path: self.path.clone(),
             source,
@@ -322,7 +408,7 @@ impl Ledger {
     }
 
     /// Starts a write transaction that takes the write lock at once (no upgrade deadlocks).
-    pub fn write(&mut self) -> Result<Transaction<'_>> {
+    fn write(&mut self) -> Result<Transaction<'_>> {
         let path = self.path.clone();
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -354,6 +440,74 @@ pub fn ledger_files(path: &Path) -> [PathBuf; 3] {
         PathBuf::from(name)
     };
     [path.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+/// How an export column's values come out of SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Unix seconds, shown as RFC 3339.
+    Time,
+    Real,
+    Integer,
+    Text,
+}
+
+/// A column of `analyze export`: its name (with its unit), read from this SQL expression.
+/// One table drives the SELECT, the CSV header and the JSON keys.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportColumn {
+    pub name: &'static str,
+    sql: &'static str,
+    pub kind: ColumnKind,
+}
+
+const fn column(name: &'static str, sql: &'static str, kind: ColumnKind) -> ExportColumn {
+    ExportColumn { name, sql, kind }
+}
+
+/// The columns of an export, in order.
+pub const EXPORT_COLUMNS: &[ExportColumn] = &[
+    column("time", "s.t", ColumnKind::Time),
+    column("unix_time_s", "s.t", ColumnKind::Real),
+    column("device", "d.name", ColumnKind::Text),
+    column("segment_id", "s.segment_id", ColumnKind::Integer),
+    column("frequency_mhz", "s.frequency_mhz", ColumnKind::Real),
+    column("core_voltage_mv", "s.core_voltage_mv", ColumnKind::Real),
+    column("hashrate_ghs", "s.hashrate_ghs", ColumnKind::Real),
+    column("expected_hashrate_ghs", "s.expected_ghs", ColumnKind::Real),
+    column("power_w", "s.power_w", ColumnKind::Real),
+    column(
+        "efficiency_j_per_th",
+        "CASE WHEN s.hashrate_ghs > 0 THEN s.power_w / (s.hashrate_ghs / 1000.0) END",
+        ColumnKind::Real,
+    ),
+    column("asic_temp_c", "s.asic_temp_c", ColumnKind::Real),
+    column("vr_temp_c", "s.vr_temp_c", ColumnKind::Real),
+    column(
+        "core_voltage_measured_mv",
+        "s.core_voltage_measured_mv",
+        ColumnKind::Real,
+    ),
+    column("input_voltage_v", "s.input_voltage_v", ColumnKind::Real),
+    column("input_current_a", "s.input_current_a", ColumnKind::Real),
+    column("fan_percent", "s.fan_percent", ColumnKind::Real),
+    column("fan_rpm", "s.fan_rpm", ColumnKind::Real),
+    column("shares_accepted", "s.shares_accepted", ColumnKind::Integer),
+    column("shares_rejected", "s.shares_rejected", ColumnKind::Integer),
+    column("error_percent", "s.error_percent", ColumnKind::Real),
+    column("uptime_s", "s.uptime_s", ColumnKind::Integer),
+    column("best_difficulty", "s.best_difficulty", ColumnKind::Real),
+];
+
+/// One value of an exported row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportValue {
+    Null,
+    /// Unix seconds.
+    Time(f64),
+    Real(f64),
+    Integer(i64),
+    Text(String),
 }
 
 /// The exclusive lock one `serve` holds beside its ledger (`<ledger>.lock`, with the
@@ -420,7 +574,6 @@ impl DaemonLock {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------
 // Devices
 
@@ -428,7 +581,7 @@ impl DaemonLock {
 /// (a rename or a new IP keeps the history) — unless the device with that MAC is being
 /// polled under another configured name right now (`polled_elsewhere`): two miners claiming
 /// one MAC are kept apart by name, and the second is reported as a conflict.
-pub fn resolve_device(
+fn resolve_device(
     tx: &Transaction,
     name: &str,
     identity: &Identity,
@@ -519,7 +672,7 @@ pub struct Resolved {
 }
 
 /// The device row for a name with no poll yet (an event of a device never reached).
-pub fn device_by_name_or_new(tx: &Transaction, name: &str, t: f64) -> rusqlite::Result<i64> {
+fn device_by_name_or_new(tx: &Transaction, name: &str, t: f64) -> rusqlite::Result<i64> {
     match tx
         .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
         .optional()?
@@ -561,7 +714,7 @@ pub struct DeviceRow {
     pub mac: Option<String>,
 }
 
-pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
+fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
     let mut stmt = conn.prepare("SELECT id, name, mac FROM devices ORDER BY name")?;
     let rows = stmt.query_map([], |r| {
         Ok(DeviceRow {
@@ -574,7 +727,7 @@ pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
 }
 
 /// A device by its current name, or by a name it was polled under before.
-pub fn find_device(conn: &Connection, name: &str) -> rusqlite::Result<Option<DeviceRow>> {
+fn find_device(conn: &Connection, name: &str) -> rusqlite::Result<Option<DeviceRow>> {
     conn.query_row(
         "SELECT d.id, d.name, d.mac FROM devices d WHERE d.name = ?1
          UNION ALL
@@ -668,7 +821,7 @@ fn with_rebuilt_steady(
     Ok(segment)
 }
 
-pub fn last_segment(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SegmentRow>> {
+fn last_segment(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SegmentRow>> {
     // The segment written last (highest id), which after a clock stepped back is not the
     // one that starts latest.
     conn.query_row(
@@ -682,7 +835,7 @@ pub fn last_segment(conn: &Connection, device_id: i64) -> rusqlite::Result<Optio
 }
 
 /// Segments overlapping [since, until], optionally of one device, oldest first.
-pub fn segments_between(
+fn segments_between(
     conn: &Connection,
     device_id: Option<i64>,
     since: f64,
@@ -698,7 +851,7 @@ pub fn segments_between(
     rows.into_iter().map(|row| with_rebuilt_steady(conn, row)).collect()
 }
 
-pub fn insert_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<i64> {
+fn insert_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO segments (device_id, started_at, ended_at, reason, frequency_mhz, core_voltage_mv, firmware,
          samples, last_uptime, warmup_seconds, steady) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -719,7 +872,7 @@ pub fn insert_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<i64>
     Ok(tx.last_insert_rowid())
 }
 
-pub fn save_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<()> {
+fn save_segment(tx: &Transaction, s: &SegmentRow) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE segments SET ended_at = ?1, samples = ?2, last_uptime = ?3, steady = ?4 WHERE id = ?5",
     )?;
@@ -744,7 +897,7 @@ fn steady_json(stats: &SteadyStats) -> String {
     }
 }
 
-pub fn insert_sample(
+fn insert_sample(
     tx: &Transaction,
     device_id: i64,
     segment_id: i64,
@@ -785,7 +938,7 @@ pub fn insert_sample(
 }
 
 /// The readings of one segment's samples in [since, until], with their times.
-pub fn segment_readings(
+fn segment_readings(
     conn: &Connection,
     segment: &SegmentRow,
     since: f64,
@@ -817,14 +970,14 @@ pub fn segment_readings(
 // ---------------------------------------------------------------------------------------
 // Events
 
-pub fn insert_event(tx: &Transaction, device_id: i64, t: f64, kind: &str, detail: &str) -> rusqlite::Result<()> {
+fn insert_event(tx: &Transaction, device_id: i64, t: f64, kind: &str, detail: &str) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached("INSERT INTO events (device_id, t, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
     stmt.execute(params![device_id, t, kind, detail])?;
     Ok(())
 }
 
 /// (time, kind, detail) of a device's events in a range, oldest first.
-pub fn events_between(
+fn events_between(
     conn: &Connection,
     device_id: i64,
     since: f64,
@@ -836,4 +989,40 @@ pub fn events_between(
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_older_schema_upgrades_and_migrating_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for from in 0..SCHEMA_VERSION {
+            let path = dir.path().join(format!("from-{from}.db"));
+            let old =
+                Ledger::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE).unwrap();
+            old.migrate(from).unwrap();
+            assert_eq!(old.schema_version().unwrap(), from);
+            drop(old);
+            let ledger = Ledger::open(&path).unwrap();
+            assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION, "from schema {from}");
+            let schema = |ledger: &Ledger| -> Vec<String> {
+                ledger
+                    .read(|conn| {
+                        let mut stmt =
+                            conn.prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")?;
+                        let rows = stmt.query_map([], |r| r.get(0))?;
+                        rows.collect()
+                    })
+                    .unwrap()
+            };
+            let before = schema(&ledger);
+            ledger.migrate(SCHEMA_VERSION).unwrap();
+            ledger.migrate(SCHEMA_VERSION).unwrap();
+            assert_eq!(schema(&ledger), before, "migrating again changed the schema");
+            assert!(ledger.devices().unwrap().is_empty());
+            assert!(ledger.sessions(None).unwrap().is_empty());
+        }
+    }
 }

@@ -80,7 +80,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<SessionRow> {
 /// The device a session command names: known to the ledger, or configured (then it gets a
 /// ledger row now). Otherwise an error listing the known devices.
 pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) -> Result<DeviceRow, SessionError> {
-    if let Some(device) = ledger::find_device(&ledger.conn, name).map_err(|e| ledger.err(e))? {
+    if let Some(device) = ledger.find_device(name)? {
         return Ok(device);
     }
     if configured.iter().any(|c| c == name) {
@@ -99,8 +99,8 @@ pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) ->
             mac: None,
         });
     }
-    let mut known: Vec<String> = ledger::devices(&ledger.conn)
-        .map_err(|e| ledger.err(e))?
+    let mut known: Vec<String> = ledger
+        .devices()?
         .into_iter()
         .map(|d| d.name)
         .chain(configured.iter().cloned())
@@ -215,7 +215,7 @@ pub fn end(ledger: &mut Ledger, device: &DeviceRow, at: f64, notes: &str) -> Res
         .ok_or(SessionError::NotFound(open.id))
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<SessionRow>> {
+pub(super) fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<SessionRow>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.id = ?1"),
         [id],
@@ -224,7 +224,7 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<SessionRow>> {
     .optional()
 }
 
-pub fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Result<Vec<SessionRow>> {
+pub(super) fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id
          WHERE (?1 IS NULL OR s.device_id = ?1) ORDER BY s.started_at, s.id"

@@ -468,3 +468,11 @@ pub async fn raw_server(
         rx,
     )
 }
+
+/// A plain SQLite connection to a ledger file, for tests that look at (or damage) what is
+/// stored; the library's own connection is private to its ledger module.
+pub fn sql(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
