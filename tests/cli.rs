@@ -218,3 +218,57 @@ fn listen_flags_and_duration_strings_as_people_write_them() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn configs_written_by_demo_and_simulate_parse_whatever_the_folder_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("we\"ird \\ folder");
+    let port = crate::support::free_port();
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&odd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = odd.join("config.yaml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !written.is_file() {
+        assert!(std::time::Instant::now() < deadline, "demo wrote no config");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let check = Command::new(BIN)
+        .arg("--config")
+        .arg(&written)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("6 device(s)"));
+
+    let sim_config = odd.join("sim \"config\".yaml");
+    let mut sim = Command::new(BIN)
+        .args(["simulate", "--miners", "2", "--base-port", "0", "--write-config"])
+        .arg(&sim_config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !sim_config.is_file() {
+        assert!(std::time::Instant::now() < deadline, "simulate wrote no config");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let check = Command::new(BIN)
+        .arg("--config")
+        .arg(&sim_config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}

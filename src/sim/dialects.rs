@@ -47,7 +47,7 @@ impl Dialect {
             .find(|d| d.version().trim_start_matches('v') == t || d.short() == t)
     }
 
-    fn short(self) -> &'static str {
+    pub fn short(self) -> &'static str {
         match self {
             Dialect::V2_0 => "2.0",
             Dialect::V2_4 => "2.4",
@@ -94,6 +94,21 @@ impl Dialect {
     /// v2.11+ answers `PATCH` with 400 when a value is out of range.
     pub fn validates_patch(self) -> bool {
         self >= Dialect::V2_15
+    }
+}
+
+/// The dialects as the command line lists and reads them (`--firmware 2.15`, or `v2.15.0`).
+impl clap::ValueEnum for Dialect {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Dialect::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(
+            clap::builder::PossibleValue::new(self.short())
+                .alias(self.version())
+                .alias(self.version().trim_start_matches('v')),
+        )
     }
 }
 

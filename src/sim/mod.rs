@@ -71,7 +71,40 @@ impl Fault {
         })
     }
 
-    pub const NAMES: &'static str = "none, offline, hang, slow, http500, garbage, truncated, oversized";
+    pub const ALL: [Fault; 8] = [
+        Fault::None,
+        Fault::Offline,
+        Fault::Hang,
+        Fault::Slow(Duration::from_secs(2)),
+        Fault::Http500,
+        Fault::Garbage,
+        Fault::Truncated,
+        Fault::Oversized,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Offline => "offline",
+            Fault::Hang => "hang",
+            Fault::Slow(_) => "slow",
+            Fault::Http500 => "http500",
+            Fault::Garbage => "garbage",
+            Fault::Truncated => "truncated",
+            Fault::Oversized => "oversized",
+        }
+    }
+}
+
+/// The fault modes as the command line lists and reads them (`--fault 2=hang`).
+impl clap::ValueEnum for Fault {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Fault::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 /// What to simulate for one miner.
@@ -606,7 +639,10 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             return reply(
                 StatusCode::BAD_REQUEST,
                 "text/plain",
-                format!("faults: {}", Fault::NAMES),
+                format!(
+                    "faults: {}",
+                    Fault::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+                ),
             );
         };
         miner.set_fault(fault);

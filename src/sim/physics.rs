@@ -153,6 +153,17 @@ impl Board {
     }
 }
 
+/// The boards as the command line lists and reads them (`--board Gamma`, any case).
+impl clap::ValueEnum for Board {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Board::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// Thermal resistance chip→air per chip (°C/W) at full fan, and the extra at no fan.
 const THERMAL_RESISTANCE_FULL_FAN: f64 = 1.9;
 const THERMAL_RESISTANCE_FAN_SPAN: f64 = 2.6;

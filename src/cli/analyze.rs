@@ -1,0 +1,189 @@
+//! `analyze compare-configs | optimize | export`: the questions the ledger answers.
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use super::output::{emit, print_json, status_line};
+use super::session::ListFormat;
+use super::settings::{known_device, ledger_failure, parse_time_arg, session_failure, LedgerSettings};
+use super::Failure;
+use crate::analysis::export::ExportFormat;
+use crate::analysis::{self, Metric, Query};
+use crate::ledger::sessions::SessionError;
+use crate::time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyzeCommand {
+    /// Statistics per device × clock configuration (warm-up excluded).
+    CompareConfigs {
+        #[arg(long)]
+        device: Option<String>,
+        /// Only the time range of this session (and its device).
+        #[arg(long)]
+        session: Option<i64>,
+        /// Start of the range: RFC 3339 or a duration ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the range: RFC 3339 or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// The best configuration per device among those that pass the health gate.
+    Optimize {
+        #[arg(long, value_enum)]
+        metric: Metric,
+        #[arg(long)]
+        device: Option<String>,
+        /// ASIC temperature limit for the p95, °C (default: safety.max_temp_warning).
+        #[arg(long)]
+        max_temp: Option<f64>,
+        /// Start of the data considered: RFC 3339 or a duration ago.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// The samples, streamed as CSV or JSON.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// File to write, or - for standard output.
+        #[arg(long, default_value = "-")]
+        output: String,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+impl AnalyzeCommand {
+    pub fn run(self, settings: &LedgerSettings) -> Result<(), Failure> {
+        analyze_command(settings, self)
+    }
+}
+
+fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    match action {
+        AnalyzeCommand::CompareConfigs {
+            device,
+            session: session_id,
+            since,
+            until,
+            format,
+        } => {
+            let mut query = Query {
+                device_id: match &device {
+                    Some(name) => Some(known_device(&ledger, name)?.id),
+                    None => None,
+                },
+                since: parse_time_arg("--since", since.as_deref())?,
+                until: parse_time_arg("--until", until.as_deref())?,
+                warmup_seconds: settings.warmup_seconds,
+            };
+            if let Some(id) = session_id {
+                let found = ledger.session(id).map_err(ledger_failure)?;
+                let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+                let session_device = known_device(&ledger, &shown.device)?;
+                if query.device_id.is_some_and(|d| d != session_device.id) {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "session #{id} is on {}, not on {}",
+                        shown.device,
+                        device.unwrap_or_default()
+                    )));
+                }
+                query.device_id = Some(session_device.id);
+                query.since = Some(query.since.map_or(shown.started_at, |s| s.max(shown.started_at)));
+                let end = shown.ended_at.unwrap_or_else(time::now_unix);
+                query.until = Some(query.until.map_or(end, |u| u.min(end)));
+            }
+            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
+            match format {
+                TableFormat::Table => emit(&analysis::configs_table(&rows))?,
+                TableFormat::Json => print_json(&rows)?,
+                TableFormat::Csv => emit(&analysis::configs_csv(&rows))?,
+            }
+            Ok(())
+        }
+        AnalyzeCommand::Optimize {
+            metric,
+            device,
+            max_temp,
+            since,
+            format,
+        } => {
+            let query = Query {
+                device_id: match &device {
+                    Some(name) => Some(known_device(&ledger, name)?.id),
+                    None => None,
+                },
+                since: parse_time_arg("--since", since.as_deref())?,
+                until: None,
+                warmup_seconds: settings.warmup_seconds,
+            };
+            let max_temp = max_temp.unwrap_or(settings.thresholds.warning_celsius);
+            if !max_temp.is_finite() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--max-temp must be a temperature in °C"
+                )));
+            }
+            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
+            let recommendations = analysis::optimize(rows, metric, max_temp);
+            match format {
+                ListFormat::Table => emit(&analysis::recommendations_text(&recommendations))?,
+                ListFormat::Json => print_json(&recommendations)?,
+            }
+            Ok(())
+        }
+        AnalyzeCommand::Export {
+            format,
+            output,
+            device,
+            since,
+            until,
+        } => {
+            let device_id = match &device {
+                Some(name) => Some(known_device(&ledger, name)?.id),
+                None => None,
+            };
+            let since = parse_time_arg("--since", since.as_deref())?.unwrap_or(f64::MIN);
+            let until = parse_time_arg("--until", until.as_deref())?.unwrap_or(f64::MAX);
+            let result = if output == "-" {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+                crate::analysis::export::export(&ledger, &mut out, format, device_id, since, until)
+            } else {
+                let output = Path::new(&output);
+                settings.refuse_to_overwrite(output)?;
+                let written = crate::analysis::export::write_atomically(output, |out| {
+                    crate::analysis::export::export(&ledger, out, format, device_id, since, until)
+                });
+                if let Ok(n) = &written {
+                    status_line(&format!("wrote {n} samples to {}", output.display()));
+                }
+                written
+            };
+            match result {
+                Ok(_) => Ok(()),
+                // `… | head` closing the pipe early is not an error.
+                Err(crate::analysis::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Ok(())
+                }
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! `serve`, `demo`, `simulate` and `check-config`: the commands that run the daemon or the
+//! simulated miners, and the config files they write.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use super::output::emit;
+use super::{parse_listen_arg, Failure, Logs};
+use crate::config::{self, Config, DeviceConfig, LogLevel, MinerAddress, Thresholds};
+use crate::ledger as ledger_db;
+use crate::sim::dialects::Dialect;
+use crate::sim::physics::Board;
+use crate::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+
+/// `serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (IP:PORT, :PORT or HOST:PORT); overrides server.listen.
+    #[arg(long, value_parser = parse_listen_arg)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `demo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address the exporter listens on (IP:PORT, :PORT or HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:9842", value_parser = parse_listen_arg)]
+    pub listen: SocketAddr,
+    /// Folder for the demo's ledger and a config.yaml to analyse it with.
+    #[arg(long, default_value = "bitaxe-demo")]
+    pub data_dir: PathBuf,
+}
+
+/// `simulate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Number of miners.
+    #[arg(long, default_value_t = 4)]
+    pub miners: usize,
+    /// Port of the first miner; the others follow consecutively.
+    #[arg(long, default_value_t = 18080)]
+    pub base_port: u16,
+    /// Seed of the simulated noise (the same seed gives the same fleet).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Only this board; default: a mix.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub board: Option<Board>,
+    /// Only this firmware dialect; default: a mix.
+    #[arg(long, value_enum)]
+    pub firmware: Option<Dialect>,
+    /// Inject a fault into a miner, INDEX=MODE (none, offline, hang, slow, http500,
+    /// garbage, truncated, oversized). Repeatable.
+    #[arg(long = "fault", value_name = "INDEX=MODE")]
+    pub faults: Vec<String>,
+    /// Ambient temperature of a miner, INDEX=CELSIUS (a hot room). Repeatable.
+    #[arg(long = "ambient", value_name = "INDEX=CELSIUS")]
+    pub ambients: Vec<String>,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Also write a config.yaml that polls these miners to this path.
+    #[arg(long, value_name = "PATH")]
+    pub write_config: Option<PathBuf>,
+    /// logging.poll_interval for the written config, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub poll_interval: f64,
+}
+
+pub fn check_config(path: &Path) -> Result<(), Failure> {
+    let config = config::load(path)?;
+    let enabled = config.enabled_devices().count();
+    emit(&format!(
+        "{}: OK: {} device(s), {} enabled; poll every {} s; listen on {}\n",
+        path.display(),
+        config.devices.len(),
+        enabled,
+        config.poll_interval.as_secs_f64(),
+        config.listen
+    ))
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, Failure> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+        .map_err(Failure::Runtime)
+}
+
+impl ServeArgs {
+    pub async fn run(self, path: &Path, logs: Logs) -> Result<(), Failure> {
+        serve(path, self.listen, logs).await
+    }
+}
+
+impl DemoArgs {
+    pub async fn run(self, logs: Logs) -> Result<(), Failure> {
+        demo(self.listen, &self.data_dir, logs).await
+    }
+}
+
+impl SimulateArgs {
+    pub async fn run(self, logs: Logs) -> Result<(), Failure> {
+        let specs = simulation_specs(
+            self.miners,
+            self.seed,
+            self.board,
+            self.firmware,
+            &self.faults,
+            &self.ambients,
+            self.time_scale,
+        )
+        .map_err(Failure::Usage)?;
+        simulate(
+            specs,
+            self.base_port,
+            self.write_config.as_deref(),
+            self.poll_interval,
+            logs,
+        )
+        .await
+    }
+}
+
+async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<(), Failure> {
+    let mut config = config::load(path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    logs.init(config.log_level);
+    let listener = bind(config.listen).await?;
+    tracing::info!("metrics on http://{}/metrics", config.listen);
+    crate::daemon::serve(config, listener, crate::daemon::shutdown_signal())
+        .await
+        .map_err(serve_failure)
+}
+
+/// A second daemon on a held ledger is a configuration problem (exit 2); the rest are
+/// runtime failures.
+fn serve_failure(e: crate::daemon::ServeError) -> Failure {
+    match e {
+        crate::daemon::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
+/// The demo fleet: five firmware eras, single- and multi-chip boards, one overclocked
+/// miner in a warm room that crosses the temperature warning.
+pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
+    let mut fleet = vec![
+        ("ultra".to_string(), MinerSpec::new(Board::Ultra, Dialect::V2_4, 11)),
+        ("supra".to_string(), MinerSpec::new(Board::Supra, Dialect::V2_10, 12)),
+        ("gamma".to_string(), MinerSpec::new(Board::Gamma, Dialect::V2_15, 13)),
+        ("hex".to_string(), MinerSpec::new(Board::Hex, Dialect::V2_15, 14)),
+        ("max".to_string(), MinerSpec::new(Board::Max, Dialect::V2_0, 15)),
+        (
+            "turbo-oc".to_string(),
+            MinerSpec::new(Board::GammaTurbo, Dialect::V2_9, 16),
+        ),
+    ];
+    if let Some((_, hot)) = fleet.last_mut() {
+        hot.frequency_mhz = Some(700.0);
+        hot.core_voltage_mv = Some(1250);
+        hot.ambient_celsius = 28.0;
+    }
+    if let Some((_, supra)) = fleet.get_mut(1) {
+        supra.frequency_mhz = Some(512.5);
+    }
+    fleet
+}
+
+async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Failure> {
+    logs.init(LogLevel::Info);
+    let fleet = demo_fleet();
+    let specs: Vec<MinerSpec> = fleet.iter().map(|(_, s)| s.clone()).collect();
+    let sims = SimFleet::start(&specs, None)
+        .await
+        .context("cannot start the simulated miners")?;
+    let devices: Vec<DeviceConfig> = fleet
+        .iter()
+        .zip(sims.addresses())
+        .map(|((name, _), address)| DeviceConfig {
+            name: name.clone(),
+            address: MinerAddress {
+                host: address.ip().to_string(),
+                port: address.port(),
+            },
+            enabled: true,
+        })
+        .collect();
+    let database_path = data_dir.join("metrics.db");
+    let config = Config {
+        devices,
+        poll_interval: Duration::from_secs(5),
+        database_path: database_path.clone(),
+        log_level: LogLevel::Info,
+        thresholds: Thresholds::default(),
+        listen,
+        warmup: Duration::from_secs(60),
+        stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
+    };
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let demo_config = data_dir.join("config.yaml");
+    std::fs::write(&demo_config, demo_config_yaml(&config))
+        .with_context(|| format!("cannot write {}", demo_config.display()))?;
+    let listener = bind(listen).await?;
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
+        fleet.len()
+    );
+    let _ = writeln!(text, "  landing page   http://{listen}/");
+    let _ = writeln!(text, "  metrics        http://{listen}/metrics");
+    for ((name, spec), address) in fleet.iter().zip(sims.addresses()) {
+        let _ = writeln!(
+            text,
+            "  miner {name:<9}  http://{address}/api/system/info   ({} {}, firmware {})",
+            spec.board.name(),
+            spec.board.spec().asic_model,
+            spec.dialect.version()
+        );
+    }
+    let _ = writeln!(text, "\n  ledger         {}", database_path.display());
+    let _ = writeln!(
+        text,
+        "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
+        demo_config.display()
+    );
+    text.push_str("\nPress Ctrl-C to stop.\n");
+    emit(&text)?;
+    let served = crate::daemon::serve(config, listener, crate::daemon::shutdown_signal()).await;
+    sims.shutdown().await;
+    served.map_err(serve_failure)
+}
+
+/// A config.yaml for the demo fleet, so the CLI can analyse the demo's ledger. It sits in
+/// the demo's folder, beside the ledger it names.
+fn demo_config_yaml(config: &Config) -> String {
+    let mut yaml =
+        String::from("# Written by `bitaxe-exporter demo` (simulated miners on ephemeral ports).\ndevices:\n");
+    for d in &config.devices {
+        yaml.push_str(&format!(
+            "  - name: {}\n    ip: {}\n",
+            yaml_string(&d.name),
+            yaml_string(&d.address.to_string())
+        ));
+    }
+    let database = config
+        .database_path
+        .file_name()
+        .map(Path::new)
+        .unwrap_or(&config.database_path);
+    yaml.push_str(&format!(
+        "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\n",
+        config.poll_interval.as_secs_f64(),
+        yaml_string(&database.display().to_string()),
+        config.warmup.as_secs_f64() / 60.0
+    ));
+    yaml
+}
+
+/// A double-quoted YAML scalar (a JSON string is one), whatever the text holds.
+fn yaml_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+fn parse_indexed<T>(
+    items: &[String],
+    miners: usize,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> anyhow::Result<Vec<(usize, T)>> {
+    items
+        .iter()
+        .map(|item| {
+            let (index, value) = item
+                .split_once('=')
+                .with_context(|| format!("--{what} {item:?}: expected INDEX=VALUE"))?;
+            let index: usize = index.trim().parse().ok().filter(|i| *i < miners).with_context(|| {
+                format!(
+                    "--{what} {item:?}: INDEX must be a miner number from 0 to {}",
+                    miners - 1
+                )
+            })?;
+            let value = parse(value).with_context(|| format!("--{what} {item:?}: cannot understand {value:?}"))?;
+            Ok((index, value))
+        })
+        .collect()
+}
+
+/// The miners `simulate` serves.
+pub fn simulation_specs(
+    miners: usize,
+    seed: u64,
+    board: Option<Board>,
+    dialect: Option<Dialect>,
+    faults: &[String],
+    ambients: &[String],
+    time_scale: f64,
+) -> anyhow::Result<Vec<MinerSpec>> {
+    if miners == 0 {
+        anyhow::bail!("--miners must be at least 1");
+    }
+    if !(time_scale.is_finite() && time_scale > 0.0 && time_scale <= 10_000.0) {
+        anyhow::bail!("--time-scale must be a number above 0 and at most 10000");
+    }
+    let mut specs: Vec<MinerSpec> = (0..miners)
+        .map(|i| {
+            let (mix_board, mix_dialect) = DEFAULT_MIX[i % DEFAULT_MIX.len()];
+            let mut spec = MinerSpec::new(
+                board.unwrap_or(mix_board),
+                dialect.unwrap_or(mix_dialect),
+                seed.wrapping_add(i as u64),
+            );
+            spec.hostname = format!("sim-{i:04}");
+            spec.time_scale = time_scale;
+            spec
+        })
+        .collect();
+    let fault_mode = |mode: &str| <Fault as clap::ValueEnum>::from_str(mode.trim(), true).ok();
+    for (index, fault) in parse_indexed(faults, miners, "fault", fault_mode)? {
+        specs[index].fault = fault;
+    }
+    for (index, celsius) in parse_indexed(ambients, miners, "ambient", |v| v.trim().parse::<f64>().ok())? {
+        specs[index].ambient_celsius = celsius;
+    }
+    Ok(specs)
+}
+
+/// A config.yaml polling the simulated miners.
+pub fn simulation_config_yaml(addresses: &[SocketAddr], poll_interval: f64) -> String {
+    let mut yaml = String::from("# Written by `bitaxe-exporter simulate`: polls the simulated miners.\ndevices:\n");
+    for (i, address) in addresses.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - name: {}\n    ip: {}\n",
+            yaml_string(&format!("sim-{i:04}")),
+            yaml_string(&address.to_string())
+        ));
+    }
+    yaml.push_str(&format!("logging:\n  poll_interval: {poll_interval}\n"));
+    yaml
+}
+
+async fn simulate(
+    specs: Vec<MinerSpec>,
+    base_port: u16,
+    write_config: Option<&Path>,
+    poll_interval: f64,
+    logs: Logs,
+) -> Result<(), Failure> {
+    logs.init(LogLevel::Info);
+    let sims = SimFleet::start(&specs, Some(base_port))
+        .await
+        .context("cannot start the simulated miners")?;
+    let addresses = sims.addresses().to_vec();
+    if let Some(path) = write_config {
+        std::fs::write(path, simulation_config_yaml(&addresses, poll_interval))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let first = addresses.first().map(ToString::to_string).unwrap_or_default();
+    let last = addresses.last().map(|a| a.port()).unwrap_or_default();
+    use std::fmt::Write as _;
+    let mut text = format!("simulating {} miner(s) on {first} .. port {last}\n", addresses.len());
+    for (spec, address) in specs.iter().zip(&addresses).take(8) {
+        let _ = writeln!(
+            text,
+            "  http://{address}/api/system/info  {} ({}), firmware {}{}",
+            spec.board.name(),
+            spec.board.spec().asic_model,
+            spec.dialect.version(),
+            if spec.fault == Fault::None {
+                String::new()
+            } else {
+                format!(", fault {:?}", spec.fault)
+            }
+        );
+    }
+    if addresses.len() > 8 {
+        text.push_str("  ...\n");
+    }
+    if let Some(path) = write_config {
+        let _ = writeln!(text, "config for these miners written to {}", path.display());
+    }
+    emit(&text)?;
+    crate::daemon::shutdown_signal().await;
+    sims.shutdown().await;
+    Ok(())
+}

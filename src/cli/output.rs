@@ -1,0 +1,52 @@
+//! Command output: stdout that survives a closed pipe, stderr that never panics, JSON, and
+//! an error with its causes said once.
+
+use anyhow::Context;
+
+use super::Failure;
+use crate::axeos::sample::printable;
+
+/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Runtime(
+            anyhow::Error::new(e).context("cannot write to standard output"),
+        )),
+    }
+}
+
+/// An error and its causes on one line, each said once: typed errors often show their
+/// cause in their own message too, and SQLite repeats its message in its error code.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        let said = |part: &str| !part.is_empty() && text.contains(part);
+        if said(&cause) || cause.split_once(": ").is_some_and(|(_, rest)| said(rest)) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    printable(&text).into_owned()
+}
+
+/// A line for the operator on stderr. A closed or full stderr is ignored: there is
+/// nowhere left to report it, and it must never turn into a panic.
+pub fn status_line(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
+}
+
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    text.push('\n');
+    emit(&text)
+}

@@ -1,0 +1,330 @@
+//! `session start | end | list | show`: test sessions on a device, optionally applied to
+//! the miner through the plausibility window.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::output::{emit, print_json, status_line};
+use super::settings::{known_device, ledger_failure, session_failure, LedgerSettings};
+use super::Failure;
+use crate::analysis::{self, Query};
+use crate::axeos::sample::printable;
+use crate::axeos::window::{CheckedPatch, SettingsWindow};
+use crate::axeos::{AxeOsClient, SettingsPatch};
+use crate::ledger::sessions::{self, NewSession, SessionError};
+use crate::time;
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Open a session on a device (one open session per device).
+    Start {
+        #[arg(long)]
+        device: String,
+        /// Target frequency, MHz.
+        #[arg(long)]
+        freq: Option<f64>,
+        /// Target core voltage, mV.
+        #[arg(long)]
+        voltage: Option<u32>,
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Send the targets to the miner (PATCH /api/system) and read them back.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: send targets outside the chip's plausibility window too.
+        #[arg(long, requires = "apply")]
+        force: bool,
+    },
+    /// Close the device's open session.
+    End {
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// List sessions.
+    List {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// A session with the steady-state statistics of its time range.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+impl SessionCommand {
+    pub async fn run(self, settings: &LedgerSettings) -> Result<(), Failure> {
+        match self {
+            SessionCommand::Start {
+                device,
+                freq,
+                voltage,
+                notes,
+                apply,
+                force,
+            } => {
+                let targets = Targets {
+                    freq,
+                    voltage,
+                    apply,
+                    force,
+                };
+                session_start(settings, &device, targets, &notes).await
+            }
+            SessionCommand::End { device, notes } => session_end(settings, &device, &notes),
+            SessionCommand::List { device, format } => session_list(settings, device.as_deref(), format),
+            SessionCommand::Show { id, format } => session_show(settings, id, format),
+        }
+    }
+}
+
+/// What `session start` asks of the miner.
+#[derive(Debug, Clone, Copy)]
+struct Targets {
+    freq: Option<f64>,
+    voltage: Option<u32>,
+    apply: bool,
+    force: bool,
+}
+
+async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets, notes: &str) -> Result<(), Failure> {
+    let Targets {
+        freq,
+        voltage,
+        apply,
+        force,
+    } = targets;
+    if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--freq must be a frequency in MHz between 1 and 65535"
+        )));
+    }
+    if voltage.is_some_and(|v| v == 0 || v > 65_535) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--voltage must be a core voltage in mV between 1 and 65535"
+        )));
+    }
+    let mut ledger = settings.open_for_writing()?;
+    let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
+    sessions::check_none_open(&ledger, &row).map_err(session_failure)?;
+
+    let mut mismatch = None;
+    if apply {
+        if freq.is_none() && voltage.is_none() {
+            return Err(Failure::Usage(anyhow::anyhow!("--apply needs --freq and/or --voltage")));
+        }
+        let address = settings
+            .devices
+            .iter()
+            .find(|d| d.name == device || d.name == row.name)
+            .map(|d| d.address.clone())
+            .ok_or_else(|| {
+                Failure::Usage(anyhow::anyhow!(
+                    "--apply needs \"{device}\" in config.yaml to know its address"
+                ))
+            })?;
+        let client =
+            AxeOsClient::new(Duration::from_secs(5), Duration::ZERO).context("cannot create the HTTP client")?;
+        let patch = SettingsPatch {
+            frequency: freq,
+            core_voltage: voltage,
+        };
+        let checked = if force {
+            status_line(&format!(
+                "{device}: --force: sending {} without checking the plausibility window",
+                patch_text(&patch)
+            ));
+            CheckedPatch::forced(patch)
+        } else {
+            let current = client
+                .system_info(&address)
+                .await
+                .with_context(|| format!("cannot read {device} at {address} to check the targets; nothing sent"))?;
+            let options = client.asic_options(&address).await.unwrap_or(None);
+            let window = SettingsWindow::for_miner(
+                current.identity.asic_model.as_deref(),
+                options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            );
+            window
+                .check(&patch)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
+        };
+        client
+            .patch_settings(&address, &checked)
+            .await
+            .with_context(|| format!("cannot apply the settings to {device} at {address}; no session started"))?;
+        let read_back = client
+            .system_info(&address)
+            .await
+            .with_context(|| format!("applied the settings, but cannot read {device} back; no session started"))?;
+        let mut differences = Vec::new();
+        if let Some(f) = freq {
+            if read_back.frequency_mhz.is_none_or(|got| (got - f).abs() > 0.01) {
+                differences.push(format!(
+                    "frequency {} MHz (asked {f})",
+                    fmt_setting(read_back.frequency_mhz)
+                ));
+            }
+        }
+        if let Some(v) = voltage {
+            if read_back
+                .core_voltage_mv
+                .is_none_or(|got| (got - f64::from(v)).abs() > 0.5)
+            {
+                differences.push(format!(
+                    "core voltage {} mV (asked {v})",
+                    fmt_setting(read_back.core_voltage_mv)
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            mismatch = Some(differences.join(", "));
+        }
+    }
+
+    let started = sessions::start(
+        &mut ledger,
+        &NewSession {
+            device: &row,
+            at: time::now_unix(),
+            target_frequency_mhz: freq,
+            target_core_voltage_mv: voltage.map(f64::from),
+            notes,
+            applied: apply,
+        },
+    )
+    .map_err(session_failure)?;
+    emit(&format!(
+        "session #{} started on {} at {}; target {}{}\n",
+        started.id,
+        started.device,
+        time::format(started.started_at),
+        started.target(),
+        if apply { " (applied to the miner)" } else { "" }
+    ))?;
+    match mismatch {
+        Some(m) => Err(Failure::Runtime(anyhow::anyhow!(
+            "session #{} is recorded, but {} reports {m}",
+            started.id,
+            started.device
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `frequency 700 MHz, core voltage 1300 mV`: what a patch sets.
+fn patch_text(patch: &SettingsPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = patch.frequency {
+        parts.push(format!("frequency {f} MHz"));
+    }
+    if let Some(v) = patch.core_voltage {
+        parts.push(format!("core voltage {v} mV"));
+    }
+    parts.join(", ")
+}
+
+fn fmt_setting(value: Option<f64>) -> String {
+    value.map_or("unknown".into(), crate::axeos::sample::format_label_number)
+}
+
+fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {
+    let mut ledger = settings.open_for_writing()?;
+    let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
+    let ended = sessions::end(&mut ledger, &row, time::now_unix(), notes).map_err(session_failure)?;
+    emit(&format!(
+        "session #{} on {} ended at {} after {}\n",
+        ended.id,
+        ended.device,
+        time::format(ended.ended_at.unwrap_or(ended.started_at)),
+        analysis::duration_text(ended.ended_at.unwrap_or(ended.started_at) - ended.started_at)
+    ))
+}
+
+fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFormat) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    let device_id = match device {
+        Some(name) => Some(known_device(&ledger, name)?.id),
+        None => None,
+    };
+    let sessions = ledger.sessions(device_id).map_err(ledger_failure)?;
+    match format {
+        ListFormat::Table => emit(&sessions::table(&sessions))?,
+        ListFormat::Json => print_json(&sessions)?,
+    }
+    Ok(())
+}
+
+fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Result<(), Failure> {
+    let ledger = settings.open()?;
+    let found = ledger.session(id).map_err(ledger_failure)?;
+    let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+    let device = known_device(&ledger, &shown.device)?;
+    let until = shown.ended_at.unwrap_or_else(time::now_unix);
+    let rows = analysis::compare_configs(
+        &ledger,
+        &Query {
+            device_id: Some(device.id),
+            since: Some(shown.started_at),
+            until: Some(until),
+            warmup_seconds: settings.warmup_seconds,
+        },
+    )
+    .map_err(ledger_failure)?;
+    let events = ledger
+        .events_between(device.id, shown.started_at, until)
+        .map_err(ledger_failure)?;
+    match format {
+        ListFormat::Json => print_json(&serde_json::json!({
+            "session": shown,
+            "configurations": rows,
+            "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
+                "time": time::format(*t), "kind": kind, "detail": detail
+            })).collect::<Vec<_>>(),
+        }))?,
+        ListFormat::Table => {
+            use std::fmt::Write as _;
+            let mut text = String::new();
+            let _ = writeln!(text, "session #{} on {}", shown.id, shown.device);
+            let _ = writeln!(
+                text,
+                "  from {} to {} ({})",
+                time::format(shown.started_at),
+                shown.ended_at.map_or("now (open)".into(), time::format),
+                analysis::duration_text(until - shown.started_at)
+            );
+            let applied = if shown.applied { " (applied)" } else { "" };
+            let _ = writeln!(text, "  target {}{applied}", shown.target());
+            // Stored text may predate the decoder's escaping: escape again on the way out.
+            if !shown.notes.is_empty() {
+                let _ = writeln!(text, "  notes: {}", printable(&shown.notes));
+            }
+            if !shown.end_notes.is_empty() {
+                let _ = writeln!(text, "  end notes: {}", printable(&shown.end_notes));
+            }
+            text.push('\n');
+            text.push_str(&analysis::configs_table(&rows));
+            if !events.is_empty() {
+                text.push_str("\nevents:\n");
+                for (t, _, detail) in &events {
+                    let _ = writeln!(text, "  {}  {}", time::format(*t), printable(detail));
+                }
+            }
+            emit(&text)?;
+        }
+    }
+    Ok(())
+}
