@@ -351,29 +351,40 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// The deepest `[` / `{` nesting outside quoted strings.
+/// The deepest `[` / `{` nesting outside quoted strings and comments. A quote opens a
+/// quoted scalar only where one can start (after a space, `[`, `{`, `,`, `:` or at the
+/// start of a line), so the apostrophe in `name: Bob's miner` hides nothing from the count.
 fn flow_depth(text: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut quote: Option<char> = None;
+    let mut escaped = false;
     let mut comment = false;
+    let mut previous = '\n';
     for c in text.chars() {
-        match (quote, c) {
-            (_, '\n') => {
-                comment = false;
-                continue;
+        if c == '\n' {
+            comment = false;
+        } else if comment {
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
             }
-            _ if comment => continue,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '#') => comment = true,
-            (None, '[' | '{') => {
-                depth += 1;
-                deepest = deepest.max(depth);
+        } else {
+            match c {
+                '"' | '\'' if matches!(previous, '\n' | ' ' | '\t' | '[' | '{' | ',' | ':') => quote = Some(c),
+                '#' if matches!(previous, '\n' | ' ' | '\t') => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
             }
-            (None, ']' | '}') => depth = depth.saturating_sub(1),
-            _ => {}
         }
+        previous = c;
     }
     deepest
 }
@@ -708,6 +719,22 @@ server:
         for bad in ["9842", "host", ":99999", "http://x:1", ""] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_is_counted_past_apostrophes_and_inside_quotes_is_not() {
+        assert_eq!(flow_depth("name: Bob's miner\nlogging: [[[1]]]\n"), 3);
+        assert_eq!(flow_depth("name: '[[[['\nx: \"{{\\\"{{\"\n"), 0);
+        assert_eq!(flow_depth("x: [a, {b: [c]}] # [[[[[[\n"), 3);
+        let deep = format!(
+            "devices:\n  - name: Bob's miner\n    ip: 1.2.3.4\nlogging: {}{}\n",
+            "[".repeat(60_000),
+            "]".repeat(60_000)
+        );
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nested more than 32 levels"));
     }
 
     #[test]

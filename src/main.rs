@@ -3,5 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    bitaxe_exporter::cli::run(bitaxe_exporter::cli::Cli::parse())
+    match bitaxe_exporter::cli::Cli::try_parse() {
+        Ok(cli) => bitaxe_exporter::cli::run(cli),
+        Err(error) => bitaxe_exporter::cli::argument_error(&error),
+    }
 }

@@ -65,7 +65,9 @@ fn export_refuses_the_ledger_its_companions_and_the_config_and_writes_atomically
     // A -wal file as a reader of a live ledger sees it.
     let wal = dir.path().join("metrics.db-wal");
     std::fs::write(&wal, b"").unwrap();
-    for target in [&database, &symlink, &hard_link, &wal, &config] {
+    // The journal SQLite would take for its own, though it does not exist yet.
+    let journal = dir.path().join("metrics.db-journal");
+    for target in [&database, &symlink, &hard_link, &wal, &config, &journal] {
         let output = cli(
             &config,
             &[
@@ -232,13 +234,7 @@ async fn a_ledger_deleted_under_serve_is_noticed_counted_and_recreated() {
         assert!(Instant::now() < deadline, "no samples in the recreated ledger");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    sims.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_first() {
-    let sims = simulated_gamma().await;
-    let exporter = Exporter::start(&gamma(&sims), 1.0);
+    // The new file is locked too: a second daemon is still refused.
     let output = Command::new(BIN)
         .arg("--config")
         .arg(exporter.config_path())
@@ -246,9 +242,52 @@ async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_first() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_first() {
+    let sims = simulated_gamma().await;
+    let exporter = Exporter::start(&gamma(&sims), 1.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "the ledger", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    // The same config: refused before it binds the (same) port, naming the holder.
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(exporter.config_path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains(&format!("pid {}", exporter.pid())), "{message}");
     assert!(message.contains("one daemon per ledger"), "{message}");
+    // Other names for the same file (a symlink, a hard link), even with the pid file
+    // deleted: the lock is on the file itself.
+    let _ = std::fs::remove_file(bitaxe_exporter::ledger::DaemonLock::lock_path(
+        &exporter.database_path(),
+    ));
+    let other = tempfile::tempdir().unwrap();
+    let symlink = other.path().join("alias.db");
+    std::os::unix::fs::symlink(exporter.database_path(), &symlink).unwrap();
+    let hard_link = exporter.dir.path().join("hard.db");
+    std::fs::hard_link(exporter.database_path(), &hard_link).unwrap();
+    for alias in [&symlink, &hard_link] {
+        let config = other.path().join("config.yaml");
+        let yaml = crate::support::config_yaml(&gamma(&sims), 1.0, "127.0.0.1:0", alias);
+        std::fs::write(&config, yaml).unwrap();
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{alias:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("one daemon per ledger"), "{}", stderr(&output));
+    }
     sims.shutdown().await;
 }
 
@@ -758,4 +797,92 @@ fn simulate_with_base_port_0_uses_ephemeral_ports() {
     // "simulating 3 miner(s) on 127.0.0.1:PORT .. port LAST"
     let last: u16 = first_line.trim().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(last > 1024, "{first_line}");
+}
+
+/// Samples for `records` through a writer that knows the configured names.
+fn write_configured(database: &Path, configured: &[&str], records: Vec<(&str, f64, S)>) {
+    let names = configured.iter().map(|n| n.to_string()).collect();
+    let writer = Writer::start_for(database, rules(1.0), names).unwrap();
+    for (device, t, s) in records {
+        writer.sender.send_wait(Record::Sample {
+            device: device.into(),
+            at: at(t),
+            sample: s.sample(),
+        });
+    }
+    writer.finish();
+}
+
+fn devices_and_samples(database: &Path) -> Vec<(String, Option<String>, i64)> {
+    crate::support::sql(database)
+        .prepare("SELECT d.name, d.mac, count(s.t) FROM devices d LEFT JOIN samples s ON s.device_id = d.id GROUP BY d.id ORDER BY d.name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_mac_bound_to_a_configured_name_is_not_taken_by_another_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    let mac = "AA:BB:CC:00:00:01";
+    let history = (0..10)
+        .map(|i| ("unit-a", f64::from(i) * 30.0, S::new(525.0, 1150.0)))
+        .collect();
+    write_configured(&database, &["unit-a"], history);
+    // A restart with a second miner that claims the same MAC, while unit-a is silent.
+    let mut b = S::new(490.0, 1100.0);
+    b.mac = Some(mac);
+    let later = (0..5)
+        .map(|i| ("unit-b", 600.0 + f64::from(i) * 30.0, b.clone()))
+        .collect();
+    write_configured(&database, &["unit-a", "unit-b"], later);
+    assert_eq!(
+        devices_and_samples(&database),
+        [
+            ("unit-a".to_string(), Some(mac.to_string()), 10),
+            ("unit-b".to_string(), None, 5),
+        ],
+        "unit-a's history moved"
+    );
+}
+
+#[test]
+fn a_flapping_mac_makes_no_devices_across_restarts_and_a_swapped_unit_is_believed_after_three_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("metrics.db");
+    write_configured(&database, &["flappy"], vec![("flappy", 0.0, S::new(525.0, 1150.0))]);
+    // Four restarts, each first poll with a MAC never seen before.
+    for (run, mac) in [
+        "AA:00:00:00:00:11",
+        "AA:00:00:00:00:12",
+        "AA:00:00:00:00:13",
+        "AA:00:00:00:00:14",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = S::new(525.0, 1150.0);
+        s.mac = Some(mac);
+        write_configured(&database, &["flappy"], vec![("flappy", 30.0 * (run as f64 + 1.0), s)]);
+    }
+    let devices = devices_and_samples(&database);
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0].2, 5);
+
+    // A unit swapped for another: the new MAC, seen three polls in a row, is a new device;
+    // the old history keeps a name that says which miner it was.
+    let mut swapped = S::new(525.0, 1150.0);
+    swapped.mac = Some("AA:00:00:00:00:99");
+    let polls = (0..6)
+        .map(|i| ("flappy", 300.0 + f64::from(i) * 30.0, swapped.clone()))
+        .collect();
+    write_configured(&database, &["flappy"], polls);
+    let devices = devices_and_samples(&database);
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    let new = devices.iter().find(|d| d.0 == "flappy").unwrap();
+    assert_eq!(new.1.as_deref(), Some("AA:00:00:00:00:99"));
+    assert!(devices.iter().any(|d| d.0.starts_with("flappy (")), "{devices:?}");
 }

@@ -29,12 +29,42 @@ pub enum ExportError {
     },
 }
 
-/// Writes a file through a temporary file in the same folder, renamed over `path` only
-/// once `write` succeeded: a failed or interrupted export never truncates what was there.
-pub fn write_atomically(
+/// Writes an export to `path` so that a failure never truncates what was there: a regular
+/// file (or none yet) is written through a temporary file in the same folder, renamed over
+/// it once `write` succeeded, and keeps the old file's permissions and owner; a symlink is
+/// followed (the link stays a link); anything else — a FIFO, a terminal, `/dev/stdout`,
+/// `>(…)` — is written to directly, never replaced by a file.
+pub fn write_to_path(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<u64, ExportError>,
 ) -> Result<u64, ExportError> {
+    let file_error = |source| ExportError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(existing) if !existing.is_file() => {
+            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(file_error)?;
+            let mut out = io::BufWriter::with_capacity(64 * 1024, file);
+            let written = write(&mut out)?;
+            out.flush()?;
+            Ok(written)
+        }
+        Ok(existing) => {
+            let target = std::fs::canonicalize(path).map_err(file_error)?;
+            write_atomically(&target, Some(&existing), write)
+        }
+        Err(_) => write_atomically(path, None, write),
+    }
+}
+
+/// The temporary-file-and-rename write of [`write_to_path`].
+fn write_atomically(
+    path: &Path,
+    existing: Option<&std::fs::Metadata>,
+    write: impl FnOnce(&mut dyn Write) -> Result<u64, ExportError>,
+) -> Result<u64, ExportError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let file_error = |source| ExportError::File {
         path: path.to_path_buf(),
         source,
@@ -50,6 +80,17 @@ pub fn write_atomically(
     let mut out = io::BufWriter::with_capacity(64 * 1024, temporary);
     let written = write(&mut out)?;
     let temporary = out.into_inner().map_err(|e| file_error(e.into_error()))?;
+    // The replacement looks like what it replaces; a new export is readable like any
+    // other file (the temporary file starts private).
+    let mode = existing.map_or(0o644, |m| m.mode() & 0o7777);
+    temporary
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(file_error)?;
+    if let Some(m) = existing {
+        // Only root may give a file away; for anyone else the owner is already right.
+        let _ = std::os::unix::fs::fchown(temporary.as_file(), Some(m.uid()), Some(m.gid()));
+    }
     temporary.as_file().sync_all().map_err(file_error)?;
     temporary.persist(path).map_err(|e| file_error(e.error))?;
     Ok(written)
@@ -141,7 +182,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("samples.csv");
         std::fs::write(&path, "yesterday's export\n").unwrap();
-        let failed = write_atomically(&path, |out| {
+        let failed = write_to_path(&path, |out| {
             out.write_all(b"half a row")?;
             Err(ExportError::Io(io::Error::other("the ledger went away")))
         });
@@ -153,11 +194,44 @@ mod tests {
             "a temporary file was left behind"
         );
 
-        let written = write_atomically(&path, |out| {
+        let written = write_to_path(&path, |out| {
             out.write_all(b"new\n")?;
             Ok(1)
         });
         assert_eq!(written.unwrap(), 1);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+    }
+
+    #[test]
+    fn permissions_links_and_special_files_are_respected() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("export.csv");
+        std::fs::write(&target, "old\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("latest.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_to_path(&link, |out| {
+            out.write_all(b"new\n")?;
+            Ok(1)
+        })
+        .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "the link was replaced"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        // A character device is written to, not replaced by a file.
+        write_to_path(Path::new("/dev/null"), |out| {
+            out.write_all(b"discarded\n")?;
+            Ok(1)
+        })
+        .unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+        // A new export is readable by others, like any file.
+        let fresh = dir.path().join("fresh.csv");
+        write_to_path(&fresh, |_| Ok(0)).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
     }
 }

@@ -146,7 +146,7 @@ impl Sample {
             self.asic_count = None;
             dropped.push("asic_chips");
         }
-        self.implausible = dropped;
+        self.implausible.extend(dropped);
     }
 }
 
@@ -182,16 +182,22 @@ const MAX_UPTIME_SECONDS: u64 = 10 * 366 * 86_400;
 const MAX_HEAP_BYTES: u64 = 1 << 30;
 const MAX_ASIC_CHIPS: u32 = 256;
 
-/// Text with its control characters (newline, carriage return, escape, …) written as
-/// escapes (`\n`, `\u{1b}`), so it cannot start a new log line or send a terminal escape
-/// sequence. Borrowed when there is nothing to escape.
+/// Text with the characters that could deceive a reader written as escapes (`\n`,
+/// `\u{1b}`, `\u{202e}`): control characters (a newline that forges a log line, an escape
+/// sequence that drives a terminal), Unicode line and paragraph separators, and the
+/// invisible bidirectional and zero-width format characters (which can make a line read
+/// backwards). Borrowed when there is nothing to escape.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    fn deceptive(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    }
+    if !text.chars().any(deceptive) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if deceptive(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -357,6 +363,34 @@ impl WireInfo {
             .or(self.fan_speed_v20.0)
             .filter(|v| *v >= 0.0);
 
+        // Values the normalisation below leaves out without being sentinels: negative
+        // readings (other than the firmware's −1 "no reading") and counts past any counter.
+        // They are broken sensors or hostile bodies, and counted as implausible.
+        let negative = |v: Option<f64>| v.is_some_and(|v| v < 0.0 && v != -1.0);
+        let not_a_count = |v: Option<f64>| v.is_some_and(|v| !(0.0..1.8e19).contains(&v));
+        let unreadable: Vec<&'static str> = [
+            ("hashrate_ghs", negative(self.hash_rate.0)),
+            ("power_watts", negative(self.power.0)),
+            ("input_current_amperes", negative(self.current.0)),
+            ("asic_temperature_celsius", negative(self.temp.0)),
+            ("asic_temperature2_celsius", negative(self.temp2.0)),
+            ("vr_temperature_celsius", negative(self.vr_temp.0)),
+            ("error_percent", negative(self.error_percentage.0)),
+            (
+                "fan_rpm",
+                negative(self.fanrpm.0.or(self.fan_speed_rpm.0).or(self.fan_speed_v20.0)),
+            ),
+            ("shares_accepted", not_a_count(self.shares_accepted.0)),
+            ("shares_rejected", not_a_count(self.shares_rejected.0)),
+            ("uptime_seconds", not_a_count(self.uptime_seconds.0)),
+            ("free_heap_bytes", not_a_count(self.free_heap.0)),
+            ("free_heap_internal_bytes", not_a_count(self.free_heap_internal.0)),
+            ("asic_chips", not_a_count(self.asic_count.0)),
+        ]
+        .into_iter()
+        .filter_map(|(name, flagged)| flagged.then_some(name))
+        .collect();
+
         let mut sample = Sample {
             hashrate_ghs: self.hash_rate.0.filter(|v| *v >= 0.0),
             expected_hashrate_ghs,
@@ -407,7 +441,7 @@ impl WireInfo {
                 board_version,
                 firmware: self.version.0.filter(|s| !s.is_empty()),
             },
-            implausible: Vec::new(),
+            implausible: unreadable,
         };
         sample.drop_implausible();
         Ok(sample)
@@ -603,6 +637,43 @@ impl<'de> Deserialize<'de> for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_readings_and_impossible_counts_are_counted_not_just_dropped() {
+        let body = br#"{"hashRate": 1000, "ASICModel": "BM1370", "temp": -1e9, "temp2": -1, "vrTemp": 0,
+            "sharesAccepted": -5, "sharesRejected": 18446744073709551616, "uptimeSeconds": -100,
+            "errorPercentage": -3, "freeHeap": 1e30, "asicCount": -1}"#;
+        let sample = decode_system_info(body).unwrap();
+        for field in [
+            "asic_temperature_celsius",
+            "shares_accepted",
+            "shares_rejected",
+            "uptime_seconds",
+            "error_percent",
+            "free_heap_bytes",
+            "asic_chips",
+        ] {
+            assert!(
+                sample.implausible.contains(&field),
+                "{field} not counted: {:?}",
+                sample.implausible
+            );
+        }
+        // The firmware's own "no reading" sentinels are not implausible.
+        assert!(!sample.implausible.contains(&"asic_temperature2_celsius"));
+        assert!(!sample.implausible.contains(&"vr_temperature_celsius"));
+        assert_eq!(sample.asic_temp_celsius, None);
+        assert_eq!(sample.shares_accepted, None);
+    }
+
+    #[test]
+    fn deceptive_characters_are_escaped() {
+        assert_eq!(printable("BM1370"), "BM1370");
+        assert_eq!(printable("a\nb\r\u{1b}[2J"), "a\\nb\\r\\u{1b}[2J");
+        assert_eq!(printable("BM\u{202e}0731"), "BM\\u{202e}0731");
+        assert_eq!(printable("x\u{2028}y\u{200b}"), "x\\u{2028}y\\u{200b}");
+        assert_eq!(printable("Ünïcödé ✓"), "Ünïcödé ✓");
+    }
 
     #[test]
     fn difficulty_strings_of_every_era() {

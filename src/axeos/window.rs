@@ -74,7 +74,9 @@ pub enum WindowSource {
 impl fmt::Display for WindowSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WindowSource::MinerOptions => f.write_str("from the miner's /api/system/asic option lists"),
+            WindowSource::MinerOptions => {
+                f.write_str("from the miner's /api/system/asic option lists, within its chip's documented window")
+            }
             WindowSource::Chip(model) => write!(f, "the documented window of a {model}"),
             WindowSource::AnyChip => f.write_str("the widest window of any known chip (the miner reports none)"),
         }
@@ -90,13 +92,29 @@ pub struct SettingsWindow {
 }
 
 impl SettingsWindow {
-    /// From the lists a miner gave (both non-empty), else from its chip, else the widest.
+    /// From the lists a miner gave (both non-empty), bounded by its chip's documented
+    /// window (a miner's lists are not trusted to widen it: a hostile or broken firmware
+    /// could list 65535 mV); else the chip's window; else the widest of any chip.
     pub fn for_miner(asic_model: Option<&str>, miner_options: Option<(&[f64], &[f64])>) -> SettingsWindow {
-        if let Some((frequencies, voltages)) = miner_options {
-            if let Some(window) = Self::around(frequencies, voltages, WindowSource::MinerOptions) {
-                return window;
-            }
+        let chip = Self::for_chip(asic_model);
+        let Some(own) = miner_options.and_then(|(f, v)| Self::around(f, v, WindowSource::MinerOptions)) else {
+            return chip;
+        };
+        let intersect = |a: (f64, f64), b: (f64, f64)| (a.0.max(b.0), a.1.min(b.1));
+        let frequency_mhz = intersect(own.frequency_mhz, chip.frequency_mhz);
+        let core_voltage_mv = intersect(own.core_voltage_mv, chip.core_voltage_mv);
+        if frequency_mhz.0 > frequency_mhz.1 || core_voltage_mv.0 > core_voltage_mv.1 {
+            return chip;
         }
+        SettingsWindow {
+            frequency_mhz,
+            core_voltage_mv,
+            source: WindowSource::MinerOptions,
+        }
+    }
+
+    /// The documented window of a chip, or the widest of any chip when it is unknown.
+    fn for_chip(asic_model: Option<&str>) -> SettingsWindow {
         if let Some((model, (frequencies, voltages))) = asic_model.and_then(|m| Some((m, chip_options(m)?))) {
             if let Some(window) = Self::around(frequencies, voltages, WindowSource::Chip(model.to_string())) {
                 return window;
@@ -224,6 +242,13 @@ mod tests {
         let empty = SettingsWindow::for_miner(Some("BM1397"), Some((&[], &[])));
         assert_eq!(empty.source, WindowSource::Chip("BM1397".into()));
         assert_eq!(empty.core_voltage_mv, (1000.0, 1600.0));
+        // A miner's lists never widen its chip's window.
+        let hostile = SettingsWindow::for_miner(Some("BM1370"), Some((&[1.0, 65535.0], &[1.0, 65535.0])));
+        assert_eq!(hostile.frequency_mhz, (250.0, 875.0));
+        assert_eq!(hostile.core_voltage_mv, (900.0, 1350.0));
+        assert!(hostile.check(&patch(Some(5000.0), Some(12000))).is_err());
+        let unknown_chip_hostile = SettingsWindow::for_miner(None, Some((&[1.0, 65535.0], &[1.0, 1e308])));
+        assert!(unknown_chip_hostile.check(&patch(None, Some(3000))).is_err());
         let unknown = SettingsWindow::for_miner(Some("BM9999"), None);
         assert_eq!(unknown.source, WindowSource::AnyChip);
         assert_eq!(unknown.core_voltage_mv, (900.0, 1600.0));

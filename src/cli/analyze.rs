@@ -168,7 +168,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             } else {
                 let output = Path::new(&output);
                 settings.refuse_to_overwrite(output)?;
-                let written = crate::analysis::export::write_atomically(output, |out| {
+                let written = crate::analysis::export::write_to_path(output, |out| {
                     crate::analysis::export::export(&ledger, out, format, device_id, since, until)
                 });
                 if let Ok(n) = &written {

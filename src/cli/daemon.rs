@@ -133,8 +133,11 @@ async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<()
         config.listen = listen;
     }
     logs.init(config.log_level);
+    // Before the port: a second daemon on this ledger says so (exit 2, with the holder's
+    // pid), rather than fail on an address already in use.
+    ledger_db::DaemonLock::check_free(&config.database_path)
+        .map_err(|e| serve_failure(crate::daemon::ServeError::Ledger(e)))?;
     let listener = bind(config.listen).await?;
-    tracing::info!("metrics on http://{}/metrics", config.listen);
     crate::daemon::serve(config, listener, crate::daemon::shutdown_signal())
         .await
         .map_err(serve_failure)

@@ -107,6 +107,24 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// What clap says when the arguments do not parse, or when `--help` / `--version` asked
+/// for text: printed through the same checked path as every other output (a full stdout
+/// is exit 1, a closed one exit 0), with clap's exit codes otherwise (2 for usage errors).
+pub fn argument_error(error: &clap::Error) -> ExitCode {
+    let text = error.render().to_string();
+    if error.use_stderr() {
+        status_line(text.trim_end());
+        return ExitCode::from(2);
+    }
+    match output::emit(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => {
+            status_line("error: cannot write to standard output");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Runs a parsed command line; prints errors and returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // One thread drives every poller and the HTTP server: a 1,000-miner fleet needs a few

@@ -63,7 +63,9 @@ impl LedgerSettings {
         let lock = ledger_db::DaemonLock::lock_path(&self.database_path);
         let protected = ledger_files.iter().chain([&lock]).chain(self.config_path.as_ref());
         for file in protected {
-            if ledger_db::same_file(output, file) {
+            // The same file, or the name one of the ledger's companions will have (a
+            // `-journal` or `-wal` that does not exist yet would be taken for SQLite's).
+            if ledger_db::same_file(output, file) || same_name(output, file) {
                 return Err(Failure::Usage(anyhow::anyhow!(
                     "refusing to write the export over {} (it is {}); choose another --output",
                     output.display(),
@@ -124,4 +126,16 @@ pub fn parse_time_arg(flag: &str, value: Option<&str>) -> Result<Option<f64>, Fa
         .map(|text| time::parse(text, SystemTime::now()))
         .transpose()
         .map_err(|e| Failure::Usage(anyhow::anyhow!("{flag}: {e}")))
+}
+
+/// True when both paths name the same entry of the same (existing) folder.
+fn same_name(a: &Path, b: &Path) -> bool {
+    let entry = |p: &Path| -> Option<PathBuf> {
+        let folder = match p.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(folder).ok()?.join(p.file_name()?))
+    };
+    matches!((entry(a), entry(b)), (Some(x), Some(y)) if x == y)
 }

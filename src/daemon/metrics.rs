@@ -688,6 +688,11 @@ impl FleetCollector {
                 ledger.mac_conflicts.load(Relaxed),
             ),
             (
+                "bitaxe_ledger_lock_lost",
+                "Times the ledger file at the configured path was held by another daemon, so nothing was written",
+                ledger.lock_lost.load(Relaxed),
+            ),
+            (
                 "bitaxe_ledger_reopened",
                 "Times the ledger file was found deleted or replaced while serve ran, and opened again at its path",
                 ledger.reopened.load(Relaxed),

@@ -65,15 +65,19 @@ pub async fn serve(
     .map_err(ServeError::Client)?;
     let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
     let path = config.database_path.clone();
-    let writer = tokio::task::spawn_blocking(move || Writer::start(&path, rules))
+    let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
+    let writer = tokio::task::spawn_blocking(move || Writer::start_for(&path, rules, names))
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
     tracing::info!(
-        "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}",
+        "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}; metrics on http://{}/metrics",
         env!("CARGO_PKG_VERSION"),
         config.enabled_devices().count(),
         config.poll_interval,
-        config.database_path.display()
+        config.database_path.display(),
+        listener
+            .local_addr()
+            .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));

@@ -53,6 +53,14 @@ pub const RESERVED_DESCRIPTORS: u64 = 64;
 /// reconnect or a name lookup overlaps it.
 pub const DESCRIPTORS_PER_MINER: u64 = 2;
 
+/// A response the client has not taken for this long (its socket buffer full all the
+/// while) no longer protects its connection: at the cap it is closed like an idle one, so
+/// clients that never read cannot hold every slot (node_exporter's write timeout).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// No write is waiting.
+const NOT_BLOCKED: u64 = u64::MAX;
+
 /// At the cap, a new connection takes the place of one that has been idle (no request in
 /// progress, no response waiting to be sent) at least this long; a brand-new connection
 /// whose request is still on the wire is never the one closed.
@@ -147,8 +155,11 @@ struct Slot {
     /// When the connection last became idle, in ms since [`Connections::epoch`]; [`BUSY`]
     /// while a request is being handled.
     idle_since_ms: AtomicU64,
-    /// The last write found the socket full: response bytes are waiting for the client.
-    write_blocked: AtomicBool,
+    /// Since when (ms since [`Connections::epoch`]) writes have found the socket full and
+    /// response bytes wait for the client; [`NOT_BLOCKED`] while they do not.
+    write_blocked_since_ms: AtomicU64,
+    /// The registry's clock origin, to date a blocked write.
+    epoch: Instant,
     /// Chosen to make room; its task has been told to close it.
     closing: AtomicBool,
     /// Tells the connection's task to close it.
@@ -158,7 +169,25 @@ struct Slot {
 impl Slot {
     /// Handling a request, or holding response bytes the client has not taken yet.
     fn is_busy(&self) -> bool {
-        self.idle_since_ms.load(Ordering::Relaxed) == BUSY || self.write_blocked.load(Ordering::Relaxed)
+        self.idle_since_ms.load(Ordering::Relaxed) == BUSY
+            || self.write_blocked_since_ms.load(Ordering::Relaxed) != NOT_BLOCKED
+    }
+
+    /// Response bytes have waited for the client longer than `timeout_ms`.
+    fn write_stalled(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        let since = self.write_blocked_since_ms.load(Ordering::Relaxed);
+        since != NOT_BLOCKED && now_ms.saturating_sub(since) >= timeout_ms
+    }
+
+    fn note_write(&self, blocked: bool) {
+        if blocked {
+            let now = self.epoch.elapsed().as_millis() as u64;
+            let _ =
+                self.write_blocked_since_ms
+                    .compare_exchange(NOT_BLOCKED, now, Ordering::Relaxed, Ordering::Relaxed);
+        } else {
+            self.write_blocked_since_ms.store(NOT_BLOCKED, Ordering::Relaxed);
+        }
     }
 }
 
@@ -231,13 +260,26 @@ impl Connections {
     fn close_longest_idle(&self) -> bool {
         let now = self.now_ms();
         let registry = self.lock();
-        let victim = registry
-            .slots
-            .values()
-            .filter(|slot| !slot.closing.load(Ordering::Relaxed) && !slot.is_busy())
-            .map(|slot| (slot.idle_since_ms.load(Ordering::Relaxed), slot))
-            .filter(|(since, _)| now.saturating_sub(*since) >= self.min_idle_ms)
+        let write_timeout_ms = WRITE_TIMEOUT.as_millis() as u64;
+        let open = || {
+            registry
+                .slots
+                .values()
+                .filter(|slot| !slot.closing.load(Ordering::Relaxed))
+        };
+        // A client that has not read its response for WRITE_TIMEOUT goes first; then the
+        // connection idle longest.
+        let stalled = open()
+            .filter(|slot| slot.write_stalled(now, write_timeout_ms))
+            .map(|slot| (slot.write_blocked_since_ms.load(Ordering::Relaxed), slot))
             .min_by_key(|(since, _)| *since);
+        let victim = stalled.or_else(|| {
+            open()
+                .filter(|slot| !slot.is_busy())
+                .map(|slot| (slot.idle_since_ms.load(Ordering::Relaxed), slot))
+                .filter(|(since, _)| now.saturating_sub(*since) >= self.min_idle_ms)
+                .min_by_key(|(since, _)| *since)
+        });
         let Some((_, slot)) = victim else {
             return false;
         };
@@ -251,7 +293,8 @@ impl Connections {
     fn register(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Ticket {
         let slot = Arc::new(Slot {
             idle_since_ms: AtomicU64::new(self.now_ms()),
-            write_blocked: AtomicBool::new(false),
+            write_blocked_since_ms: AtomicU64::new(NOT_BLOCKED),
+            epoch: self.epoch,
             closing: AtomicBool::new(false),
             close: Notify::new(),
         });
@@ -322,7 +365,7 @@ struct TrackedIo {
 
 impl TrackedIo {
     fn note<T>(&self, result: Poll<T>) -> Poll<T> {
-        self.slot.write_blocked.store(result.is_pending(), Ordering::Relaxed);
+        self.slot.note_write(result.is_pending());
         result
     }
 }
@@ -536,6 +579,33 @@ mod tests {
         assert!(matches!(connections.admit().await, Admission::Admitted(_)));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_its_response_loses_its_place_after_the_write_timeout() {
+        let stats = Arc::new(HttpStats::new(MIN_CONNECTIONS));
+        let connections = Connections::new(stats.clone(), EVICT_AFTER_IDLE);
+        let mut tickets = fill(&connections).await;
+        // Every connection is handling a request; one has response bytes its client never
+        // takes.
+        let _busy: Vec<Busy> = tickets.iter().map(Busy::start).collect();
+        tickets[3].slot.note_write(true);
+        tokio::time::advance(WRITE_TIMEOUT / 2).await;
+        assert!(
+            matches!(connections.admit().await, Admission::Rejected),
+            "evicted before the write timeout"
+        );
+        tokio::time::advance(WRITE_TIMEOUT).await;
+        let victim = tickets.remove(3);
+        let closing = async move {
+            victim.slot.close.notified().await;
+            drop(victim);
+        };
+        let (admission, ()) = tokio::join!(connections.admit(), closing);
+        assert!(
+            matches!(admission, Admission::Evicted(_)),
+            "the stalled writer kept its place"
+        );
+    }
+
     #[tokio::test]
     async fn at_the_cap_the_longest_idle_connection_makes_room_before_the_newcomer_gets_in() {
         let stats = Arc::new(HttpStats::new(MIN_CONNECTIONS));
@@ -547,7 +617,7 @@ mod tests {
         // The two oldest are not idle: one is handling a request, the other's client has
         // not read its response yet. The third oldest makes room.
         let busy = Busy::start(&tickets[0]);
-        tickets[1].slot.write_blocked.store(true, Ordering::Relaxed);
+        tickets[1].slot.note_write(true);
         let victim = tickets.remove(2);
         let victim_id = victim.id;
         let closing = async move {

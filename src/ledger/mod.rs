@@ -432,14 +432,15 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The files that make up a ledger: the database and its WAL and shared-memory files.
-pub fn ledger_files(path: &Path) -> [PathBuf; 3] {
+/// The files that make up a ledger: the database, its WAL and shared-memory files, and
+/// the rollback journal SQLite would use outside WAL mode.
+pub fn ledger_files(path: &Path) -> [PathBuf; 4] {
     let with = |suffix: &str| {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         PathBuf::from(name)
     };
-    [path.to_path_buf(), with("-wal"), with("-shm")]
+    [path.to_path_buf(), with("-wal"), with("-shm"), with("-journal")]
 }
 
 /// How an export column's values come out of SQLite.
@@ -510,64 +511,97 @@ pub enum ExportValue {
     Text(String),
 }
 
-/// The exclusive lock one `serve` holds beside its ledger (`<ledger>.lock`, with the
-/// holder's pid in it), so a second daemon on the same file refuses to start instead of
-/// corrupting the running aggregates. The lock is the kernel's (`flock`), so it dies with
-/// the process: a crash never leaves a stale lock behind. The file itself stays.
+/// The exclusive lock one `serve` holds on its ledger, so a second daemon on the same file
+/// refuses to start instead of corrupting the running aggregates. The lock is the kernel's
+/// `flock` on the database file itself, so every name for the file (a symlink, a hard link,
+/// another relative path) meets it, and it dies with the process: a crash never leaves a
+/// stale lock. The holder's pid is written beside the file (`<ledger>.lock`) for the
+/// message a second daemon prints.
+///
+/// `flock` locks are independent of the POSIX byte-range locks SQLite takes, but closing
+/// any descriptor of the file drops this process's POSIX locks on it: the writer closes
+/// its connection before this lock (field order), and never holds it beside another
+/// connection to the same file.
 #[derive(Debug)]
 pub struct DaemonLock {
-    _file: std::fs::File,
-    path: PathBuf,
+    file: std::fs::File,
 }
 
 impl DaemonLock {
+    /// Where the holder's pid is written: beside the file the ledger path resolves to.
     pub fn lock_path(ledger: &Path) -> PathBuf {
-        let mut name = ledger.as_os_str().to_owned();
+        let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+        let mut name = real.into_os_string();
         name.push(".lock");
         PathBuf::from(name)
     }
 
+    /// Locks the (existing) ledger file, or says which daemon holds it.
     pub fn acquire(ledger: &Path) -> Result<DaemonLock> {
-        use std::io::{Read as _, Seek as _, Write as _};
-        let path = Self::lock_path(ledger);
         let lock_error = |source| LedgerError::Lock {
-            path: path.clone(),
+            path: ledger.to_path_buf(),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(lock_error)?;
+        let file = std::fs::File::open(ledger).map_err(lock_error)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.take(64).read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => format!("see {}", path.display()),
-                };
                 return Err(LedgerError::InUse {
                     path: ledger.to_path_buf(),
-                    holder,
-                });
+                    holder: Self::holder(ledger),
+                })
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
         }
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .map_err(lock_error)?;
-        Ok(DaemonLock { _file: file, path })
+        Self::write_pid(ledger);
+        Ok(DaemonLock { file })
     }
 
-    /// True while the lock file at its path is still the one this lock holds.
-    pub fn still_held(&self) -> bool {
+    /// Fails with [`LedgerError::InUse`] when a daemon holds the ledger now (checked before
+    /// `serve` binds its port, so a second daemon says why it cannot run). A ledger that
+    /// does not exist yet is free.
+    pub fn check_free(ledger: &Path) -> Result<()> {
+        match std::fs::File::open(ledger) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse {
+                    path: ledger.to_path_buf(),
+                    holder: Self::holder(ledger),
+                }),
+                Err(std::fs::TryLockError::Error(_)) => Ok(()),
+            },
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn holder(ledger: &Path) -> String {
+        let pid_file = Self::lock_path(ledger);
+        match std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            Some(pid) => format!("pid {pid}"),
+            None => "another process".into(),
+        }
+    }
+
+    /// Records this process as the holder. Informational only, so it never follows a
+    /// symlink planted at its name (which would truncate whatever the link points at).
+    fn write_pid(ledger: &Path) {
+        let pid_file = Self::lock_path(ledger);
+        if std::fs::symlink_metadata(&pid_file).is_ok_and(|m| m.file_type().is_symlink()) {
+            tracing::warn!("{} is a symbolic link; not writing the pid into it", pid_file.display());
+            return;
+        }
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!("cannot write {}: {e}", pid_file.display());
+        }
+    }
+
+    /// True while the file at `ledger` is the one this lock holds.
+    pub fn holds(&self, ledger: &Path) -> bool {
         use std::os::unix::fs::MetadataExt as _;
-        match (self._file.metadata(), std::fs::metadata(&self.path)) {
+        match (self.file.metadata(), std::fs::metadata(ledger)) {
             (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
             _ => false,
         }
@@ -578,18 +612,27 @@ impl DaemonLock {
 // Devices
 
 /// Finds or creates the device row a poll of `name` belongs to. With a MAC, the MAC decides
-/// (a rename or a new IP keeps the history) — unless the device with that MAC is being
-/// polled under another configured name right now (`polled_elsewhere`): two miners claiming
-/// one MAC are kept apart by name, and the second is reported as a conflict.
-fn resolve_device(
+/// (a rename or a new IP keeps the history) — unless the device with that MAC is configured
+/// under another name (`polled_elsewhere`): two miners claiming one MAC are kept apart by
+/// name. A new MAC at a name whose device has another one is believed (a swapped unit,
+/// a new device) only when `allow_new_mac` says it persisted; until then the sample stays
+/// with the name's device and the MAC is reported as a conflict.
+pub(crate) fn resolve_device(
     tx: &Transaction,
     name: &str,
     identity: &Identity,
     t: f64,
     polled_elsewhere: &dyn Fn(&str) -> bool,
+    allow_new_mac: bool,
 ) -> rusqlite::Result<Resolved> {
     let mut mac_conflict = false;
-    let id = match &identity.mac {
+    let by_name = |tx: &Transaction| -> rusqlite::Result<Option<(i64, Option<String>)>> {
+        tx.query_row("SELECT id, mac FROM devices WHERE name = ?1", [name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+    };
+    let (id, bound_mac) = match &identity.mac {
         Some(mac) => {
             let by_mac: Option<(i64, String)> = tx
                 .query_row("SELECT id, name FROM devices WHERE mac = ?1", [mac], |r| {
@@ -599,12 +642,9 @@ fn resolve_device(
             match by_mac {
                 Some((_, other)) if other != name && polled_elsewhere(&other) => {
                     mac_conflict = true;
-                    match tx
-                        .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
-                        .optional()?
-                    {
-                        Some(id) => id,
-                        None => insert_device(tx, name, None, t)?,
+                    match by_name(tx)? {
+                        Some(row) => row,
+                        None => (insert_device(tx, name, None, t)?, None),
                     }
                 }
                 Some((id, old_name)) => {
@@ -612,35 +652,29 @@ fn resolve_device(
                         free_name(tx, name, id)?;
                         tx.execute("UPDATE devices SET name = ?1 WHERE id = ?2", params![name, id])?;
                     }
-                    id
+                    (id, Some(mac.clone()))
                 }
-                None => {
-                    let unclaimed: Option<i64> = tx
-                        .query_row("SELECT id FROM devices WHERE name = ?1 AND mac IS NULL", [name], |r| {
-                            r.get(0)
-                        })
-                        .optional()?;
-                    match unclaimed {
-                        Some(id) => {
-                            tx.execute("UPDATE devices SET mac = ?1 WHERE id = ?2", params![mac, id])?;
-                            id
-                        }
-                        None => {
-                            // The name belonged to another miner: keep that history under a
-                            // name that says which.
-                            free_name(tx, name, -1)?;
-                            insert_device(tx, name, Some(mac), t)?
-                        }
+                None => match by_name(tx)? {
+                    Some((id, None)) => {
+                        tx.execute("UPDATE devices SET mac = ?1 WHERE id = ?2", params![mac, id])?;
+                        (id, Some(mac.clone()))
                     }
-                }
+                    Some((id, Some(other_mac))) if !allow_new_mac => {
+                        mac_conflict = true;
+                        (id, Some(other_mac))
+                    }
+                    _ => {
+                        // Another miner now answers at this name: keep the old one's history
+                        // under a name that says which.
+                        free_name(tx, name, -1)?;
+                        (insert_device(tx, name, Some(mac), t)?, Some(mac.clone()))
+                    }
+                },
             }
         }
-        None => match tx
-            .query_row("SELECT id FROM devices WHERE name = ?1", [name], |r| r.get(0))
-            .optional()?
-        {
-            Some(id) => id,
-            None => insert_device(tx, name, None, t)?,
+        None => match by_name(tx)? {
+            Some(row) => row,
+            None => (insert_device(tx, name, None, t)?, None),
         },
     };
     tx.execute(
@@ -660,15 +694,22 @@ fn resolve_device(
         "INSERT OR IGNORE INTO device_names (device_id, name, first_seen) VALUES (?1, ?2, ?3)",
         params![id, name, t],
     )?;
-    Ok(Resolved { id, mac_conflict })
+    Ok(Resolved {
+        id,
+        mac_conflict,
+        bound_mac,
+    })
 }
 
 /// The device a poll belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub id: i64,
-    /// The MAC the miner reported belongs to a device polled under another name.
+    /// The MAC the miner reported belongs to a device configured under another name, or is
+    /// not (yet) believed to be a new miner at this name.
     pub mac_conflict: bool,
+    /// The MAC of the device row the sample went to.
+    pub bound_mac: Option<String>,
 }
 
 /// The device row for a name with no poll yet (an event of a device never reached).

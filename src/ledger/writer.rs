@@ -58,6 +58,8 @@ pub struct LedgerStats {
     pub reopened: AtomicU64,
     /// Samples whose MAC belonged to another polled miner, or changed from poll to poll.
     pub mac_conflicts: AtomicU64,
+    /// Times the ledger file at the path was held by another daemon and not written.
+    pub lock_lost: AtomicU64,
     /// Records accepted into the queue.
     queued: AtomicU64,
     /// Queued records since lost (backlog cap, shutdown).
@@ -149,22 +151,29 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Takes the ledger's daemon lock, opens (and migrates) the ledger and starts the
-    /// writer thread. A ledger another daemon holds is refused (`LedgerError::InUse`).
+    /// Opens (and migrates) the ledger, takes its daemon lock and starts the writer thread.
+    /// A ledger another daemon holds is refused (`LedgerError::InUse`).
     pub fn start(path: &Path, rules: SegmentRules) -> Result<Writer, LedgerError> {
+        Self::start_for(path, rules, Vec::new())
+    }
+
+    /// Like [`Writer::start`], knowing the device names in config.yaml (so a MAC bound to
+    /// one of them is never moved to another).
+    pub fn start_for(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
                 path: path.to_path_buf(),
                 source,
             })?;
         }
-        let lock = DaemonLock::acquire(path)?;
         let ledger = open_for_writing(path)?;
+        let lock = DaemonLock::acquire(path)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();
         let stats = Arc::new(LedgerStats::default());
         let closing = Arc::new(AtomicBool::new(false));
-        let state = WriterState::new(ledger, lock, rules, stats.clone(), closing.clone());
+        let mut state = WriterState::new(ledger, lock, rules, stats.clone(), closing.clone());
+        state.configured = configured.into_iter().collect();
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || {
@@ -235,6 +244,9 @@ struct WriterState {
     tracks: HashMap<i64, Track>,
     /// Names whose MAC conflict was logged already (once per name and run).
     conflicts_logged: HashSet<String>,
+    /// The device names in config.yaml: a MAC bound to one of them is never moved to
+    /// another name, whichever miner answers first after a restart.
+    configured: HashSet<String>,
 }
 
 /// Polls in a row a new MAC must be seen at a name before it is believed to be another
@@ -261,15 +273,17 @@ impl NameBinding {
 }
 
 /// The device a sample of `name` belongs to, and whether its MAC was in conflict (claimed
-/// by another polled name, or not yet confirmed as a new miner at this name).
+/// by another configured name, or not yet confirmed as a new miner at this name).
 fn identify(
     tx: &Transaction,
     ids: &mut HashMap<String, NameBinding>,
+    configured: &HashSet<String>,
     name: &str,
     sample: &Sample,
     t: f64,
 ) -> rusqlite::Result<(i64, bool)> {
     let mac = sample.identity.mac.as_deref();
+    let mut confirmed_new_mac = false;
     if let Some(binding) = ids.get_mut(name) {
         let Some(mac) = mac.filter(|m| binding.mac.as_deref() != Some(*m)) else {
             binding.candidate = None;
@@ -289,16 +303,12 @@ fn identify(
             if seen < MAC_CHANGE_POLLS {
                 return Ok((binding.id, true));
             }
+            confirmed_new_mac = true;
         }
     }
-    let polled_elsewhere = |other: &str| other != name && ids.contains_key(other);
-    let resolved = ledger::resolve_device(tx, name, &sample.identity, t, &polled_elsewhere)?;
-    let bound_mac = if resolved.mac_conflict {
-        None
-    } else {
-        mac.map(str::to_string)
-    };
-    ids.insert(name.to_string(), NameBinding::new(bound_mac, resolved.id));
+    let polled_elsewhere = |other: &str| other != name && (configured.contains(other) || ids.contains_key(other));
+    let resolved = ledger::resolve_device(tx, name, &sample.identity, t, &polled_elsewhere, confirmed_new_mac)?;
+    ids.insert(name.to_string(), NameBinding::new(resolved.bound_mac, resolved.id));
     Ok((resolved.id, resolved.mac_conflict))
 }
 
@@ -322,6 +332,7 @@ impl WriterState {
             ids: HashMap::new(),
             tracks: HashMap::new(),
             conflicts_logged: HashSet::new(),
+            configured: HashSet::new(),
         }
     }
 
@@ -433,13 +444,19 @@ impl WriterState {
         // `-wal` / `-shm` at the path, so they are never mistaken for the new file's.
         self.ledger = None;
         self.forget();
-        if !self.lock.still_held() {
+        let ledger = open_for_writing(&self.path)?;
+        if !self.lock.holds(&self.path) {
+            // The new file needs the lock too; if another daemon took it meanwhile, this one
+            // stops writing (its records wait, and are retried) rather than share the file.
             match DaemonLock::acquire(&self.path) {
                 Ok(lock) => self.lock = lock,
-                Err(e) => tracing::error!("cannot take the ledger lock again: {e}"),
+                Err(e) => {
+                    self.stats.lock_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("not writing the ledger: {e}");
+                    return Err(e);
+                }
             }
         }
-        let ledger = open_for_writing(&self.path)?;
         self.identity = ledger::file_identity(&self.path);
         self.ledger = Some(ledger);
         Ok(())
@@ -461,6 +478,7 @@ impl WriterState {
         let ids = &mut self.ids;
         let tracks = &mut self.tracks;
         let conflicts_logged = &mut self.conflicts_logged;
+        let configured = &self.configured;
         let tx = ledger.write()?;
         let mut touched = HashSet::new();
         let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
@@ -468,7 +486,7 @@ impl WriterState {
             match record {
                 Record::Sample { device, at, sample } => {
                     let t = crate::time::unix_seconds(*at);
-                    let (device_id, conflict) = identify(&tx, ids, device, sample, t).map_err(wrap)?;
+                    let (device_id, conflict) = identify(&tx, ids, configured, device, sample, t).map_err(wrap)?;
                     if conflict {
                         stats.mac_conflicts.fetch_add(1, Ordering::Relaxed);
                         if conflicts_logged.insert(device.clone()) {
