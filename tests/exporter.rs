@@ -24,6 +24,7 @@ fn is_timing_line(line: &str) -> bool {
     [
         "bitaxe_poll_duration_seconds{",
         "bitaxe_last_successful_poll_timestamp_seconds{",
+        "bitaxe_config_age_seconds{",
         "bitaxe_exporter_polls_total",
         "bitaxe_exporter_build_info",
         "process_",
@@ -113,6 +114,15 @@ async fn retune_through_patch_replaces_the_label_set() {
             e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0)
         })
         .await;
+    // The configuration's age grows while it runs…
+    let aged = exporter
+        .wait_for(Duration::from_secs(10), "a configuration 2 s old", |e| {
+            e.value("bitaxe_config_age_seconds", &[("device", "gamma")])
+                .unwrap_or(0.0)
+                >= 2.0
+        })
+        .await;
+    let age_before = aged.value("bitaxe_config_age_seconds", &[("device", "gamma")]).unwrap();
 
     let client = reqwest::Client::new();
     for (address, body) in [
@@ -140,6 +150,14 @@ async fn retune_through_patch_replaces_the_label_set() {
                     .is_empty()
         })
         .await;
+    // …and starts again at the retune.
+    let age_after = after
+        .value("bitaxe_config_age_seconds", &[("device", "gamma")])
+        .unwrap();
+    assert!(
+        age_after < age_before,
+        "config age {age_before} s before the retune, {age_after} s after"
+    );
     for (device, old_freq, new_freq, new_mv) in [("gamma", "525", "600", "1200"), ("supra", "490", "562.5", "1250")] {
         let labelled: Vec<_> = after
             .device_series(device)
@@ -551,5 +569,49 @@ async fn a_fleets_first_polls_spread_over_the_start_window() {
         let n = offsets.iter().filter(|o| **o >= low && **o < high).count();
         assert!(n < 20, "{n} of 60 first polls within {low:.1}–{high:.1} s: {offsets:?}");
     }
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_notifications_are_written_to_the_log_escaped() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 31)], None)
+        .await
+        .unwrap();
+    let exporter = crate::support::Exporter::start_logging(&named(&["gamma"], &sims), 1.0, "info");
+    let notification = serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "BitaxeAsicTemperatureCritical", "severity": "critical", "device": "gamma"},
+            "annotations": {"summary": "Miner gamma ASIC at 72.8 °C\nFAKE forged line"}
+        }]
+    });
+    let client = reqwest::Client::new();
+    let response = client
+        .post(exporter.url("/alerts"))
+        .header("content-type", "application/json")
+        .body(notification.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let oversized = client
+        .post(exporter.url("/alerts"))
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert!(oversized.status().is_client_error(), "{}", oversized.status());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = exporter.log_text();
+    assert!(
+        log.lines().any(
+            |l| l.contains("alert firing: Miner gamma ASIC at 72.8 °C\\nFAKE forged line")
+                && l.contains("BitaxeAsicTemperatureCritical")
+        ),
+        "{log}"
+    );
+    assert!(!log.lines().any(|l| l.starts_with("FAKE")), "{log}");
     sims.shutdown().await;
 }

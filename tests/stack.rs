@@ -60,7 +60,26 @@ fn promtool_amtool_and_docker_compose_accept_the_files() {
     args.extend(tests.iter().map(String::as_str));
     assert_ok("promtool", &args);
     assert_ok("amtool", &["check-config", "prometheus/alertmanager.yml"]);
-    assert_ok("docker-compose", &["-f", "docker-compose.yml", "config", "-q"]);
+    // The compose file validates with a Grafana password given (as `.env` gives it), and
+    // refuses to run without one rather than fall back to admin/admin.
+    let compose = |password: Option<&str>| {
+        let mut command = Command::new("docker-compose");
+        command
+            .args(["-f", "docker-compose.yml", "config", "-q"])
+            .current_dir(repo_path(""))
+            .env_remove("GRAFANA_ADMIN_PASSWORD");
+        if let Some(password) = password {
+            command.env("GRAFANA_ADMIN_PASSWORD", password);
+        }
+        command
+            .output()
+            .expect("docker-compose (Debian package docker-compose)")
+    };
+    let with = compose(Some("a-real-secret"));
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    let without = compose(None);
+    assert!(!without.status.success(), "compose ran without a Grafana password");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
 }
 
 fn dashboards() -> Vec<(String, Value)> {

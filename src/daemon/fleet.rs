@@ -37,6 +37,9 @@ struct DeviceState {
     last_error: Option<PollError>,
     last_duration: Option<Duration>,
     errors_by_kind: ErrorCounts,
+    /// When the current configuration segment began, as far as this process saw it: the
+    /// first poll, or the last retune, reboot or firmware change.
+    config_since: Option<Instant>,
     /// Readings dropped as implausible, by field.
     implausible: BTreeMap<&'static str, u64>,
     consecutive_failures: u32,
@@ -61,6 +64,8 @@ pub struct DeviceView {
     pub last_duration: Option<Duration>,
     pub errors_by_kind: ErrorCounts,
     pub implausible: BTreeMap<&'static str, u64>,
+    /// Time since the current configuration segment began; `Some` only when `up`.
+    pub config_age: Option<Duration>,
 }
 
 impl Fleet {
@@ -129,6 +134,15 @@ impl Fleet {
             *state.implausible.entry(field).or_default() += 1;
         }
         let (tracked, events) = observe_success(&state.tracked, &sample, &self.thresholds);
+        let new_segment = events.iter().any(|e| {
+            matches!(
+                e,
+                DeviceEvent::ConfigChanged { .. } | DeviceEvent::Rebooted { .. } | DeviceEvent::FirmwareChanged { .. }
+            )
+        });
+        if new_segment || state.config_since.is_none() {
+            state.config_since = Some(now.0);
+        }
         state.tracked = tracked;
         state.sample = Some(sample);
         state.last_success = Some(now);
@@ -184,6 +198,10 @@ impl Fleet {
                     last_duration: state.last_duration,
                     errors_by_kind: state.errors_by_kind,
                     implausible: state.implausible,
+                    config_age: state
+                        .config_since
+                        .filter(|_| up)
+                        .map(|since| now.saturating_duration_since(since)),
                 }
             })
             .collect()

@@ -59,6 +59,7 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(landing_page))
+        .route("/alerts", axum::routing::post(receive_alerts))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try /metrics\n") })
         .with_state(state)
 }
@@ -106,6 +107,38 @@ async fn render_shared(state: Arc<AppState>) -> Option<Bodies> {
     })
     .await;
     rendered.ok().flatten()
+}
+
+/// The largest Alertmanager notification read (one carries a group of alerts; 1 MiB is
+/// thousands of them).
+const MAX_ALERT_BODY: usize = 1024 * 1024;
+
+/// `POST /alerts`: an Alertmanager webhook receiver that writes each alert to the
+/// exporter's log, so the compose stack's alerts go somewhere out of the box (journald,
+/// `docker logs`). Every label and annotation is escaped like any text from outside.
+async fn receive_alerts(body: Bytes) -> (StatusCode, &'static str) {
+    if body.len() > MAX_ALERT_BODY {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "notification too large\n");
+    }
+    let Ok(notification) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected Alertmanager's webhook JSON\n");
+    };
+    let text = |value: &serde_json::Value| crate::axeos::sample::printable(value.as_str().unwrap_or("")).into_owned();
+    for alert in notification["alerts"].as_array().into_iter().flatten().take(1000) {
+        let status = text(&alert["status"]);
+        let name = text(&alert["labels"]["alertname"]);
+        let severity = text(&alert["labels"]["severity"]);
+        let device = text(&alert["labels"]["device"]);
+        let summary = text(&alert["annotations"]["summary"]);
+        if status == "firing" && severity == "critical" {
+            tracing::error!(alert = name, severity, device, "alert {status}: {summary}");
+        } else if status == "firing" {
+            tracing::warn!(alert = name, severity, device, "alert {status}: {summary}");
+        } else {
+            tracing::info!(alert = name, severity, device, "alert {status}: {summary}");
+        }
+    }
+    (StatusCode::OK, "ok\n")
 }
 
 async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {

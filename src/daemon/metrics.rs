@@ -539,6 +539,15 @@ impl FleetCollector {
         )?;
         device_gauges(
             encoder,
+            "bitaxe_config_age",
+            "Time since the device's current clock configuration began (retune, reboot or firmware change, or since the exporter started): PromQL can leave out the warm-up",
+            Some(&seconds),
+            views
+                .iter()
+                .filter_map(|v| Some((v.name.as_str(), v.config_age?.as_secs_f64()))),
+        )?;
+        device_gauges(
+            encoder,
             "bitaxe_last_successful_poll_timestamp",
             "Unix time of the device's most recent successful poll",
             Some(&seconds),

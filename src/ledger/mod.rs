@@ -469,7 +469,8 @@ const fn column(name: &'static str, sql: &'static str, kind: ColumnKind) -> Expo
 /// The columns of an export, in order.
 pub const EXPORT_COLUMNS: &[ExportColumn] = &[
     column("time", "s.t", ColumnKind::Time),
-    column("unix_time_s", "s.t", ColumnKind::Real),
+    // Milliseconds are all a poll time means.
+    column("unix_time_s", "round(s.t, 3)", ColumnKind::Real),
     column("device", "d.name", ColumnKind::Text),
     column("segment_id", "s.segment_id", ColumnKind::Integer),
     column("frequency_mhz", "s.frequency_mhz", ColumnKind::Real),
