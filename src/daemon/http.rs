@@ -35,8 +35,9 @@ struct AppState {
 #[derive(Debug, Clone, Default)]
 struct Bodies {
     openmetrics: Bytes,
-    /// The Prometheus text format (0.0.4) of the same render.
-    text: Bytes,
+    /// The Prometheus text format (0.0.4) of the same render, made when a client first
+    /// asks for it (Prometheus itself never does).
+    text: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -69,41 +70,46 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
 async fn serve_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let openmetrics = metrics::wants_openmetrics(accept);
-    match render_shared(state).await {
+    match render_shared(state, !openmetrics).await {
         Some(body) if openmetrics => {
             ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body.openmetrics).into_response()
         }
-        Some(body) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body.text).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
+        Some(Bodies { text: Some(text), .. }) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], text).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
     }
 }
 
 /// The body for a scrape that arrives now: the one a render in progress produces (waiting
 /// for it), or a new render. Either way it is built from the snapshot as it is at or after
 /// this scrape's arrival, less at most one render's duration.
-async fn render_shared(state: Arc<AppState>) -> Option<Bodies> {
+async fn render_shared(state: Arc<AppState>, wants_text: bool) -> Option<Bodies> {
     let arrived = Instant::now();
     // Tokio's mutex queues waiters in order: each scrape that waited through a render
     // finds it finished after its arrival and takes its body without rendering again.
     let mut last = state.last_render.clone().lock_owned().await;
-    if last.finished.is_some_and(|finished| finished >= arrived) {
+    let fresh = last.finished.is_some_and(|finished| finished >= arrived);
+    if fresh && (!wants_text || last.body.text.is_some()) {
         return Some(last.body.clone());
     }
     // Rendering a large fleet takes milliseconds of CPU; keep it off the async worker the
     // pollers run on. The lock moves into the blocking task, so a scrape abandoned by its
-    // client cannot let a second render start beside this one.
+    // client cannot let a second render start beside this one, and the text format of a
+    // render is made once, under the same lock.
     let rendered = tokio::task::spawn_blocking(move || {
-        let hint = last.body.openmetrics.len() + 4096;
-        let openmetrics = metrics::render(&state.registry, hint).ok()?;
-        let body = Bodies {
-            text: Bytes::from(metrics::openmetrics_to_text(&openmetrics)),
-            openmetrics: Bytes::from(openmetrics),
-        };
-        *last = Rendered {
-            body: body.clone(),
-            finished: Some(Instant::now()),
-        };
-        Some(body)
+        if !fresh {
+            let hint = last.body.openmetrics.len() + 4096;
+            let openmetrics = metrics::render(&state.registry, hint).ok()?;
+            last.body = Bodies {
+                openmetrics: Bytes::from(openmetrics),
+                text: None,
+            };
+            last.finished = Some(Instant::now());
+        }
+        if wants_text && last.body.text.is_none() {
+            let openmetrics = std::str::from_utf8(&last.body.openmetrics).ok()?;
+            last.body.text = Some(Bytes::from(metrics::openmetrics_to_text(openmetrics)));
+        }
+        Some(last.body.clone())
     })
     .await;
     rendered.ok().flatten()
