@@ -128,6 +128,27 @@ fn dashboards_are_built_for_provisioning() {
             assert_eq!(panel["datasource"]["uid"], "${datasource}", "{file}: {title}");
             let unit = panel["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
             assert!(!unit.is_empty(), "{file}: {title} has no unit");
+            // Stat, gauge and bar-gauge panels colour by thresholds: without explicit ones
+            // Grafana paints anything above 80 red (a hashrate, a power in watts). Each
+            // has its own, or a single step that means "no threshold".
+            if ["stat", "gauge", "bargauge"].contains(&panel["type"].as_str().unwrap_or("")) {
+                let steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{file}: {title} has no explicit thresholds"));
+                assert!(!steps.is_empty(), "{file}: {title}");
+                assert!(
+                    !steps.iter().any(|s| s["color"] == "red" && s["value"] == 80),
+                    "{file}: {title} keeps Grafana's default red at 80"
+                );
+                if title.contains("temperature") || title.contains("ASIC") {
+                    let values: Vec<f64> = steps.iter().filter_map(|s| s["value"].as_f64()).collect();
+                    assert_eq!(
+                        values,
+                        [65.0, 70.0],
+                        "{file}: {title}: the default warning and shutdown thresholds"
+                    );
+                }
+            }
             for target in panel["targets"].as_array().unwrap() {
                 assert_eq!(target["datasource"]["uid"], "${datasource}", "{file}: {title}");
             }
