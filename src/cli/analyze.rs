@@ -23,50 +23,62 @@ pub enum TableFormat {
 #[derive(Debug, Subcommand)]
 pub enum AnalyzeCommand {
     /// Statistics per device × clock configuration (warm-up excluded).
-    CompareConfigs {
-        #[arg(long)]
-        device: Option<String>,
-        /// Only the time range of this session (and its device).
-        #[arg(long)]
-        session: Option<i64>,
-        /// Start of the range: RFC 3339 or a duration ago (24h, 7d).
-        #[arg(long)]
-        since: Option<String>,
-        /// End of the range: RFC 3339 or a duration ago.
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
-        format: TableFormat,
-    },
+    CompareConfigs(CompareConfigsArgs),
     /// The best configuration per device among those that pass the health gate.
-    Optimize {
-        #[arg(long, value_enum)]
-        metric: Metric,
-        #[arg(long)]
-        device: Option<String>,
-        /// ASIC temperature limit for the p95, °C (default: safety.max_temp_warning).
-        #[arg(long)]
-        max_temp: Option<f64>,
-        /// Start of the data considered: RFC 3339 or a duration ago.
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-    },
+    Optimize(OptimizeArgs),
     /// The samples, streamed as CSV or JSON.
-    Export {
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        /// File to write, or - for standard output.
-        #[arg(long, default_value = "-")]
-        output: String,
-        #[arg(long)]
-        device: Option<String>,
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        until: Option<String>,
-    },
+    Export(ExportArgs),
+}
+
+/// `analyze compare-configs`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CompareConfigsArgs {
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only the time range of this session (and its device).
+    #[arg(long)]
+    pub session: Option<i64>,
+    /// Start of the range: RFC 3339 or a duration ago (24h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the range: RFC 3339 or a duration ago.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+/// `analyze optimize`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct OptimizeArgs {
+    #[arg(long, value_enum)]
+    pub metric: Metric,
+    #[arg(long)]
+    pub device: Option<String>,
+    /// ASIC temperature limit for the p95, °C (default: safety.max_temp_warning).
+    #[arg(long)]
+    pub max_temp: Option<f64>,
+    /// Start of the data considered: RFC 3339 or a duration ago.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// `analyze export`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// File to write, or - for standard output.
+    #[arg(long, default_value = "-")]
+    pub output: String,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 impl AnalyzeCommand {
@@ -78,13 +90,13 @@ impl AnalyzeCommand {
 fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {
     let ledger = settings.open()?;
     match action {
-        AnalyzeCommand::CompareConfigs {
+        AnalyzeCommand::CompareConfigs(CompareConfigsArgs {
             device,
             session: session_id,
             since,
             until,
             format,
-        } => {
+        }) => {
             let mut query = Query {
                 device_id: match &device {
                     Some(name) => Some(known_device(&ledger, name)?.id),
@@ -118,13 +130,13 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             }
             Ok(())
         }
-        AnalyzeCommand::Optimize {
+        AnalyzeCommand::Optimize(OptimizeArgs {
             metric,
             device,
             max_temp,
             since,
             format,
-        } => {
+        }) => {
             let query = Query {
                 device_id: match &device {
                     Some(name) => Some(known_device(&ledger, name)?.id),
@@ -148,13 +160,13 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             }
             Ok(())
         }
-        AnalyzeCommand::Export {
+        AnalyzeCommand::Export(ExportArgs {
             format,
             output,
             device,
             since,
             until,
-        } => {
+        }) => {
             let device_id = match &device {
                 Some(name) => Some(known_device(&ledger, name)?.id),
                 None => None,

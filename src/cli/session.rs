@@ -19,44 +19,60 @@ use crate::time;
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Open a session on a device (one open session per device).
-    Start {
-        #[arg(long)]
-        device: String,
-        /// Target frequency, MHz.
-        #[arg(long)]
-        freq: Option<f64>,
-        /// Target core voltage, mV.
-        #[arg(long)]
-        voltage: Option<u32>,
-        #[arg(long, default_value = "")]
-        notes: String,
-        /// Send the targets to the miner (PATCH /api/system) and read them back.
-        #[arg(long)]
-        apply: bool,
-        /// With --apply: send targets outside the chip's plausibility window too.
-        #[arg(long, requires = "apply")]
-        force: bool,
-    },
+    Start(StartArgs),
     /// Close the device's open session.
-    End {
-        #[arg(long)]
-        device: String,
-        #[arg(long, default_value = "")]
-        notes: String,
-    },
+    End(EndArgs),
     /// List sessions.
-    List {
-        #[arg(long)]
-        device: Option<String>,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-    },
+    List(ListArgs),
     /// A session with the steady-state statistics of its time range.
-    Show {
-        id: i64,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-    },
+    Show(ShowArgs),
+}
+
+/// `session start`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    #[arg(long)]
+    pub device: String,
+    /// Target frequency, MHz.
+    #[arg(long)]
+    pub freq: Option<f64>,
+    /// Target core voltage, mV.
+    #[arg(long)]
+    pub voltage: Option<u32>,
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Send the targets to the miner (PATCH /api/system) and read them back.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: send targets outside the chip's plausibility window too.
+    #[arg(long, requires = "apply")]
+    pub force: bool,
+}
+
+/// `session end`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct EndArgs {
+    #[arg(long)]
+    pub device: String,
+    #[arg(long, default_value = "")]
+    pub notes: String,
+}
+
+/// `session list`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// `session show`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    pub id: i64,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,26 +84,23 @@ pub enum ListFormat {
 impl SessionCommand {
     pub async fn run(self, settings: &LedgerSettings) -> Result<(), Failure> {
         match self {
-            SessionCommand::Start {
-                device,
-                freq,
-                voltage,
-                notes,
-                apply,
-                force,
-            } => {
-                let targets = Targets {
-                    freq,
-                    voltage,
-                    apply,
-                    force,
-                };
-                session_start(settings, &device, targets, &notes).await
-            }
-            SessionCommand::End { device, notes } => session_end(settings, &device, &notes),
-            SessionCommand::List { device, format } => session_list(settings, device.as_deref(), format),
-            SessionCommand::Show { id, format } => session_show(settings, id, format),
+            SessionCommand::Start(args) => args.run(settings).await,
+            SessionCommand::End(args) => session_end(settings, &args.device, &args.notes),
+            SessionCommand::List(args) => session_list(settings, args.device.as_deref(), args.format),
+            SessionCommand::Show(args) => session_show(settings, args.id, args.format),
         }
+    }
+}
+
+impl StartArgs {
+    pub async fn run(self, settings: &LedgerSettings) -> Result<(), Failure> {
+        let targets = Targets {
+            freq: self.freq,
+            voltage: self.voltage,
+            apply: self.apply,
+            force: self.force,
+        };
+        session_start(settings, &self.device, targets, &self.notes).await
     }
 }
 
