@@ -487,20 +487,3 @@ fn secrets_are_not_kept() {
         assert!(!debug.contains(secret), "the sample keeps {secret}");
     }
 }
-
-/// When the project's shared material sits beside the repository, every body in it is a
-/// further case: each decodes to a sample with a hashrate. Optional, never required.
-#[test]
-fn every_shared_fixture_present_decodes() {
-    let Ok(entries) = std::fs::read_dir(crate::support::repo_path("../shared/fixtures/axeos")) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let sample = decode_system_info(&std::fs::read(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(sample.hashrate_ghs.is_some(), "{}", path.display());
-        }
-    }
-}

@@ -604,7 +604,7 @@ async fn alertmanager_notifications_are_written_to_the_log_escaped() {
         .unwrap();
     assert!(oversized.status().is_client_error(), "{}", oversized.status());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = exporter.log_text();
+    let log = exporter.log();
     assert!(
         log.lines().any(
             |l| l.contains("alert firing: Miner gamma ASIC at 72.8 °C\\nFAKE forged line")

@@ -668,7 +668,7 @@ async fn implausible_values_are_absent_counted_and_control_characters_escaped() 
     assert!(text.contains("FAKE"), "the firmware string is shown, escaped:\n{text}");
     // …and none in the log: the forged line never starts a line of its own.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = exporter.log_text();
+    let log = exporter.log();
     assert!(!log.lines().any(|l| l.starts_with("FAKE")), "a forged log line:\n{log}");
     assert!(
         !log.contains('\u{1b}') && !log.contains('\r'),

@@ -210,7 +210,7 @@ impl AxeOsClient {
                 return Err(PollError::Rejected(format!(
                     "HTTP {}: {}",
                     status.as_u16(),
-                    crate::axeos::sample::printable(&body)
+                    crate::axeos::printable(&body)
                 )));
             }
             Ok(())
@@ -287,5 +287,5 @@ fn root_cause(error: &dyn std::error::Error) -> String {
     while let Some(source) = cause.source() {
         cause = source;
     }
-    crate::axeos::sample::printable(&cause.to_string()).into_owned()
+    crate::axeos::printable(&cause.to_string()).into_owned()
 }

@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use super::Failure;
-use crate::axeos::sample::printable;
+use crate::axeos::printable;
 
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
 pub fn emit(text: &str) -> Result<(), Failure> {

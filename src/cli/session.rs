@@ -10,7 +10,7 @@ use super::output::{emit, print_json, status_line};
 use super::settings::{known_device, ledger_failure, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::{self, Query};
-use crate::axeos::sample::printable;
+use crate::axeos::printable;
 use crate::axeos::window::{CheckedPatch, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::ledger::sessions::{self, NewSession, SessionError};

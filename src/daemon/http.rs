@@ -16,8 +16,9 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
 
+use crate::daemon::exposition::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::daemon::fleet::{Fleet, FleetSummary};
-use crate::daemon::metrics::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::daemon::metrics;
 use crate::daemon::server::HttpStats;
 use crate::ledger::writer::LedgerStats;
 
@@ -69,7 +70,7 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
 /// the Prometheus text format for everyone else (curl, promtool, older scrapers).
 async fn serve_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let openmetrics = metrics::wants_openmetrics(accept);
+    let openmetrics = exposition::wants_openmetrics(accept);
     match render_shared(state, !openmetrics).await {
         Some(body) if openmetrics => {
             ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body.openmetrics).into_response()
@@ -98,7 +99,7 @@ async fn render_shared(state: Arc<AppState>, wants_text: bool) -> Option<Bodies>
     let rendered = tokio::task::spawn_blocking(move || {
         if !fresh {
             let hint = last.body.openmetrics.len() + 4096;
-            let openmetrics = metrics::render(&state.registry, hint).ok()?;
+            let openmetrics = exposition::render(&state.registry, hint).ok()?;
             last.body = Bodies {
                 openmetrics: Bytes::from(openmetrics),
                 text: None,
@@ -107,7 +108,7 @@ async fn render_shared(state: Arc<AppState>, wants_text: bool) -> Option<Bodies>
         }
         if wants_text && last.body.text.is_none() {
             let openmetrics = std::str::from_utf8(&last.body.openmetrics).ok()?;
-            last.body.text = Some(Bytes::from(metrics::openmetrics_to_text(openmetrics)));
+            last.body.text = Some(Bytes::from(exposition::openmetrics_to_text(openmetrics)));
         }
         Some(last.body.clone())
     })
@@ -129,7 +130,7 @@ async fn receive_alerts(body: Bytes) -> (StatusCode, &'static str) {
     let Ok(notification) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "expected Alertmanager's webhook JSON\n");
     };
-    let text = |value: &serde_json::Value| crate::axeos::sample::printable(value.as_str().unwrap_or("")).into_owned();
+    let text = |value: &serde_json::Value| crate::axeos::printable(value.as_str().unwrap_or("")).into_owned();
     for alert in notification["alerts"].as_array().into_iter().flatten().take(1000) {
         let status = text(&alert["status"]);
         let name = text(&alert["labels"]["alertname"]);

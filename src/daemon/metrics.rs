@@ -3,7 +3,6 @@
 //! kept in a registry between scrapes, so a retuned device shows only its new clock
 //! configuration and a down device shows only `bitaxe_up 0` and the poll self-metrics.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -18,9 +17,6 @@ use crate::axeos::PollErrorKind;
 use crate::daemon::fleet::{DeviceView, Fleet};
 use crate::daemon::server::HttpStats;
 use crate::ledger::writer::LedgerStats;
-
-/// The content type `/metrics` is served with.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Which labels a device gauge carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,73 +289,6 @@ pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Optio
     registry
 }
 
-/// Renders the registry as OpenMetrics text.
-/// The content type of the Prometheus text format, for clients that do not ask for
-/// OpenMetrics (curl, promtool, older scrapers).
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Whether an `Accept` header prefers OpenMetrics to the Prometheus text format, by the
-/// q-values of its media ranges (as client_golang negotiates). No header: text.
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    let Some(accept) = accept else {
-        return false;
-    };
-    let (mut openmetrics, mut text) = (0.0f64, 0.0f64);
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let q = parts
-            .find_map(|p| p.strip_prefix("q="))
-            .and_then(|q| q.parse::<f64>().ok())
-            .filter(|q| q.is_finite())
-            .unwrap_or(1.0);
-        match media.as_str() {
-            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
-            "text/plain" => text = text.max(q),
-            _ => {}
-        }
-    }
-    openmetrics > 0.0 && openmetrics >= text
-}
-
-/// The Prometheus text format (0.0.4) of an OpenMetrics body: counters' metadata named
-/// after their `_total` samples, info metrics as `_info` gauges, no `# UNIT` and no
-/// `# EOF`. `promtool check metrics` accepts both forms.
-pub fn openmetrics_to_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut pending_help: Option<(&str, &str)> = None;
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            pending_help = Some((name, help));
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
-            let (name, kind) = match kind {
-                "counter" => (format!("{name}_total"), "counter"),
-                "info" => (format!("{name}_info"), "gauge"),
-                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
-                _ => (name.to_string(), "untyped"),
-            };
-            if let Some((_, help)) = pending_help.take() {
-                let _ = writeln!(out, "# HELP {name} {help}");
-            }
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        } else if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-pub fn render(registry: &Registry, size_hint: usize) -> Result<String, std::fmt::Error> {
-    let mut body = String::with_capacity(size_hint);
-    prometheus_client::encoding::text::encode(&mut body, registry)?;
-    Ok(body)
-}
-
 type Fmt = Result<(), std::fmt::Error>;
 
 /// Encodes a gauge family labelled by `device` alone.
@@ -593,12 +522,12 @@ impl FleetCollector {
             ConstCounter::new(self.fleet.polls_total()).encode(family)?;
         }
         if let Some(ledger) = &self.ledger {
-            self.encode_ledger_metrics(encoder, ledger)?;
+            super::self_metrics::encode_ledger_metrics(encoder, ledger)?;
         }
         if let Some(http) = &self.http {
-            encode_http_metrics(encoder, http)?;
+            super::self_metrics::encode_http_metrics(encoder, http)?;
         }
-        encode_process_metrics(encoder, &crate::daemon::process::ProcessStats::now())?;
+        super::self_metrics::encode_process_metrics(encoder, &crate::daemon::process::ProcessStats::now())?;
         let mut family = encoder.encode_descriptor(
             "bitaxe_exporter_build_info",
             "The exporter's version, the git commit it was built from and the rustc that built it (always 1)",
@@ -611,176 +540,5 @@ impl FleetCollector {
             ("rustc_version", env!("BITAXE_RUSTC_VERSION")),
         ];
         ConstGauge::new(1i64).encode(family.encode_family(&labels)?)
-    }
-}
-
-/// `process_*`, named as every Prometheus client library names them.
-fn encode_process_metrics(encoder: &mut DescriptorEncoder, stats: &crate::daemon::process::ProcessStats) -> Fmt {
-    let seconds = Unit::Seconds;
-    let bytes = Unit::Bytes;
-    if let Some(cpu) = stats.cpu_seconds {
-        let family = encoder.encode_descriptor(
-            "process_cpu",
-            "Total user and system CPU time spent",
-            Some(&seconds),
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(cpu).encode(family)?;
-    }
-    for (name, help, unit, value) in [
-        (
-            "process_resident_memory_bytes",
-            "Resident memory size",
-            Some(&bytes),
-            stats.resident_bytes,
-        ),
-        (
-            "process_virtual_memory_bytes",
-            "Virtual memory size",
-            Some(&bytes),
-            stats.virtual_bytes,
-        ),
-        ("process_open_fds", "Open file descriptors", None, stats.open_fds),
-        (
-            "process_max_fds",
-            "Maximum number of open file descriptors",
-            None,
-            stats.max_fds,
-        ),
-        (
-            "process_start_time",
-            "Start time of the process since the Unix epoch",
-            Some(&seconds),
-            stats.start_time_seconds,
-        ),
-    ] {
-        if let Some(value) = value {
-            let family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-            ConstGauge::new(value).encode(family)?;
-        }
-    }
-    Ok(())
-}
-
-impl FleetCollector {
-    fn encode_ledger_metrics(&self, encoder: &mut DescriptorEncoder, ledger: &LedgerStats) -> Fmt {
-        use std::sync::atomic::Ordering::Relaxed;
-        for (name, help, value) in [
-            (
-                "bitaxe_ledger_samples_written",
-                "Samples committed to the SQLite ledger",
-                ledger.samples_written.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_events_written",
-                "Events committed to the SQLite ledger",
-                ledger.events_written.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_write_errors",
-                "Ledger commits that failed and were retried (locked or full database)",
-                ledger.write_errors.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_dropped_records",
-                "Records the ledger could not keep (backlog full while the database refused writes, samples behind a clock that stepped back)",
-                ledger.dropped.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_clock_behind_samples",
-                "Samples not stored because they were older than their device's last sample (the clock stepped back)",
-                ledger.clock_behind.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_mac_conflicts",
-                "Samples whose MAC address belonged to another polled miner or changed from poll to poll (kept apart by name)",
-                ledger.mac_conflicts.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_lock_lost",
-                "Times the ledger file at the configured path was held by another daemon, so nothing was written",
-                ledger.lock_lost.load(Relaxed),
-            ),
-            (
-                "bitaxe_ledger_reopened",
-                "Times the ledger file was found deleted or replaced while serve ran, and opened again at its path",
-                ledger.reopened.load(Relaxed),
-            ),
-        ] {
-            let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(value).encode(family)?;
-        }
-        let family = encoder.encode_descriptor(
-            "bitaxe_ledger_backlog_records",
-            "Records waiting to be written to the ledger",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(i64::try_from(ledger.backlog()).unwrap_or(i64::MAX)).encode(family)
-    }
-}
-
-/// The HTTP connection cap at work: open connections, the cap, and the connections it
-/// turned away.
-fn encode_http_metrics(encoder: &mut DescriptorEncoder, http: &HttpStats) -> Fmt {
-    let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    for (name, help, value) in [
-        ("bitaxe_exporter_http_connections", "HTTP connections open now", http.open()),
-        (
-            "bitaxe_exporter_http_connections_limit",
-            "Most HTTP connections open at once: the open-file limit less a reserve for the pollers and the ledger, at most 1024",
-            http.limit(),
-        ),
-    ] {
-        let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        ConstGauge::new(as_gauge(value)).encode(family)?;
-    }
-    for (name, help, value) in [
-        (
-            "bitaxe_exporter_http_connections_evicted",
-            "Idle HTTP connections closed to make room for a new one at the connection limit",
-            http.evicted(),
-        ),
-        (
-            "bitaxe_exporter_http_connections_rejected",
-            "New HTTP connections closed on arrival: the connection limit was reached and no connection was idle",
-            http.rejected(),
-        ),
-    ] {
-        let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        ConstCounter::new(value).encode(family)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod negotiation_tests {
-    use super::*;
-
-    #[test]
-    fn accept_headers_as_scrapers_send_them() {
-        // Prometheus 2.x/3.x
-        assert!(wants_openmetrics(Some(
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-        )));
-        assert!(!wants_openmetrics(None));
-        assert!(!wants_openmetrics(Some("*/*")));
-        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
-        assert!(!wants_openmetrics(Some(
-            "application/openmetrics-text;q=0.2, text/plain;q=0.9"
-        )));
-    }
-
-    #[test]
-    fn text_format_renames_counters_and_info_and_drops_units() {
-        let om = "# HELP a_shares Shares.\n# TYPE a_shares counter\na_shares_total{device=\"x\"} 5\n\
-# HELP a Build.\n# TYPE a info\na_info{version=\"1\"} 1\n\
-# HELP t Temp.\n# TYPE t gauge\n# UNIT t celsius\nt 60.5\n# EOF\n";
-        assert_eq!(
-            openmetrics_to_text(om),
-            "# HELP a_shares_total Shares.\n# TYPE a_shares_total counter\na_shares_total{device=\"x\"} 5\n\
-# HELP a_info Build.\n# TYPE a_info gauge\na_info{version=\"1\"} 1\n\
-# HELP t Temp.\n# TYPE t gauge\nt 60.5\n"
-        );
     }
 }

@@ -3,11 +3,13 @@
 //! thread and never touches SQL itself.
 
 pub mod events;
+pub mod exposition;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod poller;
 pub mod process;
+mod self_metrics;
 pub mod server;
 
 use std::future::Future;

@@ -261,7 +261,7 @@ pub fn table(sessions: &[SessionRow]) -> String {
                 time::format_short(s.started_at),
                 s.ended_at.map_or("open".into(), time::format_short),
                 s.target(),
-                crate::axeos::sample::printable(&notes).into_owned(),
+                crate::axeos::printable(&notes).into_owned(),
             ]
         })
         .collect();

@@ -40,13 +40,6 @@ impl Dialect {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Dialect> {
-        let t = text.trim().trim_start_matches('v');
-        Dialect::ALL
-            .into_iter()
-            .find(|d| d.version().trim_start_matches('v') == t || d.short() == t)
-    }
-
     pub fn short(self) -> &'static str {
         match self {
             Dialect::V2_0 => "2.0",

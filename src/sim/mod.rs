@@ -57,18 +57,16 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// A fault by its name (as `--fault` and `/__sim` take it), any case; `ok` and `500`
+    /// are accepted too.
     pub fn parse(text: &str) -> Option<Fault> {
-        Some(match text.trim().to_ascii_lowercase().as_str() {
-            "none" | "ok" => Fault::None,
-            "offline" => Fault::Offline,
-            "hang" => Fault::Hang,
-            "slow" => Fault::Slow(Duration::from_secs(2)),
-            "http500" | "500" => Fault::Http500,
-            "garbage" => Fault::Garbage,
-            "truncated" => Fault::Truncated,
-            "oversized" => Fault::Oversized,
-            _ => return None,
-        })
+        let text = text.trim().to_ascii_lowercase();
+        let name = match text.as_str() {
+            "ok" => "none",
+            "500" => "http500",
+            other => other,
+        };
+        Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
     pub const ALL: [Fault; 8] = [

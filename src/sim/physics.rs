@@ -147,10 +147,6 @@ impl Board {
     pub fn name(self) -> &'static str {
         self.spec().device_model
     }
-
-    pub fn parse(text: &str) -> Option<Board> {
-        Board::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(text))
-    }
 }
 
 /// The boards as the command line lists and reads them (`--board Gamma`, any case).

@@ -65,16 +65,29 @@ impl Exporter {
 
     /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
     pub fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> Exporter {
-        Self::launch(devices, poll_interval, extra_yaml, None)
+        Self::launch(devices, poll_interval, extra_yaml, None, None)
     }
 
     /// With the process's open-file limit (soft and hard, so the exporter cannot raise it)
     /// set to `nofile`, and its log in [`Exporter::log`] instead of the test's stderr.
     pub fn start_with_nofile(devices: &[(String, SocketAddr)], poll_interval: f64, nofile: u64) -> Exporter {
-        Self::launch(devices, poll_interval, "", Some(nofile))
+        Self::launch(devices, poll_interval, "", Some(nofile), Some("warn"))
     }
 
-    fn launch(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str, nofile: Option<u64>) -> Exporter {
+    /// With `RUST_LOG=rust_log` and the exporter's log in [`Exporter::log`].
+    pub fn start_logging(devices: &[(String, SocketAddr)], poll_interval: f64, rust_log: &str) -> Exporter {
+        Self::launch(devices, poll_interval, "", None, Some(rust_log))
+    }
+
+    /// `log`: keep the exporter's stderr (at this `RUST_LOG`) for [`Exporter::log`]; else
+    /// it goes to the test's stderr at `warn`.
+    fn launch(
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        extra_yaml: &str,
+        nofile: Option<u64>,
+        log: Option<&str>,
+    ) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yaml");
@@ -88,20 +101,19 @@ impl Exporter {
                 sh.arg("-c")
                     .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
                     .arg(BIN);
-                sh.stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
                 sh
             }
-            None => {
-                let mut bin = Command::new(BIN);
-                bin.stderr(Stdio::inherit());
-                bin
-            }
+            None => Command::new(BIN),
+        };
+        match log {
+            Some(_) => command.stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap()),
+            None => command.stderr(Stdio::inherit()),
         };
         let child = command
             .arg("--config")
             .arg(&config)
             .arg("serve")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log.unwrap_or("warn"))
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -119,38 +131,6 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("the exporter did not start listening on port {}", self.port);
-    }
-
-    /// Like `start_with`, with the exporter's stderr kept for [`Exporter::log_text`].
-    pub fn start_logging(devices: &[(String, SocketAddr)], poll_interval: f64, rust_log: &str) -> Exporter {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yaml");
-        let database = dir.path().join("ledger.db");
-        std::fs::write(
-            &config,
-            config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database),
-        )
-        .unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("serve.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let exporter = Exporter { child, port, dir };
-        exporter.wait_ready();
-        exporter
-    }
-
-    /// What the exporter logged so far (only for `start_logging`).
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {

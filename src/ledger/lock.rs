@@ -1,0 +1,130 @@
+//! Which file the ledger is: its identity on disk (to notice a deleted or replaced file,
+//! and to refuse an export over it), its companion files, and the one-daemon lock.
+
+use std::path::{Path, PathBuf};
+
+use super::{LedgerError, Result};
+
+/// The (device, inode) of a file, to notice when the ledger path no longer names the file
+/// this process has open (deleted, or replaced by a restore).
+pub fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// True when both paths exist and name the same file (same device and inode, whatever
+/// the names, symlinks or hard links).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (file_identity(a), file_identity(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The files that make up a ledger: the database, its WAL and shared-memory files, and
+/// the rollback journal SQLite would use outside WAL mode.
+pub fn ledger_files(path: &Path) -> [PathBuf; 4] {
+    let with = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [path.to_path_buf(), with("-wal"), with("-shm"), with("-journal")]
+}
+
+/// The exclusive lock one `serve` holds on its ledger, so a second daemon on the same file
+/// refuses to start instead of corrupting the running aggregates. The lock is the kernel's
+/// `flock` on the database file itself, so every name for the file (a symlink, a hard link,
+/// another relative path) meets it, and it dies with the process: a crash never leaves a
+/// stale lock. The holder's pid is written beside the file (`<ledger>.lock`) for the
+/// message a second daemon prints.
+///
+/// `flock` locks are independent of the POSIX byte-range locks SQLite takes, but closing
+/// any descriptor of the file drops this process's POSIX locks on it: the writer closes
+/// its connection before this lock (field order), and never holds it beside another
+/// connection to the same file.
+#[derive(Debug)]
+pub struct DaemonLock {
+    file: std::fs::File,
+}
+
+impl DaemonLock {
+    /// Where the holder's pid is written: beside the file the ledger path resolves to.
+    pub fn lock_path(ledger: &Path) -> PathBuf {
+        let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+        let mut name = real.into_os_string();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Locks the (existing) ledger file, or says which daemon holds it.
+    pub fn acquire(ledger: &Path) -> Result<DaemonLock> {
+        let file = std::fs::File::open(ledger).map_err(|source| LedgerError::Lock {
+            path: ledger.to_path_buf(),
+            source,
+        })?;
+        Self::try_lock(ledger, &file)?;
+        Self::write_pid(ledger);
+        Ok(DaemonLock { file })
+    }
+
+    /// Fails with [`LedgerError::InUse`] when a daemon holds the ledger now (checked before
+    /// `serve` binds its port, so a second daemon says why it cannot run). A ledger that
+    /// does not exist yet is free.
+    pub fn check_free(ledger: &Path) -> Result<()> {
+        match std::fs::File::open(ledger) {
+            Ok(file) => match Self::try_lock(ledger, &file) {
+                Err(busy @ LedgerError::InUse { .. }) => Err(busy),
+                _ => Ok(()),
+            },
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn try_lock(ledger: &Path, file: &std::fs::File) -> Result<()> {
+        match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse {
+                path: ledger.to_path_buf(),
+                holder: Self::holder(ledger),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Lock {
+                path: ledger.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn holder(ledger: &Path) -> String {
+        let pid_file = Self::lock_path(ledger);
+        match std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            Some(pid) => format!("pid {pid}"),
+            None => "another process".into(),
+        }
+    }
+
+    /// Records this process as the holder. Informational only, so it never follows a
+    /// symlink planted at its name (which would truncate whatever the link points at).
+    fn write_pid(ledger: &Path) {
+        let pid_file = Self::lock_path(ledger);
+        if std::fs::symlink_metadata(&pid_file).is_ok_and(|m| m.file_type().is_symlink()) {
+            tracing::warn!("{} is a symbolic link; not writing the pid into it", pid_file.display());
+            return;
+        }
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!("cannot write {}: {e}", pid_file.display());
+        }
+    }
+
+    /// True while the file at `ledger` is the one this lock holds.
+    pub fn holds(&self, ledger: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (self.file.metadata(), std::fs::metadata(ledger)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+}

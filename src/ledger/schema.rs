@@ -1,0 +1,87 @@
+//! The ledger's schema: one migration per version, applied in order and never edited.
+
+/// The schema, one entry per version. Never edit or reorder an entry; append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: devices, segments with running aggregates, samples, sessions, events.
+    "CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        mac TEXT UNIQUE,
+        hostname TEXT,
+        asic_model TEXT,
+        board_version TEXT,
+        firmware TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        started_at REAL NOT NULL,
+        ended_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        frequency_mhz REAL,
+        core_voltage_mv REAL,
+        firmware TEXT,
+        samples INTEGER NOT NULL DEFAULT 0,
+        last_uptime INTEGER,
+        warmup_seconds REAL NOT NULL,
+        steady TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX segments_by_device ON segments(device_id, started_at);
+    CREATE TABLE samples (
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        t REAL NOT NULL,
+        segment_id INTEGER NOT NULL REFERENCES segments(id),
+        dt REAL NOT NULL,
+        hashrate_ghs REAL,
+        expected_ghs REAL,
+        power_w REAL,
+        asic_temp_c REAL,
+        vr_temp_c REAL,
+        frequency_mhz REAL,
+        core_voltage_mv REAL,
+        core_voltage_measured_mv REAL,
+        input_voltage_v REAL,
+        input_current_a REAL,
+        fan_percent REAL,
+        fan_rpm REAL,
+        shares_accepted INTEGER,
+        shares_rejected INTEGER,
+        error_percent REAL,
+        uptime_s INTEGER,
+        best_difficulty REAL,
+        PRIMARY KEY (device_id, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        target_frequency_mhz REAL,
+        target_core_voltage_mv REAL,
+        notes TEXT NOT NULL DEFAULT '',
+        end_notes TEXT NOT NULL DEFAULT '',
+        applied INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX sessions_one_open_per_device ON sessions(device_id) WHERE ended_at IS NULL;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        t REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX events_by_device ON events(device_id, t);",
+    // 2: the names a device has been polled under, so a renamed device is found by either.
+    "CREATE TABLE device_names (
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        name TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        PRIMARY KEY (device_id, name)
+    );
+    INSERT INTO device_names (device_id, name, first_seen) SELECT id, name, first_seen FROM devices;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
