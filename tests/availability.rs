@@ -182,11 +182,24 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
         assert_eq!(later.up(name), Some(1.0), "{name}:\n{}", later.text);
     }
 
-    // The header timeout closes what the cap did not: every flood connection is gone.
-    let settle = flooded_at + Duration::from_secs(12);
-    tokio::time::sleep(settle.saturating_duration_since(Instant::now())).await;
-    let still_open = flood.iter_mut().map(closed_by_peer).filter(|closed| !closed).count();
-    assert_eq!(still_open, 0, "flood connections still open 12 s after they were made");
+    // The header timeout closes what the cap did not: every flood connection is gone. The
+    // timeout runs from the accept, and on a loaded machine the last of 400 connections may
+    // be accepted seconds after it was made, so the bound is two timeouts, not one.
+    let settle = flooded_at + 2 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+    let mut open_flood: Vec<&mut TcpStream> = flood.iter_mut().collect();
+    loop {
+        open_flood.retain_mut(|stream| !closed_by_peer(stream));
+        if open_flood.is_empty() || Instant::now() >= settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let all_closed_after = flooded_at.elapsed();
+    assert_eq!(
+        open_flood.len(),
+        0,
+        "flood connections still open {all_closed_after:?} after they were made"
+    );
     let settled = scrape_until(&exporter, Instant::now() + Duration::from_secs(5))
         .await
         .unwrap();
@@ -204,7 +217,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
 
     eprintln!(
         "idle flood: {} connections against a {NOFILE}-descriptor exporter (limit {limit}); /metrics answered {answer_after:.1?} \
-         after the flood; {turned_away} connections turned away; all closed within 12 s",
+         after the flood; {turned_away} connections turned away; all closed within {all_closed_after:.1?}",
         flood.len()
     );
     let log = exporter.log();
