@@ -3,7 +3,7 @@
 //! them): the static checks (promtool, amtool, docker-compose), the dashboards' structure,
 //! and a live run in which alerts reach a webhook and every dashboard query returns data.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -80,6 +80,52 @@ fn promtool_amtool_and_docker_compose_accept_the_files() {
     let without = compose(None);
     assert!(!without.status.success(), "compose ran without a Grafana password");
     assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
+}
+
+#[test]
+fn every_alert_links_an_absolute_runbook_that_exists() {
+    let base = format!("{}/blob/main/docs/alerts.md#", env!("CARGO_PKG_REPOSITORY"));
+    assert!(base.starts_with("https://"), "{base}");
+    // GitHub's heading anchors: lower case, spaces to hyphens, punctuation dropped.
+    let anchors: BTreeSet<String> = std::fs::read_to_string(repo_path("docs/alerts.md"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .map(|heading| {
+            heading
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let rules: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/rules/bitaxe-alerts.yml")).unwrap())
+            .unwrap();
+    let mut alerts = 0;
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let Some(alert) = rule["alert"].as_str() else {
+                continue;
+            };
+            alerts += 1;
+            let url = rule["annotations"]["runbook_url"].as_str().unwrap_or("");
+            let anchor = url
+                .strip_prefix(&base)
+                .unwrap_or_else(|| panic!("{alert}: runbook_url {url:?} does not start with {base}"));
+            assert!(
+                anchors.contains(anchor),
+                "{alert}: no heading for #{anchor} in docs/alerts.md"
+            );
+            assert_eq!(anchor, alert.to_lowercase(), "{alert} links another alert's runbook");
+        }
+    }
+    assert!(alerts >= 10, "{alerts} alerts");
 }
 
 fn dashboards() -> Vec<(String, Value)> {
@@ -260,12 +306,19 @@ fn wait_listening(port: u16, what: &str, child: &mut Child) {
     }
 }
 
-/// prometheus.yml with short intervals and local targets; the rules with `for:` shortened.
-fn test_prometheus_config(dir: &Path, exporter: u16, alertmanager: u16, prometheus: u16) -> std::path::PathBuf {
+/// prometheus.yml with short intervals (scrapes and rule evaluations every `interval`) and
+/// local targets; the rules with `for:` shortened.
+fn test_prometheus_config(
+    dir: &Path,
+    interval: &str,
+    exporter: u16,
+    alertmanager: u16,
+    prometheus: u16,
+) -> std::path::PathBuf {
     let mut config: Yaml =
         serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/prometheus.yml")).unwrap()).unwrap();
-    config["global"]["scrape_interval"] = "1s".into();
-    config["global"]["evaluation_interval"] = "1s".into();
+    config["global"]["scrape_interval"] = interval.into();
+    config["global"]["evaluation_interval"] = interval.into();
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
         Yaml::Sequence(vec![format!("127.0.0.1:{alertmanager}").into()]);
     for job in config["scrape_configs"].as_sequence_mut().unwrap() {
@@ -274,17 +327,18 @@ fn test_prometheus_config(dir: &Path, exporter: u16, alertmanager: u16, promethe
         } else {
             prometheus
         };
-        job["scrape_interval"] = "1s".into();
-        job["scrape_timeout"] = "1s".into();
+        job["scrape_interval"] = interval.into();
+        job["scrape_timeout"] = interval.into();
         job["static_configs"][0]["targets"] = Yaml::Sequence(vec![format!("127.0.0.1:{target}").into()]);
     }
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     for file in files("prometheus/rules", "yml") {
         let mut rules: Yaml = serde_yaml::from_str(&std::fs::read_to_string(repo_path(&file)).unwrap()).unwrap();
         for group in rules["groups"].as_sequence_mut().unwrap() {
-            if group.get("interval").is_some() {
-                group["interval"] = "1s".into();
-            }
+            assert!(
+                group.get("interval").is_none(),
+                "{file}: rule groups follow the global evaluation_interval"
+            );
             for rule in group["rules"].as_sequence_mut().unwrap() {
                 if rule.get("for").is_some() {
                     rule["for"] = "3s".into();
@@ -335,6 +389,20 @@ async fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
     (address, received)
 }
 
+/// The real Prometheus on `port` with this config and its storage in `dir`, killed on drop.
+fn start_prometheus(dir: &Path, config: &Path, port: u16) -> Killed {
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    wait_listening(port, "prometheus", &mut prometheus);
+    Killed(prometheus)
+}
+
 async fn prometheus_query(client: &reqwest::Client, port: u16, expr: &str) -> Result<Vec<Value>, String> {
     let url = reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{port}/api/v1/query"), &[("query", expr)])
         .map_err(|e| e.to_string())?;
@@ -366,7 +434,8 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .map(|n| n.to_string())
         .zip(sims.addresses().iter().copied())
         .collect();
-    let exporter = Exporter::start(&devices, 1.0);
+    // A short warm-up, so that the steady series the comparison dashboard reads exist.
+    let exporter = Exporter::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.05\n");
 
     let dir = tempfile::tempdir().unwrap();
     let (webhook, received) = webhook_receiver().await;
@@ -383,17 +452,8 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .expect("prometheus-alertmanager (Debian package prometheus-alertmanager)");
     wait_listening(am_port, "alertmanager", &mut alertmanager);
     let _alertmanager = Killed(alertmanager);
-    let prom_config = test_prometheus_config(dir.path(), exporter.port, am_port, prom_port);
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus)");
-    wait_listening(prom_port, "prometheus", &mut prometheus);
-    let _prometheus = Killed(prometheus);
+    let prom_config = test_prometheus_config(dir.path(), "1s", exporter.port, am_port, prom_port);
+    let _prometheus = start_prometheus(dir.path(), &prom_config, prom_port);
 
     // The alerts for the hot and the offline miner arrive at the webhook, with the device.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -426,7 +486,10 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     );
     assert_eq!(
         hot_alert["annotations"]["runbook_url"],
-        "docs/alerts.md#bitaxeasictemperaturecritical"
+        format!(
+            "{}/blob/main/docs/alerts.md#bitaxeasictemperaturecritical",
+            env!("CARGO_PKG_REPOSITORY")
+        )
     );
 
     // Nothing fires for the healthy miners, in Prometheus or at the webhook.
@@ -623,6 +686,173 @@ async fn promtool_checks_metrics_in_both_formats() {
         assert!(
             finding.contains("_total no help text"),
             "promtool on OpenMetrics: {finding}\n{findings}"
+        );
+    }
+    sims.shutdown().await;
+}
+
+/// The configuration-comparison table's query for one column, as Grafana sends it for a
+/// time range of `range` and every device.
+fn comparison_column(column: &str, range: &str) -> String {
+    let (_, board) = dashboards()
+        .into_iter()
+        .find(|(file, _)| file.ends_with("configuration-comparison.json"))
+        .unwrap();
+    let table = board["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "table")
+        .unwrap();
+    let renames = &table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "organize")
+        .unwrap()["options"]["renameByName"];
+    let ref_id = renames
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, name)| *name == column)
+        .map(|(field, _)| field.trim_start_matches("Value #").to_string())
+        .unwrap_or_else(|| panic!("no column {column:?} in {renames}"));
+    let target = table["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["refId"] == ref_id.as_str())
+        .unwrap();
+    target["expr"]
+        .as_str()
+        .unwrap()
+        .replace("$device", ".*")
+        .replace("$__range", range)
+}
+
+/// (device, MHz, mV) → value, from an instant query's result.
+async fn by_configuration(client: &reqwest::Client, port: u16, expr: &str) -> BTreeMap<(String, String, String), f64> {
+    let result = prometheus_query(client, port, expr).await.unwrap();
+    result
+        .iter()
+        .map(|series| {
+            let label = |key: &str| series["metric"][key].as_str().unwrap_or("").to_string();
+            let value: f64 = series["value"][1].as_str().unwrap().parse().unwrap();
+            (
+                (label("device"), label("frequency_mhz"), label("core_voltage_mv")),
+                value,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_comparison_dashboard_agrees_with_compare_configs() {
+    // Two miners, each run in two clock configurations; a 4-s warm-up to leave out.
+    let sims = SimFleet::start(
+        &[
+            MinerSpec::new(Board::Gamma, Dialect::V2_15, 11),
+            MinerSpec::new(Board::Supra, Dialect::V2_10, 12),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let devices: Vec<(String, SocketAddr)> = ["gamma", "supra"]
+        .iter()
+        .map(|n| n.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect();
+    let mut exporter = Exporter::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.0667\n");
+    let dir = tempfile::tempdir().unwrap();
+    let prom_port = free_port();
+    // Scrapes and rule evaluations twice per poll, so each reading is recorded about twice.
+    let prom_config = test_prometheus_config(dir.path(), "500ms", exporter.port, free_port(), prom_port);
+    let _prometheus = start_prometheus(dir.path(), &prom_config, prom_port);
+    let client = reqwest::Client::new();
+
+    let retunes = [
+        r#"{"frequency": 600, "coreVoltage": 1200}"#,
+        r#"{"frequency": 525, "coreVoltage": 1150}"#,
+    ];
+    let phase = Duration::from_secs(16);
+    tokio::time::sleep(phase).await;
+    for (address, body) in sims.addresses().iter().zip(retunes) {
+        let response = client
+            .patch(format!("http://{address}/api/system"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{body}: {}", response.status());
+    }
+    tokio::time::sleep(phase).await;
+    // Stopping the exporter flushes the ledger; Prometheus has everything it scraped.
+    let (status, _) = exporter.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let range = "5m";
+    let dashboard_jth = by_configuration(&client, prom_port, &comparison_column("J/TH", range)).await;
+    let dashboard_hashrate = by_configuration(&client, prom_port, &comparison_column("Hashrate", range)).await;
+    let dashboard_samples = by_configuration(&client, prom_port, &comparison_column("Steady samples", range)).await;
+
+    let output = exporter.cli(&["analyze", "compare-configs", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let ledger: BTreeMap<(String, String, String), (f64, f64, f64)> = rows
+        .iter()
+        .filter_map(|row| {
+            let number = |key: &str| {
+                row[key]
+                    .as_f64()
+                    .map(bitaxe_exporter::axeos::sample::format_label_number)
+                    .unwrap_or_default()
+            };
+            Some((
+                (
+                    row["device"].as_str()?.to_string(),
+                    number("frequency_mhz"),
+                    number("core_voltage_mv"),
+                ),
+                (
+                    row["joules_per_terahash"].as_f64()?,
+                    row["mean_hashrate_ghs"].as_f64()? * 1e9,
+                    row["steady_samples"].as_f64()?,
+                ),
+            ))
+        })
+        .collect();
+
+    assert_eq!(
+        ledger.keys().collect::<Vec<_>>(),
+        dashboard_jth.keys().collect::<Vec<_>>(),
+        "the same device × configuration rows (ledger: {rows:#?})"
+    );
+    assert_eq!(ledger.len(), 4, "two configurations per miner: {rows:#?}");
+    for (key, (ledger_jth, ledger_hashrate, ledger_steady)) in &ledger {
+        let jth = dashboard_jth[key];
+        let hashrate = dashboard_hashrate[key];
+        let recorded = dashboard_samples[key];
+        eprintln!(
+            "{key:?}: J/TH dashboard {jth:.3} ledger {ledger_jth:.3}; hashrate dashboard {:.1} ledger {:.1} GH/s; \
+             {recorded} steady evaluations, {ledger_steady} steady polls",
+            hashrate / 1e9,
+            ledger_hashrate / 1e9,
+        );
+        // Two evaluations per poll: the same warm-up boundary on both sides.
+        assert!(
+            (recorded - 2.0 * ledger_steady).abs() <= 4.0,
+            "{key:?}: {recorded} steady evaluations for {ledger_steady} steady polls: the warm-up is not left out alike"
+        );
+        assert!(
+            (jth / ledger_jth - 1.0).abs() <= 0.02,
+            "{key:?}: the dashboard's J/TH {jth} is not within 2 % of compare-configs' {ledger_jth}"
+        );
+        assert!(
+            (hashrate / ledger_hashrate - 1.0).abs() <= 0.02,
+            "{key:?}: the dashboard's hashrate {hashrate} is not within 2 % of compare-configs' {ledger_hashrate}"
         );
     }
     sims.shutdown().await;

@@ -19,6 +19,8 @@ pub struct Fleet {
     /// How long the last good reading stays exposed.
     stale_after: Duration,
     thresholds: Thresholds,
+    /// The analysis warm-up, exported so PromQL leaves out the same samples the ledger does.
+    warmup: Duration,
     polls_total: AtomicU64,
 }
 
@@ -83,6 +85,7 @@ impl Fleet {
             poll_interval: config.poll_interval,
             stale_after: config.poll_interval * config.stale_after_polls.max(1),
             thresholds: config.thresholds,
+            warmup: config.warmup,
             polls_total: AtomicU64::new(0),
         }
     }
@@ -101,6 +104,10 @@ impl Fleet {
 
     pub fn thresholds(&self) -> Thresholds {
         self.thresholds
+    }
+
+    pub fn warmup(&self) -> Duration {
+        self.warmup
     }
 
     pub fn polls_total(&self) -> u64 {

@@ -521,6 +521,15 @@ impl FleetCollector {
             )?;
             ConstCounter::new(self.fleet.polls_total()).encode(family)?;
         }
+        {
+            let family = encoder.encode_descriptor(
+                "bitaxe_exporter_warmup",
+                "The analysis warm-up (analysis.warmup_minutes): samples younger than this in their configuration are left out of steady statistics, by the ledger and by the recording rules",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(self.fleet.warmup().as_secs_f64()).encode(family)?;
+        }
         if let Some(ledger) = &self.ledger {
             super::self_metrics::encode_ledger_metrics(encoder, ledger)?;
         }
