@@ -9,7 +9,7 @@ use bitaxe_exporter::sim::physics::Board;
 use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
 use hyper::body::Bytes;
 
-use crate::support::{assert_golden, local_fixture, Exporter, Exposition, BIN};
+use crate::support::{assert_golden, local_fixture, Exporter, Exposition, InProcess, BIN};
 
 fn named(names: &[&str], sims: &SimFleet) -> Vec<(String, SocketAddr)> {
     names
@@ -73,7 +73,7 @@ async fn golden_metrics_per_firmware_dialect() {
     let specs: Vec<MinerSpec> = devices.iter().map(|(_, s)| s.clone()).collect();
     let sims = SimFleet::start(&specs, None).await.unwrap();
     let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();
-    let exporter = Exporter::start(&named(&names, &sims), 1.0);
+    let exporter = InProcess::start(&named(&names, &sims), 1.0).await;
     let exposition = exporter
         .wait_for(Duration::from_secs(10), "every device up", |e| {
             names.iter().all(|n| e.up(n) == Some(1.0))
@@ -108,7 +108,7 @@ async fn retune_through_patch_replaces_the_label_set() {
     let mut supra = MinerSpec::new(Board::Supra, Dialect::V2_10, 4);
     supra.frozen = true;
     let sims = SimFleet::start(&[gamma, supra], None).await.unwrap();
-    let exporter = Exporter::start(&named(&["gamma", "supra"], &sims), 1.0);
+    let exporter = InProcess::start(&named(&["gamma", "supra"], &sims), 1.0).await;
     exporter
         .wait_for(Duration::from_secs(10), "both up", |e| {
             e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0)
@@ -292,7 +292,7 @@ async fn every_miner_down_still_answers_200() {
     let mut spec = MinerSpec::new(Board::Ultra, Dialect::V2_4, 1);
     spec.fault = Fault::Offline;
     let sims = SimFleet::start(&[spec], None).await.unwrap();
-    let exporter = Exporter::start(&named(&["only"], &sims), 1.0);
+    let exporter = InProcess::start(&named(&["only"], &sims), 1.0).await;
     let exposition = exporter
         .wait_for(Duration::from_secs(10), "a connect error", |e| {
             e.value("bitaxe_poll_errors_total", &[("device", "only"), ("kind", "connect")]) >= Some(1.0)
@@ -315,7 +315,7 @@ async fn device_names_are_escaped_in_metrics_and_html() {
     let address = sims.addresses()[0];
     let names = ["quote\"d", "back\\slash", "new\nline", "Žluťoučký kůň", "<b>&amp;</b>"];
     let devices: Vec<(String, SocketAddr)> = names.iter().map(|n| (n.to_string(), address)).collect();
-    let exporter = Exporter::start(&devices, 1.0);
+    let exporter = InProcess::start(&devices, 1.0).await;
     let exposition = exporter
         .wait_for(Duration::from_secs(10), "all names up", |e| {
             names.iter().all(|n| e.up(n) == Some(1.0))
@@ -342,7 +342,7 @@ async fn scrapes_never_reach_the_miners() {
     let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 6)], None)
         .await
         .unwrap();
-    let exporter = Exporter::start(&named(&["gamma"], &sims), 30.0);
+    let exporter = InProcess::start(&named(&["gamma"], &sims), 30.0).await;
     exporter
         .wait_for(Duration::from_secs(10), "first poll", |e| e.up("gamma") == Some(1.0))
         .await;
@@ -383,7 +383,7 @@ async fn a_restart_is_seen_as_down_then_up_with_uptime_reset() {
     let sims = SimFleet::start(&[MinerSpec::new(Board::Supra, Dialect::V2_10, 8)], None)
         .await
         .unwrap();
-    let exporter = Exporter::start(&named(&["supra"], &sims), 1.0);
+    let exporter = InProcess::start(&named(&["supra"], &sims), 1.0).await;
     let before = exporter
         .wait_for(Duration::from_secs(10), "up", |e| e.up("supra") == Some(1.0))
         .await;
@@ -539,7 +539,7 @@ async fn a_fleets_first_polls_spread_over_the_start_window() {
         .collect();
     let sims = SimFleet::start(&specs, None).await.unwrap();
     let devices: Vec<(String, SocketAddr)> = (0..60).map(|i| (format!("m{i:02}"), sims.addresses()[i])).collect();
-    let _exporter = Exporter::start(&devices, 8.0);
+    let _exporter = InProcess::start(&devices, 8.0).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let firsts = loop {
         let firsts: Vec<_> = (0..60).filter_map(|i| sims.first_request_at(i)).collect();

@@ -14,7 +14,7 @@ use bitaxe_exporter::sim::physics::Board;
 use bitaxe_exporter::sim::{MinerSpec, SimFleet};
 
 use crate::ledger::{at, query, rules, write_all, S, T0};
-use crate::support::{Exporter, BIN};
+use crate::support::{Exporter, InProcess, BIN};
 
 /// A ledger with one device and 40 samples (30-s polls, 10 min of warm-up), plus a
 /// config.yaml that points at it.
@@ -214,7 +214,7 @@ fn gamma(sims: &SimFleet) -> Vec<(String, std::net::SocketAddr)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ledger_deleted_under_serve_is_noticed_counted_and_recreated() {
     let sims = simulated_gamma().await;
-    let exporter = Exporter::start(&gamma(&sims), 1.0);
+    let exporter = InProcess::start(&gamma(&sims), 1.0).await;
     exporter
         .wait_for(Duration::from_secs(15), "samples in the ledger", |e| {
             e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 2.0

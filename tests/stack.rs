@@ -16,7 +16,7 @@ use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 
-use crate::support::{free_port, repo_path, Exporter};
+use crate::support::{free_port, repo_path, InProcess};
 
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
@@ -435,7 +435,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .zip(sims.addresses().iter().copied())
         .collect();
     // A short warm-up, so that the steady series the comparison dashboard reads exist.
-    let exporter = Exporter::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.05\n");
+    let exporter = InProcess::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.05\n").await;
 
     let dir = tempfile::tempdir().unwrap();
     let (webhook, received) = webhook_receiver().await;
@@ -647,7 +647,7 @@ async fn promtool_checks_metrics_in_both_formats() {
         .map(|n| n.to_string())
         .zip(sims.addresses().iter().copied())
         .collect();
-    let exporter = Exporter::start(&devices, 1.0);
+    let exporter = InProcess::start(&devices, 1.0).await;
     exporter
         .wait_for(Duration::from_secs(15), "every miner up", |e| {
             ["gamma", "max", "supra"].iter().all(|d| e.up(d) == Some(1.0))
@@ -763,7 +763,7 @@ async fn the_comparison_dashboard_agrees_with_compare_configs() {
         .map(|n| n.to_string())
         .zip(sims.addresses().iter().copied())
         .collect();
-    let mut exporter = Exporter::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.0667\n");
+    let mut exporter = InProcess::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.0667\n").await;
     let dir = tempfile::tempdir().unwrap();
     let prom_port = free_port();
     // Scrapes and rule evaluations twice per poll, so each reading is recorded about twice.
@@ -789,8 +789,7 @@ async fn the_comparison_dashboard_agrees_with_compare_configs() {
     }
     tokio::time::sleep(phase).await;
     // Stopping the exporter flushes the ledger; Prometheus has everything it scraped.
-    let (status, _) = exporter.terminate(Duration::from_secs(10));
-    assert!(status.success(), "{status}");
+    exporter.stop().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let range = "5m";

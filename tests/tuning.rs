@@ -10,7 +10,7 @@ use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board, MinerP
 use bitaxe_exporter::sim::{MinerSpec, SimFleet};
 use rusqlite::Connection;
 
-use crate::support::Exporter;
+use crate::support::{Exporter, InProcess};
 
 /// A tuned Gamma plus `background` miners that keep the writer busy.
 async fn fleet(background: usize) -> (SimFleet, Vec<(String, SocketAddr)>) {
@@ -64,7 +64,7 @@ fn physics_best(configs: &[(f64, u32)]) -> (f64, u32) {
 async fn a_tuning_sweep_with_sessions_while_the_daemon_writes() {
     let (sims, devices) = fleet(100).await;
     // Warm-up of 2.4 s; 101 miners polled every second.
-    let exporter = Exporter::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.04\n");
+    let exporter = InProcess::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.04\n").await;
     exporter
         .wait_for(Duration::from_secs(10), "gamma up", |e| e.up("gamma") == Some(1.0))
         .await;

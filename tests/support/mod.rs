@@ -1,5 +1,6 @@
-//! Shared test helpers: fixtures, a real `bitaxe-exporter serve` process on an ephemeral
-//! port, an OpenMetrics parser that unescapes label values, and golden-file comparison
+//! Shared test helpers: fixtures, the exporter's `serve` in this process on a listener
+//! bound to port 0 (for what is seen through HTTP) or as a real process (for signals, exit
+//! codes, logs and resource use), an OpenMetrics parser that unescapes label values, and golden-file comparison
 //! (`UPDATE_GOLDEN=1 cargo test` rewrites the goldens).
 
 use std::net::{SocketAddr, TcpListener};
@@ -51,11 +52,110 @@ pub fn config_yaml(devices: &[(String, SocketAddr)], poll_interval: f64, listen:
     serde_yaml::to_string(&root).unwrap()
 }
 
-/// `bitaxe-exporter serve`, killed on drop.
+/// The HTTP side of a running exporter, whichever way it runs.
+pub struct Endpoint {
+    pub port: u16,
+}
+
+/// `bitaxe-exporter serve` as a process, killed on drop: for signals, exit codes, logs and
+/// resource use. Its HTTP side is reached through `Deref` ([`Endpoint`]).
 pub struct Exporter {
     child: Child,
-    pub port: u16,
+    endpoint: Endpoint,
     pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Exporter {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+/// The library's `serve` running in this test process on a listener bound to port 0 (no
+/// port to race for), with its config and ledger in a temporary folder; stopped on drop.
+pub struct InProcess {
+    endpoint: Endpoint,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), bitaxe_exporter::daemon::ServeError>>>,
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl InProcess {
+    pub async fn start(devices: &[(String, SocketAddr)], poll_interval: f64) -> InProcess {
+        Self::start_with(devices, poll_interval, "").await
+    }
+
+    /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
+    pub async fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        let yaml = config_yaml(devices, poll_interval, "127.0.0.1:0", &dir.path().join("ledger.db")) + extra_yaml;
+        std::fs::write(&config_path, yaml).unwrap();
+        let config = bitaxe_exporter::config::load(&config_path).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bitaxe_exporter::daemon::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            endpoint: Endpoint { port },
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// Runs a CLI command with this exporter's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        cli(&self.config_path(), args)
+    }
+
+    /// Shuts down as SIGTERM would (polls finished, ledger flushed); how long it took.
+    pub async fn stop(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Runs a CLI command with this config.
+pub fn cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 impl Exporter {
@@ -89,50 +189,100 @@ impl Exporter {
         log: Option<&str>,
     ) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yaml");
-        let database = dir.path().join("ledger.db");
-        let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml;
-        std::fs::write(&config, yaml).unwrap();
-        let mut command = match nofile {
-            // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
-            Some(limit) => {
-                let mut sh = Command::new("sh");
-                sh.arg("-c")
-                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-                    .arg(BIN);
-                sh
+        // A port picked here may be taken by someone else before the exporter binds it: a
+        // start that fails is retried on another port.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("config.yaml");
+            let database = dir.path().join("ledger.db");
+            let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml;
+            std::fs::write(&config, yaml).unwrap();
+            let mut command = match nofile {
+                // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
+                Some(limit) => {
+                    let mut sh = Command::new("sh");
+                    sh.arg("-c")
+                        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                        .arg(BIN);
+                    sh
+                }
+                None => Command::new(BIN),
+            };
+            match log {
+                Some(_) => command.stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap()),
+                None => command.stderr(Stdio::inherit()),
+            };
+            let mut child = command
+                .arg("--config")
+                .arg(&config)
+                .arg("serve")
+                .env("RUST_LOG", log.unwrap_or("warn"))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            if wait_ready(&mut child, port) {
+                return Exporter {
+                    child,
+                    endpoint: Endpoint { port },
+                    dir,
+                };
             }
-            None => Command::new(BIN),
-        };
-        match log {
-            Some(_) => command.stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap()),
-            None => command.stderr(Stdio::inherit()),
-        };
-        let child = command
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", log.unwrap_or("warn"))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let exporter = Exporter { child, port, dir };
-        exporter.wait_ready();
-        exporter
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the exporter did not start listening on port {}", self.port);
+        panic!("the exporter did not start in five attempts");
+    }
+}
+
+/// Waits until the exporter answers `/healthz` on `port`; false if it exited first (its
+/// port was taken).
+fn wait_ready(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if healthz_answers(port) && child.try_wait().unwrap().is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the exporter did not start listening on port {port}");
+}
+
+fn healthz_answers(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+impl Exporter {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
     }
 
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// What the exporter logged, when started with a log kept.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Endpoint {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -171,36 +321,9 @@ impl Exporter {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
 
-    /// What the exporter logged, when started with [`Exporter::start_with_nofile`].
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("config.yaml")
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.dir.path().join("ledger.db")
-    }
-
-    /// Runs a CLI command with this exporter's config.
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// SIGKILL, no chance to flush.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
+impl Exporter {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
