@@ -1,9 +1,10 @@
-//! Fleet benchmark: one exporter polling 1,000 simulated miners every 5 s, against a bare
-//! client measured in the same run on the same simulated fleet.
+//! Fleet benchmark: one exporter polling 1,000 and then 10,000 simulated miners every 5 s,
+//! each against a bare client measured in the same run on the same simulated fleet.
 //!
-//! Run with `cargo bench --bench fleet` (optional environment: BENCH_MINERS, BENCH_SECONDS,
-//! BENCH_POLL_INTERVAL). The simulator runs in its own process so only the exporter's CPU is
-//! counted. First the bare client (this benchmark re-run as a child: one keep-alive GET and
+//! Run with `cargo bench --bench fleet` (optional environment: BENCH_MINERS, a comma-separated
+//! list of fleet sizes, default `1000,10000`; BENCH_SECONDS; BENCH_POLL_INTERVAL). The
+//! simulator runs in processes of its own (at most 4,000 miners each: a miner costs it two
+//! descriptors) so only the exporter's CPU is counted. First the bare client (this benchmark re-run as a child: one keep-alive GET and
 //! a JSON parse per miner and interval, nothing else) polls the fleet; then the exporter
 //! does, with its ledger. Prints: CPU time per poll of both and their ratio (the figure to
 //! keep: absolute microseconds change from machine to machine), the exporter's peak RSS,
@@ -27,11 +28,14 @@ impl Drop for Killed {
     }
 }
 
-fn free_port_block(count: u16) -> u16 {
-    // Find `count` consecutive free ports.
+/// `count` consecutive free ports outside the blocks already `taken`.
+fn free_port_block(count: u16, taken: &[(u16, u16)]) -> u16 {
     'search: for base in (20_000..60_000u16).step_by(1000) {
-        if base.checked_add(count).is_none() {
+        if base.checked_add(count).is_none_or(|end| end > 60_000) {
             break;
+        }
+        if taken.iter().any(|&(b, c)| base < b + c && b < base + count) {
+            continue;
         }
         for port in base..base + count {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -125,13 +129,17 @@ fn bare_client(addresses: Vec<String>, interval: Duration) {
     });
 }
 
-/// Runs the bare client as a child process against `addresses` and measures its CPU per
-/// poll over `seconds` after a warm-up of two intervals.
-fn measure_bare_client(addresses: &[String], poll_interval: f64, seconds: u64, ticks: f64) -> (f64, f64) {
+/// Runs the bare client as a child process against the miners on these (first port,
+/// count) ranges and measures its CPU per poll over `seconds` after a warm-up of two
+/// intervals.
+/// Returns (CPU µs per poll, polls, peak RSS MiB).
+fn measure_bare_client(ranges: &[(u16, u16)], poll_interval: f64, seconds: u64, ticks: f64) -> (f64, f64, f64) {
     use std::io::BufRead as _;
+    // Port ranges, not addresses: 10,000 addresses overflow an environment variable.
+    let ranges: Vec<String> = ranges.iter().map(|(base, count)| format!("{base}+{count}")).collect();
     let mut child = Killed(
         Command::new(std::env::current_exe().unwrap())
-            .env("BENCH_BARE_CLIENT", addresses.join(","))
+            .env("BENCH_BARE_CLIENT", ranges.join(","))
             .env("BENCH_POLL_INTERVAL", poll_interval.to_string())
             .stdout(Stdio::piped())
             .spawn()
@@ -159,66 +167,143 @@ fn measure_bare_client(addresses: &[String], poll_interval: f64, seconds: u64, t
         cpu_seconds(pid, ticks),
     );
     let polls = (polls_end - polls_start) as f64;
+    let peak_rss_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
     drop(child);
-    ((cpu_end - cpu_start) / polls.max(1.0) * 1e6, polls)
+    ((cpu_end - cpu_start) / polls.max(1.0) * 1e6, polls, peak_rss_mib)
 }
 
 fn main() {
-    if let Ok(addresses) = std::env::var("BENCH_BARE_CLIENT") {
+    if let Ok(ranges) = std::env::var("BENCH_BARE_CLIENT") {
         let interval: f64 = env_or("BENCH_POLL_INTERVAL", 5.0);
-        bare_client(
-            addresses.split(',').map(str::to_string).collect(),
-            Duration::from_secs_f64(interval),
-        );
+        let addresses = ranges
+            .split(',')
+            .filter_map(|range| range.split_once('+'))
+            .flat_map(|(base, count)| {
+                let (base, count): (u16, u16) = (base.parse().unwrap(), count.parse().unwrap());
+                (base..base + count).map(|port| format!("127.0.0.1:{port}"))
+            })
+            .collect();
+        bare_client(addresses, Duration::from_secs_f64(interval));
         return;
     }
+    // Each simulated miner and each poller connection is a descriptor.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(exporter_benchmark());
+    let sizes: Vec<u16> = std::env::var("BENCH_MINERS")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let results: Vec<Figures> = sizes
+        .iter()
+        .map(|&miners| runtime.block_on(exporter_benchmark(miners)))
+        .collect();
+    println!();
+    println!(
+        "| miners | exporter CPU/poll | bare client CPU/poll | ratio (target ≤ 1.3×) | exporter peak RSS | bare client peak RSS | median GET /metrics |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for f in &results {
+        println!(
+            "| {} | {:.1} µs | {:.1} µs | {:.2}× | {:.1} MiB | {:.1} MiB | {:.1} ms ({:.1} MiB) |",
+            f.miners,
+            f.exporter_us,
+            f.bare_us,
+            f.exporter_us / f.bare_us.max(0.001),
+            f.peak_rss_mib,
+            f.bare_rss_mib,
+            f.median_ms,
+            f.body_mib
+        );
+    }
 }
 
-async fn exporter_benchmark() {
-    let miners: u16 = env_or("BENCH_MINERS", 1000);
+/// What one fleet size measured.
+struct Figures {
+    miners: u16,
+    bare_us: f64,
+    bare_rss_mib: f64,
+    exporter_us: f64,
+    peak_rss_mib: f64,
+    median_ms: f64,
+    body_mib: f64,
+}
+
+/// The most miners one simulator process serves (a listener and a connection each).
+const MINERS_PER_SIMULATOR: u16 = 4000;
+
+/// Simulator processes serving `miners` miners on consecutive port blocks, and a config
+/// that polls all of them; the processes are killed on drop.
+fn start_simulators(miners: u16, poll_interval: f64, dir: &std::path::Path) -> (Vec<Killed>, Vec<(u16, u16)>) {
+    let mut processes = Vec::new();
+    let mut ranges = Vec::new();
+    let mut yaml = String::from("devices:\n");
+    let mut remaining = miners;
+    while remaining > 0 {
+        let count = remaining.min(MINERS_PER_SIMULATOR);
+        let base = free_port_block(count, &ranges);
+        let shard = ranges.len();
+        processes.push(Killed(
+            Command::new(BIN)
+                .args([
+                    "simulate",
+                    "--miners",
+                    &count.to_string(),
+                    "--base-port",
+                    &base.to_string(),
+                ])
+                // Seeds (and so MACs) apart: the simulator numbers a process's miners seed, seed + 1, …
+                .args(["--seed", &(shard * 100_000 + 1).to_string()])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+        for i in 0..count {
+            yaml.push_str(&format!(
+                "  - name: \"sim-{shard}-{i:04}\"\n    ip: \"127.0.0.1:{}\"\n",
+                base + i
+            ));
+        }
+        ranges.push((base, count));
+        remaining -= count;
+    }
+    yaml.push_str(&format!(
+        "logging:\n  poll_interval: {poll_interval}\n  database_path: \"{}\"\n",
+        dir.join("ledger.db").display()
+    ));
+    std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (base, count) in &ranges {
+        while std::net::TcpStream::connect(("127.0.0.1", base + count - 1)).is_err() {
+            assert!(Instant::now() < deadline, "the simulator did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    (processes, ranges)
+}
+
+async fn exporter_benchmark(miners: u16) -> Figures {
     let seconds: u64 = env_or("BENCH_SECONDS", 60);
     let poll_interval: f64 = env_or("BENCH_POLL_INTERVAL", 5.0);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    let base = free_port_block(miners);
 
     println!("fleet benchmark: {miners} simulated miners, poll every {poll_interval} s, measured over {seconds} s");
-    let _simulator = Killed(
-        Command::new(BIN)
-            .args([
-                "simulate",
-                "--miners",
-                &miners.to_string(),
-                "--base-port",
-                &base.to_string(),
-            ])
-            .args(["--poll-interval", &poll_interval.to_string(), "--write-config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !config.exists() || std::net::TcpStream::connect(("127.0.0.1", base + miners - 1)).is_err() {
-        assert!(Instant::now() < deadline, "the simulator did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_simulators, ranges) = start_simulators(miners, poll_interval, dir.path());
 
     let ticks = clock_ticks_per_second();
-    let addresses: Vec<String> = (0..miners).map(|i| format!("127.0.0.1:{}", base + i)).collect();
-    let (bare_us_per_poll, bare_polls) =
-        tokio::task::block_in_place(|| measure_bare_client(&addresses, poll_interval, seconds, ticks));
+    let (bare_us_per_poll, bare_polls, bare_rss_mib) =
+        tokio::task::block_in_place(|| measure_bare_client(&ranges, poll_interval, seconds, ticks));
     println!(
         "  bare client CPU per poll:      {bare_us_per_poll:.1} µs ({bare_polls:.0} polls: keep-alive GET + JSON parse, nothing else)"
     );
+    println!("  bare client peak RSS:          {bare_rss_mib:.1} MiB (its connections and buffers)");
 
-    let listen_port = free_port_block(1);
+    let listen_port = free_port_block(1, &ranges);
     let exporter = Killed(
         Command::new(BIN)
             .arg("--config")
@@ -300,14 +385,27 @@ async fn exporter_benchmark() {
         "  exporter ÷ bare client:        {ratio:.2}×   (target ≤ 1.3×: {})",
         verdict(ratio <= 1.3)
     );
-    println!(
-        "  exporter peak RSS:             {peak_rss_mib:.1} MiB  (target ≤ 64 MiB: {})",
-        verdict(peak_rss_mib <= 64.0)
-    );
+    if miners <= 1000 {
+        println!(
+            "  exporter peak RSS:             {peak_rss_mib:.1} MiB  (target ≤ 64 MiB at 1,000 miners: {})",
+            verdict(peak_rss_mib <= 64.0)
+        );
+    } else {
+        println!("  exporter peak RSS:             {peak_rss_mib:.1} MiB");
+    }
     println!(
         "  median GET /metrics:           {median_ms:.2} ms ({:.1} MiB body; target ≤ 20 ms: {})",
         body_len as f64 / 1_048_576.0,
         verdict(median_ms <= 20.0)
     );
     drop(exporter);
+    Figures {
+        miners,
+        bare_us: bare_us_per_poll,
+        bare_rss_mib,
+        exporter_us: cpu_us_per_poll,
+        peak_rss_mib,
+        median_ms,
+        body_mib: body_len as f64 / 1_048_576.0,
+    }
 }

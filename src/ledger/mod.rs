@@ -206,6 +206,14 @@ impl Ledger {
         self.conn.busy_timeout(timeout).map_err(|e| self.err(e))
     }
 
+    /// The most memory SQLite's page cache of this connection may hold, KiB.
+    pub fn set_cache_kib(&self, kib: u32) -> Result<()> {
+        // A negative cache_size is a size in KiB rather than a page count.
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))
+            .map_err(|e| self.err(e))
+    }
+
     /// The one place a read's rusqlite error becomes a [`LedgerError`] naming the file.
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         query(&self.conn).map_err(|e| self.err(e))
