@@ -1,6 +1,9 @@
 //! Ledger benchmark: ingest 10 devices × 1 year of 30-second samples (about 10.5 million
 //! rows) through the real writer thread, then time `analyze compare-configs` over all of
-//! it, export throughput, and the bytes each sample takes on disk.
+//! it, export throughput, and the bytes each sample takes on disk. Ingest and export are
+//! each set against a bare baseline measured in the same run: the same rows inserted with
+//! one prepared statement in batched transactions into a table of the same shape, and the
+//! same rows read back with one SELECT and nothing done with them.
 //!
 //! Run with `cargo bench --bench ledger` (BENCH_DEVICES and BENCH_DAYS shorten it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -100,6 +103,13 @@ fn main() {
         total as f64 / ingest
     );
 
+    let bare_ingest = bare_ingest(&dir.path().join("bare.db"), devices, per_device, interval);
+    println!(
+        "  bare baseline (one INSERT, batched transactions): {:.0} rows/s; the writer takes {:.2}× its time",
+        total as f64 / bare_ingest,
+        ingest / bare_ingest
+    );
+
     let ledger = Ledger::open_existing(&path).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
@@ -151,4 +161,72 @@ fn main() {
         "  analyze export (CSV):          {:.0} rows/s ({exported} rows in {seconds:.1} s)",
         exported as f64 / seconds
     );
+    let t = Instant::now();
+    let mut statement = raw
+        .prepare("SELECT * FROM samples WHERE device_id = ?1 ORDER BY t")
+        .unwrap();
+    let columns = statement.column_count();
+    let mut read = 0u64;
+    let mut rows = statement.query([one.id]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        for column in 0..columns {
+            std::hint::black_box(row.get_ref(column).unwrap());
+        }
+        read += 1;
+    }
+    let bare_seconds = t.elapsed().as_secs_f64();
+    assert_eq!(read, exported as u64);
+    println!(
+        "  bare baseline (one SELECT, values read, nothing written): {:.0} rows/s; export takes {:.2}× its time",
+        read as f64 / bare_seconds,
+        seconds / bare_seconds
+    );
+}
+
+/// The same number of rows through one prepared INSERT into a table shaped like the
+/// ledger's samples, 1,000 rows per transaction, WAL; returns the seconds it took.
+fn bare_ingest(path: &std::path::Path, devices: u64, per_device: u64, interval: u64) -> f64 {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE samples (device_id INTEGER NOT NULL, t REAL NOT NULL, segment_id INTEGER NOT NULL,
+           dt REAL NOT NULL, hashrate_ghs REAL, expected_ghs REAL, power_w REAL, asic_temp_c REAL,
+           vr_temp_c REAL, frequency_mhz REAL, core_voltage_mv REAL, core_voltage_measured_mv REAL,
+           input_voltage_v REAL, input_current_a REAL, fan_percent REAL, fan_rpm REAL,
+           shares_accepted INTEGER, shares_rejected INTEGER, error_percent REAL, uptime_s INTEGER,
+           best_difficulty REAL, PRIMARY KEY (device_id, t)) WITHOUT ROWID;",
+    )
+    .unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let began = Instant::now();
+    let mut pending = 0;
+    let mut tx = conn.transaction().unwrap();
+    for i in 0..per_device {
+        let t = (1_760_000_000 + i * interval) as f64;
+        for d in 0..devices {
+            tx.prepare_cached(
+                "INSERT INTO samples VALUES (?1, ?2, 1, 30, ?3, 1071, ?4, ?5, ?6, 525, 1150, 1147, 5.1, 3.5, 70, 4900,
+                 ?7, 0, 0.2, ?7, 4.2e9)",
+            )
+            .unwrap()
+            .execute(rusqlite::params![
+                d as i64,
+                t,
+                1050.0 + 40.0 * rng.f64(),
+                18.0 + 0.2 * rng.f64(),
+                58.0 + 4.0 * rng.f64(),
+                50.0 + 3.0 * rng.f64(),
+                i as i64
+            ])
+            .unwrap();
+            pending += 1;
+            if pending == 1000 {
+                tx.commit().unwrap();
+                tx = conn.transaction().unwrap();
+                pending = 0;
+            }
+        }
+    }
+    tx.commit().unwrap();
+    began.elapsed().as_secs_f64()
 }

@@ -42,7 +42,58 @@ pub struct Config {
     /// The last good reading stays exposed (and `bitaxe_up` 1) this many poll intervals
     /// after it was taken, so one failed poll on flaky Wi-Fi does not reset alerts.
     pub stale_after_polls: u32,
+    /// Limits and pace of `tune` (the `tune:` section).
+    pub tune: TuneSettings,
 }
+
+/// The `tune:` section: the limits a sweep checks on every sample, and its pace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TuneSettings {
+    /// ASIC temperature ceiling, °C (default `safety.max_temp_warning`).
+    pub max_asic_temp: f64,
+    /// Voltage-regulator temperature ceiling, °C.
+    pub max_vr_temp: f64,
+    /// Power ceiling as a share of the board's PSU rating.
+    pub max_power_fraction: f64,
+    /// An absolute power ceiling, W, for a supply smaller than the board's usual one.
+    pub max_power_watts: Option<f64>,
+    /// ASIC error-rate ceiling of a healthy configuration, %.
+    pub max_error_percent: f64,
+    /// Input-voltage window, V; default the board's (4.8–5.5 V on 5 V boards).
+    pub min_input_volts: Option<f64>,
+    pub max_input_volts: Option<f64>,
+    /// A step ends when the 95 % confidence interval of its hashrate and J/TH is within
+    /// ± this many percent (or at `--max-dwell`).
+    pub confidence_percent: f64,
+    /// How often a sweep reads each miner (and, when `serve` is not running, stores the
+    /// sample in the ledger).
+    pub sample_interval: Duration,
+}
+
+impl TuneSettings {
+    /// Every key at its default, for these safety thresholds.
+    pub fn defaults(thresholds: &Thresholds) -> TuneSettings {
+        TuneSettings {
+            max_asic_temp: thresholds.warning_celsius,
+            max_vr_temp: DEFAULT_TUNE_MAX_VR_TEMP,
+            max_power_fraction: DEFAULT_TUNE_MAX_POWER_FRACTION,
+            max_power_watts: None,
+            max_error_percent: DEFAULT_TUNE_MAX_ERROR_PERCENT,
+            min_input_volts: None,
+            max_input_volts: None,
+            confidence_percent: DEFAULT_TUNE_CONFIDENCE_PERCENT,
+            sample_interval: Duration::from_secs_f64(DEFAULT_TUNE_SAMPLE_SECS),
+        }
+    }
+}
+
+pub const DEFAULT_TUNE_MAX_VR_TEMP: f64 = 86.0;
+pub const DEFAULT_TUNE_MAX_POWER_FRACTION: f64 = 0.8;
+pub const DEFAULT_TUNE_MAX_ERROR_PERCENT: f64 = 3.0;
+pub const DEFAULT_TUNE_CONFIDENCE_PERCENT: f64 = 1.0;
+pub const DEFAULT_TUNE_SAMPLE_SECS: f64 = 5.0;
+/// The fastest a sweep samples: for the simulator; a real miner wants a second or more.
+pub const MIN_TUNE_SAMPLE_SECS: f64 = 0.1;
 
 /// Default of `logging.stale_after_polls`.
 pub const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
@@ -231,6 +282,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     analysis: RawAnalysis,
+    #[serde(default)]
+    tune: RawTune,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +325,20 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAnalysis {
     warmup_minutes: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTune {
+    max_asic_temp: Option<f64>,
+    max_vr_temp: Option<f64>,
+    max_power_fraction: Option<f64>,
+    max_power_watts: Option<f64>,
+    max_error_percent: Option<f64>,
+    min_input_volts: Option<f64>,
+    max_input_volts: Option<f64>,
+    confidence_percent: Option<f64>,
+    sample_interval: Option<Seconds>,
 }
 
 /// The largest configuration file read (a 1,000-miner config is about 60 KiB).
@@ -539,6 +606,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ));
     }
 
+    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
+
     Ok(Config {
         devices,
         poll_interval: Duration::from_secs_f64(poll_secs),
@@ -548,6 +617,112 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         listen,
         warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
         stale_after_polls: stale_after_polls as u32,
+        tune,
+    })
+}
+
+/// Seconds from a number or a duration string (`"30s"`, `"500ms"`).
+fn seconds_value(value: &Seconds) -> Option<f64> {
+    match value {
+        Seconds::Number(seconds) => Some(*seconds),
+        Seconds::Text(text) => humantime::parse_duration(text.trim()).ok().map(|d| d.as_secs_f64()),
+    }
+}
+
+fn tune_settings(
+    raw: RawTune,
+    thresholds: &Thresholds,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<TuneSettings, ConfigError> {
+    let within = |key: &str, value: Option<f64>, range: std::ops::RangeInclusive<f64>, what: &str| match value {
+        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(fail(
+            key,
+            format!("{v} is not {what} ({} to {})", range.start(), range.end()),
+        )),
+        _ => Ok(value),
+    };
+    let max_asic_temp = within(
+        "tune.max_asic_temp",
+        raw.max_asic_temp,
+        20.0..=150.0,
+        "an ASIC temperature in °C",
+    )?
+    .unwrap_or(thresholds.warning_celsius);
+    let max_vr_temp = within(
+        "tune.max_vr_temp",
+        raw.max_vr_temp,
+        20.0..=150.0,
+        "a regulator temperature in °C",
+    )?
+    .unwrap_or(DEFAULT_TUNE_MAX_VR_TEMP);
+    let max_power_fraction = within(
+        "tune.max_power_fraction",
+        raw.max_power_fraction,
+        0.05..=1.0,
+        "a share of the PSU rating",
+    )?
+    .unwrap_or(DEFAULT_TUNE_MAX_POWER_FRACTION);
+    let max_power_watts = within(
+        "tune.max_power_watts",
+        raw.max_power_watts,
+        1.0..=2000.0,
+        "a power in W",
+    )?;
+    let max_error_percent = within(
+        "tune.max_error_percent",
+        raw.max_error_percent,
+        0.0..=100.0,
+        "a percentage",
+    )?
+    .unwrap_or(DEFAULT_TUNE_MAX_ERROR_PERCENT);
+    let min_input_volts = within(
+        "tune.min_input_volts",
+        raw.min_input_volts,
+        1.0..=30.0,
+        "a voltage in V",
+    )?;
+    let max_input_volts = within(
+        "tune.max_input_volts",
+        raw.max_input_volts,
+        1.0..=30.0,
+        "a voltage in V",
+    )?;
+    if let (Some(low), Some(high)) = (min_input_volts, max_input_volts) {
+        if low >= high {
+            return Err(fail(
+                "tune.min_input_volts",
+                format!("{low} V is not below tune.max_input_volts ({high} V)"),
+            ));
+        }
+    }
+    let confidence_percent = within(
+        "tune.confidence_percent",
+        raw.confidence_percent,
+        0.1..=50.0,
+        "a confidence-interval width in %",
+    )?
+    .unwrap_or(DEFAULT_TUNE_CONFIDENCE_PERCENT);
+    let sample_secs = match &raw.sample_interval {
+        None => DEFAULT_TUNE_SAMPLE_SECS,
+        Some(value) => seconds_value(value)
+            .filter(|s| s.is_finite() && (MIN_TUNE_SAMPLE_SECS..=MAX_POLL_INTERVAL_SECS).contains(s))
+            .ok_or_else(|| {
+                fail(
+                    "tune.sample_interval",
+                    format!("must be a number of seconds from {MIN_TUNE_SAMPLE_SECS} to {MAX_POLL_INTERVAL_SECS}, or a duration such as \"5s\""),
+                )
+            })?,
+    };
+    Ok(TuneSettings {
+        max_asic_temp,
+        max_vr_temp,
+        max_power_fraction,
+        max_power_watts,
+        max_error_percent,
+        min_input_volts,
+        max_input_volts,
+        confidence_percent,
+        sample_interval: Duration::from_secs_f64(sample_secs),
     })
 }
 

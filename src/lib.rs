@@ -8,6 +8,7 @@
 //!                                                  ├─> ledger::writer (one thread, batched transactions) ──> SQLite
 //!                                                  └─> daemon::events (thresholds, offline / online, retunes)
 //! CLI `session` / `analyze` ──> ledger + analysis, on the same SQLite file (WAL), safe while the daemon runs
+//! CLI `tune` ──> tune::sweep (a task per miner: PATCH, read back, sample, limits) ──> ledger sessions + tune plans
 //! sim: AxeOS miners on loopback, for `demo`, the tests and the benchmarks
 //! ```
 //!
@@ -24,9 +25,11 @@ pub mod cli;
 pub mod config;
 /// What `serve` runs: pollers, fleet snapshot, metrics, HTTP, events, shutdown.
 pub mod daemon;
-/// Every SQL string: schema and migrations, the writer thread, segments, sessions.
+/// Every SQL string: schema and migrations, the writer thread, segments, sessions, tune plans.
 pub mod ledger;
 /// Simulated AxeOS miners (demo, tests, benchmarks only).
 pub mod sim;
 /// One notion of time: Unix seconds, `24h` / RFC 3339 parsing and formatting.
 pub mod time;
+/// Tuning sweeps: plans, limits, measurement, apply / verify / restore.
+pub mod tune;

@@ -220,6 +220,23 @@ impl AxeOsClient {
             .map_err(|_| PollError::Timeout(self.timeout))?
     }
 
+    /// `POST /api/system/restart`: what firmware before v2.2 needs to take new clock
+    /// settings (later firmware applies them live).
+    pub async fn restart(&self, address: &MinerAddress) -> Result<(), PollError> {
+        let request = self.http.post(address.url("/api/system/restart"));
+        let exchange = async {
+            let response = request.send().await.map_err(|e| send_error(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(PollError::Rejected(format!("HTTP {} to a restart", status.as_u16())));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))?
+    }
+
     /// One timer bounds the whole exchange: connect, headers and body.
     async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
         tokio::time::timeout(self.timeout, self.get_unbounded(url))

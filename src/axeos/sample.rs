@@ -51,6 +51,13 @@ pub struct Sample {
     pub mining_paused: Option<bool>,
     pub asic_count: Option<u32>,
     pub pool_response_time_ms: Option<f64>,
+    /// The board family's PSU rating (`maxPower`, v2.6+), W.
+    pub rated_power_watts: Option<f64>,
+    /// The board family's supply voltage (`nominalVoltage`, v2.6+), V.
+    pub nominal_input_volts: Option<f64>,
+    /// The regulator's fault text (`power_fault`, v2.6+), present only during a fault;
+    /// as the miner sent it, so escape it where it is shown.
+    pub power_fault: Option<String>,
     /// Fields the miner sent outside their plausibility window (and that are therefore
     /// absent above), by name.
     pub implausible: Vec<&'static str>,
@@ -219,6 +226,14 @@ struct WireInfo {
     asic_model: Text,
     #[serde(rename = "boardVersion")]
     board_version: Text,
+    /// v2.6+: the board family's nominal maximum power (its PSU rating), W.
+    #[serde(rename = "maxPower")]
+    max_power: Num,
+    /// v2.6+: the board family's supply voltage, V.
+    #[serde(rename = "nominalVoltage")]
+    nominal_voltage: Num,
+    /// v2.6+: present only while the TPS546 regulator reports a fault.
+    power_fault: Text,
     version: Text,
     hostname: Text,
     #[serde(rename = "macAddr")]
@@ -326,6 +341,9 @@ impl WireInfo {
             mining_paused: self.mining_paused.flag(),
             asic_count,
             pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
+            rated_power_watts: self.max_power.positive(),
+            nominal_input_volts: self.nominal_voltage.positive(),
+            power_fault: self.power_fault.0.filter(|s| !s.trim().is_empty()),
             identity: Identity {
                 hostname: self.hostname.0.filter(|s| !s.is_empty()),
                 mac: self

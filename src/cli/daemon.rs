@@ -206,6 +206,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         listen,
         warmup: Duration::from_secs(60),
         stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
+        tune: config::TuneSettings::defaults(&Thresholds::default()),
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");

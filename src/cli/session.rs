@@ -217,6 +217,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
             target_core_voltage_mv: voltage.map(f64::from),
             notes,
             applied: apply,
+            tune_run_id: None,
         },
     )
     .map_err(session_failure)?;

@@ -203,27 +203,45 @@ pub(crate) fn segment_readings(
     since: f64,
     until: f64,
 ) -> rusqlite::Result<Vec<(f64, Reading)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT t, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, error_percent, shares_accepted,
-         shares_rejected FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 AND segment_id = ?4 ORDER BY t",
-    )?;
-    let rows = stmt.query_map(params![segment.device_id, since, until, segment.id], |r| {
-        Ok((
-            r.get::<_, f64>(0)?,
-            Reading {
-                dt: r.get(1)?,
-                hashrate_ghs: r.get(2)?,
-                expected_ghs: r.get(3)?,
-                power_watts: r.get(4)?,
-                asic_celsius: r.get(5)?,
-                vr_celsius: r.get(6)?,
-                error_percent: r.get(7)?,
-                shares_accepted: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
-                shares_rejected: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
-            },
-        ))
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {READING_COLUMNS} FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 AND segment_id = ?4 ORDER BY t"
+    ))?;
+    let rows = stmt.query_map(params![segment.device_id, since, until, segment.id], reading_from_row)?;
     rows.collect()
+}
+
+/// The readings of a device's samples in [since, until], whatever their segment.
+pub(crate) fn device_readings(
+    conn: &Connection,
+    device_id: i64,
+    since: f64,
+    until: f64,
+) -> rusqlite::Result<Vec<(f64, Reading)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {READING_COLUMNS} FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t"
+    ))?;
+    let rows = stmt.query_map(params![device_id, since, until], reading_from_row)?;
+    rows.collect()
+}
+
+const READING_COLUMNS: &str =
+    "t, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, error_percent, shares_accepted, shares_rejected";
+
+fn reading_from_row(r: &rusqlite::Row) -> rusqlite::Result<(f64, Reading)> {
+    Ok((
+        r.get::<_, f64>(0)?,
+        Reading {
+            dt: r.get(1)?,
+            hashrate_ghs: r.get(2)?,
+            expected_ghs: r.get(3)?,
+            power_watts: r.get(4)?,
+            asic_celsius: r.get(5)?,
+            vr_celsius: r.get(6)?,
+            error_percent: r.get(7)?,
+            shares_accepted: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+            shares_rejected: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

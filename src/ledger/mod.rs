@@ -2,7 +2,7 @@
 //! be), migrating it, and the typed reads the CLI and analysis use, each rusqlite error
 //! mapped once. The SQL itself is in the files beside this one: `schema` (migrations),
 //! `devices` (identity), `history` (segments, samples, events), `export`, `sessions`,
-//! and `writer` (the daemon's one writer thread); `lock` says which file the ledger is.
+//! `tune` (sweeps and their restore plans), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is.
 
 mod devices;
 mod export;
@@ -11,6 +11,7 @@ mod lock;
 mod schema;
 pub mod segments;
 pub mod sessions;
+pub mod tune;
 pub mod writer;
 
 pub(crate) use devices::{device_by_name_or_new, resolve_device};
@@ -18,7 +19,7 @@ use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 pub use history::SegmentRow;
-use history::{events_between, segment_readings, segments_between};
+use history::{device_readings, events_between, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
 pub use lock::{file_identity, ledger_files, same_file, DaemonLock};
 use schema::MIGRATIONS;
@@ -239,6 +240,11 @@ impl Ledger {
         self.read(|conn| segment_readings(conn, segment, since, until))
     }
 
+    /// A device's readings in [since, until], oldest first.
+    pub fn device_readings(&self, device_id: i64, since: f64, until: f64) -> Result<Vec<(f64, Reading)>> {
+        self.read(|conn| device_readings(conn, device_id, since, until))
+    }
+
     /// (time, kind, detail) of a device's events in a range, oldest first.
     pub fn events_between(&self, device_id: i64, since: f64, until: f64) -> Result<Vec<(f64, String, String)>> {
         self.read(|conn| events_between(conn, device_id, since, until))
@@ -301,6 +307,19 @@ impl Ledger {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// One write transaction around `change`, committed; its rusqlite errors mapped here.
+    fn write_with<T>(&mut self, change: impl FnOnce(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.write()?;
+        let value = change(&tx).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok(value)
     }
 }
 

@@ -81,6 +81,40 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (device_id, name)
     );
     INSERT INTO device_names (device_id, name, first_seen) SELECT id, name, first_seen FROM devices;",
+    // 3: tuning sweeps. A run's restore plan (each device's settings before the first
+    // PATCH) is written before anything is sent; every step is a session tagged with the run.
+    "CREATE TABLE tune_runs (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        status TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        spec TEXT NOT NULL
+    );
+    CREATE TABLE tune_devices (
+        run_id INTEGER NOT NULL REFERENCES tune_runs(id),
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        original_frequency_mhz REAL,
+        original_core_voltage_mv REAL,
+        status TEXT NOT NULL,
+        final_frequency_mhz REAL,
+        final_core_voltage_mv REAL,
+        note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, device_id)
+    );
+    CREATE TABLE tune_steps (
+        run_id INTEGER NOT NULL REFERENCES tune_runs(id),
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        step INTEGER NOT NULL,
+        frequency_mhz REAL NOT NULL,
+        core_voltage_mv REAL NOT NULL,
+        session_id INTEGER REFERENCES sessions(id),
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        result TEXT,
+        PRIMARY KEY (run_id, device_id, step)
+    );
+    ALTER TABLE sessions ADD COLUMN tune_run_id INTEGER REFERENCES tune_runs(id);",
 ];
 
 /// The schema version this build writes.

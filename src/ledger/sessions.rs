@@ -18,8 +18,10 @@ pub struct SessionRow {
     pub target_core_voltage_mv: Option<f64>,
     pub notes: String,
     pub end_notes: String,
-    /// The targets were sent to the miner (`--apply`).
+    /// The targets were sent to the miner (`--apply`, or a `tune` step).
     pub applied: bool,
+    /// The tuning sweep this session is a step of.
+    pub tune_run_id: Option<i64>,
 }
 
 impl SessionRow {
@@ -61,7 +63,7 @@ impl SessionError {
 }
 
 const COLUMNS: &str = "s.id, d.name, s.started_at, s.ended_at, s.target_frequency_mhz, s.target_core_voltage_mv, \
-     s.notes, s.end_notes, s.applied";
+     s.notes, s.end_notes, s.applied, s.tune_run_id";
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -74,6 +76,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<SessionRow> {
         notes: r.get(6)?,
         end_notes: r.get(7)?,
         applied: r.get::<_, i64>(8)? != 0,
+        tune_run_id: r.get(9)?,
     })
 }
 
@@ -146,6 +149,7 @@ pub struct NewSession<'a> {
     pub target_core_voltage_mv: Option<f64>,
     pub notes: &'a str,
     pub applied: bool,
+    pub tune_run_id: Option<i64>,
 }
 
 pub fn start(ledger: &mut Ledger, new: &NewSession) -> Result<SessionRow, SessionError> {
@@ -165,15 +169,16 @@ pub fn start(ledger: &mut Ledger, new: &NewSession) -> Result<SessionRow, Sessio
         });
     }
     tx.execute(
-        "INSERT INTO sessions (device_id, started_at, target_frequency_mhz, target_core_voltage_mv, notes, applied)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO sessions (device_id, started_at, target_frequency_mhz, target_core_voltage_mv, notes, applied,
+         tune_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             new.device.id,
             new.at,
             new.target_frequency_mhz,
             new.target_core_voltage_mv,
             new.notes,
-            i64::from(new.applied)
+            i64::from(new.applied),
+            new.tune_run_id
         ],
     )
     .map_err(wrap)?;

@@ -54,6 +54,10 @@ pub enum Fault {
     Truncated,
     /// `200` with a 2 MiB body.
     Oversized,
+    /// Reads are fine; `PATCH /api/system` answers `400` and changes nothing.
+    RefusePatch,
+    /// Reads are fine; `PATCH /api/system` answers `200` and changes nothing.
+    IgnorePatch,
 }
 
 impl Fault {
@@ -69,7 +73,7 @@ impl Fault {
         Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::None,
         Fault::Offline,
         Fault::Hang,
@@ -78,6 +82,8 @@ impl Fault {
         Fault::Garbage,
         Fault::Truncated,
         Fault::Oversized,
+        Fault::RefusePatch,
+        Fault::IgnorePatch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +96,8 @@ impl Fault {
             Fault::Garbage => "garbage",
             Fault::Truncated => "truncated",
             Fault::Oversized => "oversized",
+            Fault::RefusePatch => "refuse-patch",
+            Fault::IgnorePatch => "ignore-patch",
         }
     }
 }
@@ -172,6 +180,8 @@ struct MinerState {
     fault: Fault,
     restarting_until: Option<Instant>,
     requests: u64,
+    /// `PATCH /api/system` and `POST /api/system/restart` requests received.
+    writes: u64,
     /// When the first request arrived (to check how a poller spreads its start).
     first_request: Option<Instant>,
 }
@@ -216,6 +226,7 @@ impl SimMiner {
                 fault: spec.fault,
                 restarting_until: None,
                 requests: 0,
+                writes: 0,
                 first_request: None,
             }),
             reachable,
@@ -351,6 +362,22 @@ impl SimFleet {
         self.miners.get(index).map_or(0, |m| m.lock().requests)
     }
 
+    /// Requests that change a miner (`PATCH /api/system`, `POST /api/system/restart`) it
+    /// has received, applied or not.
+    pub fn writes(&self, index: usize) -> u64 {
+        self.miners.get(index).map_or(0, |m| m.lock().writes)
+    }
+
+    /// Sends `PATCH /api/system` as a user would in AxeOS's settings page (what a test
+    /// uses to set a miner's starting settings without going through the exporter).
+    pub fn set_clock(&self, index: usize, frequency_mhz: f64, core_voltage_mv: f64) {
+        if let Some(miner) = self.miners.get(index) {
+            let mut state = miner.advanced();
+            state.physics.frequency_mhz = frequency_mhz;
+            state.physics.core_voltage_mv = core_voltage_mv;
+        }
+    }
+
     /// When a miner got its first request, if it got one.
     pub fn first_request_at(&self, index: usize) -> Option<Instant> {
         self.miners.get(index).and_then(|m| m.lock().first_request)
@@ -471,6 +498,13 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     let fault = {
         let mut state = miner.lock();
         state.requests += 1;
+        let writes = matches!(
+            (&method, path.as_str()),
+            (&Method::PATCH, "/api/system") | (&Method::POST, "/api/system/restart")
+        );
+        if writes {
+            state.writes += 1;
+        }
         state.first_request.get_or_insert_with(Instant::now);
         state.fault
     };
@@ -487,7 +521,16 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
                 &b"<html><body>\x00\xff\xfe not json {{{ \x1b[31m"[..],
             )
         }
-        Fault::None | Fault::Offline | Fault::Truncated | Fault::Oversized => {}
+        Fault::RefusePatch if method == Method::PATCH => {
+            return reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input")
+        }
+        Fault::IgnorePatch if method == Method::PATCH => return reply(StatusCode::OK, "text/plain", ""),
+        Fault::None
+        | Fault::Offline
+        | Fault::Truncated
+        | Fault::Oversized
+        | Fault::RefusePatch
+        | Fault::IgnorePatch => {}
     }
 
     let dialect = miner.dialect;

@@ -406,7 +406,10 @@ impl MinerPhysics {
         let expected = expected_ghs(&self.spec, self.frequency_mhz);
         let hashrate = expected * op.hashrate_factor * self.jitter(0.02);
         let power = (op.core_watts + self.spec.overhead_watts) * self.jitter(0.005);
-        let input_mv = self.spec.nominal_volts * 1000.0 * self.jitter(0.004);
+        // The supply sags with load (cable and PSU resistance): what makes an overclock
+        // trip a tuner's input-voltage floor before anything else on a weak supply.
+        let sag_mv_per_watt = if self.spec.nominal_volts > 6.0 { 10.0 } else { 6.0 };
+        let input_mv = (self.spec.nominal_volts * 1000.0 - sag_mv_per_watt * power) * self.jitter(0.004);
         let current_ma = if self.spec.has_vr_sensor {
             op.core_watts / (self.core_voltage_mv / 1000.0) * 1000.0 / f64::from(self.spec.chips.div_ceil(2))
         } else {
