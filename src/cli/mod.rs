@@ -8,6 +8,8 @@ mod daemon;
 mod output;
 mod session;
 mod settings;
+mod tune;
+mod tune_plot;
 pub mod table;
 
 pub use daemon::{demo_fleet, simulation_config_yaml, simulation_specs};
@@ -84,6 +86,9 @@ pub enum Command {
         #[command(subcommand)]
         action: analyze::AnalyzeCommand,
     },
+    /// Sweep frequency × core voltage on real miners to find the best configuration;
+    /// always restores. Also `tune status`, `tune resume`, `tune restore --device NAME`.
+    Tune(tune::TuneArgs),
 }
 
 /// An error and the exit code it deserves.
@@ -175,6 +180,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Analyze { action } => {
             logs.init(LogLevel::Warn);
             action.run(&LedgerSettings::load(named_config.as_deref())?)
+        }
+        // Each write to a miner is logged at INFO.
+        Command::Tune(args) => {
+            logs.init(LogLevel::Info);
+            args.run(&config_path).await
         }
     }
 }

@@ -96,6 +96,17 @@ impl Ledger {
         })
     }
 
+    /// A run taken up again by another process (`tune resume`).
+    pub fn tune_resume(&mut self, run_id: i64, pid: u32) -> Result<()> {
+        self.write_with(|tx| {
+            tx.execute(
+                "UPDATE tune_runs SET pid = ?2, status = 'running', ended_at = NULL WHERE id = ?1",
+                params![run_id, pid],
+            )?;
+            Ok(())
+        })
+    }
+
     /// The restore plan of a device: written before the sweep sends it anything.
     pub fn tune_add_device(
         &mut self,

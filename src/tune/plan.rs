@@ -103,6 +103,9 @@ pub struct Axis<'a> {
     pub current: f64,
     /// The step used where there is neither a list nor a `:STEP`.
     pub default_step: f64,
+    /// Without a span: how far below and above the current value the listed options are
+    /// taken (a full option list would sweep the GammaDuo's 350 MHz on a Gamma).
+    pub default_reach: (f64, f64),
     pub allow_unlisted: bool,
     /// `MHz` or `mV`, for messages.
     pub unit: &'static str,
@@ -120,7 +123,19 @@ impl Axis<'_> {
             }
             (Some(span), Some(options)) => options.iter().copied().filter(|v| span.contains(*v)).collect(),
             (Some(span), None) => span.stepped(self.default_step),
-            (None, Some(options)) => options.to_vec(),
+            (None, Some(options)) => {
+                let (below, above) = self.default_reach;
+                let near: Vec<f64> = options
+                    .iter()
+                    .copied()
+                    .filter(|v| *v >= self.current - below && *v <= self.current + above)
+                    .collect();
+                if near.is_empty() {
+                    options.to_vec()
+                } else {
+                    near
+                }
+            }
             (None, None) => vec![self.current],
         };
         values.sort_by(f64::total_cmp);
@@ -346,6 +361,7 @@ mod tests {
             options,
             current: 525.0,
             default_step: 25.0,
+            default_reach: (75.0, 100.0),
             allow_unlisted,
             unit: "MHz",
             flag: "--freq",
@@ -366,6 +382,11 @@ mod tests {
             vec![500.0, 550.0, 600.0]
         );
         assert_eq!(axis(None, None, false).values().unwrap(), vec![525.0]);
+        assert_eq!(
+            axis(None, Some(&options), false).values().unwrap(),
+            vec![490.0, 525.0, 550.0, 600.0, 625.0],
+            "around the current 525 MHz"
+        );
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl SweepSpec {
         minutes(self.max_dwell_minutes)
     }
 
+    /// The shortest a measured step takes: warm-up plus the minimum dwell.
+    pub fn min_step_duration(&self) -> Duration {
+        self.warmup() + self.dwell()
+    }
+
     /// The longest one step can take: warm-up plus the most time it measures.
     pub fn max_step_duration(&self) -> Duration {
         self.warmup() + self.max_dwell().max(self.dwell())
@@ -118,6 +123,7 @@ pub async fn prepare(
         options: options.as_ref().map(|o| o.0.as_slice()),
         current: current_frequency,
         default_step: MIN_FREQUENCY_STEP_MHZ,
+        default_reach: (75.0, 100.0),
         allow_unlisted: spec.allow_unlisted,
         unit: "MHz",
         flag: "--freq",
@@ -129,13 +135,17 @@ pub async fn prepare(
         options: options.as_ref().map(|o| o.1.as_slice()),
         current: current_voltage,
         default_step: DEFAULT_VOLTAGE_STEP_MV,
+        default_reach: (100.0, 100.0),
         allow_unlisted: spec.allow_unlisted,
         unit: "mV",
         flag: "--voltage",
     }
     .values()
     .map_err(|e| format!("{name}: {e}"))?;
-    if let Some(gap) = smallest_gap(&frequencies).filter(|g| *g < MIN_FREQUENCY_STEP_MHZ) {
+    // Only a step the user typed: the firmware's own option lists hold neighbours such as
+    // 375 and 380 MHz that its PLL table supports.
+    let stepped = spec.freq.is_some_and(|s| s.step.is_some());
+    if let Some(gap) = smallest_gap(&frequencies).filter(|g| stepped && *g < MIN_FREQUENCY_STEP_MHZ) {
         if !spec.allow_small_steps {
             return Err(format!(
                 "{name}: frequencies {gap} MHz apart; steps under {MIN_FREQUENCY_STEP_MHZ} MHz cause PLL errors on real \
@@ -545,7 +555,8 @@ impl Sweep {
         &self,
         prepared: &Prepared,
         device: &DeviceRow,
-        ledger: &Ledger,
+        // `&mut`: a shared reference to a connection held across an await is not `Send`.
+        ledger: &mut Ledger,
         applied_at: f64,
         pair: (f64, f64),
     ) -> (Measured, Option<Stop>) {

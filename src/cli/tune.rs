@@ -1,0 +1,831 @@
+//! `tune`, `tune status`, `tune resume`, `tune restore`: the sweep's command line — plans
+//! checked before anything is sent, `--dry-run`, signals that restore, a live line per
+//! device — and its results as a ranked table, JSON, or an SVG heat map.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use tokio::sync::{watch, Semaphore};
+
+use super::output::{emit, print_json, status_line};
+use super::settings::ledger_failure;
+use super::table::{self, Column};
+use super::Failure;
+use crate::analysis::Metric;
+use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::{printable, AxeOsClient};
+use crate::config::{self, Config};
+use crate::ledger::sessions;
+use crate::ledger::tune::{TuneDevice, TuneRun, TuneStatus};
+use crate::ledger::writer::{SegmentRules, Writer};
+use crate::ledger::{Ledger, LedgerError};
+use crate::time;
+use crate::tune::limits::Limits;
+use crate::tune::measure::StepResult;
+use crate::tune::plan::{PlanKind, Span};
+use crate::tune::sweep::{
+    prepare, restore_settings, DeviceReport, Observer, Prepared, StepReport, Sweep, SweepSpec, Then,
+};
+
+/// `tune`'s arguments: a sweep, or one of its subcommands.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TuneArgs {
+    #[command(subcommand)]
+    pub action: Option<TuneAction>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TuneAction {
+    /// The latest sweeps: running, finished or interrupted, and what each device was left on.
+    Status(StatusArgs),
+    /// Continue the interrupted sweep where it stopped.
+    Resume(ResumeArgs),
+    /// Put a device back on the settings it had before an interrupted sweep.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write a heat map of J/TH over frequency × voltage to this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[arg(long)]
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A sweep's arguments.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// A configured device to sweep (repeat for several).
+    #[arg(long = "device", required = true)]
+    pub devices: Vec<String>,
+    #[arg(long, value_enum, default_value_t = PlanKind::Grid)]
+    pub plan: PlanKind,
+    /// Frequencies, MHz: `A..B` (the miner's listed options in that range), `A..B:STEP`, or one value.
+    #[arg(long, value_parser = Span::parse)]
+    pub freq: Option<Span>,
+    /// Core voltages, mV: `A..B`, `A..B:STEP`, or one value.
+    #[arg(long, value_parser = Span::parse)]
+    pub voltage: Option<Span>,
+    /// What "best" means.
+    #[arg(long, value_enum, default_value_t = Metric::Efficiency)]
+    pub metric: Metric,
+    /// Minutes of steady data each configuration gets at least.
+    #[arg(long, default_value_t = 5.0)]
+    pub dwell: f64,
+    /// Minutes after which a configuration is judged even if its interval is still wide.
+    #[arg(long, default_value_t = 20.0)]
+    pub max_dwell: f64,
+    /// Minutes left out after each change [default: analysis.warmup_minutes].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Devices swept at once.
+    #[arg(long, default_value_t = 1)]
+    pub max_parallel: usize,
+    /// What to leave each miner on at the end.
+    #[arg(long, value_enum, default_value_t = Then::Best)]
+    pub then: Then,
+    /// Print the plan (pairs, order, duration, limits) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow values the miner does not list in /api/system/asic.
+    #[arg(long)]
+    pub allow_unlisted: bool,
+    /// Allow frequency steps under 25 MHz (they cause PLL errors on real boards).
+    #[arg(long)]
+    pub allow_small_steps: bool,
+    /// Send pairs outside the chip's plausibility window too.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write a heat map of J/TH over frequency × voltage to this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+impl TuneArgs {
+    pub async fn run(self, config_path: &Path) -> Result<(), Failure> {
+        let config = config::load(config_path)?;
+        match self.action {
+            Some(TuneAction::Status(args)) => status(&config, args.format),
+            Some(TuneAction::Restore(args)) => restore(&config, &args.device).await,
+            Some(TuneAction::Resume(args)) => resume(&config, args).await,
+            None => {
+                let spec = self.sweep.spec(&config)?;
+                let output = Output {
+                    format: self.sweep.format,
+                    plot: self.sweep.plot,
+                };
+                if self.sweep.dry_run {
+                    return dry_run(&config, &spec, output.format).await;
+                }
+                run_sweep(&config, spec, None, output).await
+            }
+        }
+    }
+}
+
+impl SweepArgs {
+    fn spec(&self, config: &Config) -> Result<SweepSpec, Failure> {
+        let usage = |message: String| Failure::Usage(anyhow::anyhow!(message));
+        let minutes = |flag: &str, value: f64| {
+            if value.is_finite() && (0.0..=config::MAX_WARMUP_MINUTES).contains(&value) {
+                Ok(value)
+            } else {
+                Err(usage(format!(
+                    "{flag} {value} is not a number of minutes from 0 to {}",
+                    config::MAX_WARMUP_MINUTES
+                )))
+            }
+        };
+        let dwell = minutes("--dwell", self.dwell)?;
+        let max_dwell = minutes("--max-dwell", self.max_dwell)?;
+        if max_dwell < dwell {
+            return Err(usage(format!(
+                "--max-dwell {max_dwell} is shorter than --dwell {dwell}"
+            )));
+        }
+        let warmup = minutes(
+            "--warmup",
+            self.warmup.unwrap_or(config.warmup.as_secs_f64() / 60.0),
+        )?;
+        if self.max_parallel == 0 {
+            return Err(usage("--max-parallel must be at least 1".into()));
+        }
+        let mut devices = self.devices.clone();
+        devices.dedup();
+        Ok(SweepSpec {
+            devices,
+            plan: self.plan,
+            freq: self.freq,
+            voltage: self.voltage,
+            metric: self.metric,
+            dwell_minutes: dwell,
+            max_dwell_minutes: max_dwell,
+            warmup_minutes: warmup,
+            then: self.then,
+            allow_unlisted: self.allow_unlisted,
+            allow_small_steps: self.allow_small_steps,
+            force: self.force,
+            max_parallel: self.max_parallel,
+        })
+    }
+}
+
+/// Where the results go.
+struct Output {
+    format: Format,
+    plot: Option<PathBuf>,
+}
+
+fn client() -> Result<AxeOsClient, Failure> {
+    AxeOsClient::new(Duration::from_secs(5), Duration::from_secs(30))
+        .context("cannot create the HTTP client")
+        .map_err(Failure::Runtime)
+}
+
+/// Reads every device and builds its plan; sends nothing. Every problem is reported.
+async fn prepare_all(config: &Config, spec: &SweepSpec, client: &AxeOsClient) -> Result<Vec<Prepared>, Failure> {
+    let mut prepared = Vec::new();
+    let mut problems = Vec::new();
+    for name in &spec.devices {
+        let Some(device) = config.devices.iter().find(|d| &d.name == name) else {
+            let known: Vec<&str> = config.devices.iter().map(|d| d.name.as_str()).collect();
+            problems.push(format!(
+                "unknown device \"{}\"; config.yaml has {}",
+                printable(name),
+                known.join(", ")
+            ));
+            continue;
+        };
+        match prepare(client, name, &device.address, spec, &config.tune).await {
+            Ok(p) => prepared.push(p),
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(prepared)
+    } else {
+        Err(Failure::Usage(anyhow::anyhow!(
+            "nothing was sent to any miner: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+async fn dry_run(config: &Config, spec: &SweepSpec, format: Format) -> Result<(), Failure> {
+    let client = client()?;
+    let prepared = prepare_all(config, spec, &client).await?;
+    let step = spec.max_step_duration();
+    let shortest = spec.min_step_duration();
+    if format == Format::Json {
+        let plans: Vec<serde_json::Value> = prepared
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "device": p.name,
+                    "plan": spec.plan,
+                    "pairs": p.planner.possible_pairs().iter().map(|(f, v)| serde_json::json!({"frequency_mhz": f, "core_voltage_mv": v})).collect::<Vec<_>>(),
+                    "max_steps": p.planner.max_steps(),
+                    "step_minutes": {"at_least": shortest.as_secs_f64() / 60.0, "at_most": step.as_secs_f64() / 60.0},
+                    "limits": limits_json(&p.limits),
+                    "original": {"frequency_mhz": p.original.0, "core_voltage_mv": p.original.1},
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({"dry_run": true, "devices": plans}));
+    }
+    let mut text = String::new();
+    for p in &prepared {
+        let steps = p.planner.max_steps();
+        let pairs = p.planner.possible_pairs();
+        text.push_str(&format!(
+            "{}: {} plan, up to {steps} step(s), at most {} (each step {} warm-up, then {} to {} measuring); starts from {}\n",
+            printable(&p.name),
+            format!("{:?}", spec.plan).to_lowercase(),
+            crate::analysis::duration_text(step.as_secs_f64() * steps as f64),
+            crate::analysis::duration_text(spec.warmup_minutes * 60.0),
+            crate::analysis::duration_text(spec.dwell_minutes * 60.0),
+            crate::analysis::duration_text(spec.max_dwell_minutes.max(spec.dwell_minutes) * 60.0),
+            pair_text(p.original),
+        ));
+        text.push_str(&format!("  limits: {}\n", limits_text(&p.limits)));
+        let listed: Vec<String> = pairs.iter().map(|(f, v)| format!("{}/{}", format_label_number(*f), format_label_number(*v))).collect();
+        text.push_str(&format!("  pairs (MHz/mV, in order): {}\n", listed.join(" ")));
+    }
+    text.push_str("dry run: nothing was sent to any miner\n");
+    emit(&text)
+}
+
+fn pair_text(pair: (Option<f64>, Option<f64>)) -> String {
+    let show = |v: Option<f64>| v.map_or_else(|| "?".into(), format_label_number);
+    format!("{} MHz / {} mV", show(pair.0), show(pair.1))
+}
+
+fn limits_text(limits: &Limits) -> String {
+    let mut parts = vec![
+        format!("ASIC < {} °C", limits.max_asic_celsius),
+        format!("VR < {} °C", limits.max_vr_celsius),
+    ];
+    match limits.max_power_watts {
+        Some(w) => parts.push(format!("power ≤ {w:.1} W")),
+        None => parts.push("power: no limit known (set tune.max_power_watts)".into()),
+    }
+    if let Some((low, high)) = limits.input_volts {
+        parts.push(format!("input {low}–{high} V"));
+    }
+    parts.push("overheat / power fault / no hashrate / unreachable stop a step".into());
+    parts.join(", ")
+}
+
+fn limits_json(limits: &Limits) -> serde_json::Value {
+    serde_json::json!({
+        "max_asic_celsius": limits.max_asic_celsius,
+        "max_vr_celsius": limits.max_vr_celsius,
+        "max_power_watts": limits.max_power_watts,
+        "input_volts": limits.input_volts.map(|(l, h)| [l, h]),
+    })
+}
+
+/// SIGINT and SIGTERM set the flag every device's sweep watches; the sweeps then restore.
+fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel(false);
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        status_line(&format!("{name}: stopping the sweep and restoring every miner's original settings"));
+        let _ = tx.send(true);
+        // Further signals are absorbed: the restore must finish.
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            status_line("still restoring; the miners are put back before this exits");
+        }
+    });
+    Ok(rx)
+}
+
+/// Runs a sweep (a new one, or `resume`'s continuation of `resumed`).
+async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, output: Output) -> Result<(), Failure> {
+    let cancel = cancel_on_signals()?;
+    let client = client()?;
+    let mut prepared = prepare_all(config, &spec, &client).await?;
+    let configured: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
+
+    // This process keeps the samples unless `serve` already does (it holds the ledger).
+    let rules = SegmentRules::for_poll_interval(config.tune.sample_interval, config.warmup);
+    let writer = match Writer::start_for(&config.database_path, rules, configured.clone()) {
+        Ok(writer) => Some(writer),
+        Err(LedgerError::InUse { holder, .. }) => {
+            status_line(&format!(
+                "`serve` ({holder}) keeps this ledger's samples; the sweep judges the samples it stores"
+            ));
+            None
+        }
+        Err(e) => return Err(ledger_failure(e)),
+    };
+    let mut ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
+
+    // Every device checked before the first write: known, no session of someone else open.
+    let mut devices = Vec::new();
+    for p in &prepared {
+        let row = sessions::resolve_device(&mut ledger, &p.name, &configured).map_err(super::settings::session_failure)?;
+        sessions::check_none_open(&ledger, &row).map_err(super::settings::session_failure)?;
+        devices.push(row);
+    }
+    let spec_json = serde_json::to_string(&spec).context("cannot encode the sweep")?;
+    let run_id = match &resumed {
+        Some(r) => {
+            ledger
+                .tune_resume(r.run.id, std::process::id())
+                .map_err(ledger_failure)?;
+            r.run.id
+        }
+        None => ledger
+            .tune_begin(time::now_unix(), std::process::id(), &spec_json)
+            .map_err(ledger_failure)?,
+    };
+    // The restore plan, before anything is sent: what each miner ran before this run.
+    for (p, row) in prepared.iter_mut().zip(&devices) {
+        if let Some(original) = resumed.as_ref().and_then(|r| r.devices.iter().find(|d| d.device_id == row.id)) {
+            p.original = (original.original_frequency_mhz, original.original_core_voltage_mv);
+        }
+        ledger
+            .tune_add_device(run_id, row.id, p.original.0, p.original.1)
+            .map_err(ledger_failure)?;
+    }
+
+    let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec));
+    let sweep = Arc::new(Sweep {
+        client,
+        settings: config.tune,
+        spec: spec.clone(),
+        run_id,
+        ledger_path: config.database_path.clone(),
+        configured,
+        samples: writer.as_ref().map(|w| w.sender.clone()),
+        cancel: cancel.clone(),
+        observer: observer.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(spec.max_parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (p, row) in prepared.iter().cloned().zip(devices.iter().cloned()) {
+        let done: Vec<StepReport> = resumed
+            .as_ref()
+            .map(|r| r.steps_of(row.id))
+            .unwrap_or_default();
+        let sweep = sweep.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            sweep.run_device(p, row, done).await
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(report) => reports.push(report),
+            Err(e) => status_line(&format!("a device's sweep stopped unexpectedly: {e}")),
+        }
+    }
+    // A sweep that ended without a report (it cannot, short of a bug): restore it here.
+    for (p, row) in prepared.iter().zip(&devices) {
+        if reports.iter().any(|r| r.device == p.name) {
+            continue;
+        }
+        let restored = restore_settings(&sweep.client, &p.name, &p.address, p.original, "the original settings", &*observer).await;
+        let status = if restored.is_ok() { TuneStatus::Restored } else { TuneStatus::RestoreFailed };
+        let settings = restored.clone().unwrap_or((None, None));
+        let _ = ledger.tune_finish_device(run_id, row.id, status, settings, "the sweep task failed");
+    }
+    let cancelled = *cancel.borrow();
+    // The sweep holds a sender of the writer: dropped first, so the writer sees the end.
+    drop(sweep);
+    let all_finished = reports.iter().all(|r| r.status == TuneStatus::Finished) && reports.len() == prepared.len();
+    let run_status = if all_finished { TuneStatus::Finished } else if reports.iter().any(|r| r.status == TuneStatus::RestoreFailed) { TuneStatus::RestoreFailed } else { TuneStatus::Restored };
+    ledger
+        .tune_end(run_id, time::now_unix(), run_status)
+        .map_err(ledger_failure)?;
+    if let Some(writer) = writer {
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ledger writer failed: {e}")))?;
+    }
+    reports.sort_by(|a, b| a.device.cmp(&b.device));
+    if let Some(path) = &output.plot {
+        super::tune_plot::write_heat_map(path, &reports)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match output.format {
+        Format::Json => print_json(&serde_json::json!({"run": run_id, "spec": spec, "devices": reports}))?,
+        Format::Table => emit(&results_text(run_id, &spec, &reports))?,
+    }
+    let failed: Vec<&DeviceReport> = reports.iter().filter(|r| r.status == TuneStatus::RestoreFailed).collect();
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.iter().map(|r| printable(&r.device).into_owned()).collect();
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "could not confirm the settings of {}; run `tune restore --device NAME` for each",
+            names.join(", ")
+        )));
+    }
+    if cancelled {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "interrupted; every miner is back on its original settings (read back)"
+        )));
+    }
+    Ok(())
+}
+
+/// The ranked table of each device's steps.
+pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> String {
+    let mut text = format!("tune #{run_id}: {:?} plan, best by {:?}\n", spec.plan, spec.metric).to_lowercase();
+    for report in reports {
+        let best = report.best_step;
+        text.push_str(&format!(
+            "\n{}: {} — {}{}\n",
+            printable(&report.device),
+            report.status.as_str().replace('_', " "),
+            match (report.final_frequency_mhz, report.final_core_voltage_mv) {
+                (None, None) => "settings not confirmed".into(),
+                pair => format!("left on {}", pair_text(pair)),
+            },
+            if report.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", printable(&report.note))
+            }
+        ));
+        let mut ranked: Vec<&StepReport> = report.steps.iter().collect();
+        let score = |s: &StepReport| -> f64 {
+            let healthy = if s.outcome == "healthy" { 1e9 } else { 0.0 };
+            let r = s.result.as_ref();
+            healthy
+                + match spec.metric {
+                    Metric::Hashrate => r.and_then(|r| r.mean_hashrate_ghs).unwrap_or(0.0),
+                    _ => -r.and_then(|r| r.joules_per_terahash).unwrap_or(1e6),
+                }
+        };
+        ranked.sort_by(|a, b| score(b).total_cmp(&score(a)));
+        let columns: [Column; 8] = [
+            table::number("#"),
+            table::label("MHz/mV"),
+            table::number("GH/s ±%"),
+            table::number("J/TH ±%"),
+            table::number("% exp"),
+            table::number("err %"),
+            table::number("ASIC max"),
+            table::text("verdict"),
+        ];
+        let rows: Vec<Vec<String>> = ranked
+            .iter()
+            .map(|s| {
+                let r = s.result.as_ref();
+                let with_ci = |value: Option<f64>, ci: Option<f64>, decimals: usize| match (value, ci) {
+                    (Some(v), Some(c)) if c.is_finite() => format!("{v:.decimals$} ±{c:.1}"),
+                    (Some(v), _) => format!("{v:.decimals$}"),
+                    _ => "-".into(),
+                };
+                let verdict = match (s.outcome.as_str(), best == Some(s.step)) {
+                    ("healthy", true) => "best".to_string(),
+                    ("healthy", false) if s.reason.is_empty() => "healthy".to_string(),
+                    (outcome, _) => format!("{outcome}: {}", printable(&s.reason)),
+                };
+                vec![
+                    s.step.to_string(),
+                    format!("{}/{}", format_label_number(s.frequency_mhz), format_label_number(s.core_voltage_mv)),
+                    with_ci(r.and_then(|r| r.mean_hashrate_ghs), r.and_then(|r| r.hashrate_ci_percent), 1),
+                    with_ci(r.and_then(|r| r.joules_per_terahash), r.and_then(|r| r.jth_ci_percent), 2),
+                    r.and_then(|r| r.percent_of_expected).map_or("-".into(), |p| format!("{p:.1}")),
+                    r.and_then(|r| r.error_percent).map_or("-".into(), |e| format!("{e:.2}")),
+                    r.and_then(|r| r.asic_temp_max_c).map_or("-".into(), |t| format!("{t:.1}")),
+                    verdict,
+                ]
+            })
+            .collect();
+        text.push_str(&table::render(&columns, &rows));
+    }
+    text
+}
+
+/// The interrupted run `resume` continues.
+struct Resumed {
+    run: TuneRun,
+    devices: Vec<TuneDevice>,
+    steps: Vec<crate::ledger::tune::TuneStep>,
+}
+
+impl Resumed {
+    fn steps_of(&self, device_id: i64) -> Vec<StepReport> {
+        self.steps
+            .iter()
+            .filter(|s| s.device_id == device_id)
+            .map(StepReport::from_ledger)
+            .collect()
+    }
+}
+
+/// Whether the process that runs a sweep is still alive.
+fn process_alive(pid: u32) -> bool {
+    pid != std::process::id()
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| cmd.contains("bitaxe-exporter"))
+}
+
+fn run_state(run: &TuneRun) -> &'static str {
+    match run.status {
+        TuneStatus::Running if process_alive(run.pid) => "running",
+        TuneStatus::Running => "interrupted",
+        other => other.as_str(),
+    }
+}
+
+async fn resume(config: &Config, args: ResumeArgs) -> Result<(), Failure> {
+    let ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
+    let runs = ledger.tune_runs().map_err(ledger_failure)?;
+    let Some(run) = runs.into_iter().find(|r| r.status == TuneStatus::Running) else {
+        return Err(Failure::Usage(anyhow::anyhow!("no interrupted sweep to resume (`tune status` lists them)")));
+    };
+    if process_alive(run.pid) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "sweep #{} is still running (pid {}); it needs no resume",
+            run.id,
+            run.pid
+        )));
+    }
+    let spec: SweepSpec = serde_json::from_str(&run.spec)
+        .with_context(|| format!("sweep #{} was stored by another version and cannot be resumed", run.id))
+        .map_err(Failure::Usage)?;
+    let devices = ledger.tune_devices(run.id).map_err(ledger_failure)?;
+    let steps = ledger.tune_steps(run.id).map_err(ledger_failure)?;
+    drop(ledger);
+    status_line(&format!("resuming sweep #{} after {} step(s)", run.id, steps.len()));
+    let output = Output {
+        format: args.format,
+        plot: args.plot,
+    };
+    run_sweep(config, spec, Some(Resumed { run, devices, steps }), output).await
+}
+
+fn status(config: &Config, format: Format) -> Result<(), Failure> {
+    let ledger = Ledger::open_read_only(&config.database_path).map_err(ledger_failure)?;
+    let runs = ledger.tune_runs().map_err(ledger_failure)?;
+    let mut shown = Vec::new();
+    for run in runs.iter().take(10) {
+        let devices = ledger.tune_devices(run.id).map_err(ledger_failure)?;
+        let steps = ledger.tune_steps(run.id).map_err(ledger_failure)?;
+        shown.push((run, run_state(run), devices, steps.len()));
+    }
+    if format == Format::Json {
+        let json: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|(run, state, devices, steps)| {
+                serde_json::json!({"id": run.id, "state": state, "started": time::format(run.started_at),
+                    "ended": run.ended_at.map(time::format), "pid": run.pid, "steps": steps, "devices": devices})
+            })
+            .collect();
+        return print_json(&json);
+    }
+    if shown.is_empty() {
+        return emit("no sweeps yet\n");
+    }
+    let mut text = String::new();
+    for (run, state, devices, steps) in &shown {
+        text.push_str(&format!(
+            "#{} {state}: started {}, {steps} step(s){}\n",
+            run.id,
+            time::format(run.started_at),
+            if *state == "interrupted" {
+                " — run `tune restore --device NAME` (or `tune resume`)"
+            } else {
+                ""
+            }
+        ));
+        for d in devices {
+            let now = match d.status {
+                TuneStatus::Running if *state == "interrupted" => "interrupted".to_string(),
+                status => status.as_str().replace('_', " "),
+            };
+            text.push_str(&format!(
+                "  {}: {now}; started on {}{}\n",
+                printable(&d.device),
+                pair_text((d.original_frequency_mhz, d.original_core_voltage_mv)),
+                match (d.final_frequency_mhz, d.final_core_voltage_mv) {
+                    (None, None) => String::new(),
+                    pair => format!(", left on {}", pair_text(pair)),
+                }
+            ));
+        }
+    }
+    emit(&text)
+}
+
+async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
+    let Some(device) = config.devices.iter().find(|d| d.name == device_name) else {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "unknown device \"{}\"; `tune restore` needs it in config.yaml to know its address",
+            printable(device_name)
+        )));
+    };
+    let mut ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
+    let row = super::settings::known_device(&ledger, device_name)?;
+    let Some(plan) = ledger.tune_unrestored(row.id).map_err(ledger_failure)? else {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{}: no sweep left it unrestored; nothing to do",
+            printable(device_name)
+        )));
+    };
+    let runs = ledger.tune_runs().map_err(ledger_failure)?;
+    if let Some(run) = runs.iter().find(|r| r.id == plan.run_id && r.status == TuneStatus::Running) {
+        if process_alive(run.pid) {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "sweep #{} is running (pid {}); stop it (Ctrl-C or SIGTERM) and it restores by itself",
+                run.id,
+                run.pid
+            )));
+        }
+    }
+    let client = client()?;
+    let observer = Progress::plain();
+    let target = (plan.original_frequency_mhz, plan.original_core_voltage_mv);
+    let restored = restore_settings(&client, device_name, &device.address, target, "the original settings", &observer).await;
+    let (status, settings, note) = match &restored {
+        Ok(read) => (TuneStatus::Restored, *read, "restored by `tune restore`".to_string()),
+        Err(e) => (TuneStatus::RestoreFailed, (None, None), e.clone()),
+    };
+    ledger
+        .tune_finish_device(plan.run_id, row.id, status, settings, &note)
+        .map_err(ledger_failure)?;
+    if ledger
+        .tune_devices(plan.run_id)
+        .map_err(ledger_failure)?
+        .iter()
+        .all(|d| d.status != TuneStatus::Running)
+    {
+        ledger
+            .tune_end(plan.run_id, time::now_unix(), TuneStatus::Restored)
+            .map_err(ledger_failure)?;
+    }
+    match restored {
+        Ok(read) => emit(&format!(
+            "{}: back on {} (read back), as before sweep #{}\n",
+            printable(device_name),
+            pair_text(read),
+            plan.run_id
+        )),
+        Err(e) => Err(Failure::Runtime(anyhow::anyhow!(e))),
+    }
+}
+
+/// A live line per device on a terminal (indicatif), plain lines otherwise.
+struct Progress {
+    bars: Option<(indicatif::MultiProgress, std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>)>,
+    target_percent: Option<f64>,
+}
+
+impl Progress {
+    fn new(_spec: &SweepSpec) -> Progress {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Progress {
+            bars: terminal.then(|| (indicatif::MultiProgress::new(), std::sync::Mutex::default())),
+            target_percent: None,
+        }
+    }
+
+    fn plain() -> Progress {
+        Progress {
+            bars: None,
+            target_percent: None,
+        }
+    }
+
+    fn bar(&self, device: &str) -> Option<indicatif::ProgressBar> {
+        let (multi, bars) = self.bars.as_ref()?;
+        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            bars.entry(device.to_string())
+                .or_insert_with(|| {
+                    let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                    bar.enable_steady_tick(Duration::from_millis(250));
+                    bar
+                })
+                .clone(),
+        )
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(text);
+            }
+            None => status_line(text),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn step_started(&self, device: &str, step: u32, max_steps: usize, pair: (f64, f64)) {
+        let text = format!(
+            "{}: step {step} of at most {max_steps}: {} MHz / {} mV",
+            printable(device),
+            format_label_number(pair.0),
+            format_label_number(pair.1)
+        );
+        match self.bar(device) {
+            Some(bar) => bar.set_message(text),
+            None => self.line(&text),
+        }
+    }
+
+    fn sampled(&self, device: &str, sample: &Sample, limits: &Limits, result: Option<&StepResult>) {
+        let Some(bar) = self.bar(device) else {
+            return;
+        };
+        let _ = self.target_percent;
+        let interval = match result {
+            None => "warming up".to_string(),
+            Some(r) => format!(
+                "±{} hashrate, ±{} J/TH over {} samples",
+                r.hashrate_ci_percent.filter(|c| c.is_finite()).map_or("-".into(), |c| format!("{c:.1} %")),
+                r.jth_ci_percent.map_or("-".into(), |c| format!("{c:.1} %")),
+                r.samples
+            ),
+        };
+        bar.set_message(format!(
+            "{}: {} MHz / {} mV, ASIC {}/{} °C, VR {}/{} °C, {interval}",
+            printable(device),
+            sample.frequency_mhz.map_or("?".into(), format_label_number),
+            sample.core_voltage_mv.map_or("?".into(), format_label_number),
+            sample.asic_temp_celsius.map_or("?".into(), |t| format!("{t:.1}")),
+            limits.max_asic_celsius,
+            sample.vr_temp_celsius.map_or("-".into(), |t| format!("{t:.1}")),
+            limits.max_vr_celsius,
+        ));
+    }
+
+    fn step_finished(&self, device: &str, step: &StepReport) {
+        let r = step.result.as_ref();
+        let figures = match r {
+            Some(r) => format!(
+                " — {} GH/s ±{}, {} J/TH ±{}",
+                r.mean_hashrate_ghs.map_or("-".into(), |h| format!("{h:.1}")),
+                r.hashrate_ci_percent.filter(|c| c.is_finite()).map_or("-".into(), |c| format!("{c:.1} %")),
+                r.joules_per_terahash.map_or("-".into(), |j| format!("{j:.2}")),
+                r.jth_ci_percent.map_or("-".into(), |c| format!("{c:.1} %")),
+            ),
+            None => String::new(),
+        };
+        self.line(&format!(
+            "{}: step {} {} MHz / {} mV: {}{}{figures}",
+            printable(device),
+            step.step,
+            format_label_number(step.frequency_mhz),
+            format_label_number(step.core_voltage_mv),
+            step.outcome,
+            if step.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", printable(&step.reason))
+            }
+        ));
+    }
+
+    fn note(&self, device: &str, message: &str) {
+        self.line(&format!("{}: {}", printable(device), printable(message)));
+        if let Some(bar) = self.bar(device) {
+            if message.starts_with("left on") || message.starts_with("could not restore") {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
