@@ -6,6 +6,8 @@
 //! - `ledger`: the SQLite ledger through its writer on hand-built data (segments,
 //!   warm-up, statistics, identity, migrations, export).
 //! - `tuning`: a tuning sweep with sessions and `analyze` while `serve` writes; SIGKILL.
+//! - `sweep`: `tune` on simulated miners: the optimum, every limit and exit path, restore,
+//!   resume, dry run, beside `serve`.
 //! - `stack`: Prometheus rules, Alertmanager, dashboards and compose, with the real
 //!   promtool, amtool, prometheus, alertmanager and docker-compose.
 //! - `cli`: the command line's exit codes and messages.
@@ -26,4 +28,5 @@ mod hardening;
 mod ledger;
 mod simulator;
 mod stack;
+mod sweep;
 mod tuning;

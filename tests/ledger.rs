@@ -312,9 +312,12 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
-    // Make it a schema-1 file, as an older release wrote it.
+    // Make it a schema-1 file, as an older release wrote it: no device names, no sweeps.
     crate::support::sql(&path)
-        .execute_batch("DROP TABLE device_names; PRAGMA user_version = 1;")
+        .execute_batch(
+            "DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
+             ALTER TABLE sessions DROP COLUMN tune_run_id; PRAGMA user_version = 1;",
+        )
         .unwrap();
     let ledger = Ledger::open_existing(&path).unwrap();
     assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);

@@ -8,9 +8,9 @@ mod daemon;
 mod output;
 mod session;
 mod settings;
+pub mod table;
 mod tune;
 mod tune_plot;
-pub mod table;
 
 pub use daemon::{demo_fleet, simulation_config_yaml, simulation_specs};
 pub use output::error_text;

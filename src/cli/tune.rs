@@ -170,10 +170,7 @@ impl SweepArgs {
                 "--max-dwell {max_dwell} is shorter than --dwell {dwell}"
             )));
         }
-        let warmup = minutes(
-            "--warmup",
-            self.warmup.unwrap_or(config.warmup.as_secs_f64() / 60.0),
-        )?;
+        let warmup = minutes("--warmup", self.warmup.unwrap_or(config.warmup.as_secs_f64() / 60.0))?;
         if self.max_parallel == 0 {
             return Err(usage("--max-parallel must be at least 1".into()));
         }
@@ -275,7 +272,10 @@ async fn dry_run(config: &Config, spec: &SweepSpec, format: Format) -> Result<()
             pair_text(p.original),
         ));
         text.push_str(&format!("  limits: {}\n", limits_text(&p.limits)));
-        let listed: Vec<String> = pairs.iter().map(|(f, v)| format!("{}/{}", format_label_number(*f), format_label_number(*v))).collect();
+        let listed: Vec<String> = pairs
+            .iter()
+            .map(|(f, v)| format!("{}/{}", format_label_number(*f), format_label_number(*v)))
+            .collect();
         text.push_str(&format!("  pairs (MHz/mV, in order): {}\n", listed.join(" ")));
     }
     text.push_str("dry run: nothing was sent to any miner\n");
@@ -323,7 +323,9 @@ fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        status_line(&format!("{name}: stopping the sweep and restoring every miner's original settings"));
+        status_line(&format!(
+            "{name}: stopping the sweep and restoring every miner's original settings"
+        ));
         let _ = tx.send(true);
         // Further signals are absorbed: the restore must finish.
         loop {
@@ -361,7 +363,9 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
     // Every device checked before the first write: known, no session of someone else open.
     let mut devices = Vec::new();
     for p in &prepared {
-        let row = sessions::resolve_device(&mut ledger, &p.name, &configured).map_err(super::settings::session_failure)?;
+        let row =
+            sessions::resolve_device(&mut ledger, &p.name, &configured).map_err(super::settings::session_failure)?;
+        close_interrupted_step(&mut ledger, &row)?;
         sessions::check_none_open(&ledger, &row).map_err(super::settings::session_failure)?;
         devices.push(row);
     }
@@ -379,7 +383,10 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
     };
     // The restore plan, before anything is sent: what each miner ran before this run.
     for (p, row) in prepared.iter_mut().zip(&devices) {
-        if let Some(original) = resumed.as_ref().and_then(|r| r.devices.iter().find(|d| d.device_id == row.id)) {
+        if let Some(original) = resumed
+            .as_ref()
+            .and_then(|r| r.devices.iter().find(|d| d.device_id == row.id))
+        {
             p.original = (original.original_frequency_mhz, original.original_core_voltage_mv);
         }
         ledger
@@ -396,16 +403,14 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
         ledger_path: config.database_path.clone(),
         configured,
         samples: writer.as_ref().map(|w| w.sender.clone()),
+        serve_poll_interval: config.poll_interval,
         cancel: cancel.clone(),
         observer: observer.clone(),
     });
     let permits = Arc::new(Semaphore::new(spec.max_parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for (p, row) in prepared.iter().cloned().zip(devices.iter().cloned()) {
-        let done: Vec<StepReport> = resumed
-            .as_ref()
-            .map(|r| r.steps_of(row.id))
-            .unwrap_or_default();
+        let done: Vec<StepReport> = resumed.as_ref().map(|r| r.steps_of(row.id)).unwrap_or_default();
         let sweep = sweep.clone();
         let permits = permits.clone();
         tasks.spawn(async move {
@@ -425,8 +430,20 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
         if reports.iter().any(|r| r.device == p.name) {
             continue;
         }
-        let restored = restore_settings(&sweep.client, &p.name, &p.address, p.original, "the original settings", &*observer).await;
-        let status = if restored.is_ok() { TuneStatus::Restored } else { TuneStatus::RestoreFailed };
+        let restored = restore_settings(
+            &sweep.client,
+            &p.name,
+            &p.address,
+            p.original,
+            "the original settings",
+            &*observer,
+        )
+        .await;
+        let status = if restored.is_ok() {
+            TuneStatus::Restored
+        } else {
+            TuneStatus::RestoreFailed
+        };
         let settings = restored.clone().unwrap_or((None, None));
         let _ = ledger.tune_finish_device(run_id, row.id, status, settings, "the sweep task failed");
     }
@@ -434,7 +451,13 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
     // The sweep holds a sender of the writer: dropped first, so the writer sees the end.
     drop(sweep);
     let all_finished = reports.iter().all(|r| r.status == TuneStatus::Finished) && reports.len() == prepared.len();
-    let run_status = if all_finished { TuneStatus::Finished } else if reports.iter().any(|r| r.status == TuneStatus::RestoreFailed) { TuneStatus::RestoreFailed } else { TuneStatus::Restored };
+    let run_status = if all_finished {
+        TuneStatus::Finished
+    } else if reports.iter().any(|r| r.status == TuneStatus::RestoreFailed) {
+        TuneStatus::RestoreFailed
+    } else {
+        TuneStatus::Restored
+    };
     ledger
         .tune_end(run_id, time::now_unix(), run_status)
         .map_err(ledger_failure)?;
@@ -445,14 +468,16 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
     }
     reports.sort_by(|a, b| a.device.cmp(&b.device));
     if let Some(path) = &output.plot {
-        super::tune_plot::write_heat_map(path, &reports)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        super::tune_plot::write_heat_map(path, &reports).with_context(|| format!("cannot write {}", path.display()))?;
     }
     match output.format {
         Format::Json => print_json(&serde_json::json!({"run": run_id, "spec": spec, "devices": reports}))?,
         Format::Table => emit(&results_text(run_id, &spec, &reports))?,
     }
-    let failed: Vec<&DeviceReport> = reports.iter().filter(|r| r.status == TuneStatus::RestoreFailed).collect();
+    let failed: Vec<&DeviceReport> = reports
+        .iter()
+        .filter(|r| r.status == TuneStatus::RestoreFailed)
+        .collect();
     if !failed.is_empty() {
         let names: Vec<String> = failed.iter().map(|r| printable(&r.device).into_owned()).collect();
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -524,12 +549,27 @@ pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> 
                 };
                 vec![
                     s.step.to_string(),
-                    format!("{}/{}", format_label_number(s.frequency_mhz), format_label_number(s.core_voltage_mv)),
-                    with_ci(r.and_then(|r| r.mean_hashrate_ghs), r.and_then(|r| r.hashrate_ci_percent), 1),
-                    with_ci(r.and_then(|r| r.joules_per_terahash), r.and_then(|r| r.jth_ci_percent), 2),
-                    r.and_then(|r| r.percent_of_expected).map_or("-".into(), |p| format!("{p:.1}")),
-                    r.and_then(|r| r.error_percent).map_or("-".into(), |e| format!("{e:.2}")),
-                    r.and_then(|r| r.asic_temp_max_c).map_or("-".into(), |t| format!("{t:.1}")),
+                    format!(
+                        "{}/{}",
+                        format_label_number(s.frequency_mhz),
+                        format_label_number(s.core_voltage_mv)
+                    ),
+                    with_ci(
+                        r.and_then(|r| r.mean_hashrate_ghs),
+                        r.and_then(|r| r.hashrate_ci_percent),
+                        1,
+                    ),
+                    with_ci(
+                        r.and_then(|r| r.joules_per_terahash),
+                        r.and_then(|r| r.jth_ci_percent),
+                        2,
+                    ),
+                    r.and_then(|r| r.percent_of_expected)
+                        .map_or("-".into(), |p| format!("{p:.1}")),
+                    r.and_then(|r| r.error_percent)
+                        .map_or("-".into(), |e| format!("{e:.2}")),
+                    r.and_then(|r| r.asic_temp_max_c)
+                        .map_or("-".into(), |t| format!("{t:.1}")),
                     verdict,
                 ]
             })
@@ -556,6 +596,24 @@ impl Resumed {
     }
 }
 
+/// Ends the session a killed sweep left open on this device (its step was never judged);
+/// a session of a live sweep or of a user stays.
+fn close_interrupted_step(ledger: &mut Ledger, device: &crate::ledger::DeviceRow) -> Result<(), Failure> {
+    let open = sessions::current(ledger, device).map_err(super::settings::session_failure)?;
+    let Some(run_id) = open.and_then(|s| s.tune_run_id) else {
+        return Ok(());
+    };
+    let runs = ledger.tune_runs().map_err(ledger_failure)?;
+    let alive = runs
+        .iter()
+        .any(|r| r.id == run_id && r.status == TuneStatus::Running && process_alive(r.pid));
+    if !alive {
+        sessions::end(ledger, device, time::now_unix(), "the sweep was interrupted")
+            .map_err(super::settings::session_failure)?;
+    }
+    Ok(())
+}
+
 /// Whether the process that runs a sweep is still alive.
 fn process_alive(pid: u32) -> bool {
     pid != std::process::id()
@@ -574,7 +632,9 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<(), Failure> {
     let ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
     let runs = ledger.tune_runs().map_err(ledger_failure)?;
     let Some(run) = runs.into_iter().find(|r| r.status == TuneStatus::Running) else {
-        return Err(Failure::Usage(anyhow::anyhow!("no interrupted sweep to resume (`tune status` lists them)")));
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "no interrupted sweep to resume (`tune status` lists them)"
+        )));
     };
     if process_alive(run.pid) {
         return Err(Failure::Usage(anyhow::anyhow!(
@@ -666,7 +726,10 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
         )));
     };
     let runs = ledger.tune_runs().map_err(ledger_failure)?;
-    if let Some(run) = runs.iter().find(|r| r.id == plan.run_id && r.status == TuneStatus::Running) {
+    if let Some(run) = runs
+        .iter()
+        .find(|r| r.id == plan.run_id && r.status == TuneStatus::Running)
+    {
         if process_alive(run.pid) {
             return Err(Failure::Usage(anyhow::anyhow!(
                 "sweep #{} is running (pid {}); stop it (Ctrl-C or SIGTERM) and it restores by itself",
@@ -675,10 +738,19 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
             )));
         }
     }
+    close_interrupted_step(&mut ledger, &row)?;
     let client = client()?;
     let observer = Progress::plain();
     let target = (plan.original_frequency_mhz, plan.original_core_voltage_mv);
-    let restored = restore_settings(&client, device_name, &device.address, target, "the original settings", &observer).await;
+    let restored = restore_settings(
+        &client,
+        device_name,
+        &device.address,
+        target,
+        "the original settings",
+        &observer,
+    )
+    .await;
     let (status, settings, note) = match &restored {
         Ok(read) => (TuneStatus::Restored, *read, "restored by `tune restore`".to_string()),
         Err(e) => (TuneStatus::RestoreFailed, (None, None), e.clone()),
@@ -709,7 +781,10 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
 
 /// A live line per device on a terminal (indicatif), plain lines otherwise.
 struct Progress {
-    bars: Option<(indicatif::MultiProgress, std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>)>,
+    bars: Option<(
+        indicatif::MultiProgress,
+        std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+    )>,
     target_percent: Option<f64>,
 }
 
@@ -776,7 +851,9 @@ impl Observer for Progress {
             None => "warming up".to_string(),
             Some(r) => format!(
                 "±{} hashrate, ±{} J/TH over {} samples",
-                r.hashrate_ci_percent.filter(|c| c.is_finite()).map_or("-".into(), |c| format!("{c:.1} %")),
+                r.hashrate_ci_percent
+                    .filter(|c| c.is_finite())
+                    .map_or("-".into(), |c| format!("{c:.1} %")),
                 r.jth_ci_percent.map_or("-".into(), |c| format!("{c:.1} %")),
                 r.samples
             ),
@@ -799,7 +876,9 @@ impl Observer for Progress {
             Some(r) => format!(
                 " — {} GH/s ±{}, {} J/TH ±{}",
                 r.mean_hashrate_ghs.map_or("-".into(), |h| format!("{h:.1}")),
-                r.hashrate_ci_percent.filter(|c| c.is_finite()).map_or("-".into(), |c| format!("{c:.1} %")),
+                r.hashrate_ci_percent
+                    .filter(|c| c.is_finite())
+                    .map_or("-".into(), |c| format!("{c:.1} %")),
                 r.joules_per_terahash.map_or("-".into(), |j| format!("{j:.2}")),
                 r.jth_ci_percent.map_or("-".into(), |c| format!("{c:.1} %")),
             ),

@@ -44,7 +44,10 @@ fn draw_panel(area: &Panel<'_>, report: &DeviceReport) -> Result<(), Box<dyn std
     let (low, high) = jth
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
-    let title = format!("{}: J/TH by frequency × core voltage (lower is better)", printable(&report.device));
+    let title = format!(
+        "{}: J/TH by frequency × core voltage (lower is better)",
+        printable(&report.device)
+    );
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(12)
@@ -65,7 +68,10 @@ fn draw_panel(area: &Panel<'_>, report: &DeviceReport) -> Result<(), Box<dyn std
         .draw()?;
     let index = |values: &[f64], v: f64| values.iter().position(|x| (*x - v).abs() < 1e-9).unwrap_or(0);
     for step in &report.steps {
-        let (x, y) = (index(&frequencies, step.frequency_mhz), index(&voltages, step.core_voltage_mv));
+        let (x, y) = (
+            index(&frequencies, step.frequency_mhz),
+            index(&voltages, step.core_voltage_mv),
+        );
         let value = step.result.as_ref().and_then(|r| r.joules_per_terahash);
         let healthy = step.outcome == "healthy";
         let colour = match value {
@@ -76,15 +82,25 @@ fn draw_panel(area: &Panel<'_>, report: &DeviceReport) -> Result<(), Box<dyn std
             }
             _ => RGBColor(200, 200, 200),
         };
-        chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1, y + 1)], colour.filled())))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x, y), (x + 1, y + 1)],
+            colour.filled(),
+        )))?;
         if report.best_step == Some(step.step) {
-            chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1, y + 1)], BLACK.stroke_width(3))))?;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x, y), (x + 1, y + 1)],
+                BLACK.stroke_width(3),
+            )))?;
         }
         let label = match value {
             Some(v) if healthy => format!("{v:.2}"),
             _ => step.outcome.clone(),
         };
-        chart.draw_series(std::iter::once(Text::new(label, (x, y), ("sans-serif", 13).into_font())))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label,
+            (x, y),
+            ("sans-serif", 13).into_font(),
+        )))?;
     }
     Ok(())
 }

@@ -129,6 +129,11 @@ pub fn open_session(conn: &Connection, device_id: i64) -> rusqlite::Result<Optio
     .optional()
 }
 
+/// The device's open session, if it has one.
+pub fn current(ledger: &Ledger, device: &DeviceRow) -> Result<Option<SessionRow>, SessionError> {
+    Ok(open_session(&ledger.conn, device.id).map_err(|e| ledger.err(e))?)
+}
+
 /// Fails if the device already has an open session.
 pub fn check_none_open(ledger: &Ledger, device: &DeviceRow) -> Result<(), SessionError> {
     match open_session(&ledger.conn, device.id).map_err(|e| ledger.err(e))? {

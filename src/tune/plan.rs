@@ -250,7 +250,7 @@ impl Planner {
     }
 
     /// The next pair to try, or `None` when the plan is complete.
-    pub fn next(&mut self) -> Option<(f64, f64)> {
+    pub fn next_pair(&mut self) -> Option<(f64, f64)> {
         match self {
             Planner::Grid { pairs, next, breached } => {
                 while let Some(&pair) = pairs.get(*next) {
@@ -287,7 +287,7 @@ impl Planner {
         }
     }
 
-    /// Reports how the pair `next` returned came out.
+    /// Reports how the pair `next_pair` returned came out.
     pub fn report(&mut self, pair: (f64, f64), outcome: Outcome) {
         match self {
             Planner::Grid { breached, .. } => {
@@ -392,26 +392,26 @@ mod tests {
     #[test]
     fn a_climb_raises_frequency_while_healthy_voltage_when_not_and_stops_at_a_limit() {
         let mut climb = Planner::new(PlanKind::Climb, vec![500.0, 525.0, 550.0], vec![1100.0, 1150.0], 500.0);
-        assert_eq!(climb.next(), Some((500.0, 1100.0)));
+        assert_eq!(climb.next_pair(), Some((500.0, 1100.0)));
         climb.report((500.0, 1100.0), Outcome::Healthy);
-        assert_eq!(climb.next(), Some((525.0, 1100.0)));
+        assert_eq!(climb.next_pair(), Some((525.0, 1100.0)));
         climb.report((525.0, 1100.0), Outcome::Unhealthy);
-        assert_eq!(climb.next(), Some((525.0, 1150.0)));
+        assert_eq!(climb.next_pair(), Some((525.0, 1150.0)));
         climb.report((525.0, 1150.0), Outcome::Limit);
-        assert_eq!(climb.next(), None);
+        assert_eq!(climb.next_pair(), None);
     }
 
     #[test]
     fn a_grid_skips_what_a_breached_pair_dominates_and_efficiency_stops_at_the_first_unhealthy() {
         let mut grid = Planner::new(PlanKind::Grid, vec![500.0, 600.0], vec![1100.0, 1200.0], 500.0);
-        assert_eq!(grid.next(), Some((500.0, 1100.0)));
+        assert_eq!(grid.next_pair(), Some((500.0, 1100.0)));
         grid.report((500.0, 1100.0), Outcome::Healthy);
-        assert_eq!(grid.next(), Some((500.0, 1200.0)));
+        assert_eq!(grid.next_pair(), Some((500.0, 1200.0)));
         grid.report((500.0, 1200.0), Outcome::Limit);
-        assert_eq!(grid.next(), Some((600.0, 1100.0)));
+        assert_eq!(grid.next_pair(), Some((600.0, 1100.0)));
         grid.report((600.0, 1100.0), Outcome::Healthy);
         assert_eq!(
-            grid.next(),
+            grid.next_pair(),
             None,
             "600/1200 is hotter than 500/1200, which broke a limit"
         );
@@ -422,10 +422,10 @@ mod tests {
             vec![1100.0, 1150.0, 1200.0],
             525.0,
         );
-        assert_eq!(undervolt.next(), Some((525.0, 1200.0)));
+        assert_eq!(undervolt.next_pair(), Some((525.0, 1200.0)));
         undervolt.report((525.0, 1200.0), Outcome::Healthy);
-        assert_eq!(undervolt.next(), Some((525.0, 1150.0)));
+        assert_eq!(undervolt.next_pair(), Some((525.0, 1150.0)));
         undervolt.report((525.0, 1150.0), Outcome::Unhealthy);
-        assert_eq!(undervolt.next(), None);
+        assert_eq!(undervolt.next_pair(), None);
     }
 }

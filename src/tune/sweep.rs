@@ -262,6 +262,8 @@ pub struct Sweep {
     pub configured: Vec<String>,
     /// Where samples go when this process keeps the ledger's samples (no `serve` running).
     pub samples: Option<LedgerSender>,
+    /// `serve`'s poll interval (config.yaml), when it keeps the samples instead.
+    pub serve_poll_interval: Duration,
     pub cancel: watch::Receiver<bool>,
     pub observer: Arc<dyn Observer>,
 }
@@ -284,7 +286,7 @@ impl Sweep {
         let name = prepared.name.clone();
         let mut steps = Vec::new();
         for step in done {
-            if prepared.planner.next().is_some() {
+            if prepared.planner.next_pair().is_some() {
                 prepared
                     .planner
                     .report((step.frequency_mhz, step.core_voltage_mv), step.planner_outcome());
@@ -306,7 +308,7 @@ impl Sweep {
                     .await
             }
         };
-        while let Some(pair) = prepared.planner.next() {
+        while let Some(pair) = prepared.planner.next_pair() {
             if self.cancelled() {
                 stopped = Some("interrupted".into());
                 break;
@@ -632,6 +634,15 @@ impl Sweep {
                 Ok(readings) => result = Some(StepResult::from_readings(&readings)),
                 Err(e) => tracing::warn!(device = %prepared.name, "cannot read the step's samples: {e}"),
             }
+            if self.samples.is_none() && result.as_ref().is_some_and(|r| r.samples == 0) {
+                let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
+                if now >= steady_from + waited {
+                    let why = "no samples of this device reach the ledger: the process that holds it does not poll \
+                               it (`tune` sweeps only what `serve` on this ledger polls)"
+                        .to_string();
+                    return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
+                }
+            }
             let converged = result
                 .as_ref()
                 .is_some_and(|r| r.converged(self.settings.confidence_percent));
@@ -691,6 +702,20 @@ pub async fn restore_settings(
     let checked = CheckedPatch::forced(patch);
     let deadline = tokio::time::Instant::now() + RESTORE_PATIENCE;
     let mut last_error = String::new();
+    // A miner already on the target (a refused or ignored PATCH) needs no write.
+    if let Ok(read) = read_back(client, address, Duration::ZERO).await {
+        if matches_target(read, target) {
+            observer.note(
+                name,
+                &format!(
+                    "left on {what}: {} MHz / {} mV (read back; it never left them)",
+                    fmt_setting(read.0),
+                    fmt_setting(read.1)
+                ),
+            );
+            return Ok(read);
+        }
+    }
     while tokio::time::Instant::now() < deadline {
         match client.patch_settings(address, &checked).await {
             Ok(()) => match read_back(client, address, Duration::from_secs(10)).await {

@@ -1,0 +1,677 @@
+//! `tune` against simulated miners, as a user runs it (the real binary): the optimum the
+//! physics make best, every limit and every exit path leaving the miner on the settings it
+//! should have (read back from the simulator), `--dry-run` sending nothing, parallel
+//! devices, a crash undone by `tune restore`, `resume`, and a sweep beside `serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board};
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
+use serde_json::Value;
+
+use crate::support::{config_yaml, Exporter, BIN};
+
+/// Simulated miners and a config.yaml that sweeps them quickly: a sample every 0.2 s, the
+/// interval target ±1 %, and `extra` appended to the `tune:` section.
+struct Bench {
+    sims: SimFleet,
+    dir: tempfile::TempDir,
+    names: Vec<String>,
+}
+
+impl Bench {
+    async fn start(specs: Vec<MinerSpec>, tune_extra: &str) -> Bench {
+        let sims = SimFleet::start(&specs, None).await.unwrap();
+        let names: Vec<String> = (0..specs.len()).map(|i| format!("miner-{i}")).collect();
+        let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = config_yaml(&devices, 1.0, "127.0.0.1:0", &dir.path().join("ledger.db"))
+            + &format!("tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n{tune_extra}");
+        std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+        Bench { sims, dir, names }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// `tune --device miner-N … --format json` with quick steps.
+    fn tune_json(&self, devices: &[usize], args: &[&str]) -> (Output, Value) {
+        let mut all = vec!["tune"];
+        for d in devices {
+            all.extend(["--device", self.names[*d].as_str()]);
+        }
+        all.extend(QUICK);
+        all.extend(args);
+        all.extend(["--format", "json"]);
+        let output = self.run(&all);
+        let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        (output, json)
+    }
+
+    fn clock(&self, index: usize) -> (f64, f64) {
+        let (f, v, _) = self.sims.clock_and_temperature(index).unwrap();
+        (f, v)
+    }
+}
+
+/// Warm-up 1.2 s, at least 1.8 s of steady data, judged by 8 s at the latest.
+const QUICK: [&str; 6] = ["--warmup", "0.02", "--dwell", "0.03", "--max-dwell", "0.13"];
+
+fn gamma(seed: u64) -> MinerSpec {
+    let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
+    // Temperatures settle in a second or two instead of a minute.
+    spec.time_scale = 30.0;
+    spec
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn steps(json: &Value, device: usize) -> Vec<Value> {
+    json["devices"][device]["steps"].as_array().cloned().unwrap_or_default()
+}
+
+fn left_on(json: &Value, device: usize) -> (f64, f64) {
+    let d = &json["devices"][device];
+    (
+        d["final_frequency_mhz"].as_f64().unwrap_or(f64::NAN),
+        d["final_core_voltage_mv"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+/// The simulator's physics for a Gamma: (hashrate GH/s, J/TH, healthy by the sweep's own
+/// rules: ≥ 94 % of expected and ≤ 3 % ASIC errors).
+fn physics(frequency: f64, voltage: f64) -> (f64, f64, bool) {
+    let spec = Board::Gamma.spec();
+    let op = operating_point(&spec, frequency, voltage);
+    let hashrate = expected_ghs(&spec, frequency) * op.hashrate_factor;
+    let watts = op.core_watts + spec.overhead_watts;
+    let healthy = op.hashrate_factor >= 0.94 && op.error_percent <= 3.0;
+    (hashrate, watts / hashrate * 1000.0, healthy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_undervolt() {
+    let bench = Bench::start(vec![gamma(1), gamma(2)], "").await;
+    let frequencies = [490.0, 525.0, 550.0];
+    let voltages = [1100.0, 1150.0, 1200.0];
+    let pairs: Vec<(f64, f64)> = frequencies
+        .iter()
+        .flat_map(|f| voltages.iter().map(move |v| (*f, *v)))
+        .collect();
+    let healthy: Vec<(f64, f64)> = pairs.iter().copied().filter(|(f, v)| physics(*f, *v).2).collect();
+    let by_efficiency = healthy
+        .iter()
+        .copied()
+        .min_by(|a, b| physics(a.0, a.1).1.total_cmp(&physics(b.0, b.1).1))
+        .unwrap();
+    let most_hashrate = healthy.iter().map(|(f, v)| physics(*f, *v).0).fold(0.0, f64::max);
+    // The undervolt the physics make look best on J/TH while throwing errors.
+    let (tempting, _) = pairs
+        .iter()
+        .map(|(f, v)| ((*f, *v), physics(*f, *v)))
+        .filter(|(_, (_, _, ok))| !ok)
+        .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+        .unwrap();
+    assert!(physics(tempting.0, tempting.1).1 < physics(by_efficiency.0, by_efficiency.1).1);
+
+    // Both sweeps at once on two miners of one ledger would need one run; run them one
+    // after the other on two miners, the grid first.
+    let plot = bench.dir.path().join("grid.svg");
+    let plot_arg = plot.to_str().unwrap().to_string();
+    let (output, grid) = bench.tune_json(
+        &[0],
+        &[
+            "--plan",
+            "grid",
+            "--freq",
+            "490..550",
+            "--voltage",
+            "1100..1200",
+            "--plot",
+            &plot_arg,
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let grid_steps = steps(&grid, 0);
+    assert_eq!(grid_steps.len(), 9, "every pair of the grid: {grid:#}");
+    assert_eq!(left_on(&grid, 0), by_efficiency, "{}", text(&output));
+    assert_eq!(bench.clock(0), by_efficiency, "the miner runs what the sweep reports");
+    let rejected = grid_steps
+        .iter()
+        .find(|s| s["frequency_mhz"] == tempting.0 && s["core_voltage_mv"] == tempting.1)
+        .unwrap();
+    assert_eq!(rejected["outcome"], "unhealthy", "{rejected:#}");
+    assert!(
+        rejected["reason"].as_str().unwrap().contains("ASIC error rate"),
+        "{rejected:#}"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("miner-0: J/TH by frequency"),
+        "{svg}"
+    );
+    assert!(svg.matches("<rect").count() >= 9, "a cell per pair");
+    for step in &grid_steps {
+        let result = &step["result"];
+        assert!(
+            result["hashrate_ci_percent"].as_f64().is_some(),
+            "every result has its interval: {step:#}"
+        );
+    }
+
+    let (output, climb) = bench.tune_json(
+        &[1],
+        &[
+            "--plan",
+            "climb",
+            "--metric",
+            "hashrate",
+            "--freq",
+            "490..550",
+            "--voltage",
+            "1100..1200",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let (frequency, voltage) = left_on(&climb, 0);
+    let (hashrate, _, ok) = physics(frequency, voltage);
+    assert!(
+        ok && (hashrate - most_hashrate).abs() < 1e-6,
+        "the climb chose {frequency}/{voltage}: {climb:#}"
+    );
+    let climbed: Vec<(f64, f64)> = steps(&climb, 0)
+        .iter()
+        .map(|s| {
+            (
+                s["frequency_mhz"].as_f64().unwrap(),
+                s["core_voltage_mv"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(climbed[0], (490.0, 1100.0), "a climb starts low: {climbed:?}");
+    assert!(
+        climbed.len() < pairs.len(),
+        "a climb does not try everything: {climbed:?}"
+    );
+
+    // Every step is a session of the run, seen by the ledger commands like any other.
+    let sessions = bench.run(&["session", "list", "--format", "json"]);
+    let sessions: Vec<Value> = serde_json::from_slice(&sessions.stdout).unwrap();
+    assert_eq!(sessions.len(), grid_steps.len() + climbed.len());
+    assert!(sessions
+        .iter()
+        .all(|s| s["tune_run_id"].as_i64().is_some() && s["ended_at"].as_f64().is_some()));
+    let first = sessions
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .min()
+        .unwrap()
+        .to_string();
+    let compared = bench.run(&["analyze", "compare-configs", "--session", &first, "--format", "json"]);
+    assert!(compared.status.success(), "{}", text(&compared));
+    let status = bench.run(&["tune", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("finished"),
+        "{}",
+        text(&status)
+    );
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_sends_nothing_and_a_bad_plan_is_refused_before_any_write() {
+    let bench = Bench::start(vec![gamma(3)], "").await;
+    let output = bench.run(&["tune", "--device", "miner-0", "--freq", "490..600", "--dry-run"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("490/1060") && plan.contains("600/1250"), "{plan}");
+    assert!(plan.contains("limits: ASIC < 65 °C"), "{plan}");
+    assert!(plan.contains("nothing was sent"), "{plan}");
+    // Values off the miner's list, steps that cause PLL errors, an unknown device.
+    for (args, says) in [
+        (vec!["--freq", "500..600:50"], "not one of the miner's options"),
+        (vec!["--freq", "500..600:10", "--allow-unlisted"], "PLL errors"),
+        (vec!["--voltage", "1150..2500:50", "--allow-unlisted"], "window"),
+    ] {
+        let mut all = vec!["tune", "--device", "miner-0"];
+        all.extend(args);
+        let output = bench.run(&all);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(says),
+            "{}",
+            text(&output)
+        );
+    }
+    let output = bench.run(&["tune", "--device", "nobody"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(bench.sims.writes(0), 0, "not one PATCH or restart reached the miner");
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() {
+    // One miner per limit, each with its own config (limits are config keys), all at once.
+    struct Case {
+        tune: &'static str,
+        ambient: Option<f64>,
+        args: &'static [&'static str],
+        kind: &'static str,
+    }
+    let cases = [
+        Case {
+            tune: "",
+            ambient: Some(48.0),
+            args: &["--freq", "600", "--voltage", "1200"],
+            kind: "ASIC temperature",
+        },
+        Case {
+            tune: "  max_vr_temp: 40\n",
+            ambient: None,
+            args: &["--freq", "550", "--voltage", "1150"],
+            kind: "regulator temperature",
+        },
+        Case {
+            tune: "  max_power_watts: 15\n",
+            ambient: None,
+            args: &["--freq", "550", "--voltage", "1150"],
+            kind: "power",
+        },
+        Case {
+            tune: "  min_input_volts: 4.95\n",
+            ambient: None,
+            args: &["--freq", "600", "--voltage", "1200"],
+            kind: "input voltage",
+        },
+        Case {
+            tune: "  max_asic_temp: 100\n",
+            ambient: Some(62.0),
+            args: &["--freq", "600", "--voltage", "1200"],
+            kind: "overheat protection",
+        },
+        Case {
+            tune: "",
+            ambient: None,
+            args: &["--freq", "625", "--voltage", "1060"],
+            kind: "no hashrate",
+        },
+    ];
+    let mut running = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let bench = Bench::start(vec![gamma(10 + i as u64)], case.tune).await;
+        if let Some(celsius) = case.ambient {
+            bench.sims.set_ambient(0, celsius);
+        }
+        let original = bench.clock(0);
+        let mut args = vec!["tune", "--device", "miner-0", "--allow-unlisted"];
+        args.extend(QUICK);
+        args.extend(case.args);
+        args.extend(["--format", "json"]);
+        let child = bench
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        running.push((case, bench, original, child));
+    }
+    for (case, bench, original, child) in running {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{}: {}", case.kind, text(&output));
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let step = &steps(&json, 0)[0];
+        let reason = step["reason"].as_str().unwrap_or("");
+        assert!(reason.contains(case.kind), "{}: {step:#}", case.kind);
+        assert_ne!(step["outcome"], "healthy", "{}: {step:#}", case.kind);
+        // Nothing healthy: back on the original settings, read back from the miner.
+        assert_eq!(left_on(&json, 0), original, "{}: {json:#}", case.kind);
+        if case.kind != "overheat protection" {
+            assert_eq!(bench.clock(0), original, "{}", case.kind);
+        }
+        bench.sims.shutdown().await;
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until the simulated miner runs something other than `original`.
+async fn wait_for_a_change(bench: &Bench, index: usize, original: (f64, f64)) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bench.clock(index) == original {
+        assert!(Instant::now() < deadline, "the sweep never changed the miner");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn wait_exit(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "tune did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_and_sigterm_restore_the_original_settings_before_exit() {
+    for name in ["INT", "TERM"] {
+        let bench = Bench::start(vec![gamma(20)], "").await;
+        let original = bench.clock(0);
+        let child = bench
+            .command(&[
+                "tune",
+                "--device",
+                "miner-0",
+                "--freq",
+                "550..600",
+                "--voltage",
+                "1200",
+                "--warmup",
+                "1",
+                "--dwell",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_a_change(&bench, 0, original).await;
+        signal(&child, name);
+        let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "SIG{name}: {}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("interrupted"),
+            "{}",
+            text(&output)
+        );
+        assert_eq!(
+            bench.clock(0),
+            original,
+            "SIG{name} left the miner on another configuration"
+        );
+        let status = bench.run(&["tune", "status"]);
+        assert!(
+            String::from_utf8_lossy(&status.stdout).contains("miner-0: restored"),
+            "{}",
+            text(&status)
+        );
+        bench.sims.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_or_ignored_patch_and_a_miner_that_drops_out_leave_it_where_it_should_be() {
+    let bench = Bench::start(vec![gamma(30), gamma(31), gamma(32)], "").await;
+    let originals: Vec<(f64, f64)> = (0..3).map(|i| bench.clock(i)).collect();
+    bench.sims.set_fault(0, Fault::RefusePatch);
+    bench.sims.set_fault(1, Fault::IgnorePatch);
+    let child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--device",
+            "miner-1",
+            "--device",
+            "miner-2",
+            "--max-parallel",
+            "3",
+            "--freq",
+            "550..600",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.2",
+            "--max-dwell",
+            "0.3",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The third miner drops off the network in the middle of its first step and comes
+    // back a few seconds later: the sweep stops for it and puts it back.
+    wait_for_a_change(&bench, 2, originals[2]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bench.sims.set_fault(2, Fault::Offline);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bench.sims.set_fault(2, Fault::None);
+    let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let by_name = |name: &str| {
+        json["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let refused = by_name("miner-0");
+    assert!(
+        refused["steps"][0]["reason"].as_str().unwrap().contains("refused"),
+        "{refused:#}"
+    );
+    let ignored = by_name("miner-1");
+    assert!(
+        ignored["steps"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the miner reports"),
+        "{ignored:#}"
+    );
+    let dropped = by_name("miner-2");
+    assert!(
+        dropped["note"].as_str().unwrap().contains("stopped answering"),
+        "{dropped:#}"
+    );
+    assert_eq!(dropped["status"], "restored", "{dropped:#}");
+    for (i, original) in originals.iter().enumerate() {
+        assert_eq!(bench.clock(i), *original, "miner-{i}");
+    }
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_the_sweep() {
+    let bench = Bench::start(vec![gamma(40)], "").await;
+    let original = bench.clock(0);
+    let mut child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "490..550",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.03",
+            "--max-dwell",
+            "0.13",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed during its second step.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bench.clock(0) != (525.0, 1200.0) {
+        assert!(Instant::now() < deadline, "the sweep never reached its second step");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ne!(bench.clock(0), original, "the crash left the miner on a sweep setting");
+    let status = bench.run(&["tune", "status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(shown.contains("interrupted"), "{shown}");
+
+    let restored = bench.run(&["tune", "restore", "--device", "miner-0"]);
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert_eq!(bench.clock(0), original, "{}", text(&restored));
+    let again = bench.run(&["tune", "restore", "--device", "miner-0"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "nothing left to restore: {}",
+        text(&again)
+    );
+
+    // The same crash again, then `resume` instead: the steps taken are not repeated.
+    let mut child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "490..550",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.03",
+            "--max-dwell",
+            "0.13",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bench.clock(0) != (525.0, 1200.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the second sweep never reached its second step"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = bench.run(&["tune", "resume", "--format", "json"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let json: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let tried: Vec<f64> = steps(&json, 0)
+        .iter()
+        .map(|s| s["frequency_mhz"].as_f64().unwrap())
+        .collect();
+    assert_eq!(tried, vec![490.0, 525.0, 550.0], "each pair once: {json:#}");
+    assert_eq!(json["devices"][0]["status"], "finished");
+    assert_eq!(bench.clock(0), left_on(&json, 0));
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_beside_serve_judges_the_samples_serve_stores_and_stores_none_itself() {
+    let mut spec = gamma(50);
+    spec.time_scale = 30.0;
+    let sims = SimFleet::start(&[spec], None).await.unwrap();
+    let devices = vec![("gamma".to_string(), sims.addresses()[0])];
+    let exporter = Exporter::start_with(
+        &devices,
+        1.0,
+        "tune:\n  sample_interval: 0.2\n  confidence_percent: 2\n",
+    );
+    exporter
+        .wait_for(Duration::from_secs(10), "gamma up", |e| e.up("gamma") == Some(1.0))
+        .await;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(exporter.config_path())
+        .args([
+            "tune",
+            "--device",
+            "gamma",
+            "--freq",
+            "550",
+            "--voltage",
+            "1150",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.12",
+            "--max-dwell",
+            "0.3",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("keeps this ledger's samples"), "{stderr}");
+    assert!(!stderr.contains("locked"), "{stderr}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let step = &steps(&json, 0)[0];
+    assert_eq!(step["outcome"], "healthy", "{json:#}");
+    let ended = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // serve polls once a second; had the sweep stored its own 5-a-second samples too, the
+    // ledger would hold several times as many.
+    let conn = crate::support::sql(&exporter.database_path());
+    let stored: f64 = conn
+        .query_row(
+            "SELECT count(*) FROM samples WHERE t >= ?1 AND t <= ?2",
+            rusqlite::params![started, ended],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as f64;
+    let seconds = ended - started;
+    assert!(stored <= seconds + 2.0, "{stored} samples in {seconds:.1} s");
+    sims.shutdown().await;
+    drop(exporter);
+}
