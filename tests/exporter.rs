@@ -460,6 +460,26 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
         assert!(models.contains(&model), "{model} in {models:?}");
     }
     assert_eq!(exposition.value("bitaxe_asic_chips", &[("device", "hex")]), Some(6.0));
+    // The demo tunes one miner: its sweep is running, and on Ctrl-C it is put back.
+    let demo_config = dir.path().join("bitaxe-demo/config.yaml");
+    let tune_status = || {
+        let output = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&demo_config)
+            .args(["tune", "status"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tune_status().contains("#1 running") {
+        assert!(
+            Instant::now() < deadline,
+            "the demo's sweep did not start: {}",
+            tune_status()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     std::process::Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
@@ -470,6 +490,8 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
     assert!(out.contains(&format!("http://127.0.0.1:{port}/metrics")), "{out}");
+    let after = tune_status();
+    assert!(after.contains("gamma: restored"), "{after}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

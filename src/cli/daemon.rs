@@ -158,7 +158,12 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
     let mut fleet = vec![
         ("ultra".to_string(), MinerSpec::new(Board::Ultra, Dialect::V2_4, 11)),
         ("supra".to_string(), MinerSpec::new(Board::Supra, Dialect::V2_10, 12)),
-        ("gamma".to_string(), MinerSpec::new(Board::Gamma, Dialect::V2_15, 13)),
+        ("gamma".to_string(), {
+            // The miner the demo's sweep tunes: temperatures settle four times as fast.
+            let mut gamma = MinerSpec::new(Board::Gamma, Dialect::V2_15, 13);
+            gamma.time_scale = 4.0;
+            gamma
+        }),
         ("hex".to_string(), MinerSpec::new(Board::Hex, Dialect::V2_15, 14)),
         ("max".to_string(), MinerSpec::new(Board::Max, Dialect::V2_0, 15)),
         (
@@ -204,9 +209,15 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         log_level: LogLevel::Info,
         thresholds: Thresholds::default(),
         listen,
-        warmup: Duration::from_secs(60),
+        // As long as the demo sweep's warm-up, so `analyze` judges its steps as it did.
+        warmup: DEMO_WARMUP,
         stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
-        tune: config::TuneSettings::defaults(&Thresholds::default()),
+        tune: config::TuneSettings {
+            // The demo polls every 5 s: a ±2 % interval is reached within a step.
+            confidence_percent: 2.0,
+            sample_interval: Duration::from_secs(1),
+            ..config::TuneSettings::defaults(&Thresholds::default())
+        },
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");
@@ -235,12 +246,85 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
         demo_config.display()
     );
+    let _ = writeln!(
+        text,
+        "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 bitaxe-exporter --config {} analyze optimize --metric efficiency",
+        demo_config.display()
+    );
     text.push_str("\nPress Ctrl-C to stop.\n");
     emit(&text)?;
-    let served = crate::daemon::serve(config, listener, crate::daemon::shutdown_signal()).await;
+    // One stop signal for the daemon and the demo's sweep, which restores its miner
+    // before the simulated miners go away.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::daemon::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let sweep = tokio::spawn(demo_sweep(config.clone(), stop.clone()));
+    let mut serve_stop = stop.clone();
+    let served = crate::daemon::serve(config, listener, async move {
+        let _ = serve_stop.wait_for(|s| *s).await;
+    })
+    .await;
+    if let Err(e) = sweep.await {
+        tracing::warn!("the demo's sweep stopped: {e}");
+    }
     sims.shutdown().await;
     served.map_err(serve_failure)
 }
+
+/// The demo's tuning sweep: `gamma` over four frequencies at 1200 mV, a step about every
+/// minute, judged on the samples the demo's daemon stores; afterwards `analyze
+/// compare-configs` and `analyze optimize` have several configurations to compare.
+async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
+    // The daemon takes the ledger first; the sweep then judges the samples it stores.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ledger_db::DaemonLock::check_free(&config.database_path).is_ok() || !config.database_path.exists() {
+        if *stop.borrow() || tokio::time::Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spec = crate::tune::sweep::SweepSpec {
+        devices: vec![DEMO_SWEPT.to_string()],
+        plan: crate::tune::plan::PlanKind::Grid,
+        freq: Some(crate::tune::plan::Span {
+            from: 490.0,
+            to: 600.0,
+            step: None,
+        }),
+        voltage: Some(crate::tune::plan::Span {
+            from: 1200.0,
+            to: 1200.0,
+            step: None,
+        }),
+        metric: crate::analysis::Metric::Efficiency,
+        warmup_minutes: DEMO_WARMUP.as_secs_f64() / 60.0,
+        dwell_minutes: 40.0 / 60.0,
+        max_dwell_minutes: 1.25,
+        then: crate::tune::sweep::Then::Best,
+        allow_unlisted: false,
+        allow_small_steps: false,
+        force: false,
+        max_parallel: 1,
+    };
+    tracing::info!("demo: sweeping {DEMO_SWEPT} over 490–600 MHz at 1200 mV (`tune`), a step about every minute");
+    let observer = std::sync::Arc::new(super::tune::LogObserver);
+    match super::tune::execute(&config, &spec, None, stop, observer).await {
+        Ok((run, reports)) => {
+            let steps: usize = reports.iter().map(|r| r.steps.len()).sum();
+            tracing::info!(
+                "demo: sweep #{run} done after {steps} step(s); `analyze compare-configs` and `analyze optimize` now compare them"
+            );
+        }
+        Err(Failure::Usage(e) | Failure::Runtime(e)) => tracing::warn!("demo: the sweep stopped: {e:#}"),
+    }
+}
+
+/// The demo miner the demo's sweep tunes.
+const DEMO_SWEPT: &str = "gamma";
+/// The demo's warm-up, for the daemon's analysis and each step of its sweep.
+const DEMO_WARMUP: Duration = Duration::from_secs(15);
 
 /// A config.yaml for the demo fleet, so the CLI can analyse the demo's ledger. It sits in
 /// the demo's folder, beside the ledger it names.
@@ -260,10 +344,12 @@ fn demo_config_yaml(config: &Config) -> String {
         .map(Path::new)
         .unwrap_or(&config.database_path);
     yaml.push_str(&format!(
-        "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\n",
+        "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\ntune:\n  sample_interval: {}\n  confidence_percent: {}\n",
         config.poll_interval.as_secs_f64(),
         yaml_string(&database.display().to_string()),
-        config.warmup.as_secs_f64() / 60.0
+        config.warmup.as_secs_f64() / 60.0,
+        config.tune.sample_interval.as_secs_f64(),
+        config.tune.confidence_percent
     ));
     yaml
 }

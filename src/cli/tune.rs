@@ -342,6 +342,44 @@ fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
 /// Runs a sweep (a new one, or `resume`'s continuation of `resumed`).
 async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, output: Output) -> Result<(), Failure> {
     let cancel = cancel_on_signals()?;
+    let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec));
+    let (run_id, reports) = execute(config, &spec, resumed, cancel.clone(), observer).await?;
+    if let Some(path) = &output.plot {
+        super::tune_plot::write_heat_map(path, &reports).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match output.format {
+        Format::Json => print_json(&serde_json::json!({"run": run_id, "spec": spec, "devices": reports}))?,
+        Format::Table => emit(&results_text(run_id, &spec, &reports))?,
+    }
+    let failed: Vec<&DeviceReport> = reports
+        .iter()
+        .filter(|r| r.status == TuneStatus::RestoreFailed)
+        .collect();
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.iter().map(|r| printable(&r.device).into_owned()).collect();
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "could not confirm the settings of {}; run `tune restore --device NAME` for each",
+            names.join(", ")
+        )));
+    }
+    if *cancel.borrow() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "interrupted; every miner is back on its original settings (read back)"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a sweep to its end (or the cancel signal) and returns the run's id and each
+/// device's report, sorted by name: for `tune`, `tune resume` and the demo.
+pub async fn execute(
+    config: &Config,
+    spec: &SweepSpec,
+    resumed: Option<Resumed>,
+    cancel: watch::Receiver<bool>,
+    observer: Arc<dyn Observer>,
+) -> Result<(i64, Vec<DeviceReport>), Failure> {
+    let spec = spec.clone();
     let client = client()?;
     let mut prepared = prepare_all(config, &spec, &client).await?;
     let configured: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
@@ -394,7 +432,6 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
             .map_err(ledger_failure)?;
     }
 
-    let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec));
     let sweep = Arc::new(Sweep {
         client,
         settings: config.tune,
@@ -447,7 +484,6 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
         let settings = restored.clone().unwrap_or((None, None));
         let _ = ledger.tune_finish_device(run_id, row.id, status, settings, "the sweep task failed");
     }
-    let cancelled = *cancel.borrow();
     // The sweep holds a sender of the writer: dropped first, so the writer sees the end.
     drop(sweep);
     let all_finished = reports.iter().all(|r| r.status == TuneStatus::Finished) && reports.len() == prepared.len();
@@ -467,30 +503,7 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
             .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ledger writer failed: {e}")))?;
     }
     reports.sort_by(|a, b| a.device.cmp(&b.device));
-    if let Some(path) = &output.plot {
-        super::tune_plot::write_heat_map(path, &reports).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    match output.format {
-        Format::Json => print_json(&serde_json::json!({"run": run_id, "spec": spec, "devices": reports}))?,
-        Format::Table => emit(&results_text(run_id, &spec, &reports))?,
-    }
-    let failed: Vec<&DeviceReport> = reports
-        .iter()
-        .filter(|r| r.status == TuneStatus::RestoreFailed)
-        .collect();
-    if !failed.is_empty() {
-        let names: Vec<String> = failed.iter().map(|r| printable(&r.device).into_owned()).collect();
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "could not confirm the settings of {}; run `tune restore --device NAME` for each",
-            names.join(", ")
-        )));
-    }
-    if cancelled {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "interrupted; every miner is back on its original settings (read back)"
-        )));
-    }
-    Ok(())
+    Ok((run_id, reports))
 }
 
 /// The ranked table of each device's steps.
@@ -580,7 +593,7 @@ pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> 
 }
 
 /// The interrupted run `resume` continues.
-struct Resumed {
+pub struct Resumed {
     run: TuneRun,
     devices: Vec<TuneDevice>,
     steps: Vec<crate::ledger::tune::TuneStep>,
@@ -906,5 +919,39 @@ impl Observer for Progress {
                 bar.finish_and_clear();
             }
         }
+    }
+}
+
+/// Every step and note as a log line: the demo's sweep, beside the daemon's own log.
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn step_started(&self, device: &str, step: u32, max_steps: usize, pair: (f64, f64)) {
+        tracing::info!(
+            device = %printable(device),
+            "tune: step {step} of at most {max_steps}: {} MHz / {} mV",
+            format_label_number(pair.0),
+            format_label_number(pair.1)
+        );
+    }
+
+    fn sampled(&self, _: &str, _: &Sample, _: &Limits, _: Option<&StepResult>) {}
+
+    fn step_finished(&self, device: &str, step: &StepReport) {
+        let r = step.result.as_ref();
+        tracing::info!(
+            device = %printable(device),
+            "tune: step {} {} MHz / {} mV {}{}: {} J/TH",
+            step.step,
+            format_label_number(step.frequency_mhz),
+            format_label_number(step.core_voltage_mv),
+            step.outcome,
+            if step.reason.is_empty() { String::new() } else { format!(" ({})", printable(&step.reason)) },
+            r.and_then(|r| r.joules_per_terahash).map_or("-".into(), |j| format!("{j:.2}"))
+        );
+    }
+
+    fn note(&self, device: &str, message: &str) {
+        tracing::info!(device = %printable(device), "tune: {}", printable(message));
     }
 }

@@ -708,7 +708,7 @@ pub async fn restore_settings(
             observer.note(
                 name,
                 &format!(
-                    "left on {what}: {} MHz / {} mV (read back; it never left them)",
+                    "left on {what}: {} MHz / {} mV (read back; already there)",
                     fmt_setting(read.0),
                     fmt_setting(read.1)
                 ),
