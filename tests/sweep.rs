@@ -169,7 +169,7 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
         .unwrap();
     assert_eq!(rejected["outcome"], "unhealthy", "{rejected:#}");
     assert!(
-        rejected["reason"].as_str().unwrap().contains("ASIC error rate"),
+        rejected["reason"].as_str().unwrap().contains("ASIC errors"),
         "{rejected:#}"
     );
     let svg = std::fs::read_to_string(&plot).unwrap();
@@ -270,6 +270,11 @@ async fn a_dry_run_sends_nothing_and_a_bad_plan_is_refused_before_any_write() {
             text(&output)
         );
     }
+    // An undervolt plan never starts above the voltage the miner runs (1150 mV).
+    let output = bench.run(&["tune", "--device", "miner-0", "--plan", "efficiency", "--dry-run"]);
+    let plan = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(plan.contains("525/1150 525/1100 525/1060"), "{plan}");
+    assert!(!plan.contains("525/1200"), "{plan}");
     let output = bench.run(&["tune", "--device", "nobody"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert_eq!(bench.sims.writes(0), 0, "not one PATCH or restart reached the miner");
@@ -554,6 +559,14 @@ async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_th
     let shown = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(shown.contains("interrupted"), "{shown}");
 
+    // A new sweep would take the crashed sweep's setting for the original: refused.
+    let refused = bench.run(&["tune", "--device", "miner-0", "--freq", "490", "--voltage", "1200"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tune restore --device miner-0"),
+        "{}",
+        text(&refused)
+    );
     let restored = bench.run(&["tune", "restore", "--device", "miner-0"]);
     assert!(restored.status.success(), "{}", text(&restored));
     assert_eq!(bench.clock(0), original, "{}", text(&restored));
@@ -674,4 +687,27 @@ async fn a_sweep_beside_serve_judges_the_samples_serve_stores_and_stores_none_it
     assert!(stored <= seconds + 2.0, "{stored} samples in {seconds:.1} s");
     sims.shutdown().await;
     drop(exporter);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
+    // v2.0 applies clock settings at boot: every step restarts the miner, and so does the
+    // restore; the restart the sweep asked for is not taken for an unstable configuration.
+    let mut max = MinerSpec::new(Board::Max, Dialect::V2_0, 60);
+    max.time_scale = 30.0;
+    let bench = Bench::start(vec![max], "").await;
+    let original = bench.clock(0);
+    let (output, json) = bench.tune_json(&[0], &["--freq", "450..475", "--voltage", "1400", "--then", "original"]);
+    assert!(output.status.success(), "{}", text(&output));
+    for step in steps(&json, 0) {
+        assert!(
+            step["outcome"] == "healthy" || step["outcome"] == "unhealthy",
+            "a step the sweep restarted for was judged, not aborted: {step:#}"
+        );
+    }
+    assert_eq!(json["devices"][0]["status"], "finished", "{json:#}");
+    assert_eq!(bench.clock(0), original);
+    // Two steps and the restore: a PATCH and a restart each.
+    assert_eq!(bench.sims.writes(0), 6, "{json:#}");
+    bench.sims.shutdown().await;
 }

@@ -27,7 +27,8 @@ use crate::tune::limits::Limits;
 use crate::tune::measure::StepResult;
 use crate::tune::plan::{PlanKind, Span};
 use crate::tune::sweep::{
-    prepare, restore_settings, DeviceReport, Observer, Prepared, StepReport, Sweep, SweepSpec, Then,
+    needs_restart, prepare, restore_settings, DeviceReport, Observer, PlanLists, Prepared, Restore, StepReport, Sweep,
+    SweepSpec, Then,
 };
 
 /// `tune`'s arguments: a sweep, or one of its subcommands.
@@ -175,9 +176,9 @@ impl SweepArgs {
             return Err(usage("--max-parallel must be at least 1".into()));
         }
         let mut devices = self.devices.clone();
+        devices.sort();
         devices.dedup();
         Ok(SweepSpec {
-            devices,
             plan: self.plan,
             freq: self.freq,
             voltage: self.voltage,
@@ -189,7 +190,9 @@ impl SweepArgs {
             allow_unlisted: self.allow_unlisted,
             allow_small_steps: self.allow_small_steps,
             force: self.force,
-            max_parallel: self.max_parallel,
+            // More permits than devices would only be idle (and tokio caps a semaphore).
+            max_parallel: self.max_parallel.min(devices.len().max(1)),
+            devices,
         })
     }
 }
@@ -206,8 +209,14 @@ fn client() -> Result<AxeOsClient, Failure> {
         .map_err(Failure::Runtime)
 }
 
-/// Reads every device and builds its plan; sends nothing. Every problem is reported.
-async fn prepare_all(config: &Config, spec: &SweepSpec, client: &AxeOsClient) -> Result<Vec<Prepared>, Failure> {
+/// Reads every device and builds its plan (a resumed run's stored lists where it has
+/// them); sends nothing. Every problem is reported.
+async fn prepare_all(
+    config: &Config,
+    spec: &SweepSpec,
+    client: &AxeOsClient,
+    resumed: Option<&Resumed>,
+) -> Result<Vec<Prepared>, Failure> {
     let mut prepared = Vec::new();
     let mut problems = Vec::new();
     for name in &spec.devices {
@@ -220,7 +229,8 @@ async fn prepare_all(config: &Config, spec: &SweepSpec, client: &AxeOsClient) ->
             ));
             continue;
         };
-        match prepare(client, name, &device.address, spec, &config.tune).await {
+        let fixed = resumed.and_then(|r| r.lists_of(name));
+        match prepare(client, name, &device.address, spec, &config.tune, fixed).await {
             Ok(p) => prepared.push(p),
             Err(e) => problems.push(e),
         }
@@ -237,7 +247,7 @@ async fn prepare_all(config: &Config, spec: &SweepSpec, client: &AxeOsClient) ->
 
 async fn dry_run(config: &Config, spec: &SweepSpec, format: Format) -> Result<(), Failure> {
     let client = client()?;
-    let prepared = prepare_all(config, spec, &client).await?;
+    let prepared = prepare_all(config, spec, &client, None).await?;
     let step = spec.max_step_duration();
     let shortest = spec.min_step_duration();
     if format == Format::Json {
@@ -381,14 +391,25 @@ pub async fn execute(
 ) -> Result<(i64, Vec<DeviceReport>), Failure> {
     let spec = spec.clone();
     let client = client()?;
-    let mut prepared = prepare_all(config, &spec, &client).await?;
+    let mut prepared = prepare_all(config, &spec, &client, resumed.as_ref()).await?;
     let configured: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
+    let this_run = resumed.as_ref().map(|r| r.run.id);
 
     // This process keeps the samples unless `serve` already does (it holds the ledger).
     let rules = SegmentRules::for_poll_interval(config.tune.sample_interval, config.warmup);
     let writer = match Writer::start_for(&config.database_path, rules, configured.clone()) {
         Ok(writer) => Some(writer),
         Err(LedgerError::InUse { holder, .. }) => {
+            // Another sweep (not `serve`) stores samples only for its own miners.
+            let ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
+            if let Some(other) = live_runs(&ledger)?.into_iter().find(|r| Some(r.id) != this_run) {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "sweep #{} (pid {}) holds this ledger; sweep every miner in one run (--device A --device B), \
+                     or wait for it",
+                    other.id,
+                    other.pid
+                )));
+            }
             status_line(&format!(
                 "`serve` ({holder}) keeps this ledger's samples; the sweep judges the samples it stores"
             ));
@@ -398,11 +419,28 @@ pub async fn execute(
     };
     let mut ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
 
-    // Every device checked before the first write: known, no session of someone else open.
+    // Every device checked before the first write: known, not left unrestored by another
+    // sweep (its "original" would be that sweep's setting), no session of someone else.
     let mut devices = Vec::new();
     for p in &prepared {
         let row =
             sessions::resolve_device(&mut ledger, &p.name, &configured).map_err(super::settings::session_failure)?;
+        if let Some(plan) = ledger.tune_unrestored(row.id).map_err(ledger_failure)? {
+            if Some(plan.run_id) != this_run {
+                let live = live_runs(&ledger)?.iter().any(|r| r.id == plan.run_id);
+                return Err(Failure::Usage(anyhow::anyhow!(if live {
+                    format!("{}: sweep #{} is tuning it now", printable(&p.name), plan.run_id)
+                } else {
+                    format!(
+                        "{}: sweep #{} was interrupted and left it unrestored; run `tune restore --device {}` \
+                         (or `tune resume`) first",
+                        printable(&p.name),
+                        plan.run_id,
+                        printable(&p.name)
+                    )
+                })));
+            }
+        }
         close_interrupted_step(&mut ledger, &row)?;
         sessions::check_none_open(&ledger, &row).map_err(super::settings::session_failure)?;
         devices.push(row);
@@ -410,13 +448,11 @@ pub async fn execute(
     let spec_json = serde_json::to_string(&spec).context("cannot encode the sweep")?;
     let run_id = match &resumed {
         Some(r) => {
-            ledger
-                .tune_resume(r.run.id, std::process::id())
-                .map_err(ledger_failure)?;
+            ledger.tune_resume(r.run.id, this_process()).map_err(ledger_failure)?;
             r.run.id
         }
         None => ledger
-            .tune_begin(time::now_unix(), std::process::id(), &spec_json)
+            .tune_begin(time::now_unix(), this_process(), &spec_json)
             .map_err(ledger_failure)?,
     };
     // The restore plan, before anything is sent: what each miner ran before this run.
@@ -427,8 +463,9 @@ pub async fn execute(
         {
             p.original = (original.original_frequency_mhz, original.original_core_voltage_mv);
         }
+        let lists = serde_json::to_string(&p.lists).context("cannot encode the plan")?;
         ledger
-            .tune_add_device(run_id, row.id, p.original.0, p.original.1)
+            .tune_add_device(run_id, row.id, p.original, &lists)
             .map_err(ledger_failure)?;
     }
 
@@ -467,15 +504,12 @@ pub async fn execute(
         if reports.iter().any(|r| r.device == p.name) {
             continue;
         }
-        let restored = restore_settings(
-            &sweep.client,
-            &p.name,
-            &p.address,
-            p.original,
-            "the original settings",
-            &*observer,
-        )
-        .await;
+        let restore = Restore {
+            target: p.original,
+            what: "the original settings",
+            restart: needs_restart(p.first.identity.firmware.as_deref()),
+        };
+        let restored = restore_settings(&sweep.client, &p.name, &p.address, restore, &*observer).await;
         let status = if restored.is_ok() {
             TuneStatus::Restored
         } else {
@@ -600,6 +634,12 @@ pub struct Resumed {
 }
 
 impl Resumed {
+    /// A device's candidate lists as the run fixed them.
+    fn lists_of(&self, name: &str) -> Option<PlanLists> {
+        let device = self.devices.iter().find(|d| d.device == name)?;
+        serde_json::from_str(device.plan.as_deref()?).ok()
+    }
+
     fn steps_of(&self, device_id: i64) -> Vec<StepReport> {
         self.steps
             .iter()
@@ -619,7 +659,7 @@ fn close_interrupted_step(ledger: &mut Ledger, device: &crate::ledger::DeviceRow
     let runs = ledger.tune_runs().map_err(ledger_failure)?;
     let alive = runs
         .iter()
-        .any(|r| r.id == run_id && r.status == TuneStatus::Running && process_alive(r.pid));
+        .any(|r| r.id == run_id && r.status == TuneStatus::Running && process_alive(r));
     if !alive {
         sessions::end(ledger, device, time::now_unix(), "the sweep was interrupted")
             .map_err(super::settings::session_failure)?;
@@ -627,15 +667,47 @@ fn close_interrupted_step(ledger: &mut Ledger, device: &crate::ledger::DeviceRow
     Ok(())
 }
 
-/// Whether the process that runs a sweep is still alive.
-fn process_alive(pid: u32) -> bool {
-    pid != std::process::id()
-        && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| cmd.contains("bitaxe-exporter"))
+/// When a process started, in clock ticks since boot (`/proc/PID/stat` field 22): with the
+/// pid, it names one process even where pids are reused (PID 1 in every container).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process, as a run records it.
+fn this_process() -> (u32, Option<u64>) {
+    let pid = std::process::id();
+    (pid, process_start(pid))
+}
+
+/// Whether the process that ran a sweep is still running it.
+fn process_alive(run: &TuneRun) -> bool {
+    if run.pid == std::process::id() {
+        return false;
+    }
+    match run.process_start {
+        Some(start) => process_start(run.pid) == Some(start),
+        None => {
+            std::fs::read_to_string(format!("/proc/{}/cmdline", run.pid)).is_ok_and(|c| c.contains("bitaxe-exporter"))
+        }
+    }
+}
+
+/// The runs whose process is still sweeping.
+fn live_runs(ledger: &Ledger) -> Result<Vec<TuneRun>, Failure> {
+    Ok(ledger
+        .tune_runs()
+        .map_err(ledger_failure)?
+        .into_iter()
+        .filter(|r| r.status == TuneStatus::Running && process_alive(r))
+        .collect())
 }
 
 fn run_state(run: &TuneRun) -> &'static str {
     match run.status {
-        TuneStatus::Running if process_alive(run.pid) => "running",
+        TuneStatus::Running if process_alive(run) => "running",
         TuneStatus::Running => "interrupted",
         other => other.as_str(),
     }
@@ -649,7 +721,7 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<(), Failure> {
             "no interrupted sweep to resume (`tune status` lists them)"
         )));
     };
-    if process_alive(run.pid) {
+    if process_alive(&run) {
         return Err(Failure::Usage(anyhow::anyhow!(
             "sweep #{} is still running (pid {}); it needs no resume",
             run.id,
@@ -739,11 +811,14 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
         )));
     };
     let runs = ledger.tune_runs().map_err(ledger_failure)?;
+    // A device its sweep is still working on restores itself on Ctrl-C; one it gave up
+    // on (restore_failed) can be restored while the sweep runs on.
     if let Some(run) = runs
         .iter()
         .find(|r| r.id == plan.run_id && r.status == TuneStatus::Running)
+        .filter(|_| plan.status == TuneStatus::Running)
     {
-        if process_alive(run.pid) {
+        if process_alive(run) {
             return Err(Failure::Usage(anyhow::anyhow!(
                 "sweep #{} is running (pid {}); stop it (Ctrl-C or SIGTERM) and it restores by itself",
                 run.id,
@@ -755,15 +830,18 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
     let client = client()?;
     let observer = Progress::plain();
     let target = (plan.original_frequency_mhz, plan.original_core_voltage_mv);
-    let restored = restore_settings(
-        &client,
-        device_name,
-        &device.address,
+    // Firmware before v2.2 needs a restart to run what it stores.
+    let firmware = client
+        .system_info(&device.address)
+        .await
+        .ok()
+        .and_then(|s| s.identity.firmware);
+    let restore = Restore {
         target,
-        "the original settings",
-        &observer,
-    )
-    .await;
+        what: "the original settings",
+        restart: needs_restart(firmware.as_deref()),
+    };
+    let restored = restore_settings(&client, device_name, &device.address, restore, &observer).await;
     let (status, settings, note) = match &restored {
         Ok(read) => (TuneStatus::Restored, *read, "restored by `tune restore`".to_string()),
         Err(e) => (TuneStatus::RestoreFailed, (None, None), e.clone()),

@@ -48,30 +48,49 @@ fn draw_panel(area: &Panel<'_>, report: &DeviceReport) -> Result<(), Box<dyn std
         "{}: J/TH by frequency × core voltage (lower is better)",
         printable(&report.device)
     );
+    // Cell i spans i − 0.5 … i + 0.5, so ticks and labels sit at cell centres.
+    let span = |n: usize| -0.5..(n.max(1) as f64 - 0.5);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0..frequencies.len().max(1), 0..voltages.len().max(1))?;
-    let frequency_label = |i: &usize| frequencies.get(*i).map_or(String::new(), |f| format_label_number(*f));
-    let voltage_label = |i: &usize| voltages.get(*i).map_or(String::new(), |v| format_label_number(*v));
+        .build_cartesian_2d(span(frequencies.len()), span(voltages.len()))?;
+    let at = |values: &[f64], position: f64| -> String {
+        let index = position.round();
+        if (position - index).abs() > 1e-6 || index < 0.0 {
+            return String::new();
+        }
+        values
+            .get(index as usize)
+            .map_or(String::new(), |v| format_label_number(*v))
+    };
+    let frequency_label = |x: &f64| at(&frequencies, *x);
+    let voltage_label = |y: &f64| at(&voltages, *y);
     chart
         .configure_mesh()
         .disable_mesh()
         .x_desc("frequency, MHz")
         .y_desc("core voltage, mV")
-        .x_labels(frequencies.len().max(1))
-        .y_labels(voltages.len().max(1))
+        .x_labels(frequencies.len().max(1) * 2 + 1)
+        .y_labels(voltages.len().max(1) * 2 + 1)
         .x_label_formatter(&frequency_label)
         .y_label_formatter(&voltage_label)
         .draw()?;
-    let index = |values: &[f64], v: f64| values.iter().position(|x| (*x - v).abs() < 1e-9).unwrap_or(0);
+    let index = |values: &[f64], v: f64| values.iter().position(|x| (*x - v).abs() < 1e-9).unwrap_or(0) as f64;
+    let centred = ("sans-serif", 13)
+        .into_font()
+        .into_text_style(area)
+        .pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        ));
     for step in &report.steps {
         let (x, y) = (
             index(&frequencies, step.frequency_mhz),
             index(&voltages, step.core_voltage_mv),
         );
+        let cell = [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)];
         let value = step.result.as_ref().and_then(|r| r.joules_per_terahash);
         let healthy = step.outcome == "healthy";
         let colour = match value {
@@ -82,25 +101,15 @@ fn draw_panel(area: &Panel<'_>, report: &DeviceReport) -> Result<(), Box<dyn std
             }
             _ => RGBColor(200, 200, 200),
         };
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(x, y), (x + 1, y + 1)],
-            colour.filled(),
-        )))?;
+        chart.draw_series(std::iter::once(Rectangle::new(cell, colour.filled())))?;
         if report.best_step == Some(step.step) {
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(x, y), (x + 1, y + 1)],
-                BLACK.stroke_width(3),
-            )))?;
+            chart.draw_series(std::iter::once(Rectangle::new(cell, BLACK.stroke_width(3))))?;
         }
         let label = match value {
             Some(v) if healthy => format!("{v:.2}"),
             _ => step.outcome.clone(),
         };
-        chart.draw_series(std::iter::once(Text::new(
-            label,
-            (x, y),
-            ("sans-serif", 13).into_font(),
-        )))?;
+        chart.draw_series(std::iter::once(Text::new(label, (x, y), centred.clone())))?;
     }
     Ok(())
 }

@@ -89,6 +89,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ended_at REAL,
         status TEXT NOT NULL,
         pid INTEGER NOT NULL,
+        process_start INTEGER,
         spec TEXT NOT NULL
     );
     CREATE TABLE tune_devices (
@@ -100,6 +101,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         final_frequency_mhz REAL,
         final_core_voltage_mv REAL,
         note TEXT NOT NULL DEFAULT '',
+        plan TEXT,
         PRIMARY KEY (run_id, device_id)
     );
     CREATE TABLE tune_steps (

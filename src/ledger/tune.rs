@@ -50,6 +50,9 @@ pub struct TuneRun {
     pub ended_at: Option<f64>,
     pub status: TuneStatus,
     pub pid: u32,
+    /// When that process started (clock ticks since boot, `/proc/PID/stat`), so a reused
+    /// pid is not taken for the sweep.
+    pub process_start: Option<u64>,
     /// The sweep's arguments as JSON (what `tune resume` runs again).
     pub spec: String,
 }
@@ -66,6 +69,9 @@ pub struct TuneDevice {
     pub final_frequency_mhz: Option<f64>,
     pub final_core_voltage_mv: Option<f64>,
     pub note: String,
+    /// The device's candidate lists as JSON, fixed at the start so `resume` replays the
+    /// same plan.
+    pub plan: Option<String>,
 }
 
 /// One configuration tried.
@@ -86,22 +92,22 @@ pub struct TuneStep {
 
 impl Ledger {
     /// Starts a run; returns its id.
-    pub fn tune_begin(&mut self, at: f64, pid: u32, spec: &str) -> Result<i64> {
+    pub fn tune_begin(&mut self, at: f64, process: (u32, Option<u64>), spec: &str) -> Result<i64> {
         self.write_with(|tx| {
             tx.execute(
-                "INSERT INTO tune_runs (started_at, status, pid, spec) VALUES (?1, 'running', ?2, ?3)",
-                params![at, pid, spec],
+                "INSERT INTO tune_runs (started_at, status, pid, process_start, spec) VALUES (?1, 'running', ?2, ?3, ?4)",
+                params![at, process.0, process.1.and_then(|t| i64::try_from(t).ok()), spec],
             )?;
             Ok(tx.last_insert_rowid())
         })
     }
 
     /// A run taken up again by another process (`tune resume`).
-    pub fn tune_resume(&mut self, run_id: i64, pid: u32) -> Result<()> {
+    pub fn tune_resume(&mut self, run_id: i64, process: (u32, Option<u64>)) -> Result<()> {
         self.write_with(|tx| {
             tx.execute(
-                "UPDATE tune_runs SET pid = ?2, status = 'running', ended_at = NULL WHERE id = ?1",
-                params![run_id, pid],
+                "UPDATE tune_runs SET pid = ?2, process_start = ?3, status = 'running', ended_at = NULL WHERE id = ?1",
+                params![run_id, process.0, process.1.and_then(|t| i64::try_from(t).ok())],
             )?;
             Ok(())
         })
@@ -112,15 +118,15 @@ impl Ledger {
         &mut self,
         run_id: i64,
         device_id: i64,
-        frequency: Option<f64>,
-        voltage: Option<f64>,
+        original: (Option<f64>, Option<f64>),
+        plan: &str,
     ) -> Result<()> {
         self.write_with(|tx| {
             tx.execute(
-                "INSERT INTO tune_devices (run_id, device_id, original_frequency_mhz, original_core_voltage_mv, status)
-                 VALUES (?1, ?2, ?3, ?4, 'running')
+                "INSERT INTO tune_devices (run_id, device_id, original_frequency_mhz, original_core_voltage_mv, status, plan)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)
                  ON CONFLICT (run_id, device_id) DO UPDATE SET status = 'running'",
-                params![run_id, device_id, frequency, voltage],
+                params![run_id, device_id, original.0, original.1, plan],
             )?;
             Ok(())
         })
@@ -180,8 +186,9 @@ impl Ledger {
     /// Every run, newest first.
     pub fn tune_runs(&self) -> Result<Vec<TuneRun>> {
         self.read(|conn| {
-            let mut stmt =
-                conn.prepare("SELECT id, started_at, ended_at, status, pid, spec FROM tune_runs ORDER BY id DESC")?;
+            let mut stmt = conn.prepare(
+                "SELECT id, started_at, ended_at, status, pid, process_start, spec FROM tune_runs ORDER BY id DESC",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(TuneRun {
                     id: r.get(0)?,
@@ -189,7 +196,8 @@ impl Ledger {
                     ended_at: r.get(2)?,
                     status: TuneStatus::parse(&r.get::<_, String>(3)?),
                     pid: r.get(4)?,
-                    spec: r.get(5)?,
+                    process_start: r.get::<_, Option<i64>>(5)?.and_then(|t| u64::try_from(t).ok()),
+                    spec: r.get(6)?,
                 })
             })?;
             rows.collect()
@@ -201,7 +209,7 @@ impl Ledger {
         self.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT t.run_id, t.device_id, d.name, t.original_frequency_mhz, t.original_core_voltage_mv, t.status,
-                        t.final_frequency_mhz, t.final_core_voltage_mv, t.note
+                        t.final_frequency_mhz, t.final_core_voltage_mv, t.note, t.plan
                  FROM tune_devices t JOIN devices d ON d.id = t.device_id WHERE t.run_id = ?1 ORDER BY d.name",
             )?;
             let rows = stmt.query_map([run_id], |r| {
@@ -215,6 +223,7 @@ impl Ledger {
                     final_frequency_mhz: r.get(6)?,
                     final_core_voltage_mv: r.get(7)?,
                     note: r.get(8)?,
+                    plan: r.get(9)?,
                 })
             })?;
             rows.collect()

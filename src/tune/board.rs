@@ -26,23 +26,44 @@ const FAMILIES: &[(&[&str], &str, f64, f64)] = &[
     (&["800", "801"], "GammaTurbo", 60.0, 12.0),
 ];
 
-/// The facts of the board a sample comes from: what the miner reports, else its board
-/// version's family.
+/// A family from the chip alone, where only one family uses that chip in that number
+/// (firmware before v2.0.7 sends no board version).
+fn family_of_chip(asic_model: Option<&str>, chips: Option<u32>) -> Option<&'static str> {
+    match (asic_model?, chips.unwrap_or(1)) {
+        ("BM1397", 1) => Some("Max"),
+        ("BM1366", 1) => Some("Ultra"),
+        ("BM1366", 6) => Some("Hex"),
+        ("BM1368", 1) => Some("Supra"),
+        ("BM1368", 6) => Some("SupraHex"),
+        ("BM1370", 1) => Some("Gamma"),
+        // Two BM1370s are a GammaDuo (5 V) or a GammaTurbo (12 V): not known.
+        _ => None,
+    }
+}
+
+/// The facts of the board a sample comes from: what the miner reports (never a larger
+/// power rating than its family's: a broken or hostile firmware could claim 1e9 W), else
+/// its board version's family.
 pub fn board_facts(sample: &Sample) -> Option<BoardFacts> {
-    let known = sample.identity.board_version.as_deref().and_then(|version| {
+    let facts = |&(_, family, rated_watts, nominal_volts): &(&[&str], &'static str, f64, f64)| BoardFacts {
+        family,
+        rated_watts,
+        nominal_volts,
+    };
+    let by_version = sample.identity.board_version.as_deref().and_then(|version| {
         FAMILIES
             .iter()
             .find(|(versions, ..)| versions.contains(&version.trim()))
-            .map(|&(_, family, rated_watts, nominal_volts)| BoardFacts {
-                family,
-                rated_watts,
-                nominal_volts,
-            })
+            .map(facts)
+    });
+    let known = by_version.or_else(|| {
+        let family = family_of_chip(sample.identity.asic_model.as_deref(), sample.asic_count)?;
+        FAMILIES.iter().find(|(_, f, ..)| *f == family).map(facts)
     });
     match (sample.rated_power_watts, sample.nominal_input_volts) {
         (Some(rated_watts), Some(nominal_volts)) => Some(BoardFacts {
             family: known.map_or("unknown", |k| k.family),
-            rated_watts,
+            rated_watts: known.map_or(rated_watts, |k| rated_watts.min(k.rated_watts)),
             nominal_volts,
         }),
         _ => known,
@@ -86,9 +107,22 @@ mod tests {
         );
         let reported = board_facts(&sample(Some("601"), Some(35.0), Some(5.0))).unwrap();
         assert_eq!(reported.rated_watts, 35.0);
+        let boastful = board_facts(&sample(Some("601"), Some(1e9), Some(5.0))).unwrap();
+        assert_eq!(boastful.rated_watts, 40.0, "never above the family's rating");
         let turbo = board_facts(&sample(Some("801"), None, None)).unwrap();
         assert_eq!(input_window(turbo.nominal_volts), (11.7, 13.2));
         assert!(board_facts(&sample(Some("999"), None, None)).is_none());
+        let mut old_max = sample(None, None, None);
+        old_max.identity.asic_model = Some("BM1397".into());
+        assert_eq!(
+            board_facts(&old_max).unwrap().family,
+            "Max",
+            "v2.0 sends no board version"
+        );
+        let mut two_chips = sample(None, None, None);
+        two_chips.identity.asic_model = Some("BM1370".into());
+        two_chips.asic_count = Some(2);
+        assert!(board_facts(&two_chips).is_none(), "a GammaDuo or a GammaTurbo");
         assert!(board_facts(&sample(None, None, None)).is_none());
     }
 }

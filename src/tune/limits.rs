@@ -9,9 +9,39 @@ use crate::axeos::sample::Sample;
 use crate::config::TuneSettings;
 use crate::tune::board::{board_facts, input_window};
 
-/// Consecutive readings without hashrate that end a step: v2.14+ reads 0 for about a
-/// second after every new block, so one zero is not a stopped miner.
-pub const NO_HASHRATE_READINGS: u32 = 3;
+/// Consecutive readings without hashrate (or without an ASIC temperature) that end a step:
+/// v2.14+ reads 0 for about a second after every new block, so one zero is not a stopped
+/// miner, and one missed sensor read is not a blind sweep.
+pub const MISSING_READINGS: u32 = 3;
+
+/// Readings in a row that lacked what the limits need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gaps {
+    pub hashrate: u32,
+    pub asic_temperature: u32,
+}
+
+impl Gaps {
+    /// Counts this reading in.
+    pub fn after(self, sample: &Sample) -> Gaps {
+        let count = |missing: bool, run: u32| if missing { run + 1 } else { 0 };
+        Gaps {
+            hashrate: count(!sample.hashrate_ghs.is_some_and(|h| h > 0.0), self.hashrate),
+            asic_temperature: count(
+                sample.asic_temp_celsius.is_none() && sample.asic_temp2_celsius.is_none(),
+                self.asic_temperature,
+            ),
+        }
+    }
+}
+
+/// Readings the decoder dropped as out of range: for a limit, as bad as too high.
+const GUARDED_FIELDS: [(&str, &str); 4] = [
+    ("asic_temperature_celsius", "ASIC temperature"),
+    ("asic_temperature2_celsius", "second ASIC temperature"),
+    ("vr_temperature_celsius", "regulator temperature"),
+    ("power_watts", "power"),
+];
 
 /// The limits for one miner, resolved from `tune:` and what the board is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,11 +79,17 @@ impl Limits {
         }
     }
 
-    /// The first limit this reading breaks. `without_hashrate` counts the readings in a row
-    /// (this one included) that had no hashrate.
-    pub fn check(&self, sample: &Sample, without_hashrate: u32) -> Option<Breach> {
+    /// The first limit this reading breaks. `gaps` counts the readings in a row (this one
+    /// included) that lacked a hashrate or an ASIC temperature.
+    pub fn check(&self, sample: &Sample, gaps: Gaps) -> Option<Breach> {
         if sample.overheat == Some(true) {
             return Some(Breach::Overheat);
+        }
+        if let Some((_, what)) = GUARDED_FIELDS
+            .iter()
+            .find(|(field, _)| sample.implausible.contains(field))
+        {
+            return Some(Breach::Unreadable(what));
         }
         if let Some(fault) = &sample.power_fault {
             return Some(Breach::PowerFault(fault.clone()));
@@ -84,8 +120,11 @@ impl Limits {
                 return Some(Breach::InputVoltage { volts, low, high });
             }
         }
-        if without_hashrate >= NO_HASHRATE_READINGS {
-            return Some(Breach::NoHashrate(without_hashrate));
+        if gaps.asic_temperature >= MISSING_READINGS {
+            return Some(Breach::NoTemperature(gaps.asic_temperature));
+        }
+        if gaps.hashrate >= MISSING_READINGS {
+            return Some(Breach::NoHashrate(gaps.hashrate));
         }
         None
     }
@@ -117,6 +156,10 @@ pub enum Breach {
     PowerFault(String),
     /// This many readings in a row without hashrate.
     NoHashrate(u32),
+    /// This many readings in a row without an ASIC temperature: the limit cannot be checked.
+    NoTemperature(u32),
+    /// A reading the decoder dropped as out of range (a sensor reading 400 °C, say).
+    Unreadable(&'static str),
     /// The miner stopped answering.
     Unreachable(String),
 }
@@ -132,6 +175,7 @@ impl Breach {
                 | Breach::InputVoltage { .. }
                 | Breach::Overheat
                 | Breach::PowerFault(_)
+                | Breach::Unreadable(_)
         )
     }
 
@@ -145,6 +189,8 @@ impl Breach {
             Breach::Overheat => "overheat",
             Breach::PowerFault(_) => "power_fault",
             Breach::NoHashrate(_) => "no_hashrate",
+            Breach::NoTemperature(_) => "no_temperature",
+            Breach::Unreadable(_) => "unreadable",
             Breach::Unreachable(_) => "unreachable",
         }
     }
@@ -166,6 +212,8 @@ impl fmt::Display for Breach {
             Breach::Overheat => f.write_str("the firmware's overheat protection tripped"),
             Breach::PowerFault(text) => write!(f, "the regulator reports a fault: {}", printable(text)),
             Breach::NoHashrate(n) => write!(f, "no hashrate in {n} readings in a row"),
+            Breach::NoTemperature(n) => write!(f, "no ASIC temperature in {n} readings in a row"),
+            Breach::Unreadable(what) => write!(f, "the {what} reading is out of range"),
             Breach::Unreachable(why) => write!(f, "the miner stopped answering ({why})"),
         }
     }
@@ -197,27 +245,47 @@ mod tests {
         let limits = Limits::for_miner(&TuneSettings::defaults(&Thresholds::default()), &gamma(60.0, 15.0, 5.0));
         assert_eq!(limits.max_power_watts, Some(32.0), "80 % of a Gamma's 40 W");
         assert_eq!(limits.input_volts, Some((4.8, 5.5)));
-        assert_eq!(limits.check(&gamma(60.0, 15.0, 5.0), 0), None);
-        let hot = limits.check(&gamma(65.2, 15.0, 5.0), 0).unwrap();
+        let none = Gaps::default();
+        let gaps = |hashrate, asic_temperature| Gaps {
+            hashrate,
+            asic_temperature,
+        };
+        assert_eq!(limits.check(&gamma(60.0, 15.0, 5.0), none), None);
+        let hot = limits.check(&gamma(65.2, 15.0, 5.0), none).unwrap();
         assert_eq!(hot.to_string(), "ASIC temperature 65.2 °C reached the 65 °C limit");
         assert!(hot.ends_climb());
-        assert_eq!(limits.check(&gamma(60.0, 33.0, 5.0), 0).unwrap().kind(), "power");
+        assert_eq!(limits.check(&gamma(60.0, 33.0, 5.0), none).unwrap().kind(), "power");
         assert_eq!(
-            limits.check(&gamma(60.0, 15.0, 4.7), 0).unwrap().kind(),
+            limits.check(&gamma(60.0, 15.0, 4.7), none).unwrap().kind(),
             "input_voltage"
         );
-        assert_eq!(limits.check(&gamma(60.0, 15.0, 5.0), 3).unwrap().kind(), "no_hashrate");
         assert_eq!(
-            limits.check(&gamma(60.0, 15.0, 5.0), 2),
+            limits.check(&gamma(60.0, 15.0, 5.0), gaps(3, 0)).unwrap().kind(),
+            "no_hashrate"
+        );
+        assert_eq!(
+            limits.check(&gamma(60.0, 15.0, 5.0), gaps(2, 2)),
             None,
             "one block's zeroes are not a stop"
         );
+        assert_eq!(
+            limits.check(&gamma(60.0, 15.0, 5.0), gaps(0, 3)).unwrap().kind(),
+            "no_temperature"
+        );
+        let mut blind = gamma(60.0, 15.0, 5.0);
+        blind.asic_temp_celsius = None;
+        blind.implausible.push("asic_temperature_celsius");
+        assert_eq!(
+            limits.check(&blind, none).unwrap().to_string(),
+            "the ASIC temperature reading is out of range"
+        );
+        assert_eq!(Gaps::default().after(&blind).after(&blind).asic_temperature, 2);
         let mut faulted = gamma(60.0, 15.0, 5.0);
         faulted.power_fault = Some("VIN_UV\\x1b[2J".into());
-        assert_eq!(limits.check(&faulted, 0).unwrap().kind(), "power_fault");
+        assert_eq!(limits.check(&faulted, none).unwrap().kind(), "power_fault");
         let mut tripped = gamma(60.0, 15.0, 5.0);
         tripped.overheat = Some(true);
-        assert_eq!(limits.check(&tripped, 0), Some(Breach::Overheat));
+        assert_eq!(limits.check(&tripped, none), Some(Breach::Overheat));
     }
 
     #[test]

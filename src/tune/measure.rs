@@ -7,8 +7,21 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{Metric, MIN_PERCENT_OF_EXPECTED, MIN_STEADY_SAMPLES};
 use crate::ledger::segments::Reading;
 
-/// z for a two-sided 95 % interval.
-const Z95: f64 = 1.96;
+/// Student's t for a two-sided 95 % interval with `df` degrees of freedom: a step judged
+/// on 7 samples needs t = 2.45, not the normal 1.96, or its interval is a quarter too
+/// narrow and the step ends early.
+fn t95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => TABLE[df - 1],
+        // Within 0.3 % of the exact quantile past 30 degrees of freedom.
+        _ => 1.96 + 2.4 / df as f64,
+    }
+}
 /// Shares a step needs before its reject rate stands in for an ASIC error rate.
 const MIN_SHARES_FOR_REJECT_RATE: u64 = 20;
 
@@ -84,6 +97,11 @@ impl StepResult {
             && self.jth_ci_percent.is_some_and(|c| c <= percent)
     }
 
+    /// Enough steady samples to judge at all.
+    pub fn enough_samples(&self) -> bool {
+        self.samples >= MIN_STEADY_SAMPLES
+    }
+
     /// Why the configuration is not healthy (empty when it is).
     pub fn health_problems(&self, max_error_percent: f64) -> Vec<String> {
         let mut problems = Vec::new();
@@ -95,16 +113,20 @@ impl StepResult {
         }
         match self.percent_of_expected {
             Some(p) if p >= MIN_PERCENT_OF_EXPECTED => {}
-            Some(p) => problems.push(format!(
-                "hashrate {p:.1} % of expected (needs {MIN_PERCENT_OF_EXPECTED} %)"
-            )),
+            Some(p) => problems.push(format!("hashrate {p:.1} % of expected (< {MIN_PERCENT_OF_EXPECTED} %)")),
             None => problems.push("no hashrate against expected".into()),
         }
-        if let Some(e) = self.error_percent.filter(|e| *e > max_error_percent) {
+        if self.error_percent.is_none() {
             problems.push(format!(
-                "ASIC error rate {e:.2} % ({}) above {max_error_percent} %",
-                self.error_source.as_deref().unwrap_or("errors")
+                "no error rate to judge (no errorPercentage, fewer than {MIN_SHARES_FOR_REJECT_RATE} shares)"
             ));
+        }
+        if let Some(e) = self.error_percent.filter(|e| *e > max_error_percent) {
+            let what = match self.error_source.as_deref() {
+                Some("share reject rate") => "share rejects",
+                _ => "ASIC errors",
+            };
+            problems.push(format!("{what} {e:.2} % (> {max_error_percent} %)"));
         }
         if self.joules_per_terahash.is_none() {
             problems.push("no power and hashrate to compute J/TH".into());
@@ -141,7 +163,7 @@ fn mean_and_ci(values: &[f64]) -> Option<(f64, f64)> {
         return Some((m, f64::INFINITY));
     }
     let variance = values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
-    Some((m, Z95 * (variance / n).sqrt()))
+    Some((m, t95(values.len() - 1) * (variance / n).sqrt()))
 }
 
 /// Σpower / Σhashrate and the relative half-width of its 95 % interval, by the delta
@@ -159,7 +181,7 @@ fn ratio_and_ci(pairs: &[(f64, f64)]) -> Option<(f64, Option<f64>)> {
     }
     let mean_work = work / n;
     let residual_variance = pairs.iter().map(|(p, h)| (p - ratio * h).powi(2)).sum::<f64>() / (n - 1.0);
-    let half = Z95 * (residual_variance / n).sqrt() / mean_work;
+    let half = t95(pairs.len() - 1) * (residual_variance / n).sqrt() / mean_work;
     Some((ratio, Some(half / ratio)))
 }
 
@@ -217,12 +239,14 @@ mod tests {
             .collect();
         let problems = StepResult::from_readings(&errors).health_problems(3.0);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(
-            problems[0].starts_with("ASIC error rate 8.00 % (errorPercentage)"),
-            "{problems:?}"
-        );
-        let short: Vec<(f64, Reading)> = (0..10).map(|i| (f64::from(i), reading(900.0, 12.0, None))).collect();
+        assert_eq!(problems[0], "ASIC errors 8.00 % (> 3 %)");
+        let short: Vec<(f64, Reading)> = (0..10)
+            .map(|i| (f64::from(i), reading(900.0, 12.0, Some(0.2))))
+            .collect();
         let problems = StepResult::from_readings(&short).health_problems(3.0);
         assert!(problems[0].starts_with("hashrate 90.0 % of expected"), "{problems:?}");
+        let unjudged: Vec<(f64, Reading)> = (0..10).map(|i| (f64::from(i), reading(1000.0, 12.0, None))).collect();
+        let problems = StepResult::from_readings(&unjudged).health_problems(3.0);
+        assert!(problems[0].starts_with("no error rate to judge"), "{problems:?}");
     }
 }

@@ -21,7 +21,7 @@ use crate::ledger::tune::{TuneStatus, TuneStep};
 use crate::ledger::writer::{LedgerSender, Record};
 use crate::ledger::{DeviceRow, Ledger};
 use crate::time;
-use crate::tune::limits::{Breach, Limits};
+use crate::tune::limits::{Breach, Gaps, Limits};
 use crate::tune::measure::StepResult;
 use crate::tune::plan::DEFAULT_VOLTAGE_STEP_MV;
 use crate::tune::plan::{smallest_gap, Axis, Outcome, PlanKind, Planner, Span, MIN_FREQUENCY_STEP_MHZ};
@@ -87,6 +87,15 @@ fn minutes(m: f64) -> Duration {
     Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::ZERO)
 }
 
+/// A device's candidate values, fixed when its sweep starts (stored with the run, so that
+/// `resume` replays the same plan whatever the miner runs by then).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanLists {
+    pub frequencies: Vec<f64>,
+    pub voltages: Vec<f64>,
+    pub start_frequency: f64,
+}
+
 /// A device ready to be swept: what was read from it, and its plan.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -95,17 +104,20 @@ pub struct Prepared {
     pub first: Sample,
     pub original: (Option<f64>, Option<f64>),
     pub window: SettingsWindow,
+    pub lists: PlanLists,
     pub planner: Planner,
     pub limits: Limits,
 }
 
-/// Reads a miner and builds its plan; sends nothing. Errors are the user's to fix.
+/// Reads a miner and builds its plan (from `fixed` lists when resuming); sends nothing.
+/// Errors are the user's to fix.
 pub async fn prepare(
     client: &AxeOsClient,
     name: &str,
     address: &MinerAddress,
     spec: &SweepSpec,
     settings: &TuneSettings,
+    fixed: Option<PlanLists>,
 ) -> Result<Prepared, String> {
     let first = client
         .system_info(address)
@@ -118,10 +130,67 @@ pub async fn prepare(
             "{name}: the miner does not report its frequency and core voltage; nothing to start from"
         ));
     };
+    let lists = match fixed {
+        Some(lists) => lists,
+        None => candidate_lists(name, spec, options.as_ref(), (current_frequency, current_voltage))?,
+    };
+    let firmware = first.identity.firmware.as_deref();
+    if !stores_fractional_mhz(firmware) {
+        if let Some(f) = lists.frequencies.iter().find(|f| f.fract().abs() > 1e-9) {
+            return Err(format!(
+                "{name}: firmware {} stores whole MHz, so {f} MHz would read back as {}",
+                firmware.unwrap_or("?"),
+                f.trunc()
+            ));
+        }
+    }
+    let window = SettingsWindow::for_miner(
+        first.identity.asic_model.as_deref(),
+        options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
+    );
+    let planner = Planner::new(
+        spec.plan,
+        lists.frequencies.clone(),
+        lists.voltages.clone(),
+        lists.start_frequency,
+    );
+    if !spec.force {
+        for (f, v) in planner.possible_pairs() {
+            window
+                .check(&patch_for((f, v)))
+                .map_err(|e| format!("{name}: {e} (pass --force to send it anyway)"))?;
+        }
+    }
+    let limits = Limits::for_miner(settings, &first);
+    if limits.max_power_watts.is_none() && !spec.force {
+        return Err(format!(
+            "{name}: its PSU rating is unknown (the firmware does not report maxPower and the board version is not \
+             recognised): set tune.max_power_watts, or pass --force to sweep without a power limit"
+        ));
+    }
+    Ok(Prepared {
+        name: name.to_string(),
+        address: address.clone(),
+        first,
+        original,
+        window,
+        lists,
+        planner,
+        limits,
+    })
+}
+
+/// The candidate frequencies and voltages for a miner now on `current`.
+fn candidate_lists(
+    name: &str,
+    spec: &SweepSpec,
+    options: Option<&(Vec<f64>, Vec<f64>)>,
+    current: (f64, f64),
+) -> Result<PlanLists, String> {
     let frequencies = Axis {
         span: spec.freq,
-        options: options.as_ref().map(|o| o.0.as_slice()),
-        current: current_frequency,
+        options: options.map(|o| o.0.as_slice()),
+        current: current.0,
         default_step: MIN_FREQUENCY_STEP_MHZ,
         default_reach: (75.0, 100.0),
         allow_unlisted: spec.allow_unlisted,
@@ -130,18 +199,24 @@ pub async fn prepare(
     }
     .values()
     .map_err(|e| format!("{name}: {e}"))?;
-    let voltages = Axis {
+    // An undervolt sweep never starts above the voltage the miner runs, unless asked to.
+    let reach_above = if spec.plan == PlanKind::Efficiency { 0.0 } else { 100.0 };
+    let voltages: Vec<f64> = Axis {
         span: spec.voltage,
-        options: options.as_ref().map(|o| o.1.as_slice()),
-        current: current_voltage,
+        options: options.map(|o| o.1.as_slice()),
+        current: current.1,
         default_step: DEFAULT_VOLTAGE_STEP_MV,
-        default_reach: (100.0, 100.0),
+        default_reach: (100.0, reach_above),
         allow_unlisted: spec.allow_unlisted,
         unit: "mV",
         flag: "--voltage",
     }
     .values()
-    .map_err(|e| format!("{name}: {e}"))?;
+    .map_err(|e| format!("{name}: {e}"))?
+    .into_iter()
+    // The firmware stores whole millivolts.
+    .map(f64::round)
+    .collect();
     // Only a step the user typed: the firmware's own option lists hold neighbours such as
     // 375 and 380 MHz that its PLL table supports.
     let stepped = spec.freq.is_some_and(|s| s.step.is_some());
@@ -153,28 +228,31 @@ pub async fn prepare(
             ));
         }
     }
-    let window = SettingsWindow::for_miner(
-        first.identity.asic_model.as_deref(),
-        options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
-    );
-    let planner = Planner::new(spec.plan, frequencies, voltages, current_frequency);
-    if !spec.force {
-        for (f, v) in planner.possible_pairs() {
-            window
-                .check(&patch_for((f, v)))
-                .map_err(|e| format!("{name}: {e} (pass --force to send it anyway)"))?;
-        }
-    }
-    let limits = Limits::for_miner(settings, &first);
-    Ok(Prepared {
-        name: name.to_string(),
-        address: address.clone(),
-        first,
-        original,
-        window,
-        planner,
-        limits,
+    Ok(PlanLists {
+        frequencies,
+        voltages,
+        start_frequency: current.0,
     })
+}
+
+/// Firmware from v2.10 keeps fractional MHz; older firmware truncates them.
+fn stores_fractional_mhz(firmware: Option<&str>) -> bool {
+    firmware_version(firmware).is_none_or(|v| v >= (2, 10))
+}
+
+/// (major, minor) of a firmware string such as `v2.10.1`.
+fn firmware_version(firmware: Option<&str>) -> Option<(u32, u32)> {
+    let numbers: Vec<u32> = firmware?
+        .trim()
+        .trim_start_matches(['v', 'V'])
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] => Some((*major, *minor)),
+        _ => None,
+    }
 }
 
 fn patch_for(pair: (f64, f64)) -> SettingsPatch {
@@ -370,7 +448,7 @@ impl Sweep {
             "the original settings"
         };
         let restored = self.restore(prepared, target, what).await;
-        let (status, note, final_settings) = match (&restored, &stopped) {
+        let (status, mut note, final_settings) = match (&restored, &stopped) {
             (Ok(read_back), None) => (TuneStatus::Finished, String::new(), *read_back),
             (Ok(read_back), Some(why)) => (TuneStatus::Restored, format!("stopped: {why}"), *read_back),
             (Err(e), why) => (
@@ -390,7 +468,27 @@ impl Sweep {
                 opened.as_mut()
             }
         };
+        // Settings that read back right on a latched overheat (v2.10 and older stop at
+        // 50 MHz / 1000 mV until cleared) are not a running miner: say so.
+        if let Ok(sample) = self.client.system_info(&prepared.address).await {
+            if sample.overheat == Some(true) {
+                let latched =
+                    "the firmware's overheat protection is still latched: clear it in AxeOS (or PATCH overheat_mode 0)";
+                self.observer.note(&prepared.name, latched);
+                note = if note.is_empty() {
+                    latched.into()
+                } else {
+                    format!("{note}; {latched}")
+                };
+            }
+        }
         if let Some(ledger) = ledger {
+            // A step whose session could not be ended (a busy ledger) is ended now.
+            if let Ok(Some(open)) = sessions::current(ledger, device) {
+                if open.tune_run_id == Some(self.run_id) {
+                    let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
+                }
+            }
             if let Err(e) = ledger.tune_finish_device(self.run_id, device.id, status, final_settings, &note) {
                 self.observer
                     .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
@@ -421,8 +519,11 @@ impl Sweep {
             &self.client,
             &prepared.name,
             &prepared.address,
-            target,
-            what,
+            Restore {
+                target,
+                what,
+                restart: needs_restart(prepared.first.identity.firmware.as_deref()),
+            },
             &*self.observer,
         )
         .await
@@ -448,10 +549,24 @@ impl Sweep {
         };
         let name = &prepared.name;
         let applied_at = time::now_unix();
-        if let Err(reason) = self.apply(prepared, pair).await {
-            report.reason = reason;
-            return (report, None);
-        }
+        let applied = match self.apply(prepared, pair).await {
+            Ok(sample) => sample,
+            Err(ApplyError::Refused(reason)) => {
+                report.reason = reason;
+                return (report, None);
+            }
+            // Asked for one thing and running another, or gone: the miner is not
+            // following; its sweep ends (and restores) rather than PATCH on.
+            Err(ApplyError::Mismatch(reason)) => {
+                report.outcome = "limit".into();
+                report.reason = reason.clone();
+                return (report, Some(Stop::Gone(reason)));
+            }
+            Err(ApplyError::Unreachable(reason)) => {
+                report.reason = reason.clone();
+                return (report, Some(Stop::Gone(reason)));
+            }
+        };
         let session = sessions::start(
             ledger,
             &NewSession {
@@ -470,12 +585,14 @@ impl Sweep {
                 .observer
                 .note(name, &format!("step {number} is not recorded as a session: {e}")),
         }
-        let (measured, stop) = self.measure(prepared, device, ledger, applied_at, pair).await;
+        let (measured, stop) = self
+            .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
+            .await;
         if report.session_id.is_some() {
             let notes = match &measured {
                 Measured::Done { .. } => String::new(),
                 Measured::Broke(breach) => format!("stopped: {breach}"),
-                Measured::Aborted(why) => format!("stopped: {why}"),
+                Measured::Unstable(why) | Measured::Aborted(why) => format!("stopped: {why}"),
             };
             if let Err(e) = sessions::end(ledger, device, time::now_unix(), &notes) {
                 self.observer
@@ -483,6 +600,14 @@ impl Sweep {
             }
         }
         match measured {
+            Measured::Done { result, .. } if !result.enough_samples() => {
+                report.reason = format!(
+                    "only {} steady samples by --max-dwell (needs {})",
+                    result.samples,
+                    crate::analysis::MIN_STEADY_SAMPLES
+                );
+                report.result = Some(result);
+            }
             Measured::Done { result, converged } => {
                 let problems = result.health_problems(self.settings.max_error_percent);
                 report.outcome = if problems.is_empty() { "healthy" } else { "unhealthy" }.into();
@@ -502,19 +627,27 @@ impl Sweep {
                 report.outcome = if breach.ends_climb() { "limit" } else { "aborted" }.into();
                 report.reason = breach.to_string();
             }
+            Measured::Unstable(why) => {
+                report.outcome = "limit".into();
+                report.reason = why;
+            }
             Measured::Aborted(why) => report.reason = why,
         }
         (report, stop)
     }
 
-    /// PATCH, restart where the firmware needs it, read back. Logged either way.
-    async fn apply(&self, prepared: &Prepared, pair: (f64, f64)) -> Result<(), String> {
+    /// PATCH, restart where the firmware needs it, read back (the reading is returned).
+    /// Logged either way.
+    async fn apply(&self, prepared: &Prepared, pair: (f64, f64)) -> Result<Sample, ApplyError> {
         let name = &prepared.name;
         let patch = patch_for(pair);
         let checked = if self.spec.force {
             CheckedPatch::forced(patch)
         } else {
-            prepared.window.check(&patch).map_err(|e| e.to_string())?
+            prepared
+                .window
+                .check(&patch)
+                .map_err(|e| ApplyError::Refused(e.to_string()))?
         };
         let target = format!(
             "{} MHz / {} mV",
@@ -523,11 +656,13 @@ impl Sweep {
         );
         if let Err(e) = self.client.patch_settings(&prepared.address, &checked).await {
             tracing::warn!(device = %name, "PATCH {target} failed: {e}");
-            return Err(format!("the miner refused {target}: {e}"));
+            return Err(ApplyError::Refused(format!("the miner refused {target}: {e}")));
         }
         if needs_restart(prepared.first.identity.firmware.as_deref()) {
             if let Err(e) = self.client.restart(&prepared.address).await {
-                return Err(format!("cannot restart the miner to apply {target}: {e}"));
+                return Err(ApplyError::Unreachable(format!(
+                    "cannot restart the miner to apply {target}: {e}"
+                )));
             }
             self.observer.note(
                 name,
@@ -535,21 +670,24 @@ impl Sweep {
             );
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let read_back = read_back(&self.client, &prepared.address, RESTART_PATIENCE).await?;
+        let sample = read_back(&self.client, &prepared.address, RESTART_PATIENCE)
+            .await
+            .map_err(ApplyError::Unreachable)?;
+        let read = (sample.frequency_mhz, sample.core_voltage_mv);
         tracing::info!(
             device = %name,
             "wrote {target}; read back {} MHz / {} mV",
-            fmt_setting(read_back.0),
-            fmt_setting(read_back.1)
+            fmt_setting(read.0),
+            fmt_setting(read.1)
         );
-        if !matches_target(read_back, (Some(pair.0), Some(pair.1))) {
-            return Err(format!(
+        if !matches_target(read, (Some(pair.0), Some(pair.1))) {
+            return Err(ApplyError::Mismatch(format!(
                 "asked for {target}, the miner reports {} MHz / {} mV",
-                fmt_setting(read_back.0),
-                fmt_setting(read_back.1)
-            ));
+                fmt_setting(read.0),
+                fmt_setting(read.1)
+            )));
         }
-        Ok(())
+        Ok(sample)
     }
 
     /// Samples until the answer is known (or a limit, a signal, a vanished miner).
@@ -559,7 +697,8 @@ impl Sweep {
         device: &DeviceRow,
         // `&mut`: a shared reference to a connection held across an await is not `Send`.
         ledger: &mut Ledger,
-        applied_at: f64,
+        // When the step's settings were applied, and the uptime they read back with.
+        (applied_at, applied_uptime): (f64, Option<u64>),
         pair: (f64, f64),
     ) -> (Measured, Option<Stop>) {
         let interval = self.settings.sample_interval;
@@ -567,8 +706,9 @@ impl Sweep {
         let min_steady_until = steady_from + self.spec.dwell().as_secs_f64();
         let give_up_at = steady_from + self.spec.max_dwell().max(self.spec.dwell()).as_secs_f64();
         let mut cancel = self.cancel.clone();
-        let (mut failures, mut without_hashrate) = (0u32, 0u32);
-        let mut last_uptime = prepared.first.uptime_seconds;
+        let mut failures = 0u32;
+        let mut gaps = Gaps::default();
+        let mut last_uptime = applied_uptime;
         let mut result: Option<StepResult> = None;
         loop {
             tokio::select! {
@@ -581,11 +721,7 @@ impl Sweep {
             match self.client.system_info(&prepared.address).await {
                 Ok(sample) => {
                     failures = 0;
-                    without_hashrate = if sample.hashrate_ghs.is_some_and(|h| h > 0.0) {
-                        0
-                    } else {
-                        without_hashrate + 1
-                    };
+                    gaps = gaps.after(&sample);
                     if let Some(samples) = &self.samples {
                         samples.send(Record::Sample {
                             device: prepared.name.clone(),
@@ -593,12 +729,15 @@ impl Sweep {
                             sample: Arc::new(sample.clone()),
                         });
                     }
-                    if let Some(breach) = prepared.limits.check(&sample, without_hashrate) {
+                    if let Some(breach) = prepared.limits.check(&sample, gaps) {
                         return (Measured::Broke(breach), None);
                     }
                     if let (Some(before), Some(now)) = (last_uptime, sample.uptime_seconds) {
                         if now < before {
-                            return (Measured::Aborted("the miner restarted by itself".into()), None);
+                            // A configuration that makes the miner reboot is unstable: the
+                            // sweep of this miner ends there.
+                            let why = "the miner restarted by itself".to_string();
+                            return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
                         }
                     }
                     last_uptime = sample.uptime_seconds.or(last_uptime);
@@ -606,14 +745,12 @@ impl Sweep {
                         (sample.frequency_mhz, sample.core_voltage_mv),
                         (Some(pair.0), Some(pair.1)),
                     ) {
-                        return (
-                            Measured::Aborted(format!(
-                                "the settings changed on the miner to {} MHz / {} mV",
-                                fmt_setting(sample.frequency_mhz),
-                                fmt_setting(sample.core_voltage_mv)
-                            )),
-                            None,
+                        let why = format!(
+                            "the settings changed on the miner to {} MHz / {} mV",
+                            fmt_setting(sample.frequency_mhz),
+                            fmt_setting(sample.core_voltage_mv)
                         );
+                        return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
                     }
                     self.observer
                         .sampled(&prepared.name, &sample, &prepared.limits, result.as_ref());
@@ -655,9 +792,33 @@ impl Sweep {
 }
 
 enum Measured {
-    Done { result: StepResult, converged: bool },
+    Done {
+        result: StepResult,
+        converged: bool,
+    },
     Broke(Breach),
+    /// The miner rebooted or its firmware changed the settings.
+    Unstable(String),
     Aborted(String),
+}
+
+/// Why a configuration could not be applied.
+enum ApplyError {
+    /// Outside the window, or the miner said no: nothing changed.
+    Refused(String),
+    /// It answered, but runs something else.
+    Mismatch(String),
+    /// It does not answer after the write.
+    Unreachable(String),
+}
+
+/// What a restore puts back.
+pub struct Restore<'a> {
+    pub target: (Option<f64>, Option<f64>),
+    /// "the original settings", "the best configuration": for messages.
+    pub what: &'a str,
+    /// Firmware before v2.2: the settings take effect only after a restart.
+    pub restart: bool,
 }
 
 /// The healthy step ranked first by `metric`.
@@ -690,10 +851,10 @@ pub async fn restore_settings(
     client: &AxeOsClient,
     name: &str,
     address: &MinerAddress,
-    target: (Option<f64>, Option<f64>),
-    what: &str,
+    restore: Restore<'_>,
     observer: &dyn Observer,
 ) -> Result<(Option<f64>, Option<f64>), String> {
+    let Restore { target, what, restart } = restore;
     let patch = SettingsPatch {
         frequency: target.0,
         core_voltage: target.1.map(|v| v.round().clamp(0.0, f64::from(u32::MAX)) as u32),
@@ -702,41 +863,54 @@ pub async fn restore_settings(
     let checked = CheckedPatch::forced(patch);
     let deadline = tokio::time::Instant::now() + RESTORE_PATIENCE;
     let mut last_error = String::new();
-    // A miner already on the target (a refused or ignored PATCH) needs no write.
-    if let Ok(read) = read_back(client, address, Duration::ZERO).await {
-        if matches_target(read, target) {
-            observer.note(
-                name,
-                &format!(
-                    "left on {what}: {} MHz / {} mV (read back; already there)",
-                    fmt_setting(read.0),
-                    fmt_setting(read.1)
-                ),
-            );
-            return Ok(read);
+    let settings = |sample: &Sample| (sample.frequency_mhz, sample.core_voltage_mv);
+    let left_on = |read: (Option<f64>, Option<f64>), how: &str| {
+        observer.note(
+            name,
+            &format!(
+                "left on {what}: {} MHz / {} mV ({how})",
+                fmt_setting(read.0),
+                fmt_setting(read.1)
+            ),
+        );
+    };
+    // A miner already on the target (a refused or ignored PATCH) needs no write, unless
+    // its firmware only takes settings at boot: then what it reports is not what it runs.
+    if !restart {
+        if let Ok(sample) = read_back(client, address, Duration::ZERO).await {
+            if matches_target(settings(&sample), target) {
+                left_on(settings(&sample), "read back; already there");
+                return Ok(settings(&sample));
+            }
         }
     }
     while tokio::time::Instant::now() < deadline {
-        match client.patch_settings(address, &checked).await {
-            Ok(()) => match read_back(client, address, Duration::from_secs(10)).await {
-                Ok(read) if matches_target(read, target) => {
+        let written = match client.patch_settings(address, &checked).await {
+            Ok(()) if restart => match client.restart(address).await {
+                Ok(()) => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Ok(RESTART_PATIENCE)
+                }
+                Err(e) => Err(format!("cannot restart it to apply them: {e}")),
+            },
+            Ok(()) => Ok(Duration::from_secs(10)),
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(patience) => match read_back(client, address, patience).await {
+                Ok(sample) if matches_target(settings(&sample), target) => {
+                    let read = settings(&sample);
                     tracing::info!(
                         device = %name,
                         "restored {what}: {} MHz / {} mV, read back",
                         fmt_setting(read.0),
                         fmt_setting(read.1)
                     );
-                    observer.note(
-                        name,
-                        &format!(
-                            "left on {what}: {} MHz / {} mV (read back)",
-                            fmt_setting(read.0),
-                            fmt_setting(read.1)
-                        ),
-                    );
+                    left_on(read, "read back");
                     return Ok(read);
                 }
-                Ok(read) => {
+                Ok(sample) => {
+                    let read = settings(&sample);
                     last_error = format!(
                         "the miner reports {} MHz / {} mV",
                         fmt_setting(read.0),
@@ -745,7 +919,7 @@ pub async fn restore_settings(
                 }
                 Err(e) => last_error = e,
             },
-            Err(e) => last_error = e.to_string(),
+            Err(e) => last_error = e,
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -759,16 +933,12 @@ pub async fn restore_settings(
     Err(message)
 }
 
-/// The frequency and core voltage the miner reports, trying until `patience` runs out.
-async fn read_back(
-    client: &AxeOsClient,
-    address: &MinerAddress,
-    patience: Duration,
-) -> Result<(Option<f64>, Option<f64>), String> {
+/// What the miner reports now, trying until `patience` runs out.
+async fn read_back(client: &AxeOsClient, address: &MinerAddress, patience: Duration) -> Result<Sample, String> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         match client.system_info(address).await {
-            Ok(sample) => return Ok((sample.frequency_mhz, sample.core_voltage_mv)),
+            Ok(sample) => return Ok(sample),
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!("cannot read the settings back: {e}"))
             }
@@ -791,17 +961,7 @@ fn fmt_setting(value: Option<f64>) -> String {
 
 /// Firmware before v2.2.0 takes clock settings only at boot.
 pub fn needs_restart(firmware: Option<&str>) -> bool {
-    let Some(version) = firmware else {
-        return false;
-    };
-    let numbers: Vec<u32> = version
-        .trim()
-        .trim_start_matches(['v', 'V'])
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    matches!(numbers.as_slice(), [major, minor] if (*major, *minor) < (2, 2))
+    firmware_version(firmware).is_some_and(|v| v < (2, 2))
 }
 
 #[cfg(test)]
