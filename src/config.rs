@@ -946,4 +946,30 @@ server:
             assert!(MinerAddress::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
+
+    #[test]
+    fn tune_keys_default_to_the_safety_thresholds_and_name_the_key_when_wrong() {
+        let base = "devices:\n  - name: a\n    ip: 10.0.0.1\nsafety:\n  max_temp_warning: 62\n";
+        let config = parse(base).unwrap();
+        assert_eq!(config.tune.max_asic_temp, 62.0, "defaults to the warning threshold");
+        assert_eq!(config.tune.sample_interval, Duration::from_secs(5));
+        let config = parse(&format!(
+            "{base}tune:\n  sample_interval: \"500ms\"\n  max_power_watts: 20\n"
+        ))
+        .unwrap();
+        assert_eq!(config.tune.sample_interval, Duration::from_millis(500));
+        assert_eq!(config.tune.max_power_watts, Some(20.0));
+        for (yaml, key) in [
+            ("tune:\n  max_power_fraction: 1.5\n", "tune.max_power_fraction"),
+            (
+                "tune:\n  min_input_volts: 5.5\n  max_input_volts: 4.8\n",
+                "tune.min_input_volts",
+            ),
+            ("tune:\n  sample_interval: 0\n", "tune.sample_interval"),
+            ("tune:\n  max_asic_tmp: 60\n", "max_asic_tmp"),
+        ] {
+            let error = parse(&format!("{base}{yaml}")).unwrap_err().to_string();
+            assert!(error.contains(key), "{yaml}: {error}");
+        }
+    }
 }

@@ -443,11 +443,14 @@ async fn sigint_and_sigterm_restore_the_original_settings_before_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_or_ignored_patch_and_a_miner_that_drops_out_leave_it_where_it_should_be() {
-    let bench = Bench::start(vec![gamma(30), gamma(31), gamma(32)], "").await;
-    let originals: Vec<(f64, f64)> = (0..3).map(|i| bench.clock(i)).collect();
+async fn a_refused_or_ignored_patch_a_miner_that_drops_out_and_one_that_overheats_leave_the_others_finishing() {
+    // Five miners swept at once: a refused PATCH, an ignored one, a miner that drops off the
+    // network, one in a hot room that breaks the temperature limit, and one that finishes.
+    let bench = Bench::start(vec![gamma(30), gamma(31), gamma(32), gamma(33), gamma(34)], "").await;
+    let originals: Vec<(f64, f64)> = (0..5).map(|i| bench.clock(i)).collect();
     bench.sims.set_fault(0, Fault::RefusePatch);
     bench.sims.set_fault(1, Fault::IgnorePatch);
+    bench.sims.set_ambient(3, 48.0);
     let child = bench
         .command(&[
             "tune",
@@ -457,8 +460,12 @@ async fn a_refused_or_ignored_patch_and_a_miner_that_drops_out_leave_it_where_it
             "miner-1",
             "--device",
             "miner-2",
+            "--device",
+            "miner-3",
+            "--device",
+            "miner-4",
             "--max-parallel",
-            "3",
+            "5",
             "--freq",
             "550..600",
             "--voltage",
@@ -516,9 +523,25 @@ async fn a_refused_or_ignored_patch_and_a_miner_that_drops_out_leave_it_where_it
         "{dropped:#}"
     );
     assert_eq!(dropped["status"], "restored", "{dropped:#}");
-    for (i, original) in originals.iter().enumerate() {
+    let hot = by_name("miner-3");
+    assert_eq!(hot["steps"][0]["outcome"], "limit", "{hot:#}");
+    assert!(
+        hot["steps"][0]["reason"].as_str().unwrap().contains("ASIC temperature"),
+        "{hot:#}"
+    );
+    for (i, original) in originals.iter().enumerate().take(4) {
         assert_eq!(bench.clock(i), *original, "miner-{i}");
     }
+    // The limit and the failures elsewhere did not stop the healthy miner's sweep.
+    let finished = by_name("miner-4");
+    assert_eq!(finished["status"], "finished", "{finished:#}");
+    assert_eq!(finished["steps"].as_array().unwrap().len(), 2, "{finished:#}");
+    let best = (
+        finished["final_frequency_mhz"].as_f64().unwrap(),
+        finished["final_core_voltage_mv"].as_f64().unwrap(),
+    );
+    assert!(best == (550.0, 1200.0) || best == (600.0, 1200.0), "{finished:#}");
+    assert_eq!(bench.clock(4), best);
     bench.sims.shutdown().await;
 }
 
