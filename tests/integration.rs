@@ -14,6 +14,7 @@
 //! - `hardening`: what a typo, a hostile miner, a second process or a signal must not
 //!   break (data loss, availability, hardware safety, bad input).
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
+//! - `health`: "is it really mining?" verdicts for each simulated fault mode.
 //! - `availability`: an idle-connection flood and a scrape storm against `serve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -25,6 +26,7 @@ mod client;
 mod decode;
 mod exporter;
 mod hardening;
+mod health;
 mod ledger;
 mod simulator;
 mod stack;

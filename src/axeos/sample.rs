@@ -51,6 +51,17 @@ pub struct Sample {
     pub mining_paused: Option<bool>,
     pub asic_count: Option<u32>,
     pub pool_response_time_ms: Option<f64>,
+    /// Rolling averages of the hashrate (v2.12+), GH/s; absent while the firmware has no
+    /// data yet (it sends 0).
+    pub hashrate_1m_ghs: Option<f64>,
+    pub hashrate_10m_ghs: Option<f64>,
+    pub hashrate_1h_ghs: Option<f64>,
+    /// Blocks found since boot (`blockFound`: a 0/1 flag in v2.11–v2.12, a count from v2.13).
+    pub blocks_found: Option<u64>,
+    /// The network's difficulty from the current job (v2.11+).
+    pub network_difficulty: Option<f64>,
+    /// Lifetime uptime (v2.15+), s.
+    pub total_uptime_seconds: Option<u64>,
     /// The board family's PSU rating (`maxPower`, v2.6+), W.
     pub rated_power_watts: Option<f64>,
     /// The board family's supply voltage (`nominalVoltage`, v2.6+), V.
@@ -167,6 +178,22 @@ struct WireInfo {
     vr_temp: Num,
     #[serde(rename = "hashRate")]
     hash_rate: Num,
+    /// v2.12+: rolling averages of `hashRate`, GH/s; 0 until data exists.
+    #[serde(rename = "hashRate_1m")]
+    hash_rate_1m: Num,
+    #[serde(rename = "hashRate_10m")]
+    hash_rate_10m: Num,
+    #[serde(rename = "hashRate_1h")]
+    hash_rate_1h: Num,
+    /// v2.11–v2.12 a 0/1 flag, a count of blocks found since boot from v2.13.
+    #[serde(rename = "blockFound")]
+    block_found: Num,
+    /// v2.11+, while a job is known.
+    #[serde(rename = "networkDifficulty")]
+    network_difficulty: Num,
+    /// v2.15+: lifetime uptime, persisted hourly.
+    #[serde(rename = "totalUptimeSeconds")]
+    total_uptime_seconds: Num,
     #[serde(rename = "expectedHashrate")]
     expected_hashrate: Num,
     #[serde(rename = "coreVoltage")]
@@ -341,6 +368,12 @@ impl WireInfo {
             mining_paused: self.mining_paused.flag(),
             asic_count,
             pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
+            hashrate_1m_ghs: self.hash_rate_1m.positive(),
+            hashrate_10m_ghs: self.hash_rate_10m.positive(),
+            hashrate_1h_ghs: self.hash_rate_1h.positive(),
+            blocks_found: self.block_found.count(),
+            network_difficulty: self.network_difficulty.positive(),
+            total_uptime_seconds: self.total_uptime_seconds.count(),
             rated_power_watts: self.max_power.positive(),
             nominal_input_volts: self.nominal_voltage.positive(),
             power_fault: self.power_fault.0.filter(|s| !s.trim().is_empty()),

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::daemon::health::Problem;
+
 use crate::axeos::sample::{ClockConfig, Sample};
 use crate::config::Thresholds;
 
@@ -79,6 +81,14 @@ pub enum DeviceEvent {
         celsius: f64,
         limit: f64,
     },
+    /// A mining-health verdict began.
+    MiningProblem {
+        problem: Problem,
+    },
+    /// …and ended.
+    MiningRecovered {
+        problem: Problem,
+    },
 }
 
 impl DeviceEvent {
@@ -86,7 +96,7 @@ impl DeviceEvent {
     pub fn is_warning(&self) -> bool {
         matches!(
             self,
-            Self::Down { .. } | Self::TemperatureRose { .. } | Self::Rebooted { .. }
+            Self::Down { .. } | Self::TemperatureRose { .. } | Self::Rebooted { .. } | Self::MiningProblem { .. }
         )
     }
 }
@@ -132,6 +142,10 @@ impl fmt::Display for DeviceEvent {
                     "ASIC temperature {celsius:.1} °C reached the {what} threshold ({limit} °C)"
                 )
             }
+            Self::MiningProblem { problem } => {
+                write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())
+            }
+            Self::MiningRecovered { problem } => write!(f, "mining again: {} is over", problem.as_label()),
             Self::TemperatureFell { level, celsius, limit } => {
                 let what = if *level == TempLevel::Warning {
                     "shutdown"

@@ -11,6 +11,7 @@ use crate::axeos::sample::Sample;
 use crate::axeos::{ErrorCounts, PollError};
 use crate::config::{Config, MinerAddress, Thresholds};
 use crate::daemon::events::{observe_failure, observe_success, DeviceEvent, Tracked};
+use crate::daemon::health::{HealthTracker, Verdict};
 
 #[derive(Debug)]
 pub struct Fleet {
@@ -46,6 +47,9 @@ struct DeviceState {
     implausible: BTreeMap<&'static str, u64>,
     consecutive_failures: u32,
     tracked: Tracked,
+    /// "Is it really mining?": the history the verdicts need, and the latest verdict.
+    health: HealthTracker,
+    verdict: Option<Verdict>,
 }
 
 /// A copy of one device's state at one instant, for rendering.
@@ -68,6 +72,9 @@ pub struct DeviceView {
     pub implausible: BTreeMap<&'static str, u64>,
     /// Time since the current configuration segment began; `Some` only when `up`.
     pub config_age: Option<Duration>,
+    /// Whether it is really mining, as of the latest good sample; `Some` only when `up`
+    /// (the time since the last share counted to `now`).
+    pub verdict: Option<Verdict>,
 }
 
 impl Fleet {
@@ -140,7 +147,23 @@ impl Fleet {
         for field in &sample.implausible {
             *state.implausible.entry(field).or_default() += 1;
         }
-        let (tracked, events) = observe_success(&state.tracked, &sample, &self.thresholds);
+        let (tracked, mut events) = observe_success(&state.tracked, &sample, &self.thresholds);
+        let verdict = state.health.observe(now.0, &sample);
+        let before = state.verdict.as_ref().map(|v| v.problems.clone()).unwrap_or_default();
+        events.extend(
+            verdict
+                .problems
+                .iter()
+                .filter(|p| !before.contains(p))
+                .map(|p| DeviceEvent::MiningProblem { problem: *p }),
+        );
+        events.extend(
+            before
+                .iter()
+                .filter(|p| !verdict.problems.contains(p))
+                .map(|p| DeviceEvent::MiningRecovered { problem: *p }),
+        );
+        state.verdict = Some(verdict);
         let new_segment = events.iter().any(|e| {
             matches!(
                 e,
@@ -209,6 +232,13 @@ impl Fleet {
                         .config_since
                         .filter(|_| up)
                         .map(|since| now.saturating_duration_since(since)),
+                    verdict: state.verdict.filter(|_| up).map(|mut verdict| {
+                        let since_poll = state
+                            .last_success
+                            .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(at));
+                        verdict.last_share_age = verdict.last_share_age.map(|age| age + since_poll);
+                        verdict
+                    }),
                 }
             })
             .collect()

@@ -15,6 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::axeos::sample::Sample;
 use crate::axeos::PollErrorKind;
 use crate::daemon::fleet::{DeviceView, Fleet};
+use crate::daemon::health::{Problem, Verdict};
 use crate::daemon::server::HttpStats;
 use crate::ledger::writer::LedgerStats;
 
@@ -185,6 +186,27 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
         Device,
         "Seconds since the miner booted",
         |s| s.uptime_seconds.map(|u| u as f64),
+    ),
+    gauge(
+        "bitaxe_total_uptime",
+        Some("seconds"),
+        Device,
+        "Lifetime uptime the firmware keeps across reboots (v2.15+)",
+        |s| s.total_uptime_seconds.map(|u| u as f64),
+    ),
+    gauge(
+        "bitaxe_block_found",
+        None,
+        Device,
+        "Blocks found since boot (v2.13+; a 0/1 flag in v2.11 and v2.12)",
+        |s| s.blocks_found.map(|n| n as f64),
+    ),
+    gauge(
+        "bitaxe_network_difficulty",
+        None,
+        Device,
+        "The network difficulty of the miner's current job (v2.11+)",
+        |s| s.network_difficulty,
     ),
     gauge(
         "bitaxe_best_difficulty",
@@ -449,8 +471,82 @@ impl Collector for FleetCollector {
             up.iter().map(|d| (d.name, thresholds.shutdown_celsius)),
         )?;
 
+        encode_health_metrics(&mut encoder, &views)?;
         self.encode_poll_metrics(&mut encoder, &views)
     }
+}
+
+/// "Is it really mining?": the verdict and what it is computed from, for up devices.
+fn encode_health_metrics(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
+    let judged: Vec<(&str, &Verdict)> = views
+        .iter()
+        .filter_map(|v| Some((v.name.as_str(), v.verdict.as_ref()?)))
+        .collect();
+    device_gauges(
+        encoder,
+        "bitaxe_mining_healthy",
+        "1 while the miner is really mining: none of the problems in bitaxe_mining_problem",
+        None,
+        judged.iter().map(|(d, v)| (*d, i64::from(v.healthy()))),
+    )?;
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_mining_problem",
+            "1 while this reason says the miner is not really mining: shares_stalled, hashrate_frozen, share_rate_low, implausible_reading, overheat, power_fault, paused",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (device, verdict) in &judged {
+            for problem in Problem::ALL {
+                let labels = [("device", *device), ("reason", problem.as_label())];
+                ConstGauge::new(i64::from(verdict.problems.contains(&problem)))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let hashes_per_second = Unit::Other("hashes_per_second".into());
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_hashrate_average",
+            "The firmware's rolling averages of its hashrate (v2.12+), by window: 1m, 10m, 1h",
+            Some(&hashes_per_second),
+            MetricType::Gauge,
+        )?;
+        for view in views {
+            let Some(sample) = view.sample.as_deref() else {
+                continue;
+            };
+            for (window, value) in [
+                ("1m", sample.hashrate_1m_ghs),
+                ("10m", sample.hashrate_10m_ghs),
+                ("1h", sample.hashrate_1h_ghs),
+            ] {
+                if let Some(ghs) = value {
+                    let labels = [("device", view.name.as_str()), ("window", window)];
+                    ConstGauge::new(ghs * 1e9).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+    }
+    let seconds = Unit::Seconds;
+    device_gauges(
+        encoder,
+        "bitaxe_last_share_age",
+        "Time since the accepted-share counter last rose, as the exporter saw it (since it was first seen, before that)",
+        Some(&seconds),
+        judged
+            .iter()
+            .filter_map(|(d, v)| Some((*d, v.last_share_age?.as_secs_f64()))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_expected_share_interval",
+        "Mean time between shares at the reported hashrate and the pool's difficulty (difficulty × 2^32 / hashrate); no share for 6.9 of these is a stall",
+        Some(&seconds),
+        judged
+            .iter()
+            .filter_map(|(d, v)| Some((*d, v.expected_share_interval?.as_secs_f64()))),
+    )
 }
 
 impl FleetCollector {

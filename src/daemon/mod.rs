@@ -5,6 +5,7 @@
 pub mod events;
 pub mod exposition;
 pub mod fleet;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod poller;

@@ -58,6 +58,18 @@ pub enum Fault {
     RefusePatch,
     /// Reads are fine; `PATCH /api/system` answers `200` and changes nothing.
     IgnorePatch,
+    /// The firmware's flatline bug: the hashrate frozen at its last value, no new shares.
+    Flatline,
+    /// Hashing reported normally, no shares accepted (the pool gets nothing).
+    Starvation,
+    /// Full hashrate reported, shares found at half the rate it implies.
+    Phantom,
+    /// A bogus 200 TH/s hashrate reading.
+    Spike,
+    /// The voltage regulator reports a fault (`power_fault`); the ASIC stops.
+    PowerFault,
+    /// Mining paused (`miningPaused`, v2.14+): the ASIC is held in reset.
+    Paused,
 }
 
 impl Fault {
@@ -73,7 +85,7 @@ impl Fault {
         Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 16] = [
         Fault::None,
         Fault::Offline,
         Fault::Hang,
@@ -84,7 +96,21 @@ impl Fault {
         Fault::Oversized,
         Fault::RefusePatch,
         Fault::IgnorePatch,
+        Fault::Flatline,
+        Fault::Starvation,
+        Fault::Phantom,
+        Fault::Spike,
+        Fault::PowerFault,
+        Fault::Paused,
     ];
+
+    /// Faults in what the miner reports and finds, not in how it answers HTTP.
+    pub fn is_mining_fault(self) -> bool {
+        matches!(
+            self,
+            Fault::Flatline | Fault::Starvation | Fault::Phantom | Fault::Spike | Fault::PowerFault | Fault::Paused
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -98,6 +124,12 @@ impl Fault {
             Fault::Oversized => "oversized",
             Fault::RefusePatch => "refuse-patch",
             Fault::IgnorePatch => "ignore-patch",
+            Fault::Flatline => "flatline",
+            Fault::Starvation => "starvation",
+            Fault::Phantom => "phantom",
+            Fault::Spike => "spike",
+            Fault::PowerFault => "power-fault",
+            Fault::Paused => "paused",
         }
     }
 }
@@ -132,6 +164,8 @@ pub struct MinerSpec {
     pub core_voltage_mv: Option<u32>,
     /// Serve this body verbatim as `/api/system/info` (a recorded or constructed payload).
     pub replay_info: Option<Bytes>,
+    /// The pool's share difficulty, if not 1000 (a low one makes shares frequent in tests).
+    pub pool_difficulty: Option<f64>,
 }
 
 impl MinerSpec {
@@ -148,6 +182,7 @@ impl MinerSpec {
             frequency_mhz: None,
             core_voltage_mv: None,
             replay_info: None,
+            pool_difficulty: None,
         }
     }
 }
@@ -180,6 +215,8 @@ struct MinerState {
     fault: Fault,
     restarting_until: Option<Instant>,
     requests: u64,
+    /// The hashrate a flatline froze at.
+    flatline_hashrate: Option<f64>,
     /// `PATCH /api/system` and `POST /api/system/restart` requests received.
     writes: u64,
     /// When the first request arrived (to check how a poller spreads its start).
@@ -197,6 +234,9 @@ impl SimMiner {
         }
         if let Some(v) = spec.core_voltage_mv {
             physics.core_voltage_mv = f64::from(v);
+        }
+        if let Some(difficulty) = spec.pool_difficulty.filter(|d| *d > 0.0) {
+            physics.pool_difficulty = difficulty;
         }
         physics.settle();
         // A miner that has been running a while: an hour in, shares found.
@@ -226,6 +266,7 @@ impl SimMiner {
                 fault: spec.fault,
                 restarting_until: None,
                 requests: 0,
+                flatline_hashrate: None,
                 writes: 0,
                 first_request: None,
             }),
@@ -247,6 +288,7 @@ impl SimMiner {
             let dt = now
                 .saturating_duration_since(state.last_advance)
                 .mul_f64(self.time_scale);
+            let shares_before = state.physics.shares_accepted;
             // Integrate in steps so a long idle gap keeps the thermal curve right.
             let mut remaining = dt;
             let step = Duration::from_secs(5);
@@ -255,6 +297,13 @@ impl SimMiner {
                 state.physics.advance(this);
                 remaining -= this;
             }
+            // What the pool sees under a mining fault.
+            let found = state.physics.shares_accepted - shares_before;
+            state.physics.shares_accepted = match state.fault {
+                Fault::Flatline | Fault::Starvation | Fault::PowerFault | Fault::Paused => shares_before,
+                Fault::Phantom => shares_before + found / 2.0,
+                _ => state.physics.shares_accepted,
+            };
         }
         state.last_advance = now;
         if state.restarting_until.is_some_and(|until| now >= until) {
@@ -530,7 +579,13 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         | Fault::Truncated
         | Fault::Oversized
         | Fault::RefusePatch
-        | Fault::IgnorePatch => {}
+        | Fault::IgnorePatch
+        | Fault::Flatline
+        | Fault::Starvation
+        | Fault::Phantom
+        | Fault::Spike
+        | Fault::PowerFault
+        | Fault::Paused => {}
     }
 
     let dialect = miner.dialect;
@@ -543,8 +598,30 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         (&Method::GET, "/api/system/info") => {
             let body = {
                 let mut state = miner.advanced();
-                let reading = state.physics.read();
-                dialects::system_info(dialect, &miner.identity, &state.physics, &reading)
+                let mut reading = state.physics.read();
+                let fault = state.fault;
+                match fault {
+                    Fault::Flatline => {
+                        reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
+                    }
+                    Fault::Spike => reading.hashrate_ghs = 200_000.0,
+                    Fault::PowerFault | Fault::Paused => {
+                        reading.hashrate_ghs = 0.0;
+                        reading.power_watts = 2.5;
+                        reading.error_percent = 0.0;
+                    }
+                    _ => state.flatline_hashrate = None,
+                }
+                let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading);
+                if let serde_json::Value::Object(fields) = &mut body {
+                    if fault == Fault::PowerFault && dialect >= Dialect::V2_10 {
+                        fields.insert("power_fault".into(), serde_json::json!("VIN_UV_FAULT"));
+                    }
+                    if fault == Fault::Paused && dialect >= Dialect::V2_15 {
+                        fields.insert("miningPaused".into(), serde_json::json!(true));
+                    }
+                }
+                body
             };
             json_reply(StatusCode::OK, &body, dialect.pretty())
         }

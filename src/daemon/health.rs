@@ -1,0 +1,320 @@
+//! "Is it really mining?": per-device verdicts from successive readings — shares that
+//! stopped arriving, a hashrate frozen to the last digit, fewer shares than the reported
+//! hashrate must find, readings no miner can produce, and the firmware's own "not mining"
+//! flags. Pure: the fleet feeds it readings and their times, metrics and logs read it.
+
+use std::time::{Duration, Instant};
+
+use crate::axeos::sample::Sample;
+
+/// Hashes per share at difficulty 1.
+const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
+/// A stall is declared when no share has come for this many expected intervals: the
+/// chance of that by luck alone is e^−6.91 = 0.1 % (Poisson).
+pub const STALL_INTERVALS: f64 = 6.907_755;
+/// Readings with a hashrate identical to the last digit that mean a frozen counter.
+pub const FROZEN_READINGS: u32 = 10;
+/// The expected share count a window needs before it is judged (the Poisson interval is
+/// then within ±47 % at 3.29 σ).
+pub const SHARE_WINDOW_EXPECTED: f64 = 50.0;
+/// z for a one-sided 0.05 % test: a healthy miner is called short once in 2,000 windows.
+const SHARE_WINDOW_Z: f64 = 3.29;
+/// Above this share of expected, a reported hashrate is not believed.
+pub const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
+/// No Bitaxe chip does better than about 9 J/TH: less means the power reading is idle
+/// while a hashrate is reported (a unit in overheat protection at 5 W, "online").
+pub const MIN_PLAUSIBLE_JTH: f64 = 5.0;
+
+/// Why a miner is not really mining: a bounded label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Problem {
+    SharesStalled,
+    HashrateFrozen,
+    ShareRateLow,
+    ImplausibleReading,
+    Overheat,
+    PowerFault,
+    Paused,
+}
+
+impl Problem {
+    pub const ALL: [Problem; 7] = [
+        Problem::SharesStalled,
+        Problem::HashrateFrozen,
+        Problem::ShareRateLow,
+        Problem::ImplausibleReading,
+        Problem::Overheat,
+        Problem::PowerFault,
+        Problem::Paused,
+    ];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Problem::SharesStalled => "shares_stalled",
+            Problem::HashrateFrozen => "hashrate_frozen",
+            Problem::ShareRateLow => "share_rate_low",
+            Problem::ImplausibleReading => "implausible_reading",
+            Problem::Overheat => "overheat",
+            Problem::PowerFault => "power_fault",
+            Problem::Paused => "paused",
+        }
+    }
+
+    /// What a person reads in the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Problem::SharesStalled => "no accepted share for far longer than the hashrate and difficulty explain",
+            Problem::HashrateFrozen => "the reported hashrate has not changed to the last digit",
+            Problem::ShareRateLow => "far fewer shares than the reported hashrate must find",
+            Problem::ImplausibleReading => {
+                "a reading no miner can produce (hashrate far above expected, or idle power while hashing)"
+            }
+            Problem::Overheat => "the firmware's overheat protection stopped mining",
+            Problem::PowerFault => "the voltage regulator reports a fault",
+            Problem::Paused => "mining is paused",
+        }
+    }
+}
+
+/// What the tracker knows of a device now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub problems: Vec<Problem>,
+    /// Time since the accepted-share counter last rose (or since it was first seen).
+    pub last_share_age: Option<Duration>,
+    /// Mean time between shares at the reported hashrate and the pool's difficulty.
+    pub expected_share_interval: Option<Duration>,
+}
+
+impl Verdict {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One device's history, as far as the verdicts need it.
+#[derive(Debug, Clone, Default)]
+pub struct HealthTracker {
+    accepted: Option<u64>,
+    /// When the accepted counter was last seen to rise (or first seen).
+    last_share_at: Option<Instant>,
+    last_hashrate: Option<u64>,
+    same_hashrate: u32,
+    window: Option<ShareWindow>,
+    /// The share-rate verdict of the last complete window.
+    share_rate_low: bool,
+    last_at: Option<Instant>,
+}
+
+/// Shares found against shares expected since a starting point.
+#[derive(Debug, Clone, Copy)]
+struct ShareWindow {
+    accepted_at_start: u64,
+    expected: f64,
+}
+
+impl HealthTracker {
+    /// Takes a successful reading at `now` and returns the verdict.
+    pub fn observe(&mut self, now: Instant, sample: &Sample) -> Verdict {
+        // An impossible hashrate predicts nothing about shares: it is judged on its own.
+        let believable = !implausible(sample);
+        let hashrate_hs = sample.hashrate_ghs.filter(|h| *h > 0.0 && believable).map(|h| h * 1e9);
+        let difficulty = sample.pool_difficulty.filter(|d| *d > 0.0);
+        let expected_interval = match (hashrate_hs, difficulty) {
+            (Some(h), Some(d)) => Some(d * HASHES_PER_DIFFICULTY / h).filter(|s| s.is_finite()),
+            _ => None,
+        };
+
+        // The share counter: a rise is a share; a fall is a reboot (history starts again).
+        let dt = self.last_at.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        match (self.accepted, sample.shares_accepted) {
+            (Some(before), Some(now_count)) if now_count > before => {
+                self.last_share_at = Some(now);
+                self.add_to_window(now_count, hashrate_hs, difficulty, dt);
+            }
+            (Some(before), Some(now_count)) if now_count < before => {
+                self.last_share_at = Some(now);
+                self.window = None;
+                self.share_rate_low = false;
+            }
+            (Some(_), Some(now_count)) => self.add_to_window(now_count, hashrate_hs, difficulty, dt),
+            (None, Some(_)) => self.last_share_at = Some(now),
+            _ => {}
+        }
+        self.accepted = sample.shares_accepted.or(self.accepted);
+        self.last_at = Some(now);
+
+        // The hashrate to the last bit, over successive readings.
+        let bits = sample.hashrate_ghs.filter(|h| *h > 0.0 && believable).map(f64::to_bits);
+        if bits.is_some() && bits == self.last_hashrate {
+            self.same_hashrate += 1;
+        } else {
+            self.same_hashrate = 0;
+        }
+        self.last_hashrate = bits;
+
+        let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
+        let mut problems = Vec::new();
+        // The most specific reason only: a frozen hashrate (the flatline bug) also stops the
+        // shares, and a stall also leaves a window short.
+        let frozen = self.same_hashrate + 1 >= FROZEN_READINGS;
+        let stalled = matches!(
+            (last_share_age, expected_interval),
+            (Some(age), Some(interval)) if age.as_secs_f64() > STALL_INTERVALS * interval
+        );
+        if frozen {
+            problems.push(Problem::HashrateFrozen);
+        } else if stalled {
+            problems.push(Problem::SharesStalled);
+        } else if self.share_rate_low {
+            problems.push(Problem::ShareRateLow);
+        }
+        if !believable {
+            problems.push(Problem::ImplausibleReading);
+        }
+        if sample.overheat == Some(true) {
+            problems.push(Problem::Overheat);
+        }
+        if sample.power_fault.is_some() {
+            problems.push(Problem::PowerFault);
+        }
+        if sample.mining_paused == Some(true) {
+            problems.push(Problem::Paused);
+        }
+        Verdict {
+            problems,
+            last_share_age,
+            expected_share_interval: expected_interval.and_then(|s| Duration::try_from_secs_f64(s).ok()),
+        }
+    }
+
+    /// Adds the shares the last interval should have found; judges a full window.
+    fn add_to_window(&mut self, accepted: u64, hashrate_hs: Option<f64>, difficulty: Option<f64>, dt: Option<f64>) {
+        let (Some(h), Some(d), Some(dt)) = (hashrate_hs, difficulty, dt) else {
+            return;
+        };
+        let window = self.window.get_or_insert(ShareWindow {
+            accepted_at_start: accepted,
+            expected: 0.0,
+        });
+        window.expected += h * dt / (d * HASHES_PER_DIFFICULTY);
+        if window.expected >= SHARE_WINDOW_EXPECTED {
+            let found = accepted.saturating_sub(window.accepted_at_start) as f64;
+            let floor = window.expected - SHARE_WINDOW_Z * window.expected.sqrt();
+            self.share_rate_low = found < floor;
+            self.window = Some(ShareWindow {
+                accepted_at_start: accepted,
+                expected: 0.0,
+            });
+        }
+    }
+}
+
+/// A hashrate far above what the chips can do, a reading the decoder dropped, or a power
+/// reading at idle level while hashing is reported.
+fn implausible(sample: &Sample) -> bool {
+    let dropped = sample
+        .implausible
+        .iter()
+        .any(|f| matches!(*f, "hashrate_ghs" | "power_watts"));
+    let too_fast = matches!(
+        (sample.hashrate_ghs, sample.expected_hashrate_ghs),
+        (Some(h), Some(e)) if e > 0.0 && h > MAX_PLAUSIBLE_RATIO * e
+    );
+    let idle_power = matches!(
+        (sample.power_watts, sample.hashrate_ghs),
+        (Some(p), Some(h)) if h > 0.0 && p / (h / 1000.0) < MIN_PLAUSIBLE_JTH
+    );
+    dropped || too_fast || idle_power
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(hashrate: f64, accepted: u64) -> Sample {
+        Sample {
+            hashrate_ghs: Some(hashrate),
+            expected_hashrate_ghs: Some(1000.0),
+            power_watts: Some(18.0),
+            shares_accepted: Some(accepted),
+            pool_difficulty: Some(1000.0),
+            ..Sample::default()
+        }
+    }
+
+    /// Polls every `step` for `polls`, with `shares(i)` accepted at poll i.
+    fn run(polls: u32, step: Duration, hashrate: impl Fn(u32) -> f64, shares: impl Fn(u32) -> u64) -> Verdict {
+        let mut tracker = HealthTracker::default();
+        let start = Instant::now();
+        let mut verdict = Verdict::default();
+        for i in 0..polls {
+            verdict = tracker.observe(start + step * i, &reading(hashrate(i), shares(i)));
+        }
+        verdict
+    }
+
+    #[test]
+    fn a_healthy_miner_has_no_problem() {
+        // 1 TH/s at difficulty 1000: a share every 4.3 s; polled every 5 s, one share each.
+        let verdict = run(400, Duration::from_secs(5), |i| 1000.0 + f64::from(i % 7), u64::from);
+        assert!(verdict.healthy(), "{verdict:?}");
+        let interval = verdict.expected_share_interval.unwrap().as_secs_f64();
+        assert!((interval - 4.295).abs() < 0.01, "{interval}");
+    }
+
+    #[test]
+    fn stopped_shares_stall_after_seven_intervals_and_a_frozen_hashrate_is_seen() {
+        // Shares stop at poll 10; 4.3 s × 6.9 = 30 s later (6 polls) the stall is called.
+        let stalled = |polls| {
+            run(
+                polls,
+                Duration::from_secs(5),
+                |i| 1000.0 + f64::from(i % 7),
+                |i| u64::from(i.min(10)),
+            )
+        };
+        assert!(!stalled(15).problems.contains(&Problem::SharesStalled));
+        assert_eq!(stalled(18).problems, vec![Problem::SharesStalled]);
+        assert_eq!(
+            stalled(100).problems,
+            vec![Problem::SharesStalled],
+            "the stall, not also a short window"
+        );
+        let frozen = run(12, Duration::from_secs(5), |_| 1000.0, u64::from);
+        assert_eq!(frozen.problems, vec![Problem::HashrateFrozen]);
+    }
+
+    #[test]
+    fn half_the_shares_over_a_full_window_is_a_low_share_rate() {
+        // A share expected every 4.3 s; found every 8.6 s. 50 expected shares take 215 s.
+        let verdict = run(
+            60,
+            Duration::from_secs(5),
+            |i| 1000.0 + f64::from(i % 7),
+            |i| u64::from(i / 2),
+        );
+        assert_eq!(verdict.problems, vec![Problem::ShareRateLow]);
+        let fine = run(60, Duration::from_secs(5), |i| 1000.0 + f64::from(i % 7), u64::from);
+        assert!(fine.healthy(), "{fine:?}");
+    }
+
+    #[test]
+    fn impossible_readings_and_firmware_flags_are_problems() {
+        let mut spike = reading(200_000.0, 1);
+        assert!(implausible(&spike));
+        spike.hashrate_ghs = Some(1000.0);
+        spike.power_watts = Some(3.0);
+        assert!(implausible(&spike), "3 W for 1 TH/s is idle power");
+        let mut tracker = HealthTracker::default();
+        let mut flags = reading(1000.0, 1);
+        flags.overheat = Some(true);
+        flags.mining_paused = Some(true);
+        flags.power_fault = Some("VIN_UV".into());
+        let verdict = tracker.observe(Instant::now(), &flags);
+        assert_eq!(
+            verdict.problems,
+            vec![Problem::Overheat, Problem::PowerFault, Problem::Paused]
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! "Is it really mining?" against simulated miners with the faults people meet: each fault
+//! mode produces its verdict (and only its verdict; a flatline shows its stopped shares
+//! first) in `/metrics`, and healthy miners of several firmware eras produce none over the
+//! same time.
+
+use std::time::{Duration, Instant};
+
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
+
+use crate::support::{Exposition, InProcess};
+
+const REASONS: [&str; 7] = [
+    "shares_stalled",
+    "hashrate_frozen",
+    "share_rate_low",
+    "implausible_reading",
+    "overheat",
+    "power_fault",
+    "paused",
+];
+
+fn problems(exposition: &Exposition, device: &str) -> Vec<String> {
+    REASONS
+        .iter()
+        .filter(|r| exposition.value("bitaxe_mining_problem", &[("device", device), ("reason", r)]) == Some(1.0))
+        .map(|r| r.to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_fault_mode_gets_its_verdict_and_healthy_miners_none() {
+    // A difficulty of 10: a Gamma finds ~23 shares a second, so share verdicts need
+    // seconds, not hours.
+    let miner = |board, dialect, seed, fault| {
+        let mut spec = MinerSpec::new(board, dialect, seed);
+        spec.pool_difficulty = Some(10.0);
+        spec.fault = fault;
+        spec
+    };
+    let cases: [(&str, Board, Dialect, Fault, Option<&str>); 9] = [
+        ("healthy-gamma", Board::Gamma, Dialect::V2_15, Fault::None, None),
+        ("healthy-supra", Board::Supra, Dialect::V2_10, Fault::None, None),
+        ("healthy-ultra", Board::Ultra, Dialect::V2_4, Fault::None, None),
+        (
+            "flatline",
+            Board::Gamma,
+            Dialect::V2_15,
+            Fault::Flatline,
+            Some("hashrate_frozen"),
+        ),
+        (
+            "starvation",
+            Board::Gamma,
+            Dialect::V2_15,
+            Fault::Starvation,
+            Some("shares_stalled"),
+        ),
+        (
+            "phantom",
+            Board::Gamma,
+            Dialect::V2_15,
+            Fault::Phantom,
+            Some("share_rate_low"),
+        ),
+        (
+            "spike",
+            Board::Supra,
+            Dialect::V2_10,
+            Fault::Spike,
+            Some("implausible_reading"),
+        ),
+        (
+            "power-fault",
+            Board::Gamma,
+            Dialect::V2_15,
+            Fault::PowerFault,
+            Some("power_fault"),
+        ),
+        ("paused", Board::Gamma, Dialect::V2_15, Fault::Paused, Some("paused")),
+    ];
+    let specs: Vec<MinerSpec> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, board, dialect, fault, _))| miner(*board, *dialect, 200 + i as u64, *fault))
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices: Vec<(String, std::net::SocketAddr)> = cases
+        .iter()
+        .map(|c| c.0.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect();
+    let exporter = InProcess::start(&devices, 1.0).await;
+
+    // Every fault shows its reason within 20 s (the frozen hashrate needs 10 polls).
+    let started = Instant::now();
+    let mut seen_at = std::collections::BTreeMap::new();
+    let mut false_alarms = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        let exposition = exporter.metrics().await;
+        for (name, _, _, _, expected) in &cases {
+            let found = problems(&exposition, name);
+            match expected {
+                None => {
+                    if !found.is_empty() || exposition.value("bitaxe_mining_healthy", &[("device", name)]) == Some(0.0)
+                    {
+                        false_alarms.push(format!("{name}: {found:?} at {:?}", started.elapsed()));
+                    }
+                }
+                Some(reason) => {
+                    if found == vec![reason.to_string()] {
+                        seen_at.entry(*name).or_insert(started.elapsed());
+                        assert_eq!(
+                            exposition.value("bitaxe_mining_healthy", &[("device", name)]),
+                            Some(0.0)
+                        );
+                    } else {
+                        // A flatline stops the shares at once; its frozen hashrate names the
+                        // cause after ten readings.
+                        let on_the_way = *name == "flatline" && found == vec!["shares_stalled".to_string()];
+                        assert!(
+                            found.is_empty() || on_the_way,
+                            "{name} shows {found:?}, not only {reason}:\n{}",
+                            exposition.text
+                        );
+                    }
+                }
+            }
+        }
+        if seen_at.len() == 6 && started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(false_alarms.is_empty(), "healthy miners flagged: {false_alarms:#?}");
+    for (name, _, _, _, expected) in &cases {
+        if expected.is_some() {
+            let at = seen_at
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: no verdict within 30 s"));
+            assert!(*at < Duration::from_secs(20), "{name}: verdict after {at:?}");
+        }
+    }
+    eprintln!("verdicts after: {seen_at:?}");
+
+    // What the verdicts are computed from is exported too.
+    let exposition = exporter.metrics().await;
+    let interval = exposition
+        .value("bitaxe_expected_share_interval_seconds", &[("device", "healthy-gamma")])
+        .unwrap();
+    assert!(interval > 0.01 && interval < 0.1, "{interval}");
+    let stalled_for = exposition
+        .value("bitaxe_last_share_age_seconds", &[("device", "starvation")])
+        .unwrap();
+    assert!(stalled_for > 5.0, "{stalled_for}");
+    sims.shutdown().await;
+}
