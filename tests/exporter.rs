@@ -25,6 +25,7 @@ fn is_timing_line(line: &str) -> bool {
         "bitaxe_poll_duration_seconds{",
         "bitaxe_last_successful_poll_timestamp_seconds{",
         "bitaxe_config_age_seconds{",
+        "bitaxe_last_share_age_seconds{",
         "bitaxe_exporter_polls_total",
         "bitaxe_exporter_build_info",
         "process_",
