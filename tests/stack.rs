@@ -425,10 +425,15 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     hot.core_voltage_mv = Some(1300);
     let mut offline = MinerSpec::new(Board::Ultra, Dialect::V2_4, 4);
     offline.fault = Fault::Offline;
-    let sims = SimFleet::start(&[ok_gamma, ok_supra, hot, offline], None)
+    // Answers and reports a hashrate, finds no shares (difficulty 10: a share expected
+    // every 0.04 s, so the stall shows at once).
+    let mut starved = MinerSpec::new(Board::Gamma, Dialect::V2_15, 5);
+    starved.fault = Fault::Starvation;
+    starved.pool_difficulty = Some(10.0);
+    let sims = SimFleet::start(&[ok_gamma, ok_supra, hot, offline, starved], None)
         .await
         .unwrap();
-    let names = ["ok-gamma", "ok-supra", "hot", "offline"];
+    let names = ["ok-gamma", "ok-supra", "hot", "offline", "starved"];
     let devices: Vec<(String, SocketAddr)> = names
         .iter()
         .map(|n| n.to_string())
@@ -463,7 +468,10 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
                 a["labels"]["alertname"] == alert && a["labels"]["device"] == device && a["status"] == "firing"
             })
         };
-    while !(arrived("BitaxeMinerDown", "offline") && arrived("BitaxeAsicTemperatureCritical", "hot")) {
+    while !(arrived("BitaxeMinerDown", "offline")
+        && arrived("BitaxeAsicTemperatureCritical", "hot")
+        && arrived("BitaxeSharesStalled", "starved"))
+    {
         assert!(
             Instant::now() < deadline,
             "alerts did not arrive; received: {:#?}",
@@ -522,14 +530,14 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     );
     for (alert, device) in &firing {
         assert!(
-            device == "hot" || device == "offline",
+            device == "hot" || device == "offline" || device == "starved",
             "{alert} fires for {device:?}: {firing:?}"
         );
     }
     for alert in received.lock().unwrap().iter() {
         let device = alert["labels"]["device"].as_str().unwrap_or("");
         assert!(
-            device == "hot" || device == "offline",
+            device == "hot" || device == "offline" || device == "starved",
             "notified about {device:?}: {alert}"
         );
     }
@@ -554,7 +562,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .unwrap();
     assert_eq!(
         devices.len(),
-        4,
+        5,
         "the device variable's label_values finds every device"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
