@@ -156,3 +156,81 @@ async fn each_fault_mode_gets_its_verdict_and_healthy_miners_none() {
     assert!(stalled_for > 5.0, "{stalled_for}");
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overheat_that_replaces_the_configuration_is_named_with_both_and_the_last_good_one_is_kept() {
+    // v2.15 restarts 100 MHz / 100 mV lower once cool; v2.10 latches at 50 MHz / 1000 mV.
+    let mut gamma = MinerSpec::new(Board::Gamma, Dialect::V2_15, 300);
+    gamma.frequency_mhz = Some(600.0);
+    gamma.core_voltage_mv = Some(1200);
+    gamma.time_scale = 60.0;
+    let mut supra = MinerSpec::new(Board::Supra, Dialect::V2_10, 301);
+    supra.time_scale = 60.0;
+    let sims = SimFleet::start(&[gamma, supra], None).await.unwrap();
+    let devices = vec![
+        ("gamma".to_string(), sims.addresses()[0]),
+        ("supra".to_string(), sims.addresses()[1]),
+    ];
+    let exporter = InProcess::start_with(&devices, 1.0, "analysis:\n  warmup_minutes: 0.03\n").await;
+    let good = |e: &Exposition, device: &str, f: &str, v: &str| {
+        e.value(
+            "bitaxe_last_good_config_info",
+            &[("device", device), ("frequency_mhz", f), ("core_voltage_mv", v)],
+        ) == Some(1.0)
+    };
+    exporter
+        .wait_for(Duration::from_secs(15), "both configurations known good", |e| {
+            good(e, "gamma", "600", "1200") && good(e, "supra", "490", "1166")
+        })
+        .await;
+
+    // A hot room trips the protection; the room cools again.
+    sims.set_ambient(0, 80.0);
+    sims.set_ambient(1, 80.0);
+    exporter
+        .wait_for(Duration::from_secs(20), "the overheat verdicts", |e| {
+            problems(e, "gamma").contains(&"overheat".to_string())
+                && problems(e, "supra").contains(&"overheat".to_string())
+        })
+        .await;
+    sims.set_ambient(0, 20.0);
+    let changed = exporter
+        .wait_for(Duration::from_secs(30), "the protection's configurations named", |e| {
+            e.value(
+                "bitaxe_protection_changed_config_info",
+                &[("device", "gamma"), ("from", "600/1200"), ("to", "500/1100")],
+            ) == Some(1.0)
+                && e.value(
+                    "bitaxe_protection_changed_config_info",
+                    &[("device", "supra"), ("from", "490/1166"), ("to", "50/1000")],
+                ) == Some(1.0)
+        })
+        .await;
+    // The last good configuration is still the one the user set, not the fallback.
+    assert!(good(&changed, "gamma", "600", "1200"), "{}", changed.text);
+    assert!(good(&changed, "supra", "490", "1166"), "{}", changed.text);
+
+    // The ledger has both configurations in one event per miner.
+    let database = exporter.database_path();
+    let mut stopper = exporter;
+    stopper.stop().await;
+    let conn = crate::support::sql(&database);
+    let mut stmt = conn
+        .prepare("SELECT d.name, e.detail FROM events e JOIN devices d ON d.id = e.device_id WHERE e.kind = 'overheat_protection' ORDER BY d.name")
+        .unwrap();
+    let events: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].1.contains("600 MHz / 1200 mV -> 500 MHz / 1100 mV"),
+        "{events:?}"
+    );
+    assert!(
+        events[1].1.contains("490 MHz / 1166 mV -> 50 MHz / 1000 mV"),
+        "{events:?}"
+    );
+    sims.shutdown().await;
+}

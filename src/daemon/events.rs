@@ -81,6 +81,11 @@ pub enum DeviceEvent {
         celsius: f64,
         limit: f64,
     },
+    /// The firmware's overheat protection replaced the configuration.
+    ProtectionChangedConfig {
+        from: ClockConfig,
+        to: ClockConfig,
+    },
     /// A mining-health verdict began.
     MiningProblem {
         problem: Problem,
@@ -96,7 +101,11 @@ impl DeviceEvent {
     pub fn is_warning(&self) -> bool {
         matches!(
             self,
-            Self::Down { .. } | Self::TemperatureRose { .. } | Self::Rebooted { .. } | Self::MiningProblem { .. }
+            Self::Down { .. }
+                | Self::TemperatureRose { .. }
+                | Self::Rebooted { .. }
+                | Self::MiningProblem { .. }
+                | Self::ProtectionChangedConfig { .. }
         )
     }
 }
@@ -142,6 +151,10 @@ impl fmt::Display for DeviceEvent {
                     "ASIC temperature {celsius:.1} °C reached the {what} threshold ({limit} °C)"
                 )
             }
+            Self::ProtectionChangedConfig { from, to } => write!(
+                f,
+                "the firmware's overheat protection changed the configuration: {from} -> {to}"
+            ),
             Self::MiningProblem { problem } => {
                 write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())
             }
@@ -159,6 +172,23 @@ impl fmt::Display for DeviceEvent {
             }
         }
     }
+}
+
+/// The settings the firmware's overheat protection leaves behind: from v2.11 it restarts
+/// 100 MHz and 100 mV lower; before, it latches at 50 MHz / 1000 mV.
+pub fn is_protective_drop(from: &ClockConfig, to: &ClockConfig) -> bool {
+    let number = |s: &str| s.parse::<f64>().ok();
+    let (Some(f0), Some(v0), Some(f1), Some(v1)) = (
+        number(&from.frequency_mhz),
+        number(&from.core_voltage_mv),
+        number(&to.frequency_mhz),
+        number(&to.core_voltage_mv),
+    ) else {
+        return false;
+    };
+    let latched = (f1 - 50.0).abs() < 0.5 && (v1 - 1000.0).abs() < 0.5 && (f0, v0) != (f1, v1);
+    let stepped = (f0 - f1 - 100.0).abs() < 0.5 && (v0 - v1 - 100.0).abs() < 0.5;
+    latched || stepped
 }
 
 /// A successful poll: the new tracked state and the events it implies.
@@ -200,6 +230,12 @@ pub fn observe_success(before: &Tracked, sample: &Sample, thresholds: &Threshold
                 from: from.clone(),
                 to: clock.clone(),
             });
+            if sample.overheat == Some(true) || is_protective_drop(from, &clock) {
+                events.push(DeviceEvent::ProtectionChangedConfig {
+                    from: from.clone(),
+                    to: clock.clone(),
+                });
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::axeos::sample::Sample;
+use crate::axeos::sample::{ClockConfig, Sample};
 use crate::axeos::{ErrorCounts, PollError};
 use crate::config::{Config, MinerAddress, Thresholds};
 use crate::daemon::events::{observe_failure, observe_success, DeviceEvent, Tracked};
@@ -50,6 +50,11 @@ struct DeviceState {
     /// "Is it really mining?": the history the verdicts need, and the latest verdict.
     health: HealthTracker,
     verdict: Option<Verdict>,
+    /// The firmware's overheat protection replaced this configuration (from, to); cleared
+    /// by the next configuration change.
+    protection_drop: Option<(ClockConfig, ClockConfig)>,
+    /// The last configuration that ran healthy for at least the warm-up.
+    last_good: Option<ClockConfig>,
 }
 
 /// A copy of one device's state at one instant, for rendering.
@@ -75,6 +80,9 @@ pub struct DeviceView {
     /// Whether it is really mining, as of the latest good sample; `Some` only when `up`
     /// (the time since the last share counted to `now`).
     pub verdict: Option<Verdict>,
+    /// (from, to) while the device runs what its overheat protection left behind.
+    pub protection_drop: Option<(ClockConfig, ClockConfig)>,
+    pub last_good: Option<ClockConfig>,
 }
 
 impl Fleet {
@@ -173,6 +181,26 @@ impl Fleet {
         if new_segment || state.config_since.is_none() {
             state.config_since = Some(now.0);
         }
+        for event in &events {
+            match event {
+                DeviceEvent::ConfigChanged { .. } => state.protection_drop = None,
+                DeviceEvent::ProtectionChangedConfig { from, to } => {
+                    state.protection_drop = Some((from.clone(), to.clone()));
+                }
+                _ => {}
+            }
+        }
+        // The last configuration that ran healthy and below the temperature warning for
+        // at least the warm-up: what a protective restore goes back to.
+        let settled = state
+            .config_since
+            .is_some_and(|since| now.0.saturating_duration_since(since) >= self.warmup);
+        if settled
+            && state.verdict.as_ref().is_some_and(Verdict::healthy)
+            && tracked.temp_level == crate::daemon::events::TempLevel::Normal
+        {
+            state.last_good = Some(sample.clock_config());
+        }
         state.tracked = tracked;
         state.sample = Some(sample);
         state.last_success = Some(now);
@@ -232,6 +260,8 @@ impl Fleet {
                         .config_since
                         .filter(|_| up)
                         .map(|since| now.saturating_duration_since(since)),
+                    protection_drop: state.protection_drop.clone(),
+                    last_good: state.last_good.clone(),
                     verdict: state.verdict.filter(|_| up).map(|mut verdict| {
                         let since_poll = state
                             .last_success

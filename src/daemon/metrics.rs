@@ -528,6 +528,44 @@ fn encode_health_metrics(encoder: &mut DescriptorEncoder, views: &[DeviceView]) 
             }
         }
     }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_last_good_config_info",
+            "The last clock configuration that ran healthy and below the temperature warning for at least the warm-up (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in views {
+            if let Some(good) = &view.last_good {
+                let labels = [
+                    ("device", view.name.as_str()),
+                    ("frequency_mhz", good.frequency_mhz.as_str()),
+                    ("core_voltage_mv", good.core_voltage_mv.as_str()),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_protection_changed_config_info",
+            "Present (1) while the miner runs the configuration its overheat protection left behind: from and to as MHz/mV",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in views.iter().filter(|v| v.up) {
+            if let Some((from, to)) = &view.protection_drop {
+                let from = format!("{}/{}", from.frequency_mhz, from.core_voltage_mv);
+                let to = format!("{}/{}", to.frequency_mhz, to.core_voltage_mv);
+                let labels = [
+                    ("device", view.name.as_str()),
+                    ("from", from.as_str()),
+                    ("to", to.as_str()),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
     let seconds = Unit::Seconds;
     device_gauges(
         encoder,
