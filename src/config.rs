@@ -44,6 +44,8 @@ pub struct Config {
     pub stale_after_polls: u32,
     /// Limits and pace of `tune` (the `tune:` section).
     pub tune: TuneSettings,
+    /// What the daemon may do to a hot miner (`safety.protective_action`).
+    pub protection: Protection,
 }
 
 /// The `tune:` section: the limits a sweep checks on every sample, and its pace.
@@ -184,6 +186,40 @@ impl fmt::Display for MinerAddress {
     }
 }
 
+/// What the daemon may do to a miner at `safety.max_temp_shutdown` (opt-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtectiveAction {
+    /// Nothing is ever written to a miner (the default).
+    #[default]
+    None,
+    /// One frequency option lower, and one voltage option with it.
+    StepDown,
+    /// `POST /api/system/pause` (v2.14+); a step down on older firmware.
+    Pause,
+    /// After the firmware's overheat protection replaced the configuration and the miner
+    /// has cooled, the last configuration that ran healthy.
+    RestoreLastGood,
+}
+
+impl ProtectiveAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectiveAction::None => "none",
+            ProtectiveAction::StepDown => "step_down",
+            ProtectiveAction::Pause => "pause",
+            ProtectiveAction::RestoreLastGood => "restore_last_good",
+        }
+    }
+}
+
+/// `safety.protective_action` and its dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Protection {
+    pub action: ProtectiveAction,
+    /// Log what would be done, send nothing.
+    pub dry_run: bool,
+}
+
 /// ASIC temperature limits from `safety`, in °C.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -313,6 +349,8 @@ struct RawLogging {
 struct RawSafety {
     max_temp_warning: Option<f64>,
     max_temp_shutdown: Option<f64>,
+    protective_action: Option<String>,
+    protective_action_dry_run: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -607,6 +645,22 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 
     let tune = tune_settings(raw.tune, &thresholds, &fail)?;
+    let action = match raw.safety.protective_action.as_deref().map(str::trim) {
+        None | Some("none") => ProtectiveAction::None,
+        Some("step_down") => ProtectiveAction::StepDown,
+        Some("pause") => ProtectiveAction::Pause,
+        Some("restore_last_good") => ProtectiveAction::RestoreLastGood,
+        Some(other) => {
+            return Err(fail(
+                "safety.protective_action",
+                format!("\"{other}\" is not one of none, step_down, pause, restore_last_good"),
+            ))
+        }
+    };
+    let protection = Protection {
+        action,
+        dry_run: raw.safety.protective_action_dry_run.unwrap_or(false),
+    };
 
     Ok(Config {
         devices,
@@ -618,6 +672,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
         stale_after_polls: stale_after_polls as u32,
         tune,
+        protection,
     })
 }
 

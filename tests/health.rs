@@ -234,3 +234,112 @@ async fn an_overheat_that_replaces_the_configuration_is_named_with_both_and_the_
     );
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothing() {
+    // Four Gammas at 600 MHz / 1200 mV; the first three in a warm room (71 °C, above the
+    // 70 °C shutdown threshold, below the firmware's own 75 °C trip).
+    let gamma = |seed, ambient| {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
+        spec.frequency_mhz = Some(600.0);
+        spec.core_voltage_mv = Some(1200);
+        spec.time_scale = 60.0;
+        spec.ambient_celsius = ambient;
+        spec
+    };
+    let sims = SimFleet::start(
+        &[gamma(400, 40.0), gamma(401, 40.0), gamma(402, 40.0), gamma(403, 25.0)],
+        None,
+    )
+    .await
+    .unwrap();
+    let one = |name: &str, i: usize| vec![(name.to_string(), sims.addresses()[i])];
+    let none = InProcess::start(&one("none", 0), 1.0).await;
+    let step = InProcess::start_with(&one("step", 1), 1.0, "safety:\n  protective_action: step_down\n").await;
+    let dry = InProcess::start_with(
+        &one("dry", 2),
+        1.0,
+        "safety:\n  protective_action: step_down\n  protective_action_dry_run: true\n",
+    )
+    .await;
+    let restore = InProcess::start_with(
+        &one("restore", 3),
+        1.0,
+        "safety:\n  protective_action: restore_last_good\nanalysis:\n  warmup_minutes: 0.03\n",
+    )
+    .await;
+    let actions = |e: &Exposition, device: &str, result: &str| {
+        e.find(
+            "bitaxe_protective_actions_total",
+            &[("device", device), ("result", result)],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum::<f64>()
+    };
+
+    // step_down: one option lower in frequency and voltage, read back.
+    step.wait_for(Duration::from_secs(20), "a step down", |e| {
+        actions(e, "step", "applied") == 1.0
+    })
+    .await;
+    let (f, v, _) = sims.clock_and_temperature(1).unwrap();
+    assert_eq!((f, v), (550.0, 1150.0));
+    // The dry run only says what it would do.
+    dry.wait_for(Duration::from_secs(20), "a dry run", |e| {
+        actions(e, "dry", "dry_run") == 1.0
+    })
+    .await;
+    assert_eq!(sims.writes(2), 0, "a dry run sends nothing");
+    assert_eq!(sims.clock_and_temperature(2).unwrap().0, 600.0);
+    // `none` (the default) never writes, however hot.
+    none.wait_for(Duration::from_secs(5), "the hot miner polled", |e| {
+        e.value("bitaxe_asic_temperature_celsius", &[("device", "none")])
+            .is_some_and(|t| t >= 70.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sims.writes(0), 0, "protective_action: none wrote to the miner");
+
+    // restore_last_good: after the firmware's protection dropped the settings, and only
+    // once the miner has cooled.
+    restore
+        .wait_for(Duration::from_secs(15), "600/1200 known good", |e| {
+            e.value(
+                "bitaxe_last_good_config_info",
+                &[
+                    ("device", "restore"),
+                    ("frequency_mhz", "600"),
+                    ("core_voltage_mv", "1200"),
+                ],
+            ) == Some(1.0)
+        })
+        .await;
+    sims.set_ambient(3, 80.0);
+    restore
+        .wait_for(Duration::from_secs(20), "the overheat", |e| {
+            problems(e, "restore").contains(&"overheat".to_string())
+        })
+        .await;
+    assert_eq!(sims.writes(3), 0, "nothing is sent while it is hot");
+    sims.set_ambient(3, 20.0);
+    restore
+        .wait_for(Duration::from_secs(30), "the restore", |e| {
+            actions(e, "restore", "applied") == 1.0
+        })
+        .await;
+    let (f, v, _) = sims.clock_and_temperature(3).unwrap();
+    assert_eq!((f, v), (600.0, 1200.0), "back on the last good configuration");
+
+    // Each action is in the ledger.
+    let mut step = step;
+    let database = step.database_path();
+    step.stop().await;
+    let detail: String = crate::support::sql(&database)
+        .query_row("SELECT detail FROM events WHERE kind = 'protective_action'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(detail.contains("600 MHz / 1200 mV -> 550 MHz / 1150 mV"), "{detail}");
+    sims.shutdown().await;
+}

@@ -237,6 +237,22 @@ impl AxeOsClient {
             .map_err(|_| PollError::Timeout(self.timeout))?
     }
 
+    /// `POST /api/system/pause` (v2.14+): the ASIC is held in reset until resumed.
+    pub async fn pause(&self, address: &MinerAddress) -> Result<(), PollError> {
+        let request = self.http.post(address.url("/api/system/pause"));
+        let exchange = async {
+            let response = request.send().await.map_err(|e| send_error(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(PollError::Rejected(format!("HTTP {} to a pause", status.as_u16())));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))?
+    }
+
     /// One timer bounds the whole exchange: connect, headers and body.
     async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
         tokio::time::timeout(self.timeout, self.get_unbounded(url))

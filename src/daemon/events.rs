@@ -86,6 +86,12 @@ pub enum DeviceEvent {
         from: ClockConfig,
         to: ClockConfig,
     },
+    /// What `safety.protective_action` did (or, in a dry run, would do).
+    ProtectiveAction {
+        action: &'static str,
+        result: &'static str,
+        detail: String,
+    },
     /// A mining-health verdict began.
     MiningProblem {
         problem: Problem,
@@ -106,6 +112,7 @@ impl DeviceEvent {
                 | Self::Rebooted { .. }
                 | Self::MiningProblem { .. }
                 | Self::ProtectionChangedConfig { .. }
+                | Self::ProtectiveAction { .. }
         )
     }
 }
@@ -155,6 +162,9 @@ impl fmt::Display for DeviceEvent {
                 f,
                 "the firmware's overheat protection changed the configuration: {from} -> {to}"
             ),
+            Self::ProtectiveAction { action, result, detail } => {
+                write!(f, "protective action {action} ({result}): {detail}")
+            }
             Self::MiningProblem { problem } => {
                 write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::axeos::sample::{ClockConfig, Sample};
 use crate::axeos::{ErrorCounts, PollError};
-use crate::config::{Config, MinerAddress, Thresholds};
+use crate::config::{Config, MinerAddress, Protection, Thresholds};
 use crate::daemon::events::{observe_failure, observe_success, DeviceEvent, Tracked};
 use crate::daemon::health::{HealthTracker, Verdict};
 
@@ -22,6 +22,7 @@ pub struct Fleet {
     thresholds: Thresholds,
     /// The analysis warm-up, exported so PromQL leaves out the same samples the ledger does.
     warmup: Duration,
+    protection: Protection,
     polls_total: AtomicU64,
 }
 
@@ -55,6 +56,8 @@ struct DeviceState {
     protection_drop: Option<(ClockConfig, ClockConfig)>,
     /// The last configuration that ran healthy for at least the warm-up.
     last_good: Option<ClockConfig>,
+    /// Protective actions by (action, result).
+    protective: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// A copy of one device's state at one instant, for rendering.
@@ -83,6 +86,8 @@ pub struct DeviceView {
     /// (from, to) while the device runs what its overheat protection left behind.
     pub protection_drop: Option<(ClockConfig, ClockConfig)>,
     pub last_good: Option<ClockConfig>,
+    /// Protective actions taken (or dry-run) by (action, result).
+    pub protective: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 impl Fleet {
@@ -101,6 +106,7 @@ impl Fleet {
             stale_after: config.poll_interval * config.stale_after_polls.max(1),
             thresholds: config.thresholds,
             warmup: config.warmup,
+            protection: config.protection,
             polls_total: AtomicU64::new(0),
         }
     }
@@ -123,6 +129,35 @@ impl Fleet {
 
     pub fn warmup(&self) -> Duration {
         self.warmup
+    }
+
+    pub fn protection(&self) -> Protection {
+        self.protection
+    }
+
+    /// What a protective decision for a device needs from its state.
+    pub fn protector_context(&self, index: usize) -> crate::daemon::protect::Context {
+        let state = self
+            .devices
+            .get(index)
+            .map(|d| lock(&d.state).clone())
+            .unwrap_or_default();
+        let number = |s: &str| s.parse::<f64>().ok();
+        crate::daemon::protect::Context {
+            thresholds: self.thresholds,
+            last_good: state
+                .last_good
+                .as_ref()
+                .and_then(|c| Some((number(&c.frequency_mhz)?, number(&c.core_voltage_mv)?))),
+            protection_dropped: state.protection_drop.is_some(),
+        }
+    }
+
+    /// Counts a protective action's outcome.
+    pub fn record_protective(&self, index: usize, action: &'static str, result: &'static str) {
+        if let Some(slot) = self.devices.get(index) {
+            *lock(&slot.state).protective.entry((action, result)).or_default() += 1;
+        }
     }
 
     pub fn polls_total(&self) -> u64 {
@@ -261,6 +296,7 @@ impl Fleet {
                         .filter(|_| up)
                         .map(|since| now.saturating_duration_since(since)),
                     protection_drop: state.protection_drop.clone(),
+                    protective: state.protective.clone(),
                     last_good: state.last_good.clone(),
                     verdict: state.verdict.filter(|_| up).map(|mut verdict| {
                         let since_poll = state

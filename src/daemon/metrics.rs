@@ -566,6 +566,20 @@ fn encode_health_metrics(encoder: &mut DescriptorEncoder, views: &[DeviceView]) 
             }
         }
     }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_protective_actions",
+            "What safety.protective_action did to the miner, by action (step_down, pause, restore_last_good) and result (applied, dry_run, failed)",
+            None,
+            MetricType::Counter,
+        )?;
+        for view in views {
+            for ((action, result), count) in &view.protective {
+                let labels = [("device", view.name.as_str()), ("action", action), ("result", result)];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
     let seconds = Unit::Seconds;
     device_gauges(
         encoder,

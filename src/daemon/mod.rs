@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod poller;
 pub mod process;
+pub mod protect;
 mod self_metrics;
 pub mod server;
 

@@ -11,8 +11,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::axeos::AxeOsClient;
+use crate::config::ProtectiveAction;
 use crate::daemon::events::DeviceEvent;
 use crate::daemon::fleet::Fleet;
+use crate::daemon::protect::{self, Protector};
 use crate::ledger::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
@@ -58,6 +60,8 @@ async fn poll_loop(
     };
     let interval = fleet.poll_interval();
     let mut rng = fastrand::Rng::new();
+    // Opt-in: with `safety.protective_action: none` (the default) it never acts.
+    let mut protector = Protector::new(fleet.protection());
     // Spread the first polls uniformly over the start window, so a fleet's first requests
     // do not arrive together.
     let mut next = Instant::now() + start_phase(interval, rng.f64());
@@ -82,7 +86,20 @@ async fn poll_loop(
                         sample: sample.clone(),
                     });
                 }
-                fleet.record_success(index, sample, duration)
+                let mut events = fleet.record_success(index, sample.clone(), duration);
+                if protector.action() != ProtectiveAction::None {
+                    let context = fleet.protector_context(index);
+                    if let Some(plan) = protector.consider(Instant::now(), &sample, &context) {
+                        let outcome = protect::execute(&client, address, &sample, &plan, protector.dry_run()).await;
+                        fleet.record_protective(index, outcome.action, outcome.result);
+                        events.push(DeviceEvent::ProtectiveAction {
+                            action: outcome.action,
+                            result: outcome.result,
+                            detail: outcome.detail,
+                        });
+                    }
+                }
+                events
             }
             Err(error) => {
                 tracing::debug!(device, kind = error.kind().as_label(), %error, "poll failed");

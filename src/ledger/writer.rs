@@ -693,6 +693,7 @@ pub fn event_kind(event: &DeviceEvent) -> &'static str {
         } => "temperature_below_shutdown",
         DeviceEvent::TemperatureFell { .. } => "temperature_normal",
         DeviceEvent::ProtectionChangedConfig { .. } => "overheat_protection",
+        DeviceEvent::ProtectiveAction { .. } => "protective_action",
         DeviceEvent::MiningProblem { .. } => "mining_problem",
         DeviceEvent::MiningRecovered { .. } => "mining_recovered",
     }

@@ -549,7 +549,11 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         state.requests += 1;
         let writes = matches!(
             (&method, path.as_str()),
-            (&Method::PATCH, "/api/system") | (&Method::POST, "/api/system/restart")
+            (&Method::PATCH, "/api/system")
+                | (
+                    &Method::POST,
+                    "/api/system/restart" | "/api/system/pause" | "/api/system/resume"
+                )
         );
         if writes {
             state.writes += 1;
@@ -630,6 +634,15 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             json_reply(StatusCode::OK, &body, false)
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
+        (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect >= Dialect::V2_15 => {
+            let pause = path.ends_with("pause");
+            {
+                let mut state = miner.advanced();
+                state.fault = if pause { Fault::Paused } else { Fault::None };
+            }
+            let message = if pause { "Mining paused" } else { "Mining resumed" };
+            json_reply(StatusCode::OK, &serde_json::json!({ "message": message }), false)
+        }
         (&Method::POST, "/api/system/restart") => {
             {
                 let mut state = miner.advanced();
