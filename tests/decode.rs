@@ -487,3 +487,29 @@ fn secrets_are_not_kept() {
         assert!(!debug.contains(secret), "the sample keeps {secret}");
     }
 }
+
+#[test]
+fn extra_fields_for_the_mining_verdicts_by_era() {
+    use bitaxe_exporter::axeos::sample::{decode_system_info, reject_reason};
+    let gamma = decode_system_info(&local_fixture("v2.15.0-gamma-601.json")).unwrap();
+    // The pool's words, sorted into bounded reasons.
+    assert_eq!(gamma.rejected_by_reason, vec![("duplicate", 2), ("stale", 5)]);
+    assert!(gamma.hashrate_1m_ghs.is_some() && gamma.total_uptime_seconds.is_some());
+    let supra = decode_system_info(&local_fixture("v2.10.1-supra-401.json")).unwrap();
+    assert_eq!(supra.rejected_by_reason, vec![("duplicate", 1), ("stale", 3)]);
+    // Fields an era does not have are absent, never 0.
+    assert_eq!(supra.hashrate_1m_ghs, None);
+    assert_eq!(supra.blocks_found, None);
+    assert_eq!(supra.total_uptime_seconds, None);
+    // v2.12+ sends 0 until it has an average: absent, not a zero hashrate.
+    let starting = decode_system_info(
+        br#"{"hashRate": 1000, "ASICModel": "BM1370", "hashRate_1m": 0, "blockFound": 1, "sharesRejectedReasons": "junk"}"#,
+    )
+    .unwrap();
+    assert_eq!(starting.hashrate_1m_ghs, None);
+    assert_eq!(starting.blocks_found, Some(1));
+    assert!(starting.rejected_by_reason.is_empty());
+    assert_eq!(reject_reason("Above target"), "low_difficulty");
+    assert_eq!(reject_reason("Stale share"), "stale");
+    assert_eq!(reject_reason("\u{1b}[31mweird"), "other");
+}

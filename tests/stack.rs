@@ -427,13 +427,44 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     offline.fault = Fault::Offline;
     // Answers and reports a hashrate, finds no shares (difficulty 10: a share expected
     // every 0.04 s, so the stall shows at once).
-    let mut starved = MinerSpec::new(Board::Gamma, Dialect::V2_15, 5);
-    starved.fault = Fault::Starvation;
-    starved.pool_difficulty = Some(10.0);
-    let sims = SimFleet::start(&[ok_gamma, ok_supra, hot, offline, starved], None)
-        .await
-        .unwrap();
-    let names = ["ok-gamma", "ok-supra", "hot", "offline", "starved"];
+    // And one miner per other "is it really mining?" fault.
+    let faulty = |seed, fault| {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
+        spec.fault = fault;
+        spec.pool_difficulty = Some(10.0);
+        spec
+    };
+    let starved = faulty(5, Fault::Starvation);
+    let sims = SimFleet::start(
+        &[
+            ok_gamma,
+            ok_supra,
+            hot,
+            offline,
+            starved,
+            faulty(6, Fault::Flatline),
+            faulty(7, Fault::Phantom),
+            faulty(8, Fault::Spike),
+            faulty(9, Fault::PowerFault),
+            faulty(10, Fault::Paused),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let names = [
+        "ok-gamma",
+        "ok-supra",
+        "hot",
+        "offline",
+        "starved",
+        "flatline",
+        "phantom",
+        "spike",
+        "power-fault",
+        "paused",
+    ];
+    let faulty_names = ["starved", "flatline", "phantom", "spike", "power-fault", "paused"];
     let devices: Vec<(String, SocketAddr)> = names
         .iter()
         .map(|n| n.to_string())
@@ -479,6 +510,55 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Each verdict is its own alert, for its miner only (through the real Prometheus and
+    // the repository's rules; `for:` shortened to 3 s).
+    let client = reqwest::Client::new();
+    let verdicts = [
+        ("BitaxeSharesStalled", "starved"),
+        ("BitaxeHashrateFrozen", "flatline"),
+        ("BitaxeShareRateLow", "phantom"),
+        ("BitaxeImplausibleReading", "spike"),
+        ("BitaxePowerFault", "power-fault"),
+        ("BitaxeMiningPaused", "paused"),
+    ];
+    let verdict_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let firing = prometheus_query(&client, prom_port, "ALERTS{alertstate=\"firing\"}")
+            .await
+            .unwrap();
+        let pairs: Vec<(String, String)> = firing
+            .iter()
+            .map(|a| {
+                (
+                    a["metric"]["alertname"].as_str().unwrap_or("").to_string(),
+                    a["metric"]["device"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        for (alert, device) in &pairs {
+            if alert.starts_with("BitaxeShares")
+                || alert.starts_with("BitaxeHashrateFrozen")
+                || alert.starts_with("BitaxeShareRate")
+                || alert == "BitaxeImplausibleReading"
+                || alert == "BitaxePowerFault"
+                || alert == "BitaxeMiningPaused"
+            {
+                assert!(
+                    verdicts.contains(&(alert.as_str(), device.as_str())),
+                    "{alert} fires for {device}: {pairs:?}"
+                );
+            }
+        }
+        if verdicts
+            .iter()
+            .all(|(a, d)| pairs.iter().any(|(pa, pd)| pa == a && pd == d))
+        {
+            break;
+        }
+        assert!(Instant::now() < verdict_deadline, "verdict alerts missing: {pairs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     let hot_alert = received
         .lock()
         .unwrap()
@@ -530,14 +610,14 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     );
     for (alert, device) in &firing {
         assert!(
-            device == "hot" || device == "offline" || device == "starved",
+            device == "hot" || device == "offline" || faulty_names.contains(&device.as_str()),
             "{alert} fires for {device:?}: {firing:?}"
         );
     }
     for alert in received.lock().unwrap().iter() {
         let device = alert["labels"]["device"].as_str().unwrap_or("");
         assert!(
-            device == "hot" || device == "offline" || device == "starved",
+            device == "hot" || device == "offline" || faulty_names.contains(&device),
             "notified about {device:?}: {alert}"
         );
     }
@@ -562,7 +642,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .unwrap();
     assert_eq!(
         devices.len(),
-        5,
+        10,
         "the device variable's label_values finds every device"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -62,6 +62,9 @@ pub struct Sample {
     pub network_difficulty: Option<f64>,
     /// Lifetime uptime (v2.15+), s.
     pub total_uptime_seconds: Option<u64>,
+    /// Rejected shares by bounded reason (`sharesRejectedReasons`, v2.6+): the pool's own
+    /// words sorted into `stale`, `duplicate`, `low_difficulty` and `other`.
+    pub rejected_by_reason: Vec<(&'static str, u64)>,
     /// The board family's PSU rating (`maxPower`, v2.6+), W.
     pub rated_power_watts: Option<f64>,
     /// The board family's supply voltage (`nominalVoltage`, v2.6+), V.
@@ -194,6 +197,9 @@ struct WireInfo {
     /// v2.15+: lifetime uptime, persisted hourly.
     #[serde(rename = "totalUptimeSeconds")]
     total_uptime_seconds: Num,
+    /// v2.6+: `[{message, count}]`, at most 10, the pool's words.
+    #[serde(rename = "sharesRejectedReasons", default)]
+    shares_rejected_reasons: RejectReasons,
     #[serde(rename = "expectedHashrate")]
     expected_hashrate: Num,
     #[serde(rename = "coreVoltage")]
@@ -374,6 +380,7 @@ impl WireInfo {
             blocks_found: self.block_found.count(),
             network_difficulty: self.network_difficulty.positive(),
             total_uptime_seconds: self.total_uptime_seconds.count(),
+            rejected_by_reason: self.shares_rejected_reasons.0,
             rated_power_watts: self.max_power.positive(),
             nominal_input_volts: self.nominal_voltage.positive(),
             power_fault: self.power_fault.0.filter(|s| !s.trim().is_empty()),
@@ -429,6 +436,45 @@ fn board_chip_count(board_version: Option<&str>, has_v219_keys: bool) -> Option<
 /// A number that firmware may send as a JSON number, a numeric string, a bool, or `null`.
 #[derive(Debug, Default, Clone, Copy)]
 struct Num(Option<f64>);
+
+/// `sharesRejectedReasons`, read leniently: anything that is not a list of
+/// `{message, count}` objects counts as no reasons.
+#[derive(Debug, Default)]
+struct RejectReasons(Vec<(&'static str, u64)>);
+
+impl<'de> Deserialize<'de> for RejectReasons {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        for entry in value.as_array().into_iter().flatten().take(10) {
+            let message = entry.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            let Some(count) = entry.get("count").and_then(serde_json::Value::as_u64) else {
+                continue;
+            };
+            let reason = reject_reason(message);
+            match counts.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, total)) => *total = total.saturating_add(count),
+                None => counts.push((reason, count)),
+            }
+        }
+        counts.sort();
+        Ok(RejectReasons(counts))
+    }
+}
+
+/// A pool's reject message (free text, up to 63 characters) as a bounded label value.
+pub fn reject_reason(message: &str) -> &'static str {
+    let message = message.to_ascii_lowercase();
+    if message.contains("duplicate") {
+        "duplicate"
+    } else if message.contains("stale") || message.contains("job not found") || message.contains("unknown job") {
+        "stale"
+    } else if message.contains("difficulty") || message.contains("above target") || message.contains("high-hash") {
+        "low_difficulty"
+    } else {
+        "other"
+    }
+}
 
 impl Num {
     fn positive(self) -> Option<f64> {

@@ -568,6 +568,23 @@ fn encode_health_metrics(encoder: &mut DescriptorEncoder, views: &[DeviceView]) 
     }
     {
         let mut family = encoder.encode_descriptor(
+            "bitaxe_shares_rejected_by_reason",
+            "Rejected shares by the pool's reason (sharesRejectedReasons, v2.6+): stale, duplicate, low_difficulty, other",
+            None,
+            MetricType::Counter,
+        )?;
+        for view in views {
+            let Some(sample) = view.sample.as_deref() else {
+                continue;
+            };
+            for (reason, count) in &sample.rejected_by_reason {
+                let labels = [("device", view.name.as_str()), ("reason", reason)];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
             "bitaxe_protective_actions",
             "What safety.protective_action did to the miner, by action (step_down, pause, restore_last_good) and result (applied, dry_run, failed)",
             None,
