@@ -60,6 +60,35 @@ fn promtool_amtool_and_docker_compose_accept_the_files() {
     args.extend(tests.iter().map(String::as_str));
     assert_ok("promtool", &args);
     assert_ok("amtool", &["check-config", "prometheus/alertmanager.yml"]);
+    // The commented receivers (Telegram, Discord, ntfy, e-mail, chat) work once uncommented:
+    // every "  # " line that continues a "  # - name:" block, uncommented.
+    let example = std::fs::read_to_string(repo_path("prometheus/alertmanager.yml")).unwrap();
+    let mut uncommented = String::new();
+    let mut in_receiver = false;
+    for line in example.lines() {
+        if line.starts_with("  # - name:") {
+            in_receiver = true;
+        } else if !line.starts_with("  #   ") {
+            in_receiver = false;
+        }
+        if in_receiver {
+            uncommented.push_str(&line.replacen("  # ", "  ", 1));
+        } else {
+            uncommented.push_str(line);
+        }
+        uncommented.push('\n');
+    }
+    let names = ["telegram", "discord", "ntfy", "email", "chat"];
+    for name in names {
+        assert!(
+            uncommented.contains(&format!("  - name: {name}")),
+            "{name}:\n{uncommented}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("alertmanager.yml");
+    std::fs::write(&all, &uncommented).unwrap();
+    assert_ok("amtool", &["check-config", all.to_str().unwrap()]);
     // The compose file validates with a Grafana password given (as `.env` gives it), and
     // refuses to run without one rather than fall back to admin/admin.
     let compose = |password: Option<&str>| {
