@@ -545,10 +545,8 @@ async fn a_refused_or_ignored_patch_a_miner_that_drops_out_and_one_that_overheat
     bench.sims.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_the_sweep() {
-    let bench = Bench::start(vec![gamma(40)], "").await;
-    let original = bench.clock(0);
+/// Starts a sweep of 490, 525 and 550 MHz at 1200 mV and SIGKILLs it during its second step.
+async fn kill_during_the_second_step(bench: &Bench) {
     let mut child = bench
         .command(&[
             "tune",
@@ -569,7 +567,6 @@ async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_th
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed during its second step.
     let deadline = Instant::now() + Duration::from_secs(30);
     while bench.clock(0) != (525.0, 1200.0) {
         assert!(Instant::now() < deadline, "the sweep never reached its second step");
@@ -577,6 +574,13 @@ async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_th
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_the_sweep() {
+    let bench = Bench::start(vec![gamma(40)], "").await;
+    let original = bench.clock(0);
+    kill_during_the_second_step(&bench).await;
     assert_ne!(bench.clock(0), original, "the crash left the miner on a sweep setting");
     let status = bench.run(&["tune", "status"]);
     let shown = String::from_utf8_lossy(&status.stdout).to_string();
@@ -602,36 +606,7 @@ async fn after_a_sigkill_tune_restore_puts_the_miner_back_and_resume_finishes_th
     );
 
     // The same crash again, then `resume` instead: the steps taken are not repeated.
-    let mut child = bench
-        .command(&[
-            "tune",
-            "--device",
-            "miner-0",
-            "--freq",
-            "490..550",
-            "--voltage",
-            "1200",
-            "--warmup",
-            "0.02",
-            "--dwell",
-            "0.03",
-            "--max-dwell",
-            "0.13",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bench.clock(0) != (525.0, 1200.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the second sweep never reached its second step"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_during_the_second_step(&bench).await;
     let resumed = bench.run(&["tune", "resume", "--format", "json"]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let json: Value = serde_json::from_slice(&resumed.stdout).unwrap();

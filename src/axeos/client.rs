@@ -223,28 +223,22 @@ impl AxeOsClient {
     /// `POST /api/system/restart`: what firmware before v2.2 needs to take new clock
     /// settings (later firmware applies them live).
     pub async fn restart(&self, address: &MinerAddress) -> Result<(), PollError> {
-        let request = self.http.post(address.url("/api/system/restart"));
-        let exchange = async {
-            let response = request.send().await.map_err(|e| send_error(&e))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(PollError::Rejected(format!("HTTP {} to a restart", status.as_u16())));
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| PollError::Timeout(self.timeout))?
+        self.post_command(address, "/api/system/restart", "a restart").await
     }
 
     /// `POST /api/system/pause` (v2.14+): the ASIC is held in reset until resumed.
     pub async fn pause(&self, address: &MinerAddress) -> Result<(), PollError> {
-        let request = self.http.post(address.url("/api/system/pause"));
+        self.post_command(address, "/api/system/pause", "a pause").await
+    }
+
+    /// A bodiless `POST` the firmware answers with a status; `what` names it in errors.
+    async fn post_command(&self, address: &MinerAddress, path: &str, what: &str) -> Result<(), PollError> {
+        let request = self.http.post(address.url(path));
         let exchange = async {
             let response = request.send().await.map_err(|e| send_error(&e))?;
             let status = response.status();
             if !status.is_success() {
-                return Err(PollError::Rejected(format!("HTTP {} to a pause", status.as_u16())));
+                return Err(PollError::Rejected(format!("HTTP {} to {what}", status.as_u16())));
             }
             Ok(())
         };

@@ -402,6 +402,22 @@ impl WireInfo {
     }
 }
 
+/// (major, minor) of a firmware version string such as `v2.10.1`; `None` for a build
+/// that names no version (`esp-miner-dev`).
+pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
+    let numbers: Vec<u32> = firmware
+        .trim()
+        .trim_start_matches(['v', 'V'])
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] => Some((*major, *minor)),
+        _ => None,
+    }
+}
+
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
 pub fn small_cores_of(asic_model: &str) -> Option<f64> {
     match asic_model {

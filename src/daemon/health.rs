@@ -299,6 +299,55 @@ mod tests {
         assert!(fine.healthy(), "{fine:?}");
     }
 
+    /// A Poisson draw with mean `lambda` (Knuth; the means here are small).
+    fn poisson(rng: &mut fastrand::Rng, lambda: f64) -> u64 {
+        let limit = (-lambda).exp();
+        let (mut count, mut product) = (0, rng.f64());
+        while product > limit {
+            count += 1;
+            product *= rng.f64();
+        }
+        count
+    }
+
+    #[test]
+    fn a_healthy_miner_with_random_shares_is_flagged_at_the_documented_rates_and_never_alerted() {
+        // Eleven days of 5-s polls of a 1 TH/s miner at difficulty 1000 (a share every
+        // 4.3 s), shares arriving at random as they do on a pool.
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut tracker = HealthTracker::default();
+        let start = Instant::now();
+        let step = Duration::from_secs(5);
+        let lambda = 5.0 / 4.295;
+        let (polls, mut accepted) = (200_000u32, 0u64);
+        let (mut stalled_polls, mut low_polls, mut longest_stall) = (0u32, 0u32, 0u32);
+        let mut run = 0u32;
+        for i in 0..polls {
+            accepted += poisson(&mut rng, lambda);
+            let hashrate = 1000.0 * (1.0 + 0.02 * (rng.f64() - 0.5));
+            let verdict = tracker.observe(start + step * i, &reading(hashrate, accepted));
+            let stalled = verdict.problems.contains(&Problem::SharesStalled);
+            stalled_polls += u32::from(stalled);
+            low_polls += u32::from(verdict.problems.contains(&Problem::ShareRateLow));
+            run = if stalled { run + 1 } else { 0 };
+            longest_stall = longest_stall.max(run);
+            assert!(
+                !verdict.problems.contains(&Problem::HashrateFrozen)
+                    && !verdict.problems.contains(&Problem::ImplausibleReading),
+                "{verdict:?}"
+            );
+        }
+        // A stall verdict at a poll: no share in the last 6 polls (30 s, 7 intervals), by
+        // luck e^-7 = 0.09 % of polls; a short window 0.05 % of windows (each ~43 polls).
+        let stalled_rate = f64::from(stalled_polls) / f64::from(polls);
+        let low_rate = f64::from(low_polls) / f64::from(polls);
+        eprintln!("stalled at {stalled_rate:.5} of polls, share rate low at {low_rate:.5}, longest stall {longest_stall} polls");
+        assert!(stalled_rate < 0.002, "{stalled_rate}");
+        assert!(low_rate < 0.002, "{low_rate}");
+        // The alert waits 5 minutes (60 polls): luck never holds that long.
+        assert!(longest_stall < 60, "{longest_stall}");
+    }
+
     #[test]
     fn impossible_readings_and_firmware_flags_are_problems() {
         let mut spike = reading(200_000.0, 1);

@@ -254,17 +254,9 @@ pub async fn execute(
 }
 
 fn firmware_at_least(firmware: Option<&str>, version: (u32, u32)) -> bool {
-    let Some(text) = firmware else {
-        return false;
-    };
-    let numbers: Vec<u32> = text
-        .trim()
-        .trim_start_matches(['v', 'V'])
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    matches!(numbers.as_slice(), [major, minor] if (*major, *minor) >= version)
+    firmware
+        .and_then(crate::axeos::sample::firmware_version)
+        .is_some_and(|v| v >= version)
 }
 
 #[cfg(test)]

@@ -242,17 +242,7 @@ fn stores_fractional_mhz(firmware: Option<&str>) -> bool {
 
 /// (major, minor) of a firmware string such as `v2.10.1`.
 fn firmware_version(firmware: Option<&str>) -> Option<(u32, u32)> {
-    let numbers: Vec<u32> = firmware?
-        .trim()
-        .trim_start_matches(['v', 'V'])
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    match numbers.as_slice() {
-        [major, minor] => Some((*major, *minor)),
-        _ => None,
-    }
+    crate::axeos::sample::firmware_version(firmware?)
 }
 
 fn patch_for(pair: (f64, f64)) -> SettingsPatch {
