@@ -184,6 +184,22 @@ async fn an_overheat_that_replaces_the_configuration_is_named_with_both_and_the_
         })
         .await;
 
+    // The last good configurations survive a restart of the exporter (from the ledger,
+    // once it holds 7 steady samples of them).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut exporter = exporter;
+    exporter.restart().await;
+    let reborn = exporter.metrics().await;
+    assert!(good(&reborn, "gamma", "600", "1200"), "{}", reborn.text);
+    assert!(good(&reborn, "supra", "490", "1166"), "{}", reborn.text);
+    // Both polled again before the room heats, so the change is seen happen.
+    exporter
+        .wait_for(Duration::from_secs(10), "both polled after the restart", |e| {
+            e.value("bitaxe_last_poll_success", &[("device", "gamma")]) == Some(1.0)
+                && e.value("bitaxe_last_poll_success", &[("device", "supra")]) == Some(1.0)
+        })
+        .await;
+
     // A hot room trips the protection; the room cools again.
     sims.set_ambient(0, 80.0);
     sims.set_ambient(1, 80.0);
@@ -232,6 +248,11 @@ async fn an_overheat_that_replaces_the_configuration_is_named_with_both_and_the_
         events[1].1.contains("490 MHz / 1166 mV -> 50 MHz / 1000 mV"),
         "{events:?}"
     );
+    // `analyze compare-configs` names them below its table.
+    let compared = stopper.cli(&["analyze", "compare-configs"]);
+    let table = String::from_utf8_lossy(&compared.stdout).to_string();
+    assert!(table.contains("overheat protection set"), "{table}");
+    assert!(table.contains("600 MHz / 1200 mV -> 500 MHz / 1100 mV"), "{table}");
     sims.shutdown().await;
 }
 

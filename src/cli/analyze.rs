@@ -10,7 +10,9 @@ use super::settings::{known_device, ledger_failure, parse_time_arg, session_fail
 use super::Failure;
 use crate::analysis::export::ExportFormat;
 use crate::analysis::{self, Metric, Query};
+use crate::axeos::printable;
 use crate::ledger::sessions::SessionError;
+use crate::ledger::Ledger;
 use crate::time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -124,7 +126,11 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             }
             let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
             match format {
-                TableFormat::Table => emit(&analysis::configs_table(&rows))?,
+                TableFormat::Table => {
+                    let mut text = analysis::configs_table(&rows);
+                    text.push_str(&protection_events(&ledger, &rows, &query)?);
+                    emit(&text)?;
+                }
                 TableFormat::Json => print_json(&rows)?,
                 TableFormat::Csv => emit(&analysis::configs_csv(&rows))?,
             }
@@ -198,4 +204,38 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             }
         }
     }
+}
+
+/// The configurations the firmware's overheat protection replaced within the range, for
+/// the devices of the table: a configuration people did not choose deserves a line.
+fn protection_events(ledger: &Ledger, rows: &[analysis::ConfigRow], query: &Query) -> Result<String, Failure> {
+    use std::fmt::Write as _;
+    let mut devices: Vec<&str> = rows.iter().map(|r| r.device.as_str()).collect();
+    devices.dedup();
+    let mut text = String::new();
+    for name in devices {
+        let Some(device) = ledger.find_device(name).map_err(ledger_failure)? else {
+            continue;
+        };
+        let events = ledger
+            .events_between(
+                device.id,
+                query.since.unwrap_or(f64::MIN),
+                query.until.unwrap_or(f64::MAX),
+            )
+            .map_err(ledger_failure)?;
+        for (t, _, detail) in events.iter().filter(|(_, kind, _)| kind == "overheat_protection") {
+            if text.is_empty() {
+                text.push_str("\nconfigurations the firmware's overheat protection set (not chosen):\n");
+            }
+            let _ = writeln!(
+                text,
+                "  {}  {}: {}",
+                time::format(*t),
+                printable(name),
+                printable(detail)
+            );
+        }
+    }
+    Ok(text)
 }

@@ -153,6 +153,16 @@ impl Fleet {
         }
     }
 
+    /// Sets each device's last good configuration as the ledger remembers it (at start:
+    /// the verdicts of this run have not seen any yet).
+    pub fn seed_last_good(&self, lookup: impl Fn(&str) -> Option<ClockConfig>) {
+        for slot in &self.devices {
+            if let Some(good) = lookup(&slot.name) {
+                lock(&slot.state).last_good = Some(good);
+            }
+        }
+    }
+
     /// Counts a protective action's outcome.
     pub fn record_protective(&self, index: usize, action: &'static str, result: &'static str) {
         if let Some(slot) = self.devices.get(index) {
@@ -230,7 +240,10 @@ impl Fleet {
         let settled = state
             .config_since
             .is_some_and(|since| now.0.saturating_duration_since(since) >= self.warmup);
+        // Never what the firmware's protection left behind: a restore goes back to the
+        // configuration the user chose.
         if settled
+            && state.protection_drop.is_none()
             && state.verdict.as_ref().is_some_and(Verdict::healthy)
             && tracked.temp_level == crate::daemon::events::TempLevel::Normal
         {

@@ -21,10 +21,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::axeos::sample::ClockConfig;
 use crate::axeos::{self, AxeOsClient};
 use crate::config::Config;
-use crate::ledger;
 use crate::ledger::writer::{SegmentRules, Writer};
+use crate::ledger::{self, Ledger};
 use fleet::Fleet;
 
 /// How long shutdown waits for in-flight polls before abandoning them.
@@ -73,6 +74,16 @@ pub async fn serve(
     let writer = tokio::task::spawn_blocking(move || Writer::start_for(&path, rules, names))
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
+    // The last good configurations survive a restart: rebuilt from the ledger's segments.
+    let warning = config.thresholds.warning_celsius;
+    let ledger_path = config.database_path.clone();
+    let fleet_for_seed = fleet.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(ledger) = Ledger::open_read_only(&ledger_path) {
+            fleet_for_seed.seed_last_good(|name| last_good_in_ledger(&ledger, name, warning));
+        }
+    })
+    .await;
     tracing::info!(
         "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}; metrics on http://{}/metrics",
         env!("CARGO_PKG_VERSION"),
@@ -182,4 +193,27 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
         _ = hangup => {}
     }
+}
+
+/// The newest configuration the ledger saw run healthy: enough steady samples, at least
+/// 94 % of expected, ASIC errors at most 3 %, below the temperature warning throughout.
+fn last_good_in_ledger(ledger: &Ledger, name: &str, warning_celsius: f64) -> Option<ClockConfig> {
+    let device = ledger.find_device(name).ok()??;
+    let segments = ledger.segments_between(Some(device.id), f64::MIN, f64::MAX).ok()?;
+    let good = segments
+        .iter()
+        .filter(|s| {
+            let steady = &s.steady;
+            steady.samples >= crate::analysis::MIN_STEADY_SAMPLES
+                && steady
+                    .percent_of_expected()
+                    .is_some_and(|p| p >= crate::analysis::MIN_PERCENT_OF_EXPECTED)
+                && steady.temp_max.is_some_and(|t| t < warning_celsius)
+                && steady.error_percent().is_none_or(|e| e <= 3.0)
+        })
+        .max_by(|a, b| a.ended_at.total_cmp(&b.ended_at))?;
+    Some(ClockConfig {
+        frequency_mhz: crate::axeos::sample::format_label_number(good.frequency_mhz?),
+        core_voltage_mv: crate::axeos::sample::format_label_number(good.core_voltage_mv?),
+    })
 }

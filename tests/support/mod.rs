@@ -127,6 +127,19 @@ impl InProcess {
         cli(&self.config_path(), args)
     }
 
+    /// Stops it and starts it again on the same config and ledger (a new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let config = bitaxe_exporter::config::load(&self.config_path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.endpoint.port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(bitaxe_exporter::daemon::serve(config, listener, async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
     /// Shuts down as SIGTERM would (polls finished, ledger flushed); how long it took.
     pub async fn stop(&mut self) -> Duration {
         let started = Instant::now();
