@@ -638,3 +638,59 @@ async fn alertmanager_notifications_are_written_to_the_log_escaped() {
     assert!(!log.lines().any(|l| l.starts_with("FAKE")), "{log}");
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_api_serves_the_snapshot_with_the_same_numbers_and_names_intact() {
+    let mut gamma = MinerSpec::new(Board::Gamma, Dialect::V2_15, 90);
+    gamma.frozen = true;
+    let mut offline = MinerSpec::new(Board::Supra, Dialect::V2_10, 91);
+    offline.fault = Fault::Offline;
+    let sims = SimFleet::start(&[gamma, offline], None).await.unwrap();
+    let hostile = "<script>alert(1)</script>";
+    let devices = vec![
+        (hostile.to_string(), sims.addresses()[0]),
+        ("gone".to_string(), sims.addresses()[1]),
+    ];
+    let exporter = InProcess::start(&devices, 1.0).await;
+    let exposition = exporter
+        .wait_for(Duration::from_secs(10), "both polled", |e| {
+            e.up(hostile) == Some(1.0) && e.value("bitaxe_last_poll_success", &[("device", "gone")]) == Some(0.0)
+        })
+        .await;
+    let response = exporter.get("/api/v1/fleet").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let fleet: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(fleet["totals"]["devices"], 2);
+    assert_eq!(fleet["totals"]["up"], 1);
+    let devices = fleet["devices"].as_array().unwrap();
+    let up = devices
+        .iter()
+        .find(|d| d["name"] == hostile)
+        .expect("the name exactly as configured");
+    assert_eq!(up["state"], "up");
+    assert_eq!(up["model"], "BM1370");
+    assert_eq!(up["mining_healthy"], true);
+    let hashrate = exposition
+        .value("bitaxe_hashrate_hashes_per_second", &[("device", hostile)])
+        .unwrap();
+    assert!(
+        (up["hashrate_ghs"].as_f64().unwrap() * 1e9 - hashrate).abs() < 1.0,
+        "{up:#}"
+    );
+    let jth = exposition
+        .value("bitaxe_efficiency_joules_per_terahash", &[("device", hostile)])
+        .unwrap();
+    assert!(
+        (up["joules_per_terahash"].as_f64().unwrap() - jth).abs() < 1e-9,
+        "{up:#}"
+    );
+    let gone = devices.iter().find(|d| d["name"] == "gone").unwrap();
+    assert_eq!(gone["state"], "down");
+    assert!(
+        gone["hashrate_ghs"].is_null() && gone["mining_healthy"].is_null(),
+        "{gone:#}"
+    );
+    assert!(gone["last_error"].as_str().unwrap().contains("connect"), "{gone:#}");
+    sims.shutdown().await;
+}

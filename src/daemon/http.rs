@@ -62,8 +62,21 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(landing_page))
         .route("/alerts", axum::routing::post(receive_alerts))
+        .route("/api/v1/fleet", get(api_fleet))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try /metrics\n") })
         .with_state(state)
+}
+
+/// `GET /api/v1/fleet`: the snapshot as JSON.
+async fn api_fleet(State(state): State<Arc<AppState>>) -> Response {
+    match serde_json::to_vec(&super::api::fleet_json(&state.fleet)) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the fleet: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// `/metrics` in the format the client's `Accept` asks for: OpenMetrics for Prometheus,

@@ -2,6 +2,7 @@
 //! endpoints, events and the shutdown sequence. It hands samples to the ledger's writer
 //! thread and never touches SQL itself.
 
+pub mod api;
 pub mod events;
 pub mod exposition;
 pub mod fleet;

@@ -1,0 +1,132 @@
+//! The JSON API behind the web pages (`/api/v1/…`): the fleet snapshot, with the same
+//! numbers and names as the CLI's JSON. Strings are the miners' own (JSON-escaped by the
+//! encoder; pages escape them for HTML where they show them).
+
+use serde::Serialize;
+
+use crate::daemon::fleet::{DeviceView, Fleet, FleetSummary};
+
+/// `GET /api/v1/fleet`.
+#[derive(Debug, Serialize)]
+pub struct FleetJson {
+    /// Unix seconds of the snapshot.
+    pub generated_at: f64,
+    pub poll_interval_seconds: f64,
+    pub max_temp_warning_c: f64,
+    pub max_temp_shutdown_c: f64,
+    pub totals: Totals,
+    pub devices: Vec<DeviceJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub devices: usize,
+    pub up: usize,
+    pub hashrate_ghs: f64,
+    pub power_w: f64,
+    /// Energy over work across the fleet, J/TH.
+    pub joules_per_terahash: Option<f64>,
+    pub hottest_device: Option<String>,
+    pub hottest_asic_c: Option<f64>,
+}
+
+/// One device as the fleet page shows it.
+#[derive(Debug, Serialize)]
+pub struct DeviceJson {
+    pub name: String,
+    /// `up` (fresh, latest poll fine), `stale` (latest poll failed, last reading still
+    /// fresh) or `down`.
+    pub state: &'static str,
+    pub last_error: Option<String>,
+    /// `None` while down.
+    pub mining_healthy: Option<bool>,
+    pub problems: Vec<&'static str>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub hostname: Option<String>,
+    pub hashrate_ghs: Option<f64>,
+    pub expected_hashrate_ghs: Option<f64>,
+    pub percent_of_expected: Option<f64>,
+    pub power_w: Option<f64>,
+    pub joules_per_terahash: Option<f64>,
+    pub asic_temp_c: Option<f64>,
+    pub vr_temp_c: Option<f64>,
+    pub frequency_mhz: Option<f64>,
+    pub core_voltage_mv: Option<f64>,
+    pub uptime_s: Option<u64>,
+    pub best_difficulty: Option<f64>,
+    pub session_best_difficulty: Option<f64>,
+    pub fallback_pool: Option<bool>,
+    pub shares_accepted: Option<u64>,
+    pub shares_rejected: Option<u64>,
+}
+
+impl DeviceJson {
+    fn of(view: &DeviceView) -> DeviceJson {
+        let sample = view.sample.as_deref();
+        let state = match (view.up, view.last_poll_ok) {
+            (true, true) => "up",
+            (true, false) => "stale",
+            (false, _) => "down",
+        };
+        let field = |f: fn(&crate::axeos::sample::Sample) -> Option<f64>| sample.and_then(f);
+        let hashrate = field(|s| s.hashrate_ghs);
+        let expected = field(|s| s.expected_hashrate_ghs);
+        DeviceJson {
+            name: view.name.clone(),
+            state,
+            last_error: view.last_error.clone(),
+            mining_healthy: view.verdict.as_ref().map(|v| v.healthy()),
+            problems: view
+                .verdict
+                .as_ref()
+                .map(|v| v.problems.iter().map(|p| p.as_label()).collect())
+                .unwrap_or_default(),
+            model: sample.and_then(|s| s.identity.asic_model.clone()),
+            firmware: sample.and_then(|s| s.identity.firmware.clone()),
+            hostname: sample.and_then(|s| s.identity.hostname.clone()),
+            hashrate_ghs: hashrate,
+            expected_hashrate_ghs: expected,
+            percent_of_expected: match (hashrate, expected) {
+                (Some(h), Some(e)) if e > 0.0 => Some(h / e * 100.0),
+                _ => None,
+            },
+            power_w: field(|s| s.power_watts),
+            joules_per_terahash: sample.and_then(|s| s.efficiency_joules_per_terahash()),
+            asic_temp_c: field(|s| s.asic_temp_celsius),
+            vr_temp_c: field(|s| s.vr_temp_celsius),
+            frequency_mhz: field(|s| s.frequency_mhz),
+            core_voltage_mv: field(|s| s.core_voltage_mv),
+            uptime_s: sample.and_then(|s| s.uptime_seconds),
+            best_difficulty: field(|s| s.best_difficulty),
+            session_best_difficulty: field(|s| s.session_best_difficulty),
+            fallback_pool: sample.and_then(|s| s.using_fallback_pool),
+            shares_accepted: sample.and_then(|s| s.shares_accepted),
+            shares_rejected: sample.and_then(|s| s.shares_rejected),
+        }
+    }
+}
+
+/// The fleet as the API serves it.
+pub fn fleet_json(fleet: &Fleet) -> FleetJson {
+    let views = fleet.views();
+    let summary = FleetSummary::of(&views);
+    let thresholds = fleet.thresholds();
+    FleetJson {
+        generated_at: crate::time::now_unix(),
+        poll_interval_seconds: fleet.poll_interval().as_secs_f64(),
+        max_temp_warning_c: thresholds.warning_celsius,
+        max_temp_shutdown_c: thresholds.shutdown_celsius,
+        totals: Totals {
+            devices: summary.devices,
+            up: summary.up,
+            hashrate_ghs: summary.hashrate_ghs,
+            power_w: summary.power_watts,
+            joules_per_terahash: (summary.hashrate_ghs > 0.0)
+                .then(|| summary.power_watts / summary.hashrate_ghs * 1000.0),
+            hottest_device: summary.hottest.as_ref().map(|h| h.0.clone()),
+            hottest_asic_c: summary.hottest.as_ref().map(|h| h.1),
+        },
+        devices: views.iter().map(DeviceJson::of).collect(),
+    }
+}
