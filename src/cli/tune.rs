@@ -26,10 +26,9 @@ use crate::time;
 use crate::tune::limits::Limits;
 use crate::tune::measure::StepResult;
 use crate::tune::plan::{PlanKind, Span};
-use crate::tune::sweep::{
-    needs_restart, prepare, restore_settings, DeviceReport, Observer, PlanLists, Prepared, Restore, StepReport, Sweep,
-    SweepSpec, Then,
-};
+use crate::tune::prepare::{needs_restart, prepare, PlanLists, Prepared};
+use crate::tune::restore::{restore_settings, Restore};
+use crate::tune::sweep::{DeviceReport, Observer, StepReport, Sweep, SweepSpec, Then};
 
 /// `tune`'s arguments: a sweep, or one of its subcommands.
 #[derive(Debug, clap::Args)]
@@ -667,19 +666,10 @@ fn close_interrupted_step(ledger: &mut Ledger, device: &crate::ledger::DeviceRow
     Ok(())
 }
 
-/// When a process started, in clock ticks since boot (`/proc/PID/stat` field 22): with the
-/// pid, it names one process even where pids are reused (PID 1 in every container).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// This process, as a run records it.
 fn this_process() -> (u32, Option<u64>) {
     let pid = std::process::id();
-    (pid, process_start(pid))
+    (pid, crate::daemon::process::start_ticks(pid))
 }
 
 /// Whether the process that ran a sweep is still running it.
@@ -688,7 +678,7 @@ fn process_alive(run: &TuneRun) -> bool {
         return false;
     }
     match run.process_start {
-        Some(start) => process_start(run.pid) == Some(start),
+        Some(start) => crate::daemon::process::start_ticks(run.pid) == Some(start),
         None => {
             std::fs::read_to_string(format!("/proc/{}/cmdline", run.pid)).is_ok_and(|c| c.contains("bitaxe-exporter"))
         }

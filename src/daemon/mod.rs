@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod metrics;
+mod mining_metrics;
 pub mod poller;
 pub mod process;
 pub mod protect;

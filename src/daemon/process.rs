@@ -17,15 +17,27 @@ pub struct ProcessStats {
     pub start_time_seconds: Option<f64>,
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces),
+/// counted from `state` (field 3); empty where there is no such process or no `/proc`.
+fn stat_fields(pid: &str) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().map(String::from).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// When a process started, in clock ticks since boot (field 22): with the pid, it names
+/// one process even where pids are reused (PID 1 in every container).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(&pid.to_string()).get(22 - 3)?.parse().ok()
+}
+
 impl ProcessStats {
     pub fn now() -> ProcessStats {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok();
-        // Fields after the command name (which may hold spaces), counted from `state` (3).
-        let fields: Vec<&str> = stat
-            .as_deref()
-            .and_then(|s| s.rsplit_once(')'))
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
+        let fields = stat_fields("self");
         let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
         let cpu_seconds = match (field(14), field(15)) {
             (Some(user), Some(system)) => Some((user + system) / TICKS_PER_SECOND),

@@ -359,7 +359,7 @@ fn quantile(bins: &BTreeMap<u32, u64>, q: f64) -> Option<f64> {
 }
 
 /// Two-sided 95 % quantile of Student's t distribution.
-fn t_95(degrees_of_freedom: u64) -> f64 {
+pub fn t_95(degrees_of_freedom: u64) -> f64 {
     const TABLE: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,

@@ -5,23 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Metric, MIN_PERCENT_OF_EXPECTED, MIN_STEADY_SAMPLES};
-use crate::ledger::segments::Reading;
+// Student's t, not the normal 1.96: a step judged on 7 samples needs t = 2.45, or its
+// interval is a quarter too narrow and the step ends early.
+use crate::ledger::segments::{t_95, Reading};
 
-/// Student's t for a two-sided 95 % interval with `df` degrees of freedom: a step judged
-/// on 7 samples needs t = 2.45, not the normal 1.96, or its interval is a quarter too
-/// narrow and the step ends early.
-fn t95(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::INFINITY,
-        1..=30 => TABLE[df - 1],
-        // Within 0.3 % of the exact quantile past 30 degrees of freedom.
-        _ => 1.96 + 2.4 / df as f64,
-    }
-}
 /// Shares a step needs before its reject rate stands in for an ASIC error rate.
 const MIN_SHARES_FOR_REJECT_RATE: u64 = 20;
 
@@ -163,7 +150,7 @@ fn mean_and_ci(values: &[f64]) -> Option<(f64, f64)> {
         return Some((m, f64::INFINITY));
     }
     let variance = values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
-    Some((m, t95(values.len() - 1) * (variance / n).sqrt()))
+    Some((m, t_95(values.len() as u64 - 1) * (variance / n).sqrt()))
 }
 
 /// Σpower / Σhashrate and the relative half-width of its 95 % interval, by the delta
@@ -181,7 +168,7 @@ fn ratio_and_ci(pairs: &[(f64, f64)]) -> Option<(f64, Option<f64>)> {
     }
     let mean_work = work / n;
     let residual_variance = pairs.iter().map(|(p, h)| (p - ratio * h).powi(2)).sum::<f64>() / (n - 1.0);
-    let half = t95(pairs.len() - 1) * (residual_variance / n).sqrt() / mean_work;
+    let half = t_95(pairs.len() as u64 - 1) * (residual_variance / n).sqrt() / mean_work;
     Some((ratio, Some(half / ratio)))
 }
 

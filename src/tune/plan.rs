@@ -216,9 +216,8 @@ impl Planner {
     pub fn new(kind: PlanKind, frequencies: Vec<f64>, voltages: Vec<f64>, current_frequency: f64) -> Planner {
         match kind {
             PlanKind::Grid => Planner::Grid {
-                pairs: frequencies
-                    .iter()
-                    .flat_map(|f| voltages.iter().map(move |v| (*f, *v)))
+                pairs: every_pair(&frequencies, &voltages)
+                    .into_iter()
                     .take(MAX_PAIRS)
                     .collect(),
                 next: 0,
@@ -324,15 +323,20 @@ impl Planner {
             Planner::Grid { pairs, .. } => pairs.clone(),
             Planner::Climb {
                 frequencies, voltages, ..
-            } => frequencies
-                .iter()
-                .flat_map(|f| voltages.iter().map(move |v| (*f, *v)))
-                .collect(),
+            } => every_pair(frequencies, voltages),
             Planner::Efficiency {
                 frequency, voltages, ..
             } => voltages.iter().map(|v| (*frequency, *v)).collect(),
         }
     }
+}
+
+/// Every frequency × voltage pair, frequency-major.
+fn every_pair(frequencies: &[f64], voltages: &[f64]) -> Vec<(f64, f64)> {
+    frequencies
+        .iter()
+        .flat_map(|f| voltages.iter().map(move |v| (*f, *v)))
+        .collect()
 }
 
 #[cfg(test)]

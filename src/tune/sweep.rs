@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use crate::analysis::Metric;
 use crate::axeos::sample::{format_label_number, Sample};
-use crate::axeos::window::{CheckedPatch, SettingsWindow};
-use crate::axeos::{AxeOsClient, SettingsPatch};
-use crate::config::{MinerAddress, TuneSettings};
+use crate::axeos::window::CheckedPatch;
+use crate::axeos::AxeOsClient;
+use crate::config::TuneSettings;
 use crate::ledger::sessions::{self, NewSession};
 use crate::ledger::tune::{TuneStatus, TuneStep};
 use crate::ledger::writer::{LedgerSender, Record};
@@ -23,16 +23,12 @@ use crate::ledger::{DeviceRow, Ledger};
 use crate::time;
 use crate::tune::limits::{Breach, Gaps, Limits};
 use crate::tune::measure::StepResult;
-use crate::tune::plan::DEFAULT_VOLTAGE_STEP_MV;
-use crate::tune::plan::{smallest_gap, Axis, Outcome, PlanKind, Planner, Span, MIN_FREQUENCY_STEP_MHZ};
+use crate::tune::plan::{Outcome, PlanKind, Span};
+use crate::tune::prepare::{needs_restart, patch_for, Prepared};
+use crate::tune::restore::{fmt_setting, matches_target, read_back, restore_settings, Restore, RESTART_PATIENCE};
 
 /// Failed reads in a row that mean the miner is gone.
 const UNREACHABLE_AFTER: u32 = 3;
-/// How long a restore keeps trying a miner that does not answer.
-pub const RESTORE_PATIENCE: Duration = Duration::from_secs(90);
-/// How long a restart (firmware before v2.2) may take before the step is given up.
-const RESTART_PATIENCE: Duration = Duration::from_secs(120);
-
 /// What to leave a miner on when a sweep ends normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,171 +81,6 @@ impl SweepSpec {
 
 fn minutes(m: f64) -> Duration {
     Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::ZERO)
-}
-
-/// A device's candidate values, fixed when its sweep starts (stored with the run, so that
-/// `resume` replays the same plan whatever the miner runs by then).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanLists {
-    pub frequencies: Vec<f64>,
-    pub voltages: Vec<f64>,
-    pub start_frequency: f64,
-}
-
-/// A device ready to be swept: what was read from it, and its plan.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub name: String,
-    pub address: MinerAddress,
-    pub first: Sample,
-    pub original: (Option<f64>, Option<f64>),
-    pub window: SettingsWindow,
-    pub lists: PlanLists,
-    pub planner: Planner,
-    pub limits: Limits,
-}
-
-/// Reads a miner and builds its plan (from `fixed` lists when resuming); sends nothing.
-/// Errors are the user's to fix.
-pub async fn prepare(
-    client: &AxeOsClient,
-    name: &str,
-    address: &MinerAddress,
-    spec: &SweepSpec,
-    settings: &TuneSettings,
-    fixed: Option<PlanLists>,
-) -> Result<Prepared, String> {
-    let first = client
-        .system_info(address)
-        .await
-        .map_err(|e| format!("{name}: cannot read the miner at {address}: {e}"))?;
-    let options = client.asic_options(address).await.unwrap_or(None);
-    let original = (first.frequency_mhz, first.core_voltage_mv);
-    let (Some(current_frequency), Some(current_voltage)) = original else {
-        return Err(format!(
-            "{name}: the miner does not report its frequency and core voltage; nothing to start from"
-        ));
-    };
-    let lists = match fixed {
-        Some(lists) => lists,
-        None => candidate_lists(name, spec, options.as_ref(), (current_frequency, current_voltage))?,
-    };
-    let firmware = first.identity.firmware.as_deref();
-    if !stores_fractional_mhz(firmware) {
-        if let Some(f) = lists.frequencies.iter().find(|f| f.fract().abs() > 1e-9) {
-            return Err(format!(
-                "{name}: firmware {} stores whole MHz, so {f} MHz would read back as {}",
-                firmware.unwrap_or("?"),
-                f.trunc()
-            ));
-        }
-    }
-    let window = SettingsWindow::for_miner(
-        first.identity.asic_model.as_deref(),
-        options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
-    );
-    let planner = Planner::new(
-        spec.plan,
-        lists.frequencies.clone(),
-        lists.voltages.clone(),
-        lists.start_frequency,
-    );
-    if !spec.force {
-        for (f, v) in planner.possible_pairs() {
-            window
-                .check(&patch_for((f, v)))
-                .map_err(|e| format!("{name}: {e} (pass --force to send it anyway)"))?;
-        }
-    }
-    let limits = Limits::for_miner(settings, &first);
-    if limits.max_power_watts.is_none() && !spec.force {
-        return Err(format!(
-            "{name}: its PSU rating is unknown (the firmware does not report maxPower and the board version is not \
-             recognised): set tune.max_power_watts, or pass --force to sweep without a power limit"
-        ));
-    }
-    Ok(Prepared {
-        name: name.to_string(),
-        address: address.clone(),
-        first,
-        original,
-        window,
-        lists,
-        planner,
-        limits,
-    })
-}
-
-/// The candidate frequencies and voltages for a miner now on `current`.
-fn candidate_lists(
-    name: &str,
-    spec: &SweepSpec,
-    options: Option<&(Vec<f64>, Vec<f64>)>,
-    current: (f64, f64),
-) -> Result<PlanLists, String> {
-    let frequencies = Axis {
-        span: spec.freq,
-        options: options.map(|o| o.0.as_slice()),
-        current: current.0,
-        default_step: MIN_FREQUENCY_STEP_MHZ,
-        default_reach: (75.0, 100.0),
-        allow_unlisted: spec.allow_unlisted,
-        unit: "MHz",
-        flag: "--freq",
-    }
-    .values()
-    .map_err(|e| format!("{name}: {e}"))?;
-    // An undervolt sweep never starts above the voltage the miner runs, unless asked to.
-    let reach_above = if spec.plan == PlanKind::Efficiency { 0.0 } else { 100.0 };
-    let voltages: Vec<f64> = Axis {
-        span: spec.voltage,
-        options: options.map(|o| o.1.as_slice()),
-        current: current.1,
-        default_step: DEFAULT_VOLTAGE_STEP_MV,
-        default_reach: (100.0, reach_above),
-        allow_unlisted: spec.allow_unlisted,
-        unit: "mV",
-        flag: "--voltage",
-    }
-    .values()
-    .map_err(|e| format!("{name}: {e}"))?
-    .into_iter()
-    // The firmware stores whole millivolts.
-    .map(f64::round)
-    .collect();
-    // Only a step the user typed: the firmware's own option lists hold neighbours such as
-    // 375 and 380 MHz that its PLL table supports.
-    let stepped = spec.freq.is_some_and(|s| s.step.is_some());
-    if let Some(gap) = smallest_gap(&frequencies).filter(|g| stepped && *g < MIN_FREQUENCY_STEP_MHZ) {
-        if !spec.allow_small_steps {
-            return Err(format!(
-                "{name}: frequencies {gap} MHz apart; steps under {MIN_FREQUENCY_STEP_MHZ} MHz cause PLL errors on real \
-                 boards (pass --allow-small-steps to try anyway)"
-            ));
-        }
-    }
-    Ok(PlanLists {
-        frequencies,
-        voltages,
-        start_frequency: current.0,
-    })
-}
-
-/// Firmware from v2.10 keeps fractional MHz; older firmware truncates them.
-fn stores_fractional_mhz(firmware: Option<&str>) -> bool {
-    firmware_version(firmware).is_none_or(|v| v >= (2, 10))
-}
-
-/// (major, minor) of a firmware string such as `v2.10.1`.
-fn firmware_version(firmware: Option<&str>) -> Option<(u32, u32)> {
-    crate::axeos::sample::firmware_version(firmware?)
-}
-
-fn patch_for(pair: (f64, f64)) -> SettingsPatch {
-    SettingsPatch {
-        frequency: Some(pair.0),
-        core_voltage: Some(pair.1.round().clamp(0.0, f64::from(u32::MAX)) as u32),
-    }
 }
 
 /// What a sweep reports as it goes (a live line per device on a terminal, log lines
@@ -802,15 +633,6 @@ enum ApplyError {
     Unreachable(String),
 }
 
-/// What a restore puts back.
-pub struct Restore<'a> {
-    pub target: (Option<f64>, Option<f64>),
-    /// "the original settings", "the best configuration": for messages.
-    pub what: &'a str,
-    /// Firmware before v2.2: the settings take effect only after a restart.
-    pub restart: bool,
-}
-
 /// The healthy step ranked first by `metric`.
 pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
     let healthy: Vec<(&StepReport, &StepResult)> = steps
@@ -835,128 +657,10 @@ pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
         .map(|(s, _)| s)
 }
 
-/// Puts `target` on a miner and reads it back, retrying one that does not answer for
-/// [`RESTORE_PATIENCE`]: the sweep's last word on every exit path, and `tune restore`.
-pub async fn restore_settings(
-    client: &AxeOsClient,
-    name: &str,
-    address: &MinerAddress,
-    restore: Restore<'_>,
-    observer: &dyn Observer,
-) -> Result<(Option<f64>, Option<f64>), String> {
-    let Restore { target, what, restart } = restore;
-    let patch = SettingsPatch {
-        frequency: target.0,
-        core_voltage: target.1.map(|v| v.round().clamp(0.0, f64::from(u32::MAX)) as u32),
-    };
-    // The settings the miner ran before (or the best it ran healthy): no window to check.
-    let checked = CheckedPatch::forced(patch);
-    let deadline = tokio::time::Instant::now() + RESTORE_PATIENCE;
-    let mut last_error = String::new();
-    let settings = |sample: &Sample| (sample.frequency_mhz, sample.core_voltage_mv);
-    let left_on = |read: (Option<f64>, Option<f64>), how: &str| {
-        observer.note(
-            name,
-            &format!(
-                "left on {what}: {} MHz / {} mV ({how})",
-                fmt_setting(read.0),
-                fmt_setting(read.1)
-            ),
-        );
-    };
-    // A miner already on the target (a refused or ignored PATCH) needs no write, unless
-    // its firmware only takes settings at boot: then what it reports is not what it runs.
-    if !restart {
-        if let Ok(sample) = read_back(client, address, Duration::ZERO).await {
-            if matches_target(settings(&sample), target) {
-                left_on(settings(&sample), "read back; already there");
-                return Ok(settings(&sample));
-            }
-        }
-    }
-    while tokio::time::Instant::now() < deadline {
-        let written = match client.patch_settings(address, &checked).await {
-            Ok(()) if restart => match client.restart(address).await {
-                Ok(()) => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    Ok(RESTART_PATIENCE)
-                }
-                Err(e) => Err(format!("cannot restart it to apply them: {e}")),
-            },
-            Ok(()) => Ok(Duration::from_secs(10)),
-            Err(e) => Err(e.to_string()),
-        };
-        match written {
-            Ok(patience) => match read_back(client, address, patience).await {
-                Ok(sample) if matches_target(settings(&sample), target) => {
-                    let read = settings(&sample);
-                    tracing::info!(
-                        device = %name,
-                        "restored {what}: {} MHz / {} mV, read back",
-                        fmt_setting(read.0),
-                        fmt_setting(read.1)
-                    );
-                    left_on(read, "read back");
-                    return Ok(read);
-                }
-                Ok(sample) => {
-                    let read = settings(&sample);
-                    last_error = format!(
-                        "the miner reports {} MHz / {} mV",
-                        fmt_setting(read.0),
-                        fmt_setting(read.1)
-                    );
-                }
-                Err(e) => last_error = e,
-            },
-            Err(e) => last_error = e,
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let message = format!(
-        "could not restore {what} ({} MHz / {} mV): {last_error}; run `tune restore --device {name}` when it answers",
-        fmt_setting(target.0),
-        fmt_setting(target.1)
-    );
-    tracing::error!(device = %name, "{message}");
-    observer.note(name, &message);
-    Err(message)
-}
-
-/// What the miner reports now, trying until `patience` runs out.
-async fn read_back(client: &AxeOsClient, address: &MinerAddress, patience: Duration) -> Result<Sample, String> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match client.system_info(address).await {
-            Ok(sample) => return Ok(sample),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("cannot read the settings back: {e}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
-fn matches_target(read: (Option<f64>, Option<f64>), target: (Option<f64>, Option<f64>)) -> bool {
-    let same = |got: Option<f64>, want: Option<f64>, tolerance: f64| match want {
-        None => true,
-        Some(want) => got.is_some_and(|got| (got - want).abs() <= tolerance),
-    };
-    same(read.0, target.0, 0.01) && same(read.1, target.1, 0.5)
-}
-
-fn fmt_setting(value: Option<f64>) -> String {
-    value.map_or_else(|| "?".into(), format_label_number)
-}
-
-/// Firmware before v2.2.0 takes clock settings only at boot.
-pub fn needs_restart(firmware: Option<&str>) -> bool {
-    firmware_version(firmware).is_some_and(|v| v < (2, 2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tune::prepare::needs_restart;
 
     #[test]
     fn only_firmware_before_2_2_restarts_to_apply() {

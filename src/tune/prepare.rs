@@ -1,0 +1,183 @@
+//! What a sweep will do to one miner, decided before anything is sent: its candidate
+//! values (the miner's option lists, spans, steps), the plan, the window every pair must
+//! fit, the limits, and what its firmware needs (fractional MHz, a restart to apply).
+
+use serde::{Deserialize, Serialize};
+
+use crate::axeos::sample::Sample;
+use crate::axeos::window::SettingsWindow;
+use crate::axeos::{AxeOsClient, SettingsPatch};
+use crate::config::{MinerAddress, TuneSettings};
+use crate::tune::limits::Limits;
+use crate::tune::plan::{smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MIN_FREQUENCY_STEP_MHZ};
+use crate::tune::sweep::SweepSpec;
+
+/// A device's candidate values, fixed when its sweep starts (stored with the run, so that
+/// `resume` replays the same plan whatever the miner runs by then).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanLists {
+    pub frequencies: Vec<f64>,
+    pub voltages: Vec<f64>,
+    pub start_frequency: f64,
+}
+
+/// A device ready to be swept: what was read from it, and its plan.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub address: MinerAddress,
+    pub first: Sample,
+    pub original: (Option<f64>, Option<f64>),
+    pub window: SettingsWindow,
+    pub lists: PlanLists,
+    pub planner: Planner,
+    pub limits: Limits,
+}
+
+/// Reads a miner and builds its plan (from `fixed` lists when resuming); sends nothing.
+/// Errors are the user's to fix.
+pub async fn prepare(
+    client: &AxeOsClient,
+    name: &str,
+    address: &MinerAddress,
+    spec: &SweepSpec,
+    settings: &TuneSettings,
+    fixed: Option<PlanLists>,
+) -> Result<Prepared, String> {
+    let first = client
+        .system_info(address)
+        .await
+        .map_err(|e| format!("{name}: cannot read the miner at {address}: {e}"))?;
+    let options = client.asic_options(address).await.unwrap_or(None);
+    let original = (first.frequency_mhz, first.core_voltage_mv);
+    let (Some(current_frequency), Some(current_voltage)) = original else {
+        return Err(format!(
+            "{name}: the miner does not report its frequency and core voltage; nothing to start from"
+        ));
+    };
+    let lists = match fixed {
+        Some(lists) => lists,
+        None => candidate_lists(name, spec, options.as_ref(), (current_frequency, current_voltage))?,
+    };
+    let firmware = first.identity.firmware.as_deref();
+    if !stores_fractional_mhz(firmware) {
+        if let Some(f) = lists.frequencies.iter().find(|f| f.fract().abs() > 1e-9) {
+            return Err(format!(
+                "{name}: firmware {} stores whole MHz, so {f} MHz would read back as {}",
+                firmware.unwrap_or("?"),
+                f.trunc()
+            ));
+        }
+    }
+    let window = SettingsWindow::for_miner(
+        first.identity.asic_model.as_deref(),
+        options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
+    );
+    let planner = Planner::new(
+        spec.plan,
+        lists.frequencies.clone(),
+        lists.voltages.clone(),
+        lists.start_frequency,
+    );
+    if !spec.force {
+        for (f, v) in planner.possible_pairs() {
+            window
+                .check(&patch_for((f, v)))
+                .map_err(|e| format!("{name}: {e} (pass --force to send it anyway)"))?;
+        }
+    }
+    let limits = Limits::for_miner(settings, &first);
+    if limits.max_power_watts.is_none() && !spec.force {
+        return Err(format!(
+            "{name}: its PSU rating is unknown (the firmware does not report maxPower and the board version is not \
+             recognised): set tune.max_power_watts, or pass --force to sweep without a power limit"
+        ));
+    }
+    Ok(Prepared {
+        name: name.to_string(),
+        address: address.clone(),
+        first,
+        original,
+        window,
+        lists,
+        planner,
+        limits,
+    })
+}
+
+/// The candidate frequencies and voltages for a miner now on `current`.
+fn candidate_lists(
+    name: &str,
+    spec: &SweepSpec,
+    options: Option<&(Vec<f64>, Vec<f64>)>,
+    current: (f64, f64),
+) -> Result<PlanLists, String> {
+    let frequencies = Axis {
+        span: spec.freq,
+        options: options.map(|o| o.0.as_slice()),
+        current: current.0,
+        default_step: MIN_FREQUENCY_STEP_MHZ,
+        default_reach: (75.0, 100.0),
+        allow_unlisted: spec.allow_unlisted,
+        unit: "MHz",
+        flag: "--freq",
+    }
+    .values()
+    .map_err(|e| format!("{name}: {e}"))?;
+    // An undervolt sweep never starts above the voltage the miner runs, unless asked to.
+    let reach_above = if spec.plan == PlanKind::Efficiency { 0.0 } else { 100.0 };
+    let voltages: Vec<f64> = Axis {
+        span: spec.voltage,
+        options: options.map(|o| o.1.as_slice()),
+        current: current.1,
+        default_step: DEFAULT_VOLTAGE_STEP_MV,
+        default_reach: (100.0, reach_above),
+        allow_unlisted: spec.allow_unlisted,
+        unit: "mV",
+        flag: "--voltage",
+    }
+    .values()
+    .map_err(|e| format!("{name}: {e}"))?
+    .into_iter()
+    // The firmware stores whole millivolts.
+    .map(f64::round)
+    .collect();
+    // Only a step the user typed: the firmware's own option lists hold neighbours such as
+    // 375 and 380 MHz that its PLL table supports.
+    let stepped = spec.freq.is_some_and(|s| s.step.is_some());
+    if let Some(gap) = smallest_gap(&frequencies).filter(|g| stepped && *g < MIN_FREQUENCY_STEP_MHZ) {
+        if !spec.allow_small_steps {
+            return Err(format!(
+                "{name}: frequencies {gap} MHz apart; steps under {MIN_FREQUENCY_STEP_MHZ} MHz cause PLL errors on real \
+                 boards (pass --allow-small-steps to try anyway)"
+            ));
+        }
+    }
+    Ok(PlanLists {
+        frequencies,
+        voltages,
+        start_frequency: current.0,
+    })
+}
+
+/// Firmware from v2.10 keeps fractional MHz; older firmware truncates them.
+fn stores_fractional_mhz(firmware: Option<&str>) -> bool {
+    firmware_version(firmware).is_none_or(|v| v >= (2, 10))
+}
+
+/// (major, minor) of a firmware string such as `v2.10.1`.
+fn firmware_version(firmware: Option<&str>) -> Option<(u32, u32)> {
+    crate::axeos::sample::firmware_version(firmware?)
+}
+
+pub(crate) fn patch_for(pair: (f64, f64)) -> SettingsPatch {
+    SettingsPatch {
+        frequency: Some(pair.0),
+        core_voltage: Some(pair.1.round().clamp(0.0, f64::from(u32::MAX)) as u32),
+    }
+}
+
+/// Firmware before v2.2.0 takes clock settings only at boot.
+pub fn needs_restart(firmware: Option<&str>) -> bool {
+    firmware_version(firmware).is_some_and(|v| v < (2, 2))
+}
