@@ -563,17 +563,13 @@ async fn a_fleets_first_polls_spread_over_the_start_window() {
     let sims = SimFleet::start(&specs, None).await.unwrap();
     let devices: Vec<(String, SocketAddr)> = (0..60).map(|i| (format!("m{i:02}"), sims.addresses()[i])).collect();
     let _exporter = InProcess::start(&devices, 8.0).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let firsts = loop {
         let firsts: Vec<_> = (0..60).filter_map(|i| sims.first_request_at(i)).collect();
         if firsts.len() == 60 {
             break firsts;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} of 60 miners polled",
-            firsts.len()
-        );
+        assert!(Instant::now() < deadline, "only {} of 60 miners polled", firsts.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let earliest = *firsts.iter().min().unwrap();
@@ -652,15 +648,36 @@ async fn the_fleet_api_serves_the_snapshot_with_the_same_numbers_and_names_intac
         ("gone".to_string(), sims.addresses()[1]),
     ];
     let exporter = InProcess::start(&devices, 1.0).await;
-    let exposition = exporter
+    exporter
         .wait_for(Duration::from_secs(10), "both polled", |e| {
             e.up(hostile) == Some(1.0) && e.value("bitaxe_last_poll_success", &[("device", "gone")]) == Some(0.0)
         })
         .await;
-    let response = exporter.get("/api/v1/fleet").await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/json");
-    let fleet: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    // `bitaxe_last_poll_success` reads 0 before the first attempt too, so wait
+    // until the API has the failed poll's error; and compare only a snapshot
+    // that no poll changed between the two scrapes around it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (fleet, exposition) = loop {
+        let before = exporter.metrics().await;
+        let response = exporter.get("/api/v1/fleet").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let fleet: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        let after = exporter.metrics().await;
+        let gone_failed = fleet["devices"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["name"] == "gone" && d["last_error"].is_string()));
+        let reading = |e: &Exposition| {
+            (
+                e.value("bitaxe_hashrate_hashes_per_second", &[("device", hostile)]),
+                e.value("bitaxe_efficiency_joules_per_terahash", &[("device", hostile)]),
+            )
+        };
+        if (gone_failed && reading(&before) == reading(&after)) || Instant::now() > deadline {
+            break (fleet, after);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(fleet["totals"]["devices"], 2);
     assert_eq!(fleet["totals"]["up"], 1);
     let devices = fleet["devices"].as_array().unwrap();
