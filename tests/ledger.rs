@@ -316,7 +316,7 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     crate::support::sql(&path)
         .execute_batch(
             "DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
-             ALTER TABLE sessions DROP COLUMN tune_run_id; PRAGMA user_version = 1;",
+             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours; PRAGMA user_version = 1;",
         )
         .unwrap();
     let ledger = Ledger::open_existing(&path).unwrap();
@@ -327,6 +327,16 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
         .query_row("SELECT count(*) FROM device_names", [], |r| r.get(0))
         .unwrap();
     assert_eq!(names, 1, "the migration back-filled the names");
+    let hours: (i64, i64) = raw
+        .query_row("SELECT count(*), total(samples) FROM sample_hours", [], |r| {
+            Ok((r.get(0)?, r.get::<_, f64>(1)? as i64))
+        })
+        .unwrap();
+    let samples: i64 = raw.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    assert!(
+        hours.0 >= 1 && hours.1 == samples,
+        "the migration back-filled the hourly rollups: {hours:?}"
+    );
     assert_eq!(
         query(&path, 10.0, None, None)[0].steady_samples,
         21,
@@ -393,4 +403,93 @@ fn export_rows_match_the_range() {
         serde_json::from_slice::<serde_json::Value>(&empty).unwrap(),
         serde_json::json!([])
     );
+}
+
+/// Three hours of 30-s samples: hashrate 1000 GH/s but 1500 at one sample (a spike that a
+/// mean-only downsampling would hide), power 18 W, temperature rising 0.01 °C per sample.
+fn three_hours() -> Vec<(&'static str, f64, S)> {
+    (0..360)
+        .map(|i| {
+            let mut s = S::new(525.0, 1150.0);
+            s.uptime = 10_000 + i * 30;
+            s.temp = 55.0 + 0.01 * i as f64;
+            if i == 100 {
+                s.hashrate = 1500.0;
+            }
+            ("rig", i as f64 * 30.0, s)
+        })
+        .collect()
+}
+
+#[test]
+fn history_downsamples_keeping_min_and_max_and_filters_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut records = three_hours();
+    // The same sample delivered twice (a restarted writer) is stored and counted once.
+    records.push(records[5].clone());
+    write_all(&path, 0.0, records);
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let device = ledger.find_device("rig").unwrap().unwrap();
+    let t0 = T0 as f64;
+    let (first, last) = ledger.sample_span(device.id).unwrap().unwrap();
+    assert_eq!((first, last), (t0, t0 + 359.0 * 30.0));
+
+    // 10-minute buckets from the samples: 20 samples each.
+    let history = ledger.history(device.id, t0, t0 + 3.0 * 3600.0, 600.0).unwrap();
+    assert_eq!(history.source, bitaxe_exporter::ledger::rollup::HistorySource::Samples);
+    assert_eq!(history.points.len(), 18);
+    assert!(
+        history.points.iter().all(|p| p.samples == 20),
+        "{:?}",
+        history.points[0]
+    );
+    let spiked = &history.points[(100 * 30) / 600];
+    let hashrate = spiked.hashrate_ghs.unwrap();
+    assert_eq!(
+        (hashrate.min, hashrate.max),
+        (1000.0, 1500.0),
+        "the spike survives as the bucket's max"
+    );
+    assert!((hashrate.mean - (19.0 * 1000.0 + 1500.0) / 20.0).abs() < 1e-9);
+    let quiet = history.points[0].hashrate_ghs.unwrap();
+    assert_eq!((quiet.min, quiet.max), (1000.0, 1000.0));
+    assert!((history.points[0].joules_per_terahash.unwrap() - 18.0).abs() < 1e-9);
+    let temp = history.points[1].asic_temp_c.unwrap();
+    assert!(
+        (temp.min - 55.2).abs() < 1e-9 && (temp.max - 55.39).abs() < 1e-9,
+        "{temp:?}"
+    );
+
+    // A range cut inside: only its samples.
+    let cut = ledger.history(device.id, t0 + 3600.0, t0 + 5400.0, 600.0).unwrap();
+    assert_eq!(
+        cut.points.len(),
+        4,
+        "{:?}",
+        cut.points.iter().map(|p| p.samples).collect::<Vec<_>>()
+    );
+    assert_eq!(cut.points.iter().map(|p| p.samples).sum::<u64>(), 61);
+    assert_eq!(cut.points[0].t, t0 + 3600.0);
+
+    // Hour steps come from the rollups, with the same counts and extremes.
+    let hourly = ledger.history(device.id, t0, t0 + 3.0 * 3600.0, 3600.0).unwrap();
+    assert_eq!(
+        hourly.source,
+        bitaxe_exporter::ledger::rollup::HistorySource::HourlyRollups
+    );
+    let raw_hourly: Vec<u64> = hourly.points.iter().map(|p| p.samples).collect();
+    assert_eq!(raw_hourly.iter().sum::<u64>(), 360, "{raw_hourly:?}");
+    let max = hourly
+        .points
+        .iter()
+        .filter_map(|p| p.hashrate_ghs.map(|h| h.max))
+        .fold(0.0, f64::max);
+    assert_eq!(max, 1500.0);
+    let all_min_temp = hourly
+        .points
+        .iter()
+        .filter_map(|p| p.asic_temp_c.map(|h| h.min))
+        .fold(f64::INFINITY, f64::min);
+    assert!((all_min_temp - 55.0).abs() < 1e-9);
 }

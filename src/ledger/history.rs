@@ -170,7 +170,7 @@ pub(crate) fn insert_sample(
          fan_percent, fan_rpm, shares_accepted, shares_rejected, error_percent, uptime_s, best_difficulty)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
-    stmt.execute(params![
+    let inserted = stmt.execute(params![
         device_id,
         t,
         segment_id,
@@ -193,6 +193,10 @@ pub(crate) fn insert_sample(
         s.uptime_seconds.map(|v| v.min(i64::MAX as u64) as i64),
         s.best_difficulty,
     ])?;
+    // A sample already stored (same device and time) is not counted twice.
+    if inserted == 1 {
+        super::rollup::add_sample(tx, device_id, t, s)?;
+    }
     Ok(())
 }
 

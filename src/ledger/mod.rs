@@ -2,12 +2,13 @@
 //! be), migrating it, and the typed reads the CLI and analysis use, each rusqlite error
 //! mapped once. The SQL itself is in the files beside this one: `schema` (migrations),
 //! `devices` (identity), `history` (segments, samples, events), `export`, `sessions`,
-//! `tune` (sweeps and their restore plans), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is.
+//! `tune` (sweeps and their restore plans), `rollup` (hourly rollups and downsampled history), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is.
 
 mod devices;
 mod export;
 mod history;
 mod lock;
+pub mod rollup;
 mod schema;
 pub mod segments;
 pub mod sessions;
@@ -250,6 +251,27 @@ impl Ledger {
         self.read(|conn| events_between(conn, device_id, since, until))
     }
 
+    /// A device's history over [since, until], downsampled to buckets of about `step`
+    /// seconds (see [`rollup::history`] for when the hourly rollups answer).
+    pub fn history(&self, device_id: i64, since: f64, until: f64, step: f64) -> Result<rollup::History> {
+        self.read(|conn| rollup::history(conn, device_id, since, until, step))
+    }
+
+    /// The times of a device's first and last samples; `None` before the first.
+    pub fn sample_span(&self, device_id: i64) -> Result<Option<(f64, f64)>> {
+        self.read(|conn| {
+            let first: Option<f64> =
+                conn.query_row("SELECT min(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
+                    r.get(0)
+                })?;
+            let last: Option<f64> =
+                conn.query_row("SELECT max(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
+                    r.get(0)
+                })?;
+            Ok(first.zip(last))
+        })
+    }
+
     /// A session by id.
     pub fn session(&self, id: i64) -> Result<Option<sessions::SessionRow>> {
         self.read(|conn| sessions::get(conn, id))
@@ -295,6 +317,9 @@ impl Ledger {
         let current = usize::try_from(current).unwrap_or(0);
         for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            if index + 1 == rollup::ROLLUP_SCHEMA_VERSION {
+                rollup::backfill(&tx).map_err(|e| self.err(e))?;
+            }
             tx.pragma_update(None, "user_version", (index + 1) as i64)
                 .map_err(|e| self.err(e))?;
         }

@@ -117,6 +117,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, device_id, step)
     );
     ALTER TABLE sessions ADD COLUMN tune_run_id INTEGER REFERENCES tune_runs(id);",
+    // 4: hourly rollups of the charted readings (`rollup.rs` keeps them; the migration
+    // fills them from the samples already stored).
+    "CREATE TABLE sample_hours (
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        hour REAL NOT NULL,
+        samples INTEGER NOT NULL,
+        hashrate_n INTEGER NOT NULL, hashrate_sum REAL NOT NULL, hashrate_min REAL, hashrate_max REAL,
+        expected_n INTEGER NOT NULL, expected_sum REAL NOT NULL, expected_min REAL, expected_max REAL,
+        power_n INTEGER NOT NULL, power_sum REAL NOT NULL, power_min REAL, power_max REAL,
+        asic_n INTEGER NOT NULL, asic_sum REAL NOT NULL, asic_min REAL, asic_max REAL,
+        vr_n INTEGER NOT NULL, vr_sum REAL NOT NULL, vr_min REAL, vr_max REAL,
+        fan_pct_n INTEGER NOT NULL, fan_pct_sum REAL NOT NULL, fan_pct_min REAL, fan_pct_max REAL,
+        fan_rpm_n INTEGER NOT NULL, fan_rpm_sum REAL NOT NULL, fan_rpm_min REAL, fan_rpm_max REAL,
+        eff_power_sum REAL NOT NULL,
+        eff_hashrate_sum REAL NOT NULL,
+        PRIMARY KEY (device_id, hour)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

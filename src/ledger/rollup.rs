@@ -1,0 +1,271 @@
+//! Hourly rollups of the samples (`sample_hours`) and the downsampled history the web pages
+//! and the report draw: count, sum, minimum and maximum of each charted reading per device
+//! and hour, kept up to date by the writer in the transaction that stores each sample, so
+//! a year of history is read from 8,760 rows per device instead of a million samples.
+
+use std::sync::LazyLock;
+
+use rusqlite::{params, Connection, Transaction};
+use serde::Serialize;
+
+use crate::axeos::sample::Sample;
+
+/// The schema version that created `sample_hours`; the migration to it fills the table
+/// from the samples already stored.
+pub(crate) const ROLLUP_SCHEMA_VERSION: usize = 4;
+
+/// The width of a rollup bucket, seconds.
+pub const ROLLUP_SECONDS: f64 = 3600.0;
+
+/// A range holding more samples than this is answered from the hourly rollups; smaller
+/// ones from the samples themselves (finer steps, exact bucket edges).
+pub const MAX_RAW_SAMPLES: u64 = 50_000;
+
+/// The largest magnitude a reading may have to enter a rollup (as for segment aggregates).
+const MAX_ROLLED: f64 = 1e12;
+
+/// The charted readings: (prefix of the rollup columns, sample column).
+const ROLLED: [(&str, &str); 7] = [
+    ("hashrate", "hashrate_ghs"),
+    ("expected", "expected_ghs"),
+    ("power", "power_w"),
+    ("asic", "asic_temp_c"),
+    ("vr", "vr_temp_c"),
+    ("fan_pct", "fan_percent"),
+    ("fan_rpm", "fan_rpm"),
+];
+
+fn rolled_values(s: &Sample) -> [Option<f64>; 7] {
+    [
+        s.hashrate_ghs,
+        s.expected_hashrate_ghs,
+        s.power_watts,
+        s.asic_temp_celsius,
+        s.vr_temp_celsius,
+        s.fan_duty_percent,
+        s.fan_rpm,
+    ]
+    .map(|v| v.filter(|v| v.is_finite() && v.abs() <= MAX_ROLLED))
+}
+
+/// Samples with both a positive hashrate and a power reading: the ones J/TH is made of.
+const EFFICIENCY_CASE: &str = "hashrate_ghs > 0 AND abs(hashrate_ghs) <= 1e12 AND abs(power_w) <= 1e12";
+
+/// `count, sum, min, max` of every rolled reading over sample rows, then the efficiency
+/// sums: the one aggregate shape shared by the backfill and the raw history query.
+fn sample_aggregates() -> String {
+    let mut columns = vec!["count(*)".to_string()];
+    for (_, column) in ROLLED {
+        let value = format!("CASE WHEN abs({column}) <= 1e12 THEN {column} END");
+        columns.push(format!("count({value}), total({value}), min({value}), max({value})"));
+    }
+    columns.push(format!("total(CASE WHEN {EFFICIENCY_CASE} THEN power_w END)"));
+    columns.push(format!("total(CASE WHEN {EFFICIENCY_CASE} THEN hashrate_ghs END)"));
+    columns.join(", ")
+}
+
+/// The same shape over rollup rows.
+fn rollup_aggregates() -> String {
+    let mut columns = vec!["total(samples)".to_string()];
+    for (prefix, _) in ROLLED {
+        columns.push(format!(
+            "total({prefix}_n), total({prefix}_sum), min({prefix}_min), max({prefix}_max)"
+        ));
+    }
+    columns.push("total(eff_power_sum), total(eff_hashrate_sum)".into());
+    columns.join(", ")
+}
+
+/// Fills `sample_hours` from the stored samples (the migration that creates it).
+pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(&format!(
+        "INSERT INTO sample_hours SELECT device_id, CAST(t / 3600 AS INTEGER) * 3600.0, {}
+         FROM samples GROUP BY device_id, CAST(t / 3600 AS INTEGER)",
+        sample_aggregates()
+    ))
+}
+
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let mut columns = vec!["device_id".to_string(), "hour".into(), "samples".into()];
+    let mut updates = vec!["samples = samples + 1".to_string()];
+    for (prefix, _) in ROLLED {
+        for suffix in ["n", "sum", "min", "max"] {
+            columns.push(format!("{prefix}_{suffix}"));
+        }
+        updates.push(format!(
+            "{p}_n = {p}_n + excluded.{p}_n, {p}_sum = {p}_sum + excluded.{p}_sum, \
+             {p}_min = min(coalesce({p}_min, excluded.{p}_min), coalesce(excluded.{p}_min, {p}_min)), \
+             {p}_max = max(coalesce({p}_max, excluded.{p}_max), coalesce(excluded.{p}_max, {p}_max))",
+            p = prefix
+        ));
+    }
+    columns.push("eff_power_sum".into());
+    columns.push("eff_hashrate_sum".into());
+    updates.push("eff_power_sum = eff_power_sum + excluded.eff_power_sum".into());
+    updates.push("eff_hashrate_sum = eff_hashrate_sum + excluded.eff_hashrate_sum".into());
+    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO sample_hours ({}) VALUES ({}) ON CONFLICT (device_id, hour) DO UPDATE SET {}",
+        columns.join(", "),
+        placeholders.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// Adds one stored sample to its hour.
+pub(crate) fn add_sample(tx: &Transaction, device_id: i64, t: f64, sample: &Sample) -> rusqlite::Result<()> {
+    let hour = (t / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS;
+    let values = rolled_values(sample);
+    let mut row: Vec<rusqlite::types::Value> = Vec::with_capacity(3 + 4 * ROLLED.len() + 2);
+    row.push(device_id.into());
+    row.push(hour.into());
+    row.push(1i64.into());
+    for value in values {
+        row.push(i64::from(value.is_some()).into());
+        row.push(value.unwrap_or(0.0).into());
+        row.push(value.into());
+        row.push(value.into());
+    }
+    let (hashrate, power) = (values[0], values[2]);
+    let efficient = matches!((hashrate, power), (Some(h), Some(_)) if h > 0.0);
+    row.push((if efficient { power.unwrap_or(0.0) } else { 0.0 }).into());
+    row.push((if efficient { hashrate.unwrap_or(0.0) } else { 0.0 }).into());
+    tx.prepare_cached(&UPSERT)?.execute(rusqlite::params_from_iter(row))?;
+    Ok(())
+}
+
+/// Minimum, mean and maximum of one reading over a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Span {
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+/// One downsampled point of a device's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    /// Start of the bucket, Unix seconds.
+    pub t: f64,
+    pub samples: u64,
+    pub hashrate_ghs: Option<Span>,
+    pub expected_ghs: Option<Span>,
+    pub power_w: Option<Span>,
+    pub asic_temp_c: Option<Span>,
+    pub vr_temp_c: Option<Span>,
+    pub fan_percent: Option<Span>,
+    pub fan_rpm: Option<Span>,
+    /// Energy over work across the bucket's samples with both readings.
+    pub joules_per_terahash: Option<f64>,
+}
+
+/// Where a history was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistorySource {
+    Samples,
+    HourlyRollups,
+}
+
+/// A downsampled history: buckets of `step` seconds from `since`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub since: f64,
+    pub until: f64,
+    pub step: f64,
+    pub source: HistorySource,
+    pub points: Vec<HistoryPoint>,
+}
+
+fn point_from_row(r: &rusqlite::Row, since: f64, step: f64) -> rusqlite::Result<HistoryPoint> {
+    let bucket: i64 = r.get(0)?;
+    let samples: f64 = r.get(1)?;
+    let mut spans = [None; 7];
+    for (i, span) in spans.iter_mut().enumerate() {
+        let base = 2 + 4 * i;
+        let n: f64 = r.get(base)?;
+        let sum: f64 = r.get(base + 1)?;
+        let min: Option<f64> = r.get(base + 2)?;
+        let max: Option<f64> = r.get(base + 3)?;
+        if let (true, Some(min), Some(max)) = (n > 0.0, min, max) {
+            *span = Some(Span {
+                min,
+                mean: sum / n,
+                max,
+            });
+        }
+    }
+    let base = 2 + 4 * ROLLED.len();
+    let (eff_power, eff_hashrate): (f64, f64) = (r.get(base)?, r.get(base + 1)?);
+    let [hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, fan_percent, fan_rpm] = spans;
+    Ok(HistoryPoint {
+        t: since + bucket as f64 * step,
+        samples: samples.max(0.0) as u64,
+        hashrate_ghs,
+        expected_ghs,
+        power_w,
+        asic_temp_c,
+        vr_temp_c,
+        fan_percent,
+        fan_rpm,
+        joules_per_terahash: (eff_hashrate > 0.0).then(|| eff_power / eff_hashrate * 1000.0),
+    })
+}
+
+/// How many samples a device has in [since, until], counted from the rollups (whole hours,
+/// so a slight overestimate at the edges).
+fn samples_in_range(conn: &Connection, device_id: i64, since: f64, until: f64) -> rusqlite::Result<u64> {
+    let count: f64 = conn.query_row(
+        "SELECT total(samples) FROM sample_hours WHERE device_id = ?1 AND hour > ?2 - 3600 AND hour <= ?3",
+        params![device_id, since, until],
+        |r| r.get(0),
+    )?;
+    Ok(count.max(0.0) as u64)
+}
+
+/// A device's history over [since, until] in buckets of about `step` seconds. Ranges of up
+/// to [`MAX_RAW_SAMPLES`] samples are aggregated from the samples; longer ones from the
+/// hourly rollups (the step then a whole number of hours, buckets aligned to hours).
+pub(crate) fn history(
+    conn: &Connection,
+    device_id: i64,
+    since: f64,
+    until: f64,
+    step: f64,
+) -> rusqlite::Result<History> {
+    let raw = step < ROLLUP_SECONDS && samples_in_range(conn, device_id, since, until)? <= MAX_RAW_SAMPLES;
+    if raw {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT CAST((t - ?2) / ?4 AS INTEGER) AS bucket, {}
+             FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 GROUP BY bucket ORDER BY bucket",
+            sample_aggregates()
+        ))?;
+        let rows = stmt.query_map(params![device_id, since, until, step], |r| {
+            point_from_row(r, since, step)
+        })?;
+        return Ok(History {
+            since,
+            until,
+            step,
+            source: HistorySource::Samples,
+            points: rows.collect::<rusqlite::Result<_>>()?,
+        });
+    }
+    let step = (step / ROLLUP_SECONDS).ceil().max(1.0) * ROLLUP_SECONDS;
+    let origin = (since / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT CAST((hour - ?2) / ?4 AS INTEGER) AS bucket, {}
+         FROM sample_hours WHERE device_id = ?1 AND hour >= ?2 AND hour <= ?3 GROUP BY bucket ORDER BY bucket",
+        rollup_aggregates()
+    ))?;
+    let rows = stmt.query_map(params![device_id, origin, until, step], |r| {
+        point_from_row(r, origin, step)
+    })?;
+    Ok(History {
+        since: origin,
+        until,
+        step,
+        source: HistorySource::HourlyRollups,
+        points: rows.collect::<rusqlite::Result<_>>()?,
+    })
+}
