@@ -3,7 +3,10 @@
 //! segment or its warm-up differs from the one asked for), the health gate, the ranking,
 //! and their table / JSON / CSV renderings.
 
+pub mod charts;
 pub mod export;
+pub mod history;
+pub mod html;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -66,7 +69,7 @@ impl ConfigRow {
         )
     }
 
-    fn short_label(&self) -> String {
+    pub fn short_label(&self) -> String {
         short_clock_label(self.frequency_mhz, self.core_voltage_mv)
     }
 }

@@ -48,6 +48,9 @@ pub struct Sample {
     pub free_heap_internal_bytes: Option<u64>,
     pub overheat: Option<bool>,
     pub using_fallback_pool: Option<bool>,
+    /// The pool mined on (the fallback one while `using_fallback_pool`), as `host:port`:
+    /// no scheme, no credentials.
+    pub pool: Option<String>,
     pub mining_paused: Option<bool>,
     pub asic_count: Option<u32>,
     pub pool_response_time_ms: Option<f64>,
@@ -269,8 +272,33 @@ struct WireInfo {
     power_fault: Text,
     version: Text,
     hostname: Text,
+    #[serde(rename = "stratumURL")]
+    stratum_url: Text,
+    #[serde(rename = "stratumPort")]
+    stratum_port: Num,
+    #[serde(rename = "fallbackStratumURL")]
+    fallback_stratum_url: Text,
+    #[serde(rename = "fallbackStratumPort")]
+    fallback_stratum_port: Num,
     #[serde(rename = "macAddr")]
     mac_addr: Text,
+}
+
+/// `host:port` of a pool URL as the firmware stores it (`public-pool.io`,
+/// `stratum+tcp://host`, once in a while with `user:password@`): the scheme, any
+/// credentials and any path left out.
+fn pool_address(url: Option<String>, port: Option<f64>) -> Option<String> {
+    let url = url?;
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = rest.split('/').next().unwrap_or("").trim();
+    if host.is_empty() {
+        return None;
+    }
+    match port.filter(|p| (1.0..=65_535.0).contains(p) && p.fract() == 0.0) {
+        Some(port) if !host.contains(':') => Some(format!("{host}:{port}")),
+        _ => Some(host.to_string()),
+    }
 }
 
 impl WireInfo {
@@ -371,6 +399,11 @@ impl WireInfo {
                 .or(self.overheat_mode_camel.flag())
                 .or(self.overheat.flag()),
             using_fallback_pool: self.using_fallback.flag(),
+            pool: if self.using_fallback.flag() == Some(true) {
+                pool_address(self.fallback_stratum_url.0, self.fallback_stratum_port.0)
+            } else {
+                pool_address(self.stratum_url.0, self.stratum_port.0)
+            },
             mining_paused: self.mining_paused.flag(),
             asic_count,
             pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
@@ -646,6 +679,26 @@ impl<'de> Deserialize<'de> for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_shown_is_the_one_mined_on_without_scheme_or_credentials() {
+        let body =
+            br#"{"hashRate": 1000, "ASICModel": "BM1370", "stratumURL": "stratum+tcp://bob:secret@public-pool.io/x",
+            "stratumPort": 21496, "fallbackStratumURL": "solo.ckpool.org", "fallbackStratumPort": 3333,
+            "isUsingFallbackStratum": 0}"#;
+        assert_eq!(
+            decode_system_info(body).unwrap().pool.as_deref(),
+            Some("public-pool.io:21496")
+        );
+        let fallback =
+            String::from_utf8_lossy(body).replace("\"isUsingFallbackStratum\": 0", "\"isUsingFallbackStratum\": 1");
+        assert_eq!(
+            decode_system_info(fallback.as_bytes()).unwrap().pool.as_deref(),
+            Some("solo.ckpool.org:3333")
+        );
+        let bare = br#"{"hashRate": 1000, "ASICModel": "BM1370", "stratumURL": "", "stratumPort": 0}"#;
+        assert_eq!(decode_system_info(bare).unwrap().pool, None);
+    }
 
     #[test]
     fn negative_readings_and_impossible_counts_are_counted_not_just_dropped() {

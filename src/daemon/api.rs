@@ -1,10 +1,11 @@
-//! The JSON API behind the web pages (`/api/v1/…`): the fleet snapshot, with the same
+//! The JSON API behind the web pages (`/api/v1/fleet`): the fleet snapshot, with the same
 //! numbers and names as the CLI's JSON. Strings are the miners' own (JSON-escaped by the
 //! encoder; pages escape them for HTML where they show them).
 
 use serde::Serialize;
 
 use crate::daemon::fleet::{DeviceView, Fleet, FleetSummary};
+use crate::daemon::sparkline::HourOfHashrate;
 
 /// `GET /api/v1/fleet`.
 #[derive(Debug, Serialize)]
@@ -34,6 +35,8 @@ pub struct Totals {
 #[derive(Debug, Serialize)]
 pub struct DeviceJson {
     pub name: String,
+    /// The configured address (`host` or `host:port`).
+    pub address: String,
     /// `up` (fresh, latest poll fine), `stale` (latest poll failed, last reading still
     /// fresh) or `down`.
     pub state: &'static str,
@@ -57,12 +60,19 @@ pub struct DeviceJson {
     pub best_difficulty: Option<f64>,
     pub session_best_difficulty: Option<f64>,
     pub fallback_pool: Option<bool>,
+    /// `host:port` of the pool mined on (the fallback one while `fallback_pool`).
+    pub pool: Option<String>,
     pub shares_accepted: Option<u64>,
     pub shares_rejected: Option<u64>,
+    /// The last hour's hashrate, per-minute means oldest first (60, `null` where no
+    /// reading came), from memory: a sparkline.
+    pub hashrate_1h_ghs: Vec<Option<f64>>,
+    /// Coefficient of variation of the last hour's readings, %.
+    pub hashrate_cv_1h_percent: Option<f64>,
 }
 
 impl DeviceJson {
-    fn of(view: &DeviceView) -> DeviceJson {
+    fn of(view: &DeviceView, hour: HourOfHashrate) -> DeviceJson {
         let sample = view.sample.as_deref();
         let state = match (view.up, view.last_poll_ok) {
             (true, true) => "up",
@@ -74,6 +84,7 @@ impl DeviceJson {
         let expected = field(|s| s.expected_hashrate_ghs);
         DeviceJson {
             name: view.name.clone(),
+            address: view.address.to_string(),
             state,
             last_error: view.last_error.clone(),
             mining_healthy: view.verdict.as_ref().map(|v| v.healthy()),
@@ -101,6 +112,14 @@ impl DeviceJson {
             best_difficulty: field(|s| s.best_difficulty),
             session_best_difficulty: field(|s| s.session_best_difficulty),
             fallback_pool: sample.and_then(|s| s.using_fallback_pool),
+            pool: sample.and_then(|s| s.pool.clone()),
+            // A tenth of a GH/s is below any sparkline's resolution and keeps the page small.
+            hashrate_1h_ghs: hour
+                .per_minute_ghs
+                .iter()
+                .map(|v| v.map(|v| (v * 10.0).round() / 10.0))
+                .collect(),
+            hashrate_cv_1h_percent: hour.cv_percent,
             shares_accepted: sample.and_then(|s| s.shares_accepted),
             shares_rejected: sample.and_then(|s| s.shares_rejected),
         }
@@ -112,8 +131,10 @@ pub fn fleet_json(fleet: &Fleet) -> FleetJson {
     let views = fleet.views();
     let summary = FleetSummary::of(&views);
     let thresholds = fleet.thresholds();
+    let now = crate::time::now_unix();
+    let hours = fleet.hours_of_hashrate(now);
     FleetJson {
-        generated_at: crate::time::now_unix(),
+        generated_at: now,
         poll_interval_seconds: fleet.poll_interval().as_secs_f64(),
         max_temp_warning_c: thresholds.warning_celsius,
         max_temp_shutdown_c: thresholds.shutdown_celsius,
@@ -127,6 +148,10 @@ pub fn fleet_json(fleet: &Fleet) -> FleetJson {
             hottest_device: summary.hottest.as_ref().map(|h| h.0.clone()),
             hottest_asic_c: summary.hottest.as_ref().map(|h| h.1),
         },
-        devices: views.iter().map(DeviceJson::of).collect(),
+        devices: views
+            .iter()
+            .zip(hours)
+            .map(|(view, hour)| DeviceJson::of(view, hour))
+            .collect(),
     }
 }

@@ -12,6 +12,7 @@ use crate::axeos::{ErrorCounts, PollError};
 use crate::config::{Config, MinerAddress, Protection, Thresholds};
 use crate::daemon::events::{observe_failure, observe_success, DeviceEvent, Tracked};
 use crate::daemon::health::{HealthTracker, Verdict};
+use crate::daemon::sparkline::{HourOfHashrate, Sparkline};
 
 #[derive(Debug)]
 pub struct Fleet {
@@ -31,6 +32,8 @@ struct DeviceSlot {
     name: String,
     address: MinerAddress,
     state: Mutex<DeviceState>,
+    /// Kept apart from `state`, which every scrape copies.
+    sparkline: Mutex<Sparkline>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,6 +101,7 @@ impl Fleet {
                 name: d.name.clone(),
                 address: d.address.clone(),
                 state: Mutex::new(DeviceState::default()),
+                sparkline: Mutex::new(Sparkline::default()),
             })
             .collect();
         Self {
@@ -196,6 +200,9 @@ impl Fleet {
             return Vec::new();
         };
         let now = (Instant::now(), SystemTime::now());
+        if let Some(hashrate) = sample.hashrate_ghs {
+            lock(&slot.sparkline).record(crate::time::unix_seconds(now.1), hashrate);
+        }
         let mut state = lock(&slot.state);
         for field in &sample.implausible {
             *state.implausible.entry(field).or_default() += 1;
@@ -276,6 +283,14 @@ impl Fleet {
         events
     }
 
+    /// Every device's last hour of hashrate, in the order of [`Fleet::views`].
+    pub fn hours_of_hashrate(&self, now_unix: f64) -> Vec<HourOfHashrate> {
+        self.devices
+            .iter()
+            .map(|slot| lock(&slot.sparkline).hour(now_unix))
+            .collect()
+    }
+
     /// Every device's state now. Each lock is held only to clone a few fields.
     pub fn views(&self) -> Vec<DeviceView> {
         self.views_at(Instant::now())
@@ -330,7 +345,7 @@ impl Fleet {
 
 /// A poisoned lock only means a panic elsewhere while holding it; the state is plain data
 /// and still usable.
-fn lock(m: &Mutex<DeviceState>) -> MutexGuard<'_, DeviceState> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

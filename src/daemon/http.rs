@@ -1,24 +1,25 @@
 //! The exporter's HTTP endpoints: `/metrics` (OpenMetrics or the Prometheus text format by
 //! `Accept`, rendered from the snapshot),
-//! `/` (a small landing page listing each device) and `/healthz`. No handler contacts a
-//! miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s.
+//! the web dashboard and its JSON API ([`crate::daemon::pages`], `/api/v1/fleet` here),
+//! `/healthz` and the Alertmanager webhook `/alerts`. No handler contacts a miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s.
 
-use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
 
 use crate::daemon::exposition::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
-use crate::daemon::fleet::{Fleet, FleetSummary};
+use crate::daemon::fleet::Fleet;
 use crate::daemon::metrics;
+use crate::daemon::pages::{self, Pages};
 use crate::daemon::server::HttpStats;
 use crate::ledger::writer::LedgerStats;
 
@@ -48,7 +49,22 @@ struct Rendered {
     finished: Option<Instant>,
 }
 
-pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<Arc<HttpStats>>) -> Router {
+pub fn router(
+    fleet: Arc<Fleet>,
+    ledger: Option<Arc<LedgerStats>>,
+    http: Option<Arc<HttpStats>>,
+    ledger_path: Option<PathBuf>,
+) -> Router {
+    let pages = Arc::new(Pages::new(fleet.clone(), ledger_path));
+    let web = Router::new()
+        .route("/", get(pages::fleet_page))
+        .route("/device/{name}", get(pages::device_page))
+        .route("/configs", get(pages::configs_page))
+        .route("/sessions", get(pages::sessions_page))
+        .route("/api/v1/devices/{name}/history", get(pages::api_history))
+        .route("/api/v1/configs", get(pages::api_configs))
+        .route("/api/v1/sessions", get(pages::api_sessions))
+        .with_state(pages);
     let state = Arc::new(AppState {
         registry: metrics::registry(fleet.clone(), ledger, http),
         fleet,
@@ -60,11 +76,11 @@ pub fn router(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Option<
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(landing_page))
         .route("/alerts", axum::routing::post(receive_alerts))
         .route("/api/v1/fleet", get(api_fleet))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try /metrics\n") })
         .with_state(state)
+        .merge(web)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try / or /metrics\n") })
 }
 
 /// `GET /api/v1/fleet`: the snapshot as JSON.
@@ -159,66 +175,4 @@ async fn receive_alerts(body: Bytes) -> (StatusCode, &'static str) {
         }
     }
     (StatusCode::OK, "ok\n")
-}
-
-async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
-    let views = state.fleet.views();
-    let summary = FleetSummary::of(&views);
-    let mut rows = String::new();
-    for view in &views {
-        let (status, class) = if view.up { ("up", "up") } else { ("down", "down") };
-        let last_poll = match view.last_attempt_age {
-            Some(age) => format!("{:.0} s ago", age.as_secs_f64()),
-            None => "not yet".into(),
-        };
-        let detail = match (&view.sample, &view.last_error) {
-            (Some(s), _) => {
-                let clock = s.clock_config();
-                format!(
-                    "{} GH/s · {} W · {} °C · {} MHz / {} mV",
-                    fmt_opt(s.hashrate_ghs, 1),
-                    fmt_opt(s.power_watts, 1),
-                    fmt_opt(s.asic_temp_celsius, 1),
-                    clock.frequency_mhz,
-                    clock.core_voltage_mv
-                )
-            }
-            (None, Some(error)) => error.clone(),
-            (None, None) => "waiting for the first poll".into(),
-        };
-        let _ = writeln!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{status}</td><td>{last_poll}</td><td>{}</td></tr>",
-            escape_html(&view.name),
-            escape_html(&view.address.to_string()),
-            escape_html(&detail)
-        );
-    }
-    Html(format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>bitaxe-exporter</title>\n\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}.up{{color:#080}}.down{{color:#b00}}</style>\n\
-</head><body>\n<h1>bitaxe-exporter {}</h1>\n<p>{}</p>\n<p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a></p>\n\
-<table><tr><th>device</th><th>address</th><th>state</th><th>last poll</th><th>latest reading</th></tr>\n{rows}</table>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION"),
-        escape_html(&summary.to_string()),
-    ))
-}
-
-fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "–".into(), |v| format!("{v:.decimals$}"))
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }

@@ -10,11 +10,13 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 mod mining_metrics;
+pub mod pages;
 pub mod poller;
 pub mod process;
 pub mod protect;
 mod self_metrics;
 pub mod server;
+pub mod sparkline;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,7 +107,12 @@ pub async fn serve(
         http_stats.limit(),
         server::HEADER_TIMEOUT
     );
-    let app = http::router(fleet, Some(writer.stats.clone()), Some(http_stats.clone()));
+    let app = http::router(
+        fleet,
+        Some(writer.stats.clone()),
+        Some(http_stats.clone()),
+        Some(config.database_path.clone()),
+    );
     let server = tokio::spawn(server::run(listener, app, http_stats, stop_rx));
 
     shutdown.await;
