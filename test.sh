@@ -16,11 +16,13 @@ for component in rustfmt clippy; do
     fi
   fi
 done
-# The real Prometheus, promtool, Alertmanager, amtool and docker-compose run in the tests.
+# The real Prometheus, promtool, Alertmanager, amtool, docker-compose and Chromium run in the tests.
 missing=()
 need promtool && need prometheus || missing+=(prometheus)
 need prometheus-alertmanager && need amtool || missing+=(prometheus-alertmanager)
 need docker-compose || missing+=(docker-compose)
+# The web pages and the report are tested in the real headless Chromium.
+need chromium || need chromium-browser || need google-chrome || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then

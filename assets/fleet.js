@@ -74,7 +74,7 @@
     ["hashrate", "GH/s", function (d) { return d.hashrate_ghs; }, function (td, d) {
       td.textContent = fixed(d.hashrate_ghs, 1);
       if (d.percent_of_expected !== null) {
-        td.appendChild(el("span", " " + fixed(d.percent_of_expected, 0) + " %", d.percent_of_expected < 90 ? "warn" : "muted"));
+        td.appendChild(el("span", " " + fixed(d.percent_of_expected, 0) + " %", (d.percent_of_expected < 90 ? "warn" : "muted") + " hide-narrow"));
       }
     }],
     ["trend", "last hour", function (d) { return d.hashrate_cv_1h_percent; }, function (td, d) {
@@ -88,7 +88,7 @@
     }],
     ["vr", "VR °C", function (d) { return d.vr_temp_c; }, function (td, d) {
       td.textContent = fixed(d.vr_temp_c, 1); td.className = tempClass(d.vr_temp_c);
-    }],
+    }, "hide-narrow"],
     ["clock", "MHz / mV", function (d) { return d.frequency_mhz; }, function (td, d) {
       td.textContent = fixed(d.frequency_mhz, 0) + " / " + fixed(d.core_voltage_mv, 0);
     }, "hide-narrow"],

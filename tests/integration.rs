@@ -16,6 +16,7 @@
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 //! - `health`: "is it really mining?" verdicts for each simulated fault mode.
 //! - `availability`: an idle-connection flood and a scrape storm against `serve`.
+//! - `web`: the dashboard pages and the report in the real headless Chromium; the JSON API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -32,3 +33,4 @@ mod simulator;
 mod stack;
 mod sweep;
 mod tuning;
+mod web;

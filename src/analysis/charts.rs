@@ -265,7 +265,7 @@ fn draw_heat_panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, cells: &[
     // Cell i spans i − 0.5 … i + 0.5, so ticks and labels sit at cell centres.
     let span = |n: usize| -0.5..(n.max(1) as f64 - 0.5);
     let mut chart = ChartBuilder::on(area)
-        .caption(printable(title).into_owned(), ("sans-serif", 16))
+        .caption(printable(title), ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -385,7 +385,7 @@ fn draw_scatter(root: &DrawingArea<SVGBackend, Shift>, title: &str, points: &[Sc
     let (x_low, x_high) = bounds(finite.iter().map(|p| p.joules_per_terahash).collect());
     let (y_low, y_high) = bounds(finite.iter().map(|p| p.hashrate_ghs).collect());
     let mut chart = ChartBuilder::on(root)
-        .caption(printable(title).into_owned(), ("sans-serif", 15))
+        .caption(printable(title), ("sans-serif", 15))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(56)

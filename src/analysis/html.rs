@@ -223,9 +223,9 @@ pub fn configs_charts(rows: &[ConfigRow], recommendations: &[Recommendation], ma
                 })
             })
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<h2>{}</h2><div class=\"charts\"><div class=\"chart\">{}</div><div class=\"chart\">{}</div></div>\n",
+            "<h2>{}</h2><div class=\"charts\"><div class=\"chart\">{}</div><div class=\"chart\">{}</div></div>",
             escape(device),
             charts::heat_map(&[(format!("{device}: J/TH by frequency × core voltage"), cells)]),
             charts::scatter(

@@ -7,6 +7,7 @@ pub mod charts;
 pub mod export;
 pub mod history;
 pub mod html;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

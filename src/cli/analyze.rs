@@ -1,4 +1,4 @@
-//! `analyze compare-configs | optimize | export`: the questions the ledger answers.
+//! `analyze compare-configs | optimize | export | report`: the questions the ledger answers.
 
 use std::path::Path;
 
@@ -30,6 +30,22 @@ pub enum AnalyzeCommand {
     Optimize(OptimizeArgs),
     /// The samples, streamed as CSV or JSON.
     Export(ExportArgs),
+    /// One self-contained HTML file with every device's charts, the configurations, the
+    /// sessions and sweeps (works offline; no script).
+    Report(ReportArgs),
+}
+
+/// `analyze report`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The HTML file to write (replaced atomically; never the ledger or the config).
+    #[arg(long)]
+    pub output: String,
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Start of the range: RFC 3339 or a duration ago (24h, 7d); default all history.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 /// `analyze compare-configs`'s arguments.
@@ -92,6 +108,32 @@ impl AnalyzeCommand {
 fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {
     let ledger = settings.open()?;
     match action {
+        AnalyzeCommand::Report(ReportArgs { output, device, since }) => {
+            let spec = crate::analysis::report::ReportSpec {
+                device: match &device {
+                    Some(name) => Some(known_device(&ledger, name)?),
+                    None => None,
+                },
+                since: parse_time_arg("--since", since.as_deref())?,
+                now: time::now_unix(),
+                warmup_seconds: settings.warmup_seconds,
+                thresholds: settings.thresholds,
+            };
+            let output = Path::new(&output);
+            settings.refuse_to_overwrite(output)?;
+            let report = crate::analysis::report::render(&ledger, &spec).map_err(ledger_failure)?;
+            crate::analysis::export::write_to_path(output, |out| {
+                out.write_all(report.as_bytes())?;
+                Ok(report.len() as u64)
+            })
+            .map_err(|e| Failure::Runtime(e.into()))?;
+            status_line(&format!(
+                "wrote {} ({:.0} KB): open it in a browser; it needs no network",
+                output.display(),
+                report.len() as f64 / 1024.0
+            ));
+            Ok(())
+        }
         AnalyzeCommand::CompareConfigs(CompareConfigsArgs {
             device,
             session: session_id,

@@ -88,7 +88,7 @@ impl PageError {
         match self {
             PageError::UnknownDevice(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PageError::Ledger(e) if matches!(e, LedgerError::Missing(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::Ledger(LedgerError::Missing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::NoLedger | PageError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Ledger(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Ledger(_) => StatusCode::INTERNAL_SERVER_ERROR,

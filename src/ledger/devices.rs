@@ -147,35 +147,43 @@ pub struct DeviceRow {
     pub id: i64,
     pub name: String,
     pub mac: Option<String>,
+    pub asic_model: Option<String>,
+    pub firmware: Option<String>,
+    pub first_seen: f64,
+    pub last_seen: f64,
+}
+
+const DEVICE_COLUMNS: &str = "d.id, d.name, d.mac, d.asic_model, d.firmware, d.first_seen, d.last_seen";
+
+fn device_from_row(r: &rusqlite::Row) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        mac: r.get(2)?,
+        asic_model: r.get(3)?,
+        firmware: r.get(4)?,
+        first_seen: r.get(5)?,
+        last_seen: r.get(6)?,
+    })
 }
 
 pub(crate) fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
-    let mut stmt = conn.prepare("SELECT id, name, mac FROM devices ORDER BY name")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(DeviceRow {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            mac: r.get(2)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices d ORDER BY d.name"))?;
+    let rows = stmt.query_map([], device_from_row)?;
     rows.collect()
 }
 
 /// A device by its current name, or by a name it was polled under before.
 pub(crate) fn find_device(conn: &Connection, name: &str) -> rusqlite::Result<Option<DeviceRow>> {
     conn.query_row(
-        "SELECT d.id, d.name, d.mac FROM devices d WHERE d.name = ?1
-         UNION ALL
-         SELECT d.id, d.name, d.mac FROM device_names n JOIN devices d ON d.id = n.device_id WHERE n.name = ?1
-         LIMIT 1",
+        &format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.name = ?1
+             UNION ALL
+             SELECT {DEVICE_COLUMNS} FROM device_names n JOIN devices d ON d.id = n.device_id WHERE n.name = ?1
+             LIMIT 1"
+        ),
         [name],
-        |r| {
-            Ok(DeviceRow {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                mac: r.get(2)?,
-            })
-        },
+        device_from_row,
     )
     .optional()
 }

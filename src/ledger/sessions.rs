@@ -100,6 +100,10 @@ pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) ->
             id,
             name: name.to_string(),
             mac: None,
+            asic_model: None,
+            firmware: None,
+            first_seen: now,
+            last_seen: now,
         });
     }
     let mut known: Vec<String> = ledger

@@ -3,6 +3,8 @@
 //! codes, logs and resource use), an OpenMetrics parser that unescapes label values, and golden-file comparison
 //! (`UPDATE_GOLDEN=1 cargo test` rewrites the goldens).
 
+pub mod browser;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

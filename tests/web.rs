@@ -1,0 +1,381 @@
+//! The web dashboard and the HTML report in the real headless Chromium, and the JSON API
+//! behind them against a ledger with known data: values, ranges, downsampling, escaping.
+
+use std::time::Duration;
+
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
+use serde_json::Value;
+
+use crate::ledger::{write_all, S, T0};
+use crate::support::browser::Browser;
+use crate::support::InProcess;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+const HOSTILE_HOST: &str = "<img src=x onerror=alert(2)>";
+
+/// Screenshots go to a temporary folder (kept when KEEP_SCREENSHOTS names one).
+fn screenshot_dir() -> std::path::PathBuf {
+    match std::env::var_os("KEEP_SCREENSHOTS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).unwrap();
+            dir.into()
+        }
+        None => std::env::temp_dir().join(format!("bitaxe-exporter-screens-{}", std::process::id())),
+    }
+}
+
+/// Three frozen miners (steady readings, so the page and the API agree to the digit), one
+/// with a hostile name and hostname.
+async fn fleet() -> (SimFleet, InProcess) {
+    let mut specs = Vec::new();
+    for (i, board) in [Board::Gamma, Board::Supra, Board::Ultra].into_iter().enumerate() {
+        let mut spec = MinerSpec::new(board, Dialect::V2_15, 700 + i as u64);
+        spec.frozen = true;
+        specs.push(spec);
+    }
+    specs[0].hostname = HOSTILE_HOST.into();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices = vec![
+        (HOSTILE.to_string(), sims.addresses()[0]),
+        ("supra-b".to_string(), sims.addresses()[1]),
+        ("ultra-c".to_string(), sims.addresses()[2]),
+    ];
+    let exporter = InProcess::start(&devices, 1.0).await;
+    exporter
+        .wait_for(Duration::from_secs(15), "all three up", |e| {
+            [HOSTILE, "supra-b", "ultra-c"].iter().all(|d| e.up(d) == Some(1.0))
+        })
+        .await;
+    (sims, exporter)
+}
+
+async fn api(exporter: &InProcess, path: &str) -> Value {
+    let response = exporter.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+/// The fleet table's rows as the page shows them: device → cells' text.
+fn rows(browser: &mut Browser) -> Vec<Vec<String>> {
+    let value = browser.eval(
+        "Array.from(document.querySelectorAll('#fleet tbody tr')).map(tr => Array.from(tr.cells).map(td => td.textContent))",
+    );
+    serde_json::from_value(value).unwrap()
+}
+
+fn column(browser: &mut Browser, key: &str) -> usize {
+    let index = browser.eval(&format!(
+        "Array.from(document.querySelectorAll('#fleet thead th')).findIndex(th => th.dataset.key === '{key}')"
+    ));
+    index.as_u64().unwrap() as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fits_a_phone() {
+    let (sims, exporter) = fleet().await;
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = Browser::launch();
+    browser.navigate(&exporter.url("/"));
+    browser.wait_for(
+        "document.querySelectorAll('#fleet tbody tr').length === 3",
+        Duration::from_secs(10),
+    );
+
+    // Every device, with the API's numbers.
+    let fleet = api(&exporter, "/api/v1/fleet").await;
+    let shown = rows(&mut browser);
+    let (name, hashrate, power, jth) = (
+        column(&mut browser, "name"),
+        column(&mut browser, "hashrate"),
+        column(&mut browser, "power"),
+        column(&mut browser, "jth"),
+    );
+    for device in fleet["devices"].as_array().unwrap() {
+        let row = shown
+            .iter()
+            .find(|r| r[name] == device["name"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} not on the page: {shown:?}", device["name"]));
+        let expected = format!("{:.1}", device["hashrate_ghs"].as_f64().unwrap());
+        assert!(row[hashrate].starts_with(&expected), "{row:?} vs {expected}");
+        assert_eq!(row[power], format!("{:.1}", device["power_w"].as_f64().unwrap()));
+        assert_eq!(
+            row[jth],
+            format!("{:.2}", device["joules_per_terahash"].as_f64().unwrap())
+        );
+    }
+    // The hostile name is text, its hostname only an attribute: no element, no dialog.
+    assert_eq!(browser.eval("document.querySelectorAll('script').length"), 2);
+    assert_eq!(browser.eval("document.querySelectorAll('#fleet img').length"), 0);
+    assert_eq!(
+        browser.eval("document.querySelector('#fleet tbody a[href*=\"script\"]').textContent"),
+        HOSTILE
+    );
+
+    // Sorting by hashrate (descending on the first click, ascending on the second), kept in the URL.
+    let order = |browser: &mut Browser| -> Vec<f64> {
+        rows(browser)
+            .iter()
+            .map(|r| r[hashrate].split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    browser.eval("document.querySelector('th[data-key=hashrate]').click()");
+    let descending = order(&mut browser);
+    assert!(descending.windows(2).all(|w| w[0] >= w[1]), "{descending:?}");
+    assert!(browser
+        .eval("location.search")
+        .as_str()
+        .unwrap()
+        .contains("sort=hashrate&dir=desc"));
+    browser.eval("document.querySelector('th[data-key=hashrate]').click()");
+    let ascending = order(&mut browser);
+    assert!(ascending.windows(2).all(|w| w[0] <= w[1]), "{ascending:?}");
+    assert_ne!(descending, ascending);
+    // The sort survives a reload (it is in the URL).
+    let here = browser.eval("location.href").as_str().unwrap().to_string();
+    browser.navigate(&here);
+    browser.wait_for(
+        "document.querySelectorAll('#fleet tbody tr').length === 3",
+        Duration::from_secs(10),
+    );
+    assert_eq!(order(&mut browser), ascending);
+
+    // Filtering by name.
+    browser.eval("const f = document.getElementById('filter'); f.value = 'SUPRA'; f.dispatchEvent(new Event('input'))");
+    let filtered = rows(&mut browser);
+    assert_eq!(filtered.len(), 1, "{filtered:?}");
+    assert_eq!(filtered[0][name], "supra-b");
+    browser.eval("const g = document.getElementById('filter'); g.value = ''; g.dispatchEvent(new Event('input'))");
+
+    // Updates in place: a retune and an outage show up without a reload.
+    browser.eval("window.stillTheSamePage = true");
+    sims.set_clock(1, 600.0, 1200.0);
+    sims.set_fault(2, Fault::Offline);
+    let clock = column(&mut browser, "clock");
+    let state = column(&mut browser, "state");
+    browser.wait_for(
+        &format!(
+            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'supra-b' && tr.cells[{clock}].textContent.startsWith('600 /'))"
+        ),
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        &format!(
+            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'ultra-c' && tr.cells[{state}].textContent !== 'up')"
+        ),
+        Duration::from_secs(20),
+    );
+    assert_eq!(browser.eval("window.stillTheSamePage"), true, "the page was reloaded");
+    browser.screenshot(&shots.join("fleet.png"), false);
+
+    // A phone: nothing wider than the screen.
+    browser.set_viewport(375, 800, true);
+    browser.navigate(&exporter.url("/"));
+    browser.wait_for(
+        "document.querySelectorAll('#fleet tbody tr').length === 3",
+        Duration::from_secs(10),
+    );
+    let width = browser.eval("document.documentElement.scrollWidth").as_u64().unwrap();
+    assert!(width <= 375, "the page is {width} px wide at 375 px");
+    browser.screenshot(&shots.join("fleet-375.png"), false);
+    browser.prefer_dark(true);
+    browser.screenshot(&shots.join("fleet-375-dark.png"), false);
+    let background = browser.eval("getComputedStyle(document.body).backgroundColor");
+    assert_ne!(background, "rgb(255, 255, 255)", "dark mode keeps a white page");
+
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+    let weight = exporter.get("/").await.text().await.unwrap().len();
+    assert!(weight < 150 * 1024, "the fleet page weighs {weight} bytes");
+    println!("fleet page: {weight} bytes; screenshots in {}", shots.display());
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_loads_without_errors_and_shows_a_hostile_name_as_text() {
+    let (sims, exporter) = fleet().await;
+    let output = exporter.cli(&["session", "start", "--device", "supra-b", "--notes", "<b>bold?</b>"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut browser = Browser::launch();
+    let encoded = "%3Cscript%3Ealert%281%29%3C%2Fscript%3E";
+    let mut pages = vec![
+        "/configs".to_string(),
+        "/configs?device=supra-b&metric=hashrate".into(),
+        "/sessions".into(),
+    ];
+    for range in ["1h", "24h", "7d", "30d", "all"] {
+        pages.push(format!("/device/supra-b?range={range}"));
+    }
+    pages.push(format!("/device/{encoded}"));
+    for page in &pages {
+        browser.clear_events();
+        browser.navigate(&exporter.url(page));
+        browser.pump(Duration::from_millis(300));
+        let problems = browser.problems();
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+        assert_eq!(
+            browser.eval("document.querySelectorAll('script').length"),
+            0,
+            "{page} has a script"
+        );
+        assert_eq!(browser.eval("document.querySelectorAll('main b').length"), 0, "{page}");
+    }
+    // The device page of the hostile name: the name as its heading, its charts drawn.
+    assert_eq!(browser.eval("document.querySelector('h1').textContent"), HOSTILE);
+    let charts = browser
+        .eval("document.querySelectorAll('.chart svg').length")
+        .as_u64()
+        .unwrap();
+    assert!(charts >= 5, "{charts} charts");
+    browser.navigate(&exporter.url("/sessions"));
+    let notes = browser.eval("document.querySelector('main table tbody').textContent");
+    assert!(notes.as_str().unwrap().contains("<b>bold?</b>"), "{notes}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_serves_history_configs_and_sessions_from_the_ledger() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 7)], None)
+        .await
+        .unwrap();
+    let mut exporter = InProcess::start(&[("live".to_string(), sims.addresses()[0])], 1.0).await;
+    exporter.stop().await;
+    // Three hours of 30-s samples on "rig", one with a spike.
+    let history: Vec<(&str, f64, S)> = (0..360)
+        .map(|i| {
+            let mut s = S::new(525.0, 1150.0);
+            s.uptime = 10_000 + i * 30;
+            if i == 100 {
+                s.hashrate = 1500.0;
+            }
+            ("rig", i as f64 * 30.0, s)
+        })
+        .collect();
+    write_all(&exporter.database_path(), 1.0, history);
+    exporter.restart().await;
+    let output = exporter.cli(&["session", "start", "--device", "rig", "--notes", "api test"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let t0 = T0 as f64;
+    let body = api(
+        &exporter,
+        &format!(
+            "/api/v1/devices/rig/history?since={t0}&until={}&step=600",
+            t0 + 3.0 * 3600.0
+        ),
+    )
+    .await;
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 18);
+    assert_eq!(body["source"], "samples");
+    assert!(points.iter().all(|p| p["samples"] == 20));
+    let spiked = &points[5];
+    assert_eq!(spiked["hashrate_ghs"]["max"], 1500.0, "downsampling keeps the max");
+    assert_eq!(spiked["hashrate_ghs"]["min"], 1000.0);
+    assert!(body["max_temp_warning_c"].as_f64().is_some());
+    // A range filters; an hour step reads the rollups with the same extremes.
+    let cut = api(
+        &exporter,
+        &format!(
+            "/api/v1/devices/rig/history?since={}&until={}&step=600",
+            t0 + 3600.0,
+            t0 + 5400.0
+        ),
+    )
+    .await;
+    let samples: u64 = cut["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["samples"].as_u64().unwrap())
+        .sum();
+    assert_eq!(samples, 61);
+    let hourly = api(
+        &exporter,
+        &format!(
+            "/api/v1/devices/rig/history?since={t0}&until={}&step=3600",
+            t0 + 3.0 * 3600.0
+        ),
+    )
+    .await;
+    assert_eq!(hourly["source"], "hourly_rollups");
+    let max = hourly["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hashrate_ghs"]["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(max, 1500.0);
+
+    // The same JSON as the CLI's.
+    let cli_json = |args: &[&str]| -> Value {
+        let output = exporter.cli(args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    assert_eq!(
+        api(&exporter, "/api/v1/configs?device=rig").await,
+        cli_json(&["analyze", "compare-configs", "--device", "rig", "--format", "json"])
+    );
+    let sessions = api(&exporter, "/api/v1/sessions").await;
+    assert_eq!(sessions, cli_json(&["session", "list", "--format", "json"]));
+    assert_eq!(sessions[0]["notes"], "api test");
+
+    // Clear errors for bad requests.
+    let unknown = exporter.get("/api/v1/devices/nobody/history").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("unknown device"));
+    let backwards = exporter
+        .get(&format!("/api/v1/devices/rig/history?since={}&until={t0}", t0 + 10.0))
+        .await;
+    assert_eq!(backwards.status(), 400);
+    let garbage = exporter.get("/api/v1/devices/rig/history?since=yesterday-ish").await;
+    assert_eq!(garbage.status(), 400);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_opens_offline_with_every_devices_charts() {
+    let (sims, exporter) = fleet().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = exporter.dir.path().join("report.html");
+    let output = exporter.cli(&["analyze", "report", "--output", report.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(!html.contains("<script"), "the report carries a script");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let mut browser = Browser::launch();
+    browser.navigate(&format!("file://{}", report.display()));
+    browser.pump(Duration::from_millis(300));
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+    let outside: Vec<String> = browser
+        .requested_urls()
+        .into_iter()
+        .filter(|u| !u.starts_with("file:") && !u.starts_with("data:"))
+        .collect();
+    assert!(outside.is_empty(), "the report asked the network for {outside:?}");
+    for device in [HOSTILE, "supra-b", "ultra-c"] {
+        let charts = browser.eval(&format!(
+            "(() => {{ const h = Array.from(document.querySelectorAll('h1')).find(h => h.textContent === {name}); \
+             let n = 0; for (let e = h.nextElementSibling; e && e.tagName !== 'H1'; e = e.nextElementSibling) \
+             n += e.querySelectorAll('svg').length; return n; }})()",
+            name = serde_json::to_string(device).unwrap()
+        ));
+        assert!(charts.as_u64().unwrap() >= 5, "{device}: {charts} charts");
+    }
+    // A report aimed at the ledger is refused and the ledger kept.
+    let db = exporter.database_path();
+    let refused = exporter.cli(&["analyze", "report", "--output", db.to_str().unwrap()]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(std::fs::metadata(&db).unwrap().len() > 0);
+    sims.shutdown().await;
+}
