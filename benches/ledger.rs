@@ -1,6 +1,7 @@
 //! Ledger benchmark: ingest 10 devices × 1 year of 30-second samples (about 10.5 million
 //! rows) through the real writer thread, then time `analyze compare-configs` over all of
-//! it, export throughput, and the bytes each sample takes on disk. Ingest and export are
+//! it, the device page's history query over each range (a year against an hour), export
+//! throughput, and the bytes each sample takes on disk. Ingest and export are
 //! each set against a bare baseline measured in the same run: the same rows inserted with
 //! one prepared statement in batched transactions into a table of the same shape, and the
 //! same rows read back with one SELECT and nothing done with them.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bitaxe_exporter::analysis::export::{export, ExportFormat};
+use bitaxe_exporter::analysis::history::{default_step, Range};
 use bitaxe_exporter::analysis::{compare_configs, Query};
 use bitaxe_exporter::axeos::sample::{Identity, Sample};
 use bitaxe_exporter::ledger::writer::{Record, SegmentRules, Writer};
@@ -146,6 +148,7 @@ fn main() {
     );
 
     let one = ledger.find_device("gamma-00").unwrap().unwrap();
+    history_timings(&ledger, &one);
     let t = Instant::now();
     let exported = export(
         &ledger,
@@ -181,6 +184,48 @@ fn main() {
         read as f64 / bare_seconds,
         seconds / bare_seconds
     );
+}
+
+/// The device page's history query over each range it offers, ending at the device's last
+/// sample (the median of 7 runs): a year must load about as fast as an hour, because long
+/// ranges read the hourly rollups. The baseline is the hour.
+fn history_timings(ledger: &Ledger, device: &bitaxe_exporter::ledger::DeviceRow) {
+    let (first, last) = ledger.sample_span(device.id).unwrap().unwrap();
+    let mut hour_ms = None;
+    for range in Range::ALL {
+        let since = range.seconds().map_or(first, |span| (last - span).max(first));
+        let mut timings = Vec::new();
+        let mut shown = None;
+        for _ in 0..7 {
+            let t = Instant::now();
+            let history = ledger
+                .history(device.id, since, last, default_step(since, last))
+                .unwrap();
+            timings.push(t.elapsed().as_secs_f64() * 1000.0);
+            shown = Some(history);
+        }
+        timings.sort_by(f64::total_cmp);
+        let median = timings[timings.len() / 2];
+        let history = shown.unwrap();
+        let samples: u64 = history.points.iter().map(|p| p.samples).sum();
+        let baseline = *hour_ms.get_or_insert(median);
+        println!(
+            "  history {:>4}: {median:7.1} ms median, {:.1}× the hour ({} points from {samples} samples, {:?}){}",
+            range.as_str(),
+            median / baseline,
+            history.points.len(),
+            history.source,
+            if range == Range::All {
+                if median < 200.0 {
+                    "; target < 200 ms: target met"
+                } else {
+                    "; target < 200 ms: OVER TARGET"
+                }
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// The same number of rows through one prepared INSERT into a table shaped like the

@@ -379,3 +379,42 @@ async fn the_report_opens_offline_with_every_devices_charts() {
     assert!(std::fs::metadata(&db).unwrap().len() > 0);
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_answers_at_once_while_another_process_holds_the_ledgers_write_lock() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 9)], None)
+        .await
+        .unwrap();
+    let exporter = InProcess::start(&[("rig".to_string(), sims.addresses()[0])], 1.0).await;
+    exporter
+        .wait_for(Duration::from_secs(10), "rig polled", |e| e.up("rig") == Some(1.0))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Another process writes for a long time: the ledger's writer waits behind it, and the
+    // pages, which read from their own connections, must not.
+    let holder = crate::support::sql(&exporter.database_path());
+    holder.busy_timeout(Duration::from_secs(10)).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for path in [
+        "/",
+        "/api/v1/fleet",
+        "/metrics",
+        "/api/v1/devices/rig/history?since=1h",
+        "/device/rig",
+        "/configs",
+        "/sessions",
+    ] {
+        let started = std::time::Instant::now();
+        let response = exporter.get(path).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{path} took {took:?} while the ledger was locked"
+        );
+        println!("{path}: {took:?} while another process holds the write lock");
+    }
+    holder.execute_batch("ROLLBACK;").unwrap();
+    sims.shutdown().await;
+}

@@ -156,6 +156,7 @@ pub(crate) fn steady_json(stats: &SteadyStats) -> String {
     }
 }
 
+/// Stores a sample; `false` when one with the same device and time is already stored.
 pub(crate) fn insert_sample(
     tx: &Transaction,
     device_id: i64,
@@ -163,7 +164,7 @@ pub(crate) fn insert_sample(
     t: f64,
     dt: f64,
     s: &Sample,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO samples (device_id, t, segment_id, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c,
          vr_temp_c, frequency_mhz, core_voltage_mv, core_voltage_measured_mv, input_voltage_v, input_current_a,
@@ -193,11 +194,7 @@ pub(crate) fn insert_sample(
         s.uptime_seconds.map(|v| v.min(i64::MAX as u64) as i64),
         s.best_difficulty,
     ])?;
-    // A sample already stored (same device and time) is not counted twice.
-    if inserted == 1 {
-        super::rollup::add_sample(tx, device_id, t, s)?;
-    }
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// The readings of one segment's samples in [since, until], with their times.

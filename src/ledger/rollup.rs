@@ -1,6 +1,6 @@
 //! Hourly rollups of the samples (`sample_hours`) and the downsampled history the web pages
 //! and the report draw: count, sum, minimum and maximum of each charted reading per device
-//! and hour, kept up to date by the writer in the transaction that stores each sample, so
+//! and hour, kept up to date by the writer in the transaction that stores the samples, so
 //! a year of history is read from 8,760 rows per device instead of a million samples.
 
 use std::sync::LazyLock;
@@ -19,7 +19,7 @@ pub const ROLLUP_SECONDS: f64 = 3600.0;
 
 /// A range holding more samples than this is answered from the hourly rollups; smaller
 /// ones from the samples themselves (finer steps, exact bucket edges).
-pub const MAX_RAW_SAMPLES: u64 = 50_000;
+pub const MAX_RAW_SAMPLES: u64 = 30_000;
 
 /// The largest magnitude a reading may have to enter a rollup (as for segment aggregates).
 const MAX_ROLLED: f64 = 1e12;
@@ -87,7 +87,7 @@ pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
     let mut columns = vec!["device_id".to_string(), "hour".into(), "samples".into()];
-    let mut updates = vec!["samples = samples + 1".to_string()];
+    let mut updates = vec!["samples = samples + excluded.samples".to_string()];
     for (prefix, _) in ROLLED {
         for suffix in ["n", "sum", "min", "max"] {
             columns.push(format!("{prefix}_{suffix}"));
@@ -112,26 +112,80 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Adds one stored sample to its hour.
-pub(crate) fn add_sample(tx: &Transaction, device_id: i64, t: f64, sample: &Sample) -> rusqlite::Result<()> {
-    let hour = (t / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS;
-    let values = rolled_values(sample);
-    let mut row: Vec<rusqlite::types::Value> = Vec::with_capacity(3 + 4 * ROLLED.len() + 2);
-    row.push(device_id.into());
-    row.push(hour.into());
-    row.push(1i64.into());
-    for value in values {
-        row.push(i64::from(value.is_some()).into());
-        row.push(value.unwrap_or(0.0).into());
-        row.push(value.into());
-        row.push(value.into());
+/// One reading's share of an hour: count, sum, minimum, maximum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Partial {
+    n: i64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Partial {
+    fn add(&mut self, value: Option<f64>) {
+        if let Some(v) = value {
+            self.n += 1;
+            self.sum += v;
+            self.min = Some(self.min.map_or(v, |m| m.min(v)));
+            self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        }
     }
-    let (hashrate, power) = (values[0], values[2]);
-    let efficient = matches!((hashrate, power), (Some(h), Some(_)) if h > 0.0);
-    row.push((if efficient { power.unwrap_or(0.0) } else { 0.0 }).into());
-    row.push((if efficient { hashrate.unwrap_or(0.0) } else { 0.0 }).into());
-    tx.prepare_cached(&UPSERT)?.execute(rusqlite::params_from_iter(row))?;
-    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+struct HourPartial {
+    samples: i64,
+    readings: [Partial; 7],
+    eff_power: f64,
+    eff_hashrate: f64,
+}
+
+/// The rollup changes of one write transaction, summed in memory and written once per
+/// device and hour when the transaction commits (one upsert per hour touched, not one per
+/// sample).
+#[derive(Debug, Default)]
+pub(crate) struct RollupBatch {
+    hours: std::collections::HashMap<(i64, i64), HourPartial>,
+}
+
+impl RollupBatch {
+    /// Adds one stored sample to its hour.
+    pub(crate) fn add(&mut self, device_id: i64, t: f64, sample: &Sample) {
+        let hour = (t / ROLLUP_SECONDS).floor() as i64;
+        let values = rolled_values(sample);
+        let partial = self.hours.entry((device_id, hour)).or_default();
+        partial.samples += 1;
+        for (reading, value) in partial.readings.iter_mut().zip(values) {
+            reading.add(value);
+        }
+        if let (Some(hashrate), Some(power)) = (values[0], values[2]) {
+            if hashrate > 0.0 {
+                partial.eff_power += power;
+                partial.eff_hashrate += hashrate;
+            }
+        }
+    }
+
+    /// Writes the sums into `sample_hours`.
+    pub(crate) fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(&UPSERT)?;
+        for ((device_id, hour), partial) in self.hours.drain() {
+            let mut row: Vec<rusqlite::types::Value> = Vec::with_capacity(5 + 4 * ROLLED.len());
+            row.push(device_id.into());
+            row.push((hour as f64 * ROLLUP_SECONDS).into());
+            row.push(partial.samples.into());
+            for reading in partial.readings {
+                row.push(reading.n.into());
+                row.push(reading.sum.into());
+                row.push(reading.min.into());
+                row.push(reading.max.into());
+            }
+            row.push(partial.eff_power.into());
+            row.push(partial.eff_hashrate.into());
+            stmt.execute(rusqlite::params_from_iter(row))?;
+        }
+        Ok(())
+    }
 }
 
 /// Minimum, mean and maximum of one reading over a bucket.

@@ -16,6 +16,7 @@ use rusqlite::Transaction;
 
 use crate::axeos::sample::Sample;
 use crate::daemon::events::DeviceEvent;
+use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::{self, DaemonLock, Ledger, LedgerError, SegmentRow};
 
@@ -498,6 +499,7 @@ impl WriterState {
         let configured = &self.configured;
         let tx = ledger.write()?;
         let mut touched = HashSet::new();
+        let mut rollups = RollupBatch::default();
         let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
         for record in records {
             match record {
@@ -519,7 +521,7 @@ impl WriterState {
                             .entry(device_id)
                             .or_insert(load_track(&tx, device_id).map_err(wrap)?),
                     };
-                    match add_sample(&tx, track, &rules, t, sample).map_err(wrap)? {
+                    match add_sample(&tx, track, &rules, t, sample, &mut rollups).map_err(wrap)? {
                         Added::To(segment_id) => {
                             touched.insert(segment_id);
                             samples += 1;
@@ -556,6 +558,7 @@ impl WriterState {
                 }
             }
         }
+        rollups.flush(&tx).map_err(wrap)?;
         tx.commit().map_err(wrap)?;
         stats.samples_written.fetch_add(samples, Ordering::Relaxed);
         stats.events_written.fetch_add(events, Ordering::Relaxed);
@@ -599,6 +602,7 @@ fn add_sample(
     rules: &SegmentRules,
     t: f64,
     sample: &Sample,
+    rollups: &mut RollupBatch,
 ) -> rusqlite::Result<Added> {
     let point = Point {
         t,
@@ -647,7 +651,10 @@ fn add_sample(
             track.segment.insert(fresh)
         }
     };
-    ledger::insert_sample(tx, track.device_id, segment.id, t, dt, sample)?;
+    // A sample already stored (same device and time) is not counted twice.
+    if ledger::insert_sample(tx, track.device_id, segment.id, t, dt, sample)? {
+        rollups.add(track.device_id, t, sample);
+    }
     segment.samples += 1;
     segment.ended_at = t;
     segment.last_uptime = sample.uptime_seconds.or(segment.last_uptime);
