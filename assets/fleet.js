@@ -169,18 +169,28 @@
       body.appendChild(tr);
     });
     table.replaceChild(body, table.tBodies[0]);
+    statusLine.className = "muted";
     statusLine.textContent = rows.length + " of " + data.devices.length + " devices · updated " +
       new Date(data.generated_at * 1000).toLocaleTimeString();
     document.body.dataset.updated = String(data.generated_at);
   }
 
+  function interval() { return Math.max(2, data.poll_interval_seconds || 5) * 1000; }
   function refresh() {
-    fetch("/api/v1/fleet", { cache: "no-store" })
+    // An exporter that vanished mid-request (its host off the network) must not hang the
+    // page for minutes: give up after two intervals and say so.
+    var abort = new AbortController();
+    var timer = setTimeout(function () { abort.abort(); }, Math.max(10000, 2 * interval()));
+    fetch("/api/v1/fleet", { cache: "no-store", signal: abort.signal })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (fresh) { data = fresh; render(); })
-      .catch(function (e) { statusLine.textContent = "the exporter is not answering (" + e.message + "); showing the last data"; })
-      .then(function () { setTimeout(refresh, Math.max(2, data.poll_interval_seconds || 5) * 1000); });
+      .catch(function (e) {
+        statusLine.textContent = "the exporter is not answering (" + (e.name === "AbortError" ? "timed out" : e.message) +
+          "); showing the data of " + new Date(data.generated_at * 1000).toLocaleTimeString();
+        statusLine.className = "warn";
+      })
+      .then(function () { clearTimeout(timer); setTimeout(refresh, interval()); });
   }
   render();
-  setTimeout(refresh, Math.max(2, data.poll_interval_seconds || 5) * 1000);
+  setTimeout(refresh, interval());
 })();

@@ -493,3 +493,61 @@ fn history_downsamples_keeping_min_and_max_and_filters_the_range() {
         .fold(f64::INFINITY, f64::min);
     assert!((all_min_temp - 55.0).abs() < 1e-9);
 }
+
+/// The hourly rollups as stored, one row per (device, hour), every column.
+fn rollup_rows(path: &Path) -> Vec<Vec<Option<f64>>> {
+    let conn = crate::support::sql(path);
+    let mut stmt = conn
+        .prepare("SELECT * FROM sample_hours ORDER BY device_id, hour")
+        .unwrap();
+    let columns = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| (0..columns).map(|i| r.get::<_, Option<f64>>(i)).collect())
+        .unwrap();
+    rows.collect::<rusqlite::Result<_>>().unwrap()
+}
+
+#[test]
+fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut records = three_hours();
+    // Readings the miner did not give, and a second device.
+    for (i, (_, _, s)) in records.iter_mut().enumerate() {
+        if i % 7 == 0 {
+            s.temp = f64::NAN;
+        }
+    }
+    records.extend((0..50).map(|i| ("other", 100.0 + i as f64 * 30.0, S::new(490.0, 1100.0))));
+    write_all(&path, 0.0, records);
+    let kept_by_writer = rollup_rows(&path);
+    assert!(kept_by_writer.len() >= 5);
+
+    // The same ledger as the previous release left it: no rollups, schema 3.
+    crate::support::sql(&path)
+        .execute_batch("DROP TABLE sample_hours; PRAGMA user_version = 3;")
+        .unwrap();
+    // An older `serve` still holds it: the upgrade waits, and nothing changes.
+    let daemon = bitaxe_exporter::ledger::DaemonLock::acquire(&path).unwrap();
+    let refused = Ledger::open_existing(&path).unwrap_err().to_string();
+    assert!(refused.contains("restart the service"), "{refused}");
+    let version: i64 = crate::support::sql(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    drop(daemon);
+
+    let ledger = Ledger::open_existing(&path).unwrap();
+    assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+    drop(ledger);
+    let backfilled = rollup_rows(&path);
+    assert_eq!(backfilled.len(), kept_by_writer.len());
+    for (a, b) in backfilled.iter().zip(&kept_by_writer) {
+        for (x, y) in a.iter().zip(b) {
+            match (x, y) {
+                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{a:?} vs {b:?}"),
+                (x, y) => assert_eq!(x, y, "{a:?} vs {b:?}"),
+            }
+        }
+    }
+}

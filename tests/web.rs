@@ -51,6 +51,31 @@ async fn fleet() -> (SimFleet, InProcess) {
     (sims, exporter)
 }
 
+/// Waits until the ledger has samples of every device (the writer commits every second).
+async fn wait_for_ledger(exporter: &InProcess, devices: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for device in devices {
+        let path = format!(
+            "/api/v1/devices/{}/history?since=1h",
+            bitaxe_exporter::analysis::html::url_segment(device)
+        );
+        loop {
+            let response = exporter.get(&path).await;
+            if response.status() == 200 {
+                let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                if body["points"].as_array().is_some_and(|p| p.len() >= 2) {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{device} has no samples in the ledger after 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 async fn api(exporter: &InProcess, path: &str) -> Value {
     let response = exporter.get(path).await;
     assert_eq!(response.status(), 200, "{path}");
@@ -74,7 +99,7 @@ fn column(browser: &mut Browser, key: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fits_a_phone() {
-    let (sims, exporter) = fleet().await;
+    let (sims, mut exporter) = fleet().await;
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap();
     let mut browser = Browser::launch();
@@ -190,6 +215,14 @@ async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fi
     let weight = exporter.get("/").await.text().await.unwrap().len();
     assert!(weight < 150 * 1024, "the fleet page weighs {weight} bytes");
     println!("fleet page: {weight} bytes; screenshots in {}", shots.display());
+
+    // The exporter goes away: the page says so and keeps the last data.
+    exporter.stop().await;
+    browser.wait_for(
+        "document.getElementById('status').textContent.includes('not answering')",
+        Duration::from_secs(20),
+    );
+    assert_eq!(browser.eval("document.querySelectorAll('#fleet tbody tr').length"), 3);
     sims.shutdown().await;
 }
 
@@ -198,7 +231,7 @@ async fn every_page_loads_without_errors_and_shows_a_hostile_name_as_text() {
     let (sims, exporter) = fleet().await;
     let output = exporter.cli(&["session", "start", "--device", "supra-b", "--notes", "<b>bold?</b>"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_ledger(&exporter, &[HOSTILE, "supra-b", "ultra-c"]).await;
     let mut browser = Browser::launch();
     let encoded = "%3Cscript%3Ealert%281%29%3C%2Fscript%3E";
     let mut pages = vec![
@@ -332,15 +365,43 @@ async fn the_api_serves_history_configs_and_sessions_from_the_ledger() {
         .get(&format!("/api/v1/devices/rig/history?since={}&until={t0}", t0 + 10.0))
         .await;
     assert_eq!(backwards.status(), 400);
-    let garbage = exporter.get("/api/v1/devices/rig/history?since=yesterday-ish").await;
-    assert_eq!(garbage.status(), 400);
+    for bad in [
+        "since=yesterday-ish",
+        "since=-1e308",
+        "since=0&until=1e308",
+        "step=0",
+        "step=abc",
+        "step=NaN",
+        "step=",
+    ] {
+        let response = exporter.get(&format!("/api/v1/devices/rig/history?{bad}")).await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        if bad == "step=" {
+            assert_eq!(status, 200, "an empty step means the default: {body}");
+            continue;
+        }
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: not JSON: {body}"));
+        assert!(error["error"].is_string(), "{bad}: {body}");
+    }
+    // A tiny step over a long range is held to 10,000 points.
+    let fine = api(
+        &exporter,
+        &format!(
+            "/api/v1/devices/rig/history?since={t0}&until={}&step=1",
+            t0 + 3.0 * 3600.0
+        ),
+    )
+    .await;
+    assert!(fine["points"].as_array().unwrap().len() <= 10_000);
     sims.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_report_opens_offline_with_every_devices_charts() {
     let (sims, exporter) = fleet().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_ledger(&exporter, &[HOSTILE, "supra-b", "ultra-c"]).await;
     let report = exporter.dir.path().join("report.html");
     let output = exporter.cli(&["analyze", "report", "--output", report.to_str().unwrap()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

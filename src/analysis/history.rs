@@ -109,13 +109,12 @@ pub fn device_history(
     step: f64,
 ) -> ledger::Result<DeviceHistory> {
     let history = ledger.history(device.id, since, until, step)?;
-    let mut markers: Vec<Marker> = ledger
-        .events_between(device.id, since, until)?
+    let (events, total) = ledger.latest_events(device.id, since, until, MAX_MARKERS)?;
+    let markers: Vec<Marker> = events
         .into_iter()
         .map(|(t, kind, detail)| Marker { t, kind, detail })
         .collect();
-    let markers_omitted = markers.len().saturating_sub(MAX_MARKERS);
-    markers.drain(..markers_omitted);
+    let markers_omitted = total.saturating_sub(markers.len());
     let sessions = ledger
         .sessions(Some(device.id))?
         .into_iter()
@@ -130,13 +129,15 @@ pub fn device_history(
     })
 }
 
-/// The bounds of `range` for a device, ending now (or at its last sample for everything).
+/// The bounds of `range` for a device, ending now (at its last sample for everything), and
+/// starting no earlier than its first sample: a device polled for ten minutes fills the
+/// chart rather than its last sixth.
 pub fn range_bounds(ledger: &Ledger, device: &DeviceRow, range: Range, now: f64) -> ledger::Result<(f64, f64)> {
-    Ok(match range.seconds() {
-        Some(span) => (now - span, now),
-        None => match ledger.sample_span(device.id)? {
-            Some((first, last)) => (first, last.max(first + 1.0)),
-            None => (now - 3600.0, now),
-        },
+    let span = ledger.sample_span(device.id)?;
+    Ok(match (range.seconds(), span) {
+        (Some(seconds), Some((first, _))) => ((now - seconds).max(first.min(now - 60.0)), now),
+        (Some(seconds), None) => (now - seconds, now),
+        (None, Some((first, last))) => (first, last.max(first + 60.0)),
+        (None, None) => (now - 3600.0, now),
     })
 }

@@ -291,8 +291,14 @@ fn pool_address(url: Option<String>, port: Option<f64>) -> Option<String> {
     let url = url?;
     let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host = rest.split('/').next().unwrap_or("").trim();
-    if host.is_empty() {
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("").trim();
+    // A host name, an IPv4 address or a bracketed IPv6 one, with its port: anything else
+    // (spaces, a leftover secret, markup) is not shown at all.
+    let plausible = host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if host.is_empty() || !plausible {
         return None;
     }
     match port.filter(|p| (1.0..=65_535.0).contains(p) && p.fract() == 0.0) {
@@ -696,6 +702,13 @@ mod tests {
             decode_system_info(fallback.as_bytes()).unwrap().pool.as_deref(),
             Some("solo.ckpool.org:3333")
         );
+        let query = br#"{"hashRate": 1000, "ASICModel": "BM1370", "stratumURL": "pool.example:3333?pass=secret#x", "stratumPort": 3333}"#;
+        assert_eq!(
+            decode_system_info(query).unwrap().pool.as_deref(),
+            Some("pool.example:3333")
+        );
+        let markup = br#"{"hashRate": 1000, "ASICModel": "BM1370", "stratumURL": "<img src=x>", "stratumPort": 3333}"#;
+        assert_eq!(decode_system_info(markup).unwrap().pool, None);
         let bare = br#"{"hashRate": 1000, "ASICModel": "BM1370", "stratumURL": "", "stratumPort": 0}"#;
         assert_eq!(decode_system_info(bare).unwrap().pool, None);
     }

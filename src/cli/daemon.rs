@@ -230,7 +230,10 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
         fleet.len()
     );
-    let _ = writeln!(text, "  landing page   http://{listen}/");
+    let _ = writeln!(
+        text,
+        "  dashboard      http://{listen}/   (configurations: /configs, sessions: /sessions)"
+    );
     let _ = writeln!(text, "  metrics        http://{listen}/metrics");
     for ((name, spec), address) in fleet.iter().zip(sims.addresses()) {
         let _ = writeln!(
@@ -250,6 +253,11 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     let _ = writeln!(
         text,
         "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 bitaxe-exporter --config {} analyze optimize --metric efficiency",
+        demo_config.display()
+    );
+    let _ = writeln!(
+        text,
+        "  report         bitaxe-exporter --config {} analyze report --output report.html",
         demo_config.display()
     );
     text.push_str("\nPress Ctrl-C to stop.\n");

@@ -87,7 +87,9 @@ impl LedgerSettings {
 
 pub fn ledger_failure(e: ledger_db::LedgerError) -> Failure {
     match e {
-        ledger_db::LedgerError::Missing(_) => Failure::Usage(e.into()),
+        ledger_db::LedgerError::Missing(_) | ledger_db::LedgerError::UpgradeWhileServed { .. } => {
+            Failure::Usage(e.into())
+        }
         e => Failure::Runtime(e.into()),
     }
 }

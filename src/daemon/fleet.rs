@@ -1,5 +1,5 @@
 //! The latest known state of every polled device: written by the pollers, read at scrape
-//! time by `/metrics` and the landing page. Reading it never contacts a miner.
+//! time by `/metrics` and the web dashboard. Reading it never contacts a miner.
 
 use std::collections::BTreeMap;
 use std::fmt;

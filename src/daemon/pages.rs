@@ -34,7 +34,7 @@ pub struct Pages {
     pub fleet: Arc<Fleet>,
     pub ledger_path: Option<PathBuf>,
     pub warmup_seconds: f64,
-    readers: Semaphore,
+    readers: Arc<Semaphore>,
 }
 
 impl Pages {
@@ -44,7 +44,7 @@ impl Pages {
             fleet,
             ledger_path,
             warmup_seconds,
-            readers: Semaphore::new(LEDGER_READERS),
+            readers: Arc::new(Semaphore::new(LEDGER_READERS)),
         }
     }
 
@@ -58,13 +58,21 @@ impl Pages {
         read: impl FnOnce(&Ledger) -> Result<T, PageError> + Send + 'static,
     ) -> Result<T, PageError> {
         let path = self.ledger_path.clone().ok_or(PageError::NoLedger)?;
-        let _permit = self.readers.acquire().await.map_err(|_| PageError::ShuttingDown)?;
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PageError::ShuttingDown)?;
+        // The permit goes with the read: a client that hangs up leaves the read running,
+        // and its place is not given to another until it ends.
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let ledger = Ledger::open_read_only(&path)?;
             read(&ledger)
         })
         .await
-        .map_err(|_| PageError::ShuttingDown)?
+        .map_err(|e| PageError::Internal(e.to_string()))?
     }
 }
 
@@ -79,6 +87,8 @@ pub enum PageError {
     UnknownDevice(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -91,7 +101,7 @@ impl PageError {
             PageError::Ledger(LedgerError::Missing(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::NoLedger | PageError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Ledger(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
-            PageError::Ledger(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PageError::Ledger(_) | PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -160,7 +170,7 @@ pub async fn fleet_page(State(pages): State<Arc<Pages>>) -> Response {
 pub struct HistoryParams {
     since: Option<String>,
     until: Option<String>,
-    step: Option<f64>,
+    step: Option<String>,
 }
 
 /// The history API's answer: the history with the thresholds its charts draw.
@@ -199,13 +209,24 @@ pub async fn api_history(
         }
         Err(e) => return e.json(),
     };
+    // Times a ledger can hold: from 1970 to a day ahead of this clock.
+    let plausible = |t: f64| (0.0..=now + 86_400.0).contains(&t);
+    if !plausible(since) || !plausible(until) {
+        return PageError::BadRequest("since and until must lie between 1970 and tomorrow".into()).json();
+    }
     if since >= until {
         return PageError::BadRequest("since must be before until".into()).json();
     }
-    let step = match params.step {
-        Some(step) if step.is_finite() && step >= 1.0 => step.max((until - since) / 10_000.0),
-        Some(_) => return PageError::BadRequest("step must be at least 1 second".into()).json(),
+    let step = match params.step.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => default_step(since, until),
+        Some(text) => match text.parse::<f64>() {
+            // At most 10,000 points, whatever step is asked for.
+            Ok(step) if step.is_finite() && step >= 1.0 => step.max((until - since) / 10_000.0),
+            _ => {
+                return PageError::BadRequest(format!("step must be a number of seconds, at least 1, not \"{text}\""))
+                    .json()
+            }
+        },
     };
     let thresholds = pages.thresholds();
     let result = pages
@@ -238,13 +259,10 @@ pub async fn device_page(
     let range = params.range.as_deref().and_then(Range::parse).unwrap_or(Range::Day);
     let thresholds = pages.thresholds();
     let warmup_seconds = pages.warmup_seconds;
-    let live = pages
-        .fleet
-        .views()
+    let live = super::api::fleet_json(&pages.fleet)
+        .devices
         .into_iter()
-        .zip(super::api::fleet_json(&pages.fleet).devices)
-        .find(|(view, _)| view.name == name)
-        .map(|(_, json)| json);
+        .find(|device| device.name == name);
     let lookup = name.clone();
     let result = pages
         .read(move |ledger| {

@@ -20,7 +20,7 @@ use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 pub use history::SegmentRow;
-use history::{device_readings, events_between, segment_readings, segments_between};
+use history::{device_readings, events_between, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
 pub use lock::{file_identity, ledger_files, same_file, DaemonLock};
 use schema::MIGRATIONS;
@@ -62,6 +62,16 @@ pub enum LedgerError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{path}: schema {found} needs an upgrade to {SCHEMA_VERSION}, but an older `bitaxe-exporter serve` ({holder}) \
+         writes it and would not keep what the upgrade adds: restart the service with this build first (it upgrades \
+         the ledger), then run this again"
+    )]
+    UpgradeWhileServed {
+        path: PathBuf,
+        found: usize,
+        holder: String,
     },
     #[error("cannot start the ledger writer thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -116,6 +126,25 @@ impl Ledger {
     pub fn open_existing(path: &Path) -> Result<Ledger> {
         require_file(path)?;
         let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let found = ledger.schema_version()?;
+        if found < SCHEMA_VERSION {
+            // A daemon of an older build would go on writing without what the upgrade
+            // adds (the hourly rollups), so the upgrade waits for the daemon's restart.
+            // Checked with our connection closed: the lock check opens the file, and
+            // closing that descriptor would drop SQLite's locks of this process.
+            drop(ledger);
+            if let Err(LedgerError::InUse { holder, .. }) = DaemonLock::check_free(path) {
+                return Err(LedgerError::UpgradeWhileServed {
+                    path: path.to_path_buf(),
+                    found,
+                    holder,
+                });
+            }
+            let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            ledger.migrate(SCHEMA_VERSION)?;
+            return Ok(ledger);
+        }
+        // Refuses a file of a newer schema.
         ledger.migrate(SCHEMA_VERSION)?;
         Ok(ledger)
     }
@@ -270,6 +299,18 @@ impl Ledger {
                 })?;
             Ok(first.zip(last))
         })
+    }
+
+    /// The newest `limit` events of a device in a range (oldest first) and how many the
+    /// range holds in all.
+    pub fn latest_events(
+        &self,
+        device_id: i64,
+        since: f64,
+        until: f64,
+        limit: usize,
+    ) -> Result<(Vec<(f64, String, String)>, usize)> {
+        self.read(|conn| latest_events(conn, device_id, since, until, limit))
     }
 
     /// A session by id.
