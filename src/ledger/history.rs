@@ -269,6 +269,9 @@ pub(crate) fn events_between(
     rows.collect()
 }
 
+/// An event as stored: (time, kind, detail).
+pub type EventRow = (f64, String, String);
+
 /// The newest `limit` events of a device in a range, oldest first, and how many the range
 /// holds in all: a device that flapped for months does not load its whole event log.
 pub(crate) fn latest_events(
@@ -277,7 +280,7 @@ pub(crate) fn latest_events(
     since: f64,
     until: f64,
     limit: usize,
-) -> rusqlite::Result<(Vec<(f64, String, String)>, usize)> {
+) -> rusqlite::Result<(Vec<EventRow>, usize)> {
     let total: i64 = conn.query_row(
         "SELECT count(*) FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3",
         params![device_id, since, until],
@@ -290,7 +293,7 @@ pub(crate) fn latest_events(
     let rows = stmt.query_map(params![device_id, since, until, limit as i64], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
-    let mut events: Vec<(f64, String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut events: Vec<EventRow> = rows.collect::<rusqlite::Result<_>>()?;
     events.reverse();
     Ok((events, usize::try_from(total).unwrap_or(0)))
 }

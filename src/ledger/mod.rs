@@ -19,9 +19,9 @@ pub(crate) use devices::{device_by_name_or_new, resolve_device};
 use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
-pub use history::SegmentRow;
 use history::{device_readings, events_between, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
+pub use history::{EventRow, SegmentRow};
 pub use lock::{file_identity, ledger_files, same_file, DaemonLock};
 use schema::MIGRATIONS;
 pub use schema::SCHEMA_VERSION;
@@ -309,7 +309,7 @@ impl Ledger {
         since: f64,
         until: f64,
         limit: usize,
-    ) -> Result<(Vec<(f64, String, String)>, usize)> {
+    ) -> Result<(Vec<EventRow>, usize)> {
         self.read(|conn| latest_events(conn, device_id, since, until, limit))
     }
 
