@@ -4,10 +4,13 @@
 //!
 //! ```text
 //! config.yaml ──> daemon::poller (a task per miner) ──> axeos::Sample (normalised units)
-//!                                                  ├─> daemon::fleet snapshot ──> /metrics, rendered at scrape time
+//!                                                  ├─> daemon::fleet snapshot ──> /metrics, rendered at scrape time;
+//!                                                  │                              the fleet page and /api/v1/fleet
 //!                                                  ├─> ledger::writer (one thread, batched transactions) ──> SQLite
 //!                                                  └─> daemon::events (thresholds, offline / online, retunes)
 //! CLI `session` / `analyze` ──> ledger + analysis, on the same SQLite file (WAL), safe while the daemon runs
+//! daemon::pages (/device, /configs, /sessions, /api/v1) ──> read-only ledger connections ──> analysis::{history, charts, html}
+//! CLI `analyze report` ──> the same history, charts and tables as one offline HTML file
 //! CLI `tune` ──> tune::sweep (a task per miner: PATCH, read back, sample, limits) ──> ledger sessions + tune plans
 //! sim: AxeOS miners on loopback, for `demo`, the tests and the benchmarks
 //! ```
@@ -15,7 +18,8 @@
 //! The binary (`src/main.rs`) only parses arguments and calls into [`cli`]; everything else
 //! lives here so that tests drive the same code in-process.
 
-/// compare-configs, optimize (the health gate), export.
+/// compare-configs, optimize (the health gate), export; history, SVG charts and the HTML
+/// the web pages and the report share.
 pub mod analysis;
 /// Talking to a miner: the HTTP client and the pure decoder of every firmware era.
 pub mod axeos;
@@ -23,7 +27,7 @@ pub mod axeos;
 pub mod cli;
 /// config.yaml: schema, defaults, validation with key and line.
 pub mod config;
-/// What `serve` runs: pollers, fleet snapshot, metrics, HTTP, events, shutdown.
+/// What `serve` runs: pollers, fleet snapshot, metrics, HTTP (web pages and API), events, shutdown.
 pub mod daemon;
 /// Every SQL string: schema and migrations, the writer thread, segments, sessions, tune plans.
 pub mod ledger;

@@ -82,12 +82,18 @@ pub fn time_label(t: f64, range_seconds: f64) -> String {
     part.unwrap_or(&full).to_string()
 }
 
-/// The runs of consecutive buckets (a gap longer than 1.5 steps breaks the line).
+/// The runs of consecutive buckets. A gap breaks the line when it is longer than 1.5 steps
+/// and three times the usual spacing of the points: with steps shorter than the poll
+/// interval most buckets are empty, and that is not a gap in the data.
 fn runs(points: &[(f64, Span)], step: f64) -> Vec<&[(f64, Span)]> {
+    let mut spacings: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    spacings.sort_by(f64::total_cmp);
+    let usual = spacings.get(spacings.len() / 2).copied().unwrap_or(step);
+    let gap = (1.5 * step).max(3.0 * usual);
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=points.len() {
-        if i == points.len() || points[i].0 - points[i - 1].0 > 1.5 * step {
+        if i == points.len() || points[i].0 - points[i - 1].0 > gap {
             runs.push(&points[start..i]);
             start = i;
         }
@@ -420,6 +426,9 @@ fn draw_scatter(root: &DrawingArea<SVGBackend, Shift>, title: &str, points: &[Sc
             label_style.clone(),
         )))?;
     }
+    if front.len() <= 1 {
+        return Ok(());
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -455,6 +464,20 @@ mod tests {
         ];
         let front: Vec<&str> = pareto_front(&points).iter().map(|p| p.label.as_str()).collect();
         assert_eq!(front, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_line_breaks_at_a_gap_in_the_data_not_at_empty_buckets_between_polls() {
+        let span = Span {
+            min: 1.0,
+            mean: 1.0,
+            max: 1.0,
+        };
+        // Buckets of 1 s, a sample every 5 s, and one outage of a minute.
+        let mut points: Vec<(f64, Span)> = (0..20).map(|i| (f64::from(i) * 5.0, span)).collect();
+        points.extend((0..20).map(|i| (160.0 + f64::from(i) * 5.0, span)));
+        let lengths: Vec<usize> = runs(&points, 1.0).iter().map(|r| r.len()).collect();
+        assert_eq!(lengths, [20, 20]);
     }
 
     #[test]

@@ -258,12 +258,14 @@ pub fn configs_section(context: Context, rows: &[ConfigRow], metric: Metric, max
 
 /// Sessions, newest first.
 pub fn sessions_table(sessions: &[SessionRow]) -> String {
+    let mut sessions: Vec<&SessionRow> = sessions.iter().collect();
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.id));
     let mut html = String::from(
         "<div class=\"scroll\"><table><thead><tr><th>#</th><th class=\"text\">device</th><th class=\"text\">started</th>\
          <th class=\"text\">ended</th><th class=\"text\">target</th><th class=\"text\">applied</th><th>sweep</th>\
          <th class=\"text\">notes</th></tr></thead><tbody>\n",
     );
-    for s in sessions.iter().rev() {
+    for s in &sessions {
         let notes = match (s.notes.is_empty(), s.end_notes.is_empty()) {
             (_, true) => s.notes.clone(),
             (true, false) => s.end_notes.clone(),
@@ -301,7 +303,9 @@ pub struct SweepRecord {
 /// each step's outcome with its J/TH.
 pub fn sweeps_table(sweeps: &[SweepRecord]) -> String {
     let mut html = String::new();
-    for sweep in sweeps.iter().rev() {
+    let mut newest_first: Vec<&SweepRecord> = sweeps.iter().collect();
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.run.id));
+    for sweep in newest_first {
         let _ = writeln!(
             html,
             "<h2>Sweep #{} <span class=\"badge\">{}</span></h2><p class=\"muted\">started {}{}</p>",
