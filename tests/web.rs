@@ -479,3 +479,42 @@ async fn every_page_answers_at_once_while_another_process_holds_the_ledgers_writ
     holder.execute_batch("ROLLBACK;").unwrap();
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sparklines_survive_a_restart() {
+    use bitaxe_exporter::ledger::writer::{Record, Writer};
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 11)], None)
+        .await
+        .unwrap();
+    let mut exporter = InProcess::start(&[("rig".to_string(), sims.addresses()[0])], 1.0).await;
+    exporter.stop().await;
+    // The last 50 minutes, a sample every 30 s, as the previous run stored them.
+    let writer = Writer::start(&exporter.database_path(), crate::ledger::rules(1.0)).unwrap();
+    let now = std::time::SystemTime::now();
+    for i in 0..100u64 {
+        let mut s = S::new(525.0, 1150.0);
+        s.uptime = 10_000 + i * 30;
+        s.hashrate = 1000.0 + i as f64;
+        writer.sender.send(Record::Sample {
+            device: "rig".into(),
+            at: now - Duration::from_secs(3000 - i * 30),
+            sample: s.sample(),
+        });
+    }
+    writer.finish();
+    exporter.restart().await;
+    let fleet = api(&exporter, "/api/v1/fleet").await;
+    let rig = &fleet["devices"][0];
+    let minutes: Vec<f64> = rig["hashrate_1h_ghs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(minutes.len() >= 45, "{rig:#}");
+    assert!(
+        minutes.windows(2).all(|w| w[0] <= w[1] + 1e-9),
+        "rising as stored: {minutes:?}"
+    );
+    sims.shutdown().await;
+}

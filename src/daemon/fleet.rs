@@ -167,6 +167,17 @@ impl Fleet {
         }
     }
 
+    /// Fills each device's last hour of hashrate from `lookup` ((Unix seconds, GH/s)
+    /// oldest first, from the ledger), so a restart does not blank the sparklines.
+    pub fn seed_sparklines(&self, lookup: impl Fn(&str) -> Vec<(f64, f64)>) {
+        for slot in &self.devices {
+            let mut line = lock(&slot.sparkline);
+            for (t, hashrate) in lookup(&slot.name) {
+                line.record(t, hashrate);
+            }
+        }
+    }
+
     /// Counts a protective action's outcome.
     pub fn record_protective(&self, index: usize, action: &'static str, result: &'static str) {
         if let Some(slot) = self.devices.get(index) {

@@ -78,13 +78,15 @@ pub async fn serve(
     let writer = tokio::task::spawn_blocking(move || Writer::start_for(&path, rules, names))
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
-    // The last good configurations survive a restart: rebuilt from the ledger's segments.
+    // The last good configurations survive a restart (rebuilt from the ledger's segments),
+    // and so do the fleet page's sparklines.
     let warning = config.thresholds.warning_celsius;
     let ledger_path = config.database_path.clone();
     let fleet_for_seed = fleet.clone();
     let _ = tokio::task::spawn_blocking(move || {
         if let Ok(ledger) = Ledger::open_read_only(&ledger_path) {
             fleet_for_seed.seed_last_good(|name| last_good_in_ledger(&ledger, name, warning));
+            fleet_for_seed.seed_sparklines(|name| last_hour_in_ledger(&ledger, name));
         }
     })
     .await;
@@ -206,6 +208,23 @@ pub async fn shutdown_signal() {
 
 /// The newest configuration the ledger saw run healthy: enough steady samples, at least
 /// 94 % of expected, ASIC errors at most 3 %, below the temperature warning throughout.
+/// A device's hashrate over the last hour from the ledger, one mean per minute.
+fn last_hour_in_ledger(ledger: &Ledger, name: &str) -> Vec<(f64, f64)> {
+    let now = crate::time::now_unix();
+    let Some(device) = ledger.find_device(name).ok().flatten() else {
+        return Vec::new();
+    };
+    let since = (now / 60.0).floor() * 60.0 - 3540.0;
+    match ledger.history(device.id, since, now, 60.0) {
+        Ok(history) => history
+            .points
+            .iter()
+            .filter_map(|p| Some((p.t, p.hashrate_ghs?.mean)))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn last_good_in_ledger(ledger: &Ledger, name: &str, warning_celsius: f64) -> Option<ClockConfig> {
     let device = ledger.find_device(name).ok()??;
     let segments = ledger.segments_between(Some(device.id), f64::MIN, f64::MAX).ok()?;
