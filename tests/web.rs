@@ -517,3 +517,15 @@ async fn the_sparklines_survive_a_restart() {
     assert!(stored.windows(2).all(|w| w[0] <= w[1] + 1e-9), "{minutes:?}");
     sims.shutdown().await;
 }
+
+#[test]
+fn the_readme_shows_each_page_in_screenshots_under_300_kb() {
+    let readme = std::fs::read_to_string(crate::support::repo_path("README.md")).unwrap();
+    let mut total = 0;
+    for page in ["fleet", "device", "configs", "sessions"] {
+        let path = format!("docs/screenshots/{page}.webp");
+        assert!(readme.contains(&format!("]({path})")), "the README does not show {path}");
+        total += std::fs::metadata(crate::support::repo_path(&path)).unwrap().len();
+    }
+    assert!(total < 300 * 1024, "screenshots weigh {total} bytes");
+}
