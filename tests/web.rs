@@ -524,7 +524,10 @@ fn the_readme_shows_each_page_in_screenshots_under_300_kb() {
     let mut total = 0;
     for page in ["fleet", "device", "configs", "sessions"] {
         let path = format!("docs/screenshots/{page}.webp");
-        assert!(readme.contains(&format!("]({path})")), "the README does not show {path}");
+        assert!(
+            readme.contains(&format!("]({path})")),
+            "the README does not show {path}"
+        );
         total += std::fs::metadata(crate::support::repo_path(&path)).unwrap().len();
     }
     assert!(total < 300 * 1024, "screenshots weigh {total} bytes");
