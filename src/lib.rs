@@ -11,6 +11,7 @@
 //! CLI `session` / `analyze` ──> ledger + analysis, on the same SQLite file (WAL), safe while the daemon runs
 //! daemon::pages (/device, /configs, /sessions, /api/v1) ──> read-only ledger connections ──> analysis::{history, charts, html}
 //! CLI `analyze report` ──> the same history, charts and tables as one offline HTML file
+//! CLI `top` ──> a running exporter's /api/v1 ──> tui (ratatui), never the miners
 //! CLI `tune` ──> tune::sweep (a task per miner: PATCH, read back, sample, limits) ──> ledger sessions + tune plans
 //! sim: AxeOS miners on loopback, for `demo`, the tests and the benchmarks
 //! ```
@@ -35,5 +36,7 @@ pub mod ledger;
 pub mod sim;
 /// One notion of time: Unix seconds, `24h` / RFC 3339 parsing and formatting.
 pub mod time;
+/// `top`: the terminal dashboard over a running exporter's JSON API.
+pub mod tui;
 /// Tuning sweeps: plans, limits, measurement, apply / verify / restore.
 pub mod tune;

@@ -16,6 +16,7 @@
 //! - `simulator`: the simulated miners' endpoints and physics as a client sees them.
 //! - `health`: "is it really mining?" verdicts for each simulated fault mode.
 //! - `availability`: an idle-connection flood and a scrape storm against `serve`.
+//! - `top`: the terminal dashboard's screens (golden text) and the binary in a real pty.
 //! - `web`: the dashboard pages and the report in the real headless Chromium; the JSON API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,5 +33,6 @@ mod ledger;
 mod simulator;
 mod stack;
 mod sweep;
+mod top;
 mod tuning;
 mod web;

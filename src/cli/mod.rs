@@ -9,6 +9,7 @@ mod output;
 mod session;
 mod settings;
 pub mod table;
+mod top;
 mod tune;
 mod tune_plot;
 
@@ -89,6 +90,8 @@ pub enum Command {
     /// Sweep frequency × core voltage on real miners to find the best configuration;
     /// always restores. Also `tune status`, `tune resume`, `tune restore --device NAME`.
     Tune(tune::TuneArgs),
+    /// A live terminal dashboard over a running exporter (never polls the miners itself).
+    Top(top::TopArgs),
 }
 
 /// An error and the exit code it deserves.
@@ -180,6 +183,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Analyze { action } => {
             logs.init(LogLevel::Warn);
             action.run(&LedgerSettings::load(named_config.as_deref())?)
+        }
+        // Logs would scribble over the screen: only errors, and those after it closes.
+        Command::Top(args) => {
+            logs.init(LogLevel::Error);
+            args.run(&config_path, named_config.is_some()).await
         }
         // Each write to a miner is logged at INFO.
         Command::Tune(args) => {

@@ -1,0 +1,284 @@
+//! `top`: a live terminal dashboard over a running exporter's JSON API. It never polls a
+//! miner itself. The screen runs on its own thread (keys, drawing); the fetches run on the
+//! async runtime and hand their results over a channel; the terminal is restored on every
+//! exit path (quit, error, panic — ratatui's hook — and SIGTERM, SIGHUP or SIGINT).
+
+pub mod app;
+pub mod model;
+pub mod view;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+
+use crate::tui::app::{Action, App, Link, Screen, SortKey};
+use crate::tui::model::{ConfigRow, DeviceDetail, Fleet, History};
+use crate::tui::view::Theme;
+
+/// How `top` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The exporter, e.g. `http://127.0.0.1:9842`.
+    pub url: String,
+    pub compact: bool,
+    pub sort: SortKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopError {
+    #[error(
+        "no exporter answers at {url} ({reason}); start one with `bitaxe-exporter serve` (or try \
+         `bitaxe-exporter demo`), or point --url at a running one"
+    )]
+    NotAnswering { url: String, reason: String },
+    #[error("{0} is not an http:// URL")]
+    BadUrl(String),
+    #[error("top needs a terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+}
+
+/// The largest API answer read (a 1,000-device fleet is about 1 MiB).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How long one API call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Update {
+    Fleet(Fleet),
+    Lost(String),
+    Detail(DeviceDetail),
+    Quit,
+}
+
+enum Request {
+    Device(String, u64),
+    NoDevice,
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let response = client.get(url).send().await.map_err(|e| describe(&e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_default();
+        return Err(format!("HTTP {status} {error}").trim().to_string());
+    }
+    if response.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+        return Err("answer too large".into());
+    }
+    let body = response.bytes().await.map_err(|e| describe(&e))?;
+    if body.len() > MAX_BODY {
+        return Err("answer too large".into());
+    }
+    Ok(body.to_vec())
+}
+
+/// The innermost cause of a request error (reqwest's own text is "error sending request").
+fn describe(error: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    if error.is_timeout() {
+        "timed out".into()
+    } else {
+        source.to_string()
+    }
+}
+
+async fn fetch_fleet(client: &reqwest::Client, base: &str) -> Result<Fleet, String> {
+    let body = get(client, &format!("{base}/api/v1/fleet")).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not the exporter's fleet API: {e}"))
+}
+
+/// A URL path segment: everything but unreserved characters percent-encoded.
+fn segment(text: &str) -> String {
+    crate::analysis::html::url_segment(text)
+}
+
+async fn fetch_detail(client: &reqwest::Client, base: &str, name: &str, seconds: u64) -> DeviceDetail {
+    let history = get(
+        client,
+        &format!(
+            "{base}/api/v1/devices/{}/history?since={}m",
+            segment(name),
+            seconds / 60
+        ),
+    )
+    .await
+    .and_then(|b| serde_json::from_slice::<History>(&b).map_err(|e| e.to_string()));
+    let configs = get(client, &format!("{base}/api/v1/configs?device={}", segment(name)))
+        .await
+        .and_then(|b| serde_json::from_slice::<Vec<ConfigRow>>(&b).map_err(|e| e.to_string()));
+    match (history, configs) {
+        (Ok(history), Ok(configs)) => DeviceDetail {
+            name: name.to_string(),
+            history,
+            configs,
+            error: None,
+        },
+        (Err(e), _) | (_, Err(e)) => DeviceDetail {
+            name: name.to_string(),
+            error: Some(format!("cannot load {name}'s history: {e}")),
+            ..DeviceDetail::default()
+        },
+    }
+}
+
+async fn fetch_loop(
+    client: reqwest::Client,
+    base: String,
+    interval: Duration,
+    updates: mpsc::Sender<Update>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
+) {
+    let mut device: Option<(String, u64)> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first snapshot is already on screen
+    loop {
+        let update = tokio::select! {
+            _ = ticker.tick() => {
+                let fleet = match fetch_fleet(&client, &base).await {
+                    Ok(fleet) => Update::Fleet(fleet),
+                    Err(e) => Update::Lost(e),
+                };
+                if updates.send(fleet).is_err() {
+                    return;
+                }
+                match &device {
+                    Some((name, seconds)) => Update::Detail(fetch_detail(&client, &base, name, *seconds).await),
+                    None => continue,
+                }
+            }
+            request = requests.recv() => match request {
+                Some(Request::Device(name, seconds)) => {
+                    let detail = fetch_detail(&client, &base, &name, seconds).await;
+                    device = Some((name, seconds));
+                    Update::Detail(detail)
+                }
+                Some(Request::NoDevice) => {
+                    device = None;
+                    continue;
+                }
+                None => return,
+            },
+        };
+        if updates.send(update).is_err() {
+            return;
+        }
+    }
+}
+
+/// Quits on SIGTERM, SIGHUP (the SSH session went away) or SIGINT from outside.
+async fn quit_on_signal(updates: mpsc::Sender<Update>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+        _ = int.recv() => {}
+    }
+    let _ = updates.send(Update::Quit);
+}
+
+/// Runs `top` until `q`, a signal or an error.
+pub async fn run(options: Options) -> Result<(), TopError> {
+    let base = options.url.trim_end_matches('/').to_string();
+    if !base.starts_with("http://") && !base.starts_with("https://") {
+        return Err(TopError::BadUrl(options.url));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| TopError::NotAnswering {
+            url: base.clone(),
+            reason: e.to_string(),
+        })?;
+    // Asked once before the screen changes, so "no exporter here" is a plain message.
+    let first = fetch_fleet(&client, &base)
+        .await
+        .map_err(|reason| TopError::NotAnswering {
+            url: base.clone(),
+            reason,
+        })?;
+    let interval = Duration::from_secs_f64(first.poll_interval_seconds.clamp(1.0, 60.0));
+    let mut app = App::new(options.sort, options.compact);
+    app.set_fleet(first, crate::time::now_unix());
+
+    let (updates_tx, updates_rx) = mpsc::channel();
+    let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+    let fetcher = tokio::spawn(fetch_loop(client, base, interval, updates_tx.clone(), requests_rx));
+    let signals = tokio::spawn(quit_on_signal(updates_tx));
+    let screen =
+        tokio::task::spawn_blocking(move || screen_loop(app, updates_rx, requests_tx, Theme::from_env())).await;
+    fetcher.abort();
+    signals.abort();
+    match screen {
+        Ok(result) => result,
+        Err(e) => Err(TopError::Terminal(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// The screen: keys in, snapshots in, a redraw when anything changed.
+fn screen_loop(
+    mut app: App,
+    updates: mpsc::Receiver<Update>,
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    theme: Theme,
+) -> Result<(), TopError> {
+    // Raw mode and the alternate screen, with a panic hook that puts the terminal back.
+    let mut terminal = ratatui::try_init().map_err(TopError::Terminal)?;
+    let result = (|| -> std::io::Result<()> {
+        let mut dirty = true;
+        loop {
+            while let Ok(update) = updates.try_recv() {
+                match update {
+                    Update::Fleet(fleet) => app.set_fleet(fleet, crate::time::now_unix()),
+                    Update::Lost(error) => app.link = Link::Lost(error),
+                    Update::Detail(detail) => app.detail = Some(detail),
+                    Update::Quit => return Ok(()),
+                }
+                dirty = true;
+            }
+            if dirty {
+                terminal.draw(|frame| view::draw(frame, &app, theme))?;
+                dirty = false;
+            }
+            if !event::poll(Duration::from_millis(100))? {
+                continue;
+            }
+            match event::read()? {
+                Event::Key(key) if key.kind == KeyEventKind::Press => {
+                    let was_device = matches!(app.screen, Screen::Device(_));
+                    match app.key(key) {
+                        Action::Quit => return Ok(()),
+                        Action::LoadDevice(name, seconds) => {
+                            let _ = requests.send(Request::Device(name, seconds));
+                        }
+                        Action::None => {}
+                    }
+                    if was_device && app.screen == Screen::Fleet {
+                        let _ = requests.send(Request::NoDevice);
+                    }
+                    dirty = true;
+                }
+                Event::Resize(..) => dirty = true,
+                _ => {}
+            }
+        }
+    })();
+    ratatui::restore();
+    result.map_err(TopError::Terminal)
+}

@@ -1,0 +1,367 @@
+//! `top`: the screens of a known snapshot rendered with ratatui's test backend (golden
+//! text, `UPDATE_GOLDEN=1` rewrites them; colours checked cell by cell), and the real
+//! binary in a pseudo-terminal against a running exporter on the simulator: every device
+//! shown, `q`, SIGTERM and a resize, the terminal put back each time.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{MinerSpec, SimFleet};
+use bitaxe_exporter::tui::app::{App, Screen, SortKey};
+use bitaxe_exporter::tui::model::{DeviceDetail, Fleet, History};
+use bitaxe_exporter::tui::view::{draw, Theme};
+use portable_pty::{CommandBuilder, PtySize};
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use crate::support::{assert_golden, InProcess, BIN};
+
+/// 2026-11-24T18:00:00Z.
+const NOW: f64 = 1_795_543_200.0;
+
+/// A fleet of five: healthy, over the warning, down, a name longer than any column with an
+/// escape sequence in it, and one that is up but not mining.
+fn snapshot() -> Fleet {
+    let hour: Vec<Option<f64>> = (0..60).map(|i| Some(1000.0 + (i % 7) as f64 * 10.0)).collect();
+    let json = serde_json::json!({
+        "generated_at": NOW, "poll_interval_seconds": 5.0,
+        "max_temp_warning_c": 65.0, "max_temp_shutdown_c": 70.0,
+        "totals": {"devices": 5, "up": 4, "hashrate_ghs": 6200.0, "power_w": 131.5,
+                   "joules_per_terahash": 21.2, "hottest_device": "turbo-oc", "hottest_asic_c": 67.3},
+        "devices": [
+            {"name": "gamma", "state": "up", "mining_healthy": true, "problems": [], "model": "BM1370",
+             "firmware": "v2.15.0", "hashrate_ghs": 1204.5, "percent_of_expected": 98.3, "power_w": 21.4,
+             "joules_per_terahash": 17.77, "asic_temp_c": 60.2, "vr_temp_c": 55.0, "frequency_mhz": 600.0,
+             "core_voltage_mv": 1200.0, "uptime_s": 93784, "hashrate_1h_ghs": hour, "hashrate_cv_1h_percent": 2.1},
+            {"name": "turbo-oc", "state": "up", "mining_healthy": true, "problems": [], "model": "BM1370",
+             "firmware": "v2.9.0", "hashrate_ghs": 2870.1, "percent_of_expected": 101.0, "power_w": 50.9,
+             "joules_per_terahash": 17.73, "asic_temp_c": 67.3, "vr_temp_c": 71.0, "frequency_mhz": 700.0,
+             "core_voltage_mv": 1250.0, "uptime_s": 3600, "hashrate_1h_ghs": hour, "hashrate_cv_1h_percent": 3.4},
+            {"name": "max", "state": "down", "last_error": "connect: connection refused", "problems": [],
+             "hashrate_1h_ghs": []},
+            {"name": "a-device-name-longer-than-any-column\u{1b}[31m-here", "state": "up", "mining_healthy": true,
+             "problems": [], "hashrate_ghs": 655.0, "percent_of_expected": 99.0, "power_w": 12.5,
+             "joules_per_terahash": 19.08, "asic_temp_c": 59.9, "frequency_mhz": 512.5, "core_voltage_mv": 1166.0,
+             "uptime_s": 600, "hashrate_1h_ghs": hour},
+            {"name": "flat", "state": "up", "mining_healthy": false, "problems": ["hashrate_frozen"],
+             "hashrate_ghs": 1470.0, "percent_of_expected": 100.0, "power_w": 46.7, "joules_per_terahash": 31.77,
+             "asic_temp_c": 61.0, "vr_temp_c": 50.0, "frequency_mhz": 485.0, "core_voltage_mv": 1200.0,
+             "uptime_s": 7200, "hashrate_1h_ghs": hour, "hashrate_cv_1h_percent": 0.0}
+        ]
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+fn app(compact: bool) -> App {
+    let mut app = App::new(SortKey::Name, compact);
+    app.set_fleet(snapshot(), NOW);
+    app
+}
+
+fn render(app: &App, width: u16, height: u16, theme: Theme) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| draw(frame, app, theme)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+/// The screen as text, trailing spaces cut.
+fn text(buffer: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut line = String::new();
+        for x in 0..buffer.area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The cell where `needle` starts on the screen.
+fn find(buffer: &Buffer, needle: &str) -> (u16, u16) {
+    for (y, line) in text(buffer).lines().enumerate() {
+        if let Some(byte) = line.find(needle) {
+            return (line[..byte].chars().count() as u16, y as u16);
+        }
+    }
+    panic!("{needle:?} not on the screen:\n{}", text(buffer));
+}
+
+const COLOR: Theme = Theme { color: true };
+
+#[test]
+fn the_fleet_view_at_80_by_24_compact_and_160_by_48() {
+    let compact = render(&app(true), 80, 24, COLOR);
+    assert_golden("top-fleet-80x24-compact.txt", &text(&compact));
+    let wide = render(&app(false), 160, 48, COLOR);
+    assert_golden("top-fleet-160x48.txt", &text(&wide));
+    for buffer in [&compact, &wide] {
+        let screen = text(buffer);
+        assert!(!screen.contains('\u{1b}'), "an escape sequence reached the terminal");
+        // Every device is on the screen, the long name cut with an ellipsis.
+        for name in ["gamma", "turbo-oc", "max", "flat", "a-device-name"] {
+            assert!(screen.contains(name), "{name} missing:\n{screen}");
+        }
+        assert!(screen.contains('…'));
+        // The device over the warning, the down one and the one not mining stand out.
+        let (_, row) = find(buffer, "turbo-oc   ");
+        let colours: Vec<Color> = (0..buffer.area.width).map(|x| buffer[(x, row)].fg).collect();
+        assert!(
+            colours.contains(&Color::Yellow),
+            "the ASIC over the warning is not yellow"
+        );
+        let (x, y) = find(buffer, "DOWN");
+        assert_eq!(buffer[(x, y)].fg, Color::Red);
+        let (x, y) = find(buffer, "up: hashr");
+        assert_eq!(buffer[(x, y)].fg, Color::Yellow);
+    }
+    // The wide view has the last hour and its variation, and the VR over the shutdown line.
+    assert!(text(&wide).contains('█') && text(&wide).contains("CV%"));
+    let (_, row) = find(&wide, "turbo-oc   ");
+    assert!((0..160).any(|x| wide[(x, row)].fg == Color::Red));
+    // Nothing cut at 80 columns in the compact view.
+    assert!(
+        text(&compact).contains("hottest turbo-oc 67.3 °C"),
+        "{}",
+        text(&compact)
+    );
+    assert!(text(&compact).contains("c compact"), "{}", text(&compact));
+}
+
+#[test]
+fn no_color_means_no_colour() {
+    let buffer = render(&app(false), 160, 48, Theme { color: false });
+    for cell in buffer.content() {
+        assert!(
+            matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+            "a coloured cell under NO_COLOR: {cell:?}"
+        );
+    }
+}
+
+#[test]
+fn the_device_view_and_the_help() {
+    let mut app = app(false);
+    app.screen = Screen::Device("gamma".into());
+    let points: Vec<serde_json::Value> = (0..60)
+        .map(|i| {
+            let t = NOW - 3600.0 + i as f64 * 60.0;
+            serde_json::json!({"t": t, "hashrate_ghs": {"min": 1190.0, "mean": 1200.0 + (i % 5) as f64, "max": 1210.0},
+                "expected_ghs": {"min": 1225.0, "mean": 1225.0, "max": 1225.0},
+                "power_w": {"min": 21.0, "mean": 21.4, "max": 21.8},
+                "asic_temp_c": {"min": 59.0, "mean": 60.0 + (i % 3) as f64 * 0.5, "max": 61.5},
+                "vr_temp_c": {"min": 54.0, "mean": 55.0, "max": 56.0}})
+        })
+        .collect();
+    let history: History = serde_json::from_value(serde_json::json!({
+        "since": NOW - 3600.0, "until": NOW, "points": points,
+        "markers": [{"t": NOW - 1800.0, "kind": "config_changed", "detail": "configuration changed: 550 MHz / 1200 mV -> 600 MHz / 1200 mV"}],
+        "sessions": [{"id": 7, "started_at": NOW - 1790.0, "ended_at": null, "notes": "600 MHz soak"}]
+    }))
+    .unwrap();
+    let configs = serde_json::from_value(serde_json::json!([
+        {"frequency_mhz": 600.0, "core_voltage_mv": 1200.0, "steady_samples": 340, "steady_seconds": 1700.0,
+         "mean_hashrate_ghs": 1201.9, "hashrate_ci95_ghs": 1.4, "percent_of_expected": 98.1,
+         "joules_per_terahash": 17.8, "asic_temp_p95_c": 61.2, "error_percent": 0.31}
+    ]))
+    .unwrap();
+    app.detail = Some(DeviceDetail {
+        name: "gamma".into(),
+        history,
+        configs,
+        error: None,
+    });
+    let buffer = render(&app, 160, 48, COLOR);
+    let screen = text(&buffer);
+    assert_golden("top-device-160x48.txt", &screen);
+    assert!(screen.contains("1201.9 ± 1.4 GH/s"), "{screen}");
+    assert!(screen.contains("config changed"), "{screen}");
+    assert!(screen.contains("session #7 began 600 MHz soak"), "{screen}");
+    app.help = true;
+    let help = text(&render(&app, 80, 24, COLOR));
+    assert!(help.contains("filter by name") && help.contains("quit"), "{help}");
+}
+
+/// `top` in a pseudo-terminal of `rows` × `cols`, its screen kept by a terminal emulator.
+struct InTerminal {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+}
+
+impl InTerminal {
+    fn start(args: &[&str], rows: u16, cols: u16) -> InTerminal {
+        let pair = portable_pty::native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut command = CommandBuilder::new(BIN);
+        command.args(args);
+        command.env("TERM", "xterm-256color");
+        command.env_remove("NO_COLOR");
+        let child = pair.slave.spawn_command(command).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (screen_in, raw_in) = (screen.clone(), raw.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen_in.lock().unwrap().process(&buf[..n]);
+                raw_in.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        InTerminal {
+            child,
+            master: pair.master,
+            writer,
+            screen,
+            raw,
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(&self.contents()) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not on the screen after 20 s:\n{}",
+                self.contents()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the exit; its status and whether the terminal was put back (the
+    /// alternate screen left, the cursor shown).
+    fn wait_exit(&mut self) -> (portable_pty::ExitStatus, bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(200));
+                let raw = String::from_utf8_lossy(&self.raw.lock().unwrap()).to_string();
+                let restored = raw.contains("\u{1b}[?1049l") && raw.contains("\u{1b}[?25h");
+                return (status, restored);
+            }
+            if Instant::now() >= deadline {
+                // What the process is doing, for the failure message.
+                let pid = self.child.process_id().unwrap_or(0);
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+                eprintln!(
+                    "top (pid {pid}) still running: {} with {threads} thread(s)",
+                    status.lines().find(|l| l.starts_with("State")).unwrap_or("")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "top did not exit within 10 s; the screen:\n{}\nlast output: {:?}",
+                self.contents(),
+                String::from_utf8_lossy(&self.raw.lock().unwrap())
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<String>()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn top_in_a_terminal_shows_every_device_and_leaves_the_terminal_as_it_found_it() {
+    let specs: Vec<MinerSpec> = [Board::Gamma, Board::Supra, Board::Ultra]
+        .into_iter()
+        .enumerate()
+        .map(|(i, board)| MinerSpec::new(board, Dialect::V2_15, 800 + i as u64))
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let names = ["rig-gamma", "rig-supra", "rig-ultra"];
+    let devices: Vec<_> = names
+        .iter()
+        .zip(sims.addresses())
+        .map(|(n, a)| (n.to_string(), *a))
+        .collect();
+    let exporter = InProcess::start(&devices, 1.0).await;
+    exporter
+        .wait_for(Duration::from_secs(10), "all up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
+        .await;
+    let url = exporter.url("");
+    let url = url.trim_end_matches('/').to_string();
+
+    // `q` quits with 0.
+    let mut top = InTerminal::start(&["top", "--url", &url], 30, 120);
+    top.wait_for("every device", |screen| names.iter().all(|n| screen.contains(n)));
+    // The device view, then back.
+    top.writer.write_all(b"\r").unwrap();
+    top.wait_for("the device view", |screen| screen.contains("hashrate GH/s"));
+    top.writer.write_all(b"\x1b").unwrap();
+    top.wait_for("the fleet again", |screen| names.iter().all(|n| screen.contains(n)));
+    // A resize redraws at the new size.
+    top.master
+        .resize(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    top.screen.lock().unwrap().screen_mut().set_size(24, 80);
+    top.wait_for("the fleet at 80 columns", |screen| {
+        names.iter().all(|n| screen.contains(n)) && screen.lines().all(|l| l.chars().count() <= 80)
+    });
+    top.writer.write_all(b"q").unwrap();
+    let (status, restored) = top.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(restored, "the terminal was not put back");
+
+    // SIGTERM: the terminal is put back too.
+    let mut top = InTerminal::start(&["top", "--url", &url, "--compact"], 24, 80);
+    top.wait_for("every device", |screen| names.iter().all(|n| screen.contains(n)));
+    let pid = top.child.process_id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let (_, restored) = top.wait_exit();
+    assert!(restored, "SIGTERM left the terminal in raw mode / the alternate screen");
+    sims.shutdown().await;
+}
+
+#[test]
+fn without_an_exporter_top_says_how_to_start_one_and_exits_2() {
+    let port = crate::support::free_port();
+    let output = std::process::Command::new(BIN)
+        .args(["top", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no exporter answers") && stderr.contains("bitaxe-exporter serve"),
+        "{stderr}"
+    );
+}
