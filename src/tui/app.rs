@@ -261,8 +261,12 @@ impl App {
                 KeyCode::Char(c) if !c.is_control() && self.filter.chars().count() < 64 => self.filter.push(c),
                 _ => {}
             }
+            // The selection moves to the first match only when it is filtered out, and
+            // stays put while nothing matches (so clearing the filter gives it back).
             if self.selected_row().is_none() {
-                self.selected = self.rows().first().map(|d| d.name.clone());
+                if let Some(first) = self.rows().first() {
+                    self.selected = Some(first.name.clone());
+                }
             }
             return Action::None;
         }
