@@ -16,8 +16,21 @@ pub fn now_unix() -> f64 {
 
 /// Unix seconds → `2026-11-24T18:00:00Z`.
 pub fn format(unix_seconds: f64) -> String {
-    let t = UNIX_EPOCH + Duration::try_from_secs_f64(unix_seconds.max(0.0)).unwrap_or_default();
-    humantime::format_rfc3339_seconds(t).to_string()
+    use std::fmt::Write as _;
+    // RFC 3339 ends with the year 9999; a time past it (a hostile or broken value) is
+    // shown as the last second it can write rather than taking the caller down.
+    const LAST: f64 = 253_402_300_799.0;
+    let seconds = if unix_seconds.is_finite() {
+        unix_seconds.clamp(0.0, LAST)
+    } else {
+        0.0
+    };
+    let t = UNIX_EPOCH + Duration::try_from_secs_f64(seconds).unwrap_or_default();
+    let mut text = String::new();
+    match write!(text, "{}", humantime::format_rfc3339_seconds(t)) {
+        Ok(()) => text,
+        Err(_) => "9999-12-31T23:59:59Z".into(),
+    }
 }
 
 /// `2026-11-24 18:00` style, for tables.

@@ -173,6 +173,7 @@ fn the_device_view_and_the_help() {
     .unwrap();
     app.detail = Some(DeviceDetail {
         name: "gamma".into(),
+        seconds: 3600,
         history,
         configs,
         error: None,
@@ -183,6 +184,7 @@ fn the_device_view_and_the_help() {
     assert!(screen.contains("1201.9 ± 1.4 GH/s"), "{screen}");
     assert!(screen.contains("config changed"), "{screen}");
     assert!(screen.contains("session #7 began 600 MHz soak"), "{screen}");
+    assert!(screen.contains("17:00") && screen.contains("18:00"), "{screen}");
     app.help = true;
     let help = text(&render(&app, 80, 24, COLOR));
     assert!(help.contains("filter by name") && help.contains("quit"), "{help}");
@@ -195,6 +197,14 @@ struct InTerminal {
     writer: Box<dyn Write + Send>,
     screen: Arc<Mutex<vt100::Parser>>,
     raw: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for InTerminal {
+    /// A failed test leaves no `top` behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
 }
 
 impl InTerminal {
@@ -218,7 +228,7 @@ impl InTerminal {
         let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
         let raw = Arc::new(Mutex::new(Vec::new()));
         let (screen_in, raw_in) = (screen.clone(), raw.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -234,6 +244,7 @@ impl InTerminal {
             writer,
             screen,
             raw,
+            reader: Some(reader),
         }
     }
 
@@ -259,9 +270,15 @@ impl InTerminal {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(200));
+                // The reader ends at the end of the output.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 let raw = String::from_utf8_lossy(&self.raw.lock().unwrap()).to_string();
-                let restored = raw.contains("\u{1b}[?1049l") && raw.contains("\u{1b}[?25h");
+                // Restored: the alternate screen left after it was last entered, and the
+                // cursor shown after it was last hidden.
+                let restored = raw.rfind("\u{1b}[?1049l") > raw.rfind("\u{1b}[?1049h")
+                    && raw.rfind("\u{1b}[?25h") > raw.rfind("\u{1b}[?25l");
                 return (status, restored);
             }
             if Instant::now() >= deadline {
@@ -330,8 +347,17 @@ async fn top_in_a_terminal_shows_every_device_and_leaves_the_terminal_as_it_foun
         })
         .unwrap();
     top.screen.lock().unwrap().screen_mut().set_size(24, 80);
-    top.wait_for("the fleet at 80 columns", |screen| {
-        names.iter().all(|n| screen.contains(n)) && screen.lines().all(|l| l.chars().count() <= 80)
+    // Only a redraw at the new size has both the title on the first row and the key line
+    // on the last of the 24 (the emulator keeps one part of the old 30-row screen).
+    top.wait_for("the fleet redrawn at 80 × 24", |screen| {
+        let lines: Vec<&str> = screen.lines().collect();
+        // At 80 columns the table turns compact by itself, names whole.
+        names.iter().all(|n| screen.contains(n))
+            && lines
+                .first()
+                .is_some_and(|l| l.starts_with("top ") && l.contains(" up ·"))
+            && lines.len() == 24
+            && lines[23].starts_with("q quit")
     });
     top.writer.write_all(b"q").unwrap();
     let (status, restored) = top.wait_exit();
@@ -346,8 +372,20 @@ async fn top_in_a_terminal_shows_every_device_and_leaves_the_terminal_as_it_foun
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
-    let (_, restored) = top.wait_exit();
+    let (status, restored) = top.wait_exit();
     assert!(restored, "SIGTERM left the terminal in raw mode / the alternate screen");
+    assert!(status.success(), "SIGTERM: {status:?}");
+
+    // SIGHUP (the SSH session went away): it exits at once, without waiting on a terminal.
+    let mut top = InTerminal::start(&["top", "--url", &url], 30, 120);
+    top.wait_for("every device", |screen| names.iter().all(|n| screen.contains(n)));
+    let pid = top.child.process_id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let (status, _) = top.wait_exit();
+    assert_eq!(status.exit_code(), 129, "SIGHUP: {status:?}");
     sims.shutdown().await;
 }
 

@@ -170,8 +170,11 @@ impl App {
         self.fleet = fleet;
         self.link = Link::Connected;
         self.fetched_at = Some(now);
-        if self.selected.is_none() {
-            self.selected = self.rows().first().map(|d| d.name.clone());
+        // A device that left the snapshot gives the selection to the first row.
+        if self.selected_row().is_none() {
+            if let Some(first) = self.rows().first() {
+                self.selected = Some(first.name.clone());
+            }
         }
     }
 
@@ -245,8 +248,22 @@ impl App {
 
     /// Applies a key.
     pub fn key(&mut self, key: KeyEvent) -> Action {
-        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-            return Action::Quit;
+        let control = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') if control => return Action::Quit,
+            // The usual line-editing keys in the filter.
+            KeyCode::Char('u') if control && self.editing_filter => {
+                self.filter.clear();
+                return Action::None;
+            }
+            KeyCode::Char('h') if control && self.editing_filter => {
+                self.filter.pop();
+                return Action::None;
+            }
+            // Anything else with Ctrl or Alt is not one of ours: it neither types into the
+            // filter nor quits (an Esc followed at once by a key arrives as Alt+key).
+            _ if control || key.modifiers.contains(KeyModifiers::ALT) => return Action::None,
+            _ => {}
         }
         if self.editing_filter {
             match key.code {
@@ -411,6 +428,11 @@ mod tests {
         press(&mut app, KeyCode::Char('x'));
         assert!(!app.help);
         assert_eq!(press(&mut app, KeyCode::Char('q')), Action::Quit);
+        assert_eq!(
+            app.key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Action::None,
+            "Ctrl-Q is not q"
+        );
         assert_eq!(
             app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
             Action::Quit

@@ -7,6 +7,7 @@ pub mod app;
 pub mod model;
 pub mod view;
 
+use std::io::IsTerminal as _;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -56,25 +57,34 @@ enum Request {
     NoDevice,
 }
 
+/// The body, read chunk by chunk and refused past `limit` (a chunked answer has no
+/// length to check up front).
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err("answer too large".into());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err("answer too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
     let response = client.get(url).send().await.map_err(|e| describe(&e))?;
     if !response.status().is_success() {
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
         let error = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
+            .and_then(|v| v["error"].as_str().map(|e| crate::axeos::printable(e).into_owned()))
             .unwrap_or_default();
         return Err(format!("HTTP {status} {error}").trim().to_string());
     }
-    if response.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-        return Err("answer too large".into());
-    }
-    let body = response.bytes().await.map_err(|e| describe(&e))?;
-    if body.len() > MAX_BODY {
-        return Err("answer too large".into());
-    }
-    Ok(body.to_vec())
+    read_capped(response, MAX_BODY).await
 }
 
 /// The innermost cause of a request error (reqwest's own text is "error sending request").
@@ -117,13 +127,15 @@ async fn fetch_detail(client: &reqwest::Client, base: &str, name: &str, seconds:
     match (history, configs) {
         (Ok(history), Ok(configs)) => DeviceDetail {
             name: name.to_string(),
+            seconds,
             history,
             configs,
             error: None,
         },
         (Err(e), _) | (_, Err(e)) => DeviceDetail {
             name: name.to_string(),
-            error: Some(format!("cannot load {name}'s history: {e}")),
+            seconds,
+            error: Some(format!("cannot load {}'s history: {e}", crate::axeos::printable(name))),
             ..DeviceDetail::default()
         },
     }
@@ -174,28 +186,48 @@ async fn fetch_loop(
     }
 }
 
-/// Quits on SIGTERM, SIGHUP (the SSH session went away) or SIGINT from outside.
-async fn quit_on_signal(updates: mpsc::Sender<Update>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
-        _ = int.recv() => {}
+/// The signals `top` answers, registered before the terminal changes (so none arrives
+/// while its default action would leave the terminal in raw mode).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    let _ = updates.send(Update::Quit);
+
+    /// SIGTERM or SIGINT: the screen is asked to close and given a second to put the
+    /// terminal back. SIGHUP (the SSH session went away): there is no terminal to put back,
+    /// and reading a vanished one can keep the screen thread from ever looking, so exit now.
+    async fn quit_on_signal(mut self, updates: mpsc::Sender<Update>) {
+        let code = tokio::select! {
+            _ = self.term.recv() => 143,
+            _ = self.int.recv() => 130,
+            _ = self.hup.recv() => {
+                let _ = ratatui::try_restore();
+                std::process::exit(129);
+            }
+        };
+        let _ = updates.send(Update::Quit);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = ratatui::try_restore();
+        std::process::exit(code);
+    }
 }
 
 /// Runs `top` until `q`, a signal or an error.
 pub async fn run(options: Options) -> Result<(), TopError> {
     let base = options.url.trim_end_matches('/').to_string();
-    if !base.starts_with("http://") && !base.starts_with("https://") {
+    // Plain HTTP only, as the exporter serves it (no TLS in this build).
+    if !base.starts_with("http://") {
         return Err(TopError::BadUrl(options.url));
     }
     let client = reqwest::Client::builder()
@@ -213,22 +245,35 @@ pub async fn run(options: Options) -> Result<(), TopError> {
             url: base.clone(),
             reason,
         })?;
+    if !std::io::stdout().is_terminal() {
+        return Err(TopError::Terminal(std::io::Error::other(
+            "standard output is not a terminal (the same data as JSON: /api/v1/fleet)",
+        )));
+    }
     let interval = Duration::from_secs_f64(first.poll_interval_seconds.clamp(1.0, 60.0));
     let mut app = App::new(options.sort, options.compact);
     app.set_fleet(first, crate::time::now_unix());
 
+    let signals = Signals::register().map_err(TopError::Terminal)?;
     let (updates_tx, updates_rx) = mpsc::channel();
     let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
     let fetcher = tokio::spawn(fetch_loop(client, base, interval, updates_tx.clone(), requests_rx));
-    let signals = tokio::spawn(quit_on_signal(updates_tx));
-    let screen =
-        tokio::task::spawn_blocking(move || screen_loop(app, updates_rx, requests_tx, Theme::from_env())).await;
+    let signals = tokio::spawn(signals.quit_on_signal(updates_tx));
+    // The screen on a thread of its own (not the runtime's blocking pool, which the
+    // runtime waits for at exit), its result handed back when it ends.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("top-screen".into()).spawn(move || {
+        let _ = done_tx.send(screen_loop(app, updates_rx, requests_tx, Theme::from_env()));
+    });
+    let result = match spawned {
+        Ok(_) => done_rx
+            .await
+            .unwrap_or_else(|_| Err(TopError::Terminal(std::io::Error::other("the screen thread failed")))),
+        Err(e) => Err(TopError::Terminal(e)),
+    };
     fetcher.abort();
     signals.abort();
-    match screen {
-        Ok(result) => result,
-        Err(e) => Err(TopError::Terminal(std::io::Error::other(e.to_string()))),
-    }
+    result
 }
 
 /// The screen: keys in, snapshots in, a redraw when anything changed.
@@ -239,7 +284,14 @@ fn screen_loop(
     theme: Theme,
 ) -> Result<(), TopError> {
     // Raw mode and the alternate screen, with a panic hook that puts the terminal back.
-    let mut terminal = ratatui::try_init().map_err(TopError::Terminal)?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            // Raw mode may be on already.
+            let _ = ratatui::try_restore();
+            return Err(TopError::Terminal(e));
+        }
+    };
     let result = (|| -> std::io::Result<()> {
         let mut dirty = true;
         loop {
@@ -247,7 +299,18 @@ fn screen_loop(
                 match update {
                     Update::Fleet(fleet) => app.set_fleet(fleet, crate::time::now_unix()),
                     Update::Lost(error) => app.link = Link::Lost(error),
-                    Update::Detail(detail) => app.detail = Some(detail),
+                    // A detail fetched for the device or range shown before is dropped.
+                    Update::Detail(detail) => {
+                        let wanted = match &app.screen {
+                            Screen::Device(name) => {
+                                *name == detail.name && detail.seconds == app.range.seconds() as u64
+                            }
+                            Screen::Fleet => false,
+                        };
+                        if wanted {
+                            app.detail = Some(detail);
+                        }
+                    }
                     Update::Quit => return Ok(()),
                 }
                 dirty = true;
@@ -279,6 +342,7 @@ fn screen_loop(
             }
         }
     })();
-    ratatui::restore();
+    drop(terminal);
+    let _ = ratatui::try_restore();
     result.map_err(TopError::Terminal)
 }

@@ -144,6 +144,8 @@ pub struct ConfigRow {
 #[derive(Debug, Clone, Default)]
 pub struct DeviceDetail {
     pub name: String,
+    /// The range it covers, seconds before its end.
+    pub seconds: u64,
     pub history: History,
     pub configs: Vec<ConfigRow>,
     /// Why the detail could not be fetched, if it could not.

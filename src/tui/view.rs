@@ -61,13 +61,25 @@ impl Theme {
     }
 }
 
-/// A string from a miner or the config, safe for a terminal, cut to `width` columns.
+/// A string from a miner or the config, safe for a terminal (control characters made
+/// visible, zero-width and presentation selectors dropped so every terminal agrees on its
+/// width), cut to `width` columns by display width, with an ellipsis when cut.
 fn clean(text: &str, width: usize) -> String {
-    let text = printable(text);
-    if text.chars().count() <= width {
-        return text.into_owned();
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    let text: String = printable(text).chars().filter(|c| c.width().unwrap_or(0) > 0).collect();
+    if text.width() <= width {
+        return text;
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        cut.push(c);
+        used += w;
+    }
     cut.push('…');
     cut
 }
@@ -149,9 +161,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     }
 }
 
-fn header_lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
+/// Below this width the fleet table drops to the compact columns by itself, so names are
+/// not cut to make room for the optional ones.
+pub const AUTO_COMPACT_BELOW: u16 = 110;
+
+fn header_lines(app: &App, compact: bool, theme: Theme) -> Vec<Line<'static>> {
     let t = &app.fleet.totals;
-    let title = if app.compact { "top " } else { "bitaxe-exporter top " };
+    let title = if compact { "top " } else { "bitaxe-exporter top " };
     let mut first = vec![
         Span::styled(title, theme.header()),
         Span::raw(format!(
@@ -200,13 +216,14 @@ fn footer(app: &App, theme: Theme) -> Line<'static> {
 }
 
 fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let compact = app.compact || area.width < AUTO_COMPACT_BELOW;
     let [head, body, foot] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(3), Constraint::Length(1)]).areas(area);
-    frame.render_widget(Paragraph::new(header_lines(app, theme)), head);
+    frame.render_widget(Paragraph::new(header_lines(app, compact, theme)), head);
     frame.render_widget(Paragraph::new(footer(app, theme)), foot);
 
     // (title, width); the name column takes what is left.
-    let columns: Vec<(&str, u16)> = if app.compact {
+    let columns: Vec<(&str, u16)> = if compact {
         vec![
             ("state", 10),
             ("GH/s", 7),
@@ -246,27 +263,27 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             let down = d.state == "down";
             let mut cells = vec![
                 Cell::from(clean(&d.name, name_width as usize)),
-                Cell::from(clean(&state_text, if app.compact { 10 } else { 14 })).style(state_style),
+                Cell::from(clean(&state_text, if compact { 10 } else { 14 })).style(state_style),
                 Cell::from(number(d.hashrate_ghs, 1)),
                 Cell::from(number(d.percent_of_expected, 0)).style(match d.percent_of_expected {
                     Some(p) if p < 90.0 => theme.warn(),
                     _ => Style::default(),
                 }),
             ];
-            if !app.compact {
+            if !compact {
                 cells.push(Cell::from(sparkline(&d.hashrate_1h_ghs, 12)).style(theme.fg(Color::Cyan)));
                 cells.push(Cell::from(number(d.hashrate_cv_1h_percent, 1)));
             }
             cells.push(Cell::from(number(d.power_w, 1)));
             cells.push(Cell::from(number(d.joules_per_terahash, 2)));
             cells.push(
-                Cell::from(number(d.asic_temp_c, if app.compact { 0 } else { 1 })).style(temperature_style(
+                Cell::from(number(d.asic_temp_c, if compact { 0 } else { 1 })).style(temperature_style(
                     theme,
                     fleet,
                     d.asic_temp_c,
                 )),
             );
-            if !app.compact {
+            if !compact {
                 cells.push(Cell::from(number(d.vr_temp_c, 0)).style(temperature_style(theme, fleet, d.vr_temp_c)));
             }
             cells.push(Cell::from(format!(
@@ -274,7 +291,7 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 number(d.frequency_mhz, 0),
                 number(d.core_voltage_mv, 0)
             )));
-            if !app.compact {
+            if !compact {
                 cells.push(Cell::from(uptime(d.uptime_s)));
             }
             let row = Row::new(cells);
@@ -329,7 +346,12 @@ fn bounds(sets: &[&[(f64, f64)]], lines: &[f64]) -> [f64; 2] {
         return [0.0, 1.0];
     }
     let pad = ((high - low) * 0.1).max(high.abs() * 0.01).max(0.5);
-    [low - pad, high + pad]
+    let bounds = [low - pad, high + pad];
+    if bounds.iter().all(|b| b.is_finite()) {
+        bounds
+    } else {
+        [low, high]
+    }
 }
 
 fn time_label(t: f64, span: f64) -> String {
@@ -446,8 +468,13 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
     let [charts, bottom] = Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)]).areas(body);
     let rows = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(charts);
     let points = &detail.history.points;
-    let now = app.fetched_at.unwrap_or(detail.history.until);
-    let x = [now - app.range.seconds(), now];
+    // The exporter's clock, not this one: the points carry its times.
+    let end = if detail.history.until > 0.0 {
+        detail.history.until
+    } else {
+        app.fleet.generated_at
+    };
+    let x = [end - app.range.seconds(), end];
     chart(
         frame,
         rows[0],
@@ -605,5 +632,12 @@ mod tests {
     fn terminal_text_is_printable_and_cut_with_an_ellipsis() {
         assert!(!clean("evil\u{1b}[2Jname", 40).contains('\u{1b}'));
         assert_eq!(clean("a-very-long-device-name", 10), "a-very-lo…");
+        // Wide characters count two columns; zero-width ones none.
+        assert_eq!(clean("矿机矿机矿机", 7), "矿机矿…");
+        let zero_width = clean("rig\u{200b}\u{fe0f}1", 10);
+        assert!(
+            !zero_width.contains('\u{200b}') && !zero_width.contains('\u{fe0f}'),
+            "{zero_width:?}"
+        );
     }
 }
