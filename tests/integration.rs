@@ -1,4 +1,5 @@
 //! The one integration-test binary (one link step). Modules:
+//! - `discover`: finding simulated miners on loopback and adding them to a config.
 //! - `decode`: `/api/system/info` bodies of every firmware era → normalised samples.
 //! - `exporter`: simulator + real `serve` process, checked through `/metrics` (goldens,
 //!   retune, faults, escaping, restart, shutdown, demo).
@@ -26,6 +27,7 @@ mod availability;
 mod cli;
 mod client;
 mod decode;
+mod discover;
 mod exporter;
 mod hardening;
 mod health;

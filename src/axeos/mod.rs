@@ -4,6 +4,7 @@
 //! window every write passes.
 
 mod client;
+pub mod discover;
 pub mod sample;
 mod untrusted;
 pub mod window;

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod daemon;
+mod discover;
 mod output;
 mod session;
 mod settings;
@@ -92,6 +93,8 @@ pub enum Command {
     Tune(tune::TuneArgs),
     /// A live terminal dashboard over a running exporter (never polls the miners itself).
     Top(top::TopArgs),
+    /// Find the AxeOS miners on the LAN and print (or add) their config entries.
+    Discover(discover::DiscoverArgs),
 }
 
 /// An error and the exit code it deserves.
@@ -183,6 +186,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Analyze { action } => {
             logs.init(LogLevel::Warn);
             action.run(&LedgerSettings::load(named_config.as_deref())?)
+        }
+        // Only reads from the network; writes a config file only when asked (--add-to).
+        Command::Discover(args) => {
+            logs.init(LogLevel::Warn);
+            args.run().await
         }
         // Logs would scribble over the screen: only errors, and those after it closes.
         Command::Top(args) => {

@@ -1,0 +1,279 @@
+//! `discover [--subnet CIDR …] [--port P[-Q]] [--timeout S] [--format table|yaml|json]
+//! [--add-to CONFIG] [--allow-public]`: finds the AxeOS miners on the LAN and prints their
+//! config entries, or adds the new ones to a config file (its text edited, comments and
+//! order kept, a backup beside it, the result checked like `check-config`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::output::{emit, print_json, status_line};
+use super::table::{self, Column};
+use super::Failure;
+use crate::axeos::discover::{self, DiscoverError, Found};
+use crate::config::{self, NewDevice};
+use crate::ledger::Ledger;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiscoverFormat {
+    Table,
+    /// The `devices:` entries to paste into config.yaml.
+    Yaml,
+    Json,
+}
+
+/// `discover`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DiscoverArgs {
+    /// IPv4 subnets to scan, e.g. 192.168.1.0/24 (default: this host's private networks, a
+    /// /24 each).
+    #[arg(long = "subnet", value_name = "CIDR")]
+    pub subnets: Vec<String>,
+    /// The port, or a range (80-90), to ask on.
+    #[arg(long, default_value = "80", value_name = "P[-Q]")]
+    pub port: String,
+    /// Seconds to wait for each address.
+    #[arg(long, default_value_t = 1.5)]
+    pub timeout: f64,
+    #[arg(long, value_enum, default_value_t = DiscoverFormat::Table)]
+    pub format: DiscoverFormat,
+    /// Add the miners not yet in this config file to it (a backup is kept as FILE.bak).
+    #[arg(long, value_name = "CONFIG")]
+    pub add_to: Option<PathBuf>,
+    /// Scan a subnet that is not private (AxeOS only answers private clients anyway).
+    #[arg(long)]
+    pub allow_public: bool,
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Usage(e.into())
+}
+
+impl DiscoverArgs {
+    pub async fn run(self) -> Result<(), Failure> {
+        let networks = if self.subnets.is_empty() {
+            discover::local_networks().map_err(usage)?
+        } else {
+            self.subnets
+                .iter()
+                .map(|s| discover::parse_subnet(s))
+                .collect::<Result<Vec<_>, DiscoverError>>()
+                .map_err(usage)?
+        };
+        for net in &networks {
+            discover::check_subnet(net, self.allow_public).map_err(usage)?;
+        }
+        let ports = discover::parse_ports(&self.port).map_err(usage)?;
+        if !(self.timeout.is_finite() && (0.05..=60.0).contains(&self.timeout)) {
+            return Err(usage(anyhow::anyhow!("--timeout must be between 0.05 and 60 seconds")));
+        }
+        // Checked before the scan: a config that does not load is not worth a scan.
+        let existing = match &self.add_to {
+            Some(path) => Some(Existing::load(path)?),
+            None => None,
+        };
+        let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
+        status_line(&format!(
+            "discover: asking {} on port {} ({} at a time, {} s each)…",
+            listed.join(", "),
+            self.port,
+            discover::IN_FLIGHT,
+            self.timeout
+        ));
+        let mut found = discover::scan(&networks, ports, Duration::from_secs_f64(self.timeout))
+            .await
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot scan: {e}")))?;
+        let taken = existing.as_ref().map(|e| e.names.clone()).unwrap_or_default();
+        discover::unique_names(&mut found, &taken);
+        match &existing {
+            Some(existing) => add_to(existing, &found),
+            None => show(&found, self.format),
+        }
+    }
+}
+
+fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
+    match format {
+        DiscoverFormat::Json => print_json(&found),
+        DiscoverFormat::Yaml => emit(&yaml_entries(found)),
+        DiscoverFormat::Table => {
+            let columns: [Column; 7] = [
+                table::text("name"),
+                table::label("address"),
+                table::text("board / model"),
+                table::label("firmware"),
+                table::label("MAC"),
+                table::label("MHz/mV"),
+                table::number("GH/s"),
+            ];
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.name.clone(),
+                        f.address.clone(),
+                        format!(
+                            "{} {}",
+                            f.board.as_deref().unwrap_or("?"),
+                            f.model.as_deref().unwrap_or("?")
+                        ),
+                        f.firmware.clone().unwrap_or_else(|| "?".into()),
+                        f.mac.clone().unwrap_or_else(|| "?".into()),
+                        crate::axeos::sample::short_clock_label(f.frequency_mhz, f.core_voltage_mv),
+                        f.hashrate_ghs.map_or("-".into(), |h| format!("{h:.1}")),
+                    ]
+                })
+                .collect();
+            let mut text = table::render(&columns, &rows);
+            text.push_str(&format!(
+                "\n{} miner(s) found. `--format yaml` prints their config entries; `--add-to config.yaml` adds the new ones.\n",
+                found.len()
+            ));
+            emit(&text)
+        }
+    }
+}
+
+fn note(f: &Found) -> String {
+    let what = [
+        f.board.as_deref(),
+        f.model.as_deref(),
+        f.firmware.as_deref(),
+        f.mac.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!("found by discover: {what}")
+}
+
+fn new_devices(found: &[&Found]) -> Vec<NewDevice> {
+    found
+        .iter()
+        .map(|f| NewDevice {
+            name: f.name.clone(),
+            ip: f.address.clone(),
+            note: note(f),
+        })
+        .collect()
+}
+
+fn yaml_entries(found: &[Found]) -> String {
+    let all: Vec<&Found> = found.iter().collect();
+    config::add_devices_to_text("", &new_devices(&all))
+}
+
+/// The config file `--add-to` edits: its text, names and addresses, and the MACs the
+/// ledger knows for its devices.
+struct Existing {
+    path: PathBuf,
+    text: String,
+    names: BTreeSet<String>,
+    addresses: BTreeSet<String>,
+    macs: BTreeSet<String>,
+}
+
+impl Existing {
+    fn load(path: &Path) -> Result<Existing, Failure> {
+        let config = config::load(path)?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(Failure::Runtime)?;
+        let names: BTreeSet<String> = config.devices.iter().map(|d| d.name.clone()).collect();
+        let addresses = config
+            .devices
+            .iter()
+            .map(|d| normalise(&d.address.to_string()))
+            .collect();
+        // A miner whose address changed is still the same miner: the ledger knows which
+        // MAC each configured name had.
+        let macs = match Ledger::open_read_only(&config.database_path) {
+            Ok(ledger) => ledger
+                .devices()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| names.contains(&d.name))
+                .filter_map(|d| d.mac)
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        Ok(Existing {
+            path: path.to_path_buf(),
+            text,
+            names,
+            addresses,
+            macs,
+        })
+    }
+}
+
+/// `host` and `host:80` are one address.
+fn normalise(address: &str) -> String {
+    address.strip_suffix(":80").unwrap_or(address).to_ascii_lowercase()
+}
+
+fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
+    let new: Vec<&Found> = found
+        .iter()
+        .filter(|f| !existing.addresses.contains(&normalise(&f.address)))
+        .filter(|f| f.mac.as_ref().is_none_or(|mac| !existing.macs.contains(mac)))
+        .collect();
+    if new.is_empty() {
+        status_line(&format!(
+            "{}: nothing to add ({} miner(s) found, all already in it)",
+            existing.path.display(),
+            found.len()
+        ));
+        return Ok(());
+    }
+    let text = config::add_devices_to_text(&existing.text, &new_devices(&new));
+    // The new text is checked as `check-config` would before anything is replaced.
+    let folder = existing
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut staged = tempfile::Builder::new()
+        .prefix(".discover-")
+        .suffix(".yaml")
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot write beside {}", existing.path.display()))
+        .map_err(Failure::Runtime)?;
+    std::io::Write::write_all(&mut staged, text.as_bytes())
+        .and_then(|()| staged.as_file().sync_all())
+        .with_context(|| format!("cannot write beside {}", existing.path.display()))
+        .map_err(Failure::Runtime)?;
+    config::load(staged.path()).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "the edited config would not load ({e}); {} is unchanged",
+            existing.path.display()
+        ))
+    })?;
+    // The edited file keeps the old one's permissions (a config may hold secrets).
+    if let Ok(metadata) = std::fs::metadata(&existing.path) {
+        let _ = std::fs::set_permissions(staged.path(), metadata.permissions());
+    }
+    let backup = PathBuf::from(format!("{}.bak", existing.path.display()));
+    std::fs::copy(&existing.path, &backup)
+        .with_context(|| format!("cannot keep a backup at {}", backup.display()))
+        .map_err(Failure::Runtime)?;
+    staged.persist(&existing.path).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot replace {}: {}",
+            existing.path.display(),
+            e.error
+        ))
+    })?;
+    let names: Vec<&str> = new.iter().map(|f| f.name.as_str()).collect();
+    status_line(&format!(
+        "{}: added {} miner(s) ({}); the previous file is {}",
+        existing.path.display(),
+        new.len(),
+        names.join(", "),
+        backup.display()
+    ));
+    Ok(())
+}

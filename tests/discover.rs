@@ -1,0 +1,186 @@
+//! `discover` against simulated miners on loopback: five miners of three firmware eras, a
+//! miner answering garbage and a web server that is not AxeOS; the found ones printed and
+//! added to a commented config without touching what was there.
+
+use std::net::TcpListener;
+
+use bitaxe_exporter::sim::dialects::Dialect;
+use bitaxe_exporter::sim::physics::Board;
+use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
+use serde_json::Value;
+
+use crate::support::cli;
+
+/// Seven consecutive free ports on 127.0.0.1 (checked by binding them).
+fn free_range(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + fastrand::u16(0..40_000);
+        let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// Five miners (v2.0, v2.10, v2.15), a garbage answer, and a plain web server.
+async fn lan() -> (SimFleet, u16, tokio::task::JoinHandle<()>) {
+    let base = free_range(7);
+    let mut specs = vec![
+        MinerSpec::new(Board::Max, Dialect::V2_0, 1),
+        MinerSpec::new(Board::Supra, Dialect::V2_10, 2),
+        MinerSpec::new(Board::Gamma, Dialect::V2_15, 3),
+        MinerSpec::new(Board::Gamma, Dialect::V2_15, 4),
+        MinerSpec::new(Board::Hex, Dialect::V2_15, 5),
+        MinerSpec::new(Board::Gamma, Dialect::V2_15, 6),
+    ];
+    specs[2].hostname = "bitaxe-gamma".into();
+    specs[3].hostname = "bitaxe-gamma".into();
+    specs[5].fault = Fault::Garbage;
+    let sims = SimFleet::start(&specs, Some(base)).await.unwrap();
+    // A router's web page on the seventh port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", base + 6)).await.unwrap();
+    let web = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf).await;
+            let body = "<html><body>router login</body></html>";
+            let _ = stream
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (sims, base, web)
+}
+
+fn run(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    cli(config, args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_finds_exactly_the_miners_with_their_models_and_firmware() {
+    let (sims, base, web) = lan().await;
+    let ports = format!("{base}-{}", base + 6);
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(
+        &dir.path().join("none.yaml"),
+        &[
+            "discover",
+            "--subnet",
+            "127.0.0.1/32",
+            "--port",
+            &ports,
+            "--timeout",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let found: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found.len(), 5, "{found:#?}");
+    let by_port = |port: u16| {
+        found
+            .iter()
+            .find(|f| f["address"] == format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("nothing at {port}: {found:#?}"))
+    };
+    assert_eq!(by_port(base)["model"], "BM1397");
+    assert!(by_port(base)["firmware"].as_str().unwrap().starts_with("v2.0"));
+    assert_eq!(by_port(base + 1)["model"], "BM1368");
+    assert!(by_port(base + 1)["firmware"].as_str().unwrap().starts_with("v2.10"));
+    assert_eq!(by_port(base + 4)["model"], "BM1366");
+    assert!(by_port(base + 4)["firmware"].as_str().unwrap().starts_with("v2.15"));
+    // Two miners with one hostname get two names; sorted by name.
+    let names: Vec<&str> = found.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"bitaxe-gamma") && names.contains(&"bitaxe-gamma-2"),
+        "{names:?}"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    // Nothing was written to any miner.
+    for i in 0..6 {
+        assert_eq!(sims.writes(i), 0);
+    }
+    // The table names them too; a public subnet is refused with the reason.
+    let table = run(
+        &dir.path().join("none.yaml"),
+        &["discover", "--subnet", "127.0.0.1", "--port", &ports, "--timeout", "2"],
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("5 miner(s) found"), "{text}");
+    assert_eq!(text.matches("127.0.0.1:").count(), 5, "{text}");
+    let public = run(&dir.path().join("none.yaml"), &["discover", "--subnet", "8.8.8.0/24"]);
+    assert_eq!(public.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&public.stderr).contains("--allow-public"));
+    web.abort();
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_keeps_the_config_as_it_was_adds_the_new_miners_once_and_checks_the_result() {
+    let (sims, base, web) = lan().await;
+    let ports = format!("{base}-{}", base + 6);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let original = format!(
+        "# The shelf in the garage.\ndevices:\n  - name: \"max-old\"   # bought 2023\n    ip: \"127.0.0.1:{base}\"\n\n# Poll gently.\nlogging:\n  poll_interval: 30\n  database_path: \"./metrics.db\"\n"
+    );
+    std::fs::write(&config, &original).unwrap();
+    let args = [
+        "discover",
+        "--subnet",
+        "127.0.0.1/32",
+        "--port",
+        &ports,
+        "--timeout",
+        "2",
+        "--add-to",
+    ];
+    let mut with_config: Vec<&str> = args.to_vec();
+    let config_arg = config.to_str().unwrap().to_string();
+    with_config.push(&config_arg);
+    let first = run(&config, &with_config);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let edited = std::fs::read_to_string(&config).unwrap();
+    // What was there is there, in order, comments included; the four new miners follow.
+    assert!(
+        edited.starts_with("# The shelf in the garage.\ndevices:\n  - name: \"max-old\"   # bought 2023\n"),
+        "{edited}"
+    );
+    assert!(
+        edited.contains("\n# Poll gently.\nlogging:\n  poll_interval: 30\n"),
+        "{edited}"
+    );
+    assert_eq!(edited.matches("- name:").count(), 5, "{edited}");
+    assert!(!edited.contains(&format!("\"127.0.0.1:{base}\"\n    ip")), "{edited}");
+    assert_eq!(
+        edited.matches(&format!("127.0.0.1:{base}\"")).count(),
+        1,
+        "the known miner twice:\n{edited}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("config.yaml.bak")).unwrap(),
+        original
+    );
+    let check = run(&config, &["check-config"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("5 device(s)"));
+
+    // A second run adds nothing.
+    let second = run(&config, &with_config);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("nothing to add"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
+    web.abort();
+    sims.shutdown().await;
+}
