@@ -46,6 +46,31 @@ pub struct Config {
     pub tune: TuneSettings,
     /// What the daemon may do to a hot miner (`safety.protective_action`).
     pub protection: Protection,
+    /// Following a miner whose address changed (`discovery:`, off by default).
+    pub discovery: Discovery,
+}
+
+/// The `discovery:` section: when a configured miner stops answering, `serve` looks for its
+/// MAC on these networks and polls it where it answers now (the file is not rewritten).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovery {
+    pub enabled: bool,
+    /// Empty: the host's private networks, a /24 each.
+    pub subnets: Vec<ipnet::Ipv4Net>,
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// The least time between two scans.
+    pub rescan: Duration,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            enabled: false,
+            subnets: Vec::new(),
+            ports: DEFAULT_MINER_PORT..=DEFAULT_MINER_PORT,
+            rescan: Duration::from_secs(600),
+        }
+    }
 }
 
 /// The `tune:` section: the limits a sweep checks on every sample, and its pace.
@@ -320,6 +345,18 @@ struct RawConfig {
     analysis: RawAnalysis,
     #[serde(default)]
     tune: RawTune,
+    #[serde(default)]
+    discovery: RawDiscovery,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    enabled: Option<bool>,
+    subnets: Option<Vec<String>>,
+    /// `80` or `"80-90"`.
+    ports: Option<serde_yaml::Value>,
+    rescan_minutes: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -661,6 +698,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         action,
         dry_run: raw.safety.protective_action_dry_run.unwrap_or(false),
     };
+    let discovery = discovery_settings(raw.discovery, &fail)?;
 
     Ok(Config {
         devices,
@@ -673,6 +711,41 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         stale_after_polls: stale_after_polls as u32,
         tune,
         protection,
+        discovery,
+    })
+}
+
+fn discovery_settings(raw: RawDiscovery, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Discovery, ConfigError> {
+    use crate::axeos::discover;
+    let mut subnets = Vec::new();
+    for text in raw.subnets.clone().unwrap_or_default() {
+        let net = discover::parse_subnet(&text).map_err(|e| fail("discovery.subnets", e.to_string()))?;
+        discover::check_subnet(&net, false).map_err(|e| fail("discovery.subnets", e.to_string()))?;
+        subnets.push(net);
+    }
+    let ports = match raw.ports {
+        None => DEFAULT_MINER_PORT..=DEFAULT_MINER_PORT,
+        Some(value) => {
+            let text = match value {
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::String(s) => s,
+                other => format!("{other:?}"),
+            };
+            discover::parse_ports(&text).map_err(|e| fail("discovery.ports", e.to_string()))?
+        }
+    };
+    let rescan_minutes = raw.rescan_minutes.unwrap_or(10.0);
+    if !(rescan_minutes.is_finite() && (0.01..=1440.0).contains(&rescan_minutes)) {
+        return Err(fail(
+            "discovery.rescan_minutes",
+            format!("{rescan_minutes} is not a number of minutes from 0.01 to 1440"),
+        ));
+    }
+    Ok(Discovery {
+        enabled: raw.enabled.unwrap_or(false),
+        subnets,
+        ports,
+        rescan: Duration::from_secs_f64(rescan_minutes * 60.0),
     })
 }
 

@@ -8,6 +8,7 @@ use bitaxe_exporter::sim::dialects::Dialect;
 use bitaxe_exporter::sim::physics::Board;
 use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 use serde_json::Value;
+use std::time::Duration;
 
 use crate::support::cli;
 
@@ -183,4 +184,55 @@ async fn add_to_keeps_the_config_as_it_was_adds_the_new_miners_once_and_checks_t
     assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
     web.abort();
     sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_follows_a_miner_to_its_new_address_and_keeps_one_history() {
+    let new_port = free_range(1);
+    let spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 42);
+    let before = SimFleet::start(std::slice::from_ref(&spec), None).await.unwrap();
+    let discovery = format!(
+        "discovery:\n  enabled: true\n  subnets: [\"127.0.0.1/32\"]\n  ports: \"{new_port}\"\n  rescan_minutes: 0.02\n"
+    );
+    let exporter =
+        crate::support::InProcess::start_with(&[("rig".to_string(), before.addresses()[0])], 1.0, &discovery).await;
+    exporter
+        .wait_for(Duration::from_secs(10), "rig up", |e| e.up("rig") == Some(1.0))
+        .await;
+    // The miner comes back on another address (DHCP gave it a new lease): same MAC.
+    let old_address = before.addresses()[0].to_string();
+    before.shutdown().await;
+    let after = SimFleet::start(&[spec], Some(new_port)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while after.requests(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never polled the new address"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    exporter
+        .wait_for(Duration::from_secs(10), "rig polled at its new address", |e| {
+            e.value("bitaxe_last_poll_success", &[("device", "rig")]) == Some(1.0) && e.up("rig") == Some(1.0)
+        })
+        .await;
+    // One device in the ledger, its samples on both sides of the move.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ledger = crate::support::sql(&exporter.database_path());
+    let devices: i64 = ledger
+        .query_row("SELECT count(*) FROM devices", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(devices, 1);
+    let samples: i64 = ledger
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert!(samples >= 3, "{samples}");
+    // The config file is left as it was: it still names the old address.
+    let config = std::fs::read_to_string(exporter.config_path()).unwrap();
+    assert!(config.contains(&old_address), "{config}");
+    assert!(
+        !config.contains(&new_port.to_string()[..]) || config.contains("ports"),
+        "{config}"
+    );
+    after.shutdown().await;
 }

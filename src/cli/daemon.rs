@@ -219,6 +219,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
             ..config::TuneSettings::defaults(&Thresholds::default())
         },
         protection: config::Protection::default(),
+        discovery: config::Discovery::default(),
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");

@@ -34,6 +34,9 @@ struct DeviceSlot {
     state: Mutex<DeviceState>,
     /// Kept apart from `state`, which every scrape copies.
     sparkline: Mutex<Sparkline>,
+    /// Where the miner answers now, when discovery found it away from its configured
+    /// address.
+    moved_to: Mutex<Option<MinerAddress>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +105,7 @@ impl Fleet {
                 address: d.address.clone(),
                 state: Mutex::new(DeviceState::default()),
                 sparkline: Mutex::new(Sparkline::default()),
+                moved_to: Mutex::new(None),
             })
             .collect();
         Self {
@@ -195,6 +199,27 @@ impl Fleet {
 
     pub fn device_address(&self, index: usize) -> Option<&MinerAddress> {
         self.devices.get(index).map(|d| &d.address)
+    }
+
+    /// Where a device is polled now: where discovery last found it, else its configured
+    /// address.
+    pub fn current_address(&self, index: usize) -> Option<MinerAddress> {
+        let slot = self.devices.get(index)?;
+        Some(lock(&slot.moved_to).clone().unwrap_or_else(|| slot.address.clone()))
+    }
+
+    /// Polls a device at `address` from now on (discovery found its MAC there).
+    pub fn move_device(&self, index: usize, address: MinerAddress) {
+        if let Some(slot) = self.devices.get(index) {
+            *lock(&slot.moved_to) = Some(address);
+        }
+    }
+
+    /// The MAC of a device's last good reading.
+    pub fn last_mac(&self, index: usize) -> Option<String> {
+        let slot = self.devices.get(index)?;
+        let state = lock(&slot.state);
+        state.sample.as_ref()?.identity.mac.clone()
     }
 
     /// Consecutive failed polls of a device (0 after a success).

@@ -6,6 +6,7 @@ pub mod api;
 pub mod events;
 pub mod exposition;
 pub mod fleet;
+pub mod follow;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -103,6 +104,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
     let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
+    let follower = config.discovery.enabled.then(|| {
+        tokio::spawn(follow::follow_moved_miners(
+            fleet.clone(),
+            config.discovery.clone(),
+            stop_rx.clone(),
+        ))
+    });
 
     tracing::debug!(
         "open-file limit {nofile:?}; at most {} HTTP connections, a request header within {:?}",
@@ -121,6 +129,9 @@ pub async fn serve(
     tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
     let _ = stop_tx.send(true);
     summary.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
 
     // The polls and the ledger on one side, the HTTP connections on the other, wind down
     // at the same time: the whole shutdown stays within POLL_GRACE + FINISH_TIMEOUT

@@ -48,10 +48,10 @@ async fn poll_loop(
     mut shutdown: watch::Receiver<bool>,
     ledger: Option<LedgerSender>,
 ) {
-    let Some(address) = fleet.device_address(index) else {
+    let Some(mut address) = fleet.current_address(index) else {
         return;
     };
-    let url = match AxeOsClient::info_url(address) {
+    let mut url = match AxeOsClient::info_url(&address) {
         Ok(url) => url,
         Err(e) => {
             tracing::error!(device = fleet.device_name(index), "not polled: {e}");
@@ -70,6 +70,13 @@ async fn poll_loop(
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        // Discovery may have found the miner at another address since the last poll.
+        if let Some(now_at) = fleet.current_address(index).filter(|a| *a != address) {
+            if let Ok(moved) = AxeOsClient::info_url(&now_at) {
+                url = moved;
+                address = now_at;
+            }
         }
         let started = Instant::now();
         let result = client.system_info_at(&url).await;
@@ -90,7 +97,7 @@ async fn poll_loop(
                 if protector.action() != ProtectiveAction::None {
                     let context = fleet.protector_context(index);
                     if let Some(plan) = protector.consider(Instant::now(), &sample, &context) {
-                        let outcome = protect::execute(&client, address, &sample, &plan, protector.dry_run()).await;
+                        let outcome = protect::execute(&client, &address, &sample, &plan, protector.dry_run()).await;
                         fleet.record_protective(index, outcome.action, outcome.result);
                         events.push(DeviceEvent::ProtectiveAction {
                             action: outcome.action,
