@@ -173,18 +173,61 @@ pub fn unique_names(found: &mut [Found], taken: &BTreeSet<String>) {
     }
 }
 
+/// The service AxeOS v2.15+ announces over mDNS (a subtype of `_http._tcp`).
+pub const MDNS_SERVICE: &str = "_axeos._sub._http._tcp.local.";
+
+/// The (address, port) of every `_axeos._sub._http._tcp` instance that resolves within
+/// `wait`, IPv4 only (the scan and the config speak IPv4). Blocking: run it off the runtime.
+pub fn mdns_browse(wait: Duration) -> Result<Vec<(Ipv4Addr, u16)>, String> {
+    let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| format!("cannot start mDNS: {e}"))?;
+    let events = daemon
+        .browse(MDNS_SERVICE)
+        .map_err(|e| format!("cannot browse {MDNS_SERVICE}: {e}"))?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut found = BTreeSet::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(mdns_sd::ServiceEvent::ServiceResolved(service)) => {
+                for address in &service.addresses {
+                    if let std::net::IpAddr::V4(ip) = address.to_ip_addr() {
+                        found.insert((ip, service.port));
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(found.into_iter().collect())
+}
+
+/// Every (address, port) of the subnets × ports.
+pub fn subnet_targets(networks: &[Ipv4Net], ports: std::ops::RangeInclusive<u16>) -> Vec<(Ipv4Addr, u16)> {
+    let addresses: BTreeSet<Ipv4Addr> = networks.iter().flat_map(hosts).collect();
+    addresses
+        .into_iter()
+        .flat_map(|ip| ports.clone().map(move |port| (ip, port)))
+        .collect()
+}
+
 /// Scans the subnets' addresses on the ports; returns the miners found, by name.
 pub async fn scan(
     networks: &[Ipv4Net],
     ports: std::ops::RangeInclusive<u16>,
     timeout: Duration,
 ) -> Result<Vec<Found>, crate::axeos::PollError> {
+    probe(subnet_targets(networks, ports), timeout).await
+}
+
+/// Asks each (address, port) once; returns the miners that answered, one per MAC, by name.
+pub async fn probe(targets: Vec<(Ipv4Addr, u16)>, timeout: Duration) -> Result<Vec<Found>, crate::axeos::PollError> {
     let client = Arc::new(AxeOsClient::new(timeout, Duration::from_secs(1))?);
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    let addresses: BTreeSet<Ipv4Addr> = networks.iter().flat_map(hosts).collect();
-    for ip in addresses {
-        for port in ports.clone() {
+    let targets: BTreeSet<(Ipv4Addr, u16)> = targets.into_iter().collect();
+    for (ip, port) in targets {
+        {
             let (client, permits) = (client.clone(), permits.clone());
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.ok()?;

@@ -1,5 +1,6 @@
-//! `discover [--subnet CIDR …] [--port P[-Q]] [--timeout S] [--format table|yaml|json]
-//! [--add-to CONFIG] [--allow-public]`: finds the AxeOS miners on the LAN and prints their
+//! `discover [--subnet CIDR …] [--port P[-Q]] [--mdns-only | --no-mdns] [--timeout S]
+//! [--format table|yaml|json] [--add-to CONFIG] [--allow-public]`: finds the AxeOS miners on
+//! the LAN (mDNS announcements of v2.15+ and a gentle subnet scan) and prints their
 //! config entries, or adds the new ones to a config file (its text edited, comments and
 //! order kept, a backup beside it, the result checked like `check-config`).
 
@@ -45,6 +46,15 @@ pub struct DiscoverArgs {
     /// Scan a subnet that is not private (AxeOS only answers private clients anyway).
     #[arg(long)]
     pub allow_public: bool,
+    /// Only listen for the mDNS announcements of firmware v2.15+ (no subnet scan).
+    #[arg(long, conflicts_with_all = ["no_mdns", "subnets"])]
+    pub mdns_only: bool,
+    /// Only scan the subnets (no mDNS).
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Seconds to listen for mDNS announcements.
+    #[arg(long, default_value_t = 2.0)]
+    pub mdns_wait: f64,
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
@@ -53,7 +63,9 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
 
 impl DiscoverArgs {
     pub async fn run(self) -> Result<(), Failure> {
-        let networks = if self.subnets.is_empty() {
+        let networks = if self.mdns_only {
+            Vec::new()
+        } else if self.subnets.is_empty() {
             discover::local_networks().map_err(usage)?
         } else {
             self.subnets
@@ -69,20 +81,41 @@ impl DiscoverArgs {
         if !(self.timeout.is_finite() && (0.05..=60.0).contains(&self.timeout)) {
             return Err(usage(anyhow::anyhow!("--timeout must be between 0.05 and 60 seconds")));
         }
+        if !(self.mdns_wait.is_finite() && (0.1..=60.0).contains(&self.mdns_wait)) {
+            return Err(usage(anyhow::anyhow!("--mdns-wait must be between 0.1 and 60 seconds")));
+        }
         // Checked before the scan: a config that does not load is not worth a scan.
         let existing = match &self.add_to {
             Some(path) => Some(Existing::load(path)?),
             None => None,
         };
-        let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
-        status_line(&format!(
-            "discover: asking {} on port {} ({} at a time, {} s each)…",
-            listed.join(", "),
-            self.port,
-            discover::IN_FLIGHT,
-            self.timeout
-        ));
-        let mut found = discover::scan(&networks, ports, Duration::from_secs_f64(self.timeout))
+        let mut targets = discover::subnet_targets(&networks, ports);
+        if !networks.is_empty() {
+            let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
+            status_line(&format!(
+                "discover: asking {} on port {} ({} at a time, {} s each)…",
+                listed.join(", "),
+                self.port,
+                discover::IN_FLIGHT,
+                self.timeout
+            ));
+        }
+        if !self.no_mdns {
+            let wait = Duration::from_secs_f64(self.mdns_wait);
+            match tokio::task::spawn_blocking(move || discover::mdns_browse(wait)).await {
+                Ok(Ok(announced)) => {
+                    status_line(&format!(
+                        "discover: {} miner(s) announced over mDNS ({})",
+                        announced.len(),
+                        discover::MDNS_SERVICE
+                    ));
+                    targets.extend(announced);
+                }
+                Ok(Err(e)) => status_line(&format!("discover: {e}; the subnet scan still finds every era")),
+                Err(e) => status_line(&format!("discover: mDNS failed: {e}")),
+            }
+        }
+        let mut found = discover::probe(targets, Duration::from_secs_f64(self.timeout))
             .await
             .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot scan: {e}")))?;
         let taken = existing.as_ref().map(|e| e.names.clone()).unwrap_or_default();
