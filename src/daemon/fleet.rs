@@ -197,10 +197,6 @@ impl Fleet {
         self.devices.get(index).map_or("", |d| d.name.as_str())
     }
 
-    pub fn device_address(&self, index: usize) -> Option<&MinerAddress> {
-        self.devices.get(index).map(|d| &d.address)
-    }
-
     /// Where a device is polled now: where discovery last found it, else its configured
     /// address.
     pub fn current_address(&self, index: usize) -> Option<MinerAddress> {

@@ -288,29 +288,23 @@ pub(crate) fn history(
     step: f64,
 ) -> rusqlite::Result<History> {
     let raw = step < ROLLUP_SECONDS && samples_in_range(conn, device_id, since, until)? <= MAX_RAW_SAMPLES;
-    if raw {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT CAST((t - ?2) / ?4 AS INTEGER) AS bucket, {}
-             FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 GROUP BY bucket ORDER BY bucket",
-            sample_aggregates()
-        ))?;
-        let rows = stmt.query_map(params![device_id, since, until, step], |r| {
-            point_from_row(r, since, step)
-        })?;
-        return Ok(History {
-            since,
-            until,
-            step,
-            source: HistorySource::Samples,
-            points: rows.collect::<rusqlite::Result<_>>()?,
-        });
-    }
-    let step = (step / ROLLUP_SECONDS).ceil().max(1.0) * ROLLUP_SECONDS;
-    let origin = (since / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS;
+    // Both sources give rows of one shape; only the table, its time column and the bucket
+    // grid differ.
+    let (source, table, time, aggregates, origin, step) = if raw {
+        (HistorySource::Samples, "samples", "t", sample_aggregates(), since, step)
+    } else {
+        (
+            HistorySource::HourlyRollups,
+            "sample_hours",
+            "hour",
+            rollup_aggregates(),
+            (since / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS,
+            (step / ROLLUP_SECONDS).ceil().max(1.0) * ROLLUP_SECONDS,
+        )
+    };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT CAST((hour - ?2) / ?4 AS INTEGER) AS bucket, {}
-         FROM sample_hours WHERE device_id = ?1 AND hour >= ?2 AND hour <= ?3 GROUP BY bucket ORDER BY bucket",
-        rollup_aggregates()
+        "SELECT CAST(({time} - ?2) / ?4 AS INTEGER) AS bucket, {aggregates}
+         FROM {table} WHERE device_id = ?1 AND {time} >= ?2 AND {time} <= ?3 GROUP BY bucket ORDER BY bucket"
     ))?;
     let rows = stmt.query_map(params![device_id, origin, until, step], |r| {
         point_from_row(r, origin, step)
@@ -319,7 +313,7 @@ pub(crate) fn history(
         since: origin,
         until,
         step,
-        source: HistorySource::HourlyRollups,
+        source,
         points: rows.collect::<rusqlite::Result<_>>()?,
     })
 }

@@ -10,6 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
+use crate::analysis::charts::time_label;
+use crate::analysis::html::number;
 use crate::axeos::printable;
 use crate::tui::app::{App, Link, Screen};
 use crate::tui::model::{Device, DeviceDetail, Fleet, Span as Reading};
@@ -82,13 +84,6 @@ fn clean(text: &str, width: usize) -> String {
     }
     cut.push('…');
     cut
-}
-
-fn number(value: Option<f64>, decimals: usize) -> String {
-    match value {
-        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
-        _ => "–".into(),
-    }
 }
 
 fn uptime(seconds: Option<u64>) -> String {
@@ -352,10 +347,6 @@ fn bounds(sets: &[&[(f64, f64)]], lines: &[f64]) -> [f64; 2] {
     } else {
         [low, high]
     }
-}
-
-fn time_label(t: f64, span: f64) -> String {
-    crate::analysis::charts::time_label(t, span)
 }
 
 #[allow(clippy::too_many_arguments)]
