@@ -11,7 +11,13 @@ fn main() {
         let text = text.trim();
         (out.status.success() && !text.is_empty()).then(|| text.to_string())
     };
-    let commit = output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // A Docker build has no .git: its Dockerfile passes the commit in the environment.
+    let given = std::env::var("BITAXE_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c != "unknown");
+    let commit = given
+        .or_else(|| output("git", &["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = output(&rustc, &["--version"])
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
@@ -21,4 +27,5 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=BITAXE_GIT_COMMIT");
 }

@@ -152,7 +152,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
         let fresh = names.iter().all(|n| {
             exposition.up(n) == Some(1.0)
                 && exposition
-                    .value("bitaxe_last_successful_poll_timestamp_seconds", &[("device", n)])
+                    .value("bitaxe_last_success_timestamp_seconds", &[("device", n)])
                     .is_some_and(|t| t > back_unix)
         });
         if fresh {
@@ -344,6 +344,110 @@ async fn a_scrape_storm_shares_renders_and_keeps_memory_and_threads_flat() {
     let after = exporter.metrics().await;
     for name in &names {
         assert_eq!(after.up(name), Some(1.0), "{name} after the storm");
+    }
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrape_storm_on_256_descriptors_turns_the_excess_away_and_every_poll_goes_on() {
+    const MINERS: u64 = 40;
+    const NOFILE: u64 = 256;
+    const SCRAPES: usize = 1000;
+    // This process holds the simulated miners and 1,000 scrapes; the exporter has 256.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let specs: Vec<MinerSpec> = (0..MINERS)
+        .map(|i| {
+            let (board, dialect) = DEFAULT_MIX[i as usize % DEFAULT_MIX.len()];
+            MinerSpec::new(board, dialect, 900 + i)
+        })
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    let devices = devices("tight", &sims);
+    let names: Vec<String> = devices.iter().map(|(n, _)| n.clone()).collect();
+    let exporter = Exporter::start_with_nofile(&devices, 1.0, NOFILE);
+    let before = exporter
+        .wait_for(Duration::from_secs(20), "every miner up", |e| {
+            names.iter().all(|n| e.up(n) == Some(1.0))
+        })
+        .await;
+    let errors_before = poll_errors(&before);
+
+    // 1,000 scrapes at once, four times the exporter's descriptors: each either gets a whole
+    // answer or is closed; none hangs, and the pollers keep their sockets.
+    let address = SocketAddr::from(([127, 0, 0, 1], exporter.port));
+    let started = Instant::now();
+    let scrapes: Vec<_> = (0..SCRAPES)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(address).await?;
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .await?;
+                let mut response = Vec::new();
+                stream.read_to_end(&mut response).await?;
+                Ok::<_, std::io::Error>(response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"\n"))
+            })
+        })
+        .collect();
+    let (mut served, mut turned_away, mut hung) = (0, 0, 0);
+    for scrape in scrapes {
+        match tokio::time::timeout(Duration::from_secs(30), scrape).await {
+            Ok(Ok(Ok(true))) => served += 1,
+            Ok(Ok(_)) => turned_away += 1,
+            Ok(Err(e)) => panic!("scrape task: {e}"),
+            Err(_) => hung += 1,
+        }
+    }
+    let took = started.elapsed();
+    let after = scrape_until(&exporter, Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("/metrics stopped answering after the storm: {e}"));
+    eprintln!(
+        "storm on {NOFILE} descriptors: {SCRAPES} scrapes of {MINERS} miners in {took:.1?}: {served} served, \
+         {turned_away} turned away, {hung} hung; connection limit {:?}",
+        after.value("bitaxe_exporter_http_connections_limit", &[])
+    );
+    assert_eq!(hung, 0, "scrapes left hanging");
+    assert!(served >= 1, "no scrape was served");
+    for name in &names {
+        assert_eq!(after.up(name), Some(1.0), "{name} after the storm");
+    }
+    assert_eq!(
+        poll_errors(&after),
+        errors_before,
+        "polls failed during the storm:\n{}",
+        after.text
+    );
+    let log = exporter.log();
+    assert!(
+        !log.contains("Too many open files") && !log.contains("os error 24"),
+        "the exporter ran out of descriptors:\n{log}"
+    );
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one_at_start() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 31)], None)
+        .await
+        .unwrap();
+    // systemd and most shells start services at a soft 1,024 under a far higher hard limit.
+    let exporter = Exporter::start_with_nofile_limits(&devices("raise", &sims), 1.0, 256, 4096);
+    let exposition = exporter
+        .wait_for(Duration::from_secs(10), "the process metrics", |e| {
+            e.value("process_max_fds", &[]).is_some()
+        })
+        .await;
+    assert_eq!(exposition.value("process_max_fds", &[]), Some(4096.0));
+    let limit = exposition.value("bitaxe_exporter_http_connections_limit", &[]).unwrap();
+    assert!(limit > 256.0, "connection limit {limit} still sized for the soft limit");
+    // The standard process_* names, as every client library spells them.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(exposition.value(name, &[]).is_some_and(|v| v > 0.0), "{name}");
     }
     sims.shutdown().await;
 }

@@ -206,6 +206,27 @@ fn listen_flags_and_duration_strings_as_people_write_them() {
     let output = Command::new(BIN).args(["--config", "x.yaml", "demo"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("do not read a configuration file"));
+    let output = Command::new(BIN)
+        .args(["--config", "x.yaml", "discover", "--subnet", "127.0.0.1/32"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("reads no configuration file"));
+    // A config named explicitly must exist, even when it is called config.yaml like the
+    // default (whose absence the ledger commands forgive).
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["analyze", "compare-configs", "--config", "config.yaml"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("config.yaml"));
     // A named config that is missing is an error for the ledger commands too.
     let output = Command::new(BIN)
         .args(["analyze", "compare-configs", "--config", "/nonexistent.yaml"])

@@ -111,6 +111,106 @@ fn promtool_amtool_and_docker_compose_accept_the_files() {
     assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
 }
 
+/// What the image's build stage copies in: every `COPY` of the build stage (not `--from`),
+/// its sources.
+fn dockerfile_build_copies() -> Vec<String> {
+    let dockerfile = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();
+    let build_stage = dockerfile.split("\nFROM ").next().unwrap_or_default().to_string()
+        + dockerfile.split("\nFROM ").nth(1).unwrap_or_default();
+    let mut sources = Vec::new();
+    for line in build_stage
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let (_destination, copied) = words.split_last().unwrap();
+        sources.extend(copied.iter().map(|s| s.trim_end_matches('/').to_string()));
+    }
+    sources
+}
+
+/// Every file the release build reads, by its top-level entry: the manifest and lock, the
+/// build script, the sources, each declared target's file and every `include_str!` /
+/// `include_bytes!` target.
+fn files_the_build_reads() -> BTreeSet<String> {
+    let mut needed: BTreeSet<String> = ["Cargo.toml", "Cargo.lock", "src"].map(String::from).into();
+    if repo_path("build.rs").exists() {
+        needed.insert("build.rs".into());
+    }
+    let manifest = std::fs::read_to_string(repo_path("Cargo.toml")).unwrap();
+    for line in manifest.lines() {
+        if let Some(path) = line.strip_prefix("path = ") {
+            let path = path.trim_matches('"');
+            needed.insert(path.split('/').next().unwrap().to_string());
+        }
+    }
+    let mut stack = vec![repo_path("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for target in include_targets(&text) {
+                let resolved = path.parent().unwrap().join(target);
+                let resolved = resolved
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {e}", resolved.display()));
+                let relative = resolved.strip_prefix(repo_path("").canonicalize().unwrap()).unwrap();
+                needed.insert(
+                    relative
+                        .components()
+                        .next()
+                        .unwrap()
+                        .as_os_str()
+                        .to_string_lossy()
+                        .into(),
+                );
+            }
+        }
+    }
+    needed
+}
+
+/// The string literals given to `include_str!(…)` and `include_bytes!(…)` in a source file.
+fn include_targets(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+        let mut rest = text;
+        while let Some(start) = rest.find(macro_name) {
+            rest = &rest[start + macro_name.len()..];
+            if let Some(end) = rest.find('"') {
+                found.push(rest[..end].to_string());
+            }
+        }
+    }
+    found
+}
+
+/// No Docker engine runs here, so the image is not built in the tests; this checks what
+/// broke it before: a file the build reads (the build script, the inlined web assets) that
+/// the Dockerfile does not copy into the build stage.
+#[test]
+fn the_dockerfile_copies_every_file_the_build_reads() {
+    let copies = dockerfile_build_copies();
+    let needed = files_the_build_reads();
+    assert!(needed.contains("assets") && needed.contains("build.rs"), "{needed:?}");
+    let missing: Vec<&String> = needed
+        .iter()
+        .filter(|entry| {
+            !copies
+                .iter()
+                .any(|c| c == *entry || entry.starts_with(&format!("{c}/")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the Dockerfile's build stage does not copy {missing:?} (copies {copies:?})"
+    );
+}
+
 #[test]
 fn every_alert_links_an_absolute_runbook_that_exists() {
     let base = format!("{}/blob/main/docs/alerts.md#", env!("CARGO_PKG_REPOSITORY"));

@@ -102,6 +102,12 @@ pub struct SettingsPatch {
     pub core_voltage: Option<u32>,
 }
 
+/// The HTTP client could not be built (the TLS-free reqwest client fails only when the
+/// platform's resolver or socket setup does): a start-up failure, not a failed poll.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
+
 /// One HTTP client for the whole fleet (one connection pool; at most one idle connection
 /// per miner, so the ESP32's handful of sockets is not hoarded).
 #[derive(Debug, Clone)]
@@ -113,7 +119,7 @@ pub struct AxeOsClient {
 impl AxeOsClient {
     /// `timeout` bounds a whole request; `idle_keepalive` is how long a connection may stay
     /// open between polls (zero closes it after each request).
-    pub fn new(timeout: Duration, idle_keepalive: Duration) -> Result<Self, PollError> {
+    pub fn new(timeout: Duration, idle_keepalive: Duration) -> Result<Self, ClientBuildError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
@@ -124,7 +130,7 @@ impl AxeOsClient {
         if !idle_keepalive.is_zero() {
             builder = builder.pool_idle_timeout(idle_keepalive);
         }
-        let http = builder.build().map_err(|e| PollError::Connect(e.to_string()))?;
+        let http = builder.build().map_err(ClientBuildError)?;
         Ok(Self { http, timeout })
     }
 

@@ -216,12 +216,15 @@ pub async fn scan(
     networks: &[Ipv4Net],
     ports: std::ops::RangeInclusive<u16>,
     timeout: Duration,
-) -> Result<Vec<Found>, crate::axeos::PollError> {
+) -> Result<Vec<Found>, crate::axeos::ClientBuildError> {
     probe(subnet_targets(networks, ports), timeout).await
 }
 
 /// Asks each (address, port) once; returns the miners that answered, one per MAC, by name.
-pub async fn probe(targets: Vec<(Ipv4Addr, u16)>, timeout: Duration) -> Result<Vec<Found>, crate::axeos::PollError> {
+pub async fn probe(
+    targets: Vec<(Ipv4Addr, u16)>,
+    timeout: Duration,
+) -> Result<Vec<Found>, crate::axeos::ClientBuildError> {
     let client = Arc::new(AxeOsClient::new(timeout, Duration::from_secs(1))?);
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();

@@ -112,6 +112,12 @@ impl From<ConfigError> for Failure {
     }
 }
 
+impl From<crate::axeos::ClientBuildError> for Failure {
+    fn from(e: crate::axeos::ClientBuildError) -> Self {
+        Failure::Runtime(e.into())
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Runtime(e)
@@ -167,11 +173,17 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     };
     let named_config = cli.config.clone();
     let config_path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    if let (Some(path), Command::Demo(_) | Command::Simulate(_)) = (&named_config, &cli.command) {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "--config {}: `demo` and `simulate` do not read a configuration file",
-            path.display()
-        )));
+    if let Some(path) = &named_config {
+        let ignored = match &cli.command {
+            Command::Demo(_) | Command::Simulate(_) => Some("`demo` and `simulate` do not read a configuration file"),
+            Command::Discover(_) => {
+                Some("`discover` reads no configuration file (--add-to FILE adds the miners it finds to one)")
+            }
+            _ => None,
+        };
+        if let Some(why) = ignored {
+            return Err(Failure::Usage(anyhow::anyhow!("--config {}: {why}", path.display())));
+        }
     }
     match cli.command {
         Command::CheckConfig => daemon::check_config(&config_path),

@@ -149,8 +149,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
                     "--apply needs \"{device}\" in config.yaml to know its address"
                 ))
             })?;
-        let client =
-            AxeOsClient::new(Duration::from_secs(5), Duration::ZERO).context("cannot create the HTTP client")?;
+        let client = AxeOsClient::new(Duration::from_secs(5), Duration::ZERO)?;
         let patch = SettingsPatch {
             frequency: freq,
             core_voltage: voltage,

@@ -203,9 +203,7 @@ struct Output {
 }
 
 fn client() -> Result<AxeOsClient, Failure> {
-    AxeOsClient::new(Duration::from_secs(5), Duration::from_secs(30))
-        .context("cannot create the HTTP client")
-        .map_err(Failure::Runtime)
+    Ok(AxeOsClient::new(Duration::from_secs(5), Duration::from_secs(30))?)
 }
 
 /// Reads every device and builds its plan (a resumed run's stored lists where it has

@@ -499,7 +499,7 @@ impl FleetCollector {
         )?;
         device_gauges(
             encoder,
-            "bitaxe_last_successful_poll_timestamp",
+            "bitaxe_last_success_timestamp",
             "Unix time of the device's most recent successful poll",
             Some(&seconds),
             views

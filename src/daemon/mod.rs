@@ -41,8 +41,8 @@ pub const HTTP_GRACE: Duration = Duration::from_secs(3);
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot create the HTTP client: {0}")]
-    Client(#[source] axeos::PollError),
+    #[error(transparent)]
+    Client(#[from] axeos::ClientBuildError),
     #[error("{0}")]
     Ledger(#[from] ledger::LedgerError),
     #[error("cannot start the ledger writer: {0}")]
@@ -71,8 +71,7 @@ pub async fn serve(
     let client = AxeOsClient::new(
         AxeOsClient::timeout_for(config.poll_interval),
         AxeOsClient::keepalive_for(config.poll_interval),
-    )
-    .map_err(ServeError::Client)?;
+    )?;
     let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
     let path = config.database_path.clone();
     let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();

@@ -30,13 +30,13 @@ pub(super) fn encode_process_metrics(
     }
     for (name, help, unit, value) in [
         (
-            "process_resident_memory_bytes",
+            "process_resident_memory",
             "Resident memory size",
             Some(&bytes),
             stats.resident_bytes,
         ),
         (
-            "process_virtual_memory_bytes",
+            "process_virtual_memory",
             "Virtual memory size",
             Some(&bytes),
             stats.virtual_bytes,

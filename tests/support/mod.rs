@@ -186,7 +186,17 @@ impl Exporter {
     /// With the process's open-file limit (soft and hard, so the exporter cannot raise it)
     /// set to `nofile`, and its log in [`Exporter::log`] instead of the test's stderr.
     pub fn start_with_nofile(devices: &[(String, SocketAddr)], poll_interval: f64, nofile: u64) -> Exporter {
-        Self::launch(devices, poll_interval, "", Some(nofile), Some("warn"))
+        Self::launch(devices, poll_interval, "", Some((nofile, nofile)), Some("warn"))
+    }
+
+    /// With a soft open-file limit below the hard one, as a service manager may start it.
+    pub fn start_with_nofile_limits(
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        soft: u64,
+        hard: u64,
+    ) -> Exporter {
+        Self::launch(devices, poll_interval, "", Some((soft, hard)), Some("warn"))
     }
 
     /// With `RUST_LOG=rust_log` and the exporter's log in [`Exporter::log`].
@@ -200,7 +210,7 @@ impl Exporter {
         devices: &[(String, SocketAddr)],
         poll_interval: f64,
         extra_yaml: &str,
-        nofile: Option<u64>,
+        nofile: Option<(u64, u64)>,
         log: Option<&str>,
     ) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
@@ -214,10 +224,12 @@ impl Exporter {
             std::fs::write(&config, yaml).unwrap();
             let mut command = match nofile {
                 // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
-                Some(limit) => {
+                Some((soft, hard)) => {
                     let mut sh = Command::new("sh");
                     sh.arg("-c")
-                        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                        .arg(format!(
+                            "ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\""
+                        ))
                         .arg(BIN);
                     sh
                 }
