@@ -1016,3 +1016,149 @@ fn a_ledger_that_cannot_open_stops_serve_before_it_claims_to_poll() {
     );
     assert!(!message.contains("HTTP"), "blamed on HTTP: {message}");
 }
+
+/// A small tmpfs mounted for one test (root only: CI and this project's machines run the
+/// suite as root), unmounted when dropped.
+struct SmallFilesystem {
+    mountpoint: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(size: &str) -> SmallFilesystem {
+        let mountpoint = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(mountpoint.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs: the disk-full and read-only tests need root"
+        );
+        SmallFilesystem { mountpoint }
+    }
+
+    fn path(&self) -> &Path {
+        self.mountpoint.path()
+    }
+
+    fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_loses_no_sample_and_the_ledger_catches_up_when_space_returns() {
+    let disk = SmallFilesystem::mount("8m");
+    let sims = SimFleet::start(
+        &(0..4)
+            .map(|i| MinerSpec::new(Board::Gamma, Dialect::V2_15, 40 + i))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .unwrap();
+    let devices: Vec<(String, std::net::SocketAddr)> = sims
+        .addresses()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("g{i}"), *a))
+        .collect();
+    let mut exporter = Exporter::start_in(tempfile::tempdir_in(disk.path()).unwrap(), &devices, 1.0);
+    let counter = |e: &crate::support::Exposition, name: &str| e.value(name, &[]).unwrap_or(0.0);
+    exporter
+        .wait_for(Duration::from_secs(15), "samples in the ledger", |e| {
+            counter(e, "bitaxe_ledger_samples_written_total") >= 8.0
+        })
+        .await;
+    // Fill the filesystem to the last byte.
+    let filler = disk.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let full = exporter
+        .wait_for(Duration::from_secs(30), "commits failing on the full disk", |e| {
+            counter(e, "bitaxe_ledger_write_errors_total") >= 2.0
+        })
+        .await;
+    assert!(
+        counter(&full, "bitaxe_ledger_backlog_records") >= 1.0,
+        "no records waiting:\n{}",
+        full.text
+    );
+    // Space returns: everything kept in memory is written, nothing was dropped.
+    std::fs::remove_file(&filler).unwrap();
+    let caught_up = exporter
+        .wait_for(Duration::from_secs(45), "the backlog written", |e| {
+            counter(e, "bitaxe_ledger_backlog_records") == 0.0
+                && counter(e, "bitaxe_ledger_samples_written_total")
+                    > counter(&full, "bitaxe_ledger_samples_written_total")
+        })
+        .await;
+    assert_eq!(counter(&caught_up, "bitaxe_ledger_dropped_records_total"), 0.0);
+    let polled = counter(&caught_up, "bitaxe_exporter_polls_total");
+    let (status, _) = exporter.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let stored = sample_count(&exporter.database_path());
+    assert!(stored as f64 >= polled, "{stored} samples stored of {polled} polls");
+    sims.shutdown().await;
+    drop(exporter);
+    drop(disk);
+}
+
+#[test]
+fn a_ledger_on_a_read_only_filesystem_can_be_analysed() {
+    let disk = SmallFilesystem::mount("16m");
+    let (_source, database, _config) = ledger_with_config();
+    let copy = disk.path().join("metrics.db");
+    std::fs::copy(&database, &copy).unwrap();
+    let config = disk.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"gamma\"\n    ip: \"192.168.1.10\"\nlogging:\n  database_path: \"metrics.db\"\n",
+    )
+    .unwrap();
+    let session = cli(&config, &["session", "start", "--device", "gamma", "--notes", "before"]);
+    assert!(session.status.success(), "{}", stderr(&session));
+    disk.remount("ro");
+    for args in [
+        &["analyze", "compare-configs"][..],
+        &["analyze", "optimize", "--metric", "efficiency"][..],
+        &["analyze", "export", "--format", "csv"][..],
+        &["session", "list"][..],
+        &["session", "show", "1"][..],
+    ] {
+        let output = cli(&config, args);
+        assert!(
+            output.status.success(),
+            "{args:?} on a read-only filesystem: {}",
+            stderr(&output)
+        );
+        assert!(!output.stdout.is_empty(), "{args:?} printed nothing");
+    }
+    let table = String::from_utf8_lossy(&cli(&config, &["analyze", "compare-configs"]).stdout).into_owned();
+    assert!(table.contains("525"), "{table}");
+    // Writing is refused with a clear error, and nothing is lost.
+    let output = cli(&config, &["session", "end", "--device", "gamma"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot be written"), "{}", stderr(&output));
+    disk.remount("rw");
+    let listed = String::from_utf8_lossy(&cli(&config, &["session", "list"]).stdout).into_owned();
+    assert!(
+        listed.contains("open") && listed.contains("before"),
+        "the session was lost: {listed}"
+    );
+}

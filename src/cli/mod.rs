@@ -235,6 +235,10 @@ impl Logs {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            // A log line that cannot be written (stderr a file on a full disk, a closed
+            // pipe) is dropped: the default reports it with eprintln!, which panics when
+            // stderr fails, and took the ledger writer thread down with it.
+            .log_internal_errors(false)
             .with_target(false);
         let _ = match self.format {
             LogFormat::Json => builder.json().flatten_event(true).try_init(),

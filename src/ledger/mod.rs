@@ -73,6 +73,12 @@ pub enum LedgerError {
         found: usize,
         holder: String,
     },
+    #[error("{path}: cannot be written (a read-only file, folder or filesystem); analysis and listings still read it: {source}")]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("cannot start the ledger writer thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("{path}: schema {found} needs an upgrade to {SCHEMA_VERSION}, and the file cannot be written: {source}")]
@@ -84,11 +90,23 @@ pub enum LedgerError {
     },
 }
 
+fn is_read_only_or_cannot_open(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if matches!(e.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen))
+}
+
 impl LedgerError {
     /// True when SQLite refused for lack of write access (file, folder, `-shm`).
     pub fn is_read_only(&self) -> bool {
         matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
             if e.code == rusqlite::ErrorCode::ReadOnly)
+    }
+
+    /// True when SQLite could not open a file it needs: for a ledger that exists, its
+    /// `-shm` on a read-only filesystem.
+    pub fn is_cannot_open(&self) -> bool {
+        matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if e.code == rusqlite::ErrorCode::CannotOpen)
     }
 
     /// True when another process held the database lock past the busy timeout.
@@ -125,6 +143,17 @@ impl Ledger {
     /// is an error, not a new ledger: only `serve` creates one.
     pub fn open_existing(path: &Path) -> Result<Ledger> {
         require_file(path)?;
+        Self::open_existing_file(path).map_err(|e| match e {
+            // The file is there (checked above): what cannot be opened or written is the
+            // file, its folder (for the `-wal` / `-shm`) or the filesystem.
+            LedgerError::Sqlite { path, source } if is_read_only_or_cannot_open(&source) => {
+                LedgerError::NotWritable { path, source }
+            }
+            e => e,
+        })
+    }
+
+    fn open_existing_file(path: &Path) -> Result<Ledger> {
         let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let found = ledger.schema_version()?;
         if found < SCHEMA_VERSION {
@@ -158,9 +187,10 @@ impl Ledger {
         let (ledger, found) = match ledger.schema_version() {
             Ok(found) => (ledger, found),
             // A WAL ledger without its `-wal` / `-shm` files, in a folder this user cannot
-            // write: SQLite cannot create them, and reads the file as immutable instead. No
-            // daemon has it open (a daemon's connection keeps its `-wal` file in place).
-            Err(e) if e.is_read_only() => {
+            // write or on a read-only filesystem: SQLite cannot create them, and reads the
+            // file as immutable instead. No daemon has it open (a daemon's connection keeps
+            // its `-wal` file in place, and cannot write a read-only filesystem).
+            Err(e) if e.is_read_only() || e.is_cannot_open() => {
                 drop(ledger);
                 let ledger = Self::connect_immutable(path)?;
                 let found = ledger.schema_version()?;

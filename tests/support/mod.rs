@@ -173,6 +173,20 @@ pub fn cli(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// How [`Exporter::launch`] starts the process.
+#[derive(Default)]
+struct Launch<'a> {
+    /// Top-level YAML appended to the config.
+    extra_yaml: &'a str,
+    /// Soft and hard open-file limits.
+    nofile: Option<(u64, u64)>,
+    /// Keep the exporter's stderr (at this `RUST_LOG`) for [`Exporter::log`]; else it goes
+    /// to the test's stderr at `warn`.
+    log: Option<&'a str>,
+    /// The folder for the config, the ledger and the log; a fresh one when `None`.
+    dir: Option<tempfile::TempDir>,
+}
+
 impl Exporter {
     pub fn start(devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
         Self::start_with(devices, poll_interval, "")
@@ -180,13 +194,29 @@ impl Exporter {
 
     /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
     pub fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> Exporter {
-        Self::launch(devices, poll_interval, extra_yaml, None, None)
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                extra_yaml,
+                ..Launch::default()
+            },
+        )
     }
 
     /// With the process's open-file limit (soft and hard, so the exporter cannot raise it)
     /// set to `nofile`, and its log in [`Exporter::log`] instead of the test's stderr.
     pub fn start_with_nofile(devices: &[(String, SocketAddr)], poll_interval: f64, nofile: u64) -> Exporter {
-        Self::launch(devices, poll_interval, "", Some((nofile, nofile)), Some("warn"))
+        let nofile = Some((nofile, nofile));
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                nofile,
+                log: Some("warn"),
+                ..Launch::default()
+            },
+        )
     }
 
     /// With a soft open-file limit below the hard one, as a service manager may start it.
@@ -196,24 +226,51 @@ impl Exporter {
         soft: u64,
         hard: u64,
     ) -> Exporter {
-        Self::launch(devices, poll_interval, "", Some((soft, hard)), Some("warn"))
+        let nofile = Some((soft, hard));
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                nofile,
+                log: Some("warn"),
+                ..Launch::default()
+            },
+        )
     }
 
     /// With `RUST_LOG=rust_log` and the exporter's log in [`Exporter::log`].
     pub fn start_logging(devices: &[(String, SocketAddr)], poll_interval: f64, rust_log: &str) -> Exporter {
-        Self::launch(devices, poll_interval, "", None, Some(rust_log))
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                log: Some(rust_log),
+                ..Launch::default()
+            },
+        )
     }
 
-    /// `log`: keep the exporter's stderr (at this `RUST_LOG`) for [`Exporter::log`]; else
-    /// it goes to the test's stderr at `warn`.
-    fn launch(
-        devices: &[(String, SocketAddr)],
-        poll_interval: f64,
-        extra_yaml: &str,
-        nofile: Option<(u64, u64)>,
-        log: Option<&str>,
-    ) -> Exporter {
-        let dir = tempfile::tempdir().unwrap();
+    /// With its config, ledger and log in `dir` (a folder on a filesystem a test controls).
+    pub fn start_in(dir: tempfile::TempDir, devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                dir: Some(dir),
+                log: Some("warn"),
+                ..Launch::default()
+            },
+        )
+    }
+
+    fn launch(devices: &[(String, SocketAddr)], poll_interval: f64, options: Launch) -> Exporter {
+        let Launch {
+            extra_yaml,
+            nofile,
+            log,
+            dir,
+        } = options;
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         // A port picked here may be taken by someone else before the exporter binds it: a
         // start that fails is retried on another port.
         for _attempt in 0..5 {
