@@ -109,12 +109,21 @@ async fn patch_sends_only_the_given_settings() {
 
 #[tokio::test]
 async fn an_answer_that_is_not_http_is_a_protocol_error() {
+    // Headers larger than any client buffers (1 MiB of one header line).
+    let oversized = [
+        &b"HTTP/1.1 200 OK\r\nX-Padding: "[..],
+        &vec![b'a'; 1 << 20],
+        b"\r\nContent-Length: 2\r\n\r\n{}",
+    ]
+    .concat();
     for garbage in [
         &b"HELLO THERE\r\n\r\n"[..],
         b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+        &oversized,
     ] {
         let (address, _requests) = raw_server(garbage.to_vec()).await;
         let error = client().system_info(&address).await.unwrap_err();
-        assert_eq!(error.kind(), PollErrorKind::Protocol, "{garbage:?}: {error}");
+        let shown = String::from_utf8_lossy(&garbage[..garbage.len().min(60)]);
+        assert_eq!(error.kind(), PollErrorKind::Protocol, "{shown}: {error}");
     }
 }

@@ -65,9 +65,11 @@ fn export_refuses_the_ledger_its_companions_and_the_config_and_writes_atomically
     // A -wal file as a reader of a live ledger sees it.
     let wal = dir.path().join("metrics.db-wal");
     std::fs::write(&wal, b"").unwrap();
-    // The journal SQLite would take for its own, though it does not exist yet.
+    // The journal and the shared-memory file SQLite would take for its own, though they
+    // do not exist yet.
     let journal = dir.path().join("metrics.db-journal");
-    for target in [&database, &symlink, &hard_link, &wal, &config, &journal] {
+    let shm = dir.path().join("metrics.db-shm");
+    for target in [&database, &symlink, &hard_link, &wal, &config, &journal, &shm] {
         let output = cli(
             &config,
             &[
@@ -242,6 +244,25 @@ async fn a_ledger_deleted_under_serve_is_noticed_counted_and_recreated() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
+    // Replaced rather than deleted (a restore from backup moved over it): noticed too, and
+    // the daemon writes on into the file now at the path.
+    let backup = database.with_extension("restored");
+    crate::support::sql(&database)
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    let in_backup = sample_count(&backup);
+    std::fs::rename(&backup, &database).unwrap();
+    exporter
+        .wait_for(Duration::from_secs(15), "the replaced ledger reopened", |e| {
+            e.value("bitaxe_ledger_reopened_total", &[]) == Some(2.0)
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sample_count(&database) < in_backup + 2 {
+        assert!(Instant::now() < deadline, "no new samples in the replacing ledger");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     sims.shutdown().await;
 }
 
