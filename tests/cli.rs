@@ -244,9 +244,8 @@ fn listen_flags_and_duration_strings_as_people_write_them() {
 fn configs_written_by_demo_and_simulate_parse_whatever_the_folder_is_called() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("we\"ird \\ folder");
-    let port = crate::support::free_port();
     let mut demo = Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&odd)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

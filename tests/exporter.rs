@@ -446,14 +446,32 @@ async fn sigterm_exits_zero_within_a_few_seconds_even_with_a_poll_in_flight() {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_a_mixed_fleet_with_no_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::support::free_port();
+    // Port 0: the demo prints the port the system gave it.
     let mut child = std::process::Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["demo", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    let port: u16 = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+            "no metrics URL: {out}"
+        );
+        out.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("metrics") {
+            let port = url
+                .trim()
+                .trim_start_matches("http://127.0.0.1:")
+                .trim_end_matches("/metrics");
+            break port.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    };
+    assert_ne!(port, 0, "{out}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let exposition = loop {
         let scrape = reqwest::Client::new()
@@ -506,9 +524,10 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-    assert!(out.contains(&format!("http://127.0.0.1:{port}/metrics")), "{out}");
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    assert!(out.contains(&format!("http://127.0.0.1:{port}/")), "{out}");
+    let written = std::fs::read_to_string(&demo_config).unwrap();
+    assert!(written.contains(&format!("127.0.0.1:{port}")), "{written}");
     let after = tune_status();
     assert!(after.contains("gamma: restored"), "{after}");
 }
@@ -524,8 +543,7 @@ async fn log_level_comes_from_the_config_and_rust_log_overrides_it() {
     let run = |rust_log: Option<&str>, flags: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
-        let port = crate::support::free_port();
-        let yaml = crate::support::config_yaml(&devices, 1.0, &format!("127.0.0.1:{port}"), &dir.path().join("l.db"));
+        let yaml = crate::support::config_yaml(&devices, 1.0, "127.0.0.1:0", &dir.path().join("l.db"));
         std::fs::write(&path, yaml.replace("logging:\n", "logging:\n  log_level: WARNING\n")).unwrap();
         let mut command = std::process::Command::new(BIN);
         command

@@ -189,6 +189,10 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     let sims = SimFleet::start(&specs, None)
         .await
         .context("cannot start the simulated miners")?;
+    // Bound first, so a port chosen by the system (`--listen 127.0.0.1:0`) is the one
+    // printed and written to the demo's config.
+    let listener = bind(listen).await?;
+    let listen = listener.local_addr().unwrap_or(listen);
     let devices: Vec<DeviceConfig> = fleet
         .iter()
         .zip(sims.addresses())
@@ -225,7 +229,6 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     let demo_config = data_dir.join("config.yaml");
     std::fs::write(&demo_config, demo_config_yaml(&config))
         .with_context(|| format!("cannot write {}", demo_config.display()))?;
-    let listener = bind(listen).await?;
     use std::fmt::Write as _;
     let mut text = format!(
         "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
@@ -353,6 +356,11 @@ fn demo_config_yaml(config: &Config) -> String {
         .file_name()
         .map(Path::new)
         .unwrap_or(&config.database_path);
+    // Where the demo listens, so `top --config bitaxe-demo/config.yaml` finds it.
+    yaml.push_str(&format!(
+        "server:\n  listen: {}\n",
+        yaml_string(&config.listen.to_string())
+    ));
     yaml.push_str(&format!(
         "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\ntune:\n  sample_interval: {}\n  confidence_percent: {}\n",
         config.poll_interval.as_secs_f64(),
