@@ -313,6 +313,24 @@ async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothi
     .await;
     assert_eq!(sims.writes(2), 0, "a dry run sends nothing");
     assert_eq!(sims.clock_and_temperature(2).unwrap().0, 600.0);
+    // …and records what it would have done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let intended = loop {
+        let found: Option<String> = crate::support::sql(&dry.database_path())
+            .query_row("SELECT detail FROM events WHERE kind = 'protective_action'", [], |r| {
+                r.get(0)
+            })
+            .ok();
+        if let Some(detail) = found {
+            break detail;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dry run left no event");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        intended.contains("would 600 MHz / 1200 mV -> 550 MHz / 1150 mV") && intended.contains("nothing sent"),
+        "{intended}"
+    );
     // `none` (the default) never writes, however hot.
     none.wait_for(Duration::from_secs(5), "the hot miner polled", |e| {
         e.value("bitaxe_asic_temperature_celsius", &[("device", "none")])
@@ -362,5 +380,112 @@ async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothi
         })
         .unwrap();
     assert!(detail.contains("600 MHz / 1200 mV -> 550 MHz / 1150 mV"), "{detail}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_where_the_firmware_can_and_a_restore_clears_the_old_firmwares_latch() {
+    let hot = |dialect, seed, ambient| {
+        let mut spec = MinerSpec::new(Board::Gamma, dialect, seed);
+        spec.frequency_mhz = Some(600.0);
+        spec.core_voltage_mv = Some(1200);
+        spec.time_scale = 60.0;
+        spec.ambient_celsius = ambient;
+        spec
+    };
+    // A v2.15 and a v2.10 Gamma in a warm room (above the 70 °C shutdown threshold, below the
+    // firmware's 75 °C trip), and a v2.10 Gamma in a cool one.
+    let sims = SimFleet::start(
+        &[
+            hot(Dialect::V2_15, 410, 40.0),
+            hot(Dialect::V2_10, 411, 40.0),
+            hot(Dialect::V2_10, 412, 25.0),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let one = |name: &str, i: usize| vec![(name.to_string(), sims.addresses()[i])];
+    let pause = "safety:\n  protective_action: pause\n";
+    let new_firmware = InProcess::start_with(&one("paused", 0), 1.0, pause).await;
+    let old_firmware = InProcess::start_with(&one("stepped", 1), 1.0, pause).await;
+    let restore = InProcess::start_with(
+        &one("latched", 2),
+        1.0,
+        "safety:\n  protective_action: restore_last_good\nanalysis:\n  warmup_minutes: 0.03\n",
+    )
+    .await;
+    let applied = |e: &Exposition, device: &str| {
+        e.find(
+            "bitaxe_protective_actions_total",
+            &[("device", device), ("action", "pause"), ("result", "applied")],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum::<f64>()
+    };
+    // v2.14+: POST /api/system/pause, read back as paused; the verdict says so.
+    new_firmware
+        .wait_for(Duration::from_secs(20), "the pause", |e| {
+            applied(e, "paused") == 1.0 && problems(e, "paused").contains(&"paused".to_string())
+        })
+        .await;
+    assert_eq!(
+        sims.clock_and_temperature(0).unwrap().0,
+        600.0,
+        "a pause leaves the settings alone"
+    );
+    // Older firmware has no pause: one option step down instead.
+    old_firmware
+        .wait_for(Duration::from_secs(20), "the step down", |e| {
+            applied(e, "stepped") == 1.0
+        })
+        .await;
+    let (f, v, _) = sims.clock_and_temperature(1).unwrap();
+    assert!(f < 600.0 && v < 1200.0, "{f} MHz / {v} mV");
+
+    // v2.10's protection latches at 50 MHz / 1000 mV with mining halted; the restore must
+    // clear the latch, or the miner stays stopped on the right settings.
+    restore
+        .wait_for(Duration::from_secs(15), "600/1200 known good", |e| {
+            e.value(
+                "bitaxe_last_good_config_info",
+                &[
+                    ("device", "latched"),
+                    ("frequency_mhz", "600"),
+                    ("core_voltage_mv", "1200"),
+                ],
+            ) == Some(1.0)
+        })
+        .await;
+    sims.set_ambient(2, 80.0);
+    restore
+        .wait_for(Duration::from_secs(20), "the latch", |e| {
+            problems(e, "latched").contains(&"overheat".to_string())
+        })
+        .await;
+    sims.set_ambient(2, 20.0);
+    let mining_again = restore
+        .wait_for(Duration::from_secs(40), "mining again after the restore", |e| {
+            !problems(e, "latched").contains(&"overheat".to_string())
+                && e.value("bitaxe_hashrate_hashes_per_second", &[("device", "latched")])
+                    .is_some_and(|h| h > 1e11)
+        })
+        .await;
+    let (f, v, _) = sims.clock_and_temperature(2).unwrap();
+    assert_eq!((f, v), (600.0, 1200.0), "back on the last good configuration");
+    assert_eq!(
+        mining_again
+            .find(
+                "bitaxe_protective_actions_total",
+                &[
+                    ("device", "latched"),
+                    ("action", "restore_last_good"),
+                    ("result", "applied")
+                ]
+            )
+            .len(),
+        1
+    );
     sims.shutdown().await;
 }

@@ -197,11 +197,34 @@ impl AxeOsClient {
     /// `PATCH /api/system` with settings that passed the plausibility window. Nothing is
     /// sent for an empty patch.
     pub async fn patch_settings(&self, address: &MinerAddress, checked: &CheckedPatch) -> Result<(), PollError> {
+        self.send_patch(address, checked, false).await
+    }
+
+    /// The same, with `overheat_mode: 0` in the same request: firmware up to v2.10 stays
+    /// halted at 50 MHz / 1000 mV after its overheat protection trips until that is sent.
+    pub async fn patch_settings_clearing_overheat(
+        &self,
+        address: &MinerAddress,
+        checked: &CheckedPatch,
+    ) -> Result<(), PollError> {
+        self.send_patch(address, checked, true).await
+    }
+
+    async fn send_patch(
+        &self,
+        address: &MinerAddress,
+        checked: &CheckedPatch,
+        clear_overheat: bool,
+    ) -> Result<(), PollError> {
         let patch = checked.patch();
-        if patch == &SettingsPatch::default() {
+        if patch == &SettingsPatch::default() && !clear_overheat {
             return Ok(());
         }
-        let body = serde_json::to_vec(patch).map_err(|e| PollError::Rejected(e.to_string()))?;
+        let mut body = serde_json::to_value(patch).map_err(|e| PollError::Rejected(e.to_string()))?;
+        if let (true, Some(fields)) = (clear_overheat, body.as_object_mut()) {
+            fields.insert("overheat_mode".into(), 0.into());
+        }
+        let body = serde_json::to_vec(&body).map_err(|e| PollError::Rejected(e.to_string()))?;
         let request = self
             .http
             .patch(address.url("/api/system"))

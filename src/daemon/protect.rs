@@ -228,18 +228,30 @@ pub async fn execute(
                 Ok(checked) => checked,
                 Err(e) => return failed(e.to_string()),
             };
-            if let Err(e) = client.patch_settings(address, &checked).await {
+            // Up to v2.10 the protection latches (overheat_mode stays 1, mining halted) until
+            // cleared: a restore that did not clear it would leave the miner stopped.
+            let latched = matches!(plan, Plan::Restore { .. }) && sample.overheat == Some(true);
+            let sent = if latched {
+                client.patch_settings_clearing_overheat(address, &checked).await
+            } else {
+                client.patch_settings(address, &checked).await
+            };
+            if let Err(e) = sent {
                 return failed(e.to_string());
             }
             match client.system_info(address).await {
+                Ok(read) if latched && read.overheat == Some(true) => {
+                    failed("the miner still reports overheat_mode 1".into())
+                }
                 Ok(read)
                     if read.frequency_mhz.is_some_and(|x| (x - f).abs() < 0.01)
                         && read.core_voltage_mv.is_some_and(|x| (x - v).abs() < 0.5) =>
                 {
+                    let cleared = if latched { ", overheat latch cleared" } else { "" };
                     Outcome {
                         action,
                         result: "applied",
-                        detail: format!("{what} at {temperature} (read back)"),
+                        detail: format!("{what} at {temperature} (read back{cleared})"),
                     }
                 }
                 Ok(read) => failed(format!(
