@@ -564,6 +564,13 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         spec
     };
     let starved = faulty(5, Fault::Starvation);
+    // Tuned to 600 MHz / 1200 mV in a cool room, heated later until the firmware's own
+    // protection trips (v2.15: mining stops, then 100 MHz / 100 mV lower).
+    let mut cooked = MinerSpec::new(Board::Gamma, Dialect::V2_15, 11);
+    cooked.frequency_mhz = Some(600.0);
+    cooked.core_voltage_mv = Some(1200);
+    cooked.time_scale = 60.0;
+    cooked.ambient_celsius = 25.0;
     let sims = SimFleet::start(
         &[
             ok_gamma,
@@ -576,6 +583,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
             faulty(8, Fault::Spike),
             faulty(9, Fault::PowerFault),
             faulty(10, Fault::Paused),
+            cooked,
         ],
         None,
     )
@@ -592,8 +600,17 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         "spike",
         "power-fault",
         "paused",
+        "cooked",
     ];
-    let faulty_names = ["starved", "flatline", "phantom", "spike", "power-fault", "paused"];
+    let faulty_names = [
+        "starved",
+        "flatline",
+        "phantom",
+        "spike",
+        "power-fault",
+        "paused",
+        "cooked",
+    ];
     let devices: Vec<(String, SocketAddr)> = names
         .iter()
         .map(|n| n.to_string())
@@ -691,6 +708,34 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // The firmware's overheat protection: the trip and the configuration it left behind
+    // are alerts of their own, the second naming both configurations.
+    sims.set_ambient(10, 80.0);
+    let overheat_deadline = Instant::now() + Duration::from_secs(60);
+    let mut tripped = false;
+    loop {
+        let firing = prometheus_query(&client, prom_port, "ALERTS{alertstate=\"firing\", device=\"cooked\"}")
+            .await
+            .unwrap();
+        let named = |alert: &str| firing.iter().find(|a| a["metric"]["alertname"] == alert).cloned();
+        // Tripped: let the room cool, so the firmware restarts on its lowered settings.
+        if !tripped && named("BitaxeOverheatMode").is_some() {
+            tripped = true;
+            sims.set_ambient(10, 20.0);
+        }
+        if let Some(changed) = named("BitaxeOverheatProtectionChangedConfig") {
+            assert_eq!(changed["metric"]["from"], "600/1200", "{changed}");
+            assert_eq!(changed["metric"]["to"], "500/1100", "{changed}");
+            assert!(tripped, "the configuration changed before BitaxeOverheatMode fired");
+            break;
+        }
+        assert!(
+            Instant::now() < overheat_deadline,
+            "overheat alerts missing for cooked: {firing:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     let hot_alert = received
         .lock()
         .unwrap()
@@ -781,7 +826,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         .unwrap();
     assert_eq!(
         devices.len(),
-        10,
+        names.len(),
         "the device variable's label_values finds every device"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
