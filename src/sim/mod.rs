@@ -166,6 +166,8 @@ pub struct MinerSpec {
     pub replay_info: Option<Bytes>,
     /// The pool's share difficulty, if not 1000 (a low one makes shares frequent in tests).
     pub pool_difficulty: Option<f64>,
+    /// Shares at random times, as a pool sees them (default: evenly spaced).
+    pub random_shares: bool,
 }
 
 impl MinerSpec {
@@ -183,6 +185,7 @@ impl MinerSpec {
             core_voltage_mv: None,
             replay_info: None,
             pool_difficulty: None,
+            random_shares: false,
         }
     }
 }
@@ -229,6 +232,7 @@ impl SimMiner {
         let mut physics = MinerPhysics::new(board, spec.seed, !spec.frozen);
         physics.ambient_celsius = spec.ambient_celsius;
         physics.overheat_self_clears = spec.dialect.overheat_self_clears();
+        physics.random_shares = spec.random_shares && !spec.frozen;
         if let Some(f) = spec.frequency_mhz {
             physics.frequency_mhz = f;
         }

@@ -256,6 +256,9 @@ pub struct MinerPhysics {
     pub session_best_difficulty: f64,
     pub pool_difficulty: f64,
     pub noise: bool,
+    /// Shares arrive at random (a Poisson count per step), as a pool sees them, instead of
+    /// evenly (a running fraction).
+    pub random_shares: bool,
     rng: fastrand::Rng,
 }
 
@@ -294,6 +297,7 @@ impl MinerPhysics {
             session_best_difficulty: 0.0,
             pool_difficulty: 1000.0,
             noise,
+            random_shares: false,
             rng: fastrand::Rng::with_seed(seed),
         };
         physics.settle();
@@ -352,10 +356,15 @@ impl MinerPhysics {
         self.uptime_s += dt;
 
         let hashes = expected_ghs(&self.spec, self.frequency_mhz) * op.hashrate_factor * 1e9 * dt;
-        let new_shares = hashes / (self.pool_difficulty * 4_294_967_296.0);
+        let expected_shares = hashes / (self.pool_difficulty * 4_294_967_296.0);
+        let new_shares = if self.random_shares {
+            poisson(&mut self.rng, expected_shares)
+        } else {
+            expected_shares
+        };
         let whole_before = self.shares_accepted.floor();
         self.shares_accepted += new_shares;
-        self.shares_rejected += new_shares * (0.001 + op.error_percent / 1000.0);
+        self.shares_rejected += expected_shares * (0.001 + op.error_percent / 1000.0);
         let found = (self.shares_accepted.floor() - whole_before) as i32;
         if found > 0 {
             // The best of `found` shares whose difficulty is pool_difficulty / U.
@@ -433,6 +442,27 @@ impl MinerPhysics {
     }
 }
 
+/// A Poisson draw with mean `lambda`: Knuth's product of uniforms for small means, the
+/// normal approximation (rounded, never negative) above 30.
+fn poisson(rng: &mut fastrand::Rng, lambda: f64) -> f64 {
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    if lambda > 30.0 {
+        // Box-Muller.
+        let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
+        let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        return (lambda + normal * lambda.sqrt()).round().max(0.0);
+    }
+    let limit = (-lambda).exp();
+    let (mut count, mut product) = (0.0, rng.f64());
+    while product > limit {
+        count += 1.0;
+        product *= rng.f64();
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +484,32 @@ mod tests {
         assert!(starved.error_percent > stable.error_percent);
         assert!(operating_point(&spec, 600.0, 1250.0).core_watts > stable.core_watts);
         assert!(operating_point(&spec, 650.0, 1200.0).core_watts > stable.core_watts);
+    }
+
+    #[test]
+    fn random_shares_vary_as_a_pools_do_and_even_ones_do_not() {
+        // Per 1-s step, whole shares found: a Poisson count has its variance equal to its
+        // mean; evenly spaced shares vary by at most one.
+        let counts = |random: bool, difficulty: f64| {
+            let mut m = MinerPhysics::new(Board::Gamma.spec(), 3, false);
+            m.random_shares = random;
+            m.pool_difficulty = difficulty;
+            (0..4000)
+                .map(|_| {
+                    let before = m.shares_accepted.floor();
+                    m.advance(Duration::from_secs(1));
+                    m.shares_accepted.floor() - before
+                })
+                .collect::<Vec<f64>>()
+        };
+        for difficulty in [100.0, 2.0] {
+            let found = counts(true, difficulty);
+            let mean = found.iter().sum::<f64>() / found.len() as f64;
+            let variance = found.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / found.len() as f64;
+            assert!((0.85..1.15).contains(&(variance / mean)), "mean {mean}, variance {variance}");
+        }
+        let even = counts(false, 100.0);
+        assert!(even.iter().all(|c| (1.0..=3.0).contains(c)), "{even:?}");
     }
 
     #[test]
