@@ -163,6 +163,15 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
     assert_eq!(grid_steps.len(), 9, "every pair of the grid: {grid:#}");
     assert_eq!(left_on(&grid, 0), by_efficiency, "{}", text(&output));
     assert_eq!(bench.clock(0), by_efficiency, "the miner runs what the sweep reports");
+    // v2.15 applies settings live: one PATCH per step and one to leave it on the best (none
+    // when the last step was the best), never a restart.
+    assert_eq!(bench.sims.restarts(0), 0, "a v2.2+ sweep restarts nothing");
+    let last = (550.0, 1200.0);
+    assert_eq!(
+        bench.sims.writes(0),
+        grid_steps.len() as u64 + u64::from(by_efficiency != last),
+        "{grid:#}"
+    );
     let rejected = grid_steps
         .iter()
         .find(|s| s["frequency_mhz"] == tempting.0 && s["core_voltage_mv"] == tempting.1)
@@ -184,6 +193,8 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
             result["hashrate_ci_percent"].as_f64().is_some(),
             "every result has its interval: {step:#}"
         );
+        // v2.15 reports the ASIC's own error rate: that, not the share rejects, is judged.
+        assert_eq!(result["error_source"], "errorPercentage", "{step:#}");
     }
 
     let (output, climb) = bench.tune_json(
@@ -287,6 +298,8 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
     struct Case {
         tune: &'static str,
         ambient: Option<f64>,
+        /// Injected once the sweep has written its first configuration.
+        fault: Option<Fault>,
         args: &'static [&'static str],
         kind: &'static str,
     }
@@ -294,38 +307,51 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
         Case {
             tune: "",
             ambient: Some(48.0),
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "ASIC temperature",
         },
         Case {
             tune: "  max_vr_temp: 40\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "550", "--voltage", "1150"],
             kind: "regulator temperature",
         },
         Case {
             tune: "  max_power_watts: 15\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "550", "--voltage", "1150"],
             kind: "power",
         },
         Case {
             tune: "  min_input_volts: 4.95\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "input voltage",
         },
         Case {
             tune: "  max_asic_temp: 100\n",
             ambient: Some(62.0),
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "overheat protection",
         },
         Case {
             tune: "",
             ambient: None,
+            fault: None,
             args: &["--freq", "625", "--voltage", "1060"],
             kind: "no hashrate",
+        },
+        Case {
+            tune: "",
+            ambient: None,
+            fault: Some(Fault::PowerFault),
+            args: &["--freq", "550", "--voltage", "1150"],
+            kind: "the regulator reports a fault: VIN_UV_FAULT",
         },
     ];
     let mut running = Vec::new();
@@ -346,6 +372,13 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
             .spawn()
             .unwrap();
         running.push((case, bench, original, child));
+    }
+    // A regulator that faults in the middle of the step.
+    for (case, bench, original, _) in &running {
+        if let Some(fault) = case.fault {
+            wait_for_a_change(bench, 0, *original).await;
+            bench.sims.set_fault(0, fault);
+        }
     }
     for (case, bench, original, child) in running {
         let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -545,6 +578,73 @@ async fn a_refused_or_ignored_patch_a_miner_that_drops_out_and_one_that_overheat
     bench.sims.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_miner_that_reboots_by_itself_mid_step_ends_its_sweep_and_is_restored() {
+    let bench = Bench::start(vec![gamma(35)], "").await;
+    let original = bench.clock(0);
+    let child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "550..600",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.2",
+            "--max-dwell",
+            "0.3",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_a_change(&bench, 0, original).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A brown-out or a watchdog: the miner reboots on its own (through the simulator's
+    // control endpoint, as a demo would), is gone for a moment and comes back on the
+    // settings it stored, its uptime starting again.
+    let address = bench.sims.addresses()[0];
+    let answer = reqwest::Client::new()
+        .patch(format!("http://{address}/__sim"))
+        .body(r#"{"reboot": 0.3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{answer:?}");
+    let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tried = steps(&json, 0);
+    assert_eq!(
+        tried.len(),
+        1,
+        "the sweep of a miner that rebooted ends there: {json:#}"
+    );
+    assert_eq!(tried[0]["outcome"], "limit", "{json:#}");
+    assert_eq!(tried[0]["reason"], "the miner restarted by itself", "{json:#}");
+    let device = &json["devices"][0];
+    assert_eq!(device["status"], "restored", "{json:#}");
+    assert!(
+        device["note"]
+            .as_str()
+            .unwrap()
+            .contains("the miner restarted by itself"),
+        "{json:#}"
+    );
+    assert_eq!(left_on(&json, 0), original, "{json:#}");
+    assert_eq!(bench.clock(0), original, "back on the settings it ran before the sweep");
+    assert_eq!(bench.sims.restarts(0), 0, "the sweep asked for no restart");
+    bench.sims.shutdown().await;
+}
+
 /// Starts a sweep of 490, 525 and 550 MHz at 1200 mV and SIGKILLs it during its second step.
 async fn kill_during_the_second_step(bench: &Bench) {
     let mut child = bench
@@ -693,6 +793,8 @@ async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
     // restore; the restart the sweep asked for is not taken for an unstable configuration.
     let mut max = MinerSpec::new(Board::Max, Dialect::V2_0, 60);
     max.time_scale = 30.0;
+    // Shares often enough that a step of a few seconds has the 20 a reject rate needs.
+    max.pool_difficulty = Some(10.0);
     let bench = Bench::start(vec![max], "").await;
     let original = bench.clock(0);
     let (output, json) = bench.tune_json(&[0], &["--freq", "450..475", "--voltage", "1400", "--then", "original"]);
@@ -707,5 +809,13 @@ async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
     assert_eq!(bench.clock(0), original);
     // Two steps and the restore: a PATCH and a restart each.
     assert_eq!(bench.sims.writes(0), 6, "{json:#}");
+    assert_eq!(bench.sims.restarts(0), 3, "{json:#}");
+    // v2.0 has no ASIC error counter: the share reject rate stands in for it, and the
+    // configurations are judged healthy on it.
+    for step in steps(&json, 0) {
+        assert_eq!(step["result"]["error_source"], "share reject rate", "{step:#}");
+        assert!(step["result"]["error_percent"].as_f64().unwrap() < 3.0, "{step:#}");
+        assert_eq!(step["outcome"], "healthy", "{step:#}");
+    }
     bench.sims.shutdown().await;
 }
