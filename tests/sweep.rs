@@ -257,6 +257,87 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_efficiency_plan_undervolts_at_the_held_frequency_until_the_physics_make_it_unhealthy() {
+    let bench = Bench::start(vec![gamma(4)], "").await;
+    let (held, _) = bench.clock(0);
+    // The voltages the plan walks down (the Gamma's options from 1150 to 1000 mV), and
+    // where the physics make it stop: at the first unhealthy one.
+    let mut expected = Vec::new();
+    for voltage in [1150.0, 1100.0, 1060.0, 1000.0] {
+        expected.push(voltage);
+        if !physics(held, voltage).2 {
+            break;
+        }
+    }
+    let stopped_at = *expected.last().unwrap();
+    assert!(!physics(held, stopped_at).2 && expected.len() >= 3, "{expected:?}");
+    let chosen = expected
+        .iter()
+        .copied()
+        .filter(|v| physics(held, *v).2)
+        .min_by(|a, b| physics(held, *a).1.total_cmp(&physics(held, *b).1))
+        .unwrap();
+
+    let (output, json) = bench.tune_json(&[0], &["--plan", "efficiency", "--voltage", "1000..1150"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let tried = steps(&json, 0);
+    let pairs: Vec<(f64, f64)> = tried
+        .iter()
+        .map(|s| {
+            (
+                s["frequency_mhz"].as_f64().unwrap(),
+                s["core_voltage_mv"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(f64, f64)> = expected.iter().map(|v| (held, *v)).collect();
+    assert_eq!(pairs, wanted, "held {held} MHz, down from 1150 mV: {json:#}");
+    for step in &tried[..tried.len() - 1] {
+        assert_eq!(step["outcome"], "healthy", "{step:#}");
+    }
+    // The first unhealthy voltage, rejected for what the physics make of it.
+    let last = tried.last().unwrap();
+    assert_eq!(last["outcome"], "unhealthy", "{last:#}");
+    let reason = last["reason"].as_str().unwrap();
+    let spec = Board::Gamma.spec();
+    let op = operating_point(&spec, held, stopped_at);
+    if op.hashrate_factor < 0.94 {
+        assert!(reason.contains("% of expected (< 94 %)"), "{last:#}");
+    }
+    if op.error_percent > 3.0 {
+        assert!(reason.contains("ASIC errors"), "{last:#}");
+    }
+    assert_eq!(left_on(&json, 0), (held, chosen), "{json:#}");
+    assert_eq!(bench.clock(0), (held, chosen), "the miner runs the chosen undervolt");
+
+    // Not a terminal: plain progress lines, each with the step, its configuration, the
+    // time on it, the interval so far against the target and the temperatures against
+    // their limits.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (k, voltage) in expected.iter().enumerate() {
+        let start = format!("miner-0: step {} of at most 4: {held} MHz / {voltage} mV, ", k + 1);
+        let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&start)).collect();
+        assert!(
+            progress.iter().any(|l| {
+                let (_, after) = l.split_once(" elapsed, ±").unwrap_or_default();
+                after.starts_with(|c: char| c.is_ascii_digit())
+                    && after.contains("% hashrate, ±")
+                    && after.contains("% J/TH (target ±1 %) over ")
+                    && after.contains("/65 °C, VR ")
+                    && after.ends_with("/86 °C")
+            }),
+            "step {}: {progress:#?}\n{stderr}",
+            k + 1
+        );
+        assert!(
+            progress.iter().all(|l| l[start.len()..].starts_with("0:0")),
+            "elapsed first: {progress:#?}"
+        );
+    }
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_sends_nothing_and_a_bad_plan_is_refused_before_any_write() {
     let bench = Bench::start(vec![gamma(3)], "").await;
     let output = bench.run(&["tune", "--device", "miner-0", "--freq", "490..600", "--dry-run"]);
