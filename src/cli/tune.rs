@@ -912,9 +912,9 @@ impl Progress {
 
     fn new_bar(&self) -> Option<indicatif::ProgressBar> {
         let multi = self.multi.as_ref()?;
-        let style =
-            indicatif::ProgressStyle::with_template("{spinner} {prefix}, {elapsed_precise} elapsed, {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        // Cut at the terminal's width: the temperatures come before the interval.
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix}, {elapsed_precise}, {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
         let bar = multi.add(indicatif::ProgressBar::new_spinner().with_style(style));
         bar.enable_steady_tick(Duration::from_millis(250));
         Some(bar)
@@ -929,10 +929,10 @@ impl Progress {
         }
     }
 
-    /// The intervals so far against the target, and the temperatures against their limits.
-    fn detail(&self, sample: &Sample, limits: &Limits, result: Option<&StepResult>) -> String {
+    /// The intervals so far against the target.
+    fn interval_text(&self, result: Option<&StepResult>) -> String {
         let finite = |c: Option<f64>| c.filter(|c| c.is_finite());
-        let interval = match result {
+        match result {
             None => "warming up".to_string(),
             Some(r) => match (finite(r.hashrate_ci_percent), finite(r.jth_ci_percent)) {
                 (Some(hashrate), Some(jth)) => format!(
@@ -942,15 +942,19 @@ impl Progress {
                 ),
                 _ => format!("{} steady sample(s), no interval yet", r.samples),
             },
-        };
-        format!(
-            "{interval}, ASIC {}/{} °C, VR {}/{} °C",
-            sample.asic_temp_celsius.map_or("?".into(), |t| format!("{t:.1}")),
-            format_label_number(limits.max_asic_celsius),
-            sample.vr_temp_celsius.map_or("-".into(), |t| format!("{t:.1}")),
-            format_label_number(limits.max_vr_celsius),
-        )
+        }
     }
+}
+
+/// The temperatures against their limits.
+fn temperatures_text(sample: &Sample, limits: &Limits) -> String {
+    format!(
+        "ASIC {}/{} °C, VR {}/{} °C",
+        sample.asic_temp_celsius.map_or("?".into(), |t| format!("{t:.1}")),
+        format_label_number(limits.max_asic_celsius),
+        sample.vr_temp_celsius.map_or("-".into(), |t| format!("{t:.1}")),
+        format_label_number(limits.max_vr_celsius),
+    )
 }
 
 /// `0:02:05`.
@@ -980,7 +984,12 @@ impl Observer for Progress {
         line.last_line = now;
         match &line.bar {
             Some(bar) => {
-                bar.set_prefix(text);
+                bar.set_prefix(format!(
+                    "{}: step {step}/{max_steps}, {}/{}",
+                    printable(device),
+                    format_label_number(pair.0),
+                    format_label_number(pair.1)
+                ));
                 bar.set_message("applying");
                 bar.reset_elapsed();
             }
@@ -989,20 +998,20 @@ impl Observer for Progress {
     }
 
     fn sampled(&self, device: &str, sample: &Sample, limits: &Limits, result: Option<&StepResult>) {
-        let detail = self.detail(sample, limits, result);
+        let (interval, temperatures) = (self.interval_text(result), temperatures_text(sample, limits));
         let mut devices = self.devices();
         let Some(line) = devices.get_mut(device) else {
             return;
         };
         if let Some(bar) = &line.bar {
-            bar.set_message(detail);
+            bar.set_message(format!("{temperatures}, {interval}"));
             return;
         }
         let now = std::time::Instant::now();
         if now.duration_since(line.last_line) >= self.plain_every {
             line.last_line = now;
             let text = format!(
-                "{}, {} elapsed, {detail}",
+                "{}, {} elapsed, {interval}, {temperatures}",
                 line.step,
                 clock_text(now.duration_since(line.started))
             );
