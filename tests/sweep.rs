@@ -163,6 +163,15 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
     assert_eq!(grid_steps.len(), 9, "every pair of the grid: {grid:#}");
     assert_eq!(left_on(&grid, 0), by_efficiency, "{}", text(&output));
     assert_eq!(bench.clock(0), by_efficiency, "the miner runs what the sweep reports");
+    // v2.15 applies settings live: one PATCH per step and one to leave it on the best (none
+    // when the last step was the best), never a restart.
+    assert_eq!(bench.sims.restarts(0), 0, "a v2.2+ sweep restarts nothing");
+    let last = (550.0, 1200.0);
+    assert_eq!(
+        bench.sims.writes(0),
+        grid_steps.len() as u64 + u64::from(by_efficiency != last),
+        "{grid:#}"
+    );
     let rejected = grid_steps
         .iter()
         .find(|s| s["frequency_mhz"] == tempting.0 && s["core_voltage_mv"] == tempting.1)
@@ -184,6 +193,8 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
             result["hashrate_ci_percent"].as_f64().is_some(),
             "every result has its interval: {step:#}"
         );
+        // v2.15 reports the ASIC's own error rate: that, not the share rejects, is judged.
+        assert_eq!(result["error_source"], "errorPercentage", "{step:#}");
     }
 
     let (output, climb) = bench.tune_json(
@@ -246,6 +257,87 @@ async fn grid_and_climb_find_the_physics_optimum_and_reject_an_error_prone_under
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_efficiency_plan_undervolts_at_the_held_frequency_until_the_physics_make_it_unhealthy() {
+    let bench = Bench::start(vec![gamma(4)], "").await;
+    let (held, _) = bench.clock(0);
+    // The voltages the plan walks down (the Gamma's options from 1150 to 1000 mV), and
+    // where the physics make it stop: at the first unhealthy one.
+    let mut expected = Vec::new();
+    for voltage in [1150.0, 1100.0, 1060.0, 1000.0] {
+        expected.push(voltage);
+        if !physics(held, voltage).2 {
+            break;
+        }
+    }
+    let stopped_at = *expected.last().unwrap();
+    assert!(!physics(held, stopped_at).2 && expected.len() >= 3, "{expected:?}");
+    let chosen = expected
+        .iter()
+        .copied()
+        .filter(|v| physics(held, *v).2)
+        .min_by(|a, b| physics(held, *a).1.total_cmp(&physics(held, *b).1))
+        .unwrap();
+
+    let (output, json) = bench.tune_json(&[0], &["--plan", "efficiency", "--voltage", "1000..1150"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let tried = steps(&json, 0);
+    let pairs: Vec<(f64, f64)> = tried
+        .iter()
+        .map(|s| {
+            (
+                s["frequency_mhz"].as_f64().unwrap(),
+                s["core_voltage_mv"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(f64, f64)> = expected.iter().map(|v| (held, *v)).collect();
+    assert_eq!(pairs, wanted, "held {held} MHz, down from 1150 mV: {json:#}");
+    for step in &tried[..tried.len() - 1] {
+        assert_eq!(step["outcome"], "healthy", "{step:#}");
+    }
+    // The first unhealthy voltage, rejected for what the physics make of it.
+    let last = tried.last().unwrap();
+    assert_eq!(last["outcome"], "unhealthy", "{last:#}");
+    let reason = last["reason"].as_str().unwrap();
+    let spec = Board::Gamma.spec();
+    let op = operating_point(&spec, held, stopped_at);
+    if op.hashrate_factor < 0.94 {
+        assert!(reason.contains("% of expected (< 94 %)"), "{last:#}");
+    }
+    if op.error_percent > 3.0 {
+        assert!(reason.contains("ASIC errors"), "{last:#}");
+    }
+    assert_eq!(left_on(&json, 0), (held, chosen), "{json:#}");
+    assert_eq!(bench.clock(0), (held, chosen), "the miner runs the chosen undervolt");
+
+    // Not a terminal: plain progress lines, each with the step, its configuration, the
+    // time on it, the interval so far against the target and the temperatures against
+    // their limits.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (k, voltage) in expected.iter().enumerate() {
+        let start = format!("miner-0: step {} of at most 4: {held} MHz / {voltage} mV, ", k + 1);
+        let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&start)).collect();
+        assert!(
+            progress.iter().any(|l| {
+                let (_, after) = l.split_once(" elapsed, ±").unwrap_or_default();
+                after.starts_with(|c: char| c.is_ascii_digit())
+                    && after.contains("% hashrate, ±")
+                    && after.contains("% J/TH (target ±1 %) over ")
+                    && after.contains("/65 °C, VR ")
+                    && after.ends_with("/86 °C")
+            }),
+            "step {}: {progress:#?}\n{stderr}",
+            k + 1
+        );
+        assert!(
+            progress.iter().all(|l| l[start.len()..].starts_with("0:0")),
+            "elapsed first: {progress:#?}"
+        );
+    }
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_sends_nothing_and_a_bad_plan_is_refused_before_any_write() {
     let bench = Bench::start(vec![gamma(3)], "").await;
     let output = bench.run(&["tune", "--device", "miner-0", "--freq", "490..600", "--dry-run"]);
@@ -287,6 +379,8 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
     struct Case {
         tune: &'static str,
         ambient: Option<f64>,
+        /// Injected once the sweep has written its first configuration.
+        fault: Option<Fault>,
         args: &'static [&'static str],
         kind: &'static str,
     }
@@ -294,38 +388,51 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
         Case {
             tune: "",
             ambient: Some(48.0),
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "ASIC temperature",
         },
         Case {
             tune: "  max_vr_temp: 40\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "550", "--voltage", "1150"],
             kind: "regulator temperature",
         },
         Case {
             tune: "  max_power_watts: 15\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "550", "--voltage", "1150"],
             kind: "power",
         },
         Case {
             tune: "  min_input_volts: 4.95\n",
             ambient: None,
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "input voltage",
         },
         Case {
             tune: "  max_asic_temp: 100\n",
             ambient: Some(62.0),
+            fault: None,
             args: &["--freq", "600", "--voltage", "1200"],
             kind: "overheat protection",
         },
         Case {
             tune: "",
             ambient: None,
+            fault: None,
             args: &["--freq", "625", "--voltage", "1060"],
             kind: "no hashrate",
+        },
+        Case {
+            tune: "",
+            ambient: None,
+            fault: Some(Fault::PowerFault),
+            args: &["--freq", "550", "--voltage", "1150"],
+            kind: "the regulator reports a fault: VIN_UV_FAULT",
         },
     ];
     let mut running = Vec::new();
@@ -346,6 +453,13 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
             .spawn()
             .unwrap();
         running.push((case, bench, original, child));
+    }
+    // A regulator that faults in the middle of the step.
+    for (case, bench, original, _) in &running {
+        if let Some(fault) = case.fault {
+            wait_for_a_change(bench, 0, *original).await;
+            bench.sims.set_fault(0, fault);
+        }
     }
     for (case, bench, original, child) in running {
         let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -545,6 +659,73 @@ async fn a_refused_or_ignored_patch_a_miner_that_drops_out_and_one_that_overheat
     bench.sims.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_miner_that_reboots_by_itself_mid_step_ends_its_sweep_and_is_restored() {
+    let bench = Bench::start(vec![gamma(35)], "").await;
+    let original = bench.clock(0);
+    let child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "550..600",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.02",
+            "--dwell",
+            "0.2",
+            "--max-dwell",
+            "0.3",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_a_change(&bench, 0, original).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A brown-out or a watchdog: the miner reboots on its own (through the simulator's
+    // control endpoint, as a demo would), is gone for a moment and comes back on the
+    // settings it stored, its uptime starting again.
+    let address = bench.sims.addresses()[0];
+    let answer = reqwest::Client::new()
+        .patch(format!("http://{address}/__sim"))
+        .body(r#"{"reboot": 0.3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{answer:?}");
+    let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tried = steps(&json, 0);
+    assert_eq!(
+        tried.len(),
+        1,
+        "the sweep of a miner that rebooted ends there: {json:#}"
+    );
+    assert_eq!(tried[0]["outcome"], "limit", "{json:#}");
+    assert_eq!(tried[0]["reason"], "the miner restarted by itself", "{json:#}");
+    let device = &json["devices"][0];
+    assert_eq!(device["status"], "restored", "{json:#}");
+    assert!(
+        device["note"]
+            .as_str()
+            .unwrap()
+            .contains("the miner restarted by itself"),
+        "{json:#}"
+    );
+    assert_eq!(left_on(&json, 0), original, "{json:#}");
+    assert_eq!(bench.clock(0), original, "back on the settings it ran before the sweep");
+    assert_eq!(bench.sims.restarts(0), 0, "the sweep asked for no restart");
+    bench.sims.shutdown().await;
+}
+
 /// Starts a sweep of 490, 525 and 550 MHz at 1200 mV and SIGKILLs it during its second step.
 async fn kill_during_the_second_step(bench: &Bench) {
     let mut child = bench
@@ -693,6 +874,8 @@ async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
     // restore; the restart the sweep asked for is not taken for an unstable configuration.
     let mut max = MinerSpec::new(Board::Max, Dialect::V2_0, 60);
     max.time_scale = 30.0;
+    // Shares often enough that a step of a few seconds has the 20 a reject rate needs.
+    max.pool_difficulty = Some(10.0);
     let bench = Bench::start(vec![max], "").await;
     let original = bench.clock(0);
     let (output, json) = bench.tune_json(&[0], &["--freq", "450..475", "--voltage", "1400", "--then", "original"]);
@@ -707,5 +890,13 @@ async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
     assert_eq!(bench.clock(0), original);
     // Two steps and the restore: a PATCH and a restart each.
     assert_eq!(bench.sims.writes(0), 6, "{json:#}");
+    assert_eq!(bench.sims.restarts(0), 3, "{json:#}");
+    // v2.0 has no ASIC error counter: the share reject rate stands in for it, and the
+    // configurations are judged healthy on it.
+    for step in steps(&json, 0) {
+        assert_eq!(step["result"]["error_source"], "share reject rate", "{step:#}");
+        assert!(step["result"]["error_percent"].as_f64().unwrap() < 3.0, "{step:#}");
+        assert_eq!(step["outcome"], "healthy", "{step:#}");
+    }
     bench.sims.shutdown().await;
 }

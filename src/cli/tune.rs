@@ -349,7 +349,7 @@ fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
 /// Runs a sweep (a new one, or `resume`'s continuation of `resumed`).
 async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, output: Output) -> Result<(), Failure> {
     let cancel = cancel_on_signals()?;
-    let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec));
+    let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec, config.tune.confidence_percent));
     let (run_id, reports) = execute(config, &spec, resumed, cancel.clone(), observer).await?;
     if let Some(path) = &output.plot {
         super::tune_plot::write_heat_map(path, &reports).with_context(|| format!("cannot write {}", path.display()))?;
@@ -858,53 +858,107 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
     }
 }
 
-/// A live line per device on a terminal (indicatif), plain lines otherwise.
+/// A live line per device on a terminal (indicatif), plain lines otherwise: the step (k of
+/// at most n) and its configuration, the time on it, the current width of the intervals
+/// against the target, and the temperatures against their limits.
 struct Progress {
-    bars: Option<(
-        indicatif::MultiProgress,
-        std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
-    )>,
-    target_percent: Option<f64>,
+    /// The live lines, on a terminal.
+    multi: Option<indicatif::MultiProgress>,
+    devices: std::sync::Mutex<std::collections::HashMap<String, DeviceLine>>,
+    /// The interval target, ± %.
+    target_percent: f64,
+    /// Off a terminal: at most one progress line per device this often.
+    plain_every: Duration,
 }
 
+/// Where one device's sweep is.
+struct DeviceLine {
+    bar: Option<indicatif::ProgressBar>,
+    /// `gamma: step 2 of at most 12: 525 MHz / 1100 mV`.
+    step: String,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+}
+
+/// The most a plain progress line is held back: once a minute per device.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(60);
+
 impl Progress {
-    fn new(_spec: &SweepSpec) -> Progress {
+    fn new(spec: &SweepSpec, target_percent: f64) -> Progress {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Progress {
-            bars: terminal.then(|| (indicatif::MultiProgress::new(), std::sync::Mutex::default())),
-            target_percent: None,
+            multi: terminal.then(indicatif::MultiProgress::new),
+            devices: std::sync::Mutex::default(),
+            target_percent,
+            // About ten lines over the longest a step can take, at most one a minute.
+            plain_every: (spec.max_step_duration() / 10).min(PLAIN_PROGRESS_EVERY),
         }
     }
 
     fn plain() -> Progress {
         Progress {
-            bars: None,
-            target_percent: None,
+            multi: None,
+            devices: std::sync::Mutex::default(),
+            target_percent: 0.0,
+            plain_every: PLAIN_PROGRESS_EVERY,
         }
     }
 
-    fn bar(&self, device: &str) -> Option<indicatif::ProgressBar> {
-        let (multi, bars) = self.bars.as_ref()?;
-        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
-        Some(
-            bars.entry(device.to_string())
-                .or_insert_with(|| {
-                    let bar = multi.add(indicatif::ProgressBar::new_spinner());
-                    bar.enable_steady_tick(Duration::from_millis(250));
-                    bar
-                })
-                .clone(),
-        )
+    fn devices(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, DeviceLine>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn new_bar(&self) -> Option<indicatif::ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        // Cut at the terminal's width: the temperatures come before the interval.
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix}, {elapsed_precise}, {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bar = multi.add(indicatif::ProgressBar::new_spinner().with_style(style));
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Some(bar)
     }
 
     fn line(&self, text: &str) {
-        match &self.bars {
-            Some((multi, _)) => {
+        match &self.multi {
+            Some(multi) => {
                 let _ = multi.println(text);
             }
             None => status_line(text),
         }
     }
+
+    /// The intervals so far against the target.
+    fn interval_text(&self, result: Option<&StepResult>) -> String {
+        let finite = |c: Option<f64>| c.filter(|c| c.is_finite());
+        match result {
+            None => "warming up".to_string(),
+            Some(r) => match (finite(r.hashrate_ci_percent), finite(r.jth_ci_percent)) {
+                (Some(hashrate), Some(jth)) => format!(
+                    "±{hashrate:.1} % hashrate, ±{jth:.1} % J/TH (target ±{} %) over {} samples",
+                    format_label_number(self.target_percent),
+                    r.samples
+                ),
+                _ => format!("{} steady sample(s), no interval yet", r.samples),
+            },
+        }
+    }
+}
+
+/// The temperatures against their limits.
+fn temperatures_text(sample: &Sample, limits: &Limits) -> String {
+    format!(
+        "ASIC {}/{} °C, VR {}/{} °C",
+        sample.asic_temp_celsius.map_or("?".into(), |t| format!("{t:.1}")),
+        format_label_number(limits.max_asic_celsius),
+        sample.vr_temp_celsius.map_or("-".into(), |t| format!("{t:.1}")),
+        format_label_number(limits.max_vr_celsius),
+    )
+}
+
+/// `0:02:05`.
+fn clock_text(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }
 
 impl Observer for Progress {
@@ -915,38 +969,53 @@ impl Observer for Progress {
             format_label_number(pair.0),
             format_label_number(pair.1)
         );
-        match self.bar(device) {
-            Some(bar) => bar.set_message(text),
+        let now = std::time::Instant::now();
+        let mut devices = self.devices();
+        let line = devices.entry(device.to_string()).or_insert_with(|| DeviceLine {
+            bar: self.new_bar(),
+            step: String::new(),
+            started: now,
+            last_line: now,
+        });
+        line.step = text.clone();
+        line.started = now;
+        line.last_line = now;
+        match &line.bar {
+            Some(bar) => {
+                bar.set_prefix(format!(
+                    "{}: step {step}/{max_steps}, {}/{}",
+                    printable(device),
+                    format_label_number(pair.0),
+                    format_label_number(pair.1)
+                ));
+                bar.set_message("applying");
+                bar.reset_elapsed();
+            }
             None => self.line(&text),
         }
     }
 
     fn sampled(&self, device: &str, sample: &Sample, limits: &Limits, result: Option<&StepResult>) {
-        let Some(bar) = self.bar(device) else {
+        let (interval, temperatures) = (self.interval_text(result), temperatures_text(sample, limits));
+        let mut devices = self.devices();
+        let Some(line) = devices.get_mut(device) else {
             return;
         };
-        let _ = self.target_percent;
-        let interval = match result {
-            None => "warming up".to_string(),
-            Some(r) => format!(
-                "±{} hashrate, ±{} J/TH over {} samples",
-                r.hashrate_ci_percent
-                    .filter(|c| c.is_finite())
-                    .map_or("-".into(), |c| format!("{c:.1} %")),
-                r.jth_ci_percent.map_or("-".into(), |c| format!("{c:.1} %")),
-                r.samples
-            ),
-        };
-        bar.set_message(format!(
-            "{}: {} MHz / {} mV, ASIC {}/{} °C, VR {}/{} °C, {interval}",
-            printable(device),
-            sample.frequency_mhz.map_or("?".into(), format_label_number),
-            sample.core_voltage_mv.map_or("?".into(), format_label_number),
-            sample.asic_temp_celsius.map_or("?".into(), |t| format!("{t:.1}")),
-            limits.max_asic_celsius,
-            sample.vr_temp_celsius.map_or("-".into(), |t| format!("{t:.1}")),
-            limits.max_vr_celsius,
-        ));
+        if let Some(bar) = &line.bar {
+            bar.set_message(format!("{temperatures}, {interval}"));
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(line.last_line) >= self.plain_every {
+            line.last_line = now;
+            let text = format!(
+                "{}, {} elapsed, {interval}, {temperatures}",
+                line.step,
+                clock_text(now.duration_since(line.started))
+            );
+            drop(devices);
+            self.line(&text);
+        }
     }
 
     fn step_finished(&self, device: &str, step: &StepReport) {
@@ -980,8 +1049,8 @@ impl Observer for Progress {
 
     fn note(&self, device: &str, message: &str) {
         self.line(&format!("{}: {}", printable(device), printable(message)));
-        if let Some(bar) = self.bar(device) {
-            if message.starts_with("left on") || message.starts_with("could not restore") {
+        if message.starts_with("left on") || message.starts_with("could not restore") {
+            if let Some(bar) = self.devices().get(device).and_then(|l| l.bar.as_ref()) {
                 bar.finish_and_clear();
             }
         }
@@ -1019,5 +1088,114 @@ impl Observer for LogObserver {
 
     fn note(&self, device: &str, message: &str) {
         tracing::info!(device = %printable(device), "tune: {}", printable(message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::plan::PlanKind;
+
+    fn step(number: u32, pair: (f64, f64), outcome: &str, reason: &str, jth: Option<f64>) -> StepReport {
+        StepReport {
+            step: number,
+            frequency_mhz: pair.0,
+            core_voltage_mv: pair.1,
+            outcome: outcome.into(),
+            reason: reason.into(),
+            converged: true,
+            result: jth.map(|jth| StepResult {
+                samples: 20,
+                mean_hashrate_ghs: Some(pair.0 * 2.04),
+                hashrate_ci_percent: Some(0.8),
+                joules_per_terahash: Some(jth),
+                jth_ci_percent: Some(0.7),
+                percent_of_expected: Some(99.8),
+                error_percent: Some(if outcome == "unhealthy" { 7.91 } else { 0.5 }),
+                error_source: Some("errorPercentage".into()),
+                asic_temp_max_c: Some(60.2),
+                ..StepResult::default()
+            }),
+            session_id: Some(i64::from(number)),
+        }
+    }
+
+    #[test]
+    fn the_ranked_table_puts_the_best_first_and_says_why_each_other_configuration_lost() {
+        let spec = SweepSpec {
+            devices: vec!["gamma".into()],
+            plan: PlanKind::Grid,
+            freq: None,
+            voltage: None,
+            metric: Metric::Efficiency,
+            dwell_minutes: 5.0,
+            max_dwell_minutes: 20.0,
+            warmup_minutes: 10.0,
+            then: Then::Best,
+            allow_unlisted: false,
+            allow_small_steps: false,
+            force: false,
+            max_parallel: 1,
+        };
+        let report = DeviceReport {
+            device: "gamma".into(),
+            original_frequency_mhz: Some(525.0),
+            original_core_voltage_mv: Some(1150.0),
+            steps: vec![
+                step(1, (490.0, 1100.0), "healthy", "", Some(16.43)),
+                step(2, (525.0, 1100.0), "healthy", "", Some(16.07)),
+                step(
+                    3,
+                    (550.0, 1100.0),
+                    "unhealthy",
+                    "ASIC errors 7.91 % (> 3 %)",
+                    Some(15.85),
+                ),
+                step(
+                    4,
+                    (600.0, 1200.0),
+                    "limit",
+                    "ASIC temperature 65.2 °C reached the 65 °C limit",
+                    None,
+                ),
+            ],
+            status: TuneStatus::Finished,
+            final_frequency_mhz: Some(525.0),
+            final_core_voltage_mv: Some(1100.0),
+            best_step: Some(2),
+            note: String::new(),
+        };
+        let text = results_text(7, &spec, &[report]);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("tune #7: grid plan, best by efficiency"), "{text}");
+        assert!(text.contains("gamma: finished — left on 525 MHz / 1100 mV"), "{text}");
+        // The rows in rank order: healthy by J/TH, then the rejected ones.
+        let order: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|first| first.parse::<u32>().is_ok())
+            .collect();
+        assert_eq!(order, ["2", "1", "3", "4"], "{text}");
+        let row = |step: &str| {
+            text.lines()
+                .find(|l| l.split_whitespace().next() == Some(step))
+                .unwrap_or_default()
+        };
+        assert!(
+            row("2").contains("525/1100") && row("2").contains("16.07 ±0.7"),
+            "{text}"
+        );
+        assert!(row("2").trim_end().ends_with("best"), "{text}");
+        assert!(row("1").trim_end().ends_with("healthy"), "{text}");
+        // A verdict too long for its column wraps onto the next line: read it as one text.
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("7.91 60.2 unhealthy: ASIC errors 7.91 % (> 3 %)"),
+            "the undervolt with the lowest J/TH says why it lost: {text}"
+        );
+        assert!(
+            flat.contains("limit: ASIC temperature 65.2 °C reached the 65 °C limit"),
+            "{text}"
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! request, so an idle simulated miner costs nothing and 1,000 fit in one process.
 //!
 //! Test and demo control, not part of AxeOS: `PATCH /__sim` with
-//! `{"fault": "hang", "ambient_celsius": 40}` on a miner's port (while it is reachable), or
-//! [`SimFleet::set_fault`] in-process.
+//! `{"fault": "hang", "ambient_celsius": 40, "reboot": 0.5}` on a miner's port (while it is
+//! reachable; `reboot` makes it reboot by itself, down for that many seconds, `true` for
+//! the usual 3), or [`SimFleet::set_fault`] / [`SimFleet::reboot`] in-process.
 
 pub mod dialects;
 pub mod physics;
@@ -222,6 +223,8 @@ struct MinerState {
     flatline_hashrate: Option<f64>,
     /// `PATCH /api/system` and `POST /api/system/restart` requests received.
     writes: u64,
+    /// `POST /api/system/restart` requests received (a reboot of its own is not one).
+    restarts: u64,
     /// When the first request arrived (to check how a poller spreads its start).
     first_request: Option<Instant>,
 }
@@ -272,6 +275,7 @@ impl SimMiner {
                 requests: 0,
                 flatline_hashrate: None,
                 writes: 0,
+                restarts: 0,
                 first_request: None,
             }),
             reachable,
@@ -329,6 +333,28 @@ impl SimMiner {
         let mut state = self.advanced();
         state.fault = fault;
         self.update_reachability(&state);
+    }
+
+    /// A reboot nobody asked for (a brown-out, a watchdog, a crash): counters since boot
+    /// start again and the stored settings stay. The port closes for `downtime` once the
+    /// caller updates the reachability (at once, or after a reply is on its way).
+    fn start_reboot(&self, downtime: Duration) {
+        let mut state = self.advanced();
+        state.physics.reboot();
+        state.restarting_until = (downtime > Duration::ZERO).then(|| Instant::now() + downtime);
+    }
+
+    /// Closes the port just after the answer to this request is on its way, if the miner
+    /// is restarting.
+    fn go_down_after_reply(&self) {
+        let until = self.lock().restarting_until;
+        let reachable = self.reachable.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if until.is_some() {
+                reachable.send_replace(false);
+            }
+        });
     }
 }
 
@@ -421,6 +447,19 @@ impl SimFleet {
         self.miners.get(index).map_or(0, |m| m.lock().writes)
     }
 
+    /// `POST /api/system/restart` requests a miner has received.
+    pub fn restarts(&self, index: usize) -> u64 {
+        self.miners.get(index).map_or(0, |m| m.lock().restarts)
+    }
+
+    /// Makes a miner reboot by itself, unreachable for `downtime` (its settings stay).
+    pub fn reboot(&self, index: usize, downtime: Duration) {
+        if let Some(miner) = self.miners.get(index) {
+            miner.start_reboot(downtime);
+            miner.update_reachability(&miner.lock());
+        }
+    }
+
     /// Sends `PATCH /api/system` as a user would in AxeOS's settings page (what a test
     /// uses to set a miner's starting settings without going through the exporter).
     pub fn set_clock(&self, index: usize, frequency_mhz: f64, core_voltage_mv: f64) {
@@ -468,7 +507,12 @@ async fn run_miner(miner: Arc<SimMiner>, listener: TcpListener, address: SocketA
                     let until = miner.lock().restarting_until;
                     match until {
                         Some(until) => tokio::time::sleep_until(until.into()).await,
-                        None => std::future::pending::<()>().await,
+                        None => {
+                            // A short reboot a read has already ended: open again, unless
+                            // the miner is offline (then wait for that to change).
+                            miner.update_reachability(&miner.advanced());
+                            std::future::pending::<()>().await
+                        }
                     }
                     let state = miner.advanced();
                     miner.update_reachability(&state);
@@ -650,6 +694,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         (&Method::POST, "/api/system/restart") => {
             {
                 let mut state = miner.advanced();
+                state.restarts += 1;
                 state.physics.reboot();
                 state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
             }
@@ -662,17 +707,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             } else {
                 reply(StatusCode::OK, "text/plain", "System will restart shortly.")
             };
-            // Go unreachable just after this answer is on its way.
-            let state = miner.lock();
-            let reachable = miner.reachable.clone();
-            let until = state.restarting_until;
-            drop(state);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if until.is_some() {
-                    reachable.send_replace(false);
-                }
-            });
+            miner.go_down_after_reply();
             reply
         }
         (&Method::OPTIONS, _) => reply(StatusCode::OK, "text/plain", ""),
@@ -762,7 +797,8 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     reply(StatusCode::OK, "text/plain", "")
 }
 
-/// `PATCH /__sim`: change a miner's fault or ambient temperature at run time.
+/// `PATCH /__sim`: change a miner's fault or ambient temperature at run time, or make it
+/// reboot by itself.
 async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     let Some(serde_json::Value::Object(body)) = read_json(request).await else {
         return reply(
@@ -786,6 +822,25 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
     if let Some(c) = body.get("ambient_celsius").and_then(|v| v.as_f64()) {
         miner.advanced().physics.ambient_celsius = c;
+    }
+    let downtime = match body.get("reboot") {
+        None | Some(serde_json::Value::Bool(false)) => None,
+        Some(serde_json::Value::Bool(true)) => Some(RESTART_DOWNTIME),
+        Some(value) => match value.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+            // Down for longer than the reply takes to leave.
+            Some(downtime) => Some(downtime.clamp(Duration::from_millis(200), HANG_FOR)),
+            None => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "reboot: true, or the seconds it stays down (such as 0.5)",
+                )
+            }
+        },
+    };
+    if let Some(downtime) = downtime {
+        miner.start_reboot(downtime);
+        miner.go_down_after_reply();
     }
     reply(StatusCode::OK, "text/plain", "ok")
 }

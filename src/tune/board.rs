@@ -1,6 +1,7 @@
 //! What a sweep needs to know about a board that the miner may not say: the PSU rating its
 //! family ships with and the supply voltage it runs on (AxeOS reports both as `maxPower` and
-//! `nominalVoltage` from v2.6; older firmware only names the board version).
+//! `nominalVoltage` from v2.6; older firmware only names the board version), and the clock
+//! it ships with and the options AxeOS offers for it (served from v2.7 only).
 
 use crate::axeos::sample::Sample;
 
@@ -39,6 +40,46 @@ fn family_of_chip(asic_model: Option<&str>, chips: Option<u32>) -> Option<&'stat
         // Two BM1370s are a GammaDuo (5 V) or a GammaTurbo (12 V): not known.
         _ => None,
     }
+}
+
+/// A board family's stock clock and the frequency / core-voltage options AxeOS lists for
+/// it (`device_config.h`, reference/axeos-api.md §5). Firmware before v2.7 serves no list
+/// and firmware before v2.8 took the same defaults from per-board NVS images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoardDefaults {
+    pub default_mhz: f64,
+    pub default_mv: f64,
+    pub frequency_options: &'static [f64],
+    pub voltage_options: &'static [f64],
+}
+
+const BM1397_MHZ: &[f64] = &[400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0, 550.0, 575.0, 600.0];
+const BM1397_MV: &[f64] = &[1100.0, 1150.0, 1200.0, 1250.0, 1300.0, 1350.0, 1400.0, 1450.0, 1500.0];
+const BM1366_MHZ: &[f64] = &[400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0, 550.0, 575.0];
+const BM1366_MV: &[f64] = &[1100.0, 1150.0, 1200.0, 1250.0, 1300.0];
+const BM1368_MHZ: &[f64] = &[400.0, 425.0, 450.0, 475.0, 485.0, 490.0, 500.0, 525.0, 550.0, 575.0];
+const BM1368_MV: &[f64] = &[1100.0, 1150.0, 1166.0, 1200.0, 1250.0, 1300.0];
+const BM1370_MHZ: &[f64] = &[400.0, 490.0, 525.0, 550.0, 600.0, 625.0];
+/// The GammaDuo's "XP" configuration of the same chip.
+const BM1370_XP_MHZ: &[f64] = &[350.0, 375.0, 380.0, 400.0, 410.0];
+const BM1370_MV: &[f64] = &[1000.0, 1060.0, 1100.0, 1150.0, 1200.0, 1250.0];
+
+/// The stock clock and option lists of a family (as [`BoardFacts::family`] names it).
+pub fn board_defaults(family: &str) -> Option<BoardDefaults> {
+    let (default_mhz, default_mv, frequency_options, voltage_options) = match family {
+        "Max" => (425.0, 1400.0, BM1397_MHZ, BM1397_MV),
+        "Ultra" | "Hex" => (485.0, 1200.0, BM1366_MHZ, BM1366_MV),
+        "Supra" | "SupraHex" => (490.0, 1166.0, BM1368_MHZ, BM1368_MV),
+        "Gamma" | "GammaTurbo" => (525.0, 1150.0, BM1370_MHZ, BM1370_MV),
+        "GammaDuo" => (400.0, 1150.0, BM1370_XP_MHZ, BM1370_MV),
+        _ => return None,
+    };
+    Some(BoardDefaults {
+        default_mhz,
+        default_mv,
+        frequency_options,
+        voltage_options,
+    })
 }
 
 /// The facts of the board a sample comes from: what the miner reports (never a larger
@@ -124,5 +165,27 @@ mod tests {
         two_chips.asic_count = Some(2);
         assert!(board_facts(&two_chips).is_none(), "a GammaDuo or a GammaTurbo");
         assert!(board_facts(&sample(None, None, None)).is_none());
+    }
+
+    #[test]
+    fn every_family_has_its_stock_clock_among_its_options() {
+        for family in [
+            "Max",
+            "Ultra",
+            "Hex",
+            "Supra",
+            "SupraHex",
+            "Gamma",
+            "GammaTurbo",
+            "GammaDuo",
+        ] {
+            let d = board_defaults(family).unwrap();
+            assert!(d.frequency_options.contains(&d.default_mhz), "{family}");
+            assert!(d.voltage_options.contains(&d.default_mv), "{family}");
+            assert!(d.frequency_options.windows(2).all(|w| w[0] < w[1]), "{family}");
+        }
+        assert_eq!(board_defaults("Max").unwrap().default_mv, 1400.0);
+        assert_eq!(board_defaults("GammaDuo").unwrap().default_mhz, 400.0);
+        assert!(board_defaults("unknown").is_none());
     }
 }

@@ -236,4 +236,28 @@ mod tests {
         let problems = StepResult::from_readings(&unjudged).health_problems(3.0);
         assert!(problems[0].starts_with("no error rate to judge"), "{problems:?}");
     }
+
+    #[test]
+    fn without_an_asic_error_rate_the_share_reject_rate_is_judged() {
+        // Firmware before v2.15 (no errorPercentage): 100 shares, 5 of them rejected.
+        let shares = |i: u64, error: Option<f64>| {
+            let mut r = reading(1000.0, 15.0, error);
+            r.shares_accepted = Some(1000 + i * 19);
+            r.shares_rejected = Some(10 + i);
+            r
+        };
+        let old: Vec<(f64, Reading)> = (0..6).map(|i| (i as f64, shares(i, None))).collect();
+        let old = StepResult::from_readings(&old);
+        assert_eq!(old.error_source.as_deref(), Some("share reject rate"));
+        assert!((old.error_percent.unwrap() - 5.0).abs() < 1e-9, "{old:?}");
+        assert_eq!(
+            old.health_problems(3.0).last().map(String::as_str),
+            Some("share rejects 5.00 % (> 3 %)")
+        );
+        // Where the firmware counts ASIC errors, that is what is judged.
+        let new: Vec<(f64, Reading)> = (0..6).map(|i| (i as f64, shares(i, Some(0.5)))).collect();
+        let new = StepResult::from_readings(&new);
+        assert_eq!(new.error_source.as_deref(), Some("errorPercentage"));
+        assert_eq!(new.error_percent, Some(0.5));
+    }
 }

@@ -1,6 +1,6 @@
 //! Which configurations a sweep tries, and in what order: the candidate frequencies and
-//! voltages (from the miner's own option lists where it has them, else the board's
-//! defaults), the `A..B[:STEP]` ranges people type, and the three plans — every pair
+//! voltages (from the miner's own option lists where it has them, else the options its
+//! board is documented with, around its current and its stock settings), the `A..B[:STEP]` ranges people type, and the three plans — every pair
 //! (`grid`), the benchmark scripts' climb, and an undervolt at a held frequency
 //! (`efficiency`) — as a planner that picks the next pair from the outcomes so far.
 
@@ -99,12 +99,18 @@ pub struct Axis<'a> {
     pub span: Option<Span>,
     /// The miner's option list (`/api/system/asic`, v2.7+).
     pub options: Option<&'a [f64]>,
+    /// The options its board is documented with: the default candidates where the miner
+    /// lists none (firmware before v2.7). Not a limit on `--freq` / `--voltage`.
+    pub board_options: Option<&'a [f64]>,
     /// The miner's current value (where an `efficiency` plan holds or starts).
     pub current: f64,
+    /// The board's stock value: without a span the candidates reach around it as well as
+    /// around the current value, so a sweep always measures the stock setting too.
+    pub board_default: Option<f64>,
     /// The step used where there is neither a list nor a `:STEP`.
     pub default_step: f64,
-    /// Without a span: how far below and above the current value the listed options are
-    /// taken (a full option list would sweep the GammaDuo's 350 MHz on a Gamma).
+    /// Without a span: how far below and above the current (and stock) value the listed
+    /// options are taken (a full option list would sweep the GammaDuo's 350 MHz on a Gamma).
     pub default_reach: (f64, f64),
     pub allow_unlisted: bool,
     /// `MHz` or `mV`, for messages.
@@ -123,20 +129,21 @@ impl Axis<'_> {
             }
             (Some(span), Some(options)) => options.iter().copied().filter(|v| span.contains(*v)).collect(),
             (Some(span), None) => span.stepped(self.default_step),
-            (None, Some(options)) => {
-                let (below, above) = self.default_reach;
-                let near: Vec<f64> = options
-                    .iter()
-                    .copied()
-                    .filter(|v| *v >= self.current - below && *v <= self.current + above)
-                    .collect();
-                if near.is_empty() {
-                    options.to_vec()
-                } else {
-                    near
+            (None, options) => match options.or(self.board_options) {
+                Some(options) => {
+                    let (below, above) = self.default_reach;
+                    let stock = self.board_default.unwrap_or(self.current);
+                    let (low, high) = (self.current.min(stock) - below, self.current.max(stock) + above);
+                    let near: Vec<f64> = options.iter().copied().filter(|v| *v >= low && *v <= high).collect();
+                    if near.is_empty() {
+                        options.to_vec()
+                    } else {
+                        near
+                    }
                 }
-            }
-            (None, None) => vec![self.current],
+                // An unknown board on firmware without a list: nothing to go by.
+                None => vec![self.current],
+            },
         };
         values.sort_by(f64::total_cmp);
         values.dedup_by(|a, b| (*a - *b).abs() < 1e-6);
@@ -363,7 +370,9 @@ mod tests {
         Axis {
             span: span.map(|s| Span::parse(s).unwrap()),
             options,
+            board_options: None,
             current: 525.0,
+            board_default: None,
             default_step: 25.0,
             default_reach: (75.0, 100.0),
             allow_unlisted,
@@ -391,6 +400,43 @@ mod tests {
             vec![490.0, 525.0, 550.0, 600.0, 625.0],
             "around the current 525 MHz"
         );
+    }
+
+    #[test]
+    fn without_a_list_of_the_miners_the_boards_options_around_current_and_stock_are_the_candidates() {
+        let board = [400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0, 550.0, 575.0, 600.0];
+        let old_max = Axis {
+            board_options: Some(&board),
+            current: 425.0,
+            board_default: Some(425.0),
+            ..axis(None, None, false)
+        };
+        assert_eq!(
+            old_max.values().unwrap(),
+            vec![400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0]
+        );
+        // Overclocked by hand: the stock 425 MHz stays a candidate.
+        let overclocked = Axis {
+            current: 575.0,
+            ..old_max.clone()
+        };
+        assert_eq!(
+            overclocked.values().unwrap(),
+            vec![400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0, 550.0, 575.0, 600.0]
+        );
+        // The board's list suggests; a span off it needs no --allow-unlisted.
+        let typed = Axis {
+            span: Some(Span::parse("410..430:20").unwrap()),
+            ..old_max.clone()
+        };
+        assert_eq!(typed.values().unwrap(), vec![410.0, 430.0]);
+        // An unknown board without a list: only what it runs.
+        let unknown = Axis {
+            board_options: None,
+            board_default: None,
+            ..old_max
+        };
+        assert_eq!(unknown.values().unwrap(), vec![425.0]);
     }
 
     #[test]

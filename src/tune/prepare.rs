@@ -8,6 +8,7 @@ use crate::axeos::sample::Sample;
 use crate::axeos::window::SettingsWindow;
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{MinerAddress, TuneSettings};
+use crate::tune::board::{board_defaults, board_facts, BoardDefaults};
 use crate::tune::limits::Limits;
 use crate::tune::plan::{smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MIN_FREQUENCY_STEP_MHZ};
 use crate::tune::sweep::SweepSpec;
@@ -55,9 +56,16 @@ pub async fn prepare(
             "{name}: the miner does not report its frequency and core voltage; nothing to start from"
         ));
     };
+    let board = board_facts(&first).and_then(|b| board_defaults(b.family));
     let lists = match fixed {
         Some(lists) => lists,
-        None => candidate_lists(name, spec, options.as_ref(), (current_frequency, current_voltage))?,
+        None => candidate_lists(
+            name,
+            spec,
+            options.as_ref(),
+            board.as_ref(),
+            (current_frequency, current_voltage),
+        )?,
     };
     let firmware = first.identity.firmware.as_deref();
     if !stores_fractional_mhz(firmware) {
@@ -105,17 +113,21 @@ pub async fn prepare(
     })
 }
 
-/// The candidate frequencies and voltages for a miner now on `current`.
+/// The candidate frequencies and voltages for a miner now on `current`: the miner's own
+/// option lists, else its board's (`board`), near the current and the stock settings.
 fn candidate_lists(
     name: &str,
     spec: &SweepSpec,
     options: Option<&(Vec<f64>, Vec<f64>)>,
+    board: Option<&BoardDefaults>,
     current: (f64, f64),
 ) -> Result<PlanLists, String> {
     let frequencies = Axis {
         span: spec.freq,
         options: options.map(|o| o.0.as_slice()),
+        board_options: board.map(|b| b.frequency_options),
         current: current.0,
+        board_default: board.map(|b| b.default_mhz),
         default_step: MIN_FREQUENCY_STEP_MHZ,
         default_reach: (75.0, 100.0),
         allow_unlisted: spec.allow_unlisted,
@@ -124,12 +136,16 @@ fn candidate_lists(
     }
     .values()
     .map_err(|e| format!("{name}: {e}"))?;
-    // An undervolt sweep never starts above the voltage the miner runs, unless asked to.
-    let reach_above = if spec.plan == PlanKind::Efficiency { 0.0 } else { 100.0 };
+    // An undervolt sweep never starts above the voltage the miner runs, unless asked to
+    // (so not at a higher stock voltage either).
+    let undervolt = spec.plan == PlanKind::Efficiency;
+    let reach_above = if undervolt { 0.0 } else { 100.0 };
     let voltages: Vec<f64> = Axis {
         span: spec.voltage,
         options: options.map(|o| o.1.as_slice()),
+        board_options: board.map(|b| b.voltage_options),
         current: current.1,
+        board_default: board.map(|b| b.default_mv).filter(|_| !undervolt),
         default_step: DEFAULT_VOLTAGE_STEP_MV,
         default_reach: (100.0, reach_above),
         allow_unlisted: spec.allow_unlisted,
@@ -180,4 +196,61 @@ pub(crate) fn patch_for(pair: (f64, f64)) -> SettingsPatch {
 /// Firmware before v2.2.0 takes clock settings only at boot.
 pub fn needs_restart(firmware: Option<&str>) -> bool {
     firmware_version(firmware).is_some_and(|v| v < (2, 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Metric;
+    use crate::tune::sweep::Then;
+
+    fn spec(plan: PlanKind) -> SweepSpec {
+        SweepSpec {
+            devices: vec!["max".into()],
+            plan,
+            freq: None,
+            voltage: None,
+            metric: Metric::Efficiency,
+            dwell_minutes: 5.0,
+            max_dwell_minutes: 20.0,
+            warmup_minutes: 10.0,
+            then: Then::Best,
+            allow_unlisted: false,
+            allow_small_steps: false,
+            force: false,
+            max_parallel: 1,
+        }
+    }
+
+    #[test]
+    fn firmware_without_option_lists_sweeps_the_boards_documented_options() {
+        // A Max on v2.0 (no /api/system/asic), running its stock 425 MHz / 1400 mV.
+        let max = board_defaults("Max");
+        let lists = candidate_lists("max", &spec(PlanKind::Grid), None, max.as_ref(), (425.0, 1400.0)).unwrap();
+        assert_eq!(lists.frequencies, vec![400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0]);
+        assert_eq!(lists.voltages, vec![1300.0, 1350.0, 1400.0, 1450.0, 1500.0]);
+        // Undervolting from 1400 mV: nothing above it.
+        let lists = candidate_lists("max", &spec(PlanKind::Efficiency), None, max.as_ref(), (425.0, 1400.0)).unwrap();
+        assert_eq!(lists.voltages, vec![1300.0, 1350.0, 1400.0]);
+        // A Supra someone left at 550 MHz / 1250 mV: the stock 490 / 1166 is tried as well.
+        let supra = board_defaults("Supra");
+        let lists = candidate_lists("supra", &spec(PlanKind::Grid), None, supra.as_ref(), (550.0, 1250.0)).unwrap();
+        assert!(lists.frequencies.contains(&490.0), "{lists:?}");
+        assert!(lists.voltages.contains(&1166.0), "{lists:?}");
+        assert_eq!(lists.frequencies.last(), Some(&575.0));
+        // The miner's own lists win over the board's.
+        let listed = (vec![425.0, 450.0], vec![1350.0, 1400.0]);
+        let lists = candidate_lists(
+            "max",
+            &spec(PlanKind::Grid),
+            Some(&listed),
+            max.as_ref(),
+            (425.0, 1400.0),
+        )
+        .unwrap();
+        assert_eq!((lists.frequencies, lists.voltages), listed);
+        // Neither a list nor a known board: only the current settings.
+        let lists = candidate_lists("odd", &spec(PlanKind::Grid), None, None, (425.0, 1400.0)).unwrap();
+        assert_eq!((lists.frequencies, lists.voltages), (vec![425.0], vec![1400.0]));
+    }
 }
