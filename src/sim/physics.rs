@@ -506,7 +506,10 @@ mod tests {
             let found = counts(true, difficulty);
             let mean = found.iter().sum::<f64>() / found.len() as f64;
             let variance = found.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / found.len() as f64;
-            assert!((0.85..1.15).contains(&(variance / mean)), "mean {mean}, variance {variance}");
+            assert!(
+                (0.85..1.15).contains(&(variance / mean)),
+                "mean {mean}, variance {variance}"
+            );
         }
         let even = counts(false, 100.0);
         assert!(even.iter().all(|c| (1.0..=3.0).contains(c)), "{even:?}");
