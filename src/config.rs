@@ -982,8 +982,9 @@ pub struct NewDevice {
     pub note: String,
 }
 
-/// A YAML double-quoted scalar: any name or address a miner sent stays one string.
-fn yaml_quoted(text: &str) -> String {
+/// A YAML double-quoted scalar: any name, address or path stays one string, whatever it
+/// holds (the config writers of `demo`, `simulate --write-config` and `discover --add-to`).
+pub fn yaml_quoted(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {

@@ -747,3 +747,75 @@ async fn the_fleet_api_serves_the_snapshot_with_the_same_numbers_and_names_intac
     assert!(gone["last_error"].as_str().unwrap().contains("connect"), "{gone:#}");
     sims.shutdown().await;
 }
+
+/// The demo's promise: within minutes `analyze optimize` compares real configurations of
+/// the swept miner (its sweep judges a step a minute; this waits for three).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demos_sweep_gives_analyze_several_configurations_to_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let demo_config = dir.path().join("bitaxe-demo/config.yaml");
+    let optimize = || {
+        let output = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&demo_config)
+            .args([
+                "analyze",
+                "optimize",
+                "--metric",
+                "efficiency",
+                "--device",
+                "gamma",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default()
+    };
+    let started = Instant::now();
+    let ranked = loop {
+        let found = optimize();
+        let ranked: Vec<(f64, f64)> = found[0]["ranked"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| Some((r["frequency_mhz"].as_f64()?, r["joules_per_terahash"].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ranked.len() >= 3 {
+            break ranked;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(420),
+            "after {:?} optimize ranks {} configurations of gamma: {found:#}",
+            started.elapsed(),
+            ranked.len()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    eprintln!(
+        "demo: {} configurations ranked after {:?}: {ranked:?}",
+        ranked.len(),
+        started.elapsed()
+    );
+    let frequencies: std::collections::BTreeSet<u64> = ranked.iter().map(|(f, _)| *f as u64).collect();
+    assert!(frequencies.len() >= 3, "{ranked:?}");
+    assert!(
+        ranked.windows(2).all(|w| w[0].1 <= w[1].1),
+        "best J/TH first: {ranked:?}"
+    );
+    std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

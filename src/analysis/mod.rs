@@ -310,7 +310,8 @@ pub fn optimize(rows: Vec<ConfigRow>, metric: Metric, max_temp_c: f64) -> Vec<Re
 // ---------------------------------------------------------------------------------------
 // Rendering
 
-fn opt(value: Option<f64>, decimals: usize) -> String {
+/// A value with `decimals` places, or `-` when absent.
+pub fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
 }
 
@@ -324,51 +325,6 @@ pub fn duration_text(seconds: f64) -> String {
     } else {
         format!("{seconds:.0}s")
     }
-}
-
-/// compare-configs as a table that keeps to 80 columns (long names wrap, never cut).
-pub fn configs_table(rows: &[ConfigRow]) -> String {
-    use crate::cli::table::{label, number, text};
-    if rows.is_empty() {
-        return "(no samples in this range)\n".into();
-    }
-    let columns = [
-        text("DEVICE"),
-        label("MHZ/MV"),
-        number("GH/S ±95%"),
-        number("%EXP"),
-        number("J/TH"),
-        number("P95°C"),
-        number("MAX°C"),
-        number("STEADY"),
-        text("NOTE"),
-    ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let hashrate = match (r.mean_hashrate_ghs, r.hashrate_ci95_ghs) {
-                (Some(m), Some(ci)) => format!("{m:.1} ±{ci:.1}"),
-                (Some(m), None) => format!("{m:.1}"),
-                _ => "-".into(),
-            };
-            vec![
-                r.device.clone(),
-                r.short_label(),
-                hashrate,
-                opt(r.percent_of_expected, 1),
-                opt(r.joules_per_terahash, 2),
-                opt(r.asic_temp_p95_c, 1),
-                opt(r.asic_temp_max_c, 1),
-                duration_text(r.steady_seconds),
-                if r.enough_data {
-                    String::new()
-                } else {
-                    "few data".into()
-                },
-            ]
-        })
-        .collect();
-    crate::cli::table::render(&columns, &cells)
 }
 
 /// The CSV columns of compare-configs, with units.
@@ -525,27 +481,6 @@ mod tests {
         // A lower temperature limit rejects more.
         let strict = optimize(rows, Metric::Efficiency, 59.0).remove(0);
         assert_eq!(strict.ranked.len(), 1);
-    }
-
-    #[test]
-    fn table_fits_80_columns() {
-        let mut long = row(562.5, 123_456.7, 99.0, 17.0, 60.0, false);
-        long.device = "a-very-long-device-name".into();
-        long.hashrate_ci95_ghs = Some(12_345.6);
-        let table = configs_table(&[long, row(525.0, 1070.0, 99.5, 17.1, 60.0, true)]);
-        for line in table.lines() {
-            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
-        }
-        // The name wraps whole within its column; it is never cut to look like another.
-        let width = table.lines().next().unwrap().find("MHZ/MV").unwrap();
-        let name: String = table
-            .lines()
-            .skip(1)
-            .take(3)
-            .map(|l| l.get(..width).unwrap_or(l).trim())
-            .collect();
-        assert_eq!(name, "a-very-long-device-name", "{table}");
-        assert!(table.contains("few data"));
     }
 
     #[test]

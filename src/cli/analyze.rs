@@ -9,7 +9,7 @@ use super::session::ListFormat;
 use super::settings::{known_device, ledger_failure, parse_time_arg, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::export::ExportFormat;
-use crate::analysis::{self, Metric, Query};
+use crate::analysis::{self, ConfigRow, Metric, Query};
 use crate::axeos::printable;
 use crate::ledger::sessions::SessionError;
 use crate::ledger::Ledger;
@@ -169,7 +169,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
             match format {
                 TableFormat::Table => {
-                    let mut text = analysis::configs_table(&rows);
+                    let mut text = configs_table(&rows);
                     text.push_str(&protection_events(&ledger, &rows, &query)?);
                     emit(&text)?;
                 }
@@ -280,4 +280,102 @@ fn protection_events(ledger: &Ledger, rows: &[analysis::ConfigRow], query: &Quer
         }
     }
     Ok(text)
+}
+
+/// compare-configs as a table that keeps to 80 columns (long names wrap, never cut).
+pub(crate) fn configs_table(rows: &[ConfigRow]) -> String {
+    use super::table::{label, number, text};
+    use analysis::{duration_text, opt};
+    if rows.is_empty() {
+        return "(no samples in this range)\n".into();
+    }
+    let columns = [
+        text("DEVICE"),
+        label("MHZ/MV"),
+        number("GH/S ±95%"),
+        number("%EXP"),
+        number("J/TH"),
+        number("P95°C"),
+        number("MAX°C"),
+        number("STEADY"),
+        text("NOTE"),
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let hashrate = match (r.mean_hashrate_ghs, r.hashrate_ci95_ghs) {
+                (Some(m), Some(ci)) => format!("{m:.1} ±{ci:.1}"),
+                (Some(m), None) => format!("{m:.1}"),
+                _ => "-".into(),
+            };
+            vec![
+                r.device.clone(),
+                r.short_label(),
+                hashrate,
+                opt(r.percent_of_expected, 1),
+                opt(r.joules_per_terahash, 2),
+                opt(r.asic_temp_p95_c, 1),
+                opt(r.asic_temp_max_c, 1),
+                duration_text(r.steady_seconds),
+                if r.enough_data {
+                    String::new()
+                } else {
+                    "few data".into()
+                },
+            ]
+        })
+        .collect();
+    super::table::render(&columns, &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(freq: f64, hashrate: f64, percent: f64, jth: f64, p95: f64, enough: bool) -> ConfigRow {
+        ConfigRow {
+            device: "gamma".into(),
+            frequency_mhz: Some(freq),
+            core_voltage_mv: Some(1150.0),
+            samples: 100,
+            steady_samples: if enough { 80 } else { 3 },
+            steady_seconds: if enough { 2400.0 } else { 90.0 },
+            mean_hashrate_ghs: Some(hashrate),
+            hashrate_ci95_ghs: Some(2.0),
+            median_hashrate_ghs: Some(hashrate),
+            percent_of_expected: Some(percent),
+            joules_per_terahash: Some(jth),
+            gigahashes_per_watt: Some(1000.0 / jth),
+            asic_temp_mean_c: Some(p95 - 1.0),
+            asic_temp_p95_c: Some(p95),
+            asic_temp_max_c: Some(p95 + 0.5),
+            vr_temp_max_c: None,
+            reject_percent: Some(0.1),
+            error_percent: Some(0.5),
+            enough_data: enough,
+            first_seen: 0.0,
+            last_seen: 1.0,
+        }
+    }
+
+    #[test]
+    fn table_fits_80_columns() {
+        let mut long = row(562.5, 123_456.7, 99.0, 17.0, 60.0, false);
+        long.device = "a-very-long-device-name".into();
+        long.hashrate_ci95_ghs = Some(12_345.6);
+        let table = configs_table(&[long, row(525.0, 1070.0, 99.5, 17.1, 60.0, true)]);
+        for line in table.lines() {
+            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+        }
+        // The name wraps whole within its column; it is never cut to look like another.
+        let width = table.lines().next().unwrap().find("MHZ/MV").unwrap();
+        let name: String = table
+            .lines()
+            .skip(1)
+            .take(3)
+            .map(|l| l.get(..width).unwrap_or(l).trim())
+            .collect();
+        assert_eq!(name, "a-very-long-device-name", "{table}");
+        assert!(table.contains("few data"));
+    }
 }

@@ -347,8 +347,8 @@ fn demo_config_yaml(config: &Config) -> String {
     for d in &config.devices {
         yaml.push_str(&format!(
             "  - name: {}\n    ip: {}\n",
-            yaml_string(&d.name),
-            yaml_string(&d.address.to_string())
+            config::yaml_quoted(&d.name),
+            config::yaml_quoted(&d.address.to_string())
         ));
     }
     let database = config
@@ -359,22 +359,17 @@ fn demo_config_yaml(config: &Config) -> String {
     // Where the demo listens, so `top --config bitaxe-demo/config.yaml` finds it.
     yaml.push_str(&format!(
         "server:\n  listen: {}\n",
-        yaml_string(&config.listen.to_string())
+        config::yaml_quoted(&config.listen.to_string())
     ));
     yaml.push_str(&format!(
         "logging:\n  poll_interval: {}\n  database_path: {}\nanalysis:\n  warmup_minutes: {}\ntune:\n  sample_interval: {}\n  confidence_percent: {}\n",
         config.poll_interval.as_secs_f64(),
-        yaml_string(&database.display().to_string()),
+        config::yaml_quoted(&database.display().to_string()),
         config.warmup.as_secs_f64() / 60.0,
         config.tune.sample_interval.as_secs_f64(),
         config.tune.confidence_percent
     ));
     yaml
-}
-
-/// A double-quoted YAML scalar (a JSON string is one), whatever the text holds.
-fn yaml_string(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
 }
 
 fn parse_indexed<T>(
@@ -446,8 +441,8 @@ pub fn simulation_config_yaml(addresses: &[SocketAddr], poll_interval: f64) -> S
     for (i, address) in addresses.iter().enumerate() {
         yaml.push_str(&format!(
             "  - name: {}\n    ip: {}\n",
-            yaml_string(&format!("sim-{i:04}")),
-            yaml_string(&address.to_string())
+            config::yaml_quoted(&format!("sim-{i:04}")),
+            config::yaml_quoted(&address.to_string())
         ));
     }
     yaml.push_str(&format!("logging:\n  poll_interval: {poll_interval}\n"));

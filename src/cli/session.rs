@@ -13,7 +13,7 @@ use crate::analysis::{self, Query};
 use crate::axeos::printable;
 use crate::axeos::window::{CheckedPatch, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
-use crate::ledger::sessions::{self, NewSession, SessionError};
+use crate::ledger::sessions::{self, NewSession, SessionError, SessionRow};
 use crate::time;
 
 #[derive(Debug, Subcommand)]
@@ -275,7 +275,7 @@ fn session_list(settings: &LedgerSettings, device: Option<&str>, format: ListFor
     };
     let sessions = ledger.sessions(device_id).map_err(ledger_failure)?;
     match format {
-        ListFormat::Table => emit(&sessions::table(&sessions))?,
+        ListFormat::Table => emit(&sessions_table(&sessions))?,
         ListFormat::Json => print_json(&sessions)?,
     }
     Ok(())
@@ -329,7 +329,7 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
                 let _ = writeln!(text, "  end notes: {}", printable(&shown.end_notes));
             }
             text.push('\n');
-            text.push_str(&analysis::configs_table(&rows));
+            text.push_str(&super::analyze::configs_table(&rows));
             if !events.is_empty() {
                 text.push_str("\nevents:\n");
                 for (t, _, detail) in &events {
@@ -340,4 +340,39 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
         }
     }
     Ok(())
+}
+
+/// Sessions as an 80-column table.
+fn sessions_table(sessions: &[SessionRow]) -> String {
+    use super::table::{label, number, text};
+    if sessions.is_empty() {
+        return "(no sessions)\n".into();
+    }
+    let columns = [
+        number("ID"),
+        text("DEVICE"),
+        label("STARTED (UTC)"),
+        label("ENDED"),
+        label("TARGET"),
+        text("NOTES"),
+    ];
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            let notes = match (s.notes.as_str(), s.end_notes.as_str()) {
+                (a, "") => a.to_string(),
+                ("", b) => b.to_string(),
+                (a, b) => format!("{a} / {b}"),
+            };
+            vec![
+                s.id.to_string(),
+                s.device.clone(),
+                time::format_short(s.started_at),
+                s.ended_at.map_or("open".into(), time::format_short),
+                s.target(),
+                crate::axeos::printable(&notes).into_owned(),
+            ]
+        })
+        .collect();
+    super::table::render(&columns, &rows)
 }

@@ -246,38 +246,3 @@ pub(super) fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Resul
     let rows = stmt.query_map([device_id], from_row)?;
     rows.collect()
 }
-
-/// Sessions as an 80-column table.
-pub fn table(sessions: &[SessionRow]) -> String {
-    use crate::cli::table::{label, number, text};
-    if sessions.is_empty() {
-        return "(no sessions)\n".into();
-    }
-    let columns = [
-        number("ID"),
-        text("DEVICE"),
-        label("STARTED (UTC)"),
-        label("ENDED"),
-        label("TARGET"),
-        text("NOTES"),
-    ];
-    let rows: Vec<Vec<String>> = sessions
-        .iter()
-        .map(|s| {
-            let notes = match (s.notes.as_str(), s.end_notes.as_str()) {
-                (a, "") => a.to_string(),
-                ("", b) => b.to_string(),
-                (a, b) => format!("{a} / {b}"),
-            };
-            vec![
-                s.id.to_string(),
-                s.device.clone(),
-                time::format_short(s.started_at),
-                s.ended_at.map_or("open".into(), time::format_short),
-                s.target(),
-                crate::axeos::printable(&notes).into_owned(),
-            ]
-        })
-        .collect();
-    crate::cli::table::render(&columns, &rows)
-}
