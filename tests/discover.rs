@@ -61,30 +61,30 @@ async fn lan() -> (SimFleet, u16, tokio::task::JoinHandle<()>) {
     (sims, base, web)
 }
 
-fn run(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    cli(config, args)
+/// `discover` reads no config file (it refuses `--config`): the command alone.
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::support::BIN)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scan_finds_exactly_the_miners_with_their_models_and_firmware() {
     let (sims, base, web) = lan().await;
     let ports = format!("{base}-{}", base + 6);
-    let dir = tempfile::tempdir().unwrap();
-    let output = run(
-        &dir.path().join("none.yaml"),
-        &[
-            "discover",
-            "--no-mdns",
-            "--subnet",
-            "127.0.0.1/32",
-            "--port",
-            &ports,
-            "--timeout",
-            "2",
-            "--format",
-            "json",
-        ],
-    );
+    let output = run(&[
+        "discover",
+        "--no-mdns",
+        "--subnet",
+        "127.0.0.1/32",
+        "--port",
+        &ports,
+        "--timeout",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let found: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(found.len(), 5, "{found:#?}");
@@ -114,23 +114,20 @@ async fn a_scan_finds_exactly_the_miners_with_their_models_and_firmware() {
         assert_eq!(sims.writes(i), 0);
     }
     // The table names them too; a public subnet is refused with the reason.
-    let table = run(
-        &dir.path().join("none.yaml"),
-        &[
-            "discover",
-            "--no-mdns",
-            "--subnet",
-            "127.0.0.1",
-            "--port",
-            &ports,
-            "--timeout",
-            "2",
-        ],
-    );
+    let table = run(&[
+        "discover",
+        "--no-mdns",
+        "--subnet",
+        "127.0.0.1",
+        "--port",
+        &ports,
+        "--timeout",
+        "2",
+    ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("5 miner(s) found"), "{text}");
     assert_eq!(text.matches("127.0.0.1:").count(), 5, "{text}");
-    let public = run(&dir.path().join("none.yaml"), &["discover", "--subnet", "8.8.8.0/24"]);
+    let public = run(&["discover", "--subnet", "8.8.8.0/24"]);
     assert_eq!(public.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&public.stderr).contains("--allow-public"));
     web.abort();
@@ -161,7 +158,7 @@ async fn add_to_keeps_the_config_as_it_was_adds_the_new_miners_once_and_checks_t
     let mut with_config: Vec<&str> = args.to_vec();
     let config_arg = config.to_str().unwrap().to_string();
     with_config.push(&config_arg);
-    let first = run(&config, &with_config);
+    let first = run(&with_config);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let edited = std::fs::read_to_string(&config).unwrap();
     // What was there is there, in order, comments included; the four new miners follow.
@@ -184,12 +181,12 @@ async fn add_to_keeps_the_config_as_it_was_adds_the_new_miners_once_and_checks_t
         std::fs::read_to_string(dir.path().join("config.yaml.bak")).unwrap(),
         original
     );
-    let check = run(&config, &["check-config"]);
+    let check = cli(&config, &["check-config"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).contains("5 device(s)"));
 
     // A second run adds nothing.
-    let second = run(&config, &with_config);
+    let second = run(&with_config);
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("nothing to add"));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
@@ -279,13 +276,9 @@ async fn a_miner_announced_over_mdns_is_found_without_a_subnet_scan() {
     )
     .unwrap();
     responder.register(service).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let mut last = None;
     for _ in 0..3 {
-        let output = run(
-            &dir.path().join("none.yaml"),
-            &["discover", "--mdns-only", "--mdns-wait", "4", "--format", "json"],
-        );
+        let output = run(&["discover", "--mdns-only", "--mdns-wait", "4", "--format", "json"]);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let found: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
         if found

@@ -13,6 +13,7 @@ pub mod table;
 mod top;
 mod tune;
 mod tune_plot;
+mod tune_progress;
 
 pub use daemon::{demo_fleet, simulation_config_yaml, simulation_specs};
 pub use output::error_text;
