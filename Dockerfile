@@ -29,5 +29,8 @@ WORKDIR /etc/bitaxe-exporter/data
 EXPOSE 9842
 # Healthy while /healthz answers "ok" (bash's /dev/tcp: the slim image has no curl).
 HEALTHCHECK --interval=30s --timeout=5s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9842 && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^ok' <&3"]
-ENTRYPOINT ["bitaxe-exporter", "--config", "/etc/bitaxe-exporter/config.yaml"]
+# The config by environment, not --config: commands that read none (discover, simulate)
+# run too (`docker run --rm --network host IMAGE discover`).
+ENV BITAXE_EXPORTER_CONFIG=/etc/bitaxe-exporter/config.yaml
+ENTRYPOINT ["bitaxe-exporter"]
 CMD ["serve"]

@@ -491,3 +491,43 @@ async fn pause_where_the_firmware_can_and_a_restore_clears_the_old_firmwares_lat
     );
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protective_step_down_on_firmware_before_2_2_restarts_the_miner_to_apply_it() {
+    // A v2.0 Max in a warm room: 72 °C, above the 70 °C shutdown threshold and below the
+    // firmware's own 75 °C trip. Firmware before v2.2 stores new clock settings and runs
+    // them only after a restart.
+    let mut max = MinerSpec::new(Board::Max, Dialect::V2_0, 420);
+    max.ambient_celsius = 47.0;
+    max.time_scale = 60.0;
+    let sims = SimFleet::start(&[max], None).await.unwrap();
+    let exporter = InProcess::start_with(
+        &[("old-max".to_string(), sims.addresses()[0])],
+        1.0,
+        "safety:\n  protective_action: step_down\n",
+    )
+    .await;
+    exporter
+        .wait_for(Duration::from_secs(40), "the step down", |e| {
+            e.find(
+                "bitaxe_protective_actions_total",
+                &[("device", "old-max"), ("action", "step_down"), ("result", "applied")],
+            )
+            .iter()
+            .any(|s| s.value == 1.0)
+        })
+        .await;
+    assert_eq!(sims.restarts(0), 1, "the settings were stored but never run");
+    let (f, v, _) = sims.clock_and_temperature(0).unwrap();
+    assert!(f < 425.0 && v < 1400.0, "{f} MHz / {v} mV");
+    let mut exporter = exporter;
+    let database = exporter.database_path();
+    exporter.stop().await;
+    let detail: String = crate::support::sql(&database)
+        .query_row("SELECT detail FROM events WHERE kind = 'protective_action'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(detail.contains("restarted to apply"), "{detail}");
+    sims.shutdown().await;
+}

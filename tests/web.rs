@@ -192,6 +192,14 @@ async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fi
         ),
         Duration::from_secs(20),
     );
+    // A miner that answers but does not mine gets its reason beside its state.
+    sims.set_fault(1, Fault::Paused);
+    browser.wait_for(
+        &format!(
+            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'supra-b' && tr.cells[{state}].querySelector('.badge.problem') && tr.cells[{state}].textContent.includes('paused'))"
+        ),
+        Duration::from_secs(15),
+    );
     assert_eq!(browser.eval("window.stillTheSamePage"), true, "the page was reloaded");
     browser.screenshot(&shots.join("fleet.png"), false);
 

@@ -443,6 +443,11 @@ impl WireInfo {
 
 /// (major, minor) of a firmware version string such as `v2.10.1`; `None` for a build
 /// that names no version (`esp-miner-dev`).
+/// Firmware before v2.2.0 takes clock settings only at boot (a `PATCH` is stored, not run).
+pub fn needs_restart(firmware: Option<&str>) -> bool {
+    firmware.and_then(firmware_version).is_some_and(|v| v < (2, 2))
+}
+
 pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
     let numbers: Vec<u32> = firmware
         .trim()

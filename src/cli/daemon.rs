@@ -343,7 +343,7 @@ const DEMO_WARMUP: Duration = Duration::from_secs(15);
 /// the demo's folder, beside the ledger it names.
 fn demo_config_yaml(config: &Config) -> String {
     let mut yaml =
-        String::from("# Written by `bitaxe-exporter demo` (simulated miners on ephemeral ports).\ndevices:\n");
+        String::from("# Written by `bitaxe-exporter demo` to analyse its ledger (and for `top` to find it). The\n# miners' ports lived as long as that demo: `serve` with this file polls nothing.\ndevices:\n");
     for d in &config.devices {
         yaml.push_str(&format!(
             "  - name: {}\n    ip: {}\n",

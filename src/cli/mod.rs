@@ -174,7 +174,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     };
     let named_config = cli.config.clone();
     let config_path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    if let Some(path) = &named_config {
+    // A config named by BITAXE_EXPORTER_CONFIG (as the Docker image names it) is the
+    // default for the commands that read one; only one typed with --config on a command
+    // that reads none is a mistake worth stopping for.
+    let from_environment =
+        std::env::var_os("BITAXE_EXPORTER_CONFIG").is_some_and(|v| Some(PathBuf::from(v)) == named_config);
+    if let (Some(path), false) = (&named_config, from_environment) {
         let ignored = match &cli.command {
             Command::Demo(_) | Command::Simulate(_) => Some("`demo` and `simulate` do not read a configuration file"),
             Command::Discover(_) => {

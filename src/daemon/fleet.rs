@@ -103,7 +103,10 @@ impl Fleet {
             .map(|d| DeviceSlot {
                 name: d.name.clone(),
                 address: d.address.clone(),
-                state: Mutex::new(DeviceState::default()),
+                state: Mutex::new(DeviceState {
+                    protective: zero_protective_counts(config.protection),
+                    ..DeviceState::default()
+                }),
                 sparkline: Mutex::new(Sparkline::default()),
                 moved_to: Mutex::new(None),
             })
@@ -373,6 +376,23 @@ impl Fleet {
     pub fn summary(&self) -> FleetSummary {
         FleetSummary::of(&self.views())
     }
+}
+
+/// The protective-action counters a configured action can raise, at 0 from the start, so
+/// an alert sees its first increase (a counter born at 1 has no increase to see).
+fn zero_protective_counts(protection: crate::config::Protection) -> BTreeMap<(&'static str, &'static str), u64> {
+    if protection.action == crate::config::ProtectiveAction::None {
+        return BTreeMap::new();
+    }
+    let results: &[&'static str] = if protection.dry_run {
+        &["dry_run"]
+    } else {
+        &["applied", "failed"]
+    };
+    results
+        .iter()
+        .map(|result| ((protection.action.as_str(), *result), 0))
+        .collect()
 }
 
 /// A poisoned lock only means a panic elsewhere while holding it; the state is plain data

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::sample::{format_label_number, needs_restart, Sample};
 use crate::axeos::window::{chip_options, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{MinerAddress, Protection, ProtectiveAction, Thresholds};
@@ -239,7 +239,20 @@ pub async fn execute(
             if let Err(e) = sent {
                 return failed(e.to_string());
             }
-            match client.system_info(address).await {
+            // Before v2.2 the settings are stored, not run, until the miner restarts: what it
+            // would read back now is not what it runs.
+            let restarted = needs_restart(sample.identity.firmware.as_deref());
+            if restarted {
+                if let Err(e) = client.restart(address).await {
+                    return failed(format!("cannot restart it to apply them: {e}"));
+                }
+            }
+            let answer = if restarted {
+                back_after_restart(client, address).await
+            } else {
+                client.system_info(address).await
+            };
+            match answer {
                 Ok(read) if latched && read.overheat == Some(true) => {
                     failed("the miner still reports overheat_mode 1".into())
                 }
@@ -247,7 +260,12 @@ pub async fn execute(
                     if read.frequency_mhz.is_some_and(|x| (x - f).abs() < 0.01)
                         && read.core_voltage_mv.is_some_and(|x| (x - v).abs() < 0.5) =>
                 {
-                    let cleared = if latched { ", overheat latch cleared" } else { "" };
+                    let cleared = match (latched, restarted) {
+                        (true, true) => ", overheat latch cleared, restarted to apply",
+                        (true, false) => ", overheat latch cleared",
+                        (false, true) => ", restarted to apply",
+                        (false, false) => "",
+                    };
                     Outcome {
                         action,
                         result: "applied",
@@ -261,6 +279,23 @@ pub async fn execute(
                 )),
                 Err(e) => failed(format!("cannot read it back: {e}")),
             }
+        }
+    }
+}
+
+/// How long a miner restarted to apply settings may take to answer again.
+const RESTART_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The miner's reading once it answers again after a restart (the old firmware takes a
+/// few seconds to boot).
+async fn back_after_restart(client: &AxeOsClient, address: &MinerAddress) -> Result<Sample, crate::axeos::PollError> {
+    let deadline = Instant::now() + RESTART_PATIENCE;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    loop {
+        match client.system_info(address).await {
+            Ok(sample) => return Ok(sample),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
         }
     }
 }

@@ -79,6 +79,8 @@ pub enum LedgerError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("{path}: its -wal file holds samples not yet in the ledger, and SQLite cannot open them here (no -shm, and none can be created); copy the ledger with its -wal to a writable folder and analyse the copy")]
+    UnreadableWal { path: PathBuf },
     #[error("cannot start the ledger writer thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("{path}: schema {found} needs an upgrade to {SCHEMA_VERSION}, and the file cannot be written: {source}")]
@@ -144,9 +146,12 @@ impl Ledger {
     pub fn open_existing(path: &Path) -> Result<Ledger> {
         require_file(path)?;
         Self::open_existing_file(path).map_err(|e| match e {
-            // The file is there (checked above): what cannot be opened or written is the
-            // file, its folder (for the `-wal` / `-shm`) or the filesystem.
-            LedgerError::Sqlite { path, source } if is_read_only_or_cannot_open(&source) => {
+            // The file is there and readable: what cannot be opened or written is the file,
+            // its folder (for the `-wal` / `-shm`) or the filesystem. (Not readable, or out
+            // of descriptors, stays SQLite's own message.)
+            LedgerError::Sqlite { path, source }
+                if is_read_only_or_cannot_open(&source) && std::fs::File::open(&path).is_ok() =>
+            {
                 LedgerError::NotWritable { path, source }
             }
             e => e,
@@ -192,6 +197,14 @@ impl Ledger {
             // its `-wal` file in place, and cannot write a read-only filesystem).
             Err(e) if e.is_read_only() || e.is_cannot_open() => {
                 drop(ledger);
+                // Immutable mode ignores a `-wal`: one that holds pages (a copy taken while
+                // a daemon ran) would silently hide its latest samples.
+                let [_, wal, ..] = ledger_files(path);
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    return Err(LedgerError::UnreadableWal {
+                        path: path.to_path_buf(),
+                    });
+                }
                 let ledger = Self::connect_immutable(path)?;
                 let found = ledger.schema_version()?;
                 (ledger, found)
@@ -209,7 +222,9 @@ impl Ledger {
         }
         drop(ledger);
         Self::open_existing(path).map_err(|e| match e {
-            LedgerError::Sqlite { path, source } => LedgerError::ReadOnlyUpgrade { path, found, source },
+            LedgerError::Sqlite { path, source } | LedgerError::NotWritable { path, source } => {
+                LedgerError::ReadOnlyUpgrade { path, found, source }
+            }
             e => e,
         })
     }

@@ -135,8 +135,11 @@ impl Axis<'_> {
                     let stock = self.board_default.unwrap_or(self.current);
                     let (low, high) = (self.current.min(stock) - below, self.current.max(stock) + above);
                     let near: Vec<f64> = options.iter().copied().filter(|v| *v >= low && *v <= high).collect();
+                    // Nothing listed near what it runs (a miner left at 50 MHz / 1000 mV by
+                    // old firmware's overheat latch): never jump across the list to its
+                    // far end; the current value alone, and --freq / --voltage to say more.
                     if near.is_empty() {
-                        options.to_vec()
+                        vec![self.current]
                     } else {
                         near
                     }
@@ -434,9 +437,20 @@ mod tests {
         let unknown = Axis {
             board_options: None,
             board_default: None,
-            ..old_max
+            ..old_max.clone()
         };
         assert_eq!(unknown.values().unwrap(), vec![425.0]);
+        // Nothing listed near what it runs (an undervolt from 1000 mV, the list starting at
+        // 1100): never the list's far end, only the current value.
+        let volts = [1100.0, 1200.0, 1300.0, 1400.0, 1500.0];
+        let latched = Axis {
+            board_options: Some(&volts),
+            current: 1000.0,
+            board_default: None,
+            default_reach: (100.0, 0.0),
+            ..old_max
+        };
+        assert_eq!(latched.values().unwrap(), vec![1000.0]);
     }
 
     #[test]

@@ -193,10 +193,7 @@ pub(crate) fn patch_for(pair: (f64, f64)) -> SettingsPatch {
     }
 }
 
-/// Firmware before v2.2.0 takes clock settings only at boot.
-pub fn needs_restart(firmware: Option<&str>) -> bool {
-    firmware_version(firmware).is_some_and(|v| v < (2, 2))
-}
+pub use crate::axeos::sample::needs_restart;
 
 #[cfg(test)]
 mod tests {

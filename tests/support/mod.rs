@@ -663,3 +663,27 @@ pub fn sql(path: &Path) -> rusqlite::Connection {
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn
 }
+
+/// A child process killed when the test ends, however it ends (a failed assertion would
+/// otherwise leave a `demo` running).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
