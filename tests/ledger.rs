@@ -507,6 +507,19 @@ fn rollup_rows(path: &Path) -> Vec<Vec<Option<f64>>> {
     rows.collect::<rusqlite::Result<_>>().unwrap()
 }
 
+/// The same rows, every sum equal to rounding.
+fn assert_same_rollups(found: &[Vec<Option<f64>>], expected: &[Vec<Option<f64>>]) {
+    assert_eq!(found.len(), expected.len());
+    for (a, b) in found.iter().zip(expected) {
+        for (x, y) in a.iter().zip(b) {
+            match (x, y) {
+                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{a:?} vs {b:?}"),
+                (x, y) => assert_eq!(x, y, "{a:?} vs {b:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older_daemon() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,13 +554,30 @@ fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older
     assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
     drop(ledger);
     let backfilled = rollup_rows(&path);
-    assert_eq!(backfilled.len(), kept_by_writer.len());
-    for (a, b) in backfilled.iter().zip(&kept_by_writer) {
-        for (x, y) in a.iter().zip(b) {
-            match (x, y) {
-                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{a:?} vs {b:?}"),
-                (x, y) => assert_eq!(x, y, "{a:?} vs {b:?}"),
-            }
-        }
-    }
+    assert_same_rollups(&backfilled, &kept_by_writer);
+}
+
+#[test]
+fn rollup_sums_a_crash_kept_in_memory_are_rebuilt_from_the_samples_when_the_ledger_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut records = three_hours();
+    records.extend((0..50).map(|i| ("other", 100.0 + i as f64 * 30.0, S::new(490.0, 1100.0))));
+    write_all(&path, 0.0, records);
+    let complete = rollup_rows(&path);
+    assert!(complete.len() >= 5);
+    // What a SIGKILL leaves when the writer held the latest sums in memory: the last hour
+    // of each device missing, the one before it short of samples.
+    crate::support::sql(&path)
+        .execute_batch(
+            "DELETE FROM sample_hours WHERE (device_id, hour) IN
+                 (SELECT device_id, max(hour) FROM sample_hours GROUP BY device_id);
+             UPDATE sample_hours SET samples = samples - 3, hashrate_sum = hashrate_sum / 2
+                 WHERE (device_id, hour) IN (SELECT device_id, max(hour) FROM sample_hours GROUP BY device_id);",
+        )
+        .unwrap();
+    assert_ne!(rollup_rows(&path), complete);
+    // The next writer to open it (serve or tune) puts them right before it writes.
+    Writer::start(&path, rules(0.0)).unwrap().finish();
+    assert_same_rollups(&rollup_rows(&path), &complete);
 }

@@ -289,7 +289,11 @@ impl Fleet {
             && state.verdict.as_ref().is_some_and(Verdict::healthy)
             && tracked.temp_level == crate::daemon::events::TempLevel::Normal
         {
-            state.last_good = Some(sample.clock_config());
+            // The tracked clock is this sample's: copied only when it changed (no two
+            // label strings built per poll).
+            if state.last_good.as_ref() != tracked.clock.as_ref() {
+                state.last_good = tracked.clock.clone();
+            }
         }
         state.tracked = tracked;
         state.sample = Some(sample);

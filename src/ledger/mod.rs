@@ -413,6 +413,18 @@ impl Ledger {
     }
 
     /// Starts a write transaction that takes the write lock at once (no upgrade deadlocks).
+    /// See [`rollup::rebuild_recent`]: run by a writer each time it opens the ledger.
+    pub(crate) fn rebuild_recent_rollups(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.write()?;
+        rollup::rebuild_recent(&tx).map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+
     fn write(&mut self) -> Result<Transaction<'_>> {
         let path = self.path.clone();
         self.conn

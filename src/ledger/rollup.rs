@@ -85,6 +85,32 @@ pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
     ))
 }
 
+/// Rebuilds every device's latest rolled-up hours from its samples: from the hour before
+/// its latest `sample_hours` row (or from its first sample when it has none). The writer
+/// keeps up to [`crate::ledger::writer`]'s rollup interval of sums in memory, so a crash
+/// can leave the latest one or two hours short of their newest samples; this puts them
+/// right, from the samples that were committed, each time a writer opens the ledger.
+pub(crate) fn rebuild_recent(tx: &Transaction) -> rusqlite::Result<()> {
+    let devices: Vec<(i64, Option<f64>)> = {
+        let mut stmt =
+            tx.prepare("SELECT d.id, (SELECT max(hour) FROM sample_hours h WHERE h.device_id = d.id) FROM devices d")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut delete = tx.prepare("DELETE FROM sample_hours WHERE device_id = ?1 AND hour >= ?2")?;
+    let mut insert = tx.prepare(&format!(
+        "INSERT INTO sample_hours SELECT device_id, CAST(t / 3600 AS INTEGER) * 3600.0, {}
+         FROM samples WHERE device_id = ?1 AND t >= ?2 GROUP BY CAST(t / 3600 AS INTEGER)",
+        sample_aggregates()
+    ))?;
+    for (device_id, latest) in devices {
+        let from = latest.map_or(f64::NEG_INFINITY, |hour| hour - ROLLUP_SECONDS);
+        delete.execute(params![device_id, from])?;
+        insert.execute(params![device_id, from])?;
+    }
+    Ok(())
+}
+
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
     let mut columns = vec!["device_id".to_string(), "hour".into(), "samples".into()];
     let mut updates = vec!["samples = samples + excluded.samples".to_string()];
@@ -122,6 +148,19 @@ struct Partial {
 }
 
 impl Partial {
+    fn merge(&mut self, other: &Partial) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     fn add(&mut self, value: Option<f64>) {
         if let Some(v) = value {
             self.n += 1;
@@ -143,7 +182,7 @@ struct HourPartial {
 /// The rollup changes of one write transaction, summed in memory and written once per
 /// device and hour when the transaction commits (one upsert per hour touched, not one per
 /// sample).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RollupBatch {
     hours: std::collections::HashMap<(i64, i64), HourPartial>,
 }
@@ -163,6 +202,19 @@ impl RollupBatch {
                 partial.eff_power += power;
                 partial.eff_hashrate += hashrate;
             }
+        }
+    }
+
+    /// Adds another batch's sums (a committed transaction's, kept until the next write).
+    pub(crate) fn absorb(&mut self, other: RollupBatch) {
+        for (key, theirs) in other.hours {
+            let ours = self.hours.entry(key).or_default();
+            ours.samples += theirs.samples;
+            for (mine, other) in ours.readings.iter_mut().zip(theirs.readings.iter()) {
+                mine.merge(other);
+            }
+            ours.eff_power += theirs.eff_power;
+            ours.eff_hashrate += theirs.eff_hashrate;
         }
     }
 

@@ -230,11 +230,20 @@ fn writer_cache_kib(devices: usize) -> u32 {
 }
 
 fn open_for_writing(path: &Path, cache_kib: u32) -> Result<Ledger, LedgerError> {
-    let ledger = Ledger::open(path)?;
+    let mut ledger = Ledger::open(path)?;
     ledger.set_busy_timeout(WRITER_BUSY_TIMEOUT)?;
     ledger.set_cache_kib(cache_kib)?;
+    // Sums a previous writer held in memory when it stopped (a crash, a SIGKILL) are
+    // rebuilt from the samples it committed.
+    ledger.rebuild_recent_rollups()?;
     Ok(ledger)
 }
+
+/// How long the hourly rollups' sums stay in memory before they are written: one upsert
+/// per device and hour per interval instead of one per sample (at 10,000 miners the
+/// per-transaction upserts cost 7 µs a poll). What a crash loses of them is rebuilt from
+/// the samples when the ledger is next opened for writing.
+const ROLLUP_WRITE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the writer remembers of a device between records.
 #[derive(Debug)]
@@ -264,6 +273,9 @@ struct WriterState {
     configured: HashSet<String>,
     /// SQLite's page cache, KiB, set again whenever the file is reopened.
     cache_kib: u32,
+    /// Rollup sums of committed samples not yet written, and when they are due.
+    rollups: RollupBatch,
+    rollups_due: Instant,
 }
 
 /// Polls in a row a new MAC must be seen at a name before it is believed to be another
@@ -351,6 +363,8 @@ impl WriterState {
             conflicts_logged: HashSet::new(),
             configured: HashSet::new(),
             cache_kib: writer_cache_kib(0),
+            rollups: RollupBatch::default(),
+            rollups_due: Instant::now() + ROLLUP_WRITE_INTERVAL,
         }
     }
 
@@ -462,6 +476,8 @@ impl WriterState {
         // `-wal` / `-shm` at the path, so they are never mistaken for the new file's.
         self.ledger = None;
         self.forget();
+        // Held sums name the old file's devices; the new file's are rebuilt as it opens.
+        self.rollups = RollupBatch::default();
         let ledger = open_for_writing(&self.path, self.cache_kib)?;
         if !self.lock.holds(&self.path) {
             // The new file needs the lock too; if another daemon took it meanwhile, this one
@@ -499,6 +515,7 @@ impl WriterState {
         let configured = &self.configured;
         let tx = ledger.write()?;
         let mut touched = HashSet::new();
+        // This transaction's rollup sums: kept only if it commits.
         let mut rollups = RollupBatch::default();
         let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
         for record in records {
@@ -558,8 +575,22 @@ impl WriterState {
                 }
             }
         }
-        rollups.flush(&tx).map_err(wrap)?;
+        // The held sums are written with this transaction when due, and forgotten only
+        // once it commits (a failed one is retried whole, its samples' sums with it).
+        let write_rollups = closing || Instant::now() >= self.rollups_due;
+        if write_rollups {
+            let mut all = self.rollups.clone();
+            all.absorb(rollups);
+            all.flush(&tx).map_err(wrap)?;
+            rollups = RollupBatch::default();
+        }
         tx.commit().map_err(wrap)?;
+        if write_rollups {
+            self.rollups = RollupBatch::default();
+            self.rollups_due = Instant::now() + ROLLUP_WRITE_INTERVAL;
+        } else {
+            self.rollups.absorb(rollups);
+        }
         stats.samples_written.fetch_add(samples, Ordering::Relaxed);
         stats.events_written.fetch_add(events, Ordering::Relaxed);
         if behind > 0 {
