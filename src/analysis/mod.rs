@@ -424,35 +424,40 @@ pub fn recommendations_text(recommendations: &[Recommendation]) -> String {
     out
 }
 
+/// A compare-configs row for unit tests: a Gamma at `freq` MHz / 1150 mV with these
+/// figures, with enough steady data or not.
+#[cfg(test)]
+pub(crate) fn test_row(freq: f64, hashrate: f64, percent: f64, jth: f64, p95: f64, enough: bool) -> ConfigRow {
+    ConfigRow {
+        device: "gamma".into(),
+        frequency_mhz: Some(freq),
+        core_voltage_mv: Some(1150.0),
+        samples: 100,
+        steady_samples: if enough { 80 } else { 3 },
+        steady_seconds: if enough { 2400.0 } else { 90.0 },
+        mean_hashrate_ghs: Some(hashrate),
+        hashrate_ci95_ghs: Some(2.0),
+        median_hashrate_ghs: Some(hashrate),
+        percent_of_expected: Some(percent),
+        joules_per_terahash: Some(jth),
+        gigahashes_per_watt: Some(1000.0 / jth),
+        asic_temp_mean_c: Some(p95 - 1.0),
+        asic_temp_p95_c: Some(p95),
+        asic_temp_max_c: Some(p95 + 0.5),
+        vr_temp_max_c: None,
+        reject_percent: Some(0.1),
+        error_percent: Some(0.5),
+        enough_data: enough,
+        first_seen: 0.0,
+        last_seen: 1.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(freq: f64, hashrate: f64, percent: f64, jth: f64, p95: f64, enough: bool) -> ConfigRow {
-        ConfigRow {
-            device: "gamma".into(),
-            frequency_mhz: Some(freq),
-            core_voltage_mv: Some(1150.0),
-            samples: 100,
-            steady_samples: if enough { 80 } else { 3 },
-            steady_seconds: if enough { 2400.0 } else { 90.0 },
-            mean_hashrate_ghs: Some(hashrate),
-            hashrate_ci95_ghs: Some(2.0),
-            median_hashrate_ghs: Some(hashrate),
-            percent_of_expected: Some(percent),
-            joules_per_terahash: Some(jth),
-            gigahashes_per_watt: Some(1000.0 / jth),
-            asic_temp_mean_c: Some(p95 - 1.0),
-            asic_temp_p95_c: Some(p95),
-            asic_temp_max_c: Some(p95 + 0.5),
-            vr_temp_max_c: None,
-            reject_percent: Some(0.1),
-            error_percent: Some(0.5),
-            enough_data: enough,
-            first_seen: 0.0,
-            last_seen: 1.0,
-        }
-    }
+    use test_row as row;
 
     #[test]
     fn the_gate_and_each_ranking() {

@@ -892,21 +892,7 @@ mod tests {
 
     #[test]
     fn the_ranked_table_puts_the_best_first_and_says_why_each_other_configuration_lost() {
-        let spec = SweepSpec {
-            devices: vec!["gamma".into()],
-            plan: PlanKind::Grid,
-            freq: None,
-            voltage: None,
-            metric: Metric::Efficiency,
-            dwell_minutes: 5.0,
-            max_dwell_minutes: 20.0,
-            warmup_minutes: 10.0,
-            then: Then::Best,
-            allow_unlisted: false,
-            allow_small_steps: false,
-            force: false,
-            max_parallel: 1,
-        };
+        let spec = SweepSpec::for_test("gamma", PlanKind::Grid);
         let report = DeviceReport {
             device: "gamma".into(),
             original_frequency_mhz: Some(525.0),

@@ -198,25 +198,9 @@ pub use crate::axeos::sample::needs_restart;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::Metric;
-    use crate::tune::sweep::Then;
 
     fn spec(plan: PlanKind) -> SweepSpec {
-        SweepSpec {
-            devices: vec!["max".into()],
-            plan,
-            freq: None,
-            voltage: None,
-            metric: Metric::Efficiency,
-            dwell_minutes: 5.0,
-            max_dwell_minutes: 20.0,
-            warmup_minutes: 10.0,
-            then: Then::Best,
-            allow_unlisted: false,
-            allow_small_steps: false,
-            force: false,
-            max_parallel: 1,
-        }
+        SweepSpec::for_test("max", plan)
     }
 
     #[test]

@@ -657,6 +657,28 @@ pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
         .map(|(s, _)| s)
 }
 
+/// A one-device sweep with the usual settings, for unit tests.
+#[cfg(test)]
+impl SweepSpec {
+    pub(crate) fn for_test(device: &str, plan: crate::tune::plan::PlanKind) -> SweepSpec {
+        SweepSpec {
+            devices: vec![device.into()],
+            plan,
+            freq: None,
+            voltage: None,
+            metric: crate::analysis::Metric::Efficiency,
+            dwell_minutes: 5.0,
+            max_dwell_minutes: 20.0,
+            warmup_minutes: 10.0,
+            then: Then::Best,
+            allow_unlisted: false,
+            allow_small_steps: false,
+            force: false,
+            max_parallel: 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
