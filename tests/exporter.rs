@@ -443,19 +443,24 @@ async fn sigterm_exits_zero_within_a_few_seconds_even_with_a_poll_in_flight() {
     sims.shutdown().await;
 }
 
+/// `demo` on a port the system picks, in `dir`, killed when the test ends.
+fn demo_in(dir: &std::path::Path, stdout: std::process::Stdio) -> crate::support::KillOnDrop {
+    crate::support::KillOnDrop(
+        std::process::Command::new(BIN)
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(stdout)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_a_mixed_fleet_with_no_configuration() {
     let dir = tempfile::tempdir().unwrap();
     // Port 0: the demo prints the port the system gave it.
-    let mut child = crate::support::KillOnDrop(
-        std::process::Command::new(BIN)
-            .args(["demo", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = demo_in(dir.path(), std::process::Stdio::piped());
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut out = String::new();
     let port: u16 = loop {
@@ -755,15 +760,7 @@ async fn the_fleet_api_serves_the_snapshot_with_the_same_numbers_and_names_intac
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demos_sweep_gives_analyze_several_configurations_to_compare() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::support::KillOnDrop(
-        std::process::Command::new(BIN)
-            .args(["demo", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = demo_in(dir.path(), std::process::Stdio::null());
     let demo_config = dir.path().join("bitaxe-demo/config.yaml");
     let optimize = || {
         let output = std::process::Command::new(BIN)

@@ -258,18 +258,47 @@ async fn an_overheat_that_replaces_the_configuration_is_named_with_both_and_the_
     sims.shutdown().await;
 }
 
+/// A Gamma at 600 MHz / 1200 mV on `dialect` in a room at `ambient` °C (40 °C puts it at
+/// 71 °C: above the 70 °C shutdown threshold, below the firmware's own 75 °C trip), its
+/// time sped up 60 times so it heats and cools in seconds.
+fn warm_gamma(dialect: Dialect, seed: u64, ambient: f64) -> MinerSpec {
+    let mut spec = MinerSpec::new(Board::Gamma, dialect, seed);
+    spec.frequency_mhz = Some(600.0);
+    spec.core_voltage_mv = Some(1200);
+    spec.time_scale = 60.0;
+    spec.ambient_celsius = ambient;
+    spec
+}
+
+/// Waits until 600/1200 is `device`'s last good configuration, heats simulated miner
+/// `index` until the firmware's protection trips, then lets the room cool.
+async fn overheat_after_a_good_run(exporter: &InProcess, sims: &SimFleet, index: usize, device: &str) {
+    exporter
+        .wait_for(Duration::from_secs(15), "600/1200 known good", |e| {
+            e.value(
+                "bitaxe_last_good_config_info",
+                &[
+                    ("device", device),
+                    ("frequency_mhz", "600"),
+                    ("core_voltage_mv", "1200"),
+                ],
+            ) == Some(1.0)
+        })
+        .await;
+    sims.set_ambient(index, 80.0);
+    exporter
+        .wait_for(Duration::from_secs(20), "the overheat", |e| {
+            problems(e, device).contains(&"overheat".to_string())
+        })
+        .await;
+    assert_eq!(sims.writes(index), 0, "nothing is sent while it is hot");
+    sims.set_ambient(index, 20.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothing() {
-    // Four Gammas at 600 MHz / 1200 mV; the first three in a warm room (71 °C, above the
-    // 70 °C shutdown threshold, below the firmware's own 75 °C trip).
-    let gamma = |seed, ambient| {
-        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
-        spec.frequency_mhz = Some(600.0);
-        spec.core_voltage_mv = Some(1200);
-        spec.time_scale = 60.0;
-        spec.ambient_celsius = ambient;
-        spec
-    };
+    // Four Gammas at 600 MHz / 1200 mV; the first three in a warm room (71 °C).
+    let gamma = |seed, ambient| warm_gamma(Dialect::V2_15, seed, ambient);
     let sims = SimFleet::start(
         &[gamma(400, 40.0), gamma(401, 40.0), gamma(402, 40.0), gamma(403, 25.0)],
         None,
@@ -344,26 +373,7 @@ async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothi
 
     // restore_last_good: after the firmware's protection dropped the settings, and only
     // once the miner has cooled.
-    restore
-        .wait_for(Duration::from_secs(15), "600/1200 known good", |e| {
-            e.value(
-                "bitaxe_last_good_config_info",
-                &[
-                    ("device", "restore"),
-                    ("frequency_mhz", "600"),
-                    ("core_voltage_mv", "1200"),
-                ],
-            ) == Some(1.0)
-        })
-        .await;
-    sims.set_ambient(3, 80.0);
-    restore
-        .wait_for(Duration::from_secs(20), "the overheat", |e| {
-            problems(e, "restore").contains(&"overheat".to_string())
-        })
-        .await;
-    assert_eq!(sims.writes(3), 0, "nothing is sent while it is hot");
-    sims.set_ambient(3, 20.0);
+    overheat_after_a_good_run(&restore, &sims, 3, "restore").await;
     restore
         .wait_for(Duration::from_secs(30), "the restore", |e| {
             actions(e, "restore", "applied") == 1.0
@@ -387,14 +397,7 @@ async fn protective_actions_are_opt_in_read_back_logged_and_dry_runs_write_nothi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_where_the_firmware_can_and_a_restore_clears_the_old_firmwares_latch() {
-    let hot = |dialect, seed, ambient| {
-        let mut spec = MinerSpec::new(Board::Gamma, dialect, seed);
-        spec.frequency_mhz = Some(600.0);
-        spec.core_voltage_mv = Some(1200);
-        spec.time_scale = 60.0;
-        spec.ambient_celsius = ambient;
-        spec
-    };
+    let hot = warm_gamma;
     // A v2.15 and a v2.10 Gamma in a warm room (above the 70 °C shutdown threshold, below the
     // firmware's 75 °C trip), and a v2.10 Gamma in a cool one.
     let sims = SimFleet::start(
@@ -448,25 +451,7 @@ async fn pause_where_the_firmware_can_and_a_restore_clears_the_old_firmwares_lat
 
     // v2.10's protection latches at 50 MHz / 1000 mV with mining halted; the restore must
     // clear the latch, or the miner stays stopped on the right settings.
-    restore
-        .wait_for(Duration::from_secs(15), "600/1200 known good", |e| {
-            e.value(
-                "bitaxe_last_good_config_info",
-                &[
-                    ("device", "latched"),
-                    ("frequency_mhz", "600"),
-                    ("core_voltage_mv", "1200"),
-                ],
-            ) == Some(1.0)
-        })
-        .await;
-    sims.set_ambient(2, 80.0);
-    restore
-        .wait_for(Duration::from_secs(20), "the latch", |e| {
-            problems(e, "latched").contains(&"overheat".to_string())
-        })
-        .await;
-    sims.set_ambient(2, 20.0);
+    overheat_after_a_good_run(&restore, &sims, 2, "latched").await;
     let mining_again = restore
         .wait_for(Duration::from_secs(40), "mining again after the restore", |e| {
             !problems(e, "latched").contains(&"overheat".to_string())
