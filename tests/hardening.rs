@@ -1183,3 +1183,32 @@ fn a_ledger_on_a_read_only_filesystem_can_be_analysed() {
         "the session was lost: {listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_refused_by_the_daemon_lock_leaves_the_hourly_rollups_alone() {
+    let sims = simulated_gamma().await;
+    let mut exporter = InProcess::start(&gamma(&sims), 1.0).await;
+    exporter
+        .wait_for(Duration::from_secs(15), "samples in the ledger", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 3.0
+        })
+        .await;
+    // A second writer (a `tune` beside `serve`) is refused: it must not have rebuilt the
+    // rollups from the samples while the daemon still holds their sums in memory.
+    let database = exporter.database_path();
+    let refused = Writer::start(
+        &database,
+        bitaxe_exporter::ledger::writer::SegmentRules::for_poll_interval(Duration::from_secs(1), Duration::ZERO),
+    );
+    assert!(refused.is_err(), "a second writer on a served ledger");
+    exporter.stop().await;
+    let (samples, rolled): (i64, f64) = crate::support::sql(&database)
+        .query_row(
+            "SELECT (SELECT count(*) FROM samples), (SELECT total(samples) FROM sample_hours)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rolled, samples as f64, "rollups count {rolled} samples of {samples}");
+    sims.shutdown().await;
+}

@@ -218,6 +218,10 @@ impl RollupBatch {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.hours.is_empty()
+    }
+
     /// Writes the sums into `sample_hours`.
     pub(crate) fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
         let mut stmt = tx.prepare_cached(&UPSERT)?;

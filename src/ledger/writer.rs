@@ -168,8 +168,9 @@ impl Writer {
             })?;
         }
         let cache_kib = writer_cache_kib(configured.len());
-        let ledger = open_for_writing(path, cache_kib)?;
+        let mut ledger = open_for_writing(path, cache_kib)?;
         let lock = DaemonLock::acquire(path)?;
+        take_over_rollups(&mut ledger, &lock, path)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();
         let stats = Arc::new(LedgerStats::default());
@@ -230,13 +231,18 @@ fn writer_cache_kib(devices: usize) -> u32 {
 }
 
 fn open_for_writing(path: &Path, cache_kib: u32) -> Result<Ledger, LedgerError> {
-    let mut ledger = Ledger::open(path)?;
+    let ledger = Ledger::open(path)?;
     ledger.set_busy_timeout(WRITER_BUSY_TIMEOUT)?;
     ledger.set_cache_kib(cache_kib)?;
-    // Sums a previous writer held in memory when it stopped (a crash, a SIGKILL) are
-    // rebuilt from the samples it committed.
-    ledger.rebuild_recent_rollups()?;
     Ok(ledger)
+}
+
+/// Once this writer holds the daemon lock (never before: a running daemon's own held sums
+/// would then be counted twice): the sums a previous writer held in memory when it stopped
+/// (a crash, a SIGKILL) are rebuilt from the samples it committed.
+fn take_over_rollups(ledger: &mut Ledger, lock: &DaemonLock, path: &Path) -> Result<(), LedgerError> {
+    debug_assert!(lock.holds(path));
+    ledger.rebuild_recent_rollups()
 }
 
 /// How long the hourly rollups' sums stay in memory before they are written: one upsert
@@ -445,8 +451,32 @@ impl WriterState {
                 }
             }
             if closed && pending.is_empty() {
+                self.write_held_rollups();
                 return;
             }
+        }
+    }
+
+    /// At shutdown: the rollup sums still held, in their own transaction when no record
+    /// was left to carry them. If that fails, the next writer rebuilds them.
+    fn write_held_rollups(&mut self) {
+        let Some(ledger) = self.ledger.as_mut() else {
+            return;
+        };
+        if self.rollups.is_empty() {
+            return;
+        }
+        let written = ledger.write().and_then(|tx| {
+            let wrap = |source| LedgerError::Sqlite {
+                path: self.path.clone(),
+                source,
+            };
+            self.rollups.clone().flush(&tx).map_err(wrap)?;
+            tx.commit().map_err(wrap)
+        });
+        match written {
+            Ok(()) => self.rollups = RollupBatch::default(),
+            Err(e) => tracing::warn!("the hourly rollups' last minute is left for the next start to rebuild: {e}"),
         }
     }
 
@@ -478,7 +508,7 @@ impl WriterState {
         self.forget();
         // Held sums name the old file's devices; the new file's are rebuilt as it opens.
         self.rollups = RollupBatch::default();
-        let ledger = open_for_writing(&self.path, self.cache_kib)?;
+        let mut ledger = open_for_writing(&self.path, self.cache_kib)?;
         if !self.lock.holds(&self.path) {
             // The new file needs the lock too; if another daemon took it meanwhile, this one
             // stops writing (its records wait, and are retried) rather than share the file.
@@ -491,6 +521,7 @@ impl WriterState {
                 }
             }
         }
+        take_over_rollups(&mut ledger, &self.lock, &self.path)?;
         self.identity = ledger::file_identity(&self.path);
         self.ledger = Some(ledger);
         Ok(())
