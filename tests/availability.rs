@@ -51,15 +51,6 @@ async fn scrape_until(exporter: &Exporter, deadline: Instant) -> Result<Expositi
     Err(last_error)
 }
 
-fn poll_errors(exposition: &Exposition) -> f64 {
-    exposition
-        .series
-        .iter()
-        .filter(|s| s.name == "bitaxe_poll_errors_total")
-        .map(|s| s.value)
-        .sum()
-}
-
 /// Whether the exporter has closed this connection (EOF or reset), without waiting.
 fn closed_by_peer(stream: &mut TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
@@ -172,12 +163,12 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     );
 
     // Polls keep succeeding: no new poll errors over the next three poll intervals.
-    let errors_before = poll_errors(&reconnected);
+    let errors_before = reconnected.poll_errors();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = scrape_until(&exporter, Instant::now() + Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(poll_errors(&later), errors_before, "polls failed:\n{}", later.text);
+    assert_eq!(later.poll_errors(), errors_before, "polls failed:\n{}", later.text);
     for name in &names {
         assert_eq!(later.up(name), Some(1.0), "{name}:\n{}", later.text);
     }
@@ -372,7 +363,7 @@ async fn a_scrape_storm_on_256_descriptors_turns_the_excess_away_and_every_poll_
             names.iter().all(|n| e.up(n) == Some(1.0))
         })
         .await;
-    let errors_before = poll_errors(&before);
+    let errors_before = before.poll_errors();
 
     // 1,000 scrapes at once, four times the exporter's descriptors: each either gets a whole
     // answer or is closed; none hangs, and the pollers keep their sockets.
@@ -415,7 +406,7 @@ async fn a_scrape_storm_on_256_descriptors_turns_the_excess_away_and_every_poll_
         assert_eq!(after.up(name), Some(1.0), "{name} after the storm");
     }
     assert_eq!(
-        poll_errors(&after),
+        after.poll_errors(),
         errors_before,
         "polls failed during the storm:\n{}",
         after.text

@@ -207,16 +207,7 @@ impl Exporter {
     /// With the process's open-file limit (soft and hard, so the exporter cannot raise it)
     /// set to `nofile`, and its log in [`Exporter::log`] instead of the test's stderr.
     pub fn start_with_nofile(devices: &[(String, SocketAddr)], poll_interval: f64, nofile: u64) -> Exporter {
-        let nofile = Some((nofile, nofile));
-        Self::launch(
-            devices,
-            poll_interval,
-            Launch {
-                nofile,
-                log: Some("warn"),
-                ..Launch::default()
-            },
-        )
+        Self::start_with_nofile_limits(devices, poll_interval, nofile, nofile)
     }
 
     /// With a soft open-file limit below the hard one, as a service manager may start it.
@@ -513,6 +504,15 @@ impl Exposition {
             .iter()
             .filter(|s| s.label("device") == Some(device))
             .collect()
+    }
+
+    /// Failed polls of every device and kind, summed.
+    pub fn poll_errors(&self) -> f64 {
+        self.series
+            .iter()
+            .filter(|s| s.name == "bitaxe_poll_errors_total")
+            .map(|s| s.value)
+            .sum()
     }
 
     pub fn up(&self, device: &str) -> Option<f64> {
