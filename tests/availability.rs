@@ -174,9 +174,11 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     }
 
     // The header timeout closes what the cap did not: every flood connection is gone. The
-    // timeout runs from the accept, and on a loaded machine the last of 400 connections may
-    // be accepted seconds after it was made, so the bound is two timeouts, not one.
-    let settle = flooded_at + 2 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+    // timeout runs from the accept, and at the cap the 400 connections are accepted in
+    // rounds (each newcomer takes an idle one's place), so on a loaded machine the last is
+    // accepted a timeout or two after it was made: the bound is four timeouts (a clean-clone
+    // run of the whole suite once needed more than two).
+    let settle = flooded_at + 4 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
     let mut open_flood: Vec<&mut TcpStream> = flood.iter_mut().collect();
     loop {
         open_flood.retain_mut(|stream| !closed_by_peer(stream));
