@@ -644,7 +644,7 @@ async fn a_refused_or_ignored_patch_a_miner_that_drops_out_and_one_that_overheat
         "{hot:#}"
     );
     for (i, original) in originals.iter().enumerate().take(4) {
-        assert_eq!(bench.clock(i), *original, "miner-{i}");
+        assert_eq!(bench.clock(i), *original, "miner-{i}: {}", text(&output));
     }
     // The limit and the failures elsewhere did not stop the healthy miner's sweep.
     let finished = by_name("miner-4");

@@ -3,6 +3,7 @@
 //! the plausibility windows and escaping of what a miner sends (`untrusted`), and the
 //! window every write passes.
 
+pub mod apply;
 mod client;
 pub mod discover;
 pub mod sample;

@@ -10,6 +10,7 @@ use super::output::{emit, print_json, status_line};
 use super::settings::{known_device, ledger_failure, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::{self, Query};
+use crate::axeos::apply::{self, ApplyError, Write};
 use crate::axeos::printable;
 use crate::axeos::window::{CheckedPatch, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
@@ -135,6 +136,9 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
     sessions::check_none_open(&ledger, &row).map_err(session_failure)?;
 
     let mut mismatch = None;
+    // A session that applies its targets starts when they are sent: the change and its
+    // read-back fall inside it.
+    let mut started_at = time::now_unix();
     if apply {
         if freq.is_none() && voltage.is_none() {
             return Err(Failure::Usage(anyhow::anyhow!("--apply needs --freq and/or --voltage")));
@@ -154,6 +158,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
             frequency: freq,
             core_voltage: voltage,
         };
+        let current = client.system_info(&address).await;
         let checked = if force {
             status_line(&format!(
                 "{device}: --force: sending {} without checking the plausibility window",
@@ -161,9 +166,9 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
             ));
             CheckedPatch::forced(patch)
         } else {
-            let current = client
-                .system_info(&address)
-                .await
+            let current = current
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("cannot read {device} at {address} to check the targets; nothing sent"))?;
             let options = client.asic_options(&address).await.unwrap_or(None);
             let window = SettingsWindow::for_miner(
@@ -174,36 +179,19 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
                 .check(&patch)
                 .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
         };
-        client
-            .patch_settings(&address, &checked)
-            .await
-            .with_context(|| format!("cannot apply the settings to {device} at {address}; no session started"))?;
-        let read_back = client
-            .system_info(&address)
-            .await
-            .with_context(|| format!("applied the settings, but cannot read {device} back; no session started"))?;
-        let mut differences = Vec::new();
-        if let Some(f) = freq {
-            if read_back.frequency_mhz.is_none_or(|got| (got - f).abs() > 0.01) {
-                differences.push(format!(
-                    "frequency {} MHz (asked {f})",
-                    fmt_setting(read_back.frequency_mhz)
-                ));
+        // Firmware before v2.2 runs new settings only after a restart.
+        let restart = current
+            .as_ref()
+            .is_ok_and(|c| crate::axeos::sample::needs_restart(c.identity.firmware.as_deref()));
+        started_at = time::now_unix();
+        match apply::apply(&client, &address, Write::live(&checked, restart), None).await {
+            Ok(_) => {}
+            Err(ApplyError::Mismatch { message, .. }) => mismatch = Some(message),
+            Err(e) => {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "cannot apply the settings to {device} at {address}: {e}; no session started"
+                )))
             }
-        }
-        if let Some(v) = voltage {
-            if read_back
-                .core_voltage_mv
-                .is_none_or(|got| (got - f64::from(v)).abs() > 0.5)
-            {
-                differences.push(format!(
-                    "core voltage {} mV (asked {v})",
-                    fmt_setting(read_back.core_voltage_mv)
-                ));
-            }
-        }
-        if !differences.is_empty() {
-            mismatch = Some(differences.join(", "));
         }
     }
 
@@ -211,7 +199,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         &mut ledger,
         &NewSession {
             device: &row,
-            at: time::now_unix(),
+            at: started_at,
             target_frequency_mhz: freq,
             target_core_voltage_mv: voltage.map(f64::from),
             notes,
@@ -248,10 +236,6 @@ fn patch_text(patch: &SettingsPatch) -> String {
         parts.push(format!("core voltage {v} mV"));
     }
     parts.join(", ")
-}
-
-fn fmt_setting(value: Option<f64>) -> String {
-    value.map_or("unknown".into(), crate::axeos::sample::format_label_number)
 }
 
 fn session_end(settings: &LedgerSettings, device: &str, notes: &str) -> Result<(), Failure> {

@@ -37,6 +37,11 @@ struct DeviceSlot {
     /// Where the miner answers now, when discovery found it away from its configured
     /// address.
     moved_to: Mutex<Option<MinerAddress>>,
+    /// How long ago an earlier run of the daemon acted on this miner (the last hour, from
+    /// the ledger), for the protector's cool-down and cap.
+    past_protective: Mutex<Vec<Duration>>,
+    /// A protective action is being carried out (shutdown waits for it to be recorded).
+    protecting: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -109,6 +114,8 @@ impl Fleet {
                 }),
                 sparkline: Mutex::new(Sparkline::default()),
                 moved_to: Mutex::new(None),
+                past_protective: Mutex::new(Vec::new()),
+                protecting: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Self {
@@ -183,6 +190,32 @@ impl Fleet {
                 line.record(t, hashrate);
             }
         }
+    }
+
+    /// Sets when earlier runs acted on each device (how long ago), from `lookup`.
+    pub fn seed_protective_actions(&self, lookup: impl Fn(&str) -> Vec<Duration>) {
+        for slot in &self.devices {
+            *lock(&slot.past_protective) = lookup(&slot.name);
+        }
+    }
+
+    /// How long ago earlier runs acted on a device (taken once, by its poller).
+    pub fn past_protective_actions(&self, index: usize) -> Vec<Duration> {
+        self.devices
+            .get(index)
+            .map(|slot| std::mem::take(&mut *lock(&slot.past_protective)))
+            .unwrap_or_default()
+    }
+
+    pub fn set_protecting(&self, index: usize, busy: bool) {
+        if let Some(slot) = self.devices.get(index) {
+            slot.protecting.store(busy, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a protective action is being carried out on any device now.
+    pub fn protecting(&self) -> bool {
+        self.devices.iter().any(|slot| slot.protecting.load(Ordering::SeqCst))
     }
 
     /// Counts a protective action's outcome.

@@ -35,6 +35,9 @@ use fleet::Fleet;
 
 /// How long shutdown waits for in-flight polls before abandoning them.
 pub const POLL_GRACE: Duration = Duration::from_millis(1500);
+/// How much longer shutdown waits for a protective write in flight, so what it sent is
+/// logged, counted and in the ledger (its waits for the miner end at the stop).
+pub const PROTECTIVE_GRACE: Duration = Duration::from_secs(6);
 /// How long shutdown waits for open HTTP connections (alongside the polls and the ledger).
 pub const HTTP_GRACE: Duration = Duration::from_secs(3);
 
@@ -87,6 +90,7 @@ pub async fn serve(
         if let Ok(ledger) = Ledger::open_read_only(&ledger_path) {
             fleet_for_seed.seed_last_good(|name| last_good_in_ledger(&ledger, name, warning));
             fleet_for_seed.seed_sparklines(|name| last_hour_in_ledger(&ledger, name));
+            fleet_for_seed.seed_protective_actions(|name| protective_actions_in_ledger(&ledger, name));
         }
     })
     .await;
@@ -117,7 +121,7 @@ pub async fn serve(
         server::HEADER_TIMEOUT
     );
     let app = http::router(
-        fleet,
+        fleet.clone(),
         Some(writer.stats.clone()),
         Some(http_stats.clone()),
         Some(config.database_path.clone()),
@@ -135,15 +139,13 @@ pub async fn serve(
     // The polls and the ledger on one side, the HTTP connections on the other, wind down
     // at the same time: the whole shutdown stays within POLL_GRACE + FINISH_TIMEOUT
     // (under 5 s), well inside Docker's and systemd's stop timeouts.
+    let fleet_at_stop = fleet.clone();
     let polls_and_ledger = async move {
-        let drained = tokio::time::timeout(POLL_GRACE, async {
-            while let Some(result) = pollers.join_next().await {
-                if let Err(e) = result {
-                    tracing::error!("a poller task failed: {e}");
-                }
-            }
-        })
-        .await;
+        let mut drained = tokio::time::timeout(POLL_GRACE, join_pollers(&mut pollers)).await;
+        if drained.is_err() && fleet_at_stop.protecting() {
+            tracing::info!("waiting for a protective action in progress to be recorded");
+            drained = tokio::time::timeout(PROTECTIVE_GRACE, join_pollers(&mut pollers)).await;
+        }
         if drained.is_err() {
             tracing::warn!("some polls were still running after {POLL_GRACE:?}; abandoning them");
             pollers.abort_all();
@@ -166,6 +168,31 @@ pub async fn serve(
     };
     tokio::join!(polls_and_ledger, http);
     Ok(())
+}
+
+async fn join_pollers(pollers: &mut tokio::task::JoinSet<()>) {
+    while let Some(result) = pollers.join_next().await {
+        if let Err(e) = result {
+            tracing::error!("a poller task failed: {e}");
+        }
+    }
+}
+
+/// How long ago the protective actions (applied or dry-run) of the last hour were taken on
+/// a device: a restarted daemon keeps their cool-down and hourly cap.
+fn protective_actions_in_ledger(ledger: &Ledger, name: &str) -> Vec<Duration> {
+    let now = crate::time::now_unix();
+    let Some(device) = ledger.find_device(name).ok().flatten() else {
+        return Vec::new();
+    };
+    let events = ledger.events_between(device.id, now - 3600.0, now).unwrap_or_default();
+    events
+        .iter()
+        .filter(|(_, kind, detail)| {
+            kind == "protective_action" && (detail.contains("(applied)") || detail.contains("(dry_run)"))
+        })
+        .filter_map(|(t, _, _)| Duration::try_from_secs_f64((now - t).max(0.0)).ok())
+        .collect()
 }
 
 /// Logs the one-line fleet summary: soon after start, then every 10 poll intervals

@@ -60,8 +60,10 @@ async fn poll_loop(
     };
     let interval = fleet.poll_interval();
     let mut rng = fastrand::Rng::new();
-    // Opt-in: with `safety.protective_action: none` (the default) it never acts.
+    // Opt-in: with `safety.protective_action: none` (the default) it never acts. The
+    // cool-down and the hourly cap go on from what an earlier run did (the ledger's events).
     let mut protector = Protector::new(fleet.protection());
+    protector.remember(Instant::now(), &fleet.past_protective_actions(index));
     // Spread the first polls uniformly over the start window, so a fleet's first requests
     // do not arrive together.
     let mut next = Instant::now() + start_phase(interval, rng.f64());
@@ -97,8 +99,13 @@ async fn poll_loop(
                 if protector.action() != ProtectiveAction::None {
                     let context = fleet.protector_context(index);
                     if let Some(plan) = protector.consider(Instant::now(), &sample, &context) {
-                        let outcome = protect::execute(&client, &address, &sample, &plan, protector.dry_run()).await;
+                        fleet.set_protecting(index, true);
+                        let outcome =
+                            protect::execute(&client, &address, &sample, &plan, protector.dry_run(), Some(&shutdown))
+                                .await;
+                        protector.record(Instant::now(), &plan, &outcome);
                         fleet.record_protective(index, outcome.action, outcome.result);
+                        fleet.set_protecting(index, false);
                         events.push(DeviceEvent::ProtectiveAction {
                             action: outcome.action,
                             result: outcome.result,

@@ -1,14 +1,19 @@
 //! Opt-in protective action (`safety.protective_action`, default `none`): what the daemon
 //! does to a miner at `safety.max_temp_shutdown`, with hysteresis, a cool-down and an
-//! hourly cap; every write inside the chip's plausibility window, read back, logged, put in
-//! the ledger and counted — or, in a dry run, only logged. Nothing here runs unless the
-//! configuration asks for it.
+//! hourly cap that survive a restart (rebuilt from the ledger's events); a failed action is
+//! retried with a back-off while the miner stays hot, a pause that fails or is ignored
+//! falls back to a step down, and an action that did not cool the miner is repeated after
+//! the cool-down. Every write goes through [`crate::axeos::apply`] (the plausibility
+//! window, read back until it holds), and is logged, put in the ledger and counted — or,
+//! in a dry run, only logged. Nothing here runs unless the configuration asks for it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::axeos::apply::{self, ApplyError, Write};
 use crate::axeos::sample::{format_label_number, needs_restart, Sample};
 use crate::axeos::window::{chip_options, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
@@ -20,6 +25,10 @@ pub const HYSTERESIS_CELSIUS: f64 = 5.0;
 pub const COOL_DOWN: Duration = Duration::from_secs(600);
 /// The most actions on one miner in an hour.
 pub const MAX_PER_HOUR: usize = 3;
+/// The first wait before a failed action is tried again; it doubles up to [`MAX_RETRY_AFTER`].
+pub const RETRY_AFTER: Duration = Duration::from_secs(20);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// What the daemon decided to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,9 +42,21 @@ pub enum Plan {
 #[derive(Debug, Clone)]
 pub struct Protector {
     protection: Protection,
-    /// Cleared by an action, set again below the threshold minus the hysteresis.
+    /// Cleared by an action, set again below the threshold minus the hysteresis (or when
+    /// the miner is still over the threshold once the cool-down has passed).
     armed: bool,
+    /// Actions taken (or dry-run) in the last hour: the cool-down and the cap.
     recent: VecDeque<Instant>,
+    /// After a failed attempt: when to try again.
+    retry: Option<Retry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Retry {
+    at: Instant,
+    failures: u32,
+    /// A pause failed or was ignored: the next attempt steps down instead.
+    step_down_instead: bool,
 }
 
 /// What the fleet knows that a decision needs.
@@ -54,7 +75,24 @@ impl Protector {
             protection,
             armed: true,
             recent: VecDeque::new(),
+            retry: None,
         }
+    }
+
+    /// Remembers actions an earlier run of the daemon took, `ages` ago (from the ledger),
+    /// so a restart neither resets the cool-down nor the hourly cap.
+    pub fn remember(&mut self, now: Instant, ages: &[Duration]) {
+        let mut times: Vec<Instant> = ages
+            .iter()
+            .filter(|age| **age < HOUR)
+            .filter_map(|age| now.checked_sub(*age))
+            .collect();
+        times.sort();
+        if let Some(last) = times.last() {
+            // The miner was acted on: it re-arms as after any action.
+            self.armed = now.duration_since(*last) >= COOL_DOWN;
+        }
+        self.recent.extend(times);
     }
 
     pub fn action(&self) -> ProtectiveAction {
@@ -65,8 +103,8 @@ impl Protector {
         self.protection.dry_run
     }
 
-    /// Decides on a reading taken at `now`; an action taken is counted against the
-    /// cool-down and the hourly cap (a dry run too, so it shows what would really happen).
+    /// Decides on a reading taken at `now`. What the action did must be passed to
+    /// [`Protector::record`].
     pub fn consider(&mut self, now: Instant, sample: &Sample, context: &Context) -> Option<Plan> {
         if self.protection.action == ProtectiveAction::None {
             return None;
@@ -79,42 +117,76 @@ impl Protector {
         if hottest < shutdown - HYSTERESIS_CELSIUS {
             self.armed = true;
         }
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
-        {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
             self.recent.pop_front();
         }
-        let allowed =
-            self.recent.len() < MAX_PER_HOUR && self.recent.back().is_none_or(|t| now.duration_since(*t) >= COOL_DOWN);
-        if !allowed {
-            return None;
-        }
         let current = (sample.frequency_mhz?, sample.core_voltage_mv?);
-        let plan = match self.protection.action {
-            ProtectiveAction::None => None,
-            ProtectiveAction::StepDown if self.armed && hottest >= shutdown => Some(Plan::StepDown),
-            ProtectiveAction::Pause if self.armed && hottest >= shutdown && sample.mining_paused != Some(true) => {
-                Some(Plan::Pause)
-            }
+        let hot = hottest >= shutdown;
+        let restore = match context.last_good {
             // Only once the firmware's protection replaced the configuration and the miner
             // is below the warning threshold again.
-            ProtectiveAction::RestoreLastGood => {
+            Some(good) if context.protection_dropped && !same(good, current) => {
                 let cooled = hottest < context.thresholds.warning_celsius - HYSTERESIS_CELSIUS;
-                match context.last_good {
-                    Some(good) if context.protection_dropped && cooled && !same(good, current) => Some(Plan::Restore {
-                        frequency_mhz: good.0,
-                        core_voltage_mv: good.1,
-                    }),
-                    _ => None,
-                }
+                cooled.then_some(Plan::Restore {
+                    frequency_mhz: good.0,
+                    core_voltage_mv: good.1,
+                })
             }
             _ => None,
-        }?;
-        self.armed = false;
-        self.recent.push_back(now);
+        };
+        let wanted = match self.protection.action {
+            ProtectiveAction::None => None,
+            ProtectiveAction::StepDown => hot.then_some(Plan::StepDown),
+            ProtectiveAction::Pause => (hot && sample.mining_paused != Some(true)).then_some(Plan::Pause),
+            ProtectiveAction::RestoreLastGood => restore,
+        };
+        // A failed attempt is tried again while its reason holds, without waiting for the
+        // cool-down: nothing was done.
+        if let Some(retry) = self.retry {
+            let Some(plan) = wanted else {
+                self.retry = None;
+                return None;
+            };
+            if now < retry.at {
+                return None;
+            }
+            return Some(match plan {
+                Plan::Pause if retry.step_down_instead => Plan::StepDown,
+                plan => plan,
+            });
+        }
+        let last = self.recent.back().copied();
+        let cooled_down = last.is_none_or(|t| now.duration_since(t) >= COOL_DOWN);
+        // Still over the threshold a whole cool-down after an action: it did not help enough.
+        if hot && cooled_down {
+            self.armed = true;
+        }
+        let allowed = self.recent.len() < MAX_PER_HOUR && cooled_down;
+        let plan = wanted?;
+        if !allowed || (!self.armed && !matches!(plan, Plan::Restore { .. })) {
+            return None;
+        }
         Some(plan)
+    }
+
+    /// Takes note of what an action did: a success (or dry run) counts against the
+    /// cool-down and the cap; a failure is retried with a back-off.
+    pub fn record(&mut self, now: Instant, plan: &Plan, outcome: &Outcome) {
+        self.armed = false;
+        if outcome.result == "failed" {
+            let failures = self.retry.map_or(0, |r| r.failures) + 1;
+            let wait = RETRY_AFTER
+                .saturating_mul(1 << (failures - 1).min(8))
+                .min(MAX_RETRY_AFTER);
+            self.retry = Some(Retry {
+                at: now + wait,
+                failures,
+                step_down_instead: matches!(plan, Plan::Pause) || self.retry.is_some_and(|r| r.step_down_instead),
+            });
+        } else {
+            self.retry = None;
+            self.recent.push_back(now);
+        }
     }
 }
 
@@ -123,16 +195,25 @@ fn same(a: (f64, f64), b: (f64, f64)) -> bool {
 }
 
 /// The settings one step below `current`: the next lower listed frequency and voltage (the
-/// miner's lists, else the chip's), else 25 MHz and 20 mV lower.
-pub fn step_below(current: (f64, f64), lists: Option<(&[f64], &[f64])>) -> (f64, f64) {
-    let below = |list: Option<&[f64]>, value: f64, step: f64| {
-        list.and_then(|l| l.iter().copied().filter(|v| *v < value - 1e-6).reduce(f64::max))
-            .unwrap_or(value - step)
+/// miner's lists, else the chip's), never below the lowest listed value (a value already at
+/// or below it stays); without lists, 25 MHz and 20 mV lower, never below `floor`.
+/// `None` when neither can go lower.
+pub fn step_below(current: (f64, f64), lists: Option<(&[f64], &[f64])>, floor: (f64, f64)) -> Option<(f64, f64)> {
+    let below = |list: Option<&[f64]>, value: f64, step: f64, floor: f64| match list.filter(|l| !l.is_empty()) {
+        Some(list) => list
+            .iter()
+            .copied()
+            .filter(|v| *v < value - 1e-6)
+            .reduce(f64::max)
+            .unwrap_or(value),
+        None if value - step >= floor => value - step,
+        None => value.min(floor.max(value - step)),
     };
-    (
-        below(lists.map(|l| l.0), current.0, 25.0),
-        below(lists.map(|l| l.1), current.1, 20.0),
-    )
+    let next = (
+        below(lists.map(|l| l.0), current.0, 25.0, floor.0),
+        below(lists.map(|l| l.1), current.1, 20.0, floor.1),
+    );
+    (next.0 < current.0 - 1e-6 || next.1 < current.1 - 1e-6).then_some(next)
 }
 
 /// What an action did, for the log, the ledger and the counter.
@@ -145,13 +226,15 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// Carries out a plan on a miner (or only describes it, in a dry run).
+/// Carries out a plan on a miner (or only describes it, in a dry run). A `stop` that comes
+/// while it waits for the miner ends the wait; what was sent is still reported.
 pub async fn execute(
     client: &AxeOsClient,
     address: &MinerAddress,
     sample: &Sample,
     plan: &Plan,
     dry_run: bool,
+    stop: Option<&watch::Receiver<bool>>,
 ) -> Outcome {
     let temperature = sample
         .asic_temp_celsius
@@ -161,25 +244,44 @@ pub async fn execute(
         sample.core_voltage_mv.unwrap_or(0.0),
     );
     let pause_supported = firmware_at_least(sample.identity.firmware.as_deref(), (2, 14));
-    let (action, target) = match plan {
-        Plan::Pause if pause_supported => ("pause", None),
+    let window = SettingsWindow::for_miner(sample.identity.asic_model.as_deref(), None);
+    let action = match plan {
+        Plan::Pause => "pause",
+        Plan::StepDown => "step_down",
+        Plan::Restore { .. } => "restore_last_good",
+    };
+    let failed = |what: &str, why: String| Outcome {
+        action,
+        result: "failed",
+        detail: format!("could not {what} at {temperature}: {why}"),
+    };
+    let target = match plan {
+        Plan::Pause if pause_supported => None,
         Plan::StepDown | Plan::Pause => {
             let options = client.asic_options(address).await.ok().flatten();
             let lists = options
                 .as_ref()
                 .map(|(f, v)| (f.as_slice(), v.as_slice()))
                 .or_else(|| sample.identity.asic_model.as_deref().and_then(chip_options));
-            let action = if matches!(plan, Plan::Pause) {
-                "pause"
-            } else {
-                "step_down"
-            };
-            (action, Some(step_below(current, lists)))
+            let floor = (window.frequency_mhz.0, window.core_voltage_mv.0);
+            match step_below(current, lists, floor) {
+                Some(next) => Some(next),
+                None => {
+                    return failed(
+                        "step down",
+                        format!(
+                            "{} MHz / {} mV is already the lowest listed setting",
+                            format_label_number(current.0),
+                            format_label_number(current.1)
+                        ),
+                    )
+                }
+            }
         }
         Plan::Restore {
             frequency_mhz,
             core_voltage_mv,
-        } => ("restore_last_good", Some((*frequency_mhz, *core_voltage_mv))),
+        } => Some((*frequency_mhz, *core_voltage_mv)),
     };
     let what = match target {
         None => "pause mining".to_string(),
@@ -198,104 +300,99 @@ pub async fn execute(
             detail: format!("would {what} at {temperature} (protective_action_dry_run: nothing sent)"),
         };
     }
-    let failed = |why: String| Outcome {
-        action,
-        result: "failed",
-        detail: format!("could not {what} at {temperature}: {why}"),
+    let Some((f, v)) = target else {
+        return pause(client, address, &temperature, stop).await;
     };
-    match target {
-        None => {
-            if let Err(e) = client.pause(address).await {
-                return failed(e.to_string());
+    let patch = SettingsPatch {
+        frequency: Some(f),
+        core_voltage: Some(v.round().clamp(0.0, f64::from(u32::MAX)) as u32),
+    };
+    let checked = match window.check(&patch) {
+        Ok(checked) => checked,
+        Err(e) => return failed(&what, e.to_string()),
+    };
+    // Up to v2.10 the protection latches (overheat_mode stays 1, mining halted) until
+    // cleared: a restore that did not clear it would leave the miner stopped.
+    let latched = matches!(plan, Plan::Restore { .. }) && sample.overheat == Some(true);
+    // Before v2.2 the settings are stored, not run, until the miner restarts.
+    let restart = needs_restart(sample.identity.firmware.as_deref());
+    let write = Write {
+        clear_overheat: latched,
+        ..Write::live(&checked, restart)
+    };
+    match apply::apply(client, address, write, stop).await {
+        Ok(applied) => {
+            let mut notes = Vec::new();
+            if latched {
+                notes.push("overheat latch cleared".to_string());
             }
-            match client.system_info(address).await {
-                Ok(read) if read.mining_paused == Some(true) => Outcome {
-                    action,
-                    result: "applied",
-                    detail: format!("paused mining at {temperature} (read back)"),
-                },
-                Ok(_) => failed("the miner does not report itself paused".into()),
-                Err(e) => failed(format!("cannot read it back: {e}")),
+            if applied.restarted {
+                notes.push("restarted to apply".to_string());
             }
-        }
-        Some((f, v)) => {
-            let window = SettingsWindow::for_miner(sample.identity.asic_model.as_deref(), None);
-            let patch = SettingsPatch {
-                frequency: Some(f),
-                core_voltage: Some(v.round().clamp(0.0, f64::from(u32::MAX)) as u32),
-            };
-            let checked = match window.check(&patch) {
-                Ok(checked) => checked,
-                Err(e) => return failed(e.to_string()),
-            };
-            // Up to v2.10 the protection latches (overheat_mode stays 1, mining halted) until
-            // cleared: a restore that did not clear it would leave the miner stopped.
-            let latched = matches!(plan, Plan::Restore { .. }) && sample.overheat == Some(true);
-            let sent = if latched {
-                client.patch_settings_clearing_overheat(address, &checked).await
-            } else {
-                client.patch_settings(address, &checked).await
-            };
-            if let Err(e) = sent {
-                return failed(e.to_string());
+            if let Some(error) = applied.despite_error {
+                notes.push(format!("the miner answered {error} but runs them"));
             }
-            // Before v2.2 the settings are stored, not run, until the miner restarts: what it
-            // would read back now is not what it runs.
-            let restarted = needs_restart(sample.identity.firmware.as_deref());
-            if restarted {
-                if let Err(e) = client.restart(address).await {
-                    return failed(format!("cannot restart it to apply them: {e}"));
-                }
-            }
-            let answer = if restarted {
-                back_after_restart(client, address).await
-            } else {
-                client.system_info(address).await
-            };
-            match answer {
-                Ok(read) if latched && read.overheat == Some(true) => {
-                    failed("the miner still reports overheat_mode 1".into())
-                }
-                Ok(read)
-                    if read.frequency_mhz.is_some_and(|x| (x - f).abs() < 0.01)
-                        && read.core_voltage_mv.is_some_and(|x| (x - v).abs() < 0.5) =>
-                {
-                    let cleared = match (latched, restarted) {
-                        (true, true) => ", overheat latch cleared, restarted to apply",
-                        (true, false) => ", overheat latch cleared",
-                        (false, true) => ", restarted to apply",
-                        (false, false) => "",
-                    };
-                    Outcome {
-                        action,
-                        result: "applied",
-                        detail: format!("{what} at {temperature} (read back{cleared})"),
-                    }
-                }
-                Ok(read) => failed(format!(
-                    "the miner reports {} MHz / {} mV",
-                    read.frequency_mhz.map_or("?".into(), format_label_number),
-                    read.core_voltage_mv.map_or("?".into(), format_label_number)
-                )),
-                Err(e) => failed(format!("cannot read it back: {e}")),
+            let notes: String = notes.iter().map(|n| format!(", {n}")).collect();
+            Outcome {
+                action,
+                result: "applied",
+                detail: format!("{what} at {temperature} (read back{notes})"),
             }
         }
+        Err(ApplyError::Stopped { sent: true }) => Outcome {
+            action,
+            result: "applied",
+            detail: format!("{what} at {temperature} (sent; the exporter stopped before reading it back)"),
+        },
+        Err(e) => failed(&what, e.to_string()),
     }
 }
 
-/// How long a miner restarted to apply settings may take to answer again.
-const RESTART_PATIENCE: Duration = Duration::from_secs(120);
-
-/// The miner's reading once it answers again after a restart (the old firmware takes a
-/// few seconds to boot).
-async fn back_after_restart(client: &AxeOsClient, address: &MinerAddress) -> Result<Sample, crate::axeos::PollError> {
-    let deadline = Instant::now() + RESTART_PATIENCE;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+/// `POST /api/system/pause`, read back until the miner reports itself paused twice.
+async fn pause(
+    client: &AxeOsClient,
+    address: &MinerAddress,
+    temperature: &str,
+    stop: Option<&watch::Receiver<bool>>,
+) -> Outcome {
+    let failed = |why: String| Outcome {
+        action: "pause",
+        result: "failed",
+        detail: format!("could not pause mining at {temperature}: {why}"),
+    };
+    let answered = client.pause(address).await.err().map(|e| e.to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut paused_reads = 0;
+    let stopped = Outcome {
+        action: "pause",
+        result: if answered.is_some() { "failed" } else { "applied" },
+        detail: format!("pause sent at {temperature}; the exporter stopped before reading it back"),
+    };
     loop {
-        match client.system_info(address).await {
-            Ok(sample) => return Ok(sample),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        let Some(read) = apply::until_stop(client.system_info(address), stop).await else {
+            return stopped;
+        };
+        match read {
+            Ok(read) if read.mining_paused == Some(true) => {
+                paused_reads += 1;
+                if paused_reads >= 2 {
+                    return Outcome {
+                        action: "pause",
+                        result: "applied",
+                        detail: format!("paused mining at {temperature} (read back)"),
+                    };
+                }
+            }
+            Ok(_) | Err(_) => paused_reads = 0,
+        }
+        if Instant::now() >= deadline {
+            return failed(match answered {
+                Some(e) => e,
+                None => "the miner accepted it but does not report itself paused".into(),
+            });
+        }
+        if apply::sleep_or_stop(Duration::from_millis(700), stop).await {
+            return stopped;
         }
     }
 }
@@ -327,58 +424,158 @@ mod tests {
         }
     }
 
+    fn applied(action: &'static str) -> Outcome {
+        Outcome {
+            action,
+            result: "applied",
+            detail: String::new(),
+        }
+    }
+
+    fn failed(action: &'static str) -> Outcome {
+        Outcome {
+            action,
+            result: "failed",
+            detail: String::new(),
+        }
+    }
+
+    fn step_down() -> Protector {
+        Protector::new(Protection {
+            action: ProtectiveAction::StepDown,
+            dry_run: false,
+        })
+    }
+
+    /// Considers a reading and, when an action comes out, records it as `outcome`.
+    fn act(protector: &mut Protector, at: Instant, celsius: f64, outcome: fn(&'static str) -> Outcome) -> Option<Plan> {
+        let plan = protector.consider(at, &hot(celsius), &context(false))?;
+        protector.record(at, &plan, &outcome("step_down"));
+        Some(plan)
+    }
+
     #[test]
-    fn none_never_acts_and_step_down_acts_once_per_crossing_within_the_caps() {
+    fn none_never_acts_and_step_down_repeats_only_after_the_cool_down_within_the_cap() {
         let start = Instant::now();
         let mut none = Protector::new(Protection::default());
         assert_eq!(none.consider(start, &hot(90.0), &context(true)), None);
 
+        let mut protector = step_down();
+        assert_eq!(act(&mut protector, start, 69.9, applied), None);
+        assert_eq!(act(&mut protector, start, 70.0, applied), Some(Plan::StepDown));
+        // Still hot within the cool-down: nothing more yet.
+        assert_eq!(act(&mut protector, start + COOL_DOWN / 2, 71.0, applied), None);
+        // Still hot a whole cool-down later: the step did not help enough, one more.
+        assert_eq!(
+            act(&mut protector, start + COOL_DOWN, 71.0, applied),
+            Some(Plan::StepDown)
+        );
+        // Cooled, then hot again within the cool-down: nothing.
+        assert_eq!(
+            act(&mut protector, start + COOL_DOWN + COOL_DOWN / 2, 60.0, applied),
+            None
+        );
+        assert_eq!(
+            act(
+                &mut protector,
+                start + COOL_DOWN * 2 - Duration::from_secs(1),
+                72.0,
+                applied
+            ),
+            None
+        );
+        // The third in the hour…
+        assert_eq!(
+            act(&mut protector, start + COOL_DOWN * 2, 72.0, applied),
+            Some(Plan::StepDown)
+        );
+        // …and the cap: no fourth until the first is an hour old.
+        assert_eq!(act(&mut protector, start + COOL_DOWN * 3, 72.0, applied), None);
+        assert_eq!(act(&mut protector, start + COOL_DOWN * 5, 72.0, applied), None);
+        assert_eq!(act(&mut protector, start + HOUR, 72.0, applied), Some(Plan::StepDown));
+    }
+
+    #[test]
+    fn a_failed_action_is_retried_with_a_back_off_while_the_miner_stays_hot() {
+        let start = Instant::now();
+        let mut protector = step_down();
+        assert_eq!(act(&mut protector, start, 75.0, failed), Some(Plan::StepDown));
+        assert_eq!(act(&mut protector, start + RETRY_AFTER / 2, 75.0, failed), None);
+        assert_eq!(
+            act(&mut protector, start + RETRY_AFTER, 75.0, failed),
+            Some(Plan::StepDown)
+        );
+        // The second failure waits twice as long.
+        let second = start + RETRY_AFTER;
+        assert_eq!(act(&mut protector, second + RETRY_AFTER, 75.0, failed), None);
+        assert_eq!(
+            act(&mut protector, second + RETRY_AFTER * 2, 75.0, applied),
+            Some(Plan::StepDown)
+        );
+        // Once one worked, the cool-down applies again.
+        let worked = second + RETRY_AFTER * 2;
+        assert_eq!(act(&mut protector, worked + RETRY_AFTER * 4, 75.0, applied), None);
+        // Failures never count against the cap: 14 minutes of failures, then three actions.
+        let mut stubborn = step_down();
+        let mut at = start;
+        let mut attempts = 0;
+        while at < start + Duration::from_secs(14 * 60) {
+            if act(&mut stubborn, at, 75.0, failed).is_some() {
+                attempts += 1;
+            }
+            at += Duration::from_secs(5);
+        }
+        assert!((4..=8).contains(&attempts), "{attempts} attempts in 14 minutes");
+        // A miner that cooled is not retried.
+        let mut cooled = step_down();
+        assert!(act(&mut cooled, start, 75.0, failed).is_some());
+        assert_eq!(act(&mut cooled, start + RETRY_AFTER * 2, 60.0, failed), None);
+        assert_eq!(act(&mut cooled, start + RETRY_AFTER * 3, 61.0, failed), None);
+    }
+
+    #[test]
+    fn a_pause_that_failed_falls_back_to_a_step_down() {
+        let start = Instant::now();
         let mut protector = Protector::new(Protection {
-            action: ProtectiveAction::StepDown,
+            action: ProtectiveAction::Pause,
             dry_run: false,
         });
-        assert_eq!(protector.consider(start, &hot(69.9), &context(false)), None);
+        let plan = protector.consider(start, &hot(75.0), &context(false));
+        assert_eq!(plan, Some(Plan::Pause));
+        protector.record(start, &Plan::Pause, &failed("pause"));
         assert_eq!(
-            protector.consider(start, &hot(70.0), &context(false)),
+            protector.consider(start + RETRY_AFTER, &hot(75.0), &context(false)),
             Some(Plan::StepDown)
         );
-        // Still hot: no second action until it has cooled below 65 °C and the cool-down passed.
-        assert_eq!(
-            protector.consider(start + COOL_DOWN * 2, &hot(71.0), &context(false)),
-            None
+    }
+
+    #[test]
+    fn a_restart_remembers_the_cool_down_and_the_cap_from_the_ledger() {
+        let now = Instant::now() + HOUR * 2;
+        // Acted two minutes ago: still in the cool-down.
+        let mut recent = step_down();
+        recent.remember(now, &[Duration::from_secs(120)]);
+        assert_eq!(act(&mut recent, now, 75.0, applied), None);
+        assert_eq!(act(&mut recent, now + COOL_DOWN, 75.0, applied), Some(Plan::StepDown));
+        // Three in the last hour: the cap holds across the restart.
+        let mut capped = step_down();
+        capped.remember(
+            now,
+            &[
+                Duration::from_secs(3000),
+                Duration::from_secs(2000),
+                Duration::from_secs(1000),
+            ],
         );
+        assert_eq!(act(&mut capped, now, 75.0, applied), None);
         assert_eq!(
-            protector.consider(start + COOL_DOWN * 2, &hot(64.0), &context(false)),
-            None
-        );
-        assert_eq!(
-            protector.consider(start + COOL_DOWN * 2, &hot(70.5), &context(false)),
+            act(&mut capped, now + Duration::from_secs(601), 75.0, applied),
             Some(Plan::StepDown)
         );
-        // Re-armed and hot again within the cool-down: nothing.
-        let _ = protector.consider(start + COOL_DOWN * 2, &hot(60.0), &context(false));
-        assert_eq!(
-            protector.consider(
-                start + COOL_DOWN * 3 - Duration::from_secs(1),
-                &hot(72.0),
-                &context(false)
-            ),
-            None
-        );
-        // The hourly cap: three actions in an hour at most.
-        assert_eq!(
-            protector.consider(start + COOL_DOWN * 4, &hot(72.0), &context(false)),
-            Some(Plan::StepDown)
-        );
-        let _ = protector.consider(start + COOL_DOWN * 4, &hot(60.0), &context(false));
-        assert_eq!(
-            protector.consider(
-                start + COOL_DOWN * 5 + Duration::from_secs(1),
-                &hot(72.0),
-                &context(false)
-            ),
-            None
-        );
+        // Older than an hour: forgotten.
+        let mut old = step_down();
+        old.remember(now, &[Duration::from_secs(4000)]);
+        assert_eq!(act(&mut old, now, 75.0, applied), Some(Plan::StepDown));
     }
 
     #[test]
@@ -408,14 +605,21 @@ mod tests {
     }
 
     #[test]
-    fn a_step_down_takes_the_next_listed_values() {
+    fn a_step_down_takes_the_next_listed_values_and_never_goes_below_the_lowest() {
         let frequencies = [400.0, 490.0, 525.0, 550.0, 600.0, 625.0];
         let voltages = [1000.0, 1060.0, 1100.0, 1150.0, 1200.0, 1250.0];
-        assert_eq!(
-            step_below((600.0, 1200.0), Some((&frequencies, &voltages))),
-            (550.0, 1150.0)
-        );
-        assert_eq!(step_below((612.0, 1210.0), None), (587.0, 1190.0));
+        let lists = Some((&frequencies[..], &voltages[..]));
+        let floor = (300.0, 900.0);
+        assert_eq!(step_below((600.0, 1200.0), lists, floor), Some((550.0, 1150.0)));
+        // At the lowest listed voltage the voltage stays; the frequency still steps.
+        assert_eq!(step_below((490.0, 1000.0), lists, floor), Some((400.0, 1000.0)));
+        // At the bottom of both lists there is nothing lower to go to.
+        assert_eq!(step_below((400.0, 1000.0), lists, floor), None);
+        assert_eq!(step_below((400.0, 980.0), lists, floor), None);
+        // Without lists: 25 MHz and 20 mV lower, bounded by the chip's window.
+        assert_eq!(step_below((612.0, 1210.0), None, floor), Some((587.0, 1190.0)));
+        assert_eq!(step_below((310.0, 905.0), None, floor), Some((300.0, 900.0)));
+        assert_eq!(step_below((300.0, 900.0), None, floor), None);
         assert!(firmware_at_least(Some("v2.14.0"), (2, 14)));
         assert!(!firmware_at_least(Some("v2.9.0"), (2, 14)));
     }

@@ -7,7 +7,12 @@
 //! Test and demo control, not part of AxeOS: `PATCH /__sim` with
 //! `{"fault": "hang", "ambient_celsius": 40, "reboot": 0.5}` on a miner's port (while it is
 //! reachable; `reboot` makes it reboot by itself, down for that many seconds, `true` for
-//! the usual 3), or [`SimFleet::set_fault`] / [`SimFleet::reboot`] in-process.
+//! the usual 3), or [`SimFleet::set_fault`] / [`SimFleet::reboot`] in-process. Write quirks
+//! of real miners, which combine with any fault: `"hold_asic_celsius": 75` (a temperature
+//! stuck there, whatever is done), `"readback_lag": 4` (new settings show in reads only
+//! that many seconds after a PATCH), `"patch_error_applies": true` (a PATCH answered 500
+//! but applied), `"ignore_pause": true` (pause answered 200, mining goes on); also
+//! [`SimFleet::set_quirks`].
 
 pub mod dialects;
 pub mod physics;
@@ -227,6 +232,22 @@ struct MinerState {
     restarts: u64,
     /// When the first request arrived (to check how a poller spreads its start).
     first_request: Option<Instant>,
+    quirks: Quirks,
+    /// The settings reads still show after a PATCH under [`Quirks::readback_lag`], and until when.
+    lagging: Option<((f64, f64), Instant)>,
+}
+
+/// How a real miner's writes misbehave; any combination, beside any [`Fault`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quirks {
+    /// The ASIC temperature reads this, whatever the settings (a sensor or a room stuck hot).
+    pub hold_asic_celsius: Option<f64>,
+    /// After a PATCH, reads show the old frequency and voltage for this long.
+    pub readback_lag: Option<Duration>,
+    /// `PATCH /api/system` applies the settings and answers `500`.
+    pub patch_error_applies: bool,
+    /// `POST /api/system/pause` answers `200` and mining goes on.
+    pub ignore_pause: bool,
 }
 
 impl SimMiner {
@@ -277,6 +298,8 @@ impl SimMiner {
                 writes: 0,
                 restarts: 0,
                 first_request: None,
+                quirks: Quirks::default(),
+                lagging: None,
             }),
             reachable,
         }
@@ -433,6 +456,17 @@ impl SimFleet {
     pub fn set_ambient(&self, index: usize, celsius: f64) {
         if let Some(miner) = self.miners.get(index) {
             miner.advanced().physics.ambient_celsius = celsius;
+        }
+    }
+
+    /// Sets a miner's write quirks (replacing the ones it had).
+    pub fn set_quirks(&self, index: usize, quirks: Quirks) {
+        if let Some(miner) = self.miners.get(index) {
+            let mut state = miner.advanced();
+            state.quirks = quirks;
+            if quirks.readback_lag.is_none() {
+                state.lagging = None;
+            }
         }
     }
 
@@ -664,8 +698,18 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
                     }
                     _ => state.flatline_hashrate = None,
                 }
+                if let Some(held) = state.quirks.hold_asic_celsius {
+                    reading.asic_celsius = held;
+                }
+                if state.lagging.is_some_and(|(_, until)| Instant::now() >= until) {
+                    state.lagging = None;
+                }
                 let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading);
                 if let serde_json::Value::Object(fields) = &mut body {
+                    if let Some(((frequency, voltage), _)) = state.lagging {
+                        fields.insert("frequency".into(), serde_json::json!(frequency));
+                        fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
+                    }
                     if fault == Fault::PowerFault && dialect >= Dialect::V2_10 {
                         fields.insert("power_fault".into(), serde_json::json!("VIN_UV_FAULT"));
                     }
@@ -686,7 +730,9 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             let pause = path.ends_with("pause");
             {
                 let mut state = miner.advanced();
-                state.fault = if pause { Fault::Paused } else { Fault::None };
+                if !(pause && state.quirks.ignore_pause) {
+                    state.fault = if pause { Fault::Paused } else { Fault::None };
+                }
             }
             let message = if pause { "Mining paused" } else { "Mining resumed" };
             json_reply(StatusCode::OK, &serde_json::json!({ "message": message }), false)
@@ -775,6 +821,15 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         return reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input");
     }
     let mut state = miner.advanced();
+    if let Some(lag) = state.quirks.readback_lag {
+        // Reads keep showing what ran before the first PATCH of a burst.
+        let shown = match state.lagging {
+            Some((shown, _)) => shown,
+            None => (state.physics.frequency_mhz, state.physics.core_voltage_mv),
+        };
+        state.lagging = Some((shown, Instant::now() + lag));
+    }
+    let error_after_applying = state.quirks.patch_error_applies;
     let physics = &mut state.physics;
     if let Some(f) = number("frequency") {
         physics.frequency_mhz = if dialect.fractional_frequency() { f } else { f.trunc() };
@@ -793,6 +848,9 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
     if number("overheat_mode") == Some(0.0) {
         physics.clear_overheat();
+    }
+    if error_after_applying {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "Internal Server Error");
     }
     reply(StatusCode::OK, "text/plain", "")
 }
@@ -822,6 +880,24 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
     if let Some(c) = body.get("ambient_celsius").and_then(|v| v.as_f64()) {
         miner.advanced().physics.ambient_celsius = c;
+    }
+    {
+        let mut state = miner.advanced();
+        if let Some(held) = body.get("hold_asic_celsius") {
+            state.quirks.hold_asic_celsius = held.as_f64();
+        }
+        if let Some(lag) = body.get("readback_lag") {
+            state.quirks.readback_lag = lag.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok());
+            if state.quirks.readback_lag.is_none() {
+                state.lagging = None;
+            }
+        }
+        if let Some(flag) = body.get("patch_error_applies").and_then(|v| v.as_bool()) {
+            state.quirks.patch_error_applies = flag;
+        }
+        if let Some(flag) = body.get("ignore_pause").and_then(|v| v.as_bool()) {
+            state.quirks.ignore_pause = flag;
+        }
     }
     let downtime = match body.get("reboot") {
         None | Some(serde_json::Value::Bool(false)) => None,

@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
-use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::apply::{self, Write};
+use crate::axeos::sample::format_label_number;
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::MinerAddress;
 use crate::tune::sweep::Observer;
 
-/// How long a restore keeps trying a miner that does not answer.
-pub const RESTORE_PATIENCE: Duration = Duration::from_secs(90);
-/// How long a restart (firmware before v2.2) may take before the step is given up.
-pub(crate) const RESTART_PATIENCE: Duration = Duration::from_secs(120);
+pub use crate::axeos::apply::matches_target;
+
+/// How long a restore keeps trying a miner that does not answer (or does not take the
+/// settings): with the last attempt's own waits, a stopped sweep exits within 90 s,
+/// systemd's default stop timeout.
+pub const RESTORE_PATIENCE: Duration = Duration::from_secs(70);
 
 /// What a restore puts back.
 pub struct Restore<'a> {
@@ -24,8 +27,10 @@ pub struct Restore<'a> {
     pub restart: bool,
 }
 
-/// Puts `target` on a miner and reads it back, retrying one that does not answer for
-/// [`RESTORE_PATIENCE`]: the sweep's last word on every exit path, and `tune restore`.
+/// Puts `target` on a miner through the one apply path and reads it back (two reads in a
+/// row must show it), retrying one that does not answer or take it for
+/// [`RESTORE_PATIENCE`]: the sweep's last word on every exit path, `tune restore`, and
+/// `serve`'s restore of an interrupted sweep. Nothing stops it early.
 pub async fn restore_settings(
     client: &AxeOsClient,
     name: &str,
@@ -40,9 +45,8 @@ pub async fn restore_settings(
     };
     // The settings the miner ran before (or the best it ran healthy): no window to check.
     let checked = CheckedPatch::forced(patch);
-    let deadline = tokio::time::Instant::now() + RESTORE_PATIENCE;
-    let mut last_error = String::new();
-    let settings = |sample: &Sample| (sample.frequency_mhz, sample.core_voltage_mv);
+    let started = tokio::time::Instant::now();
+    let mut last_error;
     let left_on = |read: (Option<f64>, Option<f64>), how: &str| {
         observer.note(
             name,
@@ -53,52 +57,35 @@ pub async fn restore_settings(
             ),
         );
     };
-    // A miner already on the target (a refused or ignored PATCH) needs no write, unless
-    // its firmware only takes settings at boot: then what it reports is not what it runs.
-    if !restart {
-        if let Ok(sample) = read_back(client, address, Duration::ZERO).await {
-            if matches_target(settings(&sample), target) {
-                left_on(settings(&sample), "read back; already there");
-                return Ok(settings(&sample));
-            }
-        }
-    }
-    while tokio::time::Instant::now() < deadline {
-        let written = match client.patch_settings(address, &checked).await {
-            Ok(()) if restart => match client.restart(address).await {
-                Ok(()) => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    Ok(RESTART_PATIENCE)
-                }
-                Err(e) => Err(format!("cannot restart it to apply them: {e}")),
-            },
-            Ok(()) => Ok(Duration::from_secs(10)),
-            Err(e) => Err(e.to_string()),
+    // Always written, even when a read shows the target already: a read can lag behind
+    // what the miner runs (a PATCH of the settings it has is harmless).
+    loop {
+        let remaining = RESTORE_PATIENCE.saturating_sub(started.elapsed());
+        let write = Write {
+            patience: apply::LIVE_PATIENCE.min(remaining),
+            silence_patience: remaining,
+            ..Write::live(&checked, restart)
         };
-        match written {
-            Ok(patience) => match read_back(client, address, patience).await {
-                Ok(sample) if matches_target(settings(&sample), target) => {
-                    let read = settings(&sample);
-                    tracing::info!(
-                        device = %name,
-                        "restored {what}: {} MHz / {} mV, read back",
-                        fmt_setting(read.0),
-                        fmt_setting(read.1)
-                    );
-                    left_on(read, "read back");
-                    return Ok(read);
-                }
-                Ok(sample) => {
-                    let read = settings(&sample);
-                    last_error = format!(
-                        "the miner reports {} MHz / {} mV",
-                        fmt_setting(read.0),
-                        fmt_setting(read.1)
-                    );
-                }
-                Err(e) => last_error = e,
-            },
-            Err(e) => last_error = e,
+        match apply::apply(client, address, write, None).await {
+            Ok(applied) => {
+                let read = apply::settings(&applied.sample);
+                tracing::info!(
+                    device = %name,
+                    "restored {what}: {} MHz / {} mV, read back{}",
+                    fmt_setting(read.0),
+                    fmt_setting(read.1),
+                    applied
+                        .despite_error
+                        .map(|e| format!(" (the miner answered {e} but took them)"))
+                        .unwrap_or_default()
+                );
+                left_on(read, "read back");
+                return Ok(read);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        if started.elapsed() + Duration::from_secs(2) >= RESTORE_PATIENCE {
+            break;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -110,32 +97,6 @@ pub async fn restore_settings(
     tracing::error!(device = %name, "{message}");
     observer.note(name, &message);
     Err(message)
-}
-
-/// What the miner reports now, trying until `patience` runs out.
-pub(crate) async fn read_back(
-    client: &AxeOsClient,
-    address: &MinerAddress,
-    patience: Duration,
-) -> Result<Sample, String> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match client.system_info(address).await {
-            Ok(sample) => return Ok(sample),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("cannot read the settings back: {e}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
-pub(crate) fn matches_target(read: (Option<f64>, Option<f64>), target: (Option<f64>, Option<f64>)) -> bool {
-    let same = |got: Option<f64>, want: Option<f64>, tolerance: f64| match want {
-        None => true,
-        Some(want) => got.is_some_and(|got| (got - want).abs() <= tolerance),
-    };
-    same(read.0, target.0, 0.01) && same(read.1, target.1, 0.5)
 }
 
 pub(crate) fn fmt_setting(value: Option<f64>) -> String {

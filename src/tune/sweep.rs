@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::analysis::Metric;
+use crate::axeos::apply::{self, Write};
 use crate::axeos::sample::{format_label_number, Sample};
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::AxeOsClient;
@@ -25,7 +26,7 @@ use crate::tune::limits::{Breach, Gaps, Limits};
 use crate::tune::measure::StepResult;
 use crate::tune::plan::{Outcome, PlanKind, Span};
 use crate::tune::prepare::{needs_restart, patch_for, Prepared};
-use crate::tune::restore::{fmt_setting, matches_target, read_back, restore_settings, Restore, RESTART_PATIENCE};
+use crate::tune::restore::{fmt_setting, matches_target, restore_settings, Restore};
 
 /// Failed reads in a row that mean the miner is gone.
 const UNREACHABLE_AFTER: u32 = 3;
@@ -387,6 +388,10 @@ impl Sweep {
                 report.reason = reason.clone();
                 return (report, Some(Stop::Gone(reason)));
             }
+            Err(ApplyError::Cancelled) => {
+                report.reason = "interrupted".into();
+                return (report, Some(Stop::Cancelled));
+            }
         };
         let session = sessions::start(
             ledger,
@@ -475,40 +480,46 @@ impl Sweep {
             format_label_number(pair.0),
             format_label_number(pair.1)
         );
-        if let Err(e) = self.client.patch_settings(&prepared.address, &checked).await {
-            tracing::warn!(device = %name, "PATCH {target} failed: {e}");
-            return Err(ApplyError::Refused(format!("the miner refused {target}: {e}")));
-        }
-        if needs_restart(prepared.first.identity.firmware.as_deref()) {
-            if let Err(e) = self.client.restart(&prepared.address).await {
-                return Err(ApplyError::Unreachable(format!(
-                    "cannot restart the miner to apply {target}: {e}"
-                )));
-            }
+        let restart = needs_restart(prepared.first.identity.firmware.as_deref());
+        if restart {
             self.observer.note(
                 name,
                 "restarting to apply (firmware before v2.2 applies settings at boot)",
             );
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let sample = read_back(&self.client, &prepared.address, RESTART_PATIENCE)
-            .await
-            .map_err(ApplyError::Unreachable)?;
-        let read = (sample.frequency_mhz, sample.core_voltage_mv);
-        tracing::info!(
-            device = %name,
-            "wrote {target}; read back {} MHz / {} mV",
-            fmt_setting(read.0),
-            fmt_setting(read.1)
-        );
-        if !matches_target(read, (Some(pair.0), Some(pair.1))) {
-            return Err(ApplyError::Mismatch(format!(
-                "asked for {target}, the miner reports {} MHz / {} mV",
-                fmt_setting(read.0),
-                fmt_setting(read.1)
-            )));
+        let applied = apply::apply(
+            &self.client,
+            &prepared.address,
+            Write::live(&checked, restart),
+            Some(&self.cancel),
+        )
+        .await;
+        match applied {
+            Ok(applied) => {
+                let read = apply::settings(&applied.sample);
+                tracing::info!(
+                    device = %name,
+                    "wrote {target}; read back {} MHz / {} mV{}",
+                    fmt_setting(read.0),
+                    fmt_setting(read.1),
+                    applied
+                        .despite_error
+                        .map(|e| format!(" (the miner answered {e} but took them)"))
+                        .unwrap_or_default()
+                );
+                Ok(applied.sample)
+            }
+            Err(apply::ApplyError::Refused(reason)) => {
+                tracing::warn!(device = %name, "{reason}");
+                Err(ApplyError::Refused(reason))
+            }
+            Err(apply::ApplyError::Mismatch { message, .. }) => {
+                tracing::warn!(device = %name, "wrote {target}: {message}");
+                Err(ApplyError::Mismatch(message))
+            }
+            Err(apply::ApplyError::Unreachable(reason)) => Err(ApplyError::Unreachable(reason)),
+            Err(apply::ApplyError::Stopped { .. }) => Err(ApplyError::Cancelled),
         }
-        Ok(sample)
     }
 
     /// Samples until the answer is known (or a limit, a signal, a vanished miner).
@@ -631,6 +642,8 @@ enum ApplyError {
     Mismatch(String),
     /// It does not answer after the write.
     Unreachable(String),
+    /// A stop signal came while waiting for the miner.
+    Cancelled,
 }
 
 /// The healthy step ranked first by `metric`.
