@@ -19,6 +19,7 @@
 //! - `availability`: an idle-connection flood and a scrape storm against `serve`.
 //! - `top`: the terminal dashboard's screens (golden text) and the binary in a real pty.
 //! - `web`: the dashboard pages and the report in the real headless Chromium; the JSON API.
+//! - `writes`: protection and `tune` writes against miners that refuse, lag, lie and reboot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -38,3 +39,4 @@ mod sweep;
 mod top;
 mod tuning;
 mod web;
+mod writes;

@@ -21,6 +21,8 @@ use crate::config::MinerAddress;
 pub const LIVE_PATIENCE: Duration = Duration::from_secs(15);
 /// How long a miner restarted to run its new settings may take to answer again.
 pub const RESTART_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a miner that answered the PATCH with an error is read for the settings anyway.
+const AFTER_AN_ERROR: Duration = Duration::from_secs(3);
 /// Time between two reads of the read-back.
 const READ_SPACING: Duration = Duration::from_millis(500);
 /// Consecutive reads that must show the target.
@@ -141,7 +143,11 @@ pub async fn apply(
             return Err(ApplyError::Stopped { sent: true });
         }
     }
-    let patience = write.patience + if restarted { RESTART_PATIENCE } else { Duration::ZERO };
+    let mut patience = write.patience + if restarted { RESTART_PATIENCE } else { Duration::ZERO };
+    if patch_error.is_some() && !restarted {
+        // Answered with an error: a few reads tell whether it applied anyway.
+        patience = patience.min(AFTER_AN_ERROR);
+    }
     let silence = write.silence_patience.max(patience);
     match confirm(client, address, target, write.clear_overheat, (patience, silence), stop).await {
         Ok(sample) => Ok(Applied {

@@ -62,7 +62,7 @@ async fn poll_loop(
     let mut rng = fastrand::Rng::new();
     // Opt-in: with `safety.protective_action: none` (the default) it never acts. The
     // cool-down and the hourly cap go on from what an earlier run did (the ledger's events).
-    let mut protector = Protector::new(fleet.protection());
+    let mut protector = Protector::new(fleet.protection(), interval);
     protector.remember(Instant::now(), &fleet.past_protective_actions(index));
     // Spread the first polls uniformly over the start window, so a fleet's first requests
     // do not arrive together.

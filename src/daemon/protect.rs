@@ -25,8 +25,8 @@ pub const HYSTERESIS_CELSIUS: f64 = 5.0;
 pub const COOL_DOWN: Duration = Duration::from_secs(600);
 /// The most actions on one miner in an hour.
 pub const MAX_PER_HOUR: usize = 3;
-/// The first wait before a failed action is tried again; it doubles up to [`MAX_RETRY_AFTER`].
-pub const RETRY_AFTER: Duration = Duration::from_secs(20);
+/// The longest wait before a failed action is tried again (the first wait, a poll interval
+/// within 5–30 s, doubles up to this).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -49,6 +49,8 @@ pub struct Protector {
     recent: VecDeque<Instant>,
     /// After a failed attempt: when to try again.
     retry: Option<Retry>,
+    /// The first wait after a failure.
+    retry_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,12 +72,13 @@ pub struct Context {
 }
 
 impl Protector {
-    pub fn new(protection: Protection) -> Protector {
+    pub fn new(protection: Protection, poll_interval: Duration) -> Protector {
         Protector {
             protection,
             armed: true,
             recent: VecDeque::new(),
             retry: None,
+            retry_after: poll_interval.clamp(Duration::from_secs(5), Duration::from_secs(30)),
         }
     }
 
@@ -175,7 +178,8 @@ impl Protector {
         self.armed = false;
         if outcome.result == "failed" {
             let failures = self.retry.map_or(0, |r| r.failures) + 1;
-            let wait = RETRY_AFTER
+            let wait = self
+                .retry_after
                 .saturating_mul(1 << (failures - 1).min(8))
                 .min(MAX_RETRY_AFTER);
             self.retry = Some(Retry {
@@ -440,11 +444,21 @@ mod tests {
         }
     }
 
+    /// The first retry after a failure, for a 20-s poll interval.
+    const RETRY_AFTER: Duration = Duration::from_secs(20);
+
+    fn protector(action: ProtectiveAction) -> Protector {
+        Protector::new(
+            Protection {
+                action,
+                dry_run: false,
+            },
+            RETRY_AFTER,
+        )
+    }
+
     fn step_down() -> Protector {
-        Protector::new(Protection {
-            action: ProtectiveAction::StepDown,
-            dry_run: false,
-        })
+        protector(ProtectiveAction::StepDown)
     }
 
     /// Considers a reading and, when an action comes out, records it as `outcome`.
@@ -457,7 +471,7 @@ mod tests {
     #[test]
     fn none_never_acts_and_step_down_repeats_only_after_the_cool_down_within_the_cap() {
         let start = Instant::now();
-        let mut none = Protector::new(Protection::default());
+        let mut none = Protector::new(Protection::default(), RETRY_AFTER);
         assert_eq!(none.consider(start, &hot(90.0), &context(true)), None);
 
         let mut protector = step_down();
@@ -536,10 +550,7 @@ mod tests {
     #[test]
     fn a_pause_that_failed_falls_back_to_a_step_down() {
         let start = Instant::now();
-        let mut protector = Protector::new(Protection {
-            action: ProtectiveAction::Pause,
-            dry_run: false,
-        });
+        let mut protector = protector(ProtectiveAction::Pause);
         let plan = protector.consider(start, &hot(75.0), &context(false));
         assert_eq!(plan, Some(Plan::Pause));
         protector.record(start, &Plan::Pause, &failed("pause"));
@@ -581,10 +592,7 @@ mod tests {
     #[test]
     fn restore_last_good_waits_for_the_protections_drop_and_the_cooling() {
         let start = Instant::now();
-        let mut protector = Protector::new(Protection {
-            action: ProtectiveAction::RestoreLastGood,
-            dry_run: false,
-        });
+        let mut protector = protector(ProtectiveAction::RestoreLastGood);
         let mut dropped = hot(72.0);
         dropped.frequency_mhz = Some(500.0);
         dropped.core_voltage_mv = Some(1100.0);
