@@ -98,6 +98,9 @@ pub struct TuneSettings {
     /// How often a sweep reads each miner (and, when `serve` is not running, stores the
     /// sample in the ledger).
     pub sample_interval: Duration,
+    /// `serve` puts a miner an interrupted sweep left behind back on its settings from
+    /// before the sweep (opt-in; otherwise it only reports it).
+    pub restore_interrupted: bool,
 }
 
 impl TuneSettings {
@@ -113,6 +116,7 @@ impl TuneSettings {
             max_input_volts: None,
             confidence_percent: DEFAULT_TUNE_CONFIDENCE_PERCENT,
             sample_interval: Duration::from_secs_f64(DEFAULT_TUNE_SAMPLE_SECS),
+            restore_interrupted: false,
         }
     }
 }
@@ -417,6 +421,7 @@ struct RawTune {
     max_input_volts: Option<f64>,
     confidence_percent: Option<f64>,
     sample_interval: Option<Seconds>,
+    restore_interrupted: Option<bool>,
 }
 
 /// The largest configuration file read (a 1,000-miner config is about 60 KiB).
@@ -779,6 +784,17 @@ fn tune_settings(
         "an ASIC temperature in °C",
     )?
     .unwrap_or(thresholds.warning_celsius);
+    // A sweep must stop before the daemon's protection would act on the same miner.
+    if max_asic_temp > thresholds.shutdown_celsius {
+        return Err(fail(
+            "tune.max_asic_temp",
+            format!(
+                "{max_asic_temp} °C is above safety.max_temp_shutdown ({} °C): a sweep would run the miner where \
+                 protection acts; keep it at or below the shutdown threshold",
+                thresholds.shutdown_celsius
+            ),
+        ));
+    }
     let max_vr_temp = within(
         "tune.max_vr_temp",
         raw.max_vr_temp,
@@ -854,6 +870,7 @@ fn tune_settings(
         max_input_volts,
         confidence_percent,
         sample_interval: Duration::from_secs_f64(sample_secs),
+        restore_interrupted: raw.restore_interrupted.unwrap_or(false),
     })
 }
 
@@ -1118,6 +1135,15 @@ server:
         .unwrap();
         assert_eq!(config.tune.sample_interval, Duration::from_millis(500));
         assert_eq!(config.tune.max_power_watts, Some(20.0));
+        assert!(
+            !config.tune.restore_interrupted,
+            "serve only reports an interrupted sweep unless asked"
+        );
+        let at_the_threshold = parse(&format!(
+            "{base}tune:\n  max_asic_temp: 70\n  restore_interrupted: true\n"
+        ))
+        .unwrap();
+        assert!(at_the_threshold.tune.restore_interrupted);
         for (yaml, key) in [
             ("tune:\n  max_power_fraction: 1.5\n", "tune.max_power_fraction"),
             (
@@ -1126,6 +1152,8 @@ server:
             ),
             ("tune:\n  sample_interval: 0\n", "tune.sample_interval"),
             ("tune:\n  max_asic_tmp: 60\n", "max_asic_tmp"),
+            // Above the 70 °C shutdown threshold: a sweep would run where protection acts.
+            ("tune:\n  max_asic_temp: 72\n", "above safety.max_temp_shutdown"),
         ] {
             let error = parse(&format!("{base}{yaml}")).unwrap_err().to_string();
             assert!(error.contains(key), "{yaml}: {error}");

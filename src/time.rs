@@ -39,6 +39,15 @@ pub fn format_short(unix_seconds: f64) -> String {
     full.get(..16).unwrap_or(&full).replace('T', " ")
 }
 
+/// `20261124-180000` (UTC), for file names.
+pub fn file_stamp(unix_seconds: f64) -> String {
+    format(unix_seconds)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect()
+}
+
 /// Parses an RFC 3339 time (a missing zone means UTC), `now`, or a duration ago.
 pub fn parse(text: &str, now: SystemTime) -> Result<f64, String> {
     let text = text.trim();

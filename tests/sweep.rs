@@ -414,7 +414,9 @@ async fn each_limit_aborts_its_step_with_its_reason_and_the_miner_is_restored() 
             kind: "input voltage",
         },
         Case {
-            tune: "  max_asic_temp: 100\n",
+            // The sweep's limit above the firmware's 75 °C trip (and within the safety
+            // thresholds, which check-config makes a ceiling for it).
+            tune: "  max_asic_temp: 100\nsafety:\n  max_temp_warning: 95\n  max_temp_shutdown: 100\n",
             ambient: Some(62.0),
             fault: None,
             args: &["--freq", "600", "--voltage", "1200"],

@@ -128,6 +128,12 @@ pub struct SweepArgs {
     /// Also write a heat map of J/TH over frequency × voltage to this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Run in the background, unaffected by a closed terminal; output to --log-file.
+    #[arg(long)]
+    pub detach: bool,
+    /// Where a detached sweep writes its output [default: tune-TIME.log beside the ledger].
+    #[arg(long, requires = "detach")]
+    pub log_file: Option<PathBuf>,
 }
 
 impl TuneArgs {
@@ -145,6 +151,9 @@ impl TuneArgs {
                 };
                 if self.sweep.dry_run {
                     return dry_run(&config, &spec, output.format).await;
+                }
+                if self.sweep.detach {
+                    return detach(&config, self.sweep.log_file).await;
                 }
                 run_sweep(&config, spec, None, output).await
             }
@@ -321,16 +330,29 @@ fn limits_json(limits: &Limits) -> serde_json::Value {
     })
 }
 
-/// SIGINT and SIGTERM set the flag every device's sweep watches; the sweeps then restore.
+/// SIGINT, SIGTERM and SIGHUP (the terminal or SSH session closed) set the flag every
+/// device's sweep watches; the sweeps then restore. A detached sweep has no terminal to
+/// lose: it ignores SIGHUP and stops on SIGINT or SIGTERM.
 fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = watch::channel(false);
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let detached = std::env::var_os(DETACHED_ENV).is_some();
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+        let name = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break "SIGINT",
+                _ = terminate.recv() => break "SIGTERM",
+                _ = hangup.recv() => {
+                    if detached {
+                        status_line("SIGHUP ignored: this sweep runs detached (stop it with SIGTERM)");
+                        continue;
+                    }
+                    break "SIGHUP (the terminal closed)";
+                }
+            }
         };
         status_line(&format!(
             "{name}: stopping the sweep and restoring every miner's original settings"
@@ -341,11 +363,102 @@ fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
             }
             status_line("still restoring; the miners are put back before this exits");
         }
     });
     Ok(rx)
+}
+
+/// Set in the environment of the process `tune --detach` starts.
+const DETACHED_ENV: &str = "BITAXE_EXPORTER_TUNE_DETACHED";
+
+/// `tune --detach`: the same sweep in a process of its own (its own process group, stdin
+/// from /dev/null, stdout and stderr to `log`), so closing the terminal does not touch it.
+/// Returns once the sweep is registered in the ledger (or has failed, with its log).
+async fn detach(config: &Config, log: Option<PathBuf>) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt as _;
+    let log = log.unwrap_or_else(|| {
+        let dir = config
+            .database_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        dir.join(format!("tune-{}.log", time::file_stamp(time::now_unix())))
+    });
+    // A new file only: never through a symlink planted at the name, never over a log.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&log)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot create the log {}: {e}", log.display())))?;
+    let errors = file
+        .try_clone()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot use the log {}: {e}", log.display())))?;
+    let exe = std::env::current_exe().context("cannot find this program to start the sweep")?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut skip_value = false;
+    for arg in std::env::args_os().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        match arg.to_str() {
+            Some("--detach") => {}
+            Some("--log-file") => skip_value = true,
+            Some(a) if a.starts_with("--log-file=") => {}
+            _ => args.push(arg),
+        }
+    }
+    let mut child = std::process::Command::new(exe)
+        .args(&args)
+        .env(DETACHED_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(errors)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the detached sweep")?;
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().context("cannot watch the detached sweep")? {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            status_line(said.trim_end());
+            return Err(match status.code() {
+                Some(2) => Failure::Usage(anyhow::anyhow!("the sweep did not start (log: {})", log.display())),
+                _ => Failure::Runtime(anyhow::anyhow!(
+                    "the detached sweep ended ({status}); log: {}",
+                    log.display()
+                )),
+            });
+        }
+        let registered = Ledger::open_read_only(&config.database_path)
+            .ok()
+            .and_then(|ledger| ledger.tune_runs().ok())
+            .and_then(|runs| {
+                runs.into_iter()
+                    .find(|r| r.pid == pid && r.status == TuneStatus::Running)
+            });
+        if let Some(run) = registered {
+            return emit(&format!(
+                "sweep #{} runs detached (pid {pid}); log: {}
+                 `tune status` follows it; `kill {pid}` (SIGTERM) stops it and restores the miners
+",
+                run.id,
+                log.display()
+            ));
+        }
+        if std::time::Instant::now() >= deadline {
+            return emit(&format!(
+                "the detached sweep (pid {pid}) has not registered yet; log: {}
+",
+                log.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Runs a sweep (a new one, or `resume`'s continuation of `resumed`).
@@ -672,17 +785,10 @@ fn this_process() -> (u32, Option<u64>) {
     (pid, crate::daemon::process::start_ticks(pid))
 }
 
-/// Whether the process that ran a sweep is still running it.
+/// Whether another process that ran a sweep is still running it (a run this process
+/// registered is not another one's).
 fn process_alive(run: &TuneRun) -> bool {
-    if run.pid == std::process::id() {
-        return false;
-    }
-    match run.process_start {
-        Some(start) => crate::daemon::process::start_ticks(run.pid) == Some(start),
-        None => {
-            std::fs::read_to_string(format!("/proc/{}/cmdline", run.pid)).is_ok_and(|c| c.contains("bitaxe-exporter"))
-        }
-    }
+    run.pid != std::process::id() && crate::daemon::process::still_running(run.pid, run.process_start)
 }
 
 /// The runs whose process is still sweeping.

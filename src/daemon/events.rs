@@ -100,6 +100,18 @@ pub enum DeviceEvent {
     MiningRecovered {
         problem: Problem,
     },
+    /// A `tune` process stopped without putting the miner back (killed, crashed, its
+    /// restore failed): `detail` says which sweep and the settings from before it.
+    TuneInterrupted {
+        run_id: i64,
+        detail: String,
+    },
+    /// `serve` put such a miner back (`tune.restore_interrupted`), or tried to.
+    TuneRestoredByServe {
+        run_id: i64,
+        restored: bool,
+        detail: String,
+    },
 }
 
 impl DeviceEvent {
@@ -113,6 +125,8 @@ impl DeviceEvent {
                 | Self::MiningProblem { .. }
                 | Self::ProtectionChangedConfig { .. }
                 | Self::ProtectiveAction { .. }
+                | Self::TuneInterrupted { .. }
+                | Self::TuneRestoredByServe { restored: false, .. }
         )
     }
 }
@@ -169,6 +183,10 @@ impl fmt::Display for DeviceEvent {
                 write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())
             }
             Self::MiningRecovered { problem } => write!(f, "mining again: {} is over", problem.as_label()),
+            Self::TuneInterrupted { run_id, detail } => write!(f, "sweep #{run_id} was interrupted: {detail}"),
+            Self::TuneRestoredByServe { run_id, detail, .. } => {
+                write!(f, "interrupted sweep #{run_id}: {detail}")
+            }
             Self::TemperatureFell { level, celsius, limit } => {
                 let what = if *level == TempLevel::Warning {
                     "shutdown"

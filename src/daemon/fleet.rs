@@ -69,6 +69,17 @@ struct DeviceState {
     last_good: Option<ClockConfig>,
     /// Protective actions by (action, result).
     protective: BTreeMap<(&'static str, &'static str), u64>,
+    /// A sweep that stopped without putting this miner back.
+    tune_interrupted: Option<InterruptedSweep>,
+}
+
+/// A `tune` run that left a miner on a step's settings (killed, crashed, or its restore
+/// failed): what the ledger's restore plan says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterruptedSweep {
+    pub run_id: i64,
+    /// The settings from before the sweep (MHz, mV).
+    pub original: (Option<f64>, Option<f64>),
 }
 
 /// A copy of one device's state at one instant, for rendering.
@@ -99,6 +110,8 @@ pub struct DeviceView {
     pub last_good: Option<ClockConfig>,
     /// Protective actions taken (or dry-run) by (action, result).
     pub protective: BTreeMap<(&'static str, &'static str), u64>,
+    /// A sweep that stopped without putting this miner back.
+    pub tune_interrupted: Option<InterruptedSweep>,
 }
 
 impl Fleet {
@@ -192,6 +205,26 @@ impl Fleet {
         }
     }
 
+    /// Marks a device as left behind by an interrupted sweep (or clears the mark).
+    pub fn set_tune_interrupted(&self, index: usize, sweep: Option<InterruptedSweep>) {
+        if let Some(slot) = self.devices.get(index) {
+            lock(&slot.state).tune_interrupted = sweep;
+        }
+    }
+
+    pub fn tune_interrupted(&self, index: usize) -> Option<InterruptedSweep> {
+        self.devices
+            .get(index)
+            .and_then(|slot| lock(&slot.state).tune_interrupted.clone())
+    }
+
+    /// The latest successful reading of a device (whatever its age).
+    pub fn latest_sample(&self, index: usize) -> Option<Arc<Sample>> {
+        self.devices
+            .get(index)
+            .and_then(|slot| lock(&slot.state).sample.clone())
+    }
+
     /// Sets when earlier runs acted on each device (how long ago), from `lookup`.
     pub fn seed_protective_actions(&self, lookup: impl Fn(&str) -> Vec<Duration>) {
         for slot in &self.devices {
@@ -255,6 +288,17 @@ impl Fleet {
     }
 
     /// Consecutive failed polls of a device (0 after a success).
+    /// Whether a device's latest successful poll is fresh and its latest attempt succeeded.
+    pub fn is_up(&self, index: usize) -> bool {
+        self.devices.get(index).is_some_and(|slot| {
+            let state = lock(&slot.state);
+            state.last_error.is_none()
+                && state
+                    .last_success
+                    .is_some_and(|(at, _)| at.elapsed() < self.stale_after)
+        })
+    }
+
     pub fn consecutive_failures(&self, index: usize) -> u32 {
         self.devices
             .get(index)
@@ -397,6 +441,7 @@ impl Fleet {
                         .map(|since| now.saturating_duration_since(since)),
                     protection_drop: state.protection_drop.clone(),
                     protective: state.protective.clone(),
+                    tune_interrupted: state.tune_interrupted.clone(),
                     last_good: state.last_good.clone(),
                     verdict: state.verdict.filter(|_| up).map(|mut verdict| {
                         let since_poll = state

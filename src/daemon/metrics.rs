@@ -534,6 +534,16 @@ impl FleetCollector {
                 }
             }
         }
+        device_gauges(
+            encoder,
+            "bitaxe_tune_interrupted",
+            "1 while a tune sweep that stopped without restoring the miner has left it on a step's settings (tune restore, or tune.restore_interrupted, puts it back)",
+            None,
+            views
+                .iter()
+                .filter(|v| v.tune_interrupted.is_some())
+                .map(|v| (v.name.as_str(), 1i64)),
+        )?;
         {
             let family = encoder.encode_descriptor(
                 "bitaxe_exporter_polls",

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod follow;
 pub mod health;
 pub mod http;
+pub mod interrupted;
 pub mod metrics;
 mod mining_metrics;
 pub mod pages;
@@ -105,6 +106,15 @@ pub async fn serve(
             .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Sweeps a killed `tune` left behind: reported, and put back where the config asks.
+    let sweeps = tokio::spawn(interrupted::watch_interrupted_sweeps(
+        fleet.clone(),
+        config.database_path.clone(),
+        client.clone(),
+        config.tune.restore_interrupted,
+        Some(writer.sender.clone()),
+        stop_rx.clone(),
+    ));
     let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
     let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
     let follower = config.discovery.enabled.then(|| {
@@ -132,6 +142,10 @@ pub async fn serve(
     tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
     let _ = stop_tx.send(true);
     summary.abort();
+    // A restore in progress is left to finish its write (bounded by the HTTP timeout);
+    // its waits for the miner are not worth holding the stop for.
+    sweeps.abort();
+    let _ = sweeps.await;
     if let Some(follower) = follower {
         follower.abort();
     }

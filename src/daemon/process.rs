@@ -35,6 +35,15 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     stat_fields(&pid.to_string()).get(22 - 3)?.parse().ok()
 }
 
+/// Whether the process that registered as `pid` (started at `start` clock ticks, where
+/// known) is still running: a sweep's owner, as the ledger names it.
+pub fn still_running(pid: u32, start: Option<u64>) -> bool {
+    match start {
+        Some(start) => start_ticks(pid) == Some(start),
+        None => std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("bitaxe-exporter")),
+    }
+}
+
 impl ProcessStats {
     pub fn now() -> ProcessStats {
         let fields = stat_fields("self");

@@ -448,13 +448,7 @@ mod tests {
     const RETRY_AFTER: Duration = Duration::from_secs(20);
 
     fn protector(action: ProtectiveAction) -> Protector {
-        Protector::new(
-            Protection {
-                action,
-                dry_run: false,
-            },
-            RETRY_AFTER,
-        )
+        Protector::new(Protection { action, dry_run: false }, RETRY_AFTER)
     }
 
     fn step_down() -> Protector {

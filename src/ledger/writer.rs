@@ -765,5 +765,7 @@ pub fn event_kind(event: &DeviceEvent) -> &'static str {
         DeviceEvent::ProtectiveAction { .. } => "protective_action",
         DeviceEvent::MiningProblem { .. } => "mining_problem",
         DeviceEvent::MiningRecovered { .. } => "mining_recovered",
+        DeviceEvent::TuneInterrupted { .. } => "tune_interrupted",
+        DeviceEvent::TuneRestoredByServe { .. } => "tune_restored",
     }
 }
