@@ -196,6 +196,42 @@ mod tests {
     }
 
     #[test]
+    fn the_check_finds_garbage_and_a_truncated_ledger_and_passes_a_sound_or_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.db");
+        assert_eq!(check(&path).unwrap(), None, "no ledger yet");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger
+            .conn
+            .execute_batch(
+                "INSERT INTO devices (id, name, first_seen, last_seen) VALUES (1, 'gamma', 0, 0);
+                 INSERT INTO segments (id, device_id, started_at, ended_at, reason, warmup_seconds)
+                     VALUES (1, 1, 0, 0, 'first', 0);
+                 WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 5000)
+                 INSERT INTO samples (device_id, t, segment_id, dt, hashrate_ghs) SELECT 1, x * 30.0, 1, 30, x FROM n;
+                 PRAGMA wal_checkpoint(TRUNCATE);",
+            )
+            .unwrap();
+        drop(ledger);
+        assert_eq!(check(&path).unwrap(), None, "a sound ledger");
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 100_000, "{size} bytes");
+        let truncated = dir.path().join("truncated.db");
+        std::fs::copy(&path, &truncated).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&truncated)
+            .unwrap()
+            .set_len(size / 2)
+            .unwrap();
+        assert!(check(&truncated).unwrap().is_some(), "a truncated ledger");
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+        let why = check(&garbage).unwrap().unwrap_or_default();
+        assert!(why.contains("not a database"), "{why}");
+    }
+
+    #[test]
     fn quoting_survives_a_quote_in_the_path() {
         assert_eq!(shell_quote("a'b c"), r"'a'\''b c'");
     }
