@@ -34,6 +34,14 @@ impl LedgerError {
     }
 }
 
+/// What SQLite said of a damaged ledger, without the path (the log line names it).
+pub fn damage_of(error: &LedgerError) -> String {
+    match error {
+        LedgerError::Sqlite { source, .. } | LedgerError::NotWritable { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
+
 /// Reads the whole ledger at `path` once (`PRAGMA quick_check`: every page's structure,
 /// about 2–3 s per GiB) without writing to it. `Ok(Some(why))` when it is damaged,
 /// `Ok(None)` when it is sound or does not exist yet; an error that says nothing about
@@ -45,7 +53,7 @@ pub fn check(path: &Path) -> Result<Option<String>> {
     }
     let ledger = match Ledger::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
         Ok(ledger) => ledger,
-        Err(e) if e.is_damaged() => return Ok(Some(e.to_string())),
+        Err(e) if e.is_damaged() => return Ok(Some(damage_of(&e))),
         Err(e) => return Err(e),
     };
     let problems = ledger.read(|conn| {
@@ -55,12 +63,8 @@ pub fn check(path: &Path) -> Result<Option<String>> {
     });
     match problems {
         Ok(problems) if problems.len() == 1 && problems[0] == "ok" => Ok(None),
-        Ok(problems) => Ok(Some(format!(
-            "{}: PRAGMA quick_check: {}",
-            path.display(),
-            problems.join("; ")
-        ))),
-        Err(e) if e.is_damaged() => Ok(Some(e.to_string())),
+        Ok(problems) => Ok(Some(format!("PRAGMA quick_check: {}", problems.join("; ")))),
+        Err(e) if e.is_damaged() => Ok(Some(damage_of(&e))),
         Err(e) => Err(e),
     }
 }

@@ -220,7 +220,12 @@ impl Writer {
     /// so metrics, alerts and protection run whatever the file holds. (`tune` and the CLI
     /// leave a damaged file where it is and say so.)
     pub fn start_serving(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
-        match health::check(path) {
+        let checking = Instant::now();
+        let checked = health::check(path);
+        if checking.elapsed() > Duration::from_secs(2) {
+            tracing::info!("checked the ledger's pages in {:.1?}", checking.elapsed());
+        }
+        match checked {
             Ok(Some(damage)) => {
                 set_aside_at_start(path, &damage)?;
             }
@@ -231,7 +236,7 @@ impl Writer {
         }
         match Self::start_for(path, rules, configured.clone()) {
             Err(e) if e.is_damaged() => {
-                set_aside_at_start(path, &e.to_string())?;
+                set_aside_at_start(path, &health::damage_of(&e))?;
                 Self::start_for(path, rules, configured)
             }
             started => started,
@@ -281,7 +286,7 @@ fn set_aside_at_start(path: &Path, damage: &str) -> Result<(), LedgerError> {
         source,
     })?;
     tracing::error!(
-        "the ledger {} is damaged ({damage}); moved it aside to {} (with its -wal/-shm) and starting a fresh ledger; {}",
+        "the ledger {} is damaged ({damage}); moved it aside to {} (with any -wal/-shm) and starting a fresh ledger; {}",
         path.display(),
         copy.display(),
         health::recovery_hint(path, &copy)
@@ -552,7 +557,8 @@ impl WriterState {
 
     /// A ledger found damaged while running: closed, moved aside (once per run) and left
     /// for the next attempt to start afresh at the path, as for a deleted file.
-    fn set_aside(&mut self, damage: &LedgerError) {
+    fn set_aside(&mut self, error: &LedgerError) {
+        let damage = health::damage_of(error);
         if self.set_aside_while_running {
             return;
         }
@@ -568,7 +574,7 @@ impl WriterState {
         self.rollups = RollupBatch::default();
         match health::move_aside(&self.path) {
             Ok(copy) => tracing::error!(
-                "the ledger {} is damaged ({damage}); moved it aside to {} (with its -wal/-shm) and writing a fresh ledger at its path from now on; {}",
+                "the ledger {} is damaged ({damage}); moved it aside to {} (with any -wal/-shm) and writing a fresh ledger at its path from now on; {}",
                 self.path.display(),
                 copy.display(),
                 health::recovery_hint(&self.path, &copy)
