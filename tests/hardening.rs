@@ -1229,3 +1229,180 @@ async fn a_writer_refused_by_the_daemon_lock_leaves_the_hourly_rollups_alone() {
     assert_eq!(rolled, samples as f64, "rollups count {rolled} samples of {samples}");
     sims.shutdown().await;
 }
+
+/// Two simulated miners for the damaged-ledger tests.
+async fn two_simulated_miners() -> (SimFleet, Vec<(String, std::net::SocketAddr)>) {
+    let sims = SimFleet::start(
+        &[
+            MinerSpec::new(Board::Gamma, Dialect::V2_15, 71),
+            MinerSpec::new(Board::Supra, Dialect::V2_10, 72),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let devices = vec![
+        ("gamma".to_string(), sims.addresses()[0]),
+        ("supra".to_string(), sims.addresses()[1]),
+    ];
+    (sims, devices)
+}
+
+/// The `<ledger>.damaged-*` copies beside a ledger (not their `-wal` / `-shm`).
+fn damaged_copies(database: &Path) -> Vec<PathBuf> {
+    let name = database.file_name().unwrap().to_str().unwrap().to_string();
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(database.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_str().unwrap();
+            file.starts_with(&format!("{name}.damaged-")) && !file.ends_with("-wal") && !file.ends_with("-shm")
+        })
+        .collect();
+    copies.sort();
+    copies
+}
+
+/// `serve` started on a damaged ledger (`damaged` its exact bytes at `ledger.db` in `dir`):
+/// it monitors every miner, reports the ledger unhealthy, keeps the damaged file under its
+/// new name, says in its log how to recover it, and writes the samples to a fresh ledger;
+/// once the copy is gone, the ledger reads healthy again.
+async fn serve_survives_a_damaged_ledger(dir: tempfile::TempDir, damaged: Vec<u8>) {
+    let (sims, devices) = two_simulated_miners().await;
+    let database = dir.path().join("ledger.db");
+    let exporter = Exporter::start_in(dir, &devices, 1.0);
+    assert_eq!(exporter.database_path(), database);
+    let seen = exporter
+        .wait_for(Duration::from_secs(20), "both miners up", |e| {
+            e.up("gamma") == Some(1.0) && e.up("supra") == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        seen.value("bitaxe_ledger_healthy", &[]),
+        Some(0.0),
+        "a damaged ledger was moved aside:\n{}",
+        seen.text
+    );
+    let copies = damaged_copies(&database);
+    assert_eq!(copies.len(), 1, "one damaged copy kept: {copies:?}");
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        damaged,
+        "the damaged file is kept as it was"
+    );
+    let log = exporter.log();
+    let copy_name = copies[0].display().to_string();
+    assert!(
+        log.contains("ERROR") && log.contains(&format!("moved it aside to {copy_name}")),
+        "the log names the moved-aside file at ERROR:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("sqlite3 '{copy_name}' .recover | sqlite3 recovered.db")),
+        "the log says how to recover it:\n{log}"
+    );
+    // The fresh ledger receives the samples.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(database.is_file() && sample_count(&database) >= 4) {
+        assert!(Instant::now() < deadline, "no samples in the fresh ledger");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let check: String = crate::support::sql(&database)
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    // The operator has recovered it and moves it out of the way: healthy again.
+    std::fs::rename(&copies[0], copies[0].with_extension("recovered-by-operator")).unwrap();
+    exporter
+        .wait_for(Duration::from_secs(10), "the ledger healthy again", |e| {
+            e.value("bitaxe_ledger_healthy", &[]) == Some(1.0)
+        })
+        .await;
+    drop(exporter);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_a_ledger_of_garbage_moves_it_aside_and_monitors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a database at all: what a botched copy or a disk error leaves.
+    let garbage: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("ledger.db"), &garbage).unwrap();
+    serve_survives_a_damaged_ledger(dir, garbage).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_a_ledger_with_a_corrupt_page_moves_it_aside_and_monitors() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.db");
+    // A real ledger of some pages (the writer closes it: no -wal left).
+    let records = (0..3000)
+        .map(|i| ("gamma", f64::from(i) * 30.0, S::new(525.0 + f64::from(i / 500), 1150.0)))
+        .collect();
+    write_all(&database, 10.0, records);
+    let mut bytes = std::fs::read(&database).unwrap();
+    let page = 4096;
+    let pages = bytes.len() / page;
+    assert!(pages >= 20, "{pages} pages");
+    // Garbage over a page in the middle, as a bad sector or a stray write leaves it.
+    let middle = pages / 2 * page;
+    for (i, byte) in bytes[middle..middle + page].iter_mut().enumerate() {
+        *byte = (i as u32).wrapping_mul(2_654_435_761).rotate_right(7) as u8;
+    }
+    std::fs::write(&database, &bytes).unwrap();
+    let check: String = rusqlite::Connection::open_with_flags(&database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(check, "ok", "the damage is real");
+    serve_survives_a_damaged_ledger(dir, bytes).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_found_damaged_while_serving_is_moved_aside_and_polling_goes_on() {
+    let (sims, devices) = two_simulated_miners().await;
+    let exporter = Exporter::start_logging(&devices, 1.0, "warn");
+    let database = exporter.database_path();
+    exporter
+        .wait_for(Duration::from_secs(20), "samples in the ledger", |e| {
+            e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= 4.0
+                && e.value("bitaxe_ledger_healthy", &[]) == Some(1.0)
+        })
+        .await;
+    // Garbage put at the path while serve runs (a botched restore): the writer opens it,
+    // SQLite says "file is not a database".
+    let garbage: Vec<u8> = (0..32 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    let staged = database.with_extension("incoming");
+    std::fs::write(&staged, &garbage).unwrap();
+    std::fs::rename(&staged, &database).unwrap();
+    let unhealthy = exporter
+        .wait_for(Duration::from_secs(20), "the damage reported", |e| {
+            e.value("bitaxe_ledger_healthy", &[]) == Some(0.0)
+        })
+        .await;
+    let written = unhealthy
+        .value("bitaxe_ledger_samples_written_total", &[])
+        .unwrap_or(0.0);
+    let copies = damaged_copies(&database);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), garbage);
+    // Polling, /metrics and the ledger go on, in a fresh file.
+    exporter
+        .wait_for(Duration::from_secs(20), "samples written again", |e| {
+            e.up("gamma") == Some(1.0)
+                && e.up("supra") == Some(1.0)
+                && e.value("bitaxe_ledger_samples_written_total", &[]).unwrap_or(0.0) >= written + 4.0
+        })
+        .await;
+    assert!(sample_count(&database) >= 4, "the fresh ledger holds the new samples");
+    let log = exporter.log();
+    assert!(
+        log.contains("ERROR") && log.contains(&format!("moved it aside to {}", copies[0].display())),
+        "{log}"
+    );
+    drop(exporter);
+    sims.shutdown().await;
+}

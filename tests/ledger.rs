@@ -581,3 +581,66 @@ fn rollup_sums_a_crash_kept_in_memory_are_rebuilt_from_the_samples_when_the_ledg
     Writer::start(&path, rules(0.0)).unwrap().finish();
     assert_same_rollups(&rollup_rows(&path), &complete);
 }
+
+#[test]
+fn read_only_commands_read_an_older_schema_without_upgrading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    write_all(&path, 0.0, warmup_history());
+    // A schema-1 file, as an older release wrote it (with a session of that era).
+    crate::support::sql(&path)
+        .execute_batch(&format!(
+            "INSERT INTO sessions (device_id, started_at, ended_at, target_frequency_mhz, notes)
+                 VALUES (1, {T0}, {T0} + 600, 525, 'trying 525');
+             DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
+             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours; PRAGMA user_version = 1;"
+        ))
+        .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"gamma\"\n    ip: \"192.0.2.1\"\nlogging:\n  database_path: \"ledger.db\"\n",
+    )
+    .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let report = dir.path().join("report.html");
+    let report_arg = report.display().to_string();
+    let commands: [&[&str]; 7] = [
+        &["analyze", "compare-configs"],
+        &["analyze", "optimize", "--metric", "efficiency"],
+        &["analyze", "export", "--format", "csv"],
+        &["analyze", "report", "--output", &report_arg],
+        &["session", "list"],
+        &["session", "show", "1"],
+        &["tune", "status"],
+    ];
+    for args in commands {
+        let output = crate::support::cli(&config, args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(output.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+        let version: i64 = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1, "{args:?} upgraded the schema");
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "{args:?} changed the ledger's bytes"
+        );
+        if args[0] == "analyze" && args[1] != "report" {
+            assert!(stdout.contains("gamma"), "{args:?} read the ledger:\n{stdout}");
+        }
+        if args[0] == "session" {
+            assert!(stdout.contains("trying 525"), "{args:?} read the session:\n{stdout}");
+        }
+    }
+    assert!(std::fs::read_to_string(&report).unwrap().contains("gamma"));
+    // A command that records upgrades it, as `serve` does.
+    let started = crate::support::cli(&config, &["session", "start", "--device", "gamma", "--notes", "now"]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+}

@@ -79,7 +79,7 @@ pub async fn serve(
     let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
     let path = config.database_path.clone();
     let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
-    let writer = tokio::task::spawn_blocking(move || Writer::start_for(&path, rules, names))
+    let writer = tokio::task::spawn_blocking(move || Writer::start_serving(&path, rules, names))
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
     // The last good configurations survive a restart (rebuilt from the ledger's segments),

@@ -63,7 +63,7 @@ pub(super) fn encode_process_metrics(
     Ok(())
 }
 
-/// The ledger writer's counters and backlog.
+/// The ledger writer's counters, backlog and health.
 pub(super) fn encode_ledger_metrics(encoder: &mut DescriptorEncoder, ledger: &LedgerStats) -> Fmt {
     use std::sync::atomic::Ordering::Relaxed;
     for (name, help, value) in [
@@ -117,7 +117,14 @@ pub(super) fn encode_ledger_metrics(encoder: &mut DescriptorEncoder, ledger: &Le
         None,
         MetricType::Gauge,
     )?;
-    ConstGauge::new(i64::try_from(ledger.backlog()).unwrap_or(i64::MAX)).encode(family)
+    ConstGauge::new(i64::try_from(ledger.backlog()).unwrap_or(i64::MAX)).encode(family)?;
+    let family = encoder.encode_descriptor(
+        "bitaxe_ledger_healthy",
+        "1 while the ledger is sound; 0 while writes fail on a damaged ledger, and while a damaged ledger moved aside (<ledger>.damaged-*) lies beside it, until it is recovered and deleted or renamed",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::from(ledger.healthy())).encode(family)
 }
 
 /// The HTTP connection cap at work: open connections, the cap, and the connections it

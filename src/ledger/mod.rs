@@ -2,10 +2,11 @@
 //! be), migrating it, and the typed reads the CLI and analysis use, each rusqlite error
 //! mapped once. The SQL itself is in the files beside this one: `schema` (migrations),
 //! `devices` (identity), `history` (segments, samples, events), `export`, `sessions`,
-//! `tune` (sweeps and their restore plans), `rollup` (hourly rollups and downsampled history), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is.
+//! `tune` (sweeps and their restore plans), `rollup` (hourly rollups and downsampled history), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is, `health` whether it is damaged.
 
 mod devices;
 mod export;
+pub mod health;
 mod history;
 mod lock;
 pub mod rollup;
@@ -23,8 +24,8 @@ use history::{device_readings, events_between, latest_events, segment_readings, 
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
 pub use history::{EventRow, SegmentRow};
 pub use lock::{file_identity, ledger_files, same_file, DaemonLock};
-use schema::MIGRATIONS;
 pub use schema::SCHEMA_VERSION;
+use schema::{read_compatibility, MIGRATIONS};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,13 +84,15 @@ pub enum LedgerError {
     UnreadableWal { path: PathBuf },
     #[error("cannot start the ledger writer thread: {0}")]
     Thread(#[source] std::io::Error),
-    #[error("{path}: schema {found} needs an upgrade to {SCHEMA_VERSION}, and the file cannot be written: {source}")]
-    ReadOnlyUpgrade {
+    #[error("{path}: damaged ({damage}), and cannot be moved aside: {source}")]
+    MoveAside {
         path: PathBuf,
-        found: usize,
+        damage: String,
         #[source]
-        source: rusqlite::Error,
+        source: std::io::Error,
     },
+    #[error("{0}: holds no ledger yet (schema 0); `serve` creates its tables")]
+    NotALedger(PathBuf),
 }
 
 fn is_read_only_or_cannot_open(error: &rusqlite::Error) -> bool {
@@ -184,8 +187,10 @@ impl Ledger {
     }
 
     /// Opens an existing ledger for reading only (analysis, listings), so a ledger on a
-    /// read-only filesystem or owned by another user can still be analysed. A file of an
-    /// older schema is upgraded first when it can be written.
+    /// read-only filesystem or owned by another user can still be analysed. Nothing is
+    /// ever written: a file of an older schema is read as it is (see
+    /// [`schema::read_compatibility`]), and upgraded only by `serve` or a command that
+    /// records.
     pub fn open_read_only(path: &Path) -> Result<Ledger> {
         require_file(path)?;
         let ledger = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -217,16 +222,13 @@ impl Ledger {
                 found,
             });
         }
-        if found == SCHEMA_VERSION {
-            return Ok(ledger);
+        if found == 0 {
+            return Err(LedgerError::NotALedger(path.to_path_buf()));
         }
-        drop(ledger);
-        Self::open_existing(path).map_err(|e| match e {
-            LedgerError::Sqlite { path, source } | LedgerError::NotWritable { path, source } => {
-                LedgerError::ReadOnlyUpgrade { path, found, source }
-            }
-            e => e,
-        })
+        if found < SCHEMA_VERSION {
+            ledger.read(|conn| conn.execute_batch(&read_compatibility(found)))?;
+        }
+        Ok(ledger)
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Ledger> {
@@ -288,6 +290,13 @@ impl Ledger {
         self.conn
             .pragma_update(None, "cache_size", -i64::from(kib))
             .map_err(|e| self.err(e))
+    }
+
+    /// Folds the WAL into the database file and empties it (`wal_checkpoint(TRUNCATE)`);
+    /// false when a reader kept it from finishing.
+    pub(crate) fn checkpoint_truncate(&self) -> Result<bool> {
+        let busy: i64 = self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)))?;
+        Ok(busy == 0)
     }
 
     /// The one place a read's rusqlite error becomes a [`LedgerError`] naming the file.
@@ -458,6 +467,51 @@ fn require_file(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_older_schema_is_read_as_it_is_without_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        for from in 1..SCHEMA_VERSION {
+            let path = dir.path().join(format!("from-{from}.db"));
+            let old =
+                Ledger::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE).unwrap();
+            old.migrate(from).unwrap();
+            old.conn
+                .execute_batch(
+                    "INSERT INTO devices (id, name, first_seen, last_seen) VALUES (1, 'gamma', 0, 7200);
+                     INSERT INTO segments (id, device_id, started_at, ended_at, reason, warmup_seconds)
+                         VALUES (1, 1, 0, 7200, 'first', 0);
+                     INSERT INTO samples (device_id, t, segment_id, dt, hashrate_ghs, power_w)
+                         VALUES (1, 0, 1, 0, 1000, 18), (1, 3600, 1, 30, 1100, 19), (1, 7200, 1, 30, 1200, 20);
+                     INSERT INTO sessions (device_id, started_at, notes) VALUES (1, 0, 'trying');
+                     PRAGMA wal_checkpoint(TRUNCATE);",
+                )
+                .unwrap();
+            drop(old);
+            let before = std::fs::read(&path).unwrap();
+            let ledger = Ledger::open_read_only(&path).unwrap();
+            let device = ledger.find_device("gamma").unwrap().expect("found by name");
+            assert_eq!(ledger.sessions(Some(device.id)).unwrap().len(), 1, "from schema {from}");
+            assert!(ledger.tune_runs().unwrap().is_empty());
+            let history = ledger.history(device.id, 0.0, 7200.0, 3600.0).unwrap();
+            assert!(!history.points.is_empty(), "from schema {from}");
+            // The hourly rollups a long range reads, as the migration would fill them.
+            let rolled: (i64, f64) = ledger
+                .read(|conn| {
+                    conn.query_row("SELECT count(*), total(samples) FROM sample_hours", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                })
+                .unwrap();
+            assert_eq!(rolled, (3, 3.0), "from schema {from}");
+            assert_eq!(ledger.schema_version().unwrap(), from);
+            drop(ledger);
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "schema {from}: the file changed"
+            );
+        }
+    }
 
     #[test]
     fn every_older_schema_upgrades_and_migrating_twice_changes_nothing() {

@@ -85,6 +85,26 @@ pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
     ))
 }
 
+/// `sample_hours` as a temporary view over the samples, for a read-only connection to a
+/// ledger older than the rollups (nothing is written to the file): the same rows the
+/// migration's backfill would store, computed as they are read.
+pub(crate) fn hours_view() -> String {
+    let mut columns = vec!["device_id".to_string(), "hour".into(), "samples".into()];
+    for (prefix, _) in ROLLED {
+        for suffix in ["n", "sum", "min", "max"] {
+            columns.push(format!("{prefix}_{suffix}"));
+        }
+    }
+    columns.push("eff_power_sum".into());
+    columns.push("eff_hashrate_sum".into());
+    format!(
+        "CREATE TEMP VIEW sample_hours ({}) AS SELECT device_id, CAST(t / 3600 AS INTEGER) * 3600.0, {}
+         FROM main.samples GROUP BY device_id, CAST(t / 3600 AS INTEGER);",
+        columns.join(", "),
+        sample_aggregates()
+    )
+}
+
 /// Rebuilds every device's latest rolled-up hours from its samples: from the hour before
 /// its latest `sample_hours` row (or from its first sample when it has none). The writer
 /// keeps up to [`crate::ledger::writer`]'s rollup interval of sums in memory, so a crash

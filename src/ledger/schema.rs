@@ -136,5 +136,40 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
+/// Temporary objects (this connection's only: nothing is written to the file) under which
+/// this build's reads run on a ledger of an older schema `found`, as if it were migrated:
+/// what a later migration adds is empty (sweeps) or computed from what is there (device
+/// names, hourly rollups). A read-only command thus reads an old ledger without upgrading
+/// it; only `serve` and the commands that record migrate.
+pub(crate) fn read_compatibility(found: usize) -> String {
+    let mut sql = String::new();
+    if found < 2 {
+        sql.push_str(
+            "CREATE TEMP VIEW device_names (device_id, name, first_seen) AS
+                 SELECT id, name, first_seen FROM main.devices;",
+        );
+    }
+    if found < 3 {
+        sql.push_str(
+            "CREATE TEMP TABLE tune_runs (
+                id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, status TEXT NOT NULL,
+                pid INTEGER NOT NULL, process_start INTEGER, spec TEXT NOT NULL);
+             CREATE TEMP TABLE tune_devices (
+                run_id INTEGER NOT NULL, device_id INTEGER NOT NULL, original_frequency_mhz REAL,
+                original_core_voltage_mv REAL, status TEXT NOT NULL, final_frequency_mhz REAL,
+                final_core_voltage_mv REAL, note TEXT NOT NULL DEFAULT '', plan TEXT);
+             CREATE TEMP TABLE tune_steps (
+                run_id INTEGER NOT NULL, device_id INTEGER NOT NULL, step INTEGER NOT NULL,
+                frequency_mhz REAL NOT NULL, core_voltage_mv REAL NOT NULL, session_id INTEGER,
+                outcome TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', result TEXT);
+             CREATE TEMP VIEW sessions AS SELECT *, NULL AS tune_run_id FROM main.sessions;",
+        );
+    }
+    if found < crate::ledger::rollup::ROLLUP_SCHEMA_VERSION {
+        sql.push_str(&crate::ledger::rollup::hours_view());
+    }
+    sql
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();

@@ -3,12 +3,15 @@
 //! commits them in batched transactions (every second, or sooner when a batch is full).
 //! A failed commit (database locked, disk full) is rolled back and retried; nothing is
 //! lost unless the backlog outgrows its cap. A SIGKILL loses at most the unflushed batch.
+//! A ledger SQLite finds damaged (when `serve` starts, or once while it runs) is moved
+//! aside and a fresh one started, so the daemon never stops over it (see `health`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +21,7 @@ use crate::axeos::sample::Sample;
 use crate::daemon::events::DeviceEvent;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
-use crate::ledger::{self, DaemonLock, Ledger, LedgerError, SegmentRow};
+use crate::ledger::{self, health, DaemonLock, Ledger, LedgerError, SegmentRow};
 
 /// Commit at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,6 +64,12 @@ pub struct LedgerStats {
     pub mac_conflicts: AtomicU64,
     /// Times the ledger file at the path was held by another daemon and not written.
     pub lock_lost: AtomicU64,
+    /// Set while commits fail because SQLite finds the ledger damaged; cleared by the next
+    /// commit that succeeds.
+    pub damaged: AtomicBool,
+    /// The ledger's path, whose damaged copies (`<ledger>.damaged-*`) [`Self::healthy`]
+    /// looks for; set when the writer starts.
+    path: OnceLock<PathBuf>,
     /// Records accepted into the queue.
     queued: AtomicU64,
     /// Queued records since lost (backlog cap, shutdown).
@@ -73,6 +82,13 @@ impl LedgerStats {
         let committed = self.samples_written.load(Ordering::Relaxed) + self.events_written.load(Ordering::Relaxed);
         let queued = self.queued.load(Ordering::Relaxed);
         queued.saturating_sub(committed + self.lost.load(Ordering::Relaxed))
+    }
+
+    /// False while commits fail on a damaged ledger, and while a damaged copy moved aside
+    /// (`<ledger>.damaged-*`) lies beside the ledger: the operator acts by recovering it
+    /// and then deleting or renaming it (`bitaxe_ledger_healthy`).
+    pub fn healthy(&self) -> bool {
+        !self.damaged.load(Ordering::Relaxed) && self.path.get().is_none_or(|p| health::damaged_copies(p).is_empty())
     }
 
     fn lose(&self, records: u64) {
@@ -174,6 +190,7 @@ impl Writer {
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();
         let stats = Arc::new(LedgerStats::default());
+        let _ = stats.path.set(path.to_path_buf());
         let closing = Arc::new(AtomicBool::new(false));
         let mut state = WriterState::new(ledger, lock, rules, stats.clone(), closing.clone());
         state.configured = configured.into_iter().collect();
@@ -195,6 +212,35 @@ impl Writer {
             closing,
             done,
         })
+    }
+
+    /// [`Writer::start_for`] as `serve` starts it: a ledger SQLite finds damaged (by
+    /// `PRAGMA quick_check` first, or as the writer opens it) is moved aside, kept under
+    /// `<ledger>.damaged-<UTC time>` with its `-wal` / `-shm`, and a fresh ledger started,
+    /// so metrics, alerts and protection run whatever the file holds. (`tune` and the CLI
+    /// leave a damaged file where it is and say so.)
+    pub fn start_serving(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+        let checking = Instant::now();
+        let checked = health::check(path);
+        if checking.elapsed() > Duration::from_secs(2) {
+            tracing::info!("checked the ledger's pages in {:.1?}", checking.elapsed());
+        }
+        match checked {
+            Ok(Some(damage)) => {
+                set_aside_at_start(path, &damage)?;
+            }
+            Ok(None) => {}
+            // Nothing learnt about the file (a lock held too long, no permission): opening
+            // it for writing says what is wrong, as without the check.
+            Err(e) => tracing::debug!("cannot check the ledger: {e}"),
+        }
+        match Self::start_for(path, rules, configured.clone()) {
+            Err(e) if e.is_damaged() => {
+                set_aside_at_start(path, &health::damage_of(&e))?;
+                Self::start_for(path, rules, configured)
+            }
+            started => started,
+        }
     }
 
     /// Flushes what is queued and stops the thread, within [`FINISH_TIMEOUT`] whatever the
@@ -228,6 +274,24 @@ fn writer_cache_kib(devices: usize) -> u32 {
     u32::try_from(devices.saturating_mul(8))
         .unwrap_or(u32::MAX)
         .clamp(2048, 65_536)
+}
+
+/// Moves a damaged ledger aside before the writer opens the path (never one another
+/// daemon holds), naming it and how to recover it in the log.
+fn set_aside_at_start(path: &Path, damage: &str) -> Result<(), LedgerError> {
+    DaemonLock::check_free(path)?;
+    let copy = health::move_aside(path).map_err(|source| LedgerError::MoveAside {
+        path: path.to_path_buf(),
+        damage: damage.to_string(),
+        source,
+    })?;
+    tracing::error!(
+        "the ledger {} is damaged ({damage}); moved it aside to {} (with any -wal/-shm) and starting a fresh ledger; {}",
+        path.display(),
+        copy.display(),
+        health::recovery_hint(path, &copy)
+    );
+    Ok(())
 }
 
 fn open_for_writing(path: &Path, cache_kib: u32) -> Result<Ledger, LedgerError> {
@@ -282,6 +346,9 @@ struct WriterState {
     /// Rollup sums of committed samples not yet written, and when they are due.
     rollups: RollupBatch,
     rollups_due: Instant,
+    /// A damaged ledger was moved aside while this writer ran: a second damage in the same
+    /// run points at the disk, and is retried (with the backoff) rather than moved again.
+    set_aside_while_running: bool,
 }
 
 /// Polls in a row a new MAC must be seen at a name before it is believed to be another
@@ -371,6 +438,7 @@ impl WriterState {
             cache_kib: writer_cache_kib(0),
             rollups: RollupBatch::default(),
             rollups_due: Instant::now() + ROLLUP_WRITE_INTERVAL,
+            set_aside_while_running: false,
         }
     }
 
@@ -424,11 +492,18 @@ impl WriterState {
                         pending.clear();
                         retry_delay = FLUSH_INTERVAL;
                         due_at = None;
+                        self.stats.damaged.store(false, Ordering::Relaxed);
                     }
                     Err(e) => {
                         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                         // What was applied in memory was rolled back in the database too.
                         self.forget();
+                        if e.is_damaged() {
+                            self.stats.damaged.store(true, Ordering::Relaxed);
+                            if !closing {
+                                self.set_aside(&e);
+                            }
+                        }
                         retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
                         due_at = Some(Instant::now() + retry_delay);
                         if !closing {
@@ -480,6 +555,38 @@ impl WriterState {
         }
     }
 
+    /// A ledger found damaged while running: closed, moved aside (once per run) and left
+    /// for the next attempt to start afresh at the path, as for a deleted file.
+    fn set_aside(&mut self, error: &LedgerError) {
+        let damage = health::damage_of(error);
+        if self.set_aside_while_running {
+            return;
+        }
+        // A file put at the path since (no longer the one this writer locked) that another
+        // daemon holds is that daemon's to deal with.
+        if !self.lock.holds(&self.path) && DaemonLock::check_free(&self.path).is_err() {
+            return;
+        }
+        self.set_aside_while_running = true;
+        // Closed first: its `-wal` and `-shm` go aside with it, not stay behind for the
+        // fresh file. The held rollup sums name the damaged file's devices.
+        self.ledger = None;
+        self.rollups = RollupBatch::default();
+        match health::move_aside(&self.path) {
+            Ok(copy) => tracing::error!(
+                "the ledger {} is damaged ({damage}); moved it aside to {} (with any -wal/-shm) and writing a fresh ledger at its path from now on; {}",
+                self.path.display(),
+                copy.display(),
+                health::recovery_hint(&self.path, &copy)
+            ),
+            Err(e) => tracing::error!(
+                "the ledger {} is damaged ({damage}) and cannot be moved aside ({e}); nothing is written until it is replaced \
+                 (stop serve and move it away: serve then starts a fresh one)",
+                self.path.display()
+            ),
+        }
+    }
+
     /// Drops cached state after a rollback; it is reloaded from the database.
     fn forget(&mut self) {
         self.ids.clear();
@@ -502,8 +609,20 @@ impl WriterState {
                 if now.is_some() { "replaced" } else { "deleted" }
             );
         }
-        // Close first: SQLite then folds the old WAL into the old file and removes the
-        // `-wal` / `-shm` at the path, so they are never mistaken for the new file's.
+        // SQLite neither checkpoints nor removes the WAL of a file that moved or was
+        // deleted, and its `-wal` at the path would be replayed over whatever file has the
+        // path now (hiding a damaged one, mixing two ledgers): folded into the old file
+        // through its open descriptor and emptied first.
+        if let Some(old) = self.ledger.as_ref() {
+            match old.checkpoint_truncate() {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    "a reader kept the old ledger's WAL from being emptied; {}-wal may still hold its pages",
+                    self.path.display()
+                ),
+                Err(e) => tracing::warn!("cannot empty the old ledger's WAL: {e}"),
+            }
+        }
         self.ledger = None;
         self.forget();
         // Held sums name the old file's devices; the new file's are rebuilt as it opens.
