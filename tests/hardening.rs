@@ -1229,3 +1229,68 @@ async fn a_writer_refused_by_the_daemon_lock_leaves_the_hourly_rollups_alone() {
     assert_eq!(rolled, samples as f64, "rollups count {rolled} samples of {samples}");
     sims.shutdown().await;
 }
+
+/// Root, who alone can plant a link owned by another user here.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[test]
+fn export_and_report_refuse_a_symlink_another_user_planted_at_the_output() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (dir, _database, config) = ledger_with_config();
+    let victim = dir.path().join("notes.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    for (name, command) in [("samples.csv", "export"), ("report.html", "report")] {
+        let planted = dir.path().join(name);
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        if std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).is_err() {
+            assert!(!running_as_root(), "root could not give the link away");
+            eprintln!("SKIPPED: not root, cannot plant a link owned by another user");
+            return;
+        }
+        let mut args = vec!["analyze", command, "--output", planted.to_str().unwrap()];
+        if command == "export" {
+            args.extend(["--format", "csv"]);
+        }
+        let output = cli(&config, &args);
+        assert_eq!(output.status.code(), Some(2), "{command}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("symbolic link owned by another user"),
+            "{command}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{command} replaced the link's target"
+        );
+        let link = std::fs::symlink_metadata(&planted).unwrap();
+        assert!(
+            link.file_type().is_symlink() && link.uid() == 65534,
+            "{command} replaced the link"
+        );
+    }
+    // A link this user made is still followed: the export lands in the file it names.
+    let own = dir.path().join("latest.csv");
+    let target = dir.path().join("export-1.csv");
+    std::fs::write(&target, "old export\n").unwrap();
+    std::os::unix::fs::symlink(&target, &own).unwrap();
+    let output = cli(
+        &config,
+        &[
+            "analyze",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            own.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::symlink_metadata(&own).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .starts_with("time,unix_time_s,device"));
+}
