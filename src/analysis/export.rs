@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::analysis::csv_field;
+use crate::analysis::{csv_field, csv_number};
 use crate::ledger::{ExportValue, Ledger, LedgerError, EXPORT_COLUMNS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -232,7 +232,7 @@ fn push_csv(line: &mut String, value: &ExportValue) {
     let _ = match value {
         ExportValue::Null => Ok(()),
         ExportValue::Time(t) => write!(line, "{}", crate::time::format(*t)),
-        ExportValue::Real(v) => write!(line, "{v}"),
+        ExportValue::Real(v) => write!(line, "{}", csv_number(*v)),
         ExportValue::Integer(v) => write!(line, "{v}"),
         ExportValue::Text(text) => write!(line, "{}", csv_field(text)),
     };
