@@ -13,7 +13,7 @@ use yaml_rust2::scanner::Marker;
 
 mod edit;
 mod replace;
-pub use edit::{add_devices_to_config, add_devices_to_text, yaml_quoted, EditError, NewDevice};
+pub use edit::{add_devices_to_config, add_devices_to_text, parse_for_adding, yaml_quoted, EditError, NewDevice};
 pub use replace::{check_writable, LockedConfig, ReplaceError};
 
 /// Default `server.listen`. 9842 is free in the Prometheus default-port list neighbourhood

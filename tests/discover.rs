@@ -531,3 +531,33 @@ async fn two_concurrent_add_to_runs_both_end_up_in_the_file() {
     assert_eq!(addresses.len(), 3, "{addresses:?}");
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_an_empty_file_or_device_list_starts_it() {
+    let (sims, port) = one_miner(16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    for original in ["", "devices: []   # none yet\nlogging:\n  poll_interval: 30\n"] {
+        std::fs::write(&config, original).unwrap();
+        let output = add_to(&config, &port.to_string(), "2");
+        assert!(
+            output.status.success(),
+            "{original:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let devices = configured(&config);
+        assert_eq!(devices.len(), 1, "{original:?}");
+        assert_eq!(devices[0].1, format!("127.0.0.1:{port}"));
+        let check = cli(&config, &["check-config"]);
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    }
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("devices:   # none yet\n"));
+    // A config with another fault is still refused before the scan, as check-config would.
+    std::fs::write(&config, "devices: []\nlogging:\n  poll_interval: 0\n").unwrap();
+    let refused = add_to(&config, &port.to_string(), "2");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("poll_interval"));
+    sims.shutdown().await;
+}

@@ -11,4 +11,4 @@ pub mod window;
 
 pub use client::*;
 pub use sample::{Identity, Sample};
-pub use untrusted::{printable, PLAUSIBLE, SMALLEST_READING};
+pub use untrusted::{printable, PLAUSIBLE};

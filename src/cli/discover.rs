@@ -209,7 +209,23 @@ struct Existing {
 
 impl Existing {
     fn load(path: &Path) -> Result<Existing, Failure> {
-        let config = config::load(path)?;
+        let config = match config::load(path) {
+            Ok(config) => config,
+            // A config that lists no miner yet (an empty file, `devices: []`) is what
+            // `--add-to` is for; any other fault is reported as `check-config` would.
+            Err(error) => {
+                let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= config::MAX_CONFIG_BYTES);
+                let text = regular.then(|| std::fs::read_to_string(path).ok()).flatten();
+                match text.map(|t| config::parse_for_adding(&t)) {
+                    Some(Ok(config)) => config,
+                    Some(Err(mut other)) => {
+                        other.file = Some(path.to_path_buf());
+                        return Err(other.into());
+                    }
+                    None => return Err(error.into()),
+                }
+            }
+        };
         config::check_writable(path).map_err(|e| Failure::Usage(e.into()))?;
         let names: BTreeSet<String> = config.devices.iter().map(|d| d.name.clone()).collect();
         // A miner whose address changed is still the same miner: the ledger knows which
@@ -252,7 +268,7 @@ fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
     // The file is read again under its lock: another `discover --add-to` may have added
     // miners since the scan began, and they must stay.
     let locked = config::LockedConfig::open(path).map_err(replace_failure)?;
-    let current = config::parse(locked.text()).map_err(|mut e| {
+    let current = config::parse_for_adding(locked.text()).map_err(|mut e| {
         e.file = Some(path.clone());
         Failure::Usage(anyhow::Error::new(e).context("the file changed during the scan and no longer loads"))
     })?;

@@ -2,7 +2,7 @@
 //! `discover --add-to`'s edit of an existing file that keeps its comments, order, line
 //! endings and byte-order mark, and is checked to change nothing but the devices it adds.
 
-use super::{parse, ConfigError, DeviceConfig, MinerAddress};
+use super::{parse, Config, ConfigError, DeviceConfig, MinerAddress};
 
 /// A device entry to add to a config file's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,9 +60,41 @@ pub fn add_devices_to_config(text: &str, devices: &[NewDevice]) -> Result<String
     Ok(edited)
 }
 
+/// The config `text` says, to add devices to: as [`parse`] reads it, or — when its only
+/// fault is that it lists no device yet (an empty file, `devices: []`) — with no devices.
+pub fn parse_for_adding(text: &str) -> Result<Config, ConfigError> {
+    let error = match parse(text) {
+        Ok(config) => return Ok(config),
+        Err(error) => error,
+    };
+    let probe = [NewDevice {
+        name: "probe".into(),
+        ip: "192.0.2.1".into(),
+        note: String::new(),
+    }];
+    let Ok(with_probe) = add_devices_to_text(text, &probe) else {
+        return Err(error);
+    };
+    match parse(&with_probe) {
+        Ok(mut config) if config.devices.len() == 1 => {
+            config.devices.clear();
+            Ok(config)
+        }
+        Ok(_) => Err(error),
+        // The same fault: the file's own error, with its line.
+        Err(other) if other.key == error.key && other.message == error.message => Err(error),
+        // The fault behind the missing devices; its line in the probe text is not the
+        // file's, so only the key is named.
+        Err(mut other) => {
+            other.line = None;
+            Err(other)
+        }
+    }
+}
+
 /// Checks that `edited` loads as `text` with `devices` appended and nothing else changed.
 fn check_edit(text: &str, edited: &str, devices: &[NewDevice]) -> Result<(), EditError> {
-    let mut expected = parse(text).map_err(EditError::Original)?;
+    let mut expected = parse_for_adding(text).map_err(EditError::Original)?;
     let after = parse(edited).map_err(EditError::Invalid)?;
     for device in devices {
         let address = MinerAddress::parse(&device.ip).map_err(|message| {
@@ -409,5 +441,21 @@ mod tests {
             add_devices_to_config(aliased, &added),
             Err(EditError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn an_empty_file_or_device_list_takes_the_first_devices() {
+        let added = [new("n", "10.0.0.3")];
+        for text in ["", "devices: []\n", "# soon\nlogging:\n  poll_interval: 30\n"] {
+            assert!(parse(text).is_err());
+            let edited = add_devices_to_config(text, &added).unwrap();
+            assert_eq!(names(&edited), ["n"], "{text:?}");
+        }
+        // Any other fault is still refused.
+        assert!(parse_for_adding("devices: []\nlogging:\n  poll_interval: 0\n").is_err());
+        assert!(parse_for_adding("devices: []\nbogus: 1\n").is_err());
+        // A fault in a listed device keeps its line.
+        let bad = parse_for_adding("devices:\n  - name: a\n    ip: \"http://x\"\n").unwrap_err();
+        assert_eq!((bad.key.as_str(), bad.line), ("devices[0].ip", Some(3)));
     }
 }
