@@ -12,7 +12,9 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 mod edit;
-pub use edit::{add_devices_to_text, yaml_quoted, NewDevice};
+mod replace;
+pub use edit::{add_devices_to_config, add_devices_to_text, parse_for_adding, yaml_quoted, EditError, NewDevice};
+pub use replace::{check_writable, LockedConfig, ReplaceError};
 
 /// Default `server.listen`. 9842 is free in the Prometheus default-port list neighbourhood
 /// and clashes with none of Prometheus (9090), Alertmanager (9093), node_exporter (9100) or
@@ -33,7 +35,7 @@ pub const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
 pub const MAX_WARMUP_MINUTES: f64 = 10_080.0;
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub devices: Vec<DeviceConfig>,
     pub poll_interval: Duration,
@@ -1003,7 +1005,7 @@ mod tests {
             ip: "10.0.0.2:8080".into(),
             note: "Gamma BM1370\n v2.15".into(),
         }];
-        let merged = add_devices_to_text(text, &new);
+        let merged = add_devices_to_text(text, &new).unwrap();
         assert_eq!(
             merged,
             "# my miners\ndevices:\n    - name: \"a\"   # the first\n      ip: \"10.0.0.1\"\n    - name: \"b\\\"x\"   # Gamma BM1370 v2.15\n      ip: \"10.0.0.2:8080\"\n\n    # spare slot\nlogging:\n  poll_interval: 5\n"
@@ -1011,14 +1013,14 @@ mod tests {
         let parsed: serde_yaml::Value = serde_yaml::from_str(&merged).unwrap();
         assert_eq!(parsed["devices"][1]["name"], "b\"x");
         // No devices key, and an empty flow list.
-        let added = add_devices_to_text("logging:\n  poll_interval: 5\n", &new);
+        let added = add_devices_to_text("logging:\n  poll_interval: 5\n", &new).unwrap();
         assert!(
             added.starts_with("logging:\n  poll_interval: 5\n\ndevices:\n  - name: "),
             "{added}"
         );
         let parsed: serde_yaml::Value = serde_yaml::from_str(&added).unwrap();
         assert_eq!(parsed["devices"][0]["ip"], "10.0.0.2:8080");
-        let flow = add_devices_to_text("devices: []\n", &new);
+        let flow = add_devices_to_text("devices: []\n", &new).unwrap();
         let parsed: serde_yaml::Value = serde_yaml::from_str(&flow).unwrap();
         assert_eq!(parsed["devices"][0]["name"], "b\"x");
     }

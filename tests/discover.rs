@@ -305,3 +305,259 @@ async fn a_miner_announced_over_mdns_is_found_without_a_subnet_scan() {
     }
     panic!("an mDNS browse sees the miner, but `discover --mdns-only` did not: {last:#?}");
 }
+
+/// `discover --add-to CONFIG` over the miners on `ports` of 127.0.0.1.
+fn add_to(config: &std::path::Path, ports: &str, timeout: &str) -> std::process::Output {
+    run(&[
+        "discover",
+        "--no-mdns",
+        "--subnet",
+        "127.0.0.1/32",
+        "--port",
+        ports,
+        "--timeout",
+        timeout,
+        "--add-to",
+        config.to_str().unwrap(),
+    ])
+}
+
+/// One simulated miner and its port.
+async fn one_miner(seed: u64) -> (SimFleet, u16) {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, seed)], None)
+        .await
+        .unwrap();
+    let port = sims.addresses()[0].port();
+    (sims, port)
+}
+
+/// The (name, ip) of each device the config file lists, as `check-config`'s loader reads it.
+fn configured(config: &std::path::Path) -> Vec<(String, String)> {
+    bitaxe_exporter::config::load(config)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .devices
+        .iter()
+        .map(|d| (d.name.clone(), d.address.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_a_flow_list_keeps_its_devices() {
+    let (sims, port) = one_miner(11).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let original = "devices: [{name: a, ip: \"10.0.0.9\"}, {name: b, ip: \"10.0.0.8:8080\"}]   # the shelf\nlogging:\n  poll_interval: 30\n";
+    std::fs::write(&config, original).unwrap();
+    let output = add_to(&config, &port.to_string(), "2");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let devices = configured(&config);
+    let edited = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(devices.len(), 3, "{edited}");
+    assert_eq!(devices[0], ("a".to_string(), "10.0.0.9:80".to_string()), "{edited}");
+    assert_eq!(devices[1], ("b".to_string(), "10.0.0.8:8080".to_string()), "{edited}");
+    assert_eq!(devices[2].1, format!("127.0.0.1:{port}"), "{edited}");
+    assert!(
+        edited.contains("# the shelf\nlogging:\n  poll_interval: 30\n"),
+        "{edited}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("config.yaml.bak")).unwrap(),
+        original
+    );
+
+    // A list behind an anchor is not rewritten: refused, exit 2, the file as it was, and
+    // the entries printed to add by hand.
+    let anchored = "devices: &shelf\n  - name: a\n    ip: \"10.0.0.9\"\n";
+    std::fs::write(&config, anchored).unwrap();
+    let refused = add_to(&config, &port.to_string(), "2");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unchanged"));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains(&format!("ip: \"127.0.0.1:{port}\"")));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), anchored);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_edits_the_file_a_symlink_names_and_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (sims, port) = one_miner(12).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("shared")).unwrap();
+    let target = dir.path().join("shared/bitaxe.yaml");
+    let original = "devices:\n  - name: a\n    ip: \"10.0.0.9\"\n";
+    std::fs::write(&target, original).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.path().join("config.yaml");
+    std::os::unix::fs::symlink("shared/bitaxe.yaml", &link).unwrap();
+    let output = add_to(&link, &port.to_string(), "2");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        "the symlink was replaced by a file"
+    );
+    assert_eq!(configured(&target).len(), 2, "the file the link names was not edited");
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
+        0o640,
+        "the edited file lost its mode"
+    );
+    let backup = dir.path().join("config.yaml.bak");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o7777, 0o640);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_refuses_a_read_only_config() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (sims, port) = one_miner(13).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let original = "devices:\n  - name: a\n    ip: \"10.0.0.9\"\n";
+    std::fs::write(&config, original).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o444)).unwrap();
+    // Root could write it anyway; the mode still says no.
+    let output = add_to(&config, &port.to_string(), "2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777, 0o444);
+    assert!(!dir.path().join("config.yaml.bak").exists());
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_keeps_crlf_line_endings() {
+    let (sims, port) = one_miner(14).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let original = "# written on Windows\r\ndevices:\r\n  - name: a\r\n    ip: \"10.0.0.9\"\r\n\r\nlogging:\r\n  poll_interval: 30\r\n";
+    std::fs::write(&config, original).unwrap();
+    let output = add_to(&config, &port.to_string(), "2");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let edited = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(configured(&config).len(), 2, "{edited:?}");
+    assert_eq!(
+        edited.matches('\n').count(),
+        edited.matches("\r\n").count(),
+        "a line lost its CRLF: {edited:?}"
+    );
+    assert!(
+        edited.starts_with("# written on Windows\r\ndevices:\r\n  - name: a\r\n"),
+        "{edited:?}"
+    );
+    assert!(
+        edited.ends_with("\r\n\r\nlogging:\r\n  poll_interval: 30\r\n"),
+        "{edited:?}"
+    );
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_accepts_and_keeps_a_byte_order_mark() {
+    let (sims, port) = one_miner(15).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let original = "\u{feff}devices:\n  - name: a\n    ip: \"10.0.0.9\"\n";
+    std::fs::write(&config, original).unwrap();
+    let output = add_to(&config, &port.to_string(), "2");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let edited = std::fs::read_to_string(&config).unwrap();
+    assert!(edited.starts_with("\u{feff}devices:\n  - name: a\n"), "{edited:?}");
+    assert_eq!(edited.matches('\u{feff}').count(), 1, "{edited:?}");
+    assert_eq!(edited.matches("devices:").count(), 1, "{edited:?}");
+    assert_eq!(configured(&config).len(), 2, "{edited:?}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_add_to_runs_both_end_up_in_the_file() {
+    // Miner 0 and the hanging miner 1 are scanned by the first run, which so spends its
+    // whole timeout scanning after it read the config; miner 2 is added by a second run
+    // meanwhile.
+    let base = free_range(3);
+    let mut specs = vec![
+        MinerSpec::new(Board::Gamma, Dialect::V2_15, 21),
+        MinerSpec::new(Board::Gamma, Dialect::V2_15, 22),
+        MinerSpec::new(Board::Supra, Dialect::V2_10, 23),
+    ];
+    specs[1].fault = Fault::Hang;
+    let sims = SimFleet::start(&specs, Some(base)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "devices:\n  - name: a\n    ip: \"10.0.0.9\"\n").unwrap();
+    let slow = std::process::Command::new(crate::support::BIN)
+        .args([
+            "discover",
+            "--no-mdns",
+            "--subnet",
+            "127.0.0.1/32",
+            "--port",
+            &format!("{base}-{}", base + 1),
+            "--timeout",
+            "6",
+            "--add-to",
+            config.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first run reads the config before it scans; once the hanging miner is asked, it
+    // has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sims.requests(1) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first run never scanned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let quick = add_to(&config, &(base + 2).to_string(), "2");
+    assert!(quick.status.success(), "{}", String::from_utf8_lossy(&quick.stderr));
+    let slow = slow.wait_with_output().unwrap();
+    assert!(slow.status.success(), "{}", String::from_utf8_lossy(&slow.stderr));
+    let addresses: Vec<String> = configured(&config).into_iter().map(|(_, ip)| ip).collect();
+    for port in [base, base + 2] {
+        assert!(
+            addresses.contains(&format!("127.0.0.1:{port}")),
+            "127.0.0.1:{port} was lost: {addresses:?}\n{}",
+            std::fs::read_to_string(&config).unwrap()
+        );
+    }
+    assert_eq!(addresses.len(), 3, "{addresses:?}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_an_empty_file_or_device_list_starts_it() {
+    let (sims, port) = one_miner(16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    for original in ["", "devices: []   # none yet\nlogging:\n  poll_interval: 30\n"] {
+        std::fs::write(&config, original).unwrap();
+        let output = add_to(&config, &port.to_string(), "2");
+        assert!(
+            output.status.success(),
+            "{original:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let devices = configured(&config);
+        assert_eq!(devices.len(), 1, "{original:?}");
+        assert_eq!(devices[0].1, format!("127.0.0.1:{port}"));
+        let check = cli(&config, &["check-config"]);
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    }
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("devices:   # none yet\n"));
+    // A config with another fault is still refused before the scan, as check-config would.
+    std::fs::write(&config, "devices: []\nlogging:\n  poll_interval: 0\n").unwrap();
+    let refused = add_to(&config, &port.to_string(), "2");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("poll_interval"));
+    sims.shutdown().await;
+}

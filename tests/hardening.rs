@@ -1406,3 +1406,181 @@ async fn a_ledger_found_damaged_while_serving_is_moved_aside_and_polling_goes_on
     drop(exporter);
     sims.shutdown().await;
 }
+
+/// Root, who alone can plant a link owned by another user here.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[test]
+fn export_and_report_refuse_a_symlink_another_user_planted_at_the_output() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (dir, _database, config) = ledger_with_config();
+    let victim = dir.path().join("notes.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    for (name, command) in [("samples.csv", "export"), ("report.html", "report")] {
+        let planted = dir.path().join(name);
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        if std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).is_err() {
+            assert!(!running_as_root(), "root could not give the link away");
+            eprintln!("SKIPPED: not root, cannot plant a link owned by another user");
+            return;
+        }
+        let mut args = vec!["analyze", command, "--output", planted.to_str().unwrap()];
+        if command == "export" {
+            args.extend(["--format", "csv"]);
+        }
+        let output = cli(&config, &args);
+        assert_eq!(output.status.code(), Some(2), "{command}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("symbolic link owned by another user"),
+            "{command}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{command} replaced the link's target"
+        );
+        let link = std::fs::symlink_metadata(&planted).unwrap();
+        assert!(
+            link.file_type().is_symlink() && link.uid() == 65534,
+            "{command} replaced the link"
+        );
+    }
+    // A link this user made is still followed: the export lands in the file it names.
+    let own = dir.path().join("latest.csv");
+    let target = dir.path().join("export-1.csv");
+    std::fs::write(&target, "old export\n").unwrap();
+    std::os::unix::fs::symlink(&target, &own).unwrap();
+    let output = cli(
+        &config,
+        &[
+            "analyze",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            own.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::symlink_metadata(&own).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .starts_with("time,unix_time_s,device"));
+}
+
+/// A miner reporting a subnormal hashrate (and expected hashrate, and temperature) with a
+/// normal power draw: J/TH = power / hashrate would be infinite.
+const SUBNORMAL_BODY: &str = r#"{"hashRate": 1e-320, "expectedHashrate": 1e-320, "power": 15.5,
+ "temp": 1e-320, "vrTemp": 50, "voltage": 5000, "current": 3000, "frequency": 525,
+ "coreVoltage": 1150, "uptimeSeconds": 100, "sharesAccepted": 5, "sharesRejected": 0,
+ "bestDiff": "1e-320", "ASICModel": "BM1370", "version": "v2.15.0", "boardVersion": "601",
+ "macAddr": "AA:BB:CC:DD:EE:01"}"#;
+
+/// The words of `text` that are an infinity, a NaN, or a number longer than 30 characters.
+fn absurd_numbers(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-')))
+        .filter(|word| {
+            let bare = word.trim_start_matches(['+', '-']).to_ascii_lowercase();
+            let numeric = word.chars().any(|c| c.is_ascii_digit())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | 'e' | 'E'));
+            matches!(bare.as_str(), "inf" | "infinity" | "nan") || (numeric && word.len() > 30)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subnormal_hashrate_gives_no_infinite_or_endless_number_in_any_output() {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SUBNORMAL_BODY}",
+        SUBNORMAL_BODY.len()
+    );
+    let (address, _requests) = crate::support::raw_server(response.into_bytes()).await;
+    let miner: std::net::SocketAddr = format!("{}:{}", address.host, address.port).parse().unwrap();
+    // No warm-up, so every sample counts in compare-configs.
+    let mut exporter = Exporter::start_with(&[("tiny".to_string(), miner)], 1.0, "analysis:\n  warmup_minutes: 0\n");
+    let database = exporter.database_path();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !database.exists() || sample_count(&database) < 4 {
+        assert!(Instant::now() < deadline, "four samples were never stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    exporter.terminate(Duration::from_secs(10));
+    let config = exporter.config_path();
+    let report = config.with_file_name("report.html");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["analyze", "export", "--format", "csv"],
+        vec!["analyze", "export", "--format", "json"],
+        vec!["analyze", "compare-configs", "--format", "csv"],
+        vec!["analyze", "compare-configs", "--format", "json"],
+        vec!["analyze", "compare-configs"],
+        vec!["analyze", "optimize", "--metric", "efficiency"],
+    ];
+    for args in runs {
+        let output = cli(&config, &args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("tiny"), "{args:?} shows no sample:\n{text}");
+        let absurd = absurd_numbers(&text);
+        assert!(absurd.is_empty(), "{args:?}: {absurd:?}\n{text}");
+    }
+    let output = cli(&config, &["analyze", "report", "--output", report.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let html = std::fs::read_to_string(&report).unwrap();
+    let absurd = absurd_numbers(&html);
+    assert!(absurd.is_empty(), "report: {absurd:?}");
+    // The hashrate reads as 0 (not hashing), so there is no J/TH to show at all.
+    let csv = String::from_utf8_lossy(&cli(&config, &["analyze", "export", "--format", "csv"]).stdout).into_owned();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row[column("hashrate_ghs")], "0", "{csv}");
+    assert_eq!(row[column("efficiency_j_per_th")], "", "{csv}");
+}
+
+#[test]
+fn a_subnormal_hashrate_already_in_a_ledger_is_written_bounded_and_never_as_inf() {
+    // Stored before readings this close to 0 were read as 0 (or by another writer): the
+    // outputs bound what they print themselves.
+    let (dir, database, config) = ledger_with_config();
+    std::fs::remove_file(&database).unwrap();
+    let mut tiny = S::new(525.0, 1150.0);
+    tiny.hashrate = 1e-320;
+    let records = (0..40).map(|i| ("gamma", f64::from(i) * 30.0, tiny.clone())).collect();
+    write_all(&database, 0.0, records);
+    std::fs::write(
+        &config,
+        "devices:\n  - name: \"gamma\"\n    ip: \"192.168.1.10\"\nlogging:\n  database_path: \"metrics.db\"\nanalysis:\n  warmup_minutes: 0\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["analyze", "export", "--format", "csv"],
+        vec!["analyze", "export", "--format", "json"],
+        vec!["analyze", "compare-configs", "--format", "csv"],
+        vec!["analyze", "compare-configs", "--format", "json"],
+        vec!["analyze", "compare-configs"],
+        vec!["analyze", "optimize", "--metric", "efficiency"],
+    ] {
+        let output = cli(&config, &args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("gamma"), "{args:?} shows no sample:\n{text}");
+        let absurd = absurd_numbers(&text);
+        assert!(absurd.is_empty(), "{args:?}: {absurd:?}\n{text}");
+    }
+    let report = dir.path().join("report.html");
+    let output = cli(&config, &["analyze", "report", "--output", report.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let absurd = absurd_numbers(&std::fs::read_to_string(&report).unwrap());
+    assert!(absurd.is_empty(), "report: {absurd:?}");
+    // The stored value is still exported exactly, in scientific notation.
+    let csv = String::from_utf8_lossy(&cli(&config, &["analyze", "export", "--format", "csv"]).stdout).into_owned();
+    assert!(csv.lines().nth(1).unwrap().contains(",1e-320,"), "{csv}");
+}

@@ -50,10 +50,12 @@ pub fn url_segment(text: &str) -> String {
     out
 }
 
-/// A number with `decimals` decimals, or a dash.
+/// A number with `decimals` decimals (past a trillion in scientific notation, never
+/// hundreds of digits), or a dash.
 pub fn number(value: Option<f64>, decimals: usize) -> String {
     match value {
-        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        Some(v) if v.is_finite() && v.abs() < 1e12 => format!("{v:.decimals$}"),
+        Some(v) if v.is_finite() => format!("{v:.decimals$e}"),
         _ => "–".into(),
     }
 }

@@ -310,9 +310,27 @@ pub fn optimize(rows: Vec<ConfigRow>, metric: Metric, max_temp_c: f64) -> Vec<Re
 // ---------------------------------------------------------------------------------------
 // Rendering
 
-/// A value with `decimals` places, or `-` when absent.
+/// A value with `decimals` places, or `-` when absent or not a number; past a trillion in
+/// scientific notation, so no cell runs to hundreds of digits.
 pub fn opt(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+    match value {
+        Some(v) if v.is_finite() && v.abs() < 1e12 => format!("{v:.decimals$}"),
+        Some(v) if v.is_finite() => format!("{v:.decimals$e}"),
+        _ => "-".into(),
+    }
+}
+
+/// A number for CSV: exact (the shortest text that reads back as the same value) between
+/// 10⁻⁶ and 10¹⁵, in scientific notation (`1e-320`) outside, so never hundreds of digits;
+/// nothing for infinity or NaN, which no CSV reader agrees on.
+pub fn csv_number(value: f64) -> String {
+    if !value.is_finite() {
+        String::new()
+    } else if value == 0.0 || (1e-6..1e15).contains(&value.abs()) {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
 }
 
 pub fn duration_text(seconds: f64) -> String {
@@ -335,7 +353,7 @@ asic_temp_mean_c,asic_temp_p95_c,asic_temp_max_c,vr_temp_max_c,reject_percent,er
 pub fn configs_csv(rows: &[ConfigRow]) -> String {
     let mut out = String::from(CONFIG_CSV_HEADER);
     out.push('\n');
-    let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let num = |v: Option<f64>| v.map(csv_number).unwrap_or_default();
     for r in rows {
         let fields = [
             csv_field(&r.device),
@@ -343,7 +361,7 @@ pub fn configs_csv(rows: &[ConfigRow]) -> String {
             num(r.core_voltage_mv),
             r.samples.to_string(),
             r.steady_samples.to_string(),
-            r.steady_seconds.to_string(),
+            csv_number(r.steady_seconds),
             num(r.mean_hashrate_ghs),
             num(r.hashrate_ci95_ghs),
             num(r.median_hashrate_ghs),
@@ -493,5 +511,19 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn numbers_are_never_inf_nan_or_hundreds_of_digits() {
+        assert_eq!(csv_number(1e-320), "1e-320");
+        assert_eq!(csv_number(1.5e300), "1.5e300");
+        assert_eq!(csv_number(f64::INFINITY), "");
+        assert_eq!(csv_number(f64::NAN), "");
+        assert_eq!(csv_number(0.0), "0");
+        assert_eq!(csv_number(17.25), "17.25");
+        assert_eq!(csv_number(0.000001), "0.000001");
+        assert_eq!(opt(Some(f64::INFINITY), 2), "-");
+        assert_eq!(opt(Some(1.5e300), 2), "1.50e300");
+        assert_eq!(opt(Some(17.256), 2), "17.26");
     }
 }

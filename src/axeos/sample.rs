@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::untrusted::printable;
+use super::untrusted::{printable, SMALLEST_READING};
 
 /// Everything the exporter keeps from one successful poll, in normalised units
 /// (GH/s, W, V, A, °C, MHz, mV, %, seconds, bytes).
@@ -592,6 +592,19 @@ struct LenientVisitor {
     parse_suffix: bool,
 }
 
+/// A number as a miner sent it: not a number when it is infinite or NaN, and 0 when it is
+/// closer to 0 than [`SMALLEST_READING`] (a subnormal hashrate is no hashrate, and would
+/// make an infinite J/TH and a CSV cell of 324 digits).
+fn reading(v: f64) -> Option<f64> {
+    if !v.is_finite() {
+        None
+    } else if v.abs() < SMALLEST_READING {
+        Some(0.0)
+    } else {
+        Some(v)
+    }
+}
+
 impl<'de> Visitor<'de> for LenientVisitor {
     type Value = Option<f64>;
 
@@ -599,7 +612,7 @@ impl<'de> Visitor<'de> for LenientVisitor {
         f.write_str("a number, a numeric string, a boolean or null")
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(v.is_finite().then_some(v))
+        Ok(reading(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
         Ok(Some(v as f64))
@@ -612,9 +625,9 @@ impl<'de> Visitor<'de> for LenientVisitor {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         Ok(if self.parse_suffix {
-            parse_difficulty(v)
+            parse_difficulty(v).and_then(reading)
         } else {
-            v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+            v.trim().parse::<f64>().ok().and_then(reading)
         })
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -818,5 +831,23 @@ mod tests {
         assert_eq!(s.efficiency_gigahashes_per_watt(), None);
         s.hashrate_ghs = Some(1000.0);
         assert_eq!(s.efficiency_joules_per_terahash(), Some(18.0));
+    }
+
+    #[test]
+    fn a_number_closer_to_0_than_a_millionth_reads_as_0() {
+        let s = decode_system_info(
+            br#"{"hashRate":1e-320,"expectedHashrate":"1e-320","power":15.5,"temp":1e-320,"bestDiff":"1e-320","ASICModel":"BM1370"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.hashrate_ghs, Some(0.0));
+        assert_eq!(s.efficiency_joules_per_terahash(), None);
+        assert_eq!(s.expected_hashrate_ghs, None);
+        // 0 is the firmware's "no reading" for a temperature.
+        assert_eq!(s.asic_temp_celsius, None);
+        assert_eq!(s.best_difficulty, Some(0.0));
+        assert!(s.implausible.is_empty(), "{:?}", s.implausible);
+        // A millionth itself is still a reading.
+        let s = decode_system_info(br#"{"hashRate":0.000001,"power":15.5,"ASICModel":"BM1370"}"#).unwrap();
+        assert_eq!(s.hashrate_ghs, Some(0.000001));
     }
 }

@@ -126,7 +126,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 out.write_all(report.as_bytes())?;
                 Ok(report.len() as u64)
             })
-            .map_err(|e| Failure::Runtime(e.into()))?;
+            .map_err(export_failure)?;
             status_line(&format!(
                 "wrote {} ({:.0} KB): open it in a browser; it needs no network",
                 output.display(),
@@ -242,9 +242,18 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
                 Err(crate::analysis::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     Ok(())
                 }
-                Err(e) => Err(Failure::Runtime(e.into())),
+                Err(e) => Err(export_failure(e)),
             }
         }
+    }
+}
+
+/// An output name refused (a symlink planted by another user) is the user's to fix: exit 2.
+fn export_failure(e: crate::analysis::export::ExportError) -> Failure {
+    if e.is_refusal() {
+        Failure::Usage(e.into())
+    } else {
+        Failure::Runtime(e.into())
     }
 }
 

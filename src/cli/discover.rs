@@ -1,14 +1,13 @@
 //! `discover [--subnet CIDR …] [--port P[-Q]] [--mdns-only | --no-mdns] [--timeout S]
 //! [--format table|yaml|json] [--add-to CONFIG] [--allow-public]`: finds the AxeOS miners on
 //! the LAN (mDNS announcements of v2.15+ and a gentle subnet scan) and prints their
-//! config entries, or adds the new ones to a config file (its text edited, comments and
-//! order kept, a backup beside it, the result checked like `check-config`).
+//! config entries, or adds the new ones to a config file (its text edited under a lock,
+//! comments, order, line endings and mode kept, a backup beside it, the result checked to
+//! load as the old config plus the new miners).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use anyhow::Context as _;
 
 use super::output::{emit, print_json, status_line};
 use super::table::{self, Column};
@@ -196,31 +195,39 @@ fn new_devices(found: &[&Found]) -> Vec<NewDevice> {
 
 fn yaml_entries(found: &[Found]) -> String {
     let all: Vec<&Found> = found.iter().collect();
-    config::add_devices_to_text("", &new_devices(&all))
+    // An empty text always takes block entries.
+    config::add_devices_to_text("", &new_devices(&all)).unwrap_or_default()
 }
 
-/// The config file `--add-to` edits: its text, names and addresses, and the MACs the
-/// ledger knows for its devices.
+/// The config file `--add-to` edits, as checked before the scan: the names it has and the
+/// MACs the ledger knows for its devices.
 struct Existing {
     path: PathBuf,
-    text: String,
     names: BTreeSet<String>,
-    addresses: BTreeSet<String>,
     macs: BTreeSet<String>,
 }
 
 impl Existing {
     fn load(path: &Path) -> Result<Existing, Failure> {
-        let config = config::load(path)?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .map_err(Failure::Runtime)?;
+        let config = match config::load(path) {
+            Ok(config) => config,
+            // A config that lists no miner yet (an empty file, `devices: []`) is what
+            // `--add-to` is for; any other fault is reported as `check-config` would.
+            Err(error) => {
+                let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= config::MAX_CONFIG_BYTES);
+                let text = regular.then(|| std::fs::read_to_string(path).ok()).flatten();
+                match text.map(|t| config::parse_for_adding(&t)) {
+                    Some(Ok(config)) => config,
+                    Some(Err(mut other)) => {
+                        other.file = Some(path.to_path_buf());
+                        return Err(other.into());
+                    }
+                    None => return Err(error.into()),
+                }
+            }
+        };
+        config::check_writable(path).map_err(|e| Failure::Usage(e.into()))?;
         let names: BTreeSet<String> = config.devices.iter().map(|d| d.name.clone()).collect();
-        let addresses = config
-            .devices
-            .iter()
-            .map(|d| normalise(&d.address.to_string()))
-            .collect();
         // A miner whose address changed is still the same miner: the ledger knows which
         // MAC each configured name had.
         let macs = match Ledger::open_read_only(&config.database_path) {
@@ -235,9 +242,7 @@ impl Existing {
         };
         Ok(Existing {
             path: path.to_path_buf(),
-            text,
             names,
-            addresses,
             macs,
         })
     }
@@ -248,62 +253,70 @@ fn normalise(address: &str) -> String {
     address.strip_suffix(":80").unwrap_or(address).to_ascii_lowercase()
 }
 
+fn replace_failure(e: config::ReplaceError) -> Failure {
+    match e {
+        config::ReplaceError::ReadOnly { .. }
+        | config::ReplaceError::NotWritable { .. }
+        | config::ReplaceError::NotAFile { .. }
+        | config::ReplaceError::TooLarge { .. } => Failure::Usage(e.into()),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
 fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
-    let new: Vec<&Found> = found
+    let path = &existing.path;
+    // The file is read again under its lock: another `discover --add-to` may have added
+    // miners since the scan began, and they must stay.
+    let locked = config::LockedConfig::open(path).map_err(replace_failure)?;
+    let current = config::parse_for_adding(locked.text()).map_err(|mut e| {
+        e.file = Some(path.clone());
+        Failure::Usage(anyhow::Error::new(e).context("the file changed during the scan and no longer loads"))
+    })?;
+    let addresses: BTreeSet<String> = current
+        .devices
         .iter()
-        .filter(|f| !existing.addresses.contains(&normalise(&f.address)))
+        .map(|d| normalise(&d.address.to_string()))
+        .collect();
+    let mut new: Vec<Found> = found
+        .iter()
+        .filter(|f| !addresses.contains(&normalise(&f.address)))
         .filter(|f| f.mac.as_ref().is_none_or(|mac| !existing.macs.contains(mac)))
+        .cloned()
         .collect();
     if new.is_empty() {
         status_line(&format!(
             "{}: nothing to add ({} miner(s) found, all already in it)",
-            existing.path.display(),
+            path.display(),
             found.len()
         ));
         return Ok(());
     }
-    let text = config::add_devices_to_text(&existing.text, &new_devices(&new));
-    // The new text is checked as `check-config` would before anything is replaced.
-    let folder = existing
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut staged = tempfile::Builder::new()
-        .prefix(".discover-")
-        .suffix(".yaml")
-        .tempfile_in(folder)
-        .with_context(|| format!("cannot write beside {}", existing.path.display()))
-        .map_err(Failure::Runtime)?;
-    std::io::Write::write_all(&mut staged, text.as_bytes())
-        .and_then(|()| staged.as_file().sync_all())
-        .with_context(|| format!("cannot write beside {}", existing.path.display()))
-        .map_err(Failure::Runtime)?;
-    config::load(staged.path()).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "the edited config would not load ({e}); {} is unchanged",
-            existing.path.display()
-        ))
-    })?;
-    // The edited file keeps the old one's permissions (a config may hold secrets).
-    if let Ok(metadata) = std::fs::metadata(&existing.path) {
-        let _ = std::fs::set_permissions(staged.path(), metadata.permissions());
+    let taken: BTreeSet<String> = current.devices.iter().map(|d| d.name.clone()).collect();
+    if taken != existing.names {
+        discover::unique_names(&mut new, &taken);
     }
-    let backup = PathBuf::from(format!("{}.bak", existing.path.display()));
-    std::fs::copy(&existing.path, &backup)
-        .with_context(|| format!("cannot keep a backup at {}", backup.display()))
-        .map_err(Failure::Runtime)?;
-    staged.persist(&existing.path).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot replace {}: {}",
-            existing.path.display(),
-            e.error
-        ))
-    })?;
+    let new: Vec<&Found> = new.iter().collect();
+    let devices = new_devices(&new);
+    let text = match config::add_devices_to_config(locked.text(), &devices) {
+        Ok(text) => text,
+        Err(e) => {
+            // Nothing is lost: the file stays, and the entries are printed to paste.
+            emit(&config::add_devices_to_text("", &devices).unwrap_or_default())?;
+            let message = anyhow::anyhow!(
+                "cannot add to {}: {e}; it is unchanged (the entries to add by hand are on standard output)",
+                path.display()
+            );
+            return Err(match e {
+                config::EditError::Invalid(_) => Failure::Runtime(message),
+                _ => Failure::Usage(message),
+            });
+        }
+    };
+    let backup = locked.replace(&text).map_err(replace_failure)?;
     let names: Vec<&str> = new.iter().map(|f| f.name.as_str()).collect();
     status_line(&format!(
         "{}: added {} miner(s) ({}); the previous file is {}",
-        existing.path.display(),
+        path.display(),
         new.len(),
         names.join(", "),
         backup.display()
