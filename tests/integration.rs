@@ -19,6 +19,8 @@
 //! - `availability`: an idle-connection flood and a scrape storm against `serve`.
 //! - `top`: the terminal dashboard's screens (golden text) and the binary in a real pty.
 //! - `web`: the dashboard pages and the report in the real headless Chromium; the JSON API.
+//! - `websurface`: `POST /alerts` only with its token, the `Host` check against DNS
+//!   rebinding, security headers, `/configs` of 1,000 devices paginated and rendered a few at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -38,3 +40,4 @@ mod sweep;
 mod top;
 mod tuning;
 mod web;
+mod websurface;
