@@ -1192,7 +1192,10 @@ server:
         .unwrap();
         assert_eq!(config.web.allowed_hosts, ["pi.local", "*", "10.0.0.5"]);
         assert_eq!(config.web.alerts_token_file, Some(PathBuf::from("token")));
-        assert_eq!(parse(base.trim_end_matches("server:\n")).unwrap().web, WebAccess::default());
+        assert_eq!(
+            parse(base.trim_end_matches("server:\n")).unwrap().web,
+            WebAccess::default()
+        );
         for (yaml, key, line) in [
             (
                 "  allowed_hosts:\n    - pi.local\n    - \"http://pi.local:9842\"\n",

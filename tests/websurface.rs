@@ -98,12 +98,22 @@ async fn post_alerts_is_off_without_a_token_and_takes_only_json_with_the_token()
         );
     }
     assert_eq!(
-        post_alert(on.port, "GenuineAlert", Some("application/json; charset=utf-8"), Some(&bearer)).await,
+        post_alert(
+            on.port,
+            "GenuineAlert",
+            Some("application/json; charset=utf-8"),
+            Some(&bearer)
+        )
+        .await,
         200
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !on.log().contains("GenuineAlert") {
-        assert!(Instant::now() < deadline, "the accepted alert was not logged:\n{}", on.log());
+        assert!(
+            Instant::now() < deadline,
+            "the accepted alert was not logged:\n{}",
+            on.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = on.log() + &off.log();
@@ -285,7 +295,10 @@ fn big_ledger(path: &std::path::Path, devices: usize) {
     let names: Vec<String> = (0..devices).map(|i| format!("miner-{i:04}")).collect();
     let mut records = Vec::new();
     for name in &names {
-        for (c, (freq, mv)) in [(490.0, 1150.0), (525.0, 1200.0), (575.0, 1250.0)].into_iter().enumerate() {
+        for (c, (freq, mv)) in [(490.0, 1150.0), (525.0, 1200.0), (575.0, 1250.0)]
+            .into_iter()
+            .enumerate()
+        {
             for i in 0..10u64 {
                 let mut s = S::new(freq, mv);
                 s.mac = None;
@@ -377,4 +390,3 @@ async fn configs_of_a_thousand_devices_come_in_pages_and_a_burst_of_renders_wait
         before / 1024
     );
 }
-

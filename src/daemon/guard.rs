@@ -93,9 +93,7 @@ impl AlertsToken {
 /// The credentials of a `Bearer` authorization (the scheme in any case).
 fn bearer(value: &[u8]) -> Option<&[u8]> {
     let scheme = value.get(..7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| value[7..].trim_ascii())
+    scheme.eq_ignore_ascii_case(b"bearer ").then(|| value[7..].trim_ascii())
 }
 
 /// Equality whose time depends only on the lengths.
@@ -329,18 +327,30 @@ mod tests {
         }
         assert!(!token.admits(None));
         std::fs::write(&path, "short\n").unwrap();
-        assert!(AlertsToken::read(&path).unwrap_err().to_string().contains("at least 16"));
+        assert!(AlertsToken::read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 16"));
         let missing = AlertsToken::read(&dir.path().join("nope")).unwrap_err().to_string();
-        assert!(missing.contains("server.alerts_token_file") && missing.contains("nope"), "{missing}");
+        assert!(
+            missing.contains("server.alerts_token_file") && missing.contains("nope"),
+            "{missing}"
+        );
     }
 
     #[test]
     fn pages_get_their_hashes_and_everything_else_the_strict_policy() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         set_security_headers(&mut headers);
         let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        assert!(policy.contains("script-src 'sha256-") && !policy.contains("unsafe-inline"), "{policy}");
+        assert!(
+            policy.contains("script-src 'sha256-") && !policy.contains("unsafe-inline"),
+            "{policy}"
+        );
         assert!(policy.contains("frame-ancestors 'none'"));
         let mut json = HeaderMap::new();
         set_security_headers(&mut json);

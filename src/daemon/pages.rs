@@ -648,7 +648,11 @@ fn configs_document(
             body,
             "<a href=\"{}\"{}>{}</a>",
             link(Some(name), metric_name(metric), None),
-            if device == Some(*name) { " class=\"current\"" } else { "" },
+            if device == Some(*name) {
+                " class=\"current\""
+            } else {
+                ""
+            },
             escape(name)
         );
     }
@@ -821,7 +825,9 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_readers_and_the_queue_requests_are_refused_at_once() {
-        let fleet = Arc::new(Fleet::new(&crate::config::parse("devices:\n  - {name: a, ip: 192.0.2.1}\n").unwrap()));
+        let fleet = Arc::new(Fleet::new(
+            &crate::config::parse("devices:\n  - {name: a, ip: 192.0.2.1}\n").unwrap(),
+        ));
         let pages = Arc::new(Pages::new(fleet, None));
         let held: Vec<_> = futures_turns(&pages, LEDGER_READERS).await;
         // The queue fills with waiters…
