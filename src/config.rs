@@ -53,6 +53,20 @@ pub struct Config {
     pub protection: Protection,
     /// Following a miner whose address changed (`discovery:`, off by default).
     pub discovery: Discovery,
+    /// Who may reach the dashboard by name, and the token of `POST /alerts` (`server:`).
+    pub web: WebAccess,
+}
+
+/// The `server:` keys that guard the HTTP surface (see [`crate::daemon::guard`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebAccess {
+    /// `server.allowed_hosts`: host names (lower case, no port, no trailing dot) the
+    /// dashboard and its API answer to besides IP addresses, `localhost` and this machine's
+    /// name; `*` answers to any (no protection against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// `server.alerts_token_file`: the file holding the bearer token Alertmanager sends to
+    /// `POST /alerts`; the endpoint is off without it. Relative to the config file's folder.
+    pub alerts_token_file: Option<PathBuf>,
 }
 
 /// The `discovery:` section: when a configured miner stops answering, `serve` looks for its
@@ -403,6 +417,8 @@ struct RawSafety {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
+    alerts_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -495,9 +511,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         e.file = Some(path.to_path_buf());
         e
     })?;
-    if config.database_path.is_relative() {
-        if let Some(folder) = path.parent() {
+    if let Some(folder) = path.parent() {
+        if config.database_path.is_relative() {
             config.database_path = folder.join(&config.database_path);
+        }
+        if let Some(token) = config.web.alerts_token_file.as_mut().filter(|t| t.is_relative()) {
+            *token = folder.join(&*token);
         }
     }
     Ok(config)
@@ -680,8 +699,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ));
     }
 
-    let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
+    let web = web_access(&raw.server, &fail)?;
 
     let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
     if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
@@ -722,7 +742,64 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         tune,
         protection,
         discovery,
+        web,
     })
+}
+
+/// `server.allowed_hosts` and `server.alerts_token_file`, checked.
+fn web_access(raw: &RawServer, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<WebAccess, ConfigError> {
+    let mut allowed_hosts = Vec::new();
+    for (i, name) in raw.allowed_hosts.iter().flatten().enumerate() {
+        let key = format!("server.allowed_hosts[{i}]");
+        let host = parse_allowed_host(name).map_err(|message| fail(&key, message))?;
+        allowed_hosts.push(host);
+    }
+    let alerts_token_file = match raw.alerts_token_file.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err(fail(
+                "server.alerts_token_file",
+                "must not be empty; leave the key out to turn POST /alerts off".into(),
+            ))
+        }
+        Some(path) => Some(PathBuf::from(path)),
+    };
+    Ok(WebAccess {
+        allowed_hosts,
+        alerts_token_file,
+    })
+}
+
+/// One `server.allowed_hosts` entry: a host name as a browser sends it in `Host` (any case,
+/// a trailing dot allowed), or `*`. IP addresses are allowed anyway, so writing one is not
+/// an error; a port or a URL is, since the port is never compared.
+pub fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed == "*" {
+        return Ok("*".into());
+    }
+    let name = trimmed.trim_end_matches('.').to_ascii_lowercase();
+    let is_ip = name.parse::<std::net::IpAddr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok());
+    if is_ip {
+        return Ok(name);
+    }
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "\"{trimmed}\" is not a host name; write the name alone, as in the browser's address bar \
+             without http:// and without the port (e.g. \"raspberrypi.local\"), or \"*\" for any name"
+        ))
+    }
 }
 
 fn discovery_settings(raw: RawDiscovery, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Discovery, ConfigError> {
@@ -1122,6 +1199,35 @@ server:
             "host:",
         ] {
             assert!(MinerAddress::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn server_guard_keys_are_checked_with_their_line() {
+        let base = "devices:\n  - name: a\n    ip: 10.0.0.1\nserver:\n";
+        let config = parse(&format!(
+            "{base}  allowed_hosts: [\"Pi.Local.\", \"*\", \"10.0.0.5\"]\n  alerts_token_file: token\n"
+        ))
+        .unwrap();
+        assert_eq!(config.web.allowed_hosts, ["pi.local", "*", "10.0.0.5"]);
+        assert_eq!(config.web.alerts_token_file, Some(PathBuf::from("token")));
+        assert_eq!(
+            parse(base.trim_end_matches("server:\n")).unwrap().web,
+            WebAccess::default()
+        );
+        for (yaml, key, line) in [
+            (
+                "  allowed_hosts:\n    - pi.local\n    - \"http://pi.local:9842\"\n",
+                "server.allowed_hosts[1]",
+                7,
+            ),
+            ("  allowed_hosts: [\"a b\"]\n", "server.allowed_hosts[0]", 5),
+            ("  alerts_token_file: \"\"\n", "server.alerts_token_file", 5),
+            ("  alerts_token: x\n", "alerts_token", 5),
+        ] {
+            let error = parse(&format!("{base}{yaml}")).unwrap_err();
+            assert!(error.to_string().contains(key), "{yaml}: {error}");
+            assert_eq!(error.line, Some(line), "{yaml}: {error}");
         }
     }
 

@@ -639,7 +639,17 @@ async fn alertmanager_notifications_are_written_to_the_log_escaped() {
     let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 31)], None)
         .await
         .unwrap();
-    let exporter = crate::support::Exporter::start_logging(&named(&["gamma"], &sims), 1.0, "info");
+    // The endpoint takes notifications with the token of server.alerts_token_file.
+    let dir = tempfile::tempdir().unwrap();
+    let token = "escape-test-token-0123456789";
+    std::fs::write(dir.path().join("alerts.token"), token).unwrap();
+    let exporter = crate::support::Exporter::start_with_server(
+        dir,
+        &named(&["gamma"], &sims),
+        1.0,
+        "  alerts_token_file: alerts.token\n",
+    );
+    let bearer = format!("Bearer {token}");
     let notification = serde_json::json!({
         "version": "4",
         "status": "firing",
@@ -653,6 +663,7 @@ async fn alertmanager_notifications_are_written_to_the_log_escaped() {
     let response = client
         .post(exporter.url("/alerts"))
         .header("content-type", "application/json")
+        .header("authorization", &bearer)
         .body(notification.to_string())
         .send()
         .await
@@ -660,11 +671,13 @@ async fn alertmanager_notifications_are_written_to_the_log_escaped() {
     assert_eq!(response.status(), 200);
     let oversized = client
         .post(exporter.url("/alerts"))
+        .header("content-type", "application/json")
+        .header("authorization", &bearer)
         .body(vec![b' '; 2 * 1024 * 1024])
         .send()
         .await
         .unwrap();
-    assert!(oversized.status().is_client_error(), "{}", oversized.status());
+    assert_eq!(oversized.status(), 413);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = exporter.log();
     assert!(

@@ -20,6 +20,8 @@
 //! - `top`: the terminal dashboard's screens (golden text) and the binary in a real pty.
 //! - `web`: the dashboard pages and the report in the real headless Chromium; the JSON API.
 //! - `writes`: protection and `tune` writes against miners that refuse, lag, lie and reboot.
+//! - `websurface`: `POST /alerts` only with its token, the `Host` check against DNS
+//!   rebinding, security headers, `/configs` of 1,000 devices paginated and rendered a few at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -39,4 +41,5 @@ mod sweep;
 mod top;
 mod tuning;
 mod web;
+mod websurface;
 mod writes;

@@ -482,13 +482,19 @@ fn test_prometheus_config(
     path
 }
 
-/// alertmanager.yml with short waits and the webhook pointed at the test's receiver.
-fn test_alertmanager_config(dir: &Path, webhook: SocketAddr) -> std::path::PathBuf {
+/// alertmanager.yml with short waits and the webhook pointed at the test's receiver (at
+/// `http://ADDRESS/PATH`), its token read from `alerts-token` in `dir` (written here) instead
+/// of the compose secret.
+fn test_alertmanager_config(dir: &Path, webhook: SocketAddr, path: &str) -> std::path::PathBuf {
     let mut config: Yaml =
         serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/alertmanager.yml")).unwrap()).unwrap();
     config["route"]["group_wait"] = "1s".into();
     config["route"]["group_interval"] = "1s".into();
-    config["receivers"][0]["webhook_configs"][0]["url"] = format!("http://{webhook}/bitaxe").into();
+    let webhook_config = &mut config["receivers"][0]["webhook_configs"][0];
+    webhook_config["url"] = format!("http://{webhook}{path}").into();
+    let token = dir.join("alerts-token");
+    std::fs::write(&token, format!("{ALERTS_TOKEN}\n")).unwrap();
+    webhook_config["http_config"]["authorization"]["credentials_file"] = token.display().to_string().into();
     let path = dir.join("alertmanager.yml");
     std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
     path
@@ -622,7 +628,7 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
     let dir = tempfile::tempdir().unwrap();
     let (webhook, received) = webhook_receiver().await;
     let (am_port, prom_port) = (free_port(), free_port());
-    let am_config = test_alertmanager_config(dir.path(), webhook);
+    let am_config = test_alertmanager_config(dir.path(), webhook, "/bitaxe");
     let mut alertmanager = Command::new("prometheus-alertmanager")
         .arg(format!("--config.file={}", am_config.display()))
         .arg(format!("--storage.path={}", dir.path().join("am").display()))
@@ -931,6 +937,91 @@ async fn alerts_reach_the_webhook_and_every_dashboard_query_returns_data() {
         );
     }
     sims.shutdown().await;
+}
+
+/// The token the stack tests give Alertmanager and the exporter.
+const ALERTS_TOKEN: &str = "stack-test-token-0123456789";
+
+/// Alertmanager started with this config on a free port, killed on drop; its port.
+fn start_alertmanager(dir: &Path, config: &Path) -> (Killed, u16) {
+    let port = free_port();
+    let mut alertmanager = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (Debian package prometheus-alertmanager)");
+    wait_listening(port, "alertmanager", &mut alertmanager);
+    (Killed(alertmanager), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_alertmanager_config_delivers_to_the_exporters_alerts_endpoint_with_its_token() {
+    // The compose file gives both containers the same secret, and each reads it where the
+    // other's config says.
+    let compose: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("docker-compose.yml")).unwrap()).unwrap();
+    let shipped: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("prometheus/alertmanager.yml")).unwrap()).unwrap();
+    let secret_path = "/run/secrets/alerts_token";
+    assert_eq!(
+        shipped["receivers"][0]["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"],
+        secret_path
+    );
+    assert_eq!(
+        compose["services"]["bitaxe-exporter"]["environment"]["BITAXE_EXPORTER_ALERTS_TOKEN_FILE"],
+        secret_path
+    );
+    for service in ["bitaxe-exporter", "alertmanager"] {
+        let secrets = compose["services"][service]["secrets"].as_sequence().unwrap();
+        assert!(secrets.iter().any(|s| s == "alerts_token"), "{service}: {secrets:?}");
+    }
+    assert!(compose["secrets"]["alerts_token"]["file"].is_string());
+
+    // The exporter with the token, and Alertmanager with the shipped config, only the exporter's address and the token file's
+    // path changed: an alert posted to Alertmanager ends up in the exporter's log.
+    let dir = tempfile::tempdir().unwrap();
+    let exporter_dir = tempfile::tempdir().unwrap();
+    std::fs::write(exporter_dir.path().join("alerts.token"), format!("{ALERTS_TOKEN}\n")).unwrap();
+    let exporter = crate::support::Exporter::start_with_server(
+        exporter_dir,
+        &[("rig".to_string(), "127.0.0.1:9".parse().unwrap())],
+        30.0,
+        "  alerts_token_file: alerts.token\n",
+    );
+    let exporter_address: SocketAddr = format!("127.0.0.1:{}", exporter.port).parse().unwrap();
+    let am_config = test_alertmanager_config(dir.path(), exporter_address, "/alerts");
+    assert_ok("amtool", &["check-config", am_config.to_str().unwrap()]);
+    let (_alertmanager, am_port) = start_alertmanager(dir.path(), &am_config);
+    let alert = serde_json::json!([{
+        "labels": {"alertname": "StackDeliveryCheck", "severity": "critical", "device": "rig"},
+        "annotations": {"summary": "delivered through the shipped webhook"},
+    }]);
+    let posted = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{am_port}/api/v2/alerts"))
+        .header("content-type", "application/json")
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200, "{}", posted.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = exporter.log();
+        if let Some(line) = log.lines().find(|l| l.contains("StackDeliveryCheck")) {
+            assert!(line.contains("ERROR") && line.contains("rig"), "{line}");
+            assert!(line.contains("delivered through the shipped webhook"), "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alert did not reach the exporter's log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The alerts Alertmanager holds, with their status (`active`, or `suppressed` and by what).

@@ -242,7 +242,19 @@ pub fn configs_charts(rows: &[ConfigRow], recommendations: &[Recommendation], ma
 /// The configurations of a range: the table, then each device's charts.
 pub fn configs_section(context: Context, rows: &[ConfigRow], metric: Metric, max_temp_c: f64) -> String {
     let recommendations = super::optimize(rows.to_vec(), metric, max_temp_c);
-    let mut html = configs_table(context, rows, &recommendations);
+    configs_section_with(context, rows, &recommendations, metric, max_temp_c)
+}
+
+/// [`configs_section`] for some of the rows (one page of them), with the verdicts
+/// `recommendations` made over all of them.
+pub fn configs_section_with(
+    context: Context,
+    rows: &[ConfigRow],
+    recommendations: &[Recommendation],
+    metric: Metric,
+    max_temp_c: f64,
+) -> String {
+    let mut html = configs_table(context, rows, recommendations);
     let _ = writeln!(
         html,
         "<p class=\"muted\">Steady samples only (after the warm-up). The health gate rejects a configuration \
@@ -254,7 +266,7 @@ pub fn configs_section(context: Context, rows: &[ConfigRow], metric: Metric, max
             Metric::Balanced => "hashrate × efficiency",
         }
     );
-    html.push_str(&configs_charts(rows, &recommendations, max_temp_c));
+    html.push_str(&configs_charts(rows, recommendations, max_temp_c));
     html
 }
 

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Address to listen on (IP:PORT, :PORT or HOST:PORT); overrides server.listen.
     #[arg(long, value_parser = parse_listen_arg)]
     pub listen: Option<SocketAddr>,
+    /// The file holding the bearer token of POST /alerts; overrides
+    /// server.alerts_token_file (the compose file sets it to its Docker secret).
+    #[arg(long, env = "BITAXE_EXPORTER_ALERTS_TOKEN_FILE", value_name = "PATH")]
+    pub alerts_token_file: Option<PathBuf>,
 }
 
 /// `demo`'s arguments.
@@ -94,7 +98,7 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, Failure> {
 
 impl ServeArgs {
     pub async fn run(self, path: &Path, logs: Logs) -> Result<(), Failure> {
-        serve(path, self.listen, logs).await
+        serve(path, self.listen, self.alerts_token_file, logs).await
     }
 }
 
@@ -127,10 +131,18 @@ impl SimulateArgs {
     }
 }
 
-async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<(), Failure> {
+async fn serve(
+    path: &Path,
+    listen: Option<SocketAddr>,
+    alerts_token_file: Option<PathBuf>,
+    logs: Logs,
+) -> Result<(), Failure> {
     let mut config = config::load(path)?;
     if let Some(listen) = listen {
         config.listen = listen;
+    }
+    if let Some(token_file) = alerts_token_file.filter(|p| !p.as_os_str().is_empty()) {
+        config.web.alerts_token_file = Some(token_file);
     }
     logs.init(config.log_level);
     // Before the port: a second daemon on this ledger says so (exit 2, with the holder's
@@ -148,6 +160,7 @@ async fn serve(path: &Path, listen: Option<SocketAddr>, logs: Logs) -> Result<()
 fn serve_failure(e: crate::daemon::ServeError) -> Failure {
     match e {
         crate::daemon::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
+        e @ crate::daemon::ServeError::Web(_) => Failure::Usage(e.into()),
         e => Failure::Runtime(e.into()),
     }
 }
@@ -224,6 +237,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         },
         protection: config::Protection::default(),
         discovery: config::Discovery::default(),
+        web: config::WebAccess::default(),
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");

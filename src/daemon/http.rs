@@ -1,14 +1,15 @@
 //! The exporter's HTTP endpoints: `/metrics` (OpenMetrics or the Prometheus text format by
 //! `Accept`, rendered from the snapshot),
 //! the web dashboard and its JSON API ([`crate::daemon::pages`], `/api/v1/fleet` here),
-//! `/healthz` and the Alertmanager webhook `/alerts`. No handler contacts a miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s.
+//! `/healthz` and the Alertmanager webhook `/alerts`. No handler contacts a miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s;
+//! the `Host` check, the alerts token and the security headers are [`crate::daemon::guard`]'s.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::daemon::exposition::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::daemon::fleet::Fleet;
+use crate::daemon::guard::{self, Guard};
 use crate::daemon::metrics;
 use crate::daemon::pages::{self, Pages};
 use crate::daemon::server::HttpStats;
@@ -25,13 +27,13 @@ use crate::ledger::writer::LedgerStats;
 
 #[derive(Debug)]
 struct AppState {
-    fleet: Arc<Fleet>,
     registry: Registry,
     /// The latest `/metrics` body. Held locked while a render runs, so renders never
     /// overlap and scrapes that arrive meanwhile wait for that render and share its body:
     /// a scrape storm costs one render at a time and one body in memory, not a blocking
     /// thread and a body per scrape.
     last_render: Arc<Mutex<Rendered>>,
+    guard: Guard,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,8 +56,11 @@ pub fn router(
     ledger: Option<Arc<LedgerStats>>,
     http: Option<Arc<HttpStats>>,
     ledger_path: Option<PathBuf>,
+    guard: Guard,
 ) -> Router {
     let pages = Arc::new(Pages::new(fleet.clone(), ledger_path));
+    // The dashboard and its API answer only to the names a browser may legitimately use
+    // (DNS rebinding); /metrics, /healthz and the token-guarded /alerts answer to any.
     let web = Router::new()
         .route("/", get(pages::fleet_page))
         .route("/device/{name}", get(pages::device_page))
@@ -64,28 +69,30 @@ pub fn router(
         .route("/api/v1/devices/{name}/history", get(pages::api_history))
         .route("/api/v1/configs", get(pages::api_configs))
         .route("/api/v1/sessions", get(pages::api_sessions))
-        .with_state(pages);
+        .with_state(pages)
+        .route("/api/v1/fleet", get(api_fleet).with_state(fleet.clone()))
+        .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_host));
     let state = Arc::new(AppState {
-        registry: metrics::registry(fleet.clone(), ledger, http),
-        fleet,
+        registry: metrics::registry(fleet, ledger, http),
         last_render: Arc::new(Mutex::new(Rendered {
             body: Bodies::default(),
             finished: None,
         })),
+        guard,
     });
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/alerts", axum::routing::post(receive_alerts))
-        .route("/api/v1/fleet", get(api_fleet))
         .with_state(state)
         .merge(web)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try / or /metrics\n") })
+        .layer(axum::middleware::from_fn(guard::security_headers))
 }
 
 /// `GET /api/v1/fleet`: the snapshot as JSON.
-async fn api_fleet(State(state): State<Arc<AppState>>) -> Response {
-    match serde_json::to_vec(&super::api::fleet_json(&state.fleet)) {
+async fn api_fleet(State(fleet): State<Arc<Fleet>>) -> Response {
+    match serde_json::to_vec(&super::api::fleet_json(&fleet)) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,12 +158,50 @@ const MAX_ALERT_BODY: usize = 1024 * 1024;
 
 /// `POST /alerts`: an Alertmanager webhook receiver that writes each alert to the
 /// exporter's log, so the compose stack's alerts go somewhere out of the box (journald,
-/// `docker logs`). Every label and annotation is escaped like any text from outside.
-async fn receive_alerts(body: Bytes) -> (StatusCode, &'static str) {
-    if body.len() > MAX_ALERT_BODY {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "notification too large\n");
+/// `docker logs`). Off (404) unless `server.alerts_token_file` is set; then only JSON with
+/// `Authorization: Bearer TOKEN` is read (Alertmanager's `http_config.authorization`), so a
+/// web page the user happens to open cannot write to the log: it can neither know the token
+/// nor send JSON across origins without a preflight this server never grants. Every label
+/// and annotation is escaped like any text from outside.
+async fn receive_alerts(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let Some(token) = &state.guard.alerts_token else {
+        return (
+            StatusCode::NOT_FOUND,
+            "POST /alerts is off: set server.alerts_token_file to a file holding a token, \
+             and give Alertmanager the same file as its webhook's credentials_file\n",
+        )
+            .into_response();
+    };
+    if !token.admits(request.headers().get(header::AUTHORIZATION)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "POST /alerts needs Authorization: Bearer with the token of server.alerts_token_file\n",
+        )
+            .into_response();
     }
-    let Ok(notification) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /alerts takes Content-Type: application/json (Alertmanager's webhook)\n",
+        )
+            .into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_ALERT_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "notification too large\n").into_response();
+    };
+    log_alerts(&body).into_response()
+}
+
+/// Writes each alert of an Alertmanager notification to the log.
+fn log_alerts(body: &[u8]) -> (StatusCode, &'static str) {
+    let Ok(notification) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (StatusCode::BAD_REQUEST, "expected Alertmanager's webhook JSON\n");
     };
     let text = |value: &serde_json::Value| crate::axeos::printable(value.as_str().unwrap_or("")).into_owned();

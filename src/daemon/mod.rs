@@ -7,6 +7,7 @@ pub mod events;
 pub mod exposition;
 pub mod fleet;
 pub mod follow;
+pub mod guard;
 pub mod health;
 pub mod http;
 pub mod interrupted;
@@ -51,6 +52,8 @@ pub enum ServeError {
     Ledger(#[from] ledger::LedgerError),
     #[error("cannot start the ledger writer: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Web(#[from] guard::GuardError),
 }
 
 /// Runs the daemon on an already bound listener until `shutdown` resolves: the ledger
@@ -61,6 +64,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // The alerts token before anything starts: a bad one is a configuration error.
+    let guard = guard::Guard::new(&config.web)?;
     // Descriptors first: idle clients must not be able to take the pollers' sockets.
     let miners = config.enabled_devices().count();
     let nofile = server::raise_nofile_limit();
@@ -135,6 +140,7 @@ pub async fn serve(
         Some(writer.stats.clone()),
         Some(http_stats.clone()),
         Some(config.database_path.clone()),
+        guard,
     );
     let server = tokio::spawn(server::run(listener, app, http_stats, stop_rx));
 

@@ -1,32 +1,62 @@
 //! The web dashboard `serve` answers: the fleet page `/` (from the in-memory snapshot, kept
 //! current by its own script), `/device/NAME`, `/configs` and `/sessions` (from the ledger,
 //! drawn server-side), and the ledger-backed JSON API (`/api/v1/devices/NAME/history`,
-//! `/api/v1/configs`, `/api/v1/sessions`). Read-only; every ledger read runs on a blocking
-//! thread with its own read-only connection, at most [`LEDGER_READERS`] at once, so a slow
-//! history query never holds up `/metrics` or the fleet page.
+//! `/api/v1/configs`, `/api/v1/sessions`). Read-only.
+//!
+//! Every ledger-backed answer is read *and rendered* on a blocking thread with its own
+//! read-only connection, at most [`LEDGER_READERS`] at once, so a slow history query never
+//! holds up `/metrics` or the fleet page, and a burst of requests never holds more than that
+//! many bodies being built; at most [`MAX_WAITING`] more wait their turn (up to
+//! [`MAX_WAIT`]), the rest get 503 with `Retry-After`. Lists that grow with the fleet or
+//! with time are paginated ([`config_pages`], `?page=N`), so no answer is larger than a few
+//! MB whatever the fleet.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::analysis::history::{default_step, device_history, range_bounds, Range};
+use crate::analysis::history::{default_step, device_history, range_bounds, Range as HistoryRange};
 use crate::analysis::html::{self, escape, url_segment, Context};
-use crate::analysis::{self, Metric};
+use crate::analysis::{self, ConfigRow, Metric};
 use crate::config::Thresholds;
 use crate::daemon::fleet::Fleet;
+use crate::ledger::sessions::SessionRow;
 use crate::ledger::{DeviceRow, Ledger, LedgerError};
 
-/// Ledger reads served at once; more wait their turn.
+/// Ledger-backed answers read and rendered at once.
 pub const LEDGER_READERS: usize = 2;
+/// Requests that may wait for a turn; more are answered 503 at once.
+pub const MAX_WAITING: usize = 8;
+/// How long a request waits for its turn before it is answered 503.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+/// The `Retry-After` of a 503, seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// The most devices and configuration rows on one page of `/configs`: the HTML is about
+/// 1.3 KB a row (table, heat-map cell and scatter point) and 15 KB a device (its two
+/// charts), so a page stays under 3 MB.
+pub const PAGE_DEVICES: usize = 25;
+pub const PAGE_ROWS: usize = 2000;
+/// The same for `/api/v1/configs` (about 0.7 KB of JSON a row: under 4 MB).
+pub const API_PAGE_DEVICES: usize = 200;
+pub const API_PAGE_ROWS: usize = 5000;
+/// Sessions on one page of `/sessions` (newest first) and of `/api/v1/sessions`, sweeps on
+/// one page of `/sessions`, and sessions on a device page.
+pub const PAGE_SESSIONS: usize = 200;
+pub const API_PAGE_SESSIONS: usize = 1000;
+pub const PAGE_SWEEPS: usize = 5;
 
 /// The fleet page's script, ours, inlined into the page.
-const FLEET_SCRIPT: &str = include_str!("../../assets/fleet.js");
+pub const FLEET_SCRIPT: &str = include_str!("../../assets/fleet.js");
 
 /// What the ledger-backed pages need.
 #[derive(Debug)]
@@ -35,6 +65,27 @@ pub struct Pages {
     pub ledger_path: Option<PathBuf>,
     pub warmup_seconds: f64,
     readers: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A request's place in the queue for a turn, given back when it gets one or gives up.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn enter(counter: &Arc<AtomicUsize>) -> Option<Waiting> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        if before >= MAX_WAITING {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiting(counter.clone()))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Pages {
@@ -45,6 +96,7 @@ impl Pages {
             ledger_path,
             warmup_seconds,
             readers: Arc::new(Semaphore::new(LEDGER_READERS)),
+            waiting: Arc::default(),
         }
     }
 
@@ -52,24 +104,34 @@ impl Pages {
         self.fleet.thresholds()
     }
 
-    /// Runs `read` against a fresh read-only connection on a blocking thread.
-    async fn read<T: Send + 'static>(
+    /// A turn to read and render: at once if one is free, else after waiting in a queue of
+    /// at most [`MAX_WAITING`] for at most [`MAX_WAIT`]; [`PageError::Busy`] otherwise.
+    async fn turn(&self) -> Result<OwnedSemaphorePermit, PageError> {
+        if let Ok(permit) = self.readers.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let _waiting = Waiting::enter(&self.waiting).ok_or(PageError::Busy)?;
+        match tokio::time::timeout(MAX_WAIT, self.readers.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(PageError::ShuttingDown),
+            Err(_) => Err(PageError::Busy),
+        }
+    }
+
+    /// Runs `work` (the ledger read and the rendering of the answer) against a fresh
+    /// read-only connection on a blocking thread, in its turn.
+    async fn render<T: Send + 'static>(
         self: &Arc<Self>,
-        read: impl FnOnce(&Ledger) -> Result<T, PageError> + Send + 'static,
+        work: impl FnOnce(&Ledger) -> Result<T, PageError> + Send + 'static,
     ) -> Result<T, PageError> {
         let path = self.ledger_path.clone().ok_or(PageError::NoLedger)?;
-        let permit = self
-            .readers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PageError::ShuttingDown)?;
-        // The permit goes with the read: a client that hangs up leaves the read running,
-        // and its place is not given to another until it ends.
+        let permit = self.turn().await?;
+        // The permit goes with the work: a client that hangs up leaves it running, and its
+        // place is not given to another until it ends.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let ledger = Ledger::open_read_only(&path)?;
-            read(&ledger)
+            work(&ledger)
         })
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?
@@ -83,6 +145,8 @@ pub enum PageError {
     NoLedger,
     #[error("the exporter is shutting down")]
     ShuttingDown,
+    #[error("busy drawing other pages; try again in {RETRY_AFTER_SECONDS} s")]
+    Busy,
     #[error("unknown device \"{0}\"")]
     UnknownDevice(String),
     #[error("{0}")]
@@ -99,7 +163,7 @@ impl PageError {
             PageError::UnknownDevice(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Ledger(LedgerError::Missing(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            PageError::NoLedger | PageError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::NoLedger | PageError::ShuttingDown | PageError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Ledger(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Ledger(_) | PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,23 +174,54 @@ impl PageError {
             "<h1>{}</h1><p><a href=\"/\">Back to the fleet</a></p>",
             escape(&self.to_string())
         );
-        (self.status(), Html(html::document(Context::Web, "error", &body, None))).into_response()
+        self.with_retry_after((self.status(), Html(html::document(Context::Web, "error", &body, None))).into_response())
     }
 
     fn json(&self) -> Response {
-        (
-            self.status(),
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "error": self.to_string() }).to_string(),
+        self.with_retry_after(
+            (
+                self.status(),
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({ "error": self.to_string() }).to_string(),
+            )
+                .into_response(),
         )
-            .into_response()
+    }
+
+    /// A busy answer says when to come back.
+    fn with_retry_after(&self, mut response: Response) -> Response {
+        if matches!(self, PageError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 
-fn json_response<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => PageError::BadRequest(format!("cannot encode: {e}")).json(),
+fn json_body<T: Serialize>(value: &T) -> Result<Vec<u8>, PageError> {
+    serde_json::to_vec(value).map_err(|e| PageError::Internal(format!("cannot encode: {e}")))
+}
+
+/// A JSON answer, with the `Link` header of its neighbouring pages when it is one of several.
+fn json_answer(result: Result<Vec<u8>, PageError>, link: Option<String>) -> Response {
+    match result {
+        Ok(body) => {
+            let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(value) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LINK, value);
+            }
+            response
+        }
+        Err(e) => e.json(),
+    }
+}
+
+/// An HTML answer.
+fn page_answer(result: Result<String, PageError>) -> Response {
+    match result {
+        Ok(document) => Html(document).into_response(),
+        Err(e) => e.page(),
     }
 }
 
@@ -141,6 +236,88 @@ fn script_json(json: &str) -> String {
     json.replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
+}
+
+/// `?page=N`, counted from 1; anything else is the first page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageNumber(usize);
+
+impl PageNumber {
+    fn parse(text: Option<&str>) -> PageNumber {
+        PageNumber(text.and_then(|t| t.trim().parse::<usize>().ok()).unwrap_or(1).max(1))
+    }
+
+    /// The 0-based index.
+    fn index(self) -> usize {
+        self.0 - 1
+    }
+}
+
+/// The `Link` header (RFC 8288) of page `page` of `pages` at `base` (a path with its other
+/// query parameters, ending in `?` or `&`).
+fn link_header(base: &str, page: PageNumber, pages: usize) -> Option<String> {
+    let mut links = Vec::new();
+    if page.0 > 1 && pages > 0 {
+        links.push(format!("<{base}page={}>; rel=\"prev\"", (page.0 - 1).min(pages)));
+    }
+    if page.0 < pages {
+        links.push(format!("<{base}page={}>; rel=\"next\"", page.0 + 1));
+    }
+    (!links.is_empty()).then(|| links.join(", "))
+}
+
+/// "page 2 of 7 · ← previous · next →" for an HTML page; `href(n)` is the link to page n.
+fn pager(page: PageNumber, pages: usize, href: impl Fn(usize) -> String) -> String {
+    if pages <= 1 && page.0 == 1 {
+        return String::new();
+    }
+    let mut html = format!("<p class=\"ranges\">page {} of {}", page.0, pages.max(1));
+    if page.0 > 1 {
+        let _ = write!(
+            html,
+            " · <a href=\"{}\" rel=\"prev\">← previous</a>",
+            href((page.0 - 1).min(pages.max(1)))
+        );
+    }
+    if page.0 < pages {
+        let _ = write!(html, " · <a href=\"{}\" rel=\"next\">next →</a>", href(page.0 + 1));
+    }
+    html.push_str("</p>\n");
+    html
+}
+
+/// Splits configuration rows (sorted by device, as [`analysis::compare_configs`] returns
+/// them) into pages of whole devices, at most `max_devices` and `max_rows` rows each; only a
+/// device with more than `max_rows` rows by itself is split across pages.
+pub fn config_pages(rows: &[ConfigRow], max_devices: usize, max_rows: usize) -> Vec<Range<usize>> {
+    let (max_devices, max_rows) = (max_devices.max(1), max_rows.max(1));
+    let mut pages = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let (mut end, mut devices) = (start, 0);
+        while end < rows.len() {
+            let device = &rows[end].device;
+            let device_end = end + rows[end..].iter().take_while(|r| &r.device == device).count();
+            if devices > 0 && (devices == max_devices || device_end - start > max_rows) {
+                break;
+            }
+            end = device_end.min(start + max_rows);
+            devices += 1;
+            if end - start >= max_rows {
+                break;
+            }
+        }
+        pages.push(start..end);
+        start = end;
+    }
+    pages
+}
+
+/// The rows of one page, and how many pages there are.
+fn config_page(rows: &[ConfigRow], page: PageNumber, max_devices: usize, max_rows: usize) -> (&[ConfigRow], usize) {
+    let pages = config_pages(rows, max_devices, max_rows);
+    let shown = pages.get(page.index()).map_or(&rows[..0], |range| &rows[range.clone()]);
+    (shown, pages.len())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -230,19 +407,17 @@ pub async fn api_history(
     };
     let thresholds = pages.thresholds();
     let result = pages
-        .read(move |ledger| {
+        .render(move |ledger| {
             let device = known_device(ledger, &name)?;
-            Ok(device_history(ledger, &device, since, until, step)?)
+            let history = device_history(ledger, &device, since, until, step)?;
+            json_body(&HistoryJson {
+                history,
+                max_temp_warning_c: thresholds.warning_celsius,
+                max_temp_shutdown_c: thresholds.shutdown_celsius,
+            })
         })
         .await;
-    match result {
-        Ok(history) => json_response(&HistoryJson {
-            history,
-            max_temp_warning_c: thresholds.warning_celsius,
-            max_temp_shutdown_c: thresholds.shutdown_celsius,
-        }),
-        Err(e) => e.json(),
-    }
+    json_answer(result, None)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -256,17 +431,20 @@ pub async fn device_page(
     Path(name): Path<String>,
     Query(params): Query<DeviceParams>,
 ) -> Response {
-    let range = params.range.as_deref().and_then(Range::parse).unwrap_or(Range::Day);
+    let range = params
+        .range
+        .as_deref()
+        .and_then(HistoryRange::parse)
+        .unwrap_or(HistoryRange::Day);
     let thresholds = pages.thresholds();
     let warmup_seconds = pages.warmup_seconds;
     let live = super::api::fleet_json(&pages.fleet)
         .devices
         .into_iter()
         .find(|device| device.name == name);
-    let lookup = name.clone();
     let result = pages
-        .read(move |ledger| {
-            let device = known_device(ledger, &lookup)?;
+        .render(move |ledger| {
+            let device = known_device(ledger, &name)?;
             let (since, until) = range_bounds(ledger, &device, range, crate::time::now_unix())?;
             let history = device_history(ledger, &device, since, until, default_step(since, until))?;
             let rows = analysis::compare_configs(
@@ -277,14 +455,21 @@ pub async fn device_page(
                     ..Default::default()
                 },
             )?;
-            Ok((history, rows))
+            Ok(device_document(&name, live, range, &history, rows, &thresholds))
         })
         .await;
-    let (history, rows) = match result {
-        Ok(found) => found,
-        Err(e) => return e.page(),
-    };
-    let mut body = format!("<h1>{}</h1>\n", escape(&name));
+    page_answer(result)
+}
+
+fn device_document(
+    name: &str,
+    live: Option<super::api::DeviceJson>,
+    range: HistoryRange,
+    history: &analysis::history::DeviceHistory,
+    rows: Vec<ConfigRow>,
+    thresholds: &Thresholds,
+) -> String {
+    let mut body = format!("<h1>{}</h1>\n", escape(name));
     if let Some(live) = live {
         let _ = writeln!(
             body,
@@ -303,11 +488,11 @@ pub async fn device_page(
         );
     }
     body.push_str("<p class=\"ranges\">range: ");
-    for option in Range::ALL {
+    for option in HistoryRange::ALL {
         let _ = write!(
             body,
             "<a href=\"/device/{}?range={r}\"{}>{r}</a>",
-            url_segment(&name),
+            url_segment(name),
             if option == range { " class=\"current\"" } else { "" },
             r = option.as_str()
         );
@@ -315,17 +500,42 @@ pub async fn device_page(
     let _ = writeln!(
         body,
         " · <a href=\"/api/v1/devices/{}/history\">JSON</a></p>",
-        url_segment(&name)
+        url_segment(name)
     );
-    body.push_str(&html::history_charts(&history, &thresholds));
+    body.push_str(&html::history_charts(history, thresholds));
     body.push_str("<h2>Configurations (all time)</h2>\n");
     let recommendations = analysis::optimize(rows.clone(), Metric::Efficiency, thresholds.warning_celsius);
-    body.push_str(&html::configs_table(Context::Web, &rows, &recommendations));
+    let shown = &rows[..rows.len().min(PAGE_ROWS)];
+    body.push_str(&html::configs_table(Context::Web, shown, &recommendations));
+    if rows.len() > shown.len() {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">The first {} of {} configurations; <a href=\"/configs?device={}\">all of them</a>.</p>",
+            shown.len(),
+            rows.len(),
+            url_segment(name)
+        );
+    }
     body.push_str("<h2>Events in this range</h2>\n");
-    body.push_str(&html::events_table(&history));
+    body.push_str(&html::events_table(history));
     body.push_str("<h2>Sessions in this range</h2>\n");
-    body.push_str(&html::sessions_table(&history.sessions));
-    Html(html::document(Context::Web, &name, &body, None)).into_response()
+    let (sessions, older) = newest(&history.sessions, PAGE_SESSIONS);
+    body.push_str(&html::sessions_table(&sessions));
+    if older > 0 {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">{older} older sessions in this range not shown (<a href=\"/sessions\">all sessions</a>).</p>"
+        );
+    }
+    html::document(Context::Web, name, &body, None)
+}
+
+/// The newest `n` sessions, and how many are left out.
+fn newest(sessions: &[SessionRow], n: usize) -> (Vec<SessionRow>, usize) {
+    let mut newest_first: Vec<&SessionRow> = sessions.iter().collect();
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.id));
+    let kept = newest_first.iter().take(n).map(|s| (*s).clone()).collect();
+    (kept, sessions.len().saturating_sub(n))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,6 +545,7 @@ pub async fn device_page(
 pub struct ConfigParams {
     device: Option<String>,
     metric: Option<String>,
+    page: Option<String>,
 }
 
 fn device_query(ledger: &Ledger, device: Option<&str>, warmup_seconds: f64) -> Result<analysis::Query, PageError> {
@@ -348,63 +559,96 @@ fn device_query(ledger: &Ledger, device: Option<&str>, warmup_seconds: f64) -> R
     })
 }
 
-/// `GET /api/v1/configs?device=`: what `analyze compare-configs --format json` prints.
+/// `GET /api/v1/configs?device=&page=`: what `analyze compare-configs --format json`
+/// prints, [`API_PAGE_DEVICES`] devices (at most [`API_PAGE_ROWS`] rows) a page, the
+/// neighbouring pages in the `Link` header.
 pub async fn api_configs(State(pages): State<Arc<Pages>>, Query(params): Query<ConfigParams>) -> Response {
     let warmup = pages.warmup_seconds;
+    let page = PageNumber::parse(params.page.as_deref());
+    let device = params.device.clone().filter(|d| !d.is_empty());
     let result = pages
-        .read(move |ledger| {
-            let query = device_query(ledger, params.device.as_deref(), warmup)?;
-            Ok(analysis::compare_configs(ledger, &query)?)
+        .render(move |ledger| {
+            let query = device_query(ledger, device.as_deref(), warmup)?;
+            let rows = analysis::compare_configs(ledger, &query)?;
+            let (shown, count) = config_page(&rows, page, API_PAGE_DEVICES, API_PAGE_ROWS);
+            Ok((json_body(&shown)?, count))
         })
         .await;
+    let base = match params.device.as_deref().filter(|d| !d.is_empty()) {
+        Some(device) => format!("/api/v1/configs?device={}&", url_segment(device)),
+        None => "/api/v1/configs?".into(),
+    };
     match result {
-        Ok(rows) => json_response(&rows),
+        Ok((body, count)) => json_answer(Ok(body), link_header(&base, page, count)),
         Err(e) => e.json(),
     }
 }
 
-/// `GET /configs?device=&metric=`: the table, heat maps and scatters.
+/// `GET /configs?device=&metric=&page=`: the table, heat maps and scatters of
+/// [`PAGE_DEVICES`] devices (at most [`PAGE_ROWS`] rows) a page.
 pub async fn configs_page(State(pages): State<Arc<Pages>>, Query(params): Query<ConfigParams>) -> Response {
     let metric = match params.metric.as_deref() {
         Some("hashrate") => Metric::Hashrate,
         Some("balanced") => Metric::Balanced,
         _ => Metric::Efficiency,
     };
+    let page = PageNumber::parse(params.page.as_deref());
     let warmup = pages.warmup_seconds;
+    let max_temp_c = pages.thresholds().warning_celsius;
     let device = params.device.clone().filter(|d| !d.is_empty());
-    let wanted = device.clone();
     let result = pages
-        .read(move |ledger| {
-            let query = device_query(ledger, wanted.as_deref(), warmup)?;
-            let names: Vec<String> = ledger.devices()?.into_iter().map(|d| d.name).collect();
-            Ok((analysis::compare_configs(ledger, &query)?, names))
+        .render(move |ledger| {
+            let query = device_query(ledger, device.as_deref(), warmup)?;
+            let rows = analysis::compare_configs(ledger, &query)?;
+            Ok(configs_document(&rows, device.as_deref(), metric, page, max_temp_c))
         })
         .await;
-    let (rows, names) = match result {
-        Ok(found) => found,
-        Err(e) => return e.page(),
-    };
-    let link = |device: Option<&str>, metric: &str| {
+    page_answer(result)
+}
+
+fn configs_document(
+    rows: &[ConfigRow],
+    device: Option<&str>,
+    metric: Metric,
+    page: PageNumber,
+    max_temp_c: f64,
+) -> String {
+    let (shown, count) = config_page(rows, page, PAGE_DEVICES, PAGE_ROWS);
+    // The verdicts of the devices on this page, over all their rows (a device split across
+    // pages is judged whole).
+    let mut names: Vec<&str> = shown.iter().map(|r| r.device.as_str()).collect();
+    names.dedup();
+    let theirs: Vec<ConfigRow> = rows
+        .iter()
+        .filter(|r| names.contains(&r.device.as_str()))
+        .cloned()
+        .collect();
+    let recommendations = analysis::optimize(theirs, metric, max_temp_c);
+    let link = |device: Option<&str>, metric: &str, page: Option<usize>| {
         let mut query: Vec<String> = Vec::new();
         if let Some(d) = device {
             query.push(format!("device={}", url_segment(d)));
         }
         query.push(format!("metric={metric}"));
+        if let Some(page) = page.filter(|p| *p > 1) {
+            query.push(format!("page={page}"));
+        }
         format!("/configs?{}", query.join("&amp;"))
     };
     let mut body = String::from("<h1>Configurations</h1>\n<p class=\"ranges\">device: ");
     let _ = write!(
         body,
         "<a href=\"{}\"{}>all</a>",
-        link(None, metric_name(metric)),
+        link(None, metric_name(metric), None),
         if device.is_none() { " class=\"current\"" } else { "" }
     );
+    // The devices of this page (the others are on theirs).
     for name in &names {
         let _ = write!(
             body,
             "<a href=\"{}\"{}>{}</a>",
-            link(Some(name), metric_name(metric)),
-            if device.as_deref() == Some(name) {
+            link(Some(name), metric_name(metric), None),
+            if device == Some(*name) {
                 " class=\"current\""
             } else {
                 ""
@@ -417,7 +661,7 @@ pub async fn configs_page(State(pages): State<Arc<Pages>>, Query(params): Query<
         let _ = write!(
             body,
             "<a href=\"{}\"{}>{option}</a>",
-            link(device.as_deref(), option),
+            link(device, option, Some(page.0)),
             if option == metric_name(metric) {
                 " class=\"current\""
             } else {
@@ -426,13 +670,17 @@ pub async fn configs_page(State(pages): State<Arc<Pages>>, Query(params): Query<
         );
     }
     body.push_str("</p>\n");
-    body.push_str(&html::configs_section(
+    let pager = pager(page, count, |n| link(device, metric_name(metric), Some(n)));
+    body.push_str(&pager);
+    body.push_str(&html::configs_section_with(
         Context::Web,
-        &rows,
+        shown,
+        &recommendations,
         metric,
-        pages.thresholds().warning_celsius,
+        max_temp_c,
     ));
-    Html(html::document(Context::Web, "Configurations", &body, None)).into_response()
+    body.push_str(&pager);
+    html::document(Context::Web, "Configurations", &body, None)
 }
 
 fn metric_name(metric: Metric) -> &'static str {
@@ -446,52 +694,169 @@ fn metric_name(metric: Metric) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // Sessions
 
-fn sweeps(ledger: &Ledger) -> Result<Vec<html::SweepRecord>, LedgerError> {
-    ledger
-        .tune_runs()?
-        .into_iter()
-        .map(|run| {
-            Ok(html::SweepRecord {
-                devices: ledger.tune_devices(run.id)?,
-                steps: ledger.tune_steps(run.id)?,
-                run,
-            })
-        })
-        .collect()
-}
-
 #[derive(Debug, serde::Deserialize)]
 pub struct SessionParams {
     device: Option<String>,
+    page: Option<String>,
 }
 
-/// `GET /api/v1/sessions?device=`: what `session list --format json` prints.
+/// `GET /api/v1/sessions?device=&page=`: what `session list --format json` prints (oldest
+/// first), [`API_PAGE_SESSIONS`] a page, the neighbouring pages in the `Link` header.
 pub async fn api_sessions(State(pages): State<Arc<Pages>>, Query(params): Query<SessionParams>) -> Response {
+    let page = PageNumber::parse(params.page.as_deref());
+    let device = params.device.clone().filter(|d| !d.is_empty());
     let result = pages
-        .read(move |ledger| {
-            let device_id = match params.device.as_deref().filter(|d| !d.is_empty()) {
+        .render(move |ledger| {
+            let device_id = match device.as_deref() {
                 Some(name) => Some(known_device(ledger, name)?.id),
                 None => None,
             };
-            Ok(ledger.sessions(device_id)?)
+            let sessions = ledger.sessions(device_id)?;
+            let count = sessions.len().div_ceil(API_PAGE_SESSIONS);
+            let shown: Vec<&SessionRow> = sessions
+                .iter()
+                .skip(page.index().saturating_mul(API_PAGE_SESSIONS))
+                .take(API_PAGE_SESSIONS)
+                .collect();
+            Ok((json_body(&shown)?, count))
         })
         .await;
+    let base = match params.device.as_deref().filter(|d| !d.is_empty()) {
+        Some(device) => format!("/api/v1/sessions?device={}&", url_segment(device)),
+        None => "/api/v1/sessions?".into(),
+    };
     match result {
-        Ok(sessions) => json_response(&sessions),
+        Ok((body, count)) => json_answer(Ok(body), link_header(&base, page, count)),
         Err(e) => e.json(),
     }
 }
 
-/// `GET /sessions`: sessions and tuning sweeps.
-pub async fn sessions_page(State(pages): State<Arc<Pages>>) -> Response {
-    let result = pages.read(|ledger| Ok((ledger.sessions(None)?, sweeps(ledger)?))).await;
-    let (sessions, sweeps) = match result {
-        Ok(found) => found,
-        Err(e) => return e.page(),
-    };
-    let mut body = String::from("<h1>Sessions</h1>\n");
-    body.push_str(&html::sessions_table(&sessions));
-    body.push_str("<h1>Tuning sweeps</h1>\n");
-    body.push_str(&html::sweeps_table(&sweeps));
-    Html(html::document(Context::Web, "Sessions", &body, None)).into_response()
+#[derive(Debug, serde::Deserialize)]
+pub struct SessionsPageParams {
+    page: Option<String>,
+}
+
+/// `GET /sessions?page=`: sessions ([`PAGE_SESSIONS`] a page) and tuning sweeps
+/// ([`PAGE_SWEEPS`] a page), newest first.
+pub async fn sessions_page(State(pages): State<Arc<Pages>>, Query(params): Query<SessionsPageParams>) -> Response {
+    let page = PageNumber::parse(params.page.as_deref());
+    let result = pages
+        .render(move |ledger| {
+            let sessions = ledger.sessions(None)?;
+            let runs = ledger.tune_runs()?;
+            let session_pages = sessions.len().div_ceil(PAGE_SESSIONS);
+            let sweep_pages = runs.len().div_ceil(PAGE_SWEEPS);
+            let (shown, _) = newest(&sessions, page.0.saturating_mul(PAGE_SESSIONS));
+            let shown: Vec<SessionRow> = shown.into_iter().skip(page.index() * PAGE_SESSIONS).collect();
+            let mut newest_runs = runs;
+            newest_runs.sort_by_key(|run| std::cmp::Reverse(run.id));
+            let sweeps = newest_runs
+                .into_iter()
+                .skip(page.index().saturating_mul(PAGE_SWEEPS))
+                .take(PAGE_SWEEPS)
+                .map(|run| {
+                    Ok(html::SweepRecord {
+                        devices: ledger.tune_devices(run.id)?,
+                        steps: ledger.tune_steps(run.id)?,
+                        run,
+                    })
+                })
+                .collect::<Result<Vec<_>, LedgerError>>()?;
+            let count = session_pages.max(sweep_pages);
+            let pager = pager(page, count, |n| format!("/sessions?page={n}"));
+            let mut body = String::from("<h1>Sessions</h1>\n");
+            body.push_str(&pager);
+            body.push_str(&html::sessions_table(&shown));
+            body.push_str("<h1>Tuning sweeps</h1>\n");
+            body.push_str(&html::sweeps_table(&sweeps));
+            body.push_str(&pager);
+            Ok(html::document(Context::Web, "Sessions", &body, None))
+        })
+        .await;
+    page_answer(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(devices: &[(&str, usize)]) -> Vec<ConfigRow> {
+        let mut rows = Vec::new();
+        for (device, n) in devices {
+            for i in 0..*n {
+                rows.push(ConfigRow {
+                    device: device.to_string(),
+                    frequency_mhz: Some(400.0 + i as f64),
+                    core_voltage_mv: Some(1200.0),
+                    samples: 10,
+                    steady_samples: 10,
+                    steady_seconds: 300.0,
+                    mean_hashrate_ghs: None,
+                    hashrate_ci95_ghs: None,
+                    median_hashrate_ghs: None,
+                    percent_of_expected: None,
+                    joules_per_terahash: None,
+                    gigahashes_per_watt: None,
+                    asic_temp_mean_c: None,
+                    asic_temp_p95_c: None,
+                    asic_temp_max_c: None,
+                    vr_temp_max_c: None,
+                    reject_percent: None,
+                    error_percent: None,
+                    enough_data: true,
+                    first_seen: 0.0,
+                    last_seen: 0.0,
+                });
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn config_pages_keep_devices_whole_within_both_limits() {
+        let all = rows(&[("a", 3), ("b", 2), ("c", 4), ("d", 1)]);
+        assert_eq!(config_pages(&all, 2, 100), vec![0..5, 5..10]);
+        assert_eq!(config_pages(&all, 10, 5), vec![0..5, 5..10]);
+        assert_eq!(config_pages(&all, 10, 4), vec![0..3, 3..5, 5..9, 9..10]);
+        // A device larger than a page by itself is split, and nothing is lost.
+        assert_eq!(config_pages(&all, 10, 2), vec![0..2, 2..3, 3..5, 5..7, 7..9, 9..10]);
+        assert!(config_pages(&[], 10, 10).is_empty());
+    }
+
+    #[tokio::test]
+    async fn past_the_readers_and_the_queue_requests_are_refused_at_once() {
+        let fleet = Arc::new(Fleet::new(
+            &crate::config::parse("devices:\n  - {name: a, ip: 192.0.2.1}\n").unwrap(),
+        ));
+        let pages = Arc::new(Pages::new(fleet, None));
+        let held: Vec<_> = futures_turns(&pages, LEDGER_READERS).await;
+        // The queue fills with waiters…
+        let mut waiters = tokio::task::JoinSet::new();
+        for _ in 0..MAX_WAITING {
+            let pages = pages.clone();
+            waiters.spawn(async move { pages.turn().await.is_ok() });
+        }
+        while pages.waiting.load(Ordering::Acquire) < MAX_WAITING {
+            tokio::task::yield_now().await;
+        }
+        // …and the next request is refused without waiting.
+        assert!(matches!(pages.turn().await, Err(PageError::Busy)));
+        let response = PageError::Busy.page();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        // The waiters get their turn as the readers finish.
+        drop(held);
+        while let Some(got) = waiters.join_next().await {
+            assert!(got.unwrap());
+        }
+        assert_eq!(pages.waiting.load(Ordering::Acquire), 0);
+    }
+
+    async fn futures_turns(pages: &Arc<Pages>, n: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(pages.turn().await.unwrap());
+        }
+        held
+    }
 }

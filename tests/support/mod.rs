@@ -97,9 +97,23 @@ impl InProcess {
 
     /// With extra top-level YAML appended to the config (e.g. an `analysis:` section).
     pub async fn start_with(devices: &[(String, SocketAddr)], poll_interval: f64, extra_yaml: &str) -> InProcess {
+        Self::start_with_server(devices, poll_interval, extra_yaml, "").await
+    }
+
+    /// With extra top-level YAML and extra keys in the `server:` section (each line indented
+    /// two spaces, e.g. `"  allowed_hosts: [pi.local]\n"`).
+    pub async fn start_with_server(
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        extra_yaml: &str,
+        server_yaml: &str,
+    ) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
-        let yaml = config_yaml(devices, poll_interval, "127.0.0.1:0", &dir.path().join("ledger.db")) + extra_yaml;
+        let yaml = with_server_keys(
+            config_yaml(devices, poll_interval, "127.0.0.1:0", &dir.path().join("ledger.db")) + extra_yaml,
+            server_yaml,
+        );
         std::fs::write(&config_path, yaml).unwrap();
         let config = bitaxe_exporter::config::load(&config_path).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,11 +187,23 @@ pub fn cli(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `yaml` (from [`config_yaml`]) with `server_yaml` (lines indented two spaces) added to
+/// its `server:` section.
+pub fn with_server_keys(yaml: String, server_yaml: &str) -> String {
+    if server_yaml.is_empty() {
+        return yaml;
+    }
+    assert!(yaml.contains("\nserver:\n"), "{yaml}");
+    yaml.replacen("\nserver:\n", &format!("\nserver:\n{server_yaml}"), 1)
+}
+
 /// How [`Exporter::launch`] starts the process.
 #[derive(Default)]
 struct Launch<'a> {
     /// Top-level YAML appended to the config.
     extra_yaml: &'a str,
+    /// Keys added to the config's `server:` section (indented two spaces).
+    server_yaml: &'a str,
     /// Soft and hard open-file limits.
     nofile: Option<(u64, u64)>,
     /// Keep the exporter's stderr (at this `RUST_LOG`) for [`Exporter::log`]; else it goes
@@ -241,6 +267,26 @@ impl Exporter {
         )
     }
 
+    /// With keys added to its `server:` section (indented two spaces), its config, ledger
+    /// and log in `dir` (where a relative path in the config resolves), the log at `info`.
+    pub fn start_with_server(
+        dir: tempfile::TempDir,
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        server_yaml: &str,
+    ) -> Exporter {
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                server_yaml,
+                dir: Some(dir),
+                log: Some("info"),
+                ..Launch::default()
+            },
+        )
+    }
+
     /// With its config, ledger and log in `dir` (a folder on a filesystem a test controls).
     pub fn start_in(dir: tempfile::TempDir, devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
         Self::launch(
@@ -257,6 +303,7 @@ impl Exporter {
     fn launch(devices: &[(String, SocketAddr)], poll_interval: f64, options: Launch) -> Exporter {
         let Launch {
             extra_yaml,
+            server_yaml,
             nofile,
             log,
             dir,
@@ -268,7 +315,10 @@ impl Exporter {
             let port = free_port();
             let config = dir.path().join("config.yaml");
             let database = dir.path().join("ledger.db");
-            let yaml = config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml;
+            let yaml = with_server_keys(
+                config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml,
+                server_yaml,
+            );
             std::fs::write(&config, yaml).unwrap();
             let mut command = match nofile {
                 // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
