@@ -9,6 +9,7 @@
   var filterBox = document.getElementById("filter");
   var statusLine = document.getElementById("status");
   var totals = document.getElementById("totals");
+  var banners = document.getElementById("banners");
 
   function fixed(v, d) { return v === null || v === undefined || !isFinite(v) ? "–" : Number(v).toFixed(d); }
   function difficulty(v) {
@@ -137,8 +138,25 @@
     return sortDir === "asc" ? order : -order;
   }
 
+  // A sweep that stopped without putting its miner back (killed, crashed, restore failed).
+  function renderBanners() {
+    banners.textContent = "";
+    data.devices.forEach(function (d) {
+      var sweep = d.tune_interrupted;
+      if (!sweep) return;
+      var box = el("div", null, "banner");
+      box.dataset.device = d.name;
+      box.textContent = "Sweep #" + sweep.run + " stopped without restoring " + d.name +
+        ": it still runs a test setting. Before the sweep it ran " +
+        fixed(sweep.original_frequency_mhz, 0) + " MHz / " + fixed(sweep.original_core_voltage_mv, 0) +
+        " mV. Run: bitaxe-exporter tune restore --device " + d.name;
+      banners.appendChild(box);
+    });
+  }
+
   function render() {
     var t = data.totals;
+    renderBanners();
     totals.textContent = "";
     [["devices up", t.up + " / " + t.devices], ["hashrate", fixed(t.hashrate_ghs / 1000, 2) + " TH/s"],
      ["power", fixed(t.power_w, 0) + " W"], ["fleet J/TH", fixed(t.joules_per_terahash, 2)],

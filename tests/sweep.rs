@@ -13,7 +13,7 @@ use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board};
 use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 use serde_json::Value;
 
-use crate::support::{config_yaml, Exporter, BIN};
+use crate::support::{config_yaml, sql, Exporter, BIN};
 
 /// Simulated miners and a config.yaml that sweeps them quickly: a sample every 0.2 s, the
 /// interval target ±1 %, and `extra` appended to the `tune:` section.
@@ -510,8 +510,9 @@ fn wait_exit(mut child: Child, limit: Duration) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigint_and_sigterm_restore_the_original_settings_before_exit() {
-    for name in ["INT", "TERM"] {
+async fn sigint_sigterm_and_sighup_restore_the_original_settings_before_exit() {
+    // SIGHUP is what a sweep gets when its terminal or SSH session closes.
+    for name in ["INT", "TERM", "HUP"] {
         let bench = Bench::start(vec![gamma(20)], "").await;
         let original = bench.clock(0);
         let child = bench
@@ -901,4 +902,478 @@ async fn firmware_before_2_2_restarts_to_apply_and_to_restore() {
         assert_eq!(step["outcome"], "healthy", "{step:#}");
     }
     bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_reports_a_sweep_a_sigkill_interrupted_and_restores_it_when_asked() {
+    let bench = Bench::start(vec![gamma(42)], "").await;
+    let original = bench.clock(0);
+    kill_during_the_second_step(&bench).await;
+    let left = bench.clock(0);
+    assert_ne!(left, original, "the crash left the miner on a sweep setting");
+    let Bench { sims, dir, names } = bench;
+    let devices: Vec<(String, SocketAddr)> = names.into_iter().zip(sims.addresses().iter().copied()).collect();
+    let quick = "tune:\n  sample_interval: 0.2\n";
+
+    // serve, started later, says so: a metric, a warning, an event; it changes nothing.
+    let mut exporter = Exporter::start_in_with(dir, &devices, 1.0, quick);
+    exporter
+        .wait_for(Duration::from_secs(20), "bitaxe_tune_interrupted", |e| {
+            e.value("bitaxe_tune_interrupted", &[("device", "miner-0")]) == Some(1.0)
+        })
+        .await;
+    // The fleet page's banner and `top`'s come from the same JSON.
+    let fleet: Value = exporter.get("/api/v1/fleet").await.json().await.unwrap();
+    let shown = &fleet["devices"][0]["tune_interrupted"];
+    assert_eq!(shown["run"], 1, "{fleet:#}");
+    assert_eq!(
+        (
+            shown["original_frequency_mhz"].as_f64(),
+            shown["original_core_voltage_mv"].as_f64()
+        ),
+        (Some(original.0), Some(original.1)),
+        "{fleet:#}"
+    );
+    let page = exporter.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("id=\"banners\"") && page.contains("stopped without restoring"),
+        "the fleet page draws it"
+    );
+    let log = exporter.log();
+    assert!(
+        log.contains("sweep #1 was interrupted")
+            && log.contains("525 MHz / 1150 mV")
+            && log.contains("tune restore --device miner-0"),
+        "{log}"
+    );
+    assert_eq!(
+        sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)),
+        Some(left),
+        "reporting writes nothing"
+    );
+    exporter.terminate(Duration::from_secs(10));
+    let database = exporter.database_path();
+    let events: i64 = sql(&database)
+        .query_row("SELECT count(*) FROM events WHERE kind = 'tune_interrupted'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(events, 1);
+
+    // With tune.restore_interrupted, serve puts it back through the apply path; a restart
+    // does not report the same sweep twice.
+    let dir = exporter.take_dir();
+    let restoring = format!("{quick}  restore_interrupted: true\n");
+    let exporter = Exporter::start_in_with(dir, &devices, 1.0, &restoring);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)) != Some(original) {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not restore the miner: {}",
+            exporter.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exporter
+        .wait_for(Duration::from_secs(10), "the banner gone", |e| {
+            e.value("bitaxe_tune_interrupted", &[("device", "miner-0")]).is_none()
+        })
+        .await;
+    let status = crate::support::cli(&exporter.config_path(), &["tune", "status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(shown.contains("miner-0: restored"), "{shown}");
+    let conn = sql(&exporter.database_path());
+    let kinds: Vec<String> = conn
+        .prepare("SELECT kind FROM events WHERE kind LIKE 'tune_%' ORDER BY t")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(kinds, ["tune_interrupted", "tune_restored"]);
+    drop(exporter);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_detached_sweep_outlives_its_terminal_and_stops_on_sigterm_restoring() {
+    let bench = Bench::start(vec![gamma(43)], "").await;
+    let original = bench.clock(0);
+    let log = bench.dir.path().join("sweep.log");
+    let log_arg = log.to_string_lossy().to_string();
+    let started = bench.run(&[
+        "tune",
+        "--device",
+        "miner-0",
+        "--freq",
+        "490..550",
+        "--voltage",
+        "1200",
+        "--warmup",
+        "1",
+        "--dwell",
+        "1",
+        "--detach",
+        "--log-file",
+        &log_arg,
+    ]);
+    assert!(started.status.success(), "{}", text(&started));
+    let said = String::from_utf8_lossy(&started.stdout).to_string();
+    assert!(
+        said.contains("sweep #1 runs detached") && said.contains(&log_arg),
+        "{said}"
+    );
+    let pid: u32 = said
+        .split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"));
+    wait_for_a_change(&bench, 0, original).await;
+    // The terminal closes: the detached sweep is not in its process group, and a SIGHUP
+    // sent to it anyway is ignored.
+    let hup = Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "SIGHUP ended the detached sweep"
+    );
+    assert_ne!(bench.clock(0), original, "still sweeping");
+    let term = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(Instant::now() < deadline, "the detached sweep did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(bench.clock(0), original, "SIGTERM restored the miner");
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        written.contains("SIGHUP ignored") && written.contains("SIGTERM"),
+        "{written}"
+    );
+    let status = bench.run(&["tune", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("miner-0: restored"),
+        "{}",
+        text(&status)
+    );
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_pairs_more_than_400_pairs_and_no_dwell_are_refused_or_merged_before_any_write() {
+    let bench = Bench::start(vec![gamma(44)], "").await;
+    let plan = |args: &[&str]| {
+        let mut all = vec![
+            "tune",
+            "--device",
+            "miner-0",
+            "--dry-run",
+            "--format",
+            "json",
+            "--allow-unlisted",
+        ];
+        all.extend(args);
+        bench.run(&all)
+    };
+    // 1100, 1100.2, … 1100.8 mV are two settings once the firmware's whole millivolts
+    // round them: two pairs, not five.
+    let merged = plan(&["--freq", "550", "--voltage", "1100..1100.8:0.2"]);
+    assert!(merged.status.success(), "{}", text(&merged));
+    let json: Value = serde_json::from_slice(&merged.stdout).unwrap();
+    let pairs: Vec<(f64, f64)> = json["devices"][0]["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["frequency_mhz"].as_f64().unwrap(),
+                p["core_voltage_mv"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, [(550.0, 1100.0), (550.0, 1101.0)], "{json:#}");
+    // 401 × 26 configurations: refused with the count, not cut to 400 in silence.
+    let huge = plan(&[
+        "--freq",
+        "400..600:0.5",
+        "--voltage",
+        "1000..1250:10",
+        "--allow-small-steps",
+    ]);
+    assert_eq!(huge.status.code(), Some(2), "{}", text(&huge));
+    assert!(
+        String::from_utf8_lossy(&huge.stderr).contains("more than the 400"),
+        "{}",
+        text(&huge)
+    );
+    // No dwell: nothing would be measured.
+    let no_dwell = bench.run(&["tune", "--device", "miner-0", "--dwell", "0"]);
+    assert_eq!(no_dwell.status.code(), Some(2), "{}", text(&no_dwell));
+    assert!(
+        String::from_utf8_lossy(&no_dwell.stderr).contains("--dwell 0"),
+        "{}",
+        text(&no_dwell)
+    );
+    assert_eq!(bench.sims.writes(0), 0);
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sweeps_of_one_miner_started_together_one_is_refused_before_it_writes() {
+    let bench = Bench::start(vec![gamma(45)], "").await;
+    let original = bench.clock(0);
+    let sweep = || {
+        let mut args = vec![
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "550",
+            "--voltage",
+            "1200",
+            "--format",
+            "json",
+        ];
+        args.extend(QUICK);
+        bench
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Alone with the ledger: one of them holds it and stores the samples.
+    let (first, second) = (sweep(), sweep());
+    let outputs = tokio::task::spawn_blocking(move || {
+        [
+            wait_exit(first, Duration::from_secs(60)),
+            wait_exit(second, Duration::from_secs(60)),
+        ]
+    })
+    .await
+    .unwrap();
+    let refused: Vec<&Output> = outputs.iter().filter(|o| o.status.code() == Some(2)).collect();
+    let ran: Vec<&Output> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        (refused.len(), ran.len()),
+        (1, 1),
+        "{}\n{}",
+        text(&outputs[0]),
+        text(&outputs[1])
+    );
+    assert!(
+        String::from_utf8_lossy(&refused[0].stderr).contains("another sweep"),
+        "{}",
+        text(refused[0])
+    );
+    let json: Value = serde_json::from_slice(&ran[0].stdout).unwrap();
+    assert_eq!(steps(&json, 0)[0]["outcome"], "healthy", "it measured: {json:#}");
+    assert_eq!(bench.clock(0), (550.0, 1200.0), "the sweep that ran left its best");
+
+    // Beside serve (which stores both sweeps' samples): the ledger's claim refuses one.
+    bench.sims.set_clock(0, original.0, original.1);
+    let Bench { sims, dir, names } = bench;
+    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
+    let exporter = Exporter::start_in_with(
+        dir,
+        &devices,
+        1.0,
+        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n",
+    );
+    let command = |exporter: &Exporter| {
+        let mut args = vec![
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "525",
+            "--voltage",
+            "1200",
+            "--format",
+            "json",
+        ];
+        args.extend(QUICK);
+        Command::new(BIN)
+            .arg("--config")
+            .arg(exporter.config_path())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (command(&exporter), command(&exporter));
+    let outputs = tokio::task::spawn_blocking(move || {
+        [
+            wait_exit(first, Duration::from_secs(60)),
+            wait_exit(second, Duration::from_secs(60)),
+        ]
+    })
+    .await
+    .unwrap();
+    let refused: Vec<&Output> = outputs.iter().filter(|o| o.status.code() == Some(2)).collect();
+    assert_eq!(refused.len(), 1, "{}\n{}", text(&outputs[0]), text(&outputs[1]));
+    assert!(
+        String::from_utf8_lossy(&refused[0].stderr).contains("is tuning it now"),
+        "{}",
+        text(refused[0])
+    );
+    let conn = sql(&exporter.database_path());
+    let runs: i64 = conn
+        .query_row("SELECT count(*) FROM tune_runs WHERE spec LIKE '%525%'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(runs, 1, "the refused sweep registered nothing");
+    drop(exporter);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_sweep_goes_on() {
+    let bench = Bench::start(vec![gamma(46)], "").await;
+    let original = bench.clock(0);
+    let child = bench
+        .command(&[
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "550..600",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.05",
+            "--dwell",
+            "0.25",
+            "--max-dwell",
+            "0.4",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_a_change(&bench, 0, original).await;
+    // serve on the same ledger, while the sweep holds it: no "another serve", no exit 2.
+    let Bench { sims, dir, names } = bench;
+    let config = dir.path().join("config.yaml");
+    let database = dir.path().join("ledger.db");
+    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
+    let exporter = Exporter::start_in_with(
+        dir,
+        &devices,
+        0.5,
+        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n",
+    );
+    exporter
+        .wait_for(Duration::from_secs(20), "serve polling miner-0", |e| {
+            e.up("miner-0") == Some(1.0)
+        })
+        .await;
+    let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(90)))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}\nserve: {}", text(&output), exporter.log());
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["devices"][0]["status"], "finished", "{json:#}");
+    let outcomes: Vec<&str> = steps(&json, 0).iter().map(|s| s["outcome"].as_str().unwrap()).collect();
+    assert_eq!(
+        outcomes,
+        ["healthy", "healthy"],
+        "both steps measured across the handover: {json:#}"
+    );
+    assert!(exporter.log().contains("hand it over"), "{}", exporter.log());
+    // serve holds the ledger now and goes on storing samples after the sweep ended.
+    let count = || -> i64 {
+        sql(&database)
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(count() > before, "serve stores samples after the sweep");
+    let _ = config;
+    drop(exporter);
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protective_step_down_during_a_sweep_ends_it_without_restoring_hotter_settings() {
+    // The miner ran 600 MHz / 1200 mV; the sweep tries 550 / 1150; while it does, the
+    // chip reads 75 °C and serve's protection steps it down to 525 / 1100.
+    let bench = Bench::start(vec![gamma(47)], "").await;
+    bench.sims.set_clock(0, 600.0, 1200.0);
+    let Bench { sims, dir, names } = bench;
+    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
+    let exporter = Exporter::start_in_with(
+        dir,
+        &devices,
+        0.5,
+        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n",
+    );
+    exporter
+        .wait_for(Duration::from_secs(20), "serve polling miner-0", |e| {
+            e.up("miner-0") == Some(1.0)
+        })
+        .await;
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(exporter.config_path())
+        .args([
+            "tune",
+            "--device",
+            "miner-0",
+            "--freq",
+            "550",
+            "--voltage",
+            "1150",
+            "--warmup",
+            "0.05",
+            "--dwell",
+            "1",
+            "--format",
+            "json",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)) != Some((550.0, 1150.0)) {
+        assert!(Instant::now() < deadline, "the sweep never applied its step");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sims.set_quirks(
+        0,
+        bitaxe_exporter::sim::Quirks {
+            hold_asic_celsius: Some(75.0),
+            ..Default::default()
+        },
+    );
+    let output = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let step = &steps(&json, 0)[0];
+    assert!(
+        step["reason"].as_str().unwrap_or("").contains("stopped by protection"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(json["devices"][0]["status"], "stopped_by_protection", "{json:#}");
+    assert_eq!(
+        sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)),
+        Some((525.0, 1100.0)),
+        "the protection's settings stay; the hotter 600 / 1200 is not put back: {json:#}"
+    );
+    assert_eq!(left_on(&json, 0), (525.0, 1100.0));
+    drop(exporter);
+    sims.shutdown().await;
 }

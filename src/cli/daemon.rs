@@ -147,8 +147,12 @@ async fn serve(
     logs.init(config.log_level);
     // Before the port: a second daemon on this ledger says so (exit 2, with the holder's
     // pid), rather than fail on an address already in use.
-    ledger_db::DaemonLock::check_free(&config.database_path)
-        .map_err(|e| serve_failure(crate::daemon::ServeError::Ledger(e)))?;
+    // A standalone `tune` holding it hands it over once this daemon starts.
+    match ledger_db::DaemonLock::check_free(&config.database_path) {
+        Err(ledger_db::LedgerError::InUse { .. })
+            if ledger_db::DaemonLock::sweep_holder(&config.database_path).is_some() => {}
+        checked => checked.map_err(|e| serve_failure(crate::daemon::ServeError::Ledger(e)))?,
+    }
     let listener = bind(config.listen).await?;
     crate::daemon::serve(config, listener, crate::daemon::shutdown_signal())
         .await

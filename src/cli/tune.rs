@@ -21,7 +21,7 @@ use crate::config::{self, Config};
 use crate::ledger::sessions;
 use crate::ledger::tune::{TuneDevice, TuneRun, TuneStatus};
 use crate::ledger::writer::{SegmentRules, Writer};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{DaemonLock, Ledger, LedgerError};
 use crate::time;
 use crate::tune::limits::Limits;
 use crate::tune::plan::{PlanKind, Span};
@@ -175,6 +175,13 @@ impl SweepArgs {
             }
         };
         let dwell = minutes("--dwell", self.dwell)?;
+        if dwell <= 0.0 {
+            return Err(usage(
+                "--dwell 0 measures nothing: give each configuration some minutes of steady data (fractions such as \
+                 0.5 are fine)"
+                    .into(),
+            ));
+        }
         let max_dwell = minutes("--max-dwell", self.max_dwell)?;
         if max_dwell < dwell {
             return Err(usage(format!(
@@ -489,6 +496,22 @@ async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, o
             "interrupted; every miner is back on its original settings (read back)"
         )));
     }
+    // Every device stopped before any step gave a verdict (its samples could not be
+    // stored, it stopped answering): the run answered nothing, which is a failure.
+    let measured_nothing = !reports.is_empty()
+        && reports
+            .iter()
+            .all(|r| !r.note.is_empty() && r.steps.iter().all(|s| s.outcome == "aborted" && s.result.is_none()));
+    if measured_nothing {
+        let why: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{}: {}", printable(&r.device), printable(&r.note)))
+            .collect();
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the sweep measured nothing ({}); every miner is back on its original settings",
+            why.join("; ")
+        )));
+    }
     Ok(())
 }
 
@@ -509,17 +532,16 @@ pub async fn execute(
 
     // This process keeps the samples unless `serve` already does (it holds the ledger).
     let rules = SegmentRules::for_poll_interval(config.tune.sample_interval, config.warmup);
-    let writer = match Writer::start_for(&config.database_path, rules, configured.clone()) {
+    let writer = match Writer::start_for_sweep(&config.database_path, rules, configured.clone()) {
         Ok(writer) => Some(writer),
         Err(LedgerError::InUse { holder, .. }) => {
-            // Another sweep (not `serve`) stores samples only for its own miners.
-            let ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
-            if let Some(other) = live_runs(&ledger)?.into_iter().find(|r| Some(r.id) != this_run) {
+            // Another sweep (not `serve`) stores samples only for its own miners: this one
+            // would have no sample writer.
+            if let Some(pid) = DaemonLock::sweep_holder(&config.database_path) {
                 return Err(Failure::Usage(anyhow::anyhow!(
-                    "sweep #{} (pid {}) holds this ledger; sweep every miner in one run (--device A --device B), \
-                     or wait for it",
-                    other.id,
-                    other.pid
+                    "another sweep (pid {pid}) holds this ledger; nothing was sent to any miner: sweep every miner \
+                     in one run (--device A --device B), wait for it, or start `serve`, which stores the samples of \
+                     every sweep"
                 )));
             }
             status_line(&format!(
@@ -558,16 +580,9 @@ pub async fn execute(
         devices.push(row);
     }
     let spec_json = serde_json::to_string(&spec).context("cannot encode the sweep")?;
-    let run_id = match &resumed {
-        Some(r) => {
-            ledger.tune_resume(r.run.id, this_process()).map_err(ledger_failure)?;
-            r.run.id
-        }
-        None => ledger
-            .tune_begin(time::now_unix(), this_process(), &spec_json)
-            .map_err(ledger_failure)?,
-    };
-    // The restore plan, before anything is sent: what each miner ran before this run.
+    // The restore plan, before anything is sent: what each miner ran before this run
+    // (a resumed run keeps the plan it made).
+    let mut claims = Vec::new();
     for (p, row) in prepared.iter_mut().zip(&devices) {
         if let Some(original) = resumed
             .as_ref()
@@ -576,10 +591,32 @@ pub async fn execute(
             p.original = (original.original_frequency_mhz, original.original_core_voltage_mv);
         }
         let lists = serde_json::to_string(&p.lists).context("cannot encode the plan")?;
-        ledger
-            .tune_add_device(run_id, row.id, p.original, &lists)
-            .map_err(ledger_failure)?;
+        claims.push((row.id, p.original, lists));
     }
+    // Checked and registered in one transaction: of two sweeps started together on one
+    // miner, one is refused here, before either writes to it.
+    let alive =
+        |pid: u32, start: Option<u64>| pid != std::process::id() && crate::daemon::process::still_running(pid, start);
+    let claimed = ledger
+        .tune_begin_claiming(time::now_unix(), this_process(), &spec_json, this_run, &claims, &alive)
+        .map_err(ledger_failure)?;
+    let run_id = match claimed {
+        Ok(run_id) => run_id,
+        Err(conflict) => {
+            let name = devices
+                .iter()
+                .find(|d| d.id == conflict.device_id)
+                .map_or_else(|| "a device".to_string(), |d| printable(&d.name).into_owned());
+            return Err(Failure::Usage(anyhow::anyhow!(if conflict.live {
+                format!("{name}: sweep #{} is tuning it now; nothing was sent", conflict.run_id)
+            } else {
+                format!(
+                    "{name}: sweep #{} left it unrestored; run `tune restore --device {name}` (or `tune resume`) first",
+                    conflict.run_id
+                )
+            })));
+        }
+    };
 
     let sweep = Arc::new(Sweep {
         client,

@@ -69,6 +69,17 @@ pub struct DeviceJson {
     pub hashrate_1h_ghs: Vec<Option<f64>>,
     /// Coefficient of variation of the last hour's readings, %.
     pub hashrate_cv_1h_percent: Option<f64>,
+    /// A `tune` sweep stopped without putting this miner back; `null` otherwise.
+    pub tune_interrupted: Option<TuneInterruptedJson>,
+}
+
+/// An interrupted sweep's restore plan, as the fleet page and `top` show it.
+#[derive(Debug, Serialize)]
+pub struct TuneInterruptedJson {
+    pub run: i64,
+    /// The settings from before the sweep.
+    pub original_frequency_mhz: Option<f64>,
+    pub original_core_voltage_mv: Option<f64>,
 }
 
 impl DeviceJson {
@@ -122,6 +133,11 @@ impl DeviceJson {
             hashrate_cv_1h_percent: hour.cv_percent,
             shares_accepted: sample.and_then(|s| s.shares_accepted),
             shares_rejected: sample.and_then(|s| s.shares_rejected),
+            tune_interrupted: view.tune_interrupted.as_ref().map(|sweep| TuneInterruptedJson {
+                run: sweep.run_id,
+                original_frequency_mhz: sweep.original.0,
+                original_core_voltage_mv: sweep.original.1,
+            }),
         }
     }
 }

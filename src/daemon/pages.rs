@@ -329,7 +329,7 @@ pub async fn fleet_page(State(pages): State<Arc<Pages>>) -> Response {
     let fleet = super::api::fleet_json(&pages.fleet);
     let data = serde_json::to_string(&fleet).unwrap_or_else(|_| "{}".into());
     let body = format!(
-        "<h1>Fleet</h1>\n<div class=\"totals\" id=\"totals\"></div>\n\
+        "<h1>Fleet</h1>\n<div id=\"banners\"></div>\n<div class=\"totals\" id=\"totals\"></div>\n\
          <div class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"filter by name\" aria-label=\"filter by name\">\
          <span class=\"muted\" id=\"status\"></span></div>\n\
          <noscript><p>This page updates itself with JavaScript; <a href=\"/api/v1/fleet\">/api/v1/fleet</a> has the same data.</p></noscript>\n\

@@ -1,5 +1,7 @@
 //! Which file the ledger is: its identity on disk (to notice a deleted or replaced file,
-//! and to refuse an export over it), its companion files, and the one-daemon lock.
+//! and to refuse an export over it), its companion files, and the one-writer lock — held by
+//! `serve`, or by a `tune` that stores its own samples and hands the ledger over when a
+//! `serve` asks for it.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,24 @@ pub struct DaemonLock {
     file: std::fs::File,
 }
 
+/// Who holds the lock: what the pid file says after the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `serve` (or `demo`): keeps the ledger until it stops.
+    Serve,
+    /// A standalone `tune`: writes its own samples until a `serve` asks for the ledger.
+    Sweep,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Sweep => "tune",
+        }
+    }
+}
+
 impl DaemonLock {
     /// Where the holder's pid is written: beside the file the ledger path resolves to.
     pub fn lock_path(ledger: &Path) -> PathBuf {
@@ -57,15 +77,75 @@ impl DaemonLock {
         PathBuf::from(name)
     }
 
-    /// Locks the (existing) ledger file, or says which daemon holds it.
+    /// Locks the (existing) ledger file for `serve`, or says which process holds it.
     pub fn acquire(ledger: &Path) -> Result<DaemonLock> {
+        Self::acquire_as(ledger, Role::Serve)
+    }
+
+    /// Locks the (existing) ledger file, recording who holds it, or says which process does.
+    pub fn acquire_as(ledger: &Path, role: Role) -> Result<DaemonLock> {
         let file = std::fs::File::open(ledger).map_err(|source| LedgerError::Lock {
             path: ledger.to_path_buf(),
             source,
         })?;
         Self::try_lock(ledger, &file)?;
-        Self::write_pid(ledger);
+        Self::write_pid(ledger, role);
         Ok(DaemonLock { file })
+    }
+
+    /// The pid of the standalone `tune` that holds the lock now, if a sweep (not a `serve`)
+    /// does. The holder writes its pid file just after it takes the lock: a reading that
+    /// names no live process is read again for a moment.
+    pub fn sweep_holder(ledger: &Path) -> Option<u32> {
+        for _ in 0..10 {
+            if let Some((pid, role)) = Self::holder_of(ledger) {
+                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return (role == Some(Role::Sweep)).then_some(pid);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn holder_of(ledger: &Path) -> Option<(u32, Option<Role>)> {
+        let text = std::fs::read_to_string(Self::lock_path(ledger)).ok()?;
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.parse().ok()?;
+        let role = match words.next() {
+            Some("tune") => Some(Role::Sweep),
+            Some("serve") => Some(Role::Serve),
+            _ => None,
+        };
+        Some((pid, role))
+    }
+
+    /// Where a `serve` asks a sweep for the ledger: beside the file the path resolves to.
+    pub fn handover_path(ledger: &Path) -> PathBuf {
+        let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+        let mut name = real.into_os_string();
+        name.push(".handover");
+        PathBuf::from(name)
+    }
+
+    /// Asks the sweep holding the ledger to hand it over (it flushes and lets go within a
+    /// second or two, and polls on without storing).
+    pub fn request_handover(ledger: &Path) -> std::io::Result<()> {
+        let path = Self::handover_path(ledger);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!("{} is a symbolic link", path.display())));
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+    }
+
+    /// Whether a `serve` asked for the ledger.
+    pub fn handover_requested(ledger: &Path) -> bool {
+        std::fs::symlink_metadata(Self::handover_path(ledger)).is_ok()
+    }
+
+    /// The request is done with (the lock is taken, or waiting ended).
+    pub fn clear_handover(ledger: &Path) {
+        let _ = std::fs::remove_file(Self::handover_path(ledger));
     }
 
     /// Fails with [`LedgerError::InUse`] when a daemon holds the ledger now (checked before
@@ -96,25 +176,22 @@ impl DaemonLock {
     }
 
     fn holder(ledger: &Path) -> String {
-        let pid_file = Self::lock_path(ledger);
-        match std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-        {
-            Some(pid) => format!("pid {pid}"),
+        match Self::holder_of(ledger) {
+            Some((pid, Some(Role::Sweep))) => format!("tune, pid {pid}"),
+            Some((pid, _)) => format!("pid {pid}"),
             None => "another process".into(),
         }
     }
 
     /// Records this process as the holder. Informational only, so it never follows a
     /// symlink planted at its name (which would truncate whatever the link points at).
-    fn write_pid(ledger: &Path) {
+    fn write_pid(ledger: &Path, role: Role) {
         let pid_file = Self::lock_path(ledger);
         if std::fs::symlink_metadata(&pid_file).is_ok_and(|m| m.file_type().is_symlink()) {
             tracing::warn!("{} is a symbolic link; not writing the pid into it", pid_file.display());
             return;
         }
-        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        if let Err(e) = std::fs::write(&pid_file, format!("{} {}\n", std::process::id(), role.as_str())) {
             tracing::warn!("cannot write {}: {e}", pid_file.display());
         }
     }

@@ -20,6 +20,10 @@ pub enum TuneStatus {
     Restored,
     /// Stopped, and the starting settings could not be confirmed: `tune restore` is needed.
     RestoreFailed,
+    /// `serve`'s protective action stepped in; the miner keeps what protection set
+    /// (the starting settings ran hotter).
+    #[serde(rename = "stopped_by_protection")]
+    Protected,
 }
 
 impl TuneStatus {
@@ -29,14 +33,16 @@ impl TuneStatus {
             TuneStatus::Finished => "finished",
             TuneStatus::Restored => "restored",
             TuneStatus::RestoreFailed => "restore_failed",
+            TuneStatus::Protected => "stopped_by_protection",
         }
     }
 
-    fn parse(text: &str) -> TuneStatus {
+    pub(crate) fn parse(text: &str) -> TuneStatus {
         match text {
             "finished" => TuneStatus::Finished,
             "restored" => TuneStatus::Restored,
             "restore_failed" => TuneStatus::RestoreFailed,
+            "stopped_by_protection" => TuneStatus::Protected,
             _ => TuneStatus::Running,
         }
     }
@@ -90,7 +96,84 @@ pub struct TuneStep {
     pub result: Option<String>,
 }
 
+/// A device another sweep has not let go of: why a new sweep may not take it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimConflict {
+    pub device_id: i64,
+    pub run_id: i64,
+    /// That sweep's process is still running it (else it was interrupted and left the
+    /// device unrestored).
+    pub live: bool,
+}
+
+/// One device a sweep takes: its id, the settings it runs now (the restore plan) and the
+/// candidate lists as JSON.
+pub type Claim = (i64, (Option<f64>, Option<f64>), String);
+
 impl Ledger {
+    /// Registers a sweep and its devices' restore plans in one transaction, or — when
+    /// another run still holds one of the devices (a live sweep, or one that left it
+    /// unrestored) — nothing at all. Two sweeps started together on one miner: one of
+    /// them is refused, before either sends anything. `resumed` continues that run.
+    pub fn tune_begin_claiming(
+        &mut self,
+        at: f64,
+        process: (u32, Option<u64>),
+        spec: &str,
+        resumed: Option<i64>,
+        claims: &[Claim],
+        alive: &dyn Fn(u32, Option<u64>) -> bool,
+    ) -> Result<std::result::Result<i64, ClaimConflict>> {
+        self.write_with(|tx| {
+            for (device_id, _, _) in claims {
+                let holder: Option<(i64, u32, Option<i64>, String)> = tx
+                    .query_row(
+                        "SELECT t.run_id, r.pid, r.process_start, r.status FROM tune_devices t
+                         JOIN tune_runs r ON r.id = t.run_id
+                         WHERE t.device_id = ?1 AND t.status IN ('running', 'restore_failed') AND t.run_id IS NOT ?2
+                         ORDER BY t.run_id DESC LIMIT 1",
+                        params![device_id, resumed],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                if let Some((run_id, pid, start, status)) = holder {
+                    let start = start.and_then(|t| u64::try_from(t).ok());
+                    return Ok(Err(ClaimConflict {
+                        device_id: *device_id,
+                        run_id,
+                        live: TuneStatus::parse(&status) == TuneStatus::Running && alive(pid, start),
+                    }));
+                }
+            }
+            let start = process.1.and_then(|t| i64::try_from(t).ok());
+            let run_id = match resumed {
+                Some(run_id) => {
+                    tx.execute(
+                        "UPDATE tune_runs SET pid = ?2, process_start = ?3, status = 'running', ended_at = NULL WHERE id = ?1",
+                        params![run_id, process.0, start],
+                    )?;
+                    run_id
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO tune_runs (started_at, status, pid, process_start, spec) VALUES (?1, 'running', ?2, ?3, ?4)",
+                        params![at, process.0, start, spec],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            for (device_id, original, plan) in claims {
+                tx.execute(
+                    "INSERT INTO tune_devices (run_id, device_id, original_frequency_mhz, original_core_voltage_mv, status, plan)
+                     VALUES (?1, ?2, ?3, ?4, 'running', ?5)
+                     ON CONFLICT (run_id, device_id) DO UPDATE SET status = 'running'",
+                    params![run_id, device_id, original.0, original.1, plan],
+                )?;
+            }
+            Ok(Ok(run_id))
+        })
+    }
+
     /// Starts a run; returns its id.
     pub fn tune_begin(&mut self, at: f64, process: (u32, Option<u64>), spec: &str) -> Result<i64> {
         self.write_with(|tx| {

@@ -19,6 +19,7 @@ use rusqlite::Transaction;
 
 use crate::axeos::sample::Sample;
 use crate::daemon::events::DeviceEvent;
+use crate::ledger::lock::Role;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::{self, health, DaemonLock, Ledger, LedgerError, SegmentRow};
@@ -67,6 +68,9 @@ pub struct LedgerStats {
     /// Set while commits fail because SQLite finds the ledger damaged; cleared by the next
     /// commit that succeeds.
     pub damaged: AtomicBool,
+    /// A sweep's writer handed the ledger to a `serve` that asked for it: records sent
+    /// since are not stored by this process.
+    pub handed_over: AtomicBool,
     /// The ledger's path, whose damaged copies (`<ledger>.damaged-*`) [`Self::healthy`]
     /// looks for; set when the writer starts.
     path: OnceLock<PathBuf>,
@@ -127,6 +131,17 @@ pub struct LedgerSender {
 }
 
 impl LedgerSender {
+    /// True once the writer behind this sender gave the ledger to a `serve` (which stores
+    /// the samples from then on).
+    pub fn handed_over(&self) -> bool {
+        self.stats.handed_over.load(Ordering::Relaxed)
+    }
+
+    /// The last write error's count, for a sweep that wonders why nothing was stored.
+    pub fn write_errors(&self) -> u64 {
+        self.stats.write_errors.load(Ordering::Relaxed)
+    }
+
     /// Queues a record without blocking; a full queue drops it and counts the drop.
     pub fn send(&self, record: Record) {
         match self.tx.try_send(record) {
@@ -154,6 +169,8 @@ impl LedgerSender {
 /// How long a commit of the writer waits for another connection's lock before it gives up
 /// and retries later (it keeps its records); short, so that a shutdown is never held up.
 const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `serve` waits for a sweep to hand the ledger over (it looks each second).
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 /// How long `finish` waits for the final flush before it lets the process exit.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -177,6 +194,17 @@ impl Writer {
     /// Like [`Writer::start`], knowing the device names in config.yaml (so a MAC bound to
     /// one of them is never moved to another).
     pub fn start_for(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+        Self::start_as(path, rules, configured, Role::Serve)
+    }
+
+    /// The writer of a standalone `tune`: like [`Writer::start_for`], but it hands the
+    /// ledger over (flushes, closes, lets go of the lock) as soon as a `serve` asks for it
+    /// ([`DaemonLock::request_handover`]); [`LedgerSender::handed_over`] then says so.
+    pub fn start_for_sweep(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+        Self::start_as(path, rules, configured, Role::Sweep)
+    }
+
+    fn start_as(path: &Path, rules: SegmentRules, configured: Vec<String>, role: Role) -> Result<Writer, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
                 path: path.to_path_buf(),
@@ -185,7 +213,7 @@ impl Writer {
         }
         let cache_kib = writer_cache_kib(configured.len());
         let mut ledger = open_for_writing(path, cache_kib)?;
-        let lock = DaemonLock::acquire(path)?;
+        let lock = DaemonLock::acquire_as(path, role)?;
         take_over_rollups(&mut ledger, &lock, path)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();
@@ -195,6 +223,7 @@ impl Writer {
         let mut state = WriterState::new(ledger, lock, rules, stats.clone(), closing.clone());
         state.configured = configured.into_iter().collect();
         state.cache_kib = cache_kib;
+        state.yields = role == Role::Sweep;
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || {
@@ -234,13 +263,40 @@ impl Writer {
             // it for writing says what is wrong, as without the check.
             Err(e) => tracing::debug!("cannot check the ledger: {e}"),
         }
-        match Self::start_for(path, rules, configured.clone()) {
+        match Self::start_taking_over(path, rules, configured.clone()) {
             Err(e) if e.is_damaged() => {
                 set_aside_at_start(path, &health::damage_of(&e))?;
-                Self::start_for(path, rules, configured)
+                Self::start_taking_over(path, rules, configured)
             }
             started => started,
         }
+    }
+
+    /// [`Writer::start_for`], taking the ledger over from a standalone `tune` that holds
+    /// it: the sweep is asked to hand it over and goes on (polling, not storing) while this
+    /// writer stores every sample. Another `serve` is never asked.
+    fn start_taking_over(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+        match Self::start_for(path, rules, configured.clone()) {
+            Err(LedgerError::InUse { .. }) if DaemonLock::sweep_holder(path).is_some() => {}
+            started => return started,
+        }
+        if let Some(pid) = DaemonLock::sweep_holder(path) {
+            tracing::info!("a tune sweep (pid {pid}) holds the ledger; asking it to hand it over");
+        }
+        if let Err(e) = DaemonLock::request_handover(path) {
+            tracing::warn!("cannot ask the sweep for the ledger: {e}");
+        }
+        let deadline = Instant::now() + HANDOVER_WAIT;
+        let started = loop {
+            match Self::start_for(path, rules, configured.clone()) {
+                Err(LedgerError::InUse { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                started => break started,
+            }
+        };
+        DaemonLock::clear_handover(path);
+        started
     }
 
     /// Flushes what is queued and stops the thread, within [`FINISH_TIMEOUT`] whatever the
@@ -349,6 +405,8 @@ struct WriterState {
     /// A damaged ledger was moved aside while this writer ran: a second damage in the same
     /// run points at the disk, and is retried (with the backoff) rather than moved again.
     set_aside_while_running: bool,
+    /// A sweep's writer: gives the ledger up when a `serve` asks for it.
+    yields: bool,
 }
 
 /// Polls in a row a new MAC must be seen at a name before it is believed to be another
@@ -439,6 +497,7 @@ impl WriterState {
             rollups: RollupBatch::default(),
             rollups_due: Instant::now() + ROLLUP_WRITE_INTERVAL,
             set_aside_while_running: false,
+            yields: false,
         }
     }
 
@@ -450,8 +509,21 @@ impl WriterState {
         let mut retry_delay = FLUSH_INTERVAL;
         let mut closed = false;
         loop {
+            if self.yields && !closed && DaemonLock::handover_requested(&self.path) {
+                self.hand_over(&mut pending);
+                return;
+            }
             match due_at {
-                // Block for the first record of a batch…
+                // Block for the first record of a batch (a sweep's writer wakes each second
+                // to see whether a `serve` asked for the ledger)…
+                None if self.yields => match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(record) => {
+                        pending.push(record);
+                        due_at = Some(Instant::now() + FLUSH_INTERVAL);
+                    }
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => closed = true,
+                },
                 None => match rx.recv() {
                     Ok(record) => {
                         pending.push(record);
@@ -530,6 +602,29 @@ impl WriterState {
                 return;
             }
         }
+    }
+
+    /// A `serve` asked for the ledger: what is pending is written (one attempt), the held
+    /// rollup sums too, and the connection and the lock are let go as the thread ends.
+    /// Records sent from now on are counted as dropped; the sweep sees
+    /// [`LedgerSender::handed_over`] and leaves storing to `serve`.
+    fn hand_over(mut self, pending: &mut Vec<Record>) {
+        if !pending.is_empty() {
+            match self.flush(pending) {
+                Ok(()) => pending.clear(),
+                Err(e) => {
+                    tracing::warn!(
+                        "handing the ledger to serve: {} records not written: {e}",
+                        pending.len()
+                    );
+                    self.stats.lose(pending.len() as u64);
+                }
+            }
+        }
+        self.write_held_rollups();
+        self.stats.handed_over.store(true, Ordering::Relaxed);
+        tracing::info!("serve asked for the ledger: handed over; serve stores the samples from now on");
+        // Dropping the state closes the connection, then lets go of the lock (field order).
     }
 
     /// At shutdown: the rollup sums still held, in their own transaction when no record

@@ -52,6 +52,17 @@ pub struct Device {
     pub uptime_s: Option<u64>,
     pub hashrate_1h_ghs: Vec<Option<f64>>,
     pub hashrate_cv_1h_percent: Option<f64>,
+    /// A sweep stopped without putting this miner back.
+    pub tune_interrupted: Option<TuneInterrupted>,
+}
+
+/// An interrupted sweep's restore plan (`tune restore` puts it back).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TuneInterrupted {
+    pub run: i64,
+    pub original_frequency_mhz: Option<f64>,
+    pub original_core_voltage_mv: Option<f64>,
 }
 
 /// `{min, mean, max}` of a reading over a bucket.

@@ -199,6 +199,32 @@ fn header_lines(app: &App, compact: bool, theme: Theme) -> Vec<Line<'static>> {
             theme.bad(),
         )),
     }
+    // A sweep that left a miner on a test setting: said before anything else it shows.
+    let left: Vec<&crate::tui::model::Device> = app
+        .fleet
+        .devices
+        .iter()
+        .filter(|d| d.tune_interrupted.is_some())
+        .collect();
+    if let Some(first_left) = left.first() {
+        let run = first_left.tune_interrupted.as_ref().map_or(0, |s| s.run);
+        let more = if left.len() > 1 {
+            format!(" (+{} more)", left.len() - 1)
+        } else {
+            String::new()
+        };
+        second.insert(
+            0,
+            Span::styled(
+                format!(
+                    "sweep #{run} left {} unrestored{more}: tune restore --device {} · ",
+                    clean(&first_left.name, 24),
+                    clean(&first_left.name, 24)
+                ),
+                theme.bad(),
+            ),
+        );
+    }
     vec![Line::from(first), Line::from(second)]
 }
 

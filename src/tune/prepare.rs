@@ -10,7 +10,9 @@ use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{MinerAddress, TuneSettings};
 use crate::tune::board::{board_defaults, board_facts, BoardDefaults};
 use crate::tune::limits::Limits;
-use crate::tune::plan::{smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MIN_FREQUENCY_STEP_MHZ};
+use crate::tune::plan::{
+    smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MAX_PAIRS, MIN_FREQUENCY_STEP_MHZ,
+};
 use crate::tune::sweep::SweepSpec;
 
 /// A device's candidate values, fixed when its sweep starts (stored with the run, so that
@@ -158,6 +160,18 @@ fn candidate_lists(
     // The firmware stores whole millivolts.
     .map(f64::round)
     .collect();
+    // Values that round to the same millivolt are one configuration, tried once.
+    let mut voltages = voltages;
+    voltages.dedup_by(|a, b| (*a - *b).abs() < 1e-6);
+    let pairs = frequencies.len() * voltages.len();
+    if pairs > MAX_PAIRS {
+        return Err(format!(
+            "{name}: {} frequencies × {} voltages are {pairs} configurations, more than the {MAX_PAIRS} one sweep \
+             tries; narrow --freq / --voltage or take a larger step",
+            frequencies.len(),
+            voltages.len()
+        ));
+    }
     // Only a step the user typed: the firmware's own option lists hold neighbours such as
     // 375 and 380 MHz that its PLL table supports.
     let stepped = spec.freq.is_some_and(|s| s.step.is_some());

@@ -174,11 +174,24 @@ enum Stop {
     Cancelled,
     /// The miner is gone: the sweep of this device ends.
     Gone(String),
+    /// `serve`'s protective action acted on the miner during the step: the sweep of this
+    /// device ends, and does not put hotter settings back.
+    Protected(String),
 }
+
+/// How long a sweep beside `serve` waits for the ledger to show a protective action that
+/// may explain what it saw (the daemon's writer commits every second).
+const PROTECTION_EVENT_WAIT: Duration = Duration::from_secs(4);
 
 impl Sweep {
     fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// Whether this process stores the samples (no `serve` holds the ledger, and none took
+    /// it over since).
+    fn stores_samples(&self) -> bool {
+        self.samples.as_ref().is_some_and(|s| !s.handed_over())
     }
 
     /// Sweeps one device: `done` are the steps an interrupted run already took (resume).
@@ -194,6 +207,7 @@ impl Sweep {
             steps.push(step);
         }
         let mut stopped: Option<String> = None;
+        let mut protected = false;
         let mut ledger = match Ledger::open_existing(&self.ledger_path) {
             Ok(ledger) => ledger,
             Err(e) => {
@@ -204,6 +218,7 @@ impl Sweep {
                         None,
                         steps,
                         Some(format!("cannot open the ledger: {e}")),
+                        false,
                     )
                     .await
             }
@@ -244,10 +259,16 @@ impl Sweep {
                     stopped = Some(why);
                     break;
                 }
+                Some(Stop::Protected(why)) => {
+                    stopped = Some(why);
+                    protected = true;
+                    break;
+                }
                 None => {}
             }
         }
-        self.finish(&prepared, &device, Some(&mut ledger), steps, stopped).await
+        self.finish(&prepared, &device, Some(&mut ledger), steps, stopped, protected)
+            .await
     }
 
     /// Leaves the miner on the best or the original settings and records how it ended.
@@ -258,6 +279,7 @@ impl Sweep {
         ledger: Option<&mut Ledger>,
         steps: Vec<StepReport>,
         stopped: Option<String>,
+        protected: bool,
     ) -> DeviceReport {
         let best = best_step(&steps, self.spec.metric);
         let target = match (&stopped, self.spec.then, best) {
@@ -269,6 +291,43 @@ impl Sweep {
         } else {
             "the original settings"
         };
+        // After a protective action the miner keeps what protection set, unless the
+        // original settings run cooler still (lower or equal frequency and voltage).
+        if protected {
+            if let Some(kept) = self.keep_protections_settings(prepared).await {
+                let note = format!(
+                    "{}; left on the protection's {} (the original {} runs hotter)",
+                    stopped.as_deref().unwrap_or("stopped by protection"),
+                    crate::axeos::apply::pair_text(kept),
+                    crate::axeos::apply::pair_text(prepared.original)
+                );
+                self.observer.note(&prepared.name, &note);
+                if let Some(ledger) = ledger {
+                    if let Ok(Some(open)) = sessions::current(ledger, device) {
+                        if open.tune_run_id == Some(self.run_id) {
+                            let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
+                        }
+                    }
+                    if let Err(e) =
+                        ledger.tune_finish_device(self.run_id, device.id, TuneStatus::Protected, kept, &note)
+                    {
+                        self.observer
+                            .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
+                    }
+                }
+                return DeviceReport {
+                    device: prepared.name.clone(),
+                    original_frequency_mhz: prepared.original.0,
+                    original_core_voltage_mv: prepared.original.1,
+                    best_step: None,
+                    steps,
+                    status: TuneStatus::Protected,
+                    final_frequency_mhz: kept.0,
+                    final_core_voltage_mv: kept.1,
+                    note,
+                };
+            }
+        }
         let restored = self.restore(prepared, target, what).await;
         let (status, mut note, final_settings) = match (&restored, &stopped) {
             (Ok(read_back), None) => (TuneStatus::Finished, String::new(), *read_back),
@@ -326,6 +385,43 @@ impl Sweep {
             final_frequency_mhz: final_settings.0,
             final_core_voltage_mv: final_settings.1,
             note,
+        }
+    }
+
+    /// What protection left on the miner, when the original settings would run hotter than
+    /// it (a higher frequency or voltage): then nothing is written. `None`: restore as usual.
+    async fn keep_protections_settings(&self, prepared: &Prepared) -> Option<(Option<f64>, Option<f64>)> {
+        let now = self.client.system_info(&prepared.address).await.ok()?;
+        let current = crate::axeos::apply::settings(&now);
+        let hotter = |original: Option<f64>, current: Option<f64>| match (original, current) {
+            (Some(o), Some(c)) => o > c + 1e-6,
+            _ => true,
+        };
+        (hotter(prepared.original.0, current.0) || hotter(prepared.original.1, current.1)).then_some(current)
+    }
+
+    /// The protective action `serve` took on this device since `since`, if it took one.
+    /// Only a sweep beside `serve` (which alone protects) looks, for a few seconds: the
+    /// daemon's event reaches the ledger within about a second of its write.
+    async fn protective_action_since(&self, ledger: &mut Ledger, device: &DeviceRow, since: f64) -> Option<String> {
+        if self.stores_samples() || self.cancelled() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + PROTECTION_EVENT_WAIT;
+        loop {
+            let events = ledger
+                .events_between(device.id, since - 1.0, f64::MAX)
+                .unwrap_or_default();
+            if let Some((_, _, detail)) = events
+                .iter()
+                .find(|(_, kind, detail)| kind == "protective_action" && detail.contains("(applied)"))
+            {
+                return Some(detail.clone());
+            }
+            if tokio::time::Instant::now() >= deadline || self.cancelled() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
 
@@ -411,9 +507,14 @@ impl Sweep {
                 .observer
                 .note(name, &format!("step {number} is not recorded as a session: {e}")),
         }
-        let (measured, stop) = self
+        let (measured, mut stop) = self
             .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
             .await;
+        // A step that broke off may have been cut short by `serve`'s protection.
+        let protected = match (&measured, &stop) {
+            (Measured::Done { .. }, _) | (_, Some(Stop::Cancelled)) => None,
+            _ => self.protective_action_since(ledger, device, applied_at).await,
+        };
         if report.session_id.is_some() {
             let notes = match &measured {
                 Measured::Done { .. } => String::new(),
@@ -458,6 +559,11 @@ impl Sweep {
                 report.reason = why;
             }
             Measured::Aborted(why) => report.reason = why,
+        }
+        if let Some(action) = protected {
+            report.outcome = "limit".into();
+            report.reason = format!("stopped by protection: {action}");
+            stop = Some(Stop::Protected(report.reason.clone()));
         }
         (report, stop)
     }
@@ -542,6 +648,7 @@ impl Sweep {
         let mut gaps = Gaps::default();
         let mut last_uptime = applied_uptime;
         let mut result: Option<StepResult> = None;
+        let write_errors_before = self.samples.as_ref().map_or(0, |s| s.write_errors());
         loop {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
@@ -554,7 +661,7 @@ impl Sweep {
                 Ok(sample) => {
                     failures = 0;
                     gaps = gaps.after(&sample);
-                    if let Some(samples) = &self.samples {
+                    if let Some(samples) = self.samples.as_ref().filter(|s| !s.handed_over()) {
                         samples.send(Record::Sample {
                             device: prepared.name.clone(),
                             at: SystemTime::now(),
@@ -603,7 +710,18 @@ impl Sweep {
                 Ok(readings) => result = Some(StepResult::from_readings(&readings)),
                 Err(e) => tracing::warn!(device = %prepared.name, "cannot read the step's samples: {e}"),
             }
-            if self.samples.is_none() && result.as_ref().is_some_and(|r| r.samples == 0) {
+            let failing_writes = self
+                .samples
+                .as_ref()
+                .filter(|s| !s.handed_over())
+                .is_some_and(|s| s.write_errors() > write_errors_before);
+            if failing_writes && result.as_ref().is_some_and(|r| r.samples == 0) && now >= min_steady_until {
+                let why = "the ledger cannot be written (its commits fail: a full disk, a read-only or locked file; \
+                           see the log), so nothing this sweep measures is stored"
+                    .to_string();
+                return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
+            }
+            if !self.stores_samples() && result.as_ref().is_some_and(|r| r.samples == 0) {
                 let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
                 if now >= steady_from + waited {
                     let why = "no samples of this device reach the ledger: the process that holds it does not poll \

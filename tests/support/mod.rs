@@ -287,6 +287,26 @@ impl Exporter {
         )
     }
 
+    /// With its config (plus `extra_yaml`), ledger and log in `dir`: a ledger another
+    /// command wrote there first is the one it serves.
+    pub fn start_in_with(
+        dir: tempfile::TempDir,
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        extra_yaml: &str,
+    ) -> Exporter {
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                dir: Some(dir),
+                log: Some("info"),
+                extra_yaml,
+                ..Launch::default()
+            },
+        )
+    }
+
     /// With its config, ledger and log in `dir` (a folder on a filesystem a test controls).
     pub fn start_in(dir: tempfile::TempDir, devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
         Self::launch(
@@ -398,6 +418,12 @@ impl Exporter {
     /// What the exporter logged, when started with a log kept.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Its folder (config, ledger, log), for another exporter on the same ledger; call
+    /// once it has stopped.
+    pub fn take_dir(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// SIGKILL, no chance to flush.
