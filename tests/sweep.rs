@@ -923,7 +923,7 @@ async fn serve_reports_a_sweep_a_sigkill_interrupted_and_restores_it_when_asked(
         })
         .await;
     // The fleet page's banner and `top`'s come from the same JSON.
-    let fleet: Value = exporter.get("/api/v1/fleet").await.json().await.unwrap();
+    let fleet: Value = serde_json::from_str(&exporter.get("/api/v1/fleet").await.text().await.unwrap()).unwrap();
     let shown = &fleet["devices"][0]["tune_interrupted"];
     assert_eq!(shown["run"], 1, "{fleet:#}");
     assert_eq!(
@@ -982,6 +982,8 @@ async fn serve_reports_a_sweep_a_sigkill_interrupted_and_restores_it_when_asked(
     let status = crate::support::cli(&exporter.config_path(), &["tune", "status"]);
     let shown = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(shown.contains("miner-0: restored"), "{shown}");
+    let mut exporter = exporter;
+    exporter.terminate(Duration::from_secs(10));
     let conn = sql(&exporter.database_path());
     let kinds: Vec<String> = conn
         .prepare("SELECT kind FROM events WHERE kind LIKE 'tune_%' ORDER BY t")
@@ -1268,7 +1270,7 @@ async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_s
     let exporter = Exporter::start_in_with(
         dir,
         &devices,
-        0.5,
+        1.0,
         "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n",
     );
     exporter
@@ -1282,7 +1284,8 @@ async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_s
     assert!(output.status.success(), "{}\nserve: {}", text(&output), exporter.log());
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["devices"][0]["status"], "finished", "{json:#}");
-    let outcomes: Vec<&str> = steps(&json, 0).iter().map(|s| s["outcome"].as_str().unwrap()).collect();
+    let taken = steps(&json, 0);
+    let outcomes: Vec<&str> = taken.iter().map(|s| s["outcome"].as_str().unwrap()).collect();
     assert_eq!(
         outcomes,
         ["healthy", "healthy"],
@@ -1314,7 +1317,7 @@ async fn a_protective_step_down_during_a_sweep_ends_it_without_restoring_hotter_
     let exporter = Exporter::start_in_with(
         dir,
         &devices,
-        0.5,
+        1.0,
         "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n",
     );
     exporter

@@ -181,7 +181,7 @@ enum Stop {
 
 /// How long a sweep beside `serve` waits for the ledger to show a protective action that
 /// may explain what it saw (the daemon's writer commits every second).
-const PROTECTION_EVENT_WAIT: Duration = Duration::from_secs(4);
+const PROTECTION_EVENT_WAIT: Duration = Duration::from_secs(6);
 
 impl Sweep {
     fn cancelled(&self) -> bool {
