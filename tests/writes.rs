@@ -183,3 +183,136 @@ async fn a_stop_during_a_protective_restart_still_records_the_write() {
     );
     sims.shutdown().await;
 }
+
+/// A Gamma for quick sweeps (simulated time 30× faster), a config with a 0.2-s sample
+/// interval, and the `tune` command on it.
+struct QuickSweep {
+    sims: SimFleet,
+    dir: tempfile::TempDir,
+}
+
+impl QuickSweep {
+    async fn start(seed: u64) -> QuickSweep {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
+        spec.time_scale = 30.0;
+        let sims = SimFleet::start(&[spec], None).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let devices = vec![("miner".to_string(), sims.addresses()[0])];
+        let yaml = crate::support::config_yaml(&devices, 1.0, "127.0.0.1:0", &dir.path().join("ledger.db"))
+            + "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n";
+        std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+        QuickSweep { sims, dir }
+    }
+
+    fn tune(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(crate::support::BIN)
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .args(["tune", "--device", "miner", "--format", "json"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn clock(&self) -> (f64, f64) {
+        let (f, v, _) = self.sims.clock_and_temperature(0).unwrap();
+        (f, v)
+    }
+}
+
+fn finished(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "tune did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_never_trusts_one_read_of_a_miner_whose_reads_lag() {
+    // Reads show the settings from before a PATCH for 4 s after it. Stopped just after the
+    // step's write, the sweep must write the original back, not believe a lagging read
+    // that already shows it.
+    let bench = QuickSweep::start(510).await;
+    bench.sims.set_quirks(
+        0,
+        Quirks {
+            readback_lag: Some(Duration::from_secs(4)),
+            ..Quirks::default()
+        },
+    );
+    let original = bench.clock();
+    let child = bench.tune(&["--freq", "600", "--voltage", "1200", "--warmup", "1", "--dwell", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bench.clock() == original {
+        assert!(Instant::now() < deadline, "the sweep never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(bench.clock(), original, "the miner runs its original settings again");
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_answered_with_an_error_but_applied_is_read_back_and_counts() {
+    // Every PATCH answers 500 and is applied: the steps run, the best is left on, exit 0.
+    let bench = QuickSweep::start(511).await;
+    bench.sims.set_quirks(
+        0,
+        Quirks {
+            patch_error_applies: true,
+            ..Quirks::default()
+        },
+    );
+    let child = bench.tune(&[
+        "--freq",
+        "550..600",
+        "--voltage",
+        "1200",
+        "--warmup",
+        "0.02",
+        "--dwell",
+        "0.03",
+        "--max-dwell",
+        "0.13",
+    ]);
+    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let outcomes: Vec<String> = json["devices"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(outcomes, ["healthy", "healthy"], "{json:#}");
+    assert_eq!(json["devices"][0]["status"], "finished", "{json:#}");
+    let left = (
+        json["devices"][0]["final_frequency_mhz"].as_f64().unwrap(),
+        json["devices"][0]["final_core_voltage_mv"].as_f64().unwrap(),
+    );
+    assert_eq!(bench.clock(), left, "what the report says is what the miner runs");
+    bench.sims.shutdown().await;
+}
