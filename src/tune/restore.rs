@@ -66,7 +66,16 @@ pub async fn restore_settings(
             silence_patience: remaining,
             ..Write::live(&checked, restart)
         };
-        match apply::apply(client, address, write, None).await {
+        // The whole attempt within what is left, whatever a restart's own patience is.
+        let attempt = tokio::time::timeout(
+            remaining.max(Duration::from_secs(1)),
+            apply::apply(client, address, write, None),
+        );
+        match attempt.await.unwrap_or_else(|_| {
+            Err(apply::ApplyError::Unreachable(
+                "no answer within the restore's patience".into(),
+            ))
+        }) {
             Ok(applied) => {
                 let read = apply::settings(&applied.sample);
                 tracing::info!(
