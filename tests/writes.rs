@@ -195,6 +195,10 @@ impl QuickSweep {
     async fn start(seed: u64) -> QuickSweep {
         let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, seed);
         spec.time_scale = 30.0;
+        Self::start_with(spec).await
+    }
+
+    async fn start_with(spec: MinerSpec) -> QuickSweep {
         let sims = SimFleet::start(&[spec], None).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let devices = vec![("miner".to_string(), sims.addresses()[0])];
@@ -228,7 +232,12 @@ fn finished(child: std::process::Child, limit: Duration) -> std::process::Output
     let deadline = Instant::now() + limit;
     let mut child = child;
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "tune did not exit within {limit:?}");
+        if Instant::now() >= deadline {
+            // Not left running (and writing to a miner) after the test gave up on it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tune did not exit within {limit:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
@@ -262,13 +271,13 @@ async fn a_restore_never_trusts_one_read_of_a_miner_whose_reads_lag() {
     let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(60)))
         .await
         .unwrap();
+    assert_eq!(bench.clock(), original, "the miner runs its original settings again");
     assert_eq!(
         output.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(bench.clock(), original, "the miner runs its original settings again");
     bench.sims.shutdown().await;
 }
 
@@ -314,5 +323,56 @@ async fn a_patch_answered_with_an_error_but_applied_is_read_back_and_counts() {
         json["devices"][0]["final_core_voltage_mv"].as_f64().unwrap(),
     );
     assert_eq!(bench.clock(), left, "what the report says is what the miner runs");
+    bench.sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_a_step_waits_for_a_rebooting_miner_ends_within_the_stop_timeout() {
+    // A v2.0 Max restarts to run each step's settings; this one stays down. SIGTERM while
+    // the step waits for it: the wait ends at once, the restore tries for its 70 s, and
+    // `tune` exits inside systemd's 90 s saying what to run — not after 120 s of waiting
+    // for the step plus the restore.
+    let mut max = MinerSpec::new(Board::Max, Dialect::V2_0, 512);
+    max.time_scale = 30.0;
+    let bench = QuickSweep::start_with(max).await;
+    let original = bench.clock();
+    let child = bench.tune(&["--freq", "450", "--voltage", "1400", "--warmup", "1", "--dwell", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bench.sims.restarts(0) == 0 {
+        assert!(Instant::now() < deadline, "the sweep never restarted the miner");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its restart never ends (as far as the sweep can tell).
+    bench.sims.set_fault(0, Fault::Offline);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled_at = Instant::now();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(90)))
+        .await
+        .unwrap();
+    let took = signalled_at.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(90), "tune took {took:?} to stop");
+    assert!(stderr.contains("tune restore --device miner"), "{stderr}");
+    // Back on the network: `tune restore` puts it right.
+    bench.sims.set_fault(0, Fault::None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restored = std::process::Command::new(crate::support::BIN)
+        .arg("--config")
+        .arg(bench.dir.path().join("config.yaml"))
+        .args(["tune", "restore", "--device", "miner"])
+        .output()
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(bench.clock(), original);
     bench.sims.shutdown().await;
 }
