@@ -1584,3 +1584,86 @@ fn a_subnormal_hashrate_already_in_a_ledger_is_written_bounded_and_never_as_inf(
     let csv = String::from_utf8_lossy(&cli(&config, &["analyze", "export", "--format", "csv"]).stdout).into_owned();
     assert!(csv.lines().nth(1).unwrap().contains(",1e-320,"), "{csv}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_whose_ledger_fills_up_says_so_and_exits_non_zero_with_the_miner_restored() {
+    let Some(disk) = SmallFilesystem::mount("8m") else {
+        return;
+    };
+    let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 520);
+    spec.time_scale = 30.0;
+    let sims = SimFleet::start(&[spec], None).await.unwrap();
+    let original = sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)).unwrap();
+    let dir = tempfile::tempdir_in(disk.path()).unwrap();
+    let devices = vec![("gamma".to_string(), sims.addresses()[0])];
+    let yaml = crate::support::config_yaml(&devices, 1.0, "127.0.0.1:0", &dir.path().join("ledger.db"))
+        + "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n";
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+    // The sweep creates and holds the ledger (no serve): it stores its own samples.
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .args([
+            "tune",
+            "--device",
+            "gamma",
+            "--freq",
+            "550",
+            "--voltage",
+            "1200",
+            "--warmup",
+            "0.05",
+            "--dwell",
+            "0.1",
+            "--max-dwell",
+            "0.2",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)) == Some(original) {
+        assert!(Instant::now() < deadline, "the sweep never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The disk fills during the step's warm-up: nothing the step measures can be stored.
+    let filler = disk.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("tune did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(
+        sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)),
+        Some(original),
+        "{said}"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a sweep that measured nothing failed: {said}"
+    );
+    assert!(
+        said.contains("cannot be written") || said.contains("disk is full"),
+        "the cause is the ledger: {said}"
+    );
+    assert!(!said.contains("does not poll it"), "blamed on serve: {said}");
+    sims.shutdown().await;
+}

@@ -403,3 +403,21 @@ fn without_an_exporter_top_says_how_to_start_one_and_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_miner_an_interrupted_sweep_left_is_named_in_the_header_with_the_command() {
+    let mut fleet = snapshot();
+    fleet.devices[1].tune_interrupted = Some(bitaxe_exporter::tui::model::TuneInterrupted {
+        run: 7,
+        original_frequency_mhz: Some(600.0),
+        original_core_voltage_mv: Some(1200.0),
+    });
+    let mut app = App::new(SortKey::Name, false);
+    app.set_fleet(fleet, NOW);
+    let buffer = render(&app, 160, 48, COLOR);
+    let (x, y) = find(&buffer, "sweep #7 left turbo-oc unrestored: tune restore --device turbo-oc");
+    assert_eq!(y, 1, "on the header's second line:\n{}", text(&buffer));
+    assert_eq!(buffer[(x, y)].fg, Color::Red, "in the warning colour");
+    // Without one, nothing is said.
+    assert!(!text(&render(&self::app(false), 160, 48, COLOR)).contains("unrestored"));
+}
