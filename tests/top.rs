@@ -415,7 +415,10 @@ fn a_miner_an_interrupted_sweep_left_is_named_in_the_header_with_the_command() {
     let mut app = App::new(SortKey::Name, false);
     app.set_fleet(fleet, NOW);
     let buffer = render(&app, 160, 48, COLOR);
-    let (x, y) = find(&buffer, "sweep #7 left turbo-oc unrestored: tune restore --device turbo-oc");
+    let (x, y) = find(
+        &buffer,
+        "sweep #7 left turbo-oc unrestored: tune restore --device turbo-oc",
+    );
     assert_eq!(y, 1, "on the header's second line:\n{}", text(&buffer));
     assert_eq!(buffer[(x, y)].fg, Color::Red, "in the warning colour");
     // Without one, nothing is said.

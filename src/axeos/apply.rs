@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::axeos::sample::{format_label_number, Sample};
 use crate::axeos::window::CheckedPatch;
-use crate::axeos::AxeOsClient;
+use crate::axeos::{AxeOsClient, PollError};
 use crate::config::MinerAddress;
 
 /// How long a live-applying miner may take to show the new settings (the ESP32 applies
@@ -21,8 +21,8 @@ use crate::config::MinerAddress;
 pub const LIVE_PATIENCE: Duration = Duration::from_secs(15);
 /// How long a miner restarted to run its new settings may take to answer again.
 pub const RESTART_PATIENCE: Duration = Duration::from_secs(120);
-/// How long a miner that answered the PATCH with an error is read for the settings anyway.
-const AFTER_AN_ERROR: Duration = Duration::from_secs(3);
+/// How long a miner that refused the PATCH (HTTP 4xx) is read for the settings anyway.
+const AFTER_A_REFUSAL: Duration = Duration::from_secs(3);
 /// Time between two reads of the read-back.
 const READ_SPACING: Duration = Duration::from_millis(500);
 /// Consecutive reads that must show the target.
@@ -117,6 +117,12 @@ pub async fn apply(
     } else {
         client.patch_settings(address, write.patch).await
     };
+    // A 4xx is the firmware saying no (it validated and refused); anything else — a 5xx,
+    // a timeout, a dropped connection — may have applied, and is read back in full.
+    let refused_outright = sent
+        .as_ref()
+        .err()
+        .is_some_and(|e| matches!(e, PollError::Rejected(m) if m.starts_with("HTTP 4")));
     let patch_error = sent.err().map(|e| e.to_string());
     let mut restarted = false;
     if write.restart {
@@ -144,9 +150,9 @@ pub async fn apply(
         }
     }
     let mut patience = write.patience + if restarted { RESTART_PATIENCE } else { Duration::ZERO };
-    if patch_error.is_some() && !restarted {
-        // Answered with an error: a few reads tell whether it applied anyway.
-        patience = patience.min(AFTER_AN_ERROR);
+    if refused_outright && !restarted {
+        // Refused in so many words: a few reads confirm that nothing changed.
+        patience = patience.min(AFTER_A_REFUSAL);
     }
     let silence = write.silence_patience.max(patience);
     match confirm(client, address, target, write.clear_overheat, (patience, silence), stop).await {

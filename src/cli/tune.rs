@@ -861,10 +861,26 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<(), Failure> {
             run.pid
         )));
     }
-    let spec: SweepSpec = serde_json::from_str(&run.spec)
+    let mut spec: SweepSpec = serde_json::from_str(&run.spec)
         .with_context(|| format!("sweep #{} was stored by another version and cannot be resumed", run.id))
         .map_err(Failure::Usage)?;
     let devices = ledger.tune_devices(run.id).map_err(ledger_failure)?;
+    // Only the devices the sweep had not finished with: one that ended (finished,
+    // restored, or stopped by protection, which keeps the protection's settings) is left
+    // as it is, never swept or restored again.
+    let unfinished: Vec<String> = devices
+        .iter()
+        .filter(|d| matches!(d.status, TuneStatus::Running | TuneStatus::RestoreFailed))
+        .map(|d| d.device.clone())
+        .collect();
+    spec.devices.retain(|name| unfinished.contains(name));
+    if spec.devices.is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "sweep #{} has no device left to sweep; `tune status` shows how each ended",
+            run.id
+        )));
+    }
+    let devices: Vec<TuneDevice> = devices.into_iter().filter(|d| unfinished.contains(&d.device)).collect();
     let steps = ledger.tune_steps(run.id).map_err(ledger_failure)?;
     drop(ledger);
     status_line(&format!("resuming sweep #{} after {} step(s)", run.id, steps.len()));

@@ -44,6 +44,10 @@ pub async fn watch_interrupted_sweeps(
     ledger: Option<LedgerSender>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Per (sweep, device): failed restores in a row and when the next may be tried — a
+    // miner that answers but will not take the settings is not written to every 30 s.
+    let mut backoff: std::collections::HashMap<(i64, usize), (u32, tokio::time::Instant)> =
+        std::collections::HashMap::new();
     loop {
         let names: Vec<String> = (0..fleet.len()).map(|i| fleet.device_name(i).to_string()).collect();
         let path = ledger_path.clone();
@@ -92,7 +96,23 @@ pub async fn watch_interrupted_sweeps(
                 if *stop.borrow() {
                     return;
                 }
-                restore_one(&fleet, &ledger_path, &client, ledger.as_ref(), found).await;
+                let key = (found.sweep.run_id, found.index);
+                let now = tokio::time::Instant::now();
+                if backoff.get(&key).is_some_and(|(_, next)| now < *next) {
+                    continue;
+                }
+                match restore_one(&fleet, &ledger_path, &client, ledger.as_ref(), found).await {
+                    Some(true) | None => {
+                        backoff.remove(&key);
+                    }
+                    Some(false) => {
+                        let failures = backoff.get(&key).map_or(0, |(n, _)| *n) + 1;
+                        let wait = CHECK_EVERY
+                            .saturating_mul(1 << failures.min(7))
+                            .min(Duration::from_secs(3600));
+                        backoff.insert(key, (failures, now + wait));
+                    }
+                }
             }
         }
         tokio::select! {
@@ -147,22 +167,19 @@ fn find_interrupted(path: &std::path::Path, names: &[String]) -> Vec<Found> {
     found
 }
 
-/// Puts one miner back on its settings from before the sweep, and records how it went.
+/// Puts one miner back on its settings from before the sweep, and records how it went:
+/// `Some(restored)`, or `None` when it was not tried (the miner does not answer now).
 async fn restore_one(
     fleet: &Fleet,
     ledger_path: &std::path::Path,
     client: &AxeOsClient,
     ledger: Option<&LedgerSender>,
     found: &Found,
-) {
+) -> Option<bool> {
     let name = fleet.device_name(found.index).to_string();
     // Only a miner that answers now, with what it runs: its firmware decides the restart.
-    let Some(sample) = fleet.latest_sample(found.index).filter(|_| fleet.is_up(found.index)) else {
-        return;
-    };
-    let Some(address) = fleet.current_address(found.index) else {
-        return;
-    };
+    let sample = fleet.latest_sample(found.index).filter(|_| fleet.is_up(found.index))?;
+    let address = fleet.current_address(found.index)?;
     let restore = Restore {
         target: found.sweep.original,
         what: "the settings from before the interrupted sweep",
@@ -218,7 +235,9 @@ async fn restore_one(
     } else {
         tracing::warn!(device = %name, "{event}");
     }
+    let restored = matches!(event, DeviceEvent::TuneRestoredByServe { restored: true, .. });
     send_event(ledger, &name, event);
+    Some(restored)
 }
 
 fn send_event(ledger: Option<&LedgerSender>, device: &str, event: DeviceEvent) {

@@ -103,7 +103,8 @@ async fn poll_loop(
                         let outcome =
                             protect::execute(&client, &address, &sample, &plan, protector.dry_run(), Some(&shutdown))
                                 .await;
-                        protector.record(Instant::now(), &plan, &outcome);
+                        let from = sample.frequency_mhz.zip(sample.core_voltage_mv);
+                        protector.record_from(Instant::now(), &plan, &outcome, from);
                         fleet.record_protective(index, outcome.action, outcome.result);
                         fleet.set_protecting(index, false);
                         events.push(DeviceEvent::ProtectiveAction {

@@ -51,6 +51,8 @@ pub struct Protector {
     retry: Option<Retry>,
     /// The first wait after a failure.
     retry_after: Duration,
+    /// A step down found nothing lower: no more attempts until the miner cools.
+    at_floor: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +61,9 @@ struct Retry {
     failures: u32,
     /// A pause failed or was ignored: the next attempt steps down instead.
     step_down_instead: bool,
+    /// What the miner ran when the attempt failed: lower settings since mean it applied
+    /// after all (late), and count as an action.
+    from: Option<(f64, f64)>,
 }
 
 /// What the fleet knows that a decision needs.
@@ -79,6 +84,7 @@ impl Protector {
             recent: VecDeque::new(),
             retry: None,
             retry_after: poll_interval.clamp(Duration::from_secs(5), Duration::from_secs(30)),
+            at_floor: false,
         }
     }
 
@@ -119,6 +125,7 @@ impl Protector {
         let shutdown = context.thresholds.shutdown_celsius;
         if hottest < shutdown - HYSTERESIS_CELSIUS {
             self.armed = true;
+            self.at_floor = false;
         }
         while self.recent.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
             self.recent.pop_front();
@@ -137,15 +144,35 @@ impl Protector {
             }
             _ => None,
         };
+        let last = self.recent.back().copied();
+        let cooled_down = last.is_none_or(|t| now.duration_since(t) >= COOL_DOWN);
+        let paused = sample.mining_paused == Some(true);
         let wanted = match self.protection.action {
             ProtectiveAction::None => None,
+            _ if self.at_floor => None,
             ProtectiveAction::StepDown => hot.then_some(Plan::StepDown),
-            ProtectiveAction::Pause => (hot && sample.mining_paused != Some(true)).then_some(Plan::Pause),
+            ProtectiveAction::Pause if !paused => hot.then_some(Plan::Pause),
+            // Paused and still over the threshold a whole cool-down later (or a firmware
+            // that reports itself paused and goes on hashing): a step down as well.
+            ProtectiveAction::Pause => (hot && cooled_down).then_some(Plan::StepDown),
             ProtectiveAction::RestoreLastGood => restore,
         };
         // A failed attempt is tried again while its reason holds, without waiting for the
         // cool-down: nothing was done.
         if let Some(retry) = self.retry {
+            // A write reported failed that the miner took after all (a late read-back):
+            // it was an action, with its cool-down.
+            let applied_late = retry.from.is_some_and(|from| {
+                (current.0 < from.0 - 1e-6 || current.1 < from.1 - 0.5)
+                    && current.0 <= from.0 + 1e-6
+                    && current.1 <= from.1 + 0.5
+            });
+            if applied_late && !matches!(wanted, Some(Plan::Restore { .. })) {
+                self.retry = None;
+                self.armed = false;
+                self.recent.push_back(now);
+                return None;
+            }
             let Some(plan) = wanted else {
                 self.retry = None;
                 return None;
@@ -158,8 +185,6 @@ impl Protector {
                 plan => plan,
             });
         }
-        let last = self.recent.back().copied();
-        let cooled_down = last.is_none_or(|t| now.duration_since(t) >= COOL_DOWN);
         // Still over the threshold a whole cool-down after an action: it did not help enough.
         if hot && cooled_down {
             self.armed = true;
@@ -175,7 +200,18 @@ impl Protector {
     /// Takes note of what an action did: a success (or dry run) counts against the
     /// cool-down and the cap; a failure is retried with a back-off.
     pub fn record(&mut self, now: Instant, plan: &Plan, outcome: &Outcome) {
+        self.record_from(now, plan, outcome, None);
+    }
+
+    /// [`Protector::record`], knowing what the miner ran (MHz, mV) when the action began.
+    pub fn record_from(&mut self, now: Instant, plan: &Plan, outcome: &Outcome, from: Option<(f64, f64)>) {
         self.armed = false;
+        if outcome.at_floor {
+            // Nothing lower to go to: said once, not retried until the miner cools.
+            self.retry = None;
+            self.at_floor = true;
+            return;
+        }
         if outcome.result == "failed" {
             let failures = self.retry.map_or(0, |r| r.failures) + 1;
             let wait = self
@@ -186,6 +222,7 @@ impl Protector {
                 at: now + wait,
                 failures,
                 step_down_instead: matches!(plan, Plan::Pause) || self.retry.is_some_and(|r| r.step_down_instead),
+                from: self.retry.and_then(|r| r.from).or(from),
             });
         } else {
             self.retry = None;
@@ -228,6 +265,8 @@ pub struct Outcome {
     /// `applied`, `dry_run`, `failed`.
     pub result: &'static str,
     pub detail: String,
+    /// Failed because the miner is already on the lowest listed settings.
+    pub at_floor: bool,
 }
 
 /// Carries out a plan on a miner (or only describes it, in a dry run). A `stop` that comes
@@ -258,6 +297,7 @@ pub async fn execute(
         action,
         result: "failed",
         detail: format!("could not {what} at {temperature}: {why}"),
+        at_floor: false,
     };
     let target = match plan {
         Plan::Pause if pause_supported => None,
@@ -271,14 +311,16 @@ pub async fn execute(
             match step_below(current, lists, floor) {
                 Some(next) => Some(next),
                 None => {
-                    return failed(
+                    let mut outcome = failed(
                         "step down",
                         format!(
-                            "{} MHz / {} mV is already the lowest listed setting",
+                            "{} MHz / {} mV is already the lowest listed setting; not tried again until it cools",
                             format_label_number(current.0),
                             format_label_number(current.1)
                         ),
-                    )
+                    );
+                    outcome.at_floor = true;
+                    return outcome;
                 }
             }
         }
@@ -302,6 +344,7 @@ pub async fn execute(
             action,
             result: "dry_run",
             detail: format!("would {what} at {temperature} (protective_action_dry_run: nothing sent)"),
+            at_floor: false,
         };
     }
     let Some((f, v)) = target else {
@@ -341,12 +384,14 @@ pub async fn execute(
                 action,
                 result: "applied",
                 detail: format!("{what} at {temperature} (read back{notes})"),
+                at_floor: false,
             }
         }
         Err(ApplyError::Stopped { sent: true }) => Outcome {
             action,
             result: "applied",
             detail: format!("{what} at {temperature} (sent; the exporter stopped before reading it back)"),
+            at_floor: false,
         },
         Err(e) => failed(&what, e.to_string()),
     }
@@ -363,6 +408,7 @@ async fn pause(
         action: "pause",
         result: "failed",
         detail: format!("could not pause mining at {temperature}: {why}"),
+        at_floor: false,
     };
     let answered = client.pause(address).await.err().map(|e| e.to_string());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -371,6 +417,7 @@ async fn pause(
         action: "pause",
         result: if answered.is_some() { "failed" } else { "applied" },
         detail: format!("pause sent at {temperature}; the exporter stopped before reading it back"),
+        at_floor: false,
     };
     loop {
         let Some(read) = apply::until_stop(client.system_info(address), stop).await else {
@@ -384,6 +431,7 @@ async fn pause(
                         action: "pause",
                         result: "applied",
                         detail: format!("paused mining at {temperature} (read back)"),
+                        at_floor: false,
                     };
                 }
             }
@@ -433,6 +481,7 @@ mod tests {
             action,
             result: "applied",
             detail: String::new(),
+            at_floor: false,
         }
     }
 
@@ -441,6 +490,7 @@ mod tests {
             action,
             result: "failed",
             detail: String::new(),
+            at_floor: false,
         }
     }
 
@@ -624,5 +674,59 @@ mod tests {
         assert_eq!(step_below((300.0, 900.0), None, floor), None);
         assert!(firmware_at_least(Some("v2.14.0"), (2, 14)));
         assert!(!firmware_at_least(Some("v2.9.0"), (2, 14)));
+    }
+
+    #[test]
+    fn a_failure_the_miner_took_late_counts_as_an_action_and_the_floor_is_not_retried() {
+        let start = Instant::now();
+        // Reported failed (the read-back gave up), applied a moment later: the next poll
+        // shows lower settings, which is an action with its cool-down, not a retry.
+        let mut late = step_down();
+        let plan = late.consider(start, &hot(75.0), &context(false)).unwrap();
+        late.record_from(start, &plan, &failed("step_down"), Some((600.0, 1200.0)));
+        let mut lower = hot(75.0);
+        lower.frequency_mhz = Some(550.0);
+        lower.core_voltage_mv = Some(1150.0);
+        assert_eq!(late.consider(start + RETRY_AFTER, &lower, &context(false)), None);
+        assert_eq!(late.consider(start + COOL_DOWN / 2, &lower, &context(false)), None);
+        let seen_lower = start + RETRY_AFTER;
+        assert_eq!(
+            late.consider(seen_lower + COOL_DOWN, &lower, &context(false)),
+            Some(Plan::StepDown)
+        );
+        // At the bottom of the lists: said once, then quiet until the miner cools.
+        let mut floor = step_down();
+        let plan = floor.consider(start, &hot(75.0), &context(false)).unwrap();
+        let mut bottom = failed("step_down");
+        bottom.at_floor = true;
+        floor.record(start, &plan, &bottom);
+        for minutes in [1, 10, 30, 59] {
+            let at = start + Duration::from_secs(60 * minutes);
+            assert_eq!(floor.consider(at, &hot(75.0), &context(false)), None, "{minutes} min");
+        }
+        let _ = floor.consider(start + HOUR, &hot(60.0), &context(false));
+        assert_eq!(
+            floor.consider(start + HOUR, &hot(75.0), &context(false)),
+            Some(Plan::StepDown)
+        );
+    }
+
+    #[test]
+    fn a_paused_miner_still_over_the_threshold_a_cool_down_later_is_stepped_down() {
+        let start = Instant::now();
+        let mut protector = protector(ProtectiveAction::Pause);
+        let plan = protector.consider(start, &hot(75.0), &context(false)).unwrap();
+        assert_eq!(plan, Plan::Pause);
+        protector.record(start, &plan, &applied("pause"));
+        let mut paused = hot(75.0);
+        paused.mining_paused = Some(true);
+        assert_eq!(
+            protector.consider(start + COOL_DOWN / 2, &paused, &context(false)),
+            None
+        );
+        assert_eq!(
+            protector.consider(start + COOL_DOWN, &paused, &context(false)),
+            Some(Plan::StepDown)
+        );
     }
 }

@@ -50,6 +50,9 @@ pub struct DaemonLock {
     file: std::fs::File,
 }
 
+/// How long a `serve`'s request for the ledger stands (it waits 15 s for the handover).
+pub const HANDOVER_FRESH: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Who holds the lock: what the pid file says after the pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -94,18 +97,15 @@ impl DaemonLock {
     }
 
     /// The pid of the standalone `tune` that holds the lock now, if a sweep (not a `serve`)
-    /// does. The holder writes its pid file just after it takes the lock: a reading that
-    /// names no live process is read again for a moment.
+    /// does: what the pid file says (a failed `try_lock` already proves the holder alive,
+    /// in whatever pid namespace). The holder writes that file just after it takes the
+    /// lock, so it is read after a moment.
     pub fn sweep_holder(ledger: &Path) -> Option<u32> {
-        for _ in 0..10 {
-            if let Some((pid, role)) = Self::holder_of(ledger) {
-                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    return (role == Some(Role::Sweep)).then_some(pid);
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        match Self::holder_of(ledger)? {
+            (pid, Some(Role::Sweep)) => Some(pid),
+            _ => None,
         }
-        None
     }
 
     fn holder_of(ledger: &Path) -> Option<(u32, Option<Role>)> {
@@ -138,9 +138,14 @@ impl DaemonLock {
         std::fs::write(&path, format!("{}\n", std::process::id()))
     }
 
-    /// Whether a `serve` asked for the ledger.
+    /// Whether a `serve` asked for the ledger in the last [`HANDOVER_FRESH`]: a request
+    /// left behind by a `serve` that died while it waited is stale, never honoured.
     pub fn handover_requested(ledger: &Path) -> bool {
-        std::fs::symlink_metadata(Self::handover_path(ledger)).is_ok()
+        std::fs::symlink_metadata(Self::handover_path(ledger))
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age < HANDOVER_FRESH)
     }
 
     /// The request is done with (the lock is taken, or waiting ended).

@@ -166,7 +166,8 @@ impl Ledger {
                 tx.execute(
                     "INSERT INTO tune_devices (run_id, device_id, original_frequency_mhz, original_core_voltage_mv, status, plan)
                      VALUES (?1, ?2, ?3, ?4, 'running', ?5)
-                     ON CONFLICT (run_id, device_id) DO UPDATE SET status = 'running'",
+                     ON CONFLICT (run_id, device_id) DO UPDATE SET status = 'running'
+                     WHERE status IN ('running', 'restore_failed')",
                     params![run_id, device_id, original.0, original.1, plan],
                 )?;
             }

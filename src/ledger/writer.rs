@@ -214,6 +214,10 @@ impl Writer {
         let cache_kib = writer_cache_kib(configured.len());
         let mut ledger = open_for_writing(path, cache_kib)?;
         let lock = DaemonLock::acquire_as(path, role)?;
+        if role == Role::Sweep && !DaemonLock::handover_requested(path) {
+            // A stale request (a `serve` that died waiting) would only confuse the next one.
+            DaemonLock::clear_handover(path);
+        }
         take_over_rollups(&mut ledger, &lock, path)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();

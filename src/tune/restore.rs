@@ -46,7 +46,7 @@ pub async fn restore_settings(
     // The settings the miner ran before (or the best it ran healthy): no window to check.
     let checked = CheckedPatch::forced(patch);
     let started = tokio::time::Instant::now();
-    let mut last_error;
+    let mut last_error = String::new();
     let left_on = |read: (Option<f64>, Option<f64>), how: &str| {
         observer.note(
             name,
@@ -71,11 +71,15 @@ pub async fn restore_settings(
             remaining.max(Duration::from_secs(1)),
             apply::apply(client, address, write, None),
         );
-        match attempt.await.unwrap_or_else(|_| {
-            Err(apply::ApplyError::Unreachable(
-                "no answer within the restore's patience".into(),
-            ))
-        }) {
+        let outcome = attempt.await.unwrap_or_else(|_| {
+            // Out of time: the last real reason says more than the timeout.
+            Err(apply::ApplyError::Unreachable(if last_error.is_empty() {
+                "no answer within the restore's patience".into()
+            } else {
+                last_error.clone()
+            }))
+        });
+        match outcome {
             Ok(applied) => {
                 let read = apply::settings(&applied.sample);
                 tracing::info!(

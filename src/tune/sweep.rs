@@ -223,11 +223,21 @@ impl Sweep {
                     .await
             }
         };
+        let mut previous_step_at: Option<f64> = None;
         while let Some(pair) = prepared.planner.next_pair() {
             if self.cancelled() {
                 stopped = Some("interrupted".into());
                 break;
             }
+            // Protection that acted just as the last step ended: no next (maybe hotter) pair.
+            if let Some(since) = previous_step_at {
+                if let Some(action) = self.protective_action_since(&mut ledger, &device, since, false).await {
+                    stopped = Some(format!("stopped by protection: {action}"));
+                    protected = true;
+                    break;
+                }
+            }
+            previous_step_at = Some(time::now_unix());
             let number = steps.len() as u32 + 1;
             self.observer
                 .step_started(&name, number, prepared.planner.max_steps(), pair);
@@ -391,7 +401,19 @@ impl Sweep {
     /// What protection left on the miner, when the original settings would run hotter than
     /// it (a higher frequency or voltage): then nothing is written. `None`: restore as usual.
     async fn keep_protections_settings(&self, prepared: &Prepared) -> Option<(Option<f64>, Option<f64>)> {
-        let now = self.client.system_info(&prepared.address).await.ok()?;
+        // A miner protection restarted may take a moment to answer; not knowing what it
+        // runs, nothing is written (the original may be the hotter one).
+        let mut read = None;
+        for _ in 0..5 {
+            if let Ok(sample) = self.client.system_info(&prepared.address).await {
+                read = Some(sample);
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let Some(now) = read else {
+            return Some((None, None));
+        };
         let current = crate::axeos::apply::settings(&now);
         let hotter = |original: Option<f64>, current: Option<f64>| match (original, current) {
             (Some(o), Some(c)) => o > c + 1e-6,
@@ -403,11 +425,22 @@ impl Sweep {
     /// The protective action `serve` took on this device since `since`, if it took one.
     /// Only a sweep beside `serve` (which alone protects) looks, for a few seconds: the
     /// daemon's event reaches the ledger within about a second of its write.
-    async fn protective_action_since(&self, ledger: &mut Ledger, device: &DeviceRow, since: f64) -> Option<String> {
-        if self.stores_samples() || self.cancelled() {
+    async fn protective_action_since(
+        &self,
+        ledger: &mut Ledger,
+        device: &DeviceRow,
+        since: f64,
+        wait: bool,
+    ) -> Option<String> {
+        if self.stores_samples() {
             return None;
         }
-        let deadline = tokio::time::Instant::now() + PROTECTION_EVENT_WAIT;
+        let patience = if wait && !self.cancelled() {
+            PROTECTION_EVENT_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             let events = ledger
                 .events_between(device.id, since - 1.0, f64::MAX)
@@ -418,7 +451,7 @@ impl Sweep {
             {
                 return Some(detail.clone());
             }
-            if tokio::time::Instant::now() >= deadline || self.cancelled() {
+            if tokio::time::Instant::now() >= deadline {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -476,6 +509,12 @@ impl Sweep {
             // Asked for one thing and running another, or gone: the miner is not
             // following; its sweep ends (and restores) rather than PATCH on.
             Err(ApplyError::Mismatch(reason)) => {
+                if let Some(protected) = self
+                    .protected_during_apply(ledger, device, applied_at, report.clone())
+                    .await
+                {
+                    return protected;
+                }
                 report.outcome = "limit".into();
                 report.reason = reason.clone();
                 return (report, Some(Stop::Gone(reason)));
@@ -485,6 +524,11 @@ impl Sweep {
                 return (report, Some(Stop::Gone(reason)));
             }
             Err(ApplyError::Cancelled) => {
+                if let Some(action) = self.protective_action_since(ledger, device, applied_at, false).await {
+                    report.outcome = "limit".into();
+                    report.reason = format!("stopped by protection: {action}");
+                    return (report.clone(), Some(Stop::Protected(report.reason)));
+                }
                 report.reason = "interrupted".into();
                 return (report, Some(Stop::Cancelled));
             }
@@ -510,10 +554,12 @@ impl Sweep {
         let (measured, mut stop) = self
             .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
             .await;
-        // A step that broke off may have been cut short by `serve`'s protection.
+        // A step that broke off may have been cut short by `serve`'s protection (on a
+        // signal, only what the ledger already says: the stop is not held up).
         let protected = match (&measured, &stop) {
-            (Measured::Done { .. }, _) | (_, Some(Stop::Cancelled)) => None,
-            _ => self.protective_action_since(ledger, device, applied_at).await,
+            (Measured::Done { .. }, _) => None,
+            (_, Some(Stop::Cancelled)) => self.protective_action_since(ledger, device, applied_at, false).await,
+            _ => self.protective_action_since(ledger, device, applied_at, true).await,
         };
         if report.session_id.is_some() {
             let notes = match &measured {
@@ -566,6 +612,22 @@ impl Sweep {
             stop = Some(Stop::Protected(report.reason.clone()));
         }
         (report, stop)
+    }
+
+    /// A step whose write did not hold: was it `serve`'s protection changing the settings
+    /// meanwhile? Then the sweep of this device ends as stopped by protection.
+    async fn protected_during_apply(
+        &self,
+        ledger: &mut Ledger,
+        device: &DeviceRow,
+        since: f64,
+        mut report: StepReport,
+    ) -> Option<(StepReport, Option<Stop>)> {
+        let action = self.protective_action_since(ledger, device, since, true).await?;
+        report.outcome = "limit".into();
+        report.reason = format!("stopped by protection: {action}");
+        let stop = Stop::Protected(report.reason.clone());
+        Some((report, Some(stop)))
     }
 
     /// PATCH, restart where the firmware needs it, read back (the reading is returned).
