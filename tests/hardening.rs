@@ -1660,9 +1660,14 @@ async fn a_sweep_whose_ledger_fills_up_says_so_and_exits_non_zero_with_the_miner
         Some(1),
         "a sweep that measured nothing failed: {said}"
     );
+    // The step says why it measured nothing: the ledger, not too few samples.
     assert!(
-        said.contains("cannot be written") || said.contains("disk is full"),
-        "the cause is the ledger: {said}"
+        said.contains("the ledger cannot be written"),
+        "the step names the ledger: {said}"
+    );
+    assert!(
+        !said.contains("steady samples by --max-dwell"),
+        "blamed on the samples: {said}"
     );
     assert!(!said.contains("does not poll it"), "blamed on serve: {said}");
     sims.shutdown().await;

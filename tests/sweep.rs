@@ -1379,3 +1379,112 @@ async fn a_protective_step_down_during_a_sweep_ends_it_without_restoring_hotter_
     drop(exporter);
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_leaves_a_device_protection_stopped_alone_and_sweeps_only_the_unfinished_one() {
+    let bench = Bench::start(vec![gamma(48), gamma(49)], "").await;
+    bench.sims.set_clock(0, 600.0, 1200.0);
+    let Bench { sims, dir, names } = bench;
+    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
+    let exporter = Exporter::start_in_with(
+        dir,
+        &devices,
+        1.0,
+        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n",
+    );
+    exporter
+        .wait_for(Duration::from_secs(20), "both polled", |e| {
+            e.up("miner-0") == Some(1.0) && e.up("miner-1") == Some(1.0)
+        })
+        .await;
+    let tune = |extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(exporter.config_path())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut child = tune(&[
+        "tune",
+        "--device",
+        "miner-0",
+        "--device",
+        "miner-1",
+        "--max-parallel",
+        "2",
+        "--freq",
+        "490..600",
+        "--voltage",
+        "1150",
+        "--warmup",
+        "0.02",
+        "--dwell",
+        "0.08",
+        "--max-dwell",
+        "0.15",
+    ])
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)) == Some((600.0, 1200.0)) {
+        assert!(Instant::now() < deadline, "the sweep never wrote miner-0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stepped = sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)).unwrap();
+    // miner-0 overheats; serve's protection steps it down and its sweep ends there.
+    sims.set_quirks(
+        0,
+        bitaxe_exporter::sim::Quirks {
+            hold_asic_celsius: Some(75.0),
+            ..Default::default()
+        },
+    );
+    let status_json = || -> Value {
+        let out = tune(&["tune", "status", "--format", "json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let device_status = |json: &Value, name: &str| -> String {
+        json[0]["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["device"] == name))
+            .and_then(|d| d["status"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while device_status(&status_json(), "miner-0") != "stopped_by_protection" {
+        assert!(
+            Instant::now() < deadline,
+            "miner-0 never stopped by protection: {:#}",
+            status_json()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let protected = sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)).unwrap();
+    assert!(protected.0 < stepped.0, "protection stepped it down: {protected:?}");
+    // The sweep dies while miner-1 is still being swept; resume finishes miner-1 only.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = tune(&["tune", "resume", "--format", "json"]).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let json: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let swept: Vec<&str> = json["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(swept, ["miner-1"], "{json:#}");
+    assert_eq!(
+        sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)),
+        Some(protected),
+        "the protection's settings stay on miner-0"
+    );
+    assert_eq!(device_status(&status_json(), "miner-0"), "stopped_by_protection");
+    drop(exporter);
+    sims.shutdown().await;
+}
