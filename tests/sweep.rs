@@ -13,7 +13,7 @@ use bitaxe_exporter::sim::physics::{expected_ghs, operating_point, Board};
 use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 use serde_json::Value;
 
-use crate::support::{config_yaml, sql, Exporter, BIN};
+use crate::support::{config_yaml, sql, wait_exit, Exporter, BIN};
 
 /// Simulated miners and a config.yaml that sweeps them quickly: a sample every 0.2 s, the
 /// interval target ±1 %, and `extra` appended to the `tune:` section.
@@ -500,20 +500,6 @@ async fn wait_for_a_change(bench: &Bench, index: usize, original: (f64, f64)) {
     }
 }
 
-fn wait_exit(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            // Not left running (and writing to a miner) after the test gave up on it.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tune did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_sigterm_and_sighup_restore_the_original_settings_before_exit() {
     // SIGHUP is what a sweep gets when its terminal or SSH session closes.
@@ -923,7 +909,8 @@ async fn serve_reports_a_sweep_a_sigkill_interrupted_and_restores_it_when_asked(
     // serve, started later, says so: a metric, a warning, an event; it changes nothing.
     let mut exporter = Exporter::start_in_with(dir, &devices, 1.0, quick);
     exporter
-        .wait_for(Duration::from_secs(20), "bitaxe_tune_interrupted", |e| {
+        // A killed sweep's heartbeat goes stale within 15 s; serve looks every 10 s.
+        .wait_for(Duration::from_secs(45), "bitaxe_tune_interrupted", |e| {
             e.value("bitaxe_tune_interrupted", &[("device", "miner-0")]) == Some(1.0)
         })
         .await;

@@ -228,21 +228,6 @@ impl QuickSweep {
     }
 }
 
-fn finished(child: std::process::Child, limit: Duration) -> std::process::Output {
-    let deadline = Instant::now() + limit;
-    let mut child = child;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            // Not left running (and writing to a miner) after the test gave up on it.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tune did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_never_trusts_one_read_of_a_miner_whose_reads_lag() {
     // Reads show the settings from before a PATCH for 4 s after it. Stopped just after the
@@ -268,7 +253,7 @@ async fn a_restore_never_trusts_one_read_of_a_miner_whose_reads_lag() {
         .status()
         .unwrap();
     assert!(signalled.success());
-    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(60)))
+    let output = tokio::task::spawn_blocking(move || crate::support::wait_exit(child, Duration::from_secs(60)))
         .await
         .unwrap();
     assert_eq!(bench.clock(), original, "the miner runs its original settings again");
@@ -304,7 +289,7 @@ async fn a_patch_answered_with_an_error_but_applied_is_read_back_and_counts() {
         "--max-dwell",
         "0.13",
     ]);
-    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(60)))
+    let output = tokio::task::spawn_blocking(move || crate::support::wait_exit(child, Duration::from_secs(60)))
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
@@ -351,7 +336,7 @@ async fn a_stop_while_a_step_waits_for_a_rebooting_miner_ends_within_the_stop_ti
         .status()
         .unwrap();
     assert!(signalled.success());
-    let output = tokio::task::spawn_blocking(move || finished(child, Duration::from_secs(90)))
+    let output = tokio::task::spawn_blocking(move || crate::support::wait_exit(child, Duration::from_secs(90)))
         .await
         .unwrap();
     let took = signalled_at.elapsed();

@@ -94,6 +94,19 @@ pub struct Applied {
     pub restarted: bool,
 }
 
+impl Applied {
+    /// What the log says after "read back …": the settings, and an error answered but
+    /// overridden by what the miner runs.
+    pub fn read_back_text(&self) -> String {
+        let note = self
+            .despite_error
+            .as_ref()
+            .map(|e| format!(" (the miner answered {e} but took them)"))
+            .unwrap_or_default();
+        format!("{}{note}", pair_text(settings(&self.sample)))
+    }
+}
+
 /// The settings a write asks for (either may be left alone).
 pub fn target_of(patch: &CheckedPatch) -> (Option<f64>, Option<f64>) {
     let patch = patch.patch();

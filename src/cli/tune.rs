@@ -618,6 +618,17 @@ pub async fn execute(
         }
     };
 
+    // The sweep's heartbeat, for a `serve` that cannot see this process (another pid
+    // namespace): it takes the sweep for alive while this beats.
+    let heartbeat = {
+        let path = config.database_path.clone();
+        tokio::spawn(async move {
+            loop {
+                crate::ledger::touch_heartbeat(&path, run_id);
+                tokio::time::sleep(crate::ledger::HEARTBEAT_EVERY).await;
+            }
+        })
+    };
     let sweep = Arc::new(Sweep {
         client,
         settings: config.tune,
@@ -677,6 +688,8 @@ pub async fn execute(
     } else {
         TuneStatus::Restored
     };
+    heartbeat.abort();
+    crate::ledger::clear_heartbeat(&config.database_path, run_id);
     ledger
         .tune_end(run_id, time::now_unix(), run_status)
         .map_err(ledger_failure)?;

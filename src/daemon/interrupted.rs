@@ -1,7 +1,8 @@
 //! Sweeps a `tune` process left behind: a run whose process is gone (SIGKILL, an OOM
 //! kill, a crash) or whose restore failed leaves its miner on a step's settings, and the
 //! ledger holds the restore plan. `serve` reads those plans at start and every
-//! [`CHECK_EVERY`]: each such miner is an event (once per sweep), a warning in the log,
+//! [`CHECK_EVERY`] (a sweep counts as alive while its process runs, or, seen from another
+//! pid namespace, while it keeps its heartbeat file fresh): each such miner is an event (once per sweep), a warning in the log,
 //! `bitaxe_tune_interrupted{device} 1` and a banner on the fleet page and in `top` — and,
 //! with `tune.restore_interrupted: true`, `serve` puts it back itself through the one apply
 //! path and records that in the ledger.
@@ -23,7 +24,7 @@ use crate::tune::restore::{fmt_setting, restore_settings, Restore};
 use crate::tune::sweep::Observer;
 
 /// How often the ledger's restore plans are read again.
-pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+pub const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// One device an interrupted sweep left unrestored, as the ledger says.
 #[derive(Debug, Clone)]
@@ -143,8 +144,10 @@ fn find_interrupted(path: &std::path::Path, names: &[String]) -> Vec<Found> {
             continue;
         };
         // A sweep still working on the miner restores it itself.
-        let live =
-            run.status == TuneStatus::Running && crate::daemon::process::still_running(run.pid, run.process_start);
+        // Alive by its pid, or by its heartbeat (a sweep in another pid namespace).
+        let live = run.status == TuneStatus::Running
+            && (crate::daemon::process::still_running(run.pid, run.process_start)
+                || crate::ledger::heartbeat_fresh(path, run.id));
         if live && plan.status == TuneStatus::Running {
             continue;
         }

@@ -50,6 +50,44 @@ pub struct DaemonLock {
     file: std::fs::File,
 }
 
+/// A running sweep touches its heartbeat file this often…
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// …so one untouched for this long belongs to a sweep that is gone.
+pub const HEARTBEAT_STALE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The file a running sweep keeps touching (`<ledger>.tune-<run>.alive`), so a process in
+/// another pid namespace (`serve` in a container, `tune` on the host) can tell a live sweep
+/// from an interrupted one, where `/proc` cannot.
+pub fn heartbeat_path(ledger: &Path, run_id: i64) -> PathBuf {
+    let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+    let mut name = real.into_os_string();
+    name.push(format!(".tune-{run_id}.alive"));
+    PathBuf::from(name)
+}
+
+/// Marks a sweep alive now (never through a symlink planted at the name).
+pub fn touch_heartbeat(ledger: &Path, run_id: i64) {
+    let path = heartbeat_path(ledger, run_id);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return;
+    }
+    let _ = std::fs::write(&path, format!("{}\n", std::process::id()));
+}
+
+/// Whether a sweep touched its heartbeat within [`HEARTBEAT_STALE`].
+pub fn heartbeat_fresh(ledger: &Path, run_id: i64) -> bool {
+    std::fs::symlink_metadata(heartbeat_path(ledger, run_id))
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < HEARTBEAT_STALE)
+}
+
+/// The sweep ended (its restore done): its heartbeat goes.
+pub fn clear_heartbeat(ledger: &Path, run_id: i64) {
+    let _ = std::fs::remove_file(heartbeat_path(ledger, run_id));
+}
+
 /// How long a `serve`'s request for the ledger stands (it waits 15 s for the handover).
 pub const HANDOVER_FRESH: std::time::Duration = std::time::Duration::from_secs(20);
 

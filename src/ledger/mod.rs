@@ -23,7 +23,10 @@ pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 use history::{device_readings, events_between, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
 pub use history::{EventRow, SegmentRow};
-pub use lock::{file_identity, ledger_files, same_file, DaemonLock};
+pub use lock::{
+    clear_heartbeat, file_identity, heartbeat_fresh, ledger_files, same_file, touch_heartbeat, DaemonLock,
+    HEARTBEAT_EVERY,
+};
 pub use schema::SCHEMA_VERSION;
 use schema::{read_compatibility, MIGRATIONS};
 

@@ -82,16 +82,7 @@ pub async fn restore_settings(
         match outcome {
             Ok(applied) => {
                 let read = apply::settings(&applied.sample);
-                tracing::info!(
-                    device = %name,
-                    "restored {what}: {} MHz / {} mV, read back{}",
-                    fmt_setting(read.0),
-                    fmt_setting(read.1),
-                    applied
-                        .despite_error
-                        .map(|e| format!(" (the miner answered {e} but took them)"))
-                        .unwrap_or_default()
-                );
+                tracing::info!(device = %name, "restored {what}: read back {}", applied.read_back_text());
                 left_on(read, "read back");
                 return Ok(read);
             }

@@ -664,17 +664,7 @@ impl Sweep {
         .await;
         match applied {
             Ok(applied) => {
-                let read = apply::settings(&applied.sample);
-                tracing::info!(
-                    device = %name,
-                    "wrote {target}; read back {} MHz / {} mV{}",
-                    fmt_setting(read.0),
-                    fmt_setting(read.1),
-                    applied
-                        .despite_error
-                        .map(|e| format!(" (the miner answered {e} but took them)"))
-                        .unwrap_or_default()
-                );
+                tracing::info!(device = %name, "wrote {target}; read back {}", applied.read_back_text());
                 Ok(applied.sample)
             }
             Err(apply::ApplyError::Refused(reason)) => {
