@@ -12,6 +12,7 @@ mod settings;
 pub mod table;
 mod top;
 mod tune;
+mod tune_detach;
 mod tune_plot;
 mod tune_progress;
 
