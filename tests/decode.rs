@@ -6,6 +6,7 @@
 // firmware does (17 significant digits before v2.12).
 #![allow(clippy::excessive_precision)]
 
+use bitaxe_exporter::axeos::family::FirmwareFamily;
 use bitaxe_exporter::axeos::sample::{decode_system_info, Identity, Sample};
 
 use crate::support::local_fixture;
@@ -84,6 +85,8 @@ fn id(hostname: Option<&str>, mac: Option<&str>, asic: &str, board: Option<&str>
         asic_model: Some(asic.into()),
         board_version: board.map(Into::into),
         firmware: Some(firmware.into()),
+        // Every fixture here is upstream ESP-Miner.
+        family: FirmwareFamily::EspMiner,
     }
 }
 
@@ -516,4 +519,52 @@ fn extra_fields_for_the_mining_verdicts_by_era() {
     assert_eq!(reject_reason("Above target"), "low_difficulty");
     assert_eq!(reject_reason("Stale share"), "stale");
     assert_eq!(reject_reason("\u{1b}[31mweird"), "other");
+}
+
+/// A NerdQAxe++ body in the shape `shufps/ESP-Miner-NerdQAxePlus` sends
+/// (`main/http_server/handler_system.cpp`: `deviceModel`, `asicCount`, `asicTemps`,
+/// `freeHeapInt`, `fanrpm2`, a `v1.0.x` version); values constructed.
+const NERDQAXE: &str = r#"{"power": 76.2, "voltage": 12050, "current": 6320, "currentA": 6.32,
+  "temp": 61.5, "asicTemps": [58.2, 61.5, 60.1, 59.7], "vrTemp": 52, "vrTempInt": 50,
+  "hashRate": 4811.2, "hashRate_1d": 4790.0, "bestDiff": "2.1G", "freeHeap": 156000,
+  "freeHeapInt": 81000, "coreVoltage": 1150, "frequency": 600, "version": "v1.0.37",
+  "deviceModel": "NerdQAxe++", "ASICModel": "BM1370", "asicCount": 4, "smallCoreCount": 2040,
+  "hostname": "nerdqaxe", "macAddr": "24:0a:c4:00:11:22", "sharesAccepted": 1200,
+  "sharesRejected": 3, "uptimeSeconds": 86400, "fanspeed": 60, "fanrpm": 4200, "fanrpm2": 4100,
+  "foundBlocks": 0, "shutdown": false}"#;
+
+/// A Lucky Miner LV07 body in the shape users posted in the pyasic project's issues
+/// (#278, #280): `boardVersion "302"` and no `asicCount`, a bare `1.x` version, `minerModel`;
+/// values constructed.
+const LUCKY_LV07: &str = r#"{"power": 30.1, "voltage": 12000, "current": 2500, "temp": 58,
+  "vrTemp": 49, "hashRate": 857.3, "bestDiff": "45.2M", "freeHeap": 140000, "coreVoltage": 1200,
+  "frequency": 575, "version": "1.1.0", "boardVersion": "302", "ASICModel": "BM1366",
+  "minerModel": "Lucky Miner LV07", "hostname": "lv07", "macAddr": "AA:BB:CC:00:11:22",
+  "sharesAccepted": 500, "sharesRejected": 1, "uptimeSeconds": 3600, "fanspeed": 55}"#;
+
+#[test]
+fn a_nerdqaxe_is_its_own_family_applies_live_and_counts_its_own_chips() {
+    let sample = decode_system_info(NERDQAXE.as_bytes()).unwrap();
+    assert_eq!(sample.identity.family, FirmwareFamily::NerdQaxe);
+    assert_eq!(sample.asic_count, Some(4));
+    // Its v1.0.37 is not upstream's "before v2.2": a write is never followed by a restart.
+    assert!(!bitaxe_exporter::axeos::sample::needs_restart(&sample.identity));
+    // Expected hashrate from its own chips: 600 MHz × 2040 cores × 4 chips.
+    assert_eq!(sample.expected_hashrate_ghs, Some(600.0 * 2040.0 * 4.0 / 1000.0));
+}
+
+#[test]
+fn a_lucky_lv07_is_not_taken_for_upstreams_six_chip_board_302() {
+    let sample = decode_system_info(LUCKY_LV07.as_bytes()).unwrap();
+    assert_eq!(sample.identity.family, FirmwareFamily::Lucky);
+    assert_eq!(
+        sample.asic_count, None,
+        "board 302 of another family says nothing of its chips"
+    );
+    assert_eq!(
+        sample.expected_hashrate_ghs, None,
+        "no expected hashrate from a wrong chip count"
+    );
+    // Stock Lucky firmware runs a written setting from boot.
+    assert!(bitaxe_exporter::axeos::sample::needs_restart(&sample.identity));
 }

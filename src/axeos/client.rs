@@ -96,10 +96,20 @@ impl PollError {
 /// Settings that `PATCH /api/system` changes.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SettingsPatch {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Sent as a JSON integer when whole (`600`, never `600.0`): the NerdQAxe family's
+    /// handler reads `frequency` only as an integer and ignores `600.0` without a word.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "whole_number_or_fraction")]
     pub frequency: Option<f64>,
     #[serde(rename = "coreVoltage", skip_serializing_if = "Option::is_none")]
     pub core_voltage: Option<u32>,
+}
+
+fn whole_number_or_fraction<S: serde::Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v) => serializer.serialize_u32(*v as u32),
+        Some(v) => serializer.serialize_f64(*v),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The HTTP client could not be built (the TLS-free reqwest client fails only when the
@@ -344,4 +354,26 @@ fn root_cause(error: &dyn std::error::Error) -> String {
         cause = source;
     }
     crate::axeos::printable(&cause.to_string()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_frequency_goes_out_as_an_integer_which_every_family_reads() {
+        let whole = SettingsPatch {
+            frequency: Some(600.0),
+            core_voltage: Some(1150),
+        };
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"frequency":600,"coreVoltage":1150}"#
+        );
+        let fractional = SettingsPatch {
+            frequency: Some(562.5),
+            core_voltage: None,
+        };
+        assert_eq!(serde_json::to_string(&fractional).unwrap(), r#"{"frequency":562.5}"#);
+    }
 }

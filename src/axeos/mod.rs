@@ -6,6 +6,7 @@
 pub mod apply;
 mod client;
 pub mod discover;
+pub mod family;
 pub mod sample;
 mod untrusted;
 pub mod window;

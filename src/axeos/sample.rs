@@ -88,6 +88,8 @@ pub struct Identity {
     pub asic_model: Option<String>,
     pub board_version: Option<String>,
     pub firmware: Option<String>,
+    /// Decided from the body before its version is read ([`crate::axeos::family`]).
+    pub family: crate::axeos::family::FirmwareFamily,
 }
 
 /// The clock configuration a sample was taken at, as label values (`"490"`, `"562.5"`).
@@ -282,6 +284,22 @@ struct WireInfo {
     fallback_stratum_port: Num,
     #[serde(rename = "macAddr")]
     mac_addr: Text,
+    // What tells the firmware families apart (only their presence, or the model names).
+    #[serde(rename = "deviceModel")]
+    device_model: Text,
+    #[serde(rename = "minerModel")]
+    miner_model: Text,
+    #[serde(rename = "axeOSVersion")]
+    axeos_version: Text,
+    #[serde(rename = "asicTemps")]
+    asic_temps: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "freeHeapInt")]
+    free_heap_int: Option<serde::de::IgnoredAny>,
+    fanrpm2: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "foundBlocks")]
+    found_blocks: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "vrTempInt")]
+    vr_temp_int: Option<serde::de::IgnoredAny>,
 }
 
 /// `host:port` of a pool URL as the firmware stores it (`public-pool.io`,
@@ -314,13 +332,29 @@ impl WireInfo {
             return Err(DecodeError::NotAxeOs);
         }
         let board_version = self.board_version.0.filter(|s| !s.is_empty());
+        let family = crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
+            version: self.version.0.as_deref(),
+            device_model: self.device_model.0.as_deref(),
+            miner_model: self.miner_model.0.as_deref(),
+            board_version: board_version.as_deref(),
+            has_axeos_version: self.axeos_version.0.as_deref().is_some_and(|v| !v.is_empty()),
+            has_nerdqaxe_fields: self.asic_temps.is_some()
+                || self.free_heap_int.is_some()
+                || self.fanrpm2.is_some()
+                || self.found_blocks.is_some()
+                || self.vr_temp_int.is_some(),
+        });
+        // Upstream's board numbers say nothing about a fork's boards (Lucky's `302` is not a
+        // six-chip Hex): without `asicCount`, a fork's chip count stays unknown.
+        let upstream_boards = matches!(
+            family,
+            crate::axeos::family::FirmwareFamily::EspMiner | crate::axeos::family::FirmwareFamily::Unknown
+        );
 
         let frequency_mhz = self.frequency.positive();
-        let asic_count = self
-            .asic_count
-            .positive()
-            .map(|n| n as u32)
-            .or_else(|| board_chip_count(board_version.as_deref(), self.fanrpm.0.is_some()));
+        let asic_count = self.asic_count.positive().map(|n| n as u32).or_else(|| {
+            board_chip_count(board_version.as_deref(), self.fanrpm.0.is_some()).filter(|_| upstream_boards)
+        });
         // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
         let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
         let expected_hashrate_ghs = self.expected_hashrate.positive().or_else(|| {
@@ -433,6 +467,7 @@ impl WireInfo {
                 asic_model,
                 board_version,
                 firmware: self.version.0.filter(|s| !s.is_empty()),
+                family,
             },
             implausible: unreadable,
         };
@@ -443,9 +478,17 @@ impl WireInfo {
 
 /// (major, minor) of a firmware version string such as `v2.10.1`; `None` for a build
 /// that names no version (`esp-miner-dev`).
-/// Firmware before v2.2.0 takes clock settings only at boot (a `PATCH` is stored, not run).
-pub fn needs_restart(firmware: Option<&str>) -> bool {
-    firmware.and_then(firmware_version).is_some_and(|v| v < (2, 2))
+/// Whether a written clock setting runs only after a restart: by the miner's family, then
+/// its version (upstream before v2.2 and Lucky's stock firmware store it and run it at
+/// boot; the NerdQAxe family applies it live). An unknown family falls back to reading an
+/// upstream-shaped `v2.x` version as upstream's, and anything else as live.
+pub fn needs_restart(identity: &Identity) -> bool {
+    let firmware = identity.firmware.as_deref();
+    crate::axeos::family::restart_to_apply(identity.family, firmware).unwrap_or_else(|| {
+        firmware
+            .and_then(firmware_version)
+            .is_some_and(|v| v.0 == 2 && v < (2, 2))
+    })
 }
 
 pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {

@@ -182,7 +182,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         // Firmware before v2.2 runs new settings only after a restart.
         let restart = current
             .as_ref()
-            .is_ok_and(|c| crate::axeos::sample::needs_restart(c.identity.firmware.as_deref()));
+            .is_ok_and(|c| crate::axeos::sample::needs_restart(&c.identity));
         started_at = time::now_unix();
         match apply::apply(&client, &address, Write::live(&checked, restart), None).await {
             Ok(_) => {}

@@ -578,7 +578,7 @@ pub async fn execute(
         let restore = Restore {
             target: p.original,
             what: "the original settings",
-            restart: needs_restart(p.first.identity.firmware.as_deref()),
+            restart: needs_restart(&p.first.identity),
         };
         let restored = restore_settings(&sweep.client, &p.name, &p.address, restore, &*observer).await;
         let status = if restored.is_ok() {
@@ -904,15 +904,23 @@ async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
     let observer = Progress::plain();
     let target = (plan.original_frequency_mhz, plan.original_core_voltage_mv);
     // Firmware before v2.2 needs a restart to run what it stores.
-    let firmware = client
-        .system_info(&device.address)
-        .await
-        .ok()
-        .and_then(|s| s.identity.firmware);
+    // Firmware that runs new settings only at boot needs a restart; what the miner is comes
+    // from it now, else from what the ledger last saw of it.
+    let identity = match client.system_info(&device.address).await {
+        Ok(sample) => sample.identity,
+        Err(_) => crate::axeos::sample::Identity {
+            firmware: row.firmware.clone(),
+            family: crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
+                version: row.firmware.as_deref(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
     let restore = Restore {
         target,
         what: "the original settings",
-        restart: needs_restart(firmware.as_deref()),
+        restart: needs_restart(&identity),
     };
     let restored = restore_settings(&client, device_name, &device.address, restore, &observer).await;
     let (status, settings, note) = match &restored {

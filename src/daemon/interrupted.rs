@@ -186,7 +186,7 @@ async fn restore_one(
     let restore = Restore {
         target: found.sweep.original,
         what: "the settings from before the interrupted sweep",
-        restart: needs_restart(sample.identity.firmware.as_deref()),
+        restart: needs_restart(&sample.identity),
     };
     let restored = restore_settings(client, &name, &address, restore, &QuietObserver).await;
     let (status, settings, detail) = match &restored {

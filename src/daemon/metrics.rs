@@ -423,7 +423,7 @@ impl Collector for FleetCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "bitaxe_info",
-                "What a device is: hostname, ASIC model, board version and firmware (always 1)",
+                "What a device is: hostname, ASIC model, board version, firmware and its family (esp-miner, nerdqaxe, lucky, unknown) (always 1)",
                 None,
                 MetricType::Gauge,
             )?;
@@ -435,6 +435,7 @@ impl Collector for FleetCollector {
                     ("asic_model", id.asic_model.as_deref().unwrap_or("")),
                     ("board_version", id.board_version.as_deref().unwrap_or("")),
                     ("firmware", id.firmware.as_deref().unwrap_or("")),
+                    ("firmware_family", id.family.as_label()),
                 ];
                 ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
             }

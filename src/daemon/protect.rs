@@ -362,7 +362,7 @@ pub async fn execute(
     // cleared: a restore that did not clear it would leave the miner stopped.
     let latched = matches!(plan, Plan::Restore { .. }) && sample.overheat == Some(true);
     // Before v2.2 the settings are stored, not run, until the miner restarts.
-    let restart = needs_restart(sample.identity.firmware.as_deref());
+    let restart = needs_restart(&sample.identity);
     let write = Write {
         clear_overheat: latched,
         ..Write::live(&checked, restart)

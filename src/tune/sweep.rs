@@ -473,7 +473,7 @@ impl Sweep {
             Restore {
                 target,
                 what,
-                restart: needs_restart(prepared.first.identity.firmware.as_deref()),
+                restart: needs_restart(&prepared.first.identity),
             },
             &*self.observer,
         )
@@ -648,7 +648,7 @@ impl Sweep {
             format_label_number(pair.0),
             format_label_number(pair.1)
         );
-        let restart = needs_restart(prepared.first.identity.firmware.as_deref());
+        let restart = needs_restart(&prepared.first.identity);
         if restart {
             self.observer.note(
                 name,
@@ -869,12 +869,24 @@ mod tests {
 
     #[test]
     fn only_firmware_before_2_2_restarts_to_apply() {
-        assert!(needs_restart(Some("v2.0.3")));
-        assert!(needs_restart(Some("v2.1.10")));
-        assert!(!needs_restart(Some("v2.2.0")));
-        assert!(!needs_restart(Some("v2.15.0")));
-        assert!(!needs_restart(Some("esp-miner-dev")));
-        assert!(!needs_restart(None));
+        use crate::axeos::family::FirmwareFamily;
+        let identity = |firmware: Option<&str>, family| crate::axeos::Identity {
+            firmware: firmware.map(String::from),
+            family,
+            ..Default::default()
+        };
+        assert!(needs_restart(&identity(Some("v2.0.3"), FirmwareFamily::EspMiner)));
+        assert!(needs_restart(&identity(Some("v2.1.10"), FirmwareFamily::EspMiner)));
+        assert!(!needs_restart(&identity(Some("v2.2.0"), FirmwareFamily::EspMiner)));
+        assert!(!needs_restart(&identity(Some("v2.15.0"), FirmwareFamily::EspMiner)));
+        assert!(!needs_restart(&identity(
+            Some("esp-miner-dev"),
+            FirmwareFamily::Unknown
+        )));
+        assert!(!needs_restart(&identity(None, FirmwareFamily::Unknown)));
+        // A NerdQAxe's v1.0.x is not "before v2.2": it applies live.
+        assert!(!needs_restart(&identity(Some("v1.0.37"), FirmwareFamily::NerdQaxe)));
+        assert!(needs_restart(&identity(Some("1.1.0"), FirmwareFamily::Lucky)));
     }
 
     fn step(number: u32, outcome: &str, hashrate: f64, jth: f64) -> StepReport {
