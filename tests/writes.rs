@@ -361,3 +361,73 @@ async fn a_stop_while_a_step_waits_for_a_rebooting_miner_ends_within_the_stop_ti
     assert_eq!(bench.clock(), original);
     bench.sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_miner_of_an_unknown_firmware_family_is_monitored_but_never_written_to() {
+    // An Ultra whose build calls itself "esp-miner-dev" and sends no axeOSVersion (as
+    // before v2.9): nothing says whose write rules apply.
+    let mut spec = MinerSpec::new(Board::Ultra, Dialect::V2_4, 530);
+    spec.firmware_version = Some("esp-miner-dev".into());
+    spec.frequency_mhz = Some(525.0);
+    spec.core_voltage_mv = Some(1200);
+    let sims = SimFleet::start(&[spec], None).await.unwrap();
+    let device = vec![("odd".to_string(), sims.addresses()[0])];
+    let exporter = InProcess::start_with(&device, 1.0, "safety:\n  protective_action: step_down\n").await;
+    let seen = exporter
+        .wait_for(Duration::from_secs(10), "the miner polled", |e| {
+            e.up("odd") == Some(1.0)
+        })
+        .await;
+    let family = seen.find("bitaxe_info", &[("device", "odd")]);
+    assert_eq!(family.first().and_then(|s| s.label("firmware_family")), Some("unknown"));
+    let refused = |output: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("firmware family is unknown") && stderr.contains("--assume-family"),
+            "{stderr}"
+        );
+    };
+    refused(&exporter.cli(&["tune", "--device", "odd", "--freq", "500", "--voltage", "1150"]));
+    refused(&exporter.cli(&["session", "start", "--device", "odd", "--freq", "500", "--apply"]));
+    // Said in so many words, the sweep can be planned.
+    let planned = exporter.cli(&[
+        "tune",
+        "--device",
+        "odd",
+        "--freq",
+        "550",
+        "--voltage",
+        "1150",
+        "--dry-run",
+        "--assume-family",
+        "esp-miner",
+    ]);
+    assert!(planned.status.success(), "{}", String::from_utf8_lossy(&planned.stderr));
+    // Hot, and protection configured: it says so once and sends nothing.
+    sims.set_quirks(
+        0,
+        Quirks {
+            hold_asic_celsius: Some(75.0),
+            ..Quirks::default()
+        },
+    );
+    let failed = exporter
+        .wait_for(Duration::from_secs(20), "the refused protective action", |e| {
+            actions(e, "odd", "step_down", "failed") >= 1.0
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let later = exporter.metrics().await;
+    assert_eq!(
+        actions(&later, "odd", "step_down", "failed"),
+        actions(&failed, "odd", "step_down", "failed"),
+        "not retried while it stays hot"
+    );
+    assert_eq!(sims.writes(0), 0, "nothing was written to the miner");
+    assert_eq!(
+        sims.clock_and_temperature(0).map(|(f, v, _)| (f, v)),
+        Some((525.0, 1200.0))
+    );
+    sims.shutdown().await;
+}

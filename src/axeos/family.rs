@@ -4,10 +4,10 @@
 //! upstream's: a NerdQAxe `v1.0.37` is not "older than v2.2". What a write needs — restart
 //! to apply or not — follows from the family and then the version.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A firmware family (the `firmware_family` label).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FirmwareFamily {
     /// Upstream ESP-Miner / AxeOS `v2.x` (and builds of it with a suffix, `2.15-tch`).
@@ -30,6 +30,28 @@ impl FirmwareFamily {
             FirmwareFamily::Unknown => "unknown",
         }
     }
+}
+
+/// `--assume-family`: a family the user vouches for (never `unknown`).
+pub fn parse_known(text: &str) -> Result<FirmwareFamily, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "esp-miner" | "espminer" | "upstream" => Ok(FirmwareFamily::EspMiner),
+        "nerdqaxe" => Ok(FirmwareFamily::NerdQaxe),
+        "lucky" => Ok(FirmwareFamily::Lucky),
+        other => Err(format!(
+            "\"{other}\" is not a family this build writes to: esp-miner, nerdqaxe or lucky"
+        )),
+    }
+}
+
+/// Why nothing is written to a miner of an unknown family, and how to say what it runs.
+pub fn unknown_refusal(name: &str, firmware: Option<&str>) -> String {
+    format!(
+        "{name}: its firmware family is unknown (version {}): nothing is written to a miner whose write rules \
+         (restart to apply or not, integer MHz) are not known; pass --assume-family esp-miner|nerdqaxe|lucky if \
+         you know what it runs",
+        crate::axeos::printable(firmware.unwrap_or("not reported"))
+    )
 }
 
 /// What a `/api/system/info` body says that tells the families apart.

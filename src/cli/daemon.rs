@@ -338,6 +338,7 @@ async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
         allow_small_steps: false,
         force: false,
         max_parallel: 1,
+        assume_family: None,
     };
     tracing::info!("demo: sweeping {DEMO_SWEPT} over 490–600 MHz at 1200 mV (`tune`), a step about every minute");
     let observer = std::sync::Arc::new(super::tune::LogObserver);

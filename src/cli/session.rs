@@ -48,6 +48,9 @@ pub struct StartArgs {
     /// With --apply: send targets outside the chip's plausibility window too.
     #[arg(long, requires = "apply")]
     pub force: bool,
+    /// With --apply: write to a miner of an unknown firmware family by this family's rules.
+    #[arg(long, requires = "apply", value_parser = crate::axeos::family::parse_known)]
+    pub assume_family: Option<crate::axeos::family::FirmwareFamily>,
 }
 
 /// `session end`'s arguments.
@@ -100,6 +103,7 @@ impl StartArgs {
             voltage: self.voltage,
             apply: self.apply,
             force: self.force,
+            assume_family: self.assume_family,
         };
         session_start(settings, &self.device, targets, &self.notes).await
     }
@@ -112,6 +116,7 @@ struct Targets {
     voltage: Option<u32>,
     apply: bool,
     force: bool,
+    assume_family: Option<crate::axeos::family::FirmwareFamily>,
 }
 
 async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets, notes: &str) -> Result<(), Failure> {
@@ -120,6 +125,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         voltage,
         apply,
         force,
+        assume_family,
     } = targets;
     if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
         return Err(Failure::Usage(anyhow::anyhow!(
@@ -179,10 +185,21 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
                 .check(&patch)
                 .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
         };
-        // Firmware before v2.2 runs new settings only after a restart.
-        let restart = current
-            .as_ref()
-            .is_ok_and(|c| crate::axeos::sample::needs_restart(&c.identity));
+        // The family's write rules (a restart to apply, or not); never guessed for an
+        // unknown family, nor for a miner that cannot be read.
+        let mut identity = current.as_ref().map(|c| c.identity.clone()).unwrap_or_default();
+        if identity.family == crate::axeos::family::FirmwareFamily::Unknown {
+            match assume_family {
+                Some(assumed) => identity.family = assumed,
+                None => {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "{}; no session started",
+                        crate::axeos::family::unknown_refusal(device, identity.firmware.as_deref())
+                    )))
+                }
+            }
+        }
+        let restart = crate::axeos::sample::needs_restart(&identity);
         started_at = time::now_unix();
         match apply::apply(&client, &address, Write::live(&checked, restart), None).await {
             Ok(_) => {}

@@ -129,6 +129,9 @@ pub struct SweepArgs {
     /// Also write a heat map of J/TH over frequency × voltage to this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Write to a miner of an unknown firmware family by this family's rules.
+    #[arg(long, value_parser = crate::axeos::family::parse_known)]
+    pub assume_family: Option<crate::axeos::family::FirmwareFamily>,
     /// Run in the background, unaffected by a closed terminal; output to --log-file.
     #[arg(long)]
     pub detach: bool,
@@ -211,6 +214,7 @@ impl SweepArgs {
             // More permits than devices would only be idle (and tokio caps a semaphore).
             max_parallel: self.max_parallel.min(devices.len().max(1)),
             devices,
+            assume_family: self.assume_family,
         })
     }
 }

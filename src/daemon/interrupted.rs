@@ -183,6 +183,10 @@ async fn restore_one(
     // Only a miner that answers now, with what it runs: its firmware decides the restart.
     let sample = fleet.latest_sample(found.index).filter(|_| fleet.is_up(found.index))?;
     let address = fleet.current_address(found.index)?;
+    if sample.identity.family == crate::axeos::family::FirmwareFamily::Unknown {
+        // Its write rules are not known: reported only; `tune restore` is the operator's call.
+        return None;
+    }
     let restore = Restore {
         target: found.sweep.original,
         what: "the settings from before the interrupted sweep",

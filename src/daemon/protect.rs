@@ -265,7 +265,8 @@ pub struct Outcome {
     /// `applied`, `dry_run`, `failed`.
     pub result: &'static str,
     pub detail: String,
-    /// Failed because the miner is already on the lowest listed settings.
+    /// Failed for a reason that holds until the miner cools (already on the lowest listed
+    /// settings, or a firmware family nothing is written to): not retried before then.
     pub at_floor: bool,
 }
 
@@ -286,7 +287,25 @@ pub async fn execute(
         sample.frequency_mhz.unwrap_or(0.0),
         sample.core_voltage_mv.unwrap_or(0.0),
     );
-    let pause_supported = firmware_at_least(sample.identity.firmware.as_deref(), (2, 14));
+    if sample.identity.family == crate::axeos::family::FirmwareFamily::Unknown {
+        // Its write rules are not known: nothing is sent, said once until it cools.
+        return Outcome {
+            action: match plan {
+                Plan::Pause => "pause",
+                Plan::StepDown => "step_down",
+                Plan::Restore { .. } => "restore_last_good",
+            },
+            result: "failed",
+            detail: format!(
+                "at {temperature}: its firmware family is unknown (version {}), so protective actions do not write \
+                 to it; not tried again until it cools",
+                crate::axeos::printable(sample.identity.firmware.as_deref().unwrap_or("not reported"))
+            ),
+            at_floor: true,
+        };
+    }
+    let pause_supported = sample.identity.family == crate::axeos::family::FirmwareFamily::EspMiner
+        && firmware_at_least(sample.identity.firmware.as_deref(), (2, 14));
     let window = SettingsWindow::for_miner(sample.identity.asic_model.as_deref(), None);
     let action = match plan {
         Plan::Pause => "pause",

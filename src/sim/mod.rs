@@ -174,6 +174,8 @@ pub struct MinerSpec {
     pub pool_difficulty: Option<f64>,
     /// Shares at random times, as a pool sees them (default: evenly spaced).
     pub random_shares: bool,
+    /// A `version` other than the dialect's (a fork's or a vendor's build string).
+    pub firmware_version: Option<String>,
 }
 
 impl MinerSpec {
@@ -192,6 +194,7 @@ impl MinerSpec {
             replay_info: None,
             pool_difficulty: None,
             random_shares: false,
+            firmware_version: None,
         }
     }
 }
@@ -209,6 +212,7 @@ pub const DEFAULT_MIX: [(Board, Dialect); 7] = [
 
 struct SimMiner {
     dialect: Dialect,
+    firmware_version: Option<String>,
     replay_info: Option<Bytes>,
     identity: Identity,
     time_scale: f64,
@@ -276,6 +280,7 @@ impl SimMiner {
         let (reachable, _) = watch::channel(spec.fault != Fault::Offline);
         Self {
             dialect: spec.dialect,
+            firmware_version: spec.firmware_version.clone(),
             replay_info: spec.replay_info.clone(),
             identity: Identity {
                 hostname: spec.hostname.clone(),
@@ -706,6 +711,9 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
                 }
                 let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading);
                 if let serde_json::Value::Object(fields) = &mut body {
+                    if let Some(version) = &miner.firmware_version {
+                        fields.insert("version".into(), serde_json::json!(version));
+                    }
                     if let Some(((frequency, voltage), _)) = state.lagging {
                         fields.insert("frequency".into(), serde_json::json!(frequency));
                         fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));

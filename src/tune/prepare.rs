@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::axeos::family::{unknown_refusal, FirmwareFamily};
 use crate::axeos::sample::Sample;
 use crate::axeos::window::SettingsWindow;
 use crate::axeos::{AxeOsClient, SettingsPatch};
@@ -47,10 +48,17 @@ pub async fn prepare(
     settings: &TuneSettings,
     fixed: Option<PlanLists>,
 ) -> Result<Prepared, String> {
-    let first = client
+    let mut first = client
         .system_info(address)
         .await
         .map_err(|e| format!("{name}: cannot read the miner at {address}: {e}"))?;
+    // Writes follow the family's rules: an unknown family is never guessed at.
+    if first.identity.family == FirmwareFamily::Unknown {
+        match spec.assume_family {
+            Some(assumed) => first.identity.family = assumed,
+            None => return Err(unknown_refusal(name, first.identity.firmware.as_deref())),
+        }
+    }
     let options = client.asic_options(address).await.unwrap_or(None);
     let original = (first.frequency_mhz, first.core_voltage_mv);
     let (Some(current_frequency), Some(current_voltage)) = original else {

@@ -56,6 +56,9 @@ pub struct SweepSpec {
     pub allow_small_steps: bool,
     pub force: bool,
     pub max_parallel: usize,
+    /// `--assume-family`: write to a miner of an unknown family by this family's rules.
+    #[serde(default)]
+    pub assume_family: Option<crate::axeos::family::FirmwareFamily>,
 }
 
 impl SweepSpec {
@@ -858,6 +861,7 @@ impl SweepSpec {
             allow_small_steps: false,
             force: false,
             max_parallel: 1,
+            assume_family: None,
         }
     }
 }
