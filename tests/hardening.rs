@@ -997,8 +997,19 @@ async fn a_miners_refusal_is_shown_without_its_control_characters() {
     let output = tokio::task::spawn_blocking(move || {
         cli(
             &config,
+            // The miner answers nothing but its refusal, so its family cannot be read: the
+            // user vouches for it.
             &[
-                "session", "start", "--device", "gamma", "--freq", "500", "--apply", "--force",
+                "session",
+                "start",
+                "--device",
+                "gamma",
+                "--freq",
+                "500",
+                "--apply",
+                "--force",
+                "--assume-family",
+                "esp-miner",
             ],
         )
     })

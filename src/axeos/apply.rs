@@ -167,7 +167,12 @@ pub async fn apply(
         // Refused in so many words: a few reads confirm that nothing changed.
         patience = patience.min(AFTER_A_REFUSAL);
     }
-    let silence = write.silence_patience.max(patience);
+    // A miner that refused is not waited for as if it were rebooting.
+    let silence = if refused_outright && !restarted {
+        patience
+    } else {
+        write.silence_patience.max(patience)
+    };
     match confirm(client, address, target, write.clear_overheat, (patience, silence), stop).await {
         Ok(sample) => Ok(Applied {
             sample,
