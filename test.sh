@@ -42,4 +42,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 # The integration tests mostly wait on simulated miners and timeouts (a run uses about a
 # fifth of one core), so four run at once: the suite takes minutes, not a quarter hour.
-cargo test --locked -- --test-threads "${TEST_THREADS:-4}"
+cargo test --locked -- --test-threads "${TEST_THREADS:-4}" --skip availability::
+echo "== cargo test availability:: (alone)"
+# The availability tests flood the exporter with idle connections and scrapes and judge how
+# it copes: run one at a time, with nothing else loading the machine, so no other test's
+# load is mistaken for theirs.
+cargo test --locked --test integration -- --test-threads 1 availability::
