@@ -72,7 +72,20 @@ impl Bench {
         let (f, v, _) = self.sims.clock_and_temperature(index).unwrap();
         (f, v)
     }
+
+    /// `serve` (polling every second) on this bench's folder and ledger, with `tune_yaml`
+    /// as its config's `tune:` section and whatever follows it; the miners and their
+    /// config entries come along.
+    fn serve(self, tune_yaml: &str) -> (SimFleet, Vec<(String, SocketAddr)>, Exporter) {
+        let Bench { sims, dir, names } = self;
+        let devices: Vec<(String, SocketAddr)> = names.into_iter().zip(sims.addresses().iter().copied()).collect();
+        let exporter = Exporter::start_in_with(dir, &devices, 1.0, tune_yaml);
+        (sims, devices, exporter)
+    }
 }
+
+/// The quick sweep pace of these tests, as a `tune:` section.
+const QUICK_TUNE: &str = "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n";
 
 /// Warm-up 1.2 s, at least 1.8 s of steady data, judged by 8 s at the latest.
 const QUICK: [&str; 6] = ["--warmup", "0.02", "--dwell", "0.03", "--max-dwell", "0.13"];
@@ -902,12 +915,9 @@ async fn serve_reports_a_sweep_a_sigkill_interrupted_and_restores_it_when_asked(
     kill_during_the_second_step(&bench).await;
     let left = bench.clock(0);
     assert_ne!(left, original, "the crash left the miner on a sweep setting");
-    let Bench { sims, dir, names } = bench;
-    let devices: Vec<(String, SocketAddr)> = names.into_iter().zip(sims.addresses().iter().copied()).collect();
     let quick = "tune:\n  sample_interval: 0.2\n";
-
     // serve, started later, says so: a metric, a warning, an event; it changes nothing.
-    let mut exporter = Exporter::start_in_with(dir, &devices, 1.0, quick);
+    let (sims, devices, mut exporter) = bench.serve(quick);
     exporter
         // A killed sweep's heartbeat goes stale within 15 s; serve looks every 10 s.
         .wait_for(Duration::from_secs(45), "bitaxe_tune_interrupted", |e| {
@@ -1163,14 +1173,7 @@ async fn two_sweeps_of_one_miner_started_together_one_is_refused_before_it_write
 
     // Beside serve (which stores both sweeps' samples): the ledger's claim refuses one.
     bench.sims.set_clock(0, original.0, original.1);
-    let Bench { sims, dir, names } = bench;
-    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
-    let exporter = Exporter::start_in_with(
-        dir,
-        &devices,
-        1.0,
-        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n",
-    );
+    let (sims, _, exporter) = bench.serve(QUICK_TUNE);
     let command = |exporter: &Exporter| {
         let mut args = vec![
             "tune",
@@ -1249,16 +1252,8 @@ async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_s
         .unwrap();
     wait_for_a_change(&bench, 0, original).await;
     // serve on the same ledger, while the sweep holds it: no "another serve", no exit 2.
-    let Bench { sims, dir, names } = bench;
-    let config = dir.path().join("config.yaml");
-    let database = dir.path().join("ledger.db");
-    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
-    let exporter = Exporter::start_in_with(
-        dir,
-        &devices,
-        1.0,
-        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n",
-    );
+    let (sims, _, exporter) = bench.serve(QUICK_TUNE);
+    let database = exporter.database_path();
     exporter
         .wait_for(Duration::from_secs(20), "serve polling miner-0", |e| {
             e.up("miner-0") == Some(1.0)
@@ -1287,7 +1282,6 @@ async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_s
     let before = count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(count() > before, "serve stores samples after the sweep");
-    let _ = config;
     drop(exporter);
     sims.shutdown().await;
 }
@@ -1298,14 +1292,9 @@ async fn a_protective_step_down_during_a_sweep_ends_it_without_restoring_hotter_
     // chip reads 75 °C and serve's protection steps it down to 525 / 1100.
     let bench = Bench::start(vec![gamma(47)], "").await;
     bench.sims.set_clock(0, 600.0, 1200.0);
-    let Bench { sims, dir, names } = bench;
-    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
-    let exporter = Exporter::start_in_with(
-        dir,
-        &devices,
-        1.0,
-        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n",
-    );
+    let (sims, _, exporter) = bench.serve(&format!(
+        "{QUICK_TUNE}  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n"
+    ));
     exporter
         .wait_for(Duration::from_secs(20), "serve polling miner-0", |e| {
             e.up("miner-0") == Some(1.0)
@@ -1371,14 +1360,9 @@ async fn a_protective_step_down_during_a_sweep_ends_it_without_restoring_hotter_
 async fn resume_leaves_a_device_protection_stopped_alone_and_sweeps_only_the_unfinished_one() {
     let bench = Bench::start(vec![gamma(48), gamma(49)], "").await;
     bench.sims.set_clock(0, 600.0, 1200.0);
-    let Bench { sims, dir, names } = bench;
-    let devices: Vec<(String, SocketAddr)> = names.iter().cloned().zip(sims.addresses().iter().copied()).collect();
-    let exporter = Exporter::start_in_with(
-        dir,
-        &devices,
-        1.0,
-        "tune:\n  sample_interval: 0.2\n  confidence_percent: 1\n  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n",
-    );
+    let (sims, _, exporter) = bench.serve(&format!(
+        "{QUICK_TUNE}  max_asic_temp: 70\nsafety:\n  protective_action: step_down\n"
+    ));
     exporter
         .wait_for(Duration::from_secs(20), "both polled", |e| {
             e.up("miner-0") == Some(1.0) && e.up("miner-1") == Some(1.0)
