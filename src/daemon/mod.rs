@@ -17,6 +17,7 @@ pub mod pages;
 pub mod poller;
 pub mod process;
 pub mod protect;
+mod protect_write;
 mod self_metrics;
 pub mod server;
 pub mod sparkline;
