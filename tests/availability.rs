@@ -2,7 +2,7 @@
 //! `serve` process. `/metrics` keeps answering, every healthy miner stays up, and memory
 //! and threads stay flat.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -176,10 +176,8 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     // The header timeout closes what the cap did not: every flood connection is gone. The
     // timeout runs from the accept, and at the cap the 400 connections are accepted in
     // rounds (each newcomer takes an idle one's place), so on a loaded machine the last is
-    // accepted a timeout or two after it was made: the bound is eight timeouts (a clean-clone
-    // run of the whole suite once needed more than two, and the suite runs four tests at
-    // once; a connection never closed still fails it).
-    let settle = flooded_at + 8 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+    // accepted a timeout or two after it was made: the bound is four timeouts.
+    let settle = flooded_at + 4 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
     let mut open_flood: Vec<&mut TcpStream> = flood.iter_mut().collect();
     loop {
         open_flood.retain_mut(|stream| !closed_by_peer(stream));
@@ -187,6 +185,24 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A connect the kernel completed while the listen queue was full can be dropped by the
+    // server's kernel without the exporter ever accepting it: the client's socket stays
+    // "open" until it sends something, which draws a reset. One byte on each left tells
+    // those apart from a connection the exporter holds, which its header timeout still
+    // closes (and `bitaxe_exporter_http_connections` below counts the exporter's side).
+    if !open_flood.is_empty() {
+        for stream in open_flood.iter_mut() {
+            let _ = stream.write_all(b"G");
+        }
+        let poked = Instant::now() + bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+        loop {
+            open_flood.retain_mut(|stream| !closed_by_peer(stream));
+            if open_flood.is_empty() || Instant::now() >= poked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
     let all_closed_after = flooded_at.elapsed();
     assert_eq!(
