@@ -87,6 +87,20 @@ fn id(hostname: Option<&str>, mac: Option<&str>, asic: &str, board: Option<&str>
         firmware: Some(firmware.into()),
         // Every fixture here is upstream ESP-Miner.
         family: FirmwareFamily::EspMiner,
+        board: None,
+        web_ui_version: None,
+        mdns_hostname: None,
+    }
+}
+
+/// The board's name from the upstream table, and the web UI's and mDNS names where the
+/// fixture's firmware sends them.
+fn named(identity: Identity, board: &str, web_ui: Option<&str>, mdns: Option<&str>) -> Identity {
+    Identity {
+        board: Some(board.into()),
+        web_ui_version: web_ui.map(Into::into),
+        mdns_hostname: mdns.map(Into::into),
+        ..identity
     }
 }
 
@@ -136,7 +150,7 @@ fn v2_0_max_reports_rpm_as_fan_speed_and_has_no_identity_keys() {
                 Some(281.45614624023438 / 14.529999732971191),
             ),
         ],
-        id(None, None, "BM1397", None, "v2.0.4"),
+        named(id(None, None, "BM1397", None, "v2.0.4"), "Max", None, None),
     );
 }
 
@@ -179,7 +193,7 @@ fn v2_1_4_ultra_booting_has_no_temperature_and_no_efficiency() {
             ("efficiency_joules_per_terahash", None),
             ("efficiency_gigahashes_per_watt", None),
         ],
-        id(None, None, "BM1366", Some("0.11"), "v2.1.4"),
+        named(id(None, None, "BM1366", Some("0.11"), "v2.1.4"), "Ultra", None, None),
     );
 }
 
@@ -228,12 +242,17 @@ fn v2_4_ultra_fixture() {
                 Some(487.62953914281 / 11.930000305175781),
             ),
         ],
-        id(
-            Some("bitaxe"),
-            Some("34:85:18:A1:B2:C3"),
-            "BM1366",
-            Some("204"),
-            "v2.4.0",
+        named(
+            id(
+                Some("bitaxe"),
+                Some("34:85:18:A1:B2:C3"),
+                "BM1366",
+                Some("204"),
+                "v2.4.0",
+            ),
+            "Ultra",
+            None,
+            None,
         ),
     );
 }
@@ -284,12 +303,17 @@ fn v2_9_gammaturbo_without_asic_count_uses_the_board_table() {
                 Some(2098.7353515625 / 38.1234016418457),
             ),
         ],
-        id(
-            Some("turbo"),
-            Some("F4:12:FA:80:00:01"),
-            "BM1370",
-            Some("800"),
-            "v2.9.0",
+        named(
+            id(
+                Some("turbo"),
+                Some("F4:12:FA:80:00:01"),
+                "BM1370",
+                Some("800"),
+                "v2.9.0",
+            ),
+            "GammaTurbo",
+            Some("v2.9.0"),
+            None,
         ),
     );
 }
@@ -339,12 +363,17 @@ fn v2_10_supra_shared_fixture_with_spaced_difficulties() {
                 Some(611.83720463523912 / 14.300000190734863),
             ),
         ],
-        id(
-            Some("bitaxe-supra"),
-            Some("F4:12:FA:5D:07:9A"),
-            "BM1368",
-            Some("401"),
-            "v2.10.1",
+        named(
+            id(
+                Some("bitaxe-supra"),
+                Some("F4:12:FA:5D:07:9A"),
+                "BM1368",
+                Some("401"),
+                "v2.10.1",
+            ),
+            "Supra",
+            Some("v2.10.1"),
+            None,
         ),
     );
 }
@@ -387,7 +416,12 @@ fn v2_12_hex_multi_chip_with_second_sensor_and_fan() {
             ("efficiency_joules_per_terahash", Some(78.5 / 2.580125)),
             ("efficiency_gigahashes_per_watt", Some(2580.125 / 78.5)),
         ],
-        id(Some("hex"), Some("F4:12:FA:30:20:02"), "BM1366", Some("302"), "v2.12.0"),
+        named(
+            id(Some("hex"), Some("F4:12:FA:30:20:02"), "BM1366", Some("302"), "v2.12.0"),
+            "Hex",
+            Some("v2.12.0"),
+            None,
+        ),
     );
 }
 
@@ -431,12 +465,17 @@ fn v2_15_gamma_fixture() {
             ("efficiency_joules_per_terahash", Some(18.2788086 / 1.0934821777)),
             ("efficiency_gigahashes_per_watt", Some(1093.4821777 / 18.2788086)),
         ],
-        id(
+        named(
+            id(
+                Some("bitaxe-gamma"),
+                Some("F4:12:FA:3C:9E:21"),
+                "BM1370",
+                Some("601"),
+                "v2.15.0",
+            ),
+            "Gamma",
+            Some("Unified"),
             Some("bitaxe-gamma"),
-            Some("F4:12:FA:3C:9E:21"),
-            "BM1370",
-            Some("601"),
-            "v2.15.0",
         ),
     );
 }
@@ -557,14 +596,14 @@ fn a_nerdqaxe_is_its_own_family_applies_live_and_counts_its_own_chips() {
 fn a_lucky_lv07_is_not_taken_for_upstreams_six_chip_board_302() {
     let sample = decode_system_info(LUCKY_LV07.as_bytes()).unwrap();
     assert_eq!(sample.identity.family, FirmwareFamily::Lucky);
+    assert_eq!(sample.identity.board.as_deref(), Some("LV07"));
     assert_eq!(
-        sample.asic_count, None,
-        "board 302 of another family says nothing of its chips"
+        sample.asic_count,
+        Some(2),
+        "board 302 of another family is not upstream's six-chip Hex: an LV07 has two"
     );
-    assert_eq!(
-        sample.expected_hashrate_ghs, None,
-        "no expected hashrate from a wrong chip count"
-    );
+    // 575 MHz × 894 cores × 2 chips: its 857 GH/s is 83 % of that, not a third.
+    assert_eq!(sample.expected_hashrate_ghs, Some(575.0 * 894.0 * 2.0 / 1000.0));
     // Stock Lucky firmware runs a written setting from boot.
     assert!(bitaxe_exporter::axeos::sample::needs_restart(&sample.identity));
 }

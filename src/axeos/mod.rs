@@ -4,6 +4,7 @@
 //! window every write passes.
 
 pub mod apply;
+pub mod boards;
 mod client;
 pub mod discover;
 pub mod family;

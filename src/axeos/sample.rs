@@ -75,9 +75,39 @@ pub struct Sample {
     /// The regulator's fault text (`power_fault`, v2.6+), present only during a fault;
     /// as the miner sent it, so escape it where it is shown.
     pub power_fault: Option<String>,
+    /// The input-voltage window the miner states for itself (NerdQAxe `minVoltage` /
+    /// `maxVoltage`), V.
+    pub input_window_volts: Option<(f64, f64)>,
+    /// Per chip, in the miner's order: hashrate and error counter (`hashrateMonitor`,
+    /// upstream v2.11+) and temperature (`asicTemps`, NerdQAxe family).
+    pub chips: Vec<ChipReading>,
+    /// Why the miner last booted (`resetReason` v2.12+, NerdQAxe `lastResetReason`), as sent:
+    /// escape it where it is shown; [`reset_reason_label`] gives its bounded label.
+    pub reset_reason: Option<String>,
+    /// The firmware's hardware-fault text (`hardware_fault`, v2.14+), present only while
+    /// mining is stopped by a fault.
+    pub hardware_fault: Option<String>,
+    /// SV2 shares submitted and not yet answered (v2.15+).
+    pub shares_pending: Option<u64>,
+    /// Jobs received from the pool (v2.15+; starts again when the pool connection does).
+    pub work_received: Option<u64>,
+    /// Hashes done over the miner's life (v2.15+).
+    pub total_hashes: Option<f64>,
+    /// The active pool's protocol (`SV1` / `SV2`) and whether it runs over TLS (v2.14+).
+    pub pool_protocol: Option<&'static str>,
+    pub pool_tls: Option<bool>,
     /// Fields the miner sent outside their plausibility window (and that are therefore
     /// absent above), by name.
     pub implausible: Vec<&'static str>,
+}
+
+/// One chip's readings; any may be missing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChipReading {
+    pub hashrate_ghs: Option<f64>,
+    /// The chip's hardware-error register (monotonic, wraps, zeroed on reconnects).
+    pub errors: Option<u64>,
+    pub temp_celsius: Option<f64>,
 }
 
 /// What the device says it is. Never includes network secrets or the pool account.
@@ -90,6 +120,13 @@ pub struct Identity {
     pub firmware: Option<String>,
     /// Decided from the body before its version is read ([`crate::axeos::family`]).
     pub family: crate::axeos::family::FirmwareFamily,
+    /// The board's human name (`Gamma`, `NerdQAxe++`, `LV07`), from its family's table or
+    /// the model it names itself ([`crate::axeos::boards`]); `None` when not known.
+    pub board: Option<String>,
+    /// The web UI's version (`axeOSVersion`, v2.9+): `Unified` / `Unknown` on v2.15.
+    pub web_ui_version: Option<String>,
+    /// The mDNS name (`mdnsHostname`, v2.15+).
+    pub mdns_hostname: Option<String>,
 }
 
 /// The clock configuration a sample was taken at, as label values (`"490"`, `"562.5"`).
@@ -291,15 +328,54 @@ struct WireInfo {
     miner_model: Text,
     #[serde(rename = "axeOSVersion")]
     axeos_version: Text,
+    #[serde(rename = "mdnsHostname")]
+    mdns_hostname: Text,
+    /// v2.11+: `{"asics": [{"total": GH/s, "errorCount": n, "domains": [..]}]}`.
+    #[serde(rename = "hashrateMonitor")]
+    hashrate_monitor: Option<serde_json::Value>,
+    /// v2.12+ upstream; `lastResetReason` on the NerdQAxe family.
+    #[serde(rename = "resetReason")]
+    reset_reason: Text,
+    #[serde(rename = "lastResetReason")]
+    last_reset_reason: Text,
+    /// v2.14+: present only during a fault that stopped mining.
+    hardware_fault: Text,
+    #[serde(rename = "sharesPending")]
+    shares_pending: Num,
+    #[serde(rename = "workReceived")]
+    work_received: Num,
+    #[serde(rename = "totalHashes")]
+    total_hashes: Num,
+    /// v2.15+: the configured pool slots; the active one is picked by index.
+    pools: Option<serde_json::Value>,
+    #[serde(rename = "primaryPoolIndex")]
+    primary_pool_index: Num,
+    #[serde(rename = "secondaryPoolIndex")]
+    secondary_pool_index: Num,
+    /// v2.14: the primary pool's protocol and TLS mode at the top level.
+    #[serde(rename = "stratumProtocol")]
+    stratum_protocol: Text,
+    #[serde(rename = "stratumTLS")]
+    stratum_tls: Num,
+    // The NerdQAxe family's names for upstream's fields (and its own).
     #[serde(rename = "asicTemps")]
-    asic_temps: Option<serde::de::IgnoredAny>,
+    asic_temps: Option<serde_json::Value>,
     #[serde(rename = "freeHeapInt")]
-    free_heap_int: Option<serde::de::IgnoredAny>,
-    fanrpm2: Option<serde::de::IgnoredAny>,
+    free_heap_int: Num,
+    fanrpm2: Num,
     #[serde(rename = "foundBlocks")]
-    found_blocks: Option<serde::de::IgnoredAny>,
+    found_blocks: Num,
     #[serde(rename = "vrTempInt")]
     vr_temp_int: Option<serde::de::IgnoredAny>,
+    /// NerdQAxe: mining stopped (its "paused").
+    shutdown: Num,
+    /// NerdQAxe: the board's own input window, V.
+    #[serde(rename = "minVoltage")]
+    min_voltage: Num,
+    #[serde(rename = "maxVoltage")]
+    max_voltage: Num,
+    /// Lucky LV07's misspelt input voltage, mV.
+    voltagei: Num,
 }
 
 /// `host:port` of a pool URL as the firmware stores it (`public-pool.io`,
@@ -327,34 +403,52 @@ fn pool_address(url: Option<String>, port: Option<f64>) -> Option<String> {
 
 impl WireInfo {
     fn into_sample(self) -> Result<Sample, DecodeError> {
+        let (pool_protocol, pool_tls) = active_pool(&self);
         let asic_model = self.asic_model.0.filter(|s| !s.is_empty());
         if self.hash_rate.0.is_none() && asic_model.is_none() {
             return Err(DecodeError::NotAxeOs);
         }
         let board_version = self.board_version.0.filter(|s| !s.is_empty());
+        let device_model = self.device_model.0.filter(|s| !s.is_empty());
+        let miner_model = self.miner_model.0.filter(|s| !s.is_empty());
         let family = crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
             version: self.version.0.as_deref(),
-            device_model: self.device_model.0.as_deref(),
-            miner_model: self.miner_model.0.as_deref(),
+            device_model: device_model.as_deref(),
+            miner_model: miner_model.as_deref(),
             board_version: board_version.as_deref(),
             has_axeos_version: self.axeos_version.0.as_deref().is_some_and(|v| !v.is_empty()),
             has_nerdqaxe_fields: self.asic_temps.is_some()
-                || self.free_heap_int.is_some()
-                || self.fanrpm2.is_some()
-                || self.found_blocks.is_some()
+                || self.free_heap_int.0.is_some()
+                || self.fanrpm2.0.is_some()
+                || self.found_blocks.0.is_some()
                 || self.vr_temp_int.is_some(),
         });
-        // Upstream's board numbers say nothing about a fork's boards (Lucky's `302` is not a
-        // six-chip Hex): without `asicCount`, a fork's chip count stays unknown.
-        let upstream_boards = matches!(
+        let chips = chip_readings(self.hashrate_monitor.as_ref(), self.asic_temps.as_ref());
+        let monitor_chips = self
+            .hashrate_monitor
+            .as_ref()
+            .and_then(|m| m.get("asics")?.as_array().map(Vec::len))
+            .filter(|&n| n > 0 && n <= MAX_CHIPS);
+        // The miner's own count beats any table: `asicCount`, else one entry per chip in
+        // `hashrateMonitor.asics` (upstream v2.11+).
+        let reported_chips = self
+            .asic_count
+            .positive()
+            .filter(|&n| n.fract() == 0.0 && n <= MAX_CHIPS as f64)
+            .map(|n| n as u32)
+            .or(monitor_chips.map(|n| n as u32));
+        let board = crate::axeos::boards::resolve(&crate::axeos::boards::BoardEvidence {
             family,
-            crate::axeos::family::FirmwareFamily::EspMiner | crate::axeos::family::FirmwareFamily::Unknown
-        );
+            board_version: board_version.as_deref(),
+            device_model: device_model.as_deref(),
+            miner_model: miner_model.as_deref(),
+            asic_model: asic_model.as_deref(),
+            reported_chips,
+            has_v219_keys: self.fanrpm.0.is_some(),
+        });
 
         let frequency_mhz = self.frequency.positive();
-        let asic_count = self.asic_count.positive().map(|n| n as u32).or_else(|| {
-            board_chip_count(board_version.as_deref(), self.fanrpm.0.is_some()).filter(|_| upstream_boards)
-        });
+        let asic_count = board.chips;
         // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
         let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
         let expected_hashrate_ghs = self.expected_hashrate.positive().or_else(|| {
@@ -407,7 +501,14 @@ impl WireInfo {
             hashrate_ghs: self.hash_rate.0.filter(|v| *v >= 0.0),
             expected_hashrate_ghs,
             power_watts: self.power.0.filter(|v| *v >= 0.0),
-            input_voltage_volts: self.voltage.positive().map(|mv| mv / 1000.0),
+            // mV upstream; a fork that sends volts (< 100) is read as volts.
+            input_voltage_volts: self.voltage.positive().or(self.voltagei.positive()).map(|v| {
+                if v < 100.0 {
+                    v
+                } else {
+                    v / 1000.0
+                }
+            }),
             input_current_amperes: self.current.0.filter(|v| *v >= 0.0).map(|ma| ma / 1000.0),
             // −1 = not initialised; 0 = driver error. Neither is a temperature.
             asic_temp_celsius: self.temp.positive(),
@@ -421,7 +522,7 @@ impl WireInfo {
             fan_duty_percent,
             fan_rpm,
             // 0 when the board has no second fan.
-            fan2_rpm: self.fan2rpm.positive(),
+            fan2_rpm: self.fan2rpm.positive().or(self.fanrpm2.positive()),
             shares_accepted: self.shares_accepted.count(),
             shares_rejected: self.shares_rejected.count(),
             best_difficulty: self.best_diff.0,
@@ -432,7 +533,7 @@ impl WireInfo {
             // −90 is what the firmware reports when it cannot read the RSSI.
             wifi_rssi_dbm: self.wifi_rssi.0.filter(|v| *v < 0.0 && *v != -90.0),
             free_heap_bytes: self.free_heap.count(),
-            free_heap_internal_bytes: self.free_heap_internal.count(),
+            free_heap_internal_bytes: self.free_heap_internal.count().or(self.free_heap_int.count()),
             overheat: self
                 .overheat_mode
                 .flag()
@@ -444,19 +545,36 @@ impl WireInfo {
             } else {
                 pool_address(self.stratum_url.0, self.stratum_port.0)
             },
-            mining_paused: self.mining_paused.flag(),
+            mining_paused: self.mining_paused.flag().or(self.shutdown.flag()),
             asic_count,
             pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
             hashrate_1m_ghs: self.hash_rate_1m.positive(),
             hashrate_10m_ghs: self.hash_rate_10m.positive(),
             hashrate_1h_ghs: self.hash_rate_1h.positive(),
-            blocks_found: self.block_found.count(),
+            blocks_found: self.block_found.count().or(self.found_blocks.count()),
             network_difficulty: self.network_difficulty.positive(),
             total_uptime_seconds: self.total_uptime_seconds.count(),
             rejected_by_reason: self.shares_rejected_reasons.0,
             rated_power_watts: self.max_power.positive(),
             nominal_input_volts: self.nominal_voltage.positive(),
-            power_fault: self.power_fault.0.filter(|s| !s.trim().is_empty()),
+            power_fault: fault_text(self.power_fault.0),
+            hardware_fault: fault_text(self.hardware_fault.0),
+            reset_reason: self
+                .reset_reason
+                .0
+                .or(self.last_reset_reason.0)
+                .filter(|s| !s.is_empty()),
+            shares_pending: self.shares_pending.count(),
+            work_received: self.work_received.count(),
+            total_hashes: self.total_hashes.0.filter(|v| *v >= 0.0),
+            pool_protocol,
+            pool_tls,
+            input_window_volts: match (self.min_voltage.positive(), self.max_voltage.positive()) {
+                // Volts, and a window a real supply fits in.
+                (Some(low), Some(high)) if low < high && high <= 60.0 => Some((low, high)),
+                _ => None,
+            },
+            chips,
             identity: Identity {
                 hostname: self.hostname.0.filter(|s| !s.is_empty()),
                 mac: self
@@ -468,11 +586,110 @@ impl WireInfo {
                 board_version,
                 firmware: self.version.0.filter(|s| !s.is_empty()),
                 family,
+                board: board.name,
+                web_ui_version: self.axeos_version.0.filter(|s| !s.is_empty()),
+                mdns_hostname: self.mdns_hostname.0.filter(|s| !s.is_empty()),
             },
             implausible: unreadable,
         };
         sample.drop_implausible();
         Ok(sample)
+    }
+}
+
+/// More chips than any board carries is a broken or hostile body.
+const MAX_CHIPS: usize = 256;
+
+/// Per-chip readings from `hashrateMonitor.asics` and `asicTemps` (whichever the family
+/// sends), bounded; an entry that is not a number is a missing reading, not a failed poll.
+fn chip_readings(monitor: Option<&serde_json::Value>, temps: Option<&serde_json::Value>) -> Vec<ChipReading> {
+    let number = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_f64).and_then(reading);
+    let asics = monitor.and_then(|m| m.get("asics")?.as_array());
+    let temps = temps.and_then(serde_json::Value::as_array);
+    let count = asics.map_or(0, Vec::len).max(temps.map_or(0, Vec::len)).min(MAX_CHIPS);
+    (0..count)
+        .map(|i| {
+            let asic = asics.and_then(|a| a.get(i));
+            ChipReading {
+                hashrate_ghs: number(asic.and_then(|a| a.get("total"))).filter(|v| *v >= 0.0),
+                errors: number(asic.and_then(|a| a.get("errorCount")))
+                    .filter(|v| (0.0..1.8e19).contains(v))
+                    .map(|v| v as u64),
+                // 0 is "no reading" (some NerdQAxe boards send only zeros).
+                temp_celsius: number(temps.and_then(|t| t.get(i))).filter(|v| *v > 0.0),
+            }
+        })
+        .collect()
+}
+
+/// A fault text as the firmware sent it, or `None` when it says there is no fault: absent,
+/// empty, `0`, `false`, `none`, `ok` (a fork may send the key always).
+fn fault_text(text: Option<String>) -> Option<String> {
+    let text = text?;
+    let quiet = text.trim().is_empty()
+        || ["0", "false", "none", "ok", "no fault", "null"]
+            .iter()
+            .any(|no| text.trim().eq_ignore_ascii_case(no));
+    (!quiet).then_some(text)
+}
+
+/// The active pool's protocol and TLS: from its slot in `pools[]` (v2.15+, picked by
+/// `primaryPoolIndex` / `secondaryPoolIndex` and whether the fallback is in use), else the
+/// top-level `stratumProtocol` / `stratumTLS` (v2.13–v2.14). Nothing else of a slot (user,
+/// password) is read.
+fn active_pool(wire: &WireInfo) -> (Option<&'static str>, Option<bool>) {
+    let on_fallback = wire.using_fallback.flag() == Some(true);
+    let index = if on_fallback {
+        wire.secondary_pool_index.0
+    } else {
+        wire.primary_pool_index.0
+    };
+    let slot = wire
+        .pools
+        .as_ref()
+        .and_then(serde_json::Value::as_array)
+        .and_then(|pools| {
+            let index = index.filter(|i| i.fract() == 0.0 && *i >= 0.0)?;
+            pools
+                .iter()
+                .find(|p| p.get("id").and_then(serde_json::Value::as_f64) == Some(index))
+                .or_else(|| pools.get(index as usize))
+        });
+    let protocol_text = slot
+        .and_then(|s| s.get("stratumProtocol")?.as_str().map(str::to_string))
+        .or_else(|| (!on_fallback).then(|| wire.stratum_protocol.0.clone()).flatten());
+    let protocol = protocol_text.and_then(|p| match p.trim().to_ascii_uppercase().as_str() {
+        "SV1" => Some("SV1"),
+        "SV2" => Some("SV2"),
+        _ => None,
+    });
+    let tls = slot
+        .and_then(|s| s.get("stratumTLS").and_then(serde_json::Value::as_f64))
+        .or_else(|| (!on_fallback).then_some(wire.stratum_tls.0).flatten())
+        .map(|mode| mode > 0.0);
+    (protocol, tls)
+}
+
+/// The reason a miner last booted as a bounded label (`bitaxe_last_reset_info{reason}`),
+/// from ESP-IDF's `esp_reset_reason()` texts as upstream and the NerdQAxe family print them.
+pub fn reset_reason_label(text: &str) -> &'static str {
+    let t = text.to_ascii_lowercase();
+    if t.contains("brownout") {
+        "brownout"
+    } else if t.contains("watchdog") || t.contains("wdt") {
+        "watchdog"
+    } else if t.contains("panic") || t.contains("exception") {
+        "panic"
+    } else if t.contains("power on") || t.contains("power-on") || t.contains("poweron") {
+        "power_on"
+    } else if t.contains("software") || t.contains("esp_restart") || t.contains("sw reset") {
+        "software"
+    } else if t.contains("deep sleep") || t.contains("deepsleep") {
+        "deep_sleep"
+    } else if t.contains("external") || t.contains("pin") {
+        "external"
+    } else {
+        "other"
     }
 }
 
@@ -507,29 +724,14 @@ pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
 pub fn small_cores_of(asic_model: &str) -> Option<f64> {
-    match asic_model {
+    match asic_model.trim() {
         "BM1397" => Some(672.0),
         "BM1366" => Some(894.0),
         "BM1368" => Some(1276.0),
         "BM1370" => Some(2040.0),
-        "BM1372" | "BM1373" => Some(6725.0),
+        // Upstream master after v2.15.0 names the chip as one string.
+        "BM1372" | "BM1373" | "BM1372/BM1373" => Some(6725.0),
         _ => None,
-    }
-}
-
-/// Chips on a board, from its board version, for firmware that does not send `asicCount`
-/// (v2.9+ moved it to /api/system/asic; before v2.1.9 only single-chip boards existed).
-fn board_chip_count(board_version: Option<&str>, has_v219_keys: bool) -> Option<u32> {
-    match board_version {
-        Some("302" | "303" | "701" | "702") => Some(6),
-        Some("650" | "800" | "801") => Some(2),
-        Some(
-            "2.2" | "102" | "0.11" | "201" | "202" | "203" | "204" | "205" | "207" | "400" | "401" | "402" | "403"
-            | "600" | "601" | "602" | "603",
-        ) => Some(1),
-        Some(_) => None,
-        None if !has_v219_keys => Some(1),
-        None => None,
     }
 }
 

@@ -56,7 +56,7 @@ const VOLTAGE_ABOVE_MV: f64 = 100.0;
 pub fn chip_options(asic_model: &str) -> Option<(&'static [f64], &'static [f64])> {
     CHIP_OPTIONS
         .iter()
-        .find(|(model, _, _)| *model == asic_model)
+        .find(|(model, _, _)| crate::axeos::boards::chip_matches(asic_model, model))
         .map(|(_, frequencies, voltages)| (*frequencies, *voltages))
 }
 

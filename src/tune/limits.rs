@@ -4,10 +4,10 @@
 
 use std::fmt;
 
+use crate::axeos::boards::board_facts;
 use crate::axeos::printable;
 use crate::axeos::sample::Sample;
 use crate::config::TuneSettings;
-use crate::tune::board::{board_facts, input_window};
 
 /// Consecutive readings without hashrate (or without an ASIC temperature) that end a step:
 /// v2.14+ reads 0 for about a second after every new block, so one zero is not a stopped
@@ -58,12 +58,14 @@ pub struct Limits {
 impl Limits {
     pub fn for_miner(settings: &TuneSettings, sample: &Sample) -> Limits {
         let board = board_facts(sample);
-        let rated = board.map(|b| b.rated_watts * settings.max_power_fraction);
+        let rated = board
+            .and_then(|b| b.rated_watts)
+            .map(|watts| watts * settings.max_power_fraction);
         let max_power_watts = match (settings.max_power_watts, rated) {
             (Some(set), Some(rated)) => Some(set.min(rated)),
             (set, rated) => set.or(rated),
         };
-        let window = board.map(|b| input_window(b.nominal_volts));
+        let window = board.and_then(|b| b.input_window);
         let input_volts = match (settings.min_input_volts, settings.max_input_volts, window) {
             (None, None, None) => None,
             (low, high, window) => Some((
@@ -234,6 +236,7 @@ mod tests {
             input_voltage_volts: Some(volts),
             identity: Identity {
                 board_version: Some("601".into()),
+                board: Some("Gamma".into()),
                 ..Identity::default()
             },
             ..Sample::default()

@@ -4,12 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::axeos::boards::{board_defaults, BoardDefaults};
 use crate::axeos::family::{unknown_refusal, FirmwareFamily};
 use crate::axeos::sample::Sample;
 use crate::axeos::window::SettingsWindow;
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::{MinerAddress, TuneSettings};
-use crate::tune::board::{board_defaults, board_facts, BoardDefaults};
 use crate::tune::limits::Limits;
 use crate::tune::plan::{
     smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MAX_PAIRS, MIN_FREQUENCY_STEP_MHZ,
@@ -66,7 +66,7 @@ pub async fn prepare(
             "{name}: the miner does not report its frequency and core voltage; nothing to start from"
         ));
     };
-    let board = board_facts(&first).and_then(|b| board_defaults(b.family));
+    let board = first.identity.board.as_deref().and_then(board_defaults);
     let lists = match fixed {
         Some(lists) => lists,
         None => candidate_lists(
