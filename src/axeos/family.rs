@@ -86,7 +86,13 @@ pub fn decide(hints: &FamilyHints<'_>) -> FirmwareFamily {
     let lucky_model = hints
         .miner_model
         .is_some_and(|m| m.to_ascii_lowercase().contains("lucky") || m.to_ascii_uppercase().contains("LV0"));
-    if hints.has_nerdqaxe_fields || hints.device_model.is_some_and(|m| !m.trim().is_empty()) {
+    // A `deviceModel` in the info body is the NerdQAxe family's, unless the version is
+    // upstream's: the old multichip fork of upstream (Hex units) sent one too.
+    let nerd_model = hints.device_model.is_some_and(|m| {
+        let m = m.trim().to_ascii_lowercase();
+        !m.is_empty() && (m.starts_with("nerd") || major != Some(2))
+    });
+    if hints.has_nerdqaxe_fields || nerd_model {
         return FirmwareFamily::NerdQaxe;
     }
     if lucky_model {
@@ -161,6 +167,12 @@ mod tests {
             ..FamilyHints::default()
         };
         assert_eq!(decide(&nerd), FirmwareFamily::NerdQaxe);
+        let multichip = FamilyHints {
+            version: Some("v2.0.8"),
+            device_model: Some("Hex"),
+            ..FamilyHints::default()
+        };
+        assert_eq!(decide(&multichip), FirmwareFamily::EspMiner, "upstream's multichip fork");
         let lucky = FamilyHints {
             version: Some("1.1.0"),
             miner_model: Some("Lucky Miner LV07"),

@@ -449,6 +449,11 @@ impl WireInfo {
 
         let frequency_mhz = self.frequency.positive();
         let asic_count = board.chips;
+        let hottest_chip = chips
+            .iter()
+            .filter_map(|c| c.temp_celsius)
+            .chain(self.temp.positive())
+            .reduce(f64::max);
         // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
         let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
         let expected_hashrate_ghs = self.expected_hashrate.positive().or_else(|| {
@@ -510,8 +515,9 @@ impl WireInfo {
                 }
             }),
             input_current_amperes: self.current.0.filter(|v| *v >= 0.0).map(|ma| ma / 1000.0),
-            // −1 = not initialised; 0 = driver error. Neither is a temperature.
-            asic_temp_celsius: self.temp.positive(),
+            // −1 = not initialised; 0 = driver error. Neither is a temperature. Where the
+            // miner reports each chip, the hottest one is the ASIC temperature.
+            asic_temp_celsius: hottest_chip,
             asic_temp2_celsius: self.temp2.positive(),
             // 0 on boards without a TPS546 regulator.
             vr_temp_celsius: self.vr_temp.positive(),

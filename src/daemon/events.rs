@@ -46,6 +46,8 @@ pub struct Tracked {
     pub clock: Option<ClockConfig>,
     pub uptime_seconds: Option<u64>,
     pub firmware: Option<String>,
+    /// The web UI's version with the firmware's, as last seen (`axeOSVersion`).
+    pub web_ui_version: Option<String>,
     pub temp_level: TempLevel,
 }
 
@@ -66,6 +68,13 @@ pub enum DeviceEvent {
     Rebooted {
         uptime_before: u64,
         uptime_now: u64,
+        /// The firmware's own reason (`resetReason`), as sent.
+        reason: Option<String>,
+    },
+    /// The web UI (`axeOSVersion`) and the firmware (`version`) come from different releases.
+    WebUiMismatch {
+        firmware: String,
+        web_ui: String,
     },
     FirmwareChanged {
         from: String,
@@ -95,6 +104,8 @@ pub enum DeviceEvent {
     /// A mining-health verdict began.
     MiningProblem {
         problem: Problem,
+        /// Which chip, which fault text, where the reason has one.
+        detail: Option<String>,
     },
     /// …and ended.
     MiningRecovered {
@@ -122,6 +133,7 @@ impl DeviceEvent {
             Self::Down { .. }
                 | Self::TemperatureRose { .. }
                 | Self::Rebooted { .. }
+                | Self::WebUiMismatch { .. }
                 | Self::MiningProblem { .. }
                 | Self::ProtectionChangedConfig { .. }
                 | Self::ProtectiveAction { .. }
@@ -159,7 +171,18 @@ impl fmt::Display for DeviceEvent {
             Self::Rebooted {
                 uptime_before,
                 uptime_now,
-            } => write!(f, "rebooted: uptime went from {uptime_before} s to {uptime_now} s"),
+                reason,
+            } => {
+                write!(f, "rebooted: uptime went from {uptime_before} s to {uptime_now} s")?;
+                match reason {
+                    Some(reason) => write!(f, " (reset reason: {reason})"),
+                    None => Ok(()),
+                }
+            }
+            Self::WebUiMismatch { firmware, web_ui } => write!(
+                f,
+                "the web UI ({web_ui}) and the firmware ({firmware}) are from different releases: flash both from one release"
+            ),
             Self::FirmwareChanged { from, to } => write!(f, "firmware changed: {from} -> {to}"),
             Self::TemperatureRose { level, celsius, limit } => {
                 let what = if *level == TempLevel::Shutdown {
@@ -179,8 +202,12 @@ impl fmt::Display for DeviceEvent {
             Self::ProtectiveAction { action, result, detail } => {
                 write!(f, "protective action {action} ({result}): {detail}")
             }
-            Self::MiningProblem { problem } => {
-                write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())
+            Self::MiningProblem { problem, detail } => {
+                write!(f, "not really mining ({}): {}", problem.as_label(), problem.describe())?;
+                match detail {
+                    Some(detail) => write!(f, ": {detail}"),
+                    None => Ok(()),
+                }
             }
             Self::MiningRecovered { problem } => write!(f, "mining again: {} is over", problem.as_label()),
             Self::TuneInterrupted { run_id, detail } => write!(f, "sweep #{run_id} was interrupted: {detail}"),
@@ -249,6 +276,17 @@ pub fn observe_success(before: &Tracked, sample: &Sample, thresholds: &Threshold
             events.push(DeviceEvent::Rebooted {
                 uptime_before,
                 uptime_now,
+                reason: sample.reset_reason.clone(),
+            });
+        }
+    }
+    let web_ui_version = sample.identity.web_ui_version.clone();
+    if let (Some(firmware), Some(web_ui)) = (&firmware, &web_ui_version) {
+        let seen_before = before.firmware.as_ref() == Some(firmware) && before.web_ui_version.as_ref() == Some(web_ui);
+        if !seen_before && releases_differ(firmware, web_ui) {
+            events.push(DeviceEvent::WebUiMismatch {
+                firmware: firmware.clone(),
+                web_ui: web_ui.clone(),
             });
         }
     }
@@ -293,9 +331,28 @@ pub fn observe_success(before: &Tracked, sample: &Sample, thresholds: &Threshold
         clock: Some(clock),
         uptime_seconds: sample.uptime_seconds.or(before.uptime_seconds),
         firmware: firmware.or_else(|| before.firmware.clone()),
+        web_ui_version: web_ui_version.or_else(|| before.web_ui_version.clone()),
         temp_level,
     };
     (after, events)
+}
+
+/// Whether two version strings name different releases: both must read as versions
+/// (`v2.12.0`, `2.12.0-3-gabc`); `Unified` and `Unknown` (v2.15's embedded UI) never differ.
+fn releases_differ(firmware: &str, web_ui: &str) -> bool {
+    fn release(text: &str) -> Option<Vec<u32>> {
+        let numbers = text.trim().trim_start_matches(['v', 'V']);
+        let parts: Vec<u32> = numbers
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map_while(|n| n.parse().ok())
+            .collect();
+        (parts.len() >= 2).then_some(parts)
+    }
+    match (release(firmware), release(web_ui)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
 }
 
 /// A failed poll: "down" is reported once, when a device that was up (or never seen) fails.
@@ -345,7 +402,8 @@ mod tests {
             e,
             DeviceEvent::Rebooted {
                 uptime_before: 1000,
-                uptime_now: 5
+                uptime_now: 5,
+                ..
             }
         )));
         assert!(events
@@ -355,6 +413,37 @@ mod tests {
         assert_eq!(events.len(), 1);
         let (_, events) = observe_failure(&tracked, "timeout");
         assert!(events.is_empty(), "down is reported once");
+    }
+
+    #[test]
+    fn a_reboot_says_why_and_a_web_ui_from_another_release_is_told_once() {
+        let t = Thresholds::default();
+        let mut first = sample(525.0, 1150.0, 50.0, 1000);
+        first.identity.firmware = Some("v2.13.1".into());
+        first.identity.web_ui_version = Some("v2.12.0".into());
+        let (tracked, events) = observe_success(&Tracked::default(), &first, &t);
+        let told: Vec<String> = events
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::WebUiMismatch { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            told,
+            ["the web UI (v2.12.0) and the firmware (v2.13.1) are from different releases: flash both from one release"]
+        );
+        let mut rebooted = first.clone();
+        rebooted.uptime_seconds = Some(3);
+        rebooted.reset_reason = Some("Brownout reset (software or hardware)".into());
+        let (_, events) = observe_success(&tracked, &rebooted, &t);
+        let text: Vec<String> = events.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            ["rebooted: uptime went from 1000 s to 3 s (reset reason: Brownout reset (software or hardware))"]
+        );
+        let mut unified = first;
+        unified.identity.web_ui_version = Some("Unified".into());
+        let (_, events) = observe_success(&Tracked::default(), &unified, &t);
+        assert!(!events.iter().any(|e| matches!(e, DeviceEvent::WebUiMismatch { .. })));
     }
 
     #[test]

@@ -327,7 +327,10 @@ impl Fleet {
                 .problems
                 .iter()
                 .filter(|p| !before.contains(p))
-                .map(|p| DeviceEvent::MiningProblem { problem: *p }),
+                .map(|p| DeviceEvent::MiningProblem {
+                    problem: *p,
+                    detail: verdict.detail(*p),
+                }),
         );
         events.extend(
             before

@@ -26,6 +26,16 @@ pub const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
 /// No Bitaxe chip does better than about 9 J/TH: less means the power reading is idle
 /// while a hashrate is reported (a unit in overheat protection at 5 W, "online").
 pub const MIN_PLAUSIBLE_JTH: f64 = 5.0;
+/// A chip doing less than this share of its board's median chip is dead…
+pub const CHIP_DEAD_RATIO: f64 = 0.1;
+/// …and less than this share, weak.
+pub const CHIP_WEAK_RATIO: f64 = 0.5;
+/// Readings in a row a chip must lag before it is called: one reading of a chip is a few
+/// seconds of its work, and a reconnect zeroes counters unevenly.
+pub const CHIP_READINGS: u8 = 3;
+/// Without a new job from the pool for this long, the pool has stopped sending work (pools
+/// send one at least every block, and most every 30–60 s).
+pub const NO_WORK_AFTER: Duration = Duration::from_secs(600);
 
 /// Why a miner is not really mining: a bounded label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,10 +47,18 @@ pub enum Problem {
     Overheat,
     PowerFault,
     Paused,
+    /// The pool stopped sending work (`workReceived` flat), not the ASIC stopped hashing.
+    NoWorkFromPool,
+    /// One chip of a multi-chip board does (almost) nothing.
+    ChipDead,
+    /// One chip does far less than the others.
+    ChipWeak,
+    /// The firmware's `hardware_fault`: mining stopped.
+    HardwareFault,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 7] = [
+    pub const ALL: [Problem; 11] = [
         Problem::SharesStalled,
         Problem::HashrateFrozen,
         Problem::ShareRateLow,
@@ -48,6 +66,10 @@ impl Problem {
         Problem::Overheat,
         Problem::PowerFault,
         Problem::Paused,
+        Problem::NoWorkFromPool,
+        Problem::ChipDead,
+        Problem::ChipWeak,
+        Problem::HardwareFault,
     ];
 
     pub fn as_label(self) -> &'static str {
@@ -59,6 +81,10 @@ impl Problem {
             Problem::Overheat => "overheat",
             Problem::PowerFault => "power_fault",
             Problem::Paused => "paused",
+            Problem::NoWorkFromPool => "no_work_from_pool",
+            Problem::ChipDead => "chip_dead",
+            Problem::ChipWeak => "chip_weak",
+            Problem::HardwareFault => "hardware_fault",
         }
     }
 
@@ -74,7 +100,34 @@ impl Problem {
             Problem::Overheat => "the firmware's overheat protection stopped mining",
             Problem::PowerFault => "the voltage regulator reports a fault",
             Problem::Paused => "mining is paused",
+            Problem::NoWorkFromPool => "the pool stopped sending work (no new job since the last accepted share)",
+            Problem::ChipDead => "one ASIC chip does almost nothing while the others hash",
+            Problem::ChipWeak => "one ASIC chip does far less than the others",
+            Problem::HardwareFault => "the firmware reports a hardware fault and stopped mining",
         }
+    }
+}
+
+/// A chip that lags its board's others, by index from 0 (as `bitaxe_asic_chip_*{chip}`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaggingChip {
+    pub index: usize,
+    pub chips: usize,
+    /// Its hashrate over the board's median chip.
+    pub ratio: f64,
+    pub dead: bool,
+}
+
+impl std::fmt::Display for LaggingChip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "chip {} of {} ({}) hashes {:.0} % of the median chip",
+            self.index,
+            self.chips,
+            if self.dead { "dead" } else { "weak" },
+            100.0 * self.ratio
+        )
     }
 }
 
@@ -86,6 +139,30 @@ pub struct Verdict {
     pub last_share_age: Option<Duration>,
     /// Mean time between shares at the reported hashrate and the pool's difficulty.
     pub expected_share_interval: Option<Duration>,
+    /// The chips behind `chip_dead` / `chip_weak`.
+    pub lagging_chips: Vec<LaggingChip>,
+    /// The firmware's hardware-fault text behind `hardware_fault`, as sent (escape it).
+    pub hardware_fault: Option<String>,
+}
+
+impl Verdict {
+    /// What a person needs beyond the reason's words: which chip, which fault.
+    pub fn detail(&self, problem: Problem) -> Option<String> {
+        match problem {
+            Problem::ChipDead | Problem::ChipWeak => {
+                let dead = problem == Problem::ChipDead;
+                let chips: Vec<String> = self
+                    .lagging_chips
+                    .iter()
+                    .filter(|c| c.dead == dead)
+                    .map(ToString::to_string)
+                    .collect();
+                (!chips.is_empty()).then(|| chips.join("; "))
+            }
+            Problem::HardwareFault => self.hardware_fault.clone(),
+            _ => None,
+        }
+    }
 }
 
 impl Verdict {
@@ -106,6 +183,11 @@ pub struct HealthTracker {
     /// The share-rate verdict of the last complete window.
     share_rate_low: bool,
     last_at: Option<Instant>,
+    /// The pool's job counter and when it last moved.
+    work_received: Option<u64>,
+    work_changed_at: Option<Instant>,
+    /// Readings in a row each chip has lagged.
+    chip_strikes: Vec<u8>,
 }
 
 /// Shares found against shares expected since a starting point.
@@ -155,6 +237,23 @@ impl HealthTracker {
         }
         self.last_hashrate = bits;
 
+        // The pool's job counter: any change (a reconnect restarts it) is new work.
+        if let Some(work) = sample.work_received {
+            if self.work_received != Some(work) || self.work_changed_at.is_none() {
+                self.work_changed_at = Some(now);
+            }
+            self.work_received = Some(work);
+        }
+        // No new job since the last share, or none for NO_WORK_AFTER: the pool's side.
+        let work_quiet_since_share = match (sample.work_received, self.work_changed_at, self.last_share_at) {
+            (Some(_), Some(changed), Some(share)) => changed <= share,
+            _ => false,
+        };
+        let work_quiet_long = sample.work_received.is_some()
+            && self
+                .work_changed_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= NO_WORK_AFTER);
+
         let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
         let mut problems = Vec::new();
         // The most specific reason only: a frozen hashrate (the flatline bug) also stops the
@@ -166,6 +265,8 @@ impl HealthTracker {
         );
         if frozen {
             problems.push(Problem::HashrateFrozen);
+        } else if (stalled && work_quiet_since_share) || work_quiet_long {
+            problems.push(Problem::NoWorkFromPool);
         } else if stalled {
             problems.push(Problem::SharesStalled);
         } else if self.share_rate_low {
@@ -183,11 +284,64 @@ impl HealthTracker {
         if sample.mining_paused == Some(true) {
             problems.push(Problem::Paused);
         }
+        if sample.hardware_fault.is_some() {
+            problems.push(Problem::HardwareFault);
+        }
+        let lagging_chips = self.lagging_chips(sample);
+        if lagging_chips.iter().any(|c| c.dead) {
+            problems.push(Problem::ChipDead);
+        }
+        if lagging_chips.iter().any(|c| !c.dead) {
+            problems.push(Problem::ChipWeak);
+        }
         Verdict {
             problems,
             last_share_age,
             expected_share_interval: expected_interval.and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            lagging_chips,
+            hardware_fault: sample.hardware_fault.clone(),
         }
+    }
+
+    /// Chips far below their board's median chip for CHIP_READINGS readings in a row. Not
+    /// judged while the median is 0 (v2.14+ zeroes every chip at each new block) or with
+    /// fewer than two chips reporting.
+    fn lagging_chips(&mut self, sample: &Sample) -> Vec<LaggingChip> {
+        let rates: Vec<Option<f64>> = sample.chips.iter().map(|c| c.hashrate_ghs).collect();
+        let mut known: Vec<f64> = rates.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let median = match known.len() {
+            0 | 1 => None,
+            n if n % 2 == 1 => Some(known[n / 2]),
+            n => Some((known[n / 2 - 1] + known[n / 2]) / 2.0),
+        }
+        .filter(|m| *m > 0.0);
+        self.chip_strikes.resize(rates.len(), 0);
+        let Some(median) = median else {
+            self.chip_strikes.iter_mut().for_each(|s| *s = 0);
+            return Vec::new();
+        };
+        let mut lagging = Vec::new();
+        for (index, rate) in rates.iter().enumerate() {
+            let ratio = rate.map(|r| r / median);
+            let strikes = &mut self.chip_strikes[index];
+            match ratio {
+                Some(ratio) if ratio < CHIP_WEAK_RATIO => {
+                    *strikes = strikes.saturating_add(1);
+                    if *strikes >= CHIP_READINGS {
+                        lagging.push(LaggingChip {
+                            index,
+                            chips: rates.len(),
+                            ratio,
+                            dead: ratio < CHIP_DEAD_RATIO,
+                        });
+                    }
+                }
+                Some(_) => *strikes = 0,
+                None => {}
+            }
+        }
+        lagging
     }
 
     /// Adds the shares the last interval should have found; judges a full window.
@@ -388,6 +542,67 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_chip_is_named_after_three_readings_and_a_board_wide_zero_is_not_one() {
+        use crate::axeos::sample::ChipReading;
+        let chips = |rates: &[f64]| {
+            rates
+                .iter()
+                .map(|r| ChipReading {
+                    hashrate_ghs: Some(*r),
+                    ..ChipReading::default()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut tracker = HealthTracker::default();
+        let start = Instant::now();
+        let mut sample = reading(1000.0, 1);
+        sample.chips = chips(&[430.0, 0.5, 428.0, 431.0]);
+        let verdicts: Vec<Verdict> = (0..3u32)
+            .map(|i| {
+                sample.shares_accepted = Some(u64::from(i) + 1);
+                tracker.observe(start + Duration::from_secs(5) * i, &sample)
+            })
+            .collect();
+        assert!(!verdicts[1].problems.contains(&Problem::ChipDead), "not on two readings");
+        assert_eq!(verdicts[2].problems, vec![Problem::ChipDead]);
+        assert_eq!(
+            verdicts[2].detail(Problem::ChipDead).as_deref(),
+            Some("chip 1 of 4 (dead) hashes 0 % of the median chip")
+        );
+        // Every chip at 0 (a new block flushes the counters on v2.14+): no chip is blamed.
+        sample.chips = chips(&[0.0, 0.0, 0.0, 0.0]);
+        sample.shares_accepted = Some(10);
+        let verdict = tracker.observe(start + Duration::from_secs(20), &sample);
+        assert!(verdict.lagging_chips.is_empty(), "{verdict:?}");
+        sample.chips = chips(&[430.0, 150.0, 428.0, 431.0]);
+        let mut weak = Verdict::default();
+        for i in 0..3u32 {
+            sample.shares_accepted = Some(11 + u64::from(i));
+            weak = tracker.observe(start + Duration::from_secs(25 + 5 * u64::from(i)), &sample);
+        }
+        assert_eq!(weak.problems, vec![Problem::ChipWeak]);
+    }
+
+    #[test]
+    fn shares_that_stop_with_the_pools_jobs_are_the_pools_side() {
+        // Shares stop at poll 10; with the job counter also flat since then, the stall is the
+        // pool's; with jobs still arriving, it is the miner's.
+        let run_with_work = |work_moves: bool| {
+            let mut tracker = HealthTracker::default();
+            let start = Instant::now();
+            let mut verdict = Verdict::default();
+            for i in 0..18u32 {
+                let mut sample = reading(1000.0 + f64::from(i % 7), u64::from(i.min(10)));
+                sample.work_received = Some(u64::from(if work_moves { i } else { i.min(10) }));
+                verdict = tracker.observe(start + Duration::from_secs(5) * i, &sample);
+            }
+            verdict.problems
+        };
+        assert_eq!(run_with_work(false), vec![Problem::NoWorkFromPool]);
+        assert_eq!(run_with_work(true), vec![Problem::SharesStalled]);
+    }
+
+    #[test]
     fn impossible_readings_and_firmware_flags_are_problems() {
         let mut spike = reading(200_000.0, 1);
         assert!(implausible(&spike));
@@ -399,10 +614,17 @@ mod tests {
         flags.overheat = Some(true);
         flags.mining_paused = Some(true);
         flags.power_fault = Some("VIN_UV".into());
+        flags.hardware_fault = Some("ASIC init failed".into());
         let verdict = tracker.observe(Instant::now(), &flags);
         assert_eq!(
             verdict.problems,
-            vec![Problem::Overheat, Problem::PowerFault, Problem::Paused]
+            vec![
+                Problem::Overheat,
+                Problem::PowerFault,
+                Problem::Paused,
+                Problem::HardwareFault
+            ]
         );
+        assert_eq!(verdict.detail(Problem::HardwareFault).as_deref(), Some("ASIC init failed"));
     }
 }

@@ -99,7 +99,7 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
         "bitaxe_asic_temperature",
         Some("celsius"),
         DeviceAndClock,
-        "ASIC temperature; absent when the sensor has no reading",
+        "ASIC temperature, the hottest chip where the miner reports several; absent when the sensor has no reading",
         |s| s.asic_temp_celsius,
     ),
     gauge(
@@ -423,7 +423,7 @@ impl Collector for FleetCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "bitaxe_info",
-                "What a device is: hostname, ASIC model, board version, firmware and its family (esp-miner, nerdqaxe, lucky, unknown) (always 1)",
+                "What a device is: hostname, ASIC model, board version, board (a human name, empty when not known), firmware and its family (esp-miner, nerdqaxe, lucky, unknown) (always 1)",
                 None,
                 MetricType::Gauge,
             )?;
@@ -434,6 +434,7 @@ impl Collector for FleetCollector {
                     ("hostname", id.hostname.as_deref().unwrap_or("")),
                     ("asic_model", id.asic_model.as_deref().unwrap_or("")),
                     ("board_version", id.board_version.as_deref().unwrap_or("")),
+                    ("board", id.board.as_deref().unwrap_or("")),
                     ("firmware", id.firmware.as_deref().unwrap_or("")),
                     ("firmware_family", id.family.as_label()),
                 ];
@@ -471,9 +472,132 @@ impl Collector for FleetCollector {
             up.iter().map(|d| (d.name, thresholds.shutdown_celsius)),
         )?;
 
+        encode_miner_details(&mut encoder, &up)?;
         super::mining_metrics::encode(&mut encoder, &views)?;
         self.encode_poll_metrics(&mut encoder, &views)
     }
+}
+
+/// What firmware v2.11+ (and the forks) tell beyond the gauges: per chip, why it last
+/// booted, lifetime work, the pool's work and the active pool. Each family is absent for a
+/// device whose firmware does not send it.
+fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
+    let chip_labels = |device: &str, chip: usize| [("device", device.to_string()), ("chip", chip.to_string())];
+    {
+        let unit = Unit::Other("hashes_per_second".into());
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_asic_chip_hashrate",
+            "Hashrate of one ASIC chip (hashrateMonitor, firmware v2.11+); chip is its index from 0",
+            Some(&unit),
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            for (chip, reading) in device.sample.chips.iter().enumerate() {
+                if let Some(ghs) = reading.hashrate_ghs {
+                    family
+                        .encode_family(&chip_labels(device.name, chip))?
+                        .encode_gauge(&(ghs * 1e9))?;
+                }
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_asic_chip_errors",
+            "Hardware errors one ASIC chip has counted (the firmware restarts the count on a pool reconnect)",
+            None,
+            MetricType::Counter,
+        )?;
+        for device in up {
+            for (chip, reading) in device.sample.chips.iter().enumerate() {
+                if let Some(errors) = reading.errors {
+                    ConstCounter::new(errors).encode(family.encode_family(&chip_labels(device.name, chip))?)?;
+                }
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_asic_chip_temperature",
+            "Temperature of one ASIC chip, where the firmware reports each (NerdQAxe family)",
+            Some(&Unit::Celsius),
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            for (chip, reading) in device.sample.chips.iter().enumerate() {
+                if let Some(celsius) = reading.temp_celsius {
+                    family
+                        .encode_family(&chip_labels(device.name, chip))?
+                        .encode_gauge(&celsius)?;
+                }
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_last_reset_info",
+            "Why the miner last booted (resetReason, v2.12+; lastResetReason on the NerdQAxe family): power_on, software, brownout, watchdog, panic, deep_sleep, external or other (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            if let Some(text) = &device.sample.reset_reason {
+                let labels = [
+                    ("device", device.name),
+                    ("reason", crate::axeos::sample::reset_reason_label(text)),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    device_counters(
+        encoder,
+        "bitaxe_lifetime_hashes",
+        "Hashes the miner has done over its life (totalHashes, firmware v2.15+)",
+        up.iter().filter_map(|d| {
+            let total = d.sample.total_hashes.filter(|h| *h < 1.8e19)?;
+            Some((d.name, total as u64))
+        }),
+    )?;
+    device_counters(
+        encoder,
+        "bitaxe_pool_work_received",
+        "Jobs the pool has sent since the miner connected (workReceived, firmware v2.15+): flat while shares stop means the pool stopped sending work",
+        up.iter().filter_map(|d| Some((d.name, d.sample.work_received?))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_shares_pending",
+        "Shares submitted over Stratum V2 and not yet answered (firmware v2.15+; 0 on SV1)",
+        None,
+        up.iter().filter_map(|d| Some((d.name, d.sample.shares_pending? as f64))),
+    )?;
+    let mut family = encoder.encode_descriptor(
+        "bitaxe_pool_info",
+        "The pool a device mines on: host:port (never the user or password), protocol (SV1, SV2 or empty when not reported), tls (true, false or empty), role (primary or fallback) (always 1)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for device in up {
+        let s = device.sample;
+        let Some(pool) = s.pool.as_deref() else { continue };
+        let labels = [
+            ("device", device.name),
+            ("pool", pool),
+            ("protocol", s.pool_protocol.unwrap_or("")),
+            ("tls", s.pool_tls.map_or("", |t| if t { "true" } else { "false" })),
+            (
+                "role",
+                if s.using_fallback_pool == Some(true) {
+                    "fallback"
+                } else {
+                    "primary"
+                },
+            ),
+        ];
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl FleetCollector {

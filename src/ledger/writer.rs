@@ -969,6 +969,7 @@ pub fn event_kind(event: &DeviceEvent) -> &'static str {
         DeviceEvent::ConfigChanged { .. } => "config_changed",
         DeviceEvent::Rebooted { .. } => "rebooted",
         DeviceEvent::FirmwareChanged { .. } => "firmware_changed",
+        DeviceEvent::WebUiMismatch { .. } => "web_ui_mismatch",
         DeviceEvent::TemperatureRose {
             level: TempLevel::Shutdown,
             ..
