@@ -66,11 +66,17 @@
     }, "text"],
     ["state", "state", function (d) { return stateOrder[d.state] * 10 + (d.mining_healthy === false ? 1 : 0); }, function (td, d) {
       td.appendChild(el("span", d.state, d.state));
-      (d.problems || []).forEach(function (p) { td.appendChild(document.createTextNode(" ")); td.appendChild(el("span", p.replace(/_/g, " "), "badge problem")); });
+      (d.problems || []).forEach(function (p) {
+        td.appendChild(document.createTextNode(" "));
+        var badge = el("span", p.replace(/_/g, " "), "badge problem");
+        if (d.problem_details && d.problem_details[p]) badge.title = d.problem_details[p];
+        td.appendChild(badge);
+      });
       if (d.state === "down" && d.last_error) td.title = d.last_error;
     }, "text"],
-    ["model", "model · firmware", function (d) { return (d.model || "") + " " + (d.firmware || ""); }, function (td, d) {
-      td.textContent = (d.model || "–") + " · " + (d.firmware || "–");
+    ["model", "board · firmware", function (d) { return (d.board || d.model || "") + " " + (d.firmware || ""); }, function (td, d) {
+      td.textContent = (d.board || d.model || "–") + " · " + (d.firmware || "–");
+      td.title = [d.model, d.firmware_family, d.reset_reason ? "last reset: " + d.reset_reason : null].filter(Boolean).join(" · ");
     }, "text hide-narrow"],
     ["hashrate", "GH/s", function (d) { return d.hashrate_ghs; }, function (td, d) {
       td.textContent = fixed(d.hashrate_ghs, 1);

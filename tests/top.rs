@@ -35,6 +35,7 @@ fn snapshot() -> Fleet {
                    "joules_per_terahash": 21.2, "hottest_device": "turbo-oc", "hottest_asic_c": 67.3},
         "devices": [
             {"name": "gamma", "state": "up", "mining_healthy": true, "problems": [], "model": "BM1370",
+             "board": "Gamma", "firmware_family": "esp-miner", "reset_reason": "Power on reset",
              "firmware": "v2.15.0", "hashrate_ghs": 1204.5, "percent_of_expected": 98.3, "power_w": 21.4,
              "joules_per_terahash": 17.77, "asic_temp_c": 60.2, "vr_temp_c": 55.0, "frequency_mhz": 600.0,
              "core_voltage_mv": 1200.0, "uptime_s": 93784, "hashrate_1h_ghs": hour, "hashrate_cv_1h_percent": 2.1},
@@ -185,6 +186,22 @@ fn the_device_view_and_the_help() {
     assert!(screen.contains("config changed"), "{screen}");
     assert!(screen.contains("session #7 began 600 MHz soak"), "{screen}");
     assert!(screen.contains("17:00") && screen.contains("18:00"), "{screen}");
+    assert!(screen.contains("Gamma · BM1370 · v2.15.0 (esp-miner)"), "{screen}");
+    assert!(screen.contains("last reset: Power on reset"), "{screen}");
+    // A sick board names the chip and the fault in the device view's header.
+    let gamma = app.fleet.devices.iter_mut().find(|d| d.name == "gamma").unwrap();
+    gamma.problems = vec!["chip_dead".into()];
+    gamma.mining_healthy = Some(false);
+    gamma.problem_details = [(
+        "chip_dead".to_string(),
+        "chip 1 of 4 (dead) hashes 0 % of the median chip".to_string(),
+    )]
+    .into();
+    let sick = text(&render(&app, 160, 48, COLOR));
+    assert!(
+        sick.contains("chip dead: chip 1 of 4 (dead) hashes 0 % of the median chip"),
+        "{sick}"
+    );
     app.help = true;
     let help = text(&render(&app, 80, 24, COLOR));
     assert!(help.contains("filter by name") && help.contains("quit"), "{help}");

@@ -249,7 +249,12 @@ pub async fn probe(
                     name: suggested_name(identity.hostname.as_deref(), &shown),
                     address: shown,
                     hostname: identity.hostname.as_deref().map(|h| printable(h).into_owned()),
-                    board: identity.board_version.as_deref().map(|b| printable(b).into_owned()),
+                    // The board's name where its family's table (or its own model) says it.
+                    board: identity
+                        .board
+                        .as_deref()
+                        .or(identity.board_version.as_deref())
+                        .map(|b| printable(b).into_owned()),
                     model: identity.asic_model.as_deref().map(|m| printable(m).into_owned()),
                     firmware: identity.firmware.as_deref().map(|f| printable(f).into_owned()),
                     mac: identity.mac.clone(),

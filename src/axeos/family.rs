@@ -172,7 +172,11 @@ mod tests {
             device_model: Some("Hex"),
             ..FamilyHints::default()
         };
-        assert_eq!(decide(&multichip), FirmwareFamily::EspMiner, "upstream's multichip fork");
+        assert_eq!(
+            decide(&multichip),
+            FirmwareFamily::EspMiner,
+            "upstream's multichip fork"
+        );
         let lucky = FamilyHints {
             version: Some("1.1.0"),
             miner_model: Some("Lucky Miner LV07"),

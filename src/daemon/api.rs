@@ -2,6 +2,8 @@
 //! numbers and names as the CLI's JSON. Strings are the miners' own (JSON-escaped by the
 //! encoder; pages escape them for HTML where they show them).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::daemon::fleet::{DeviceView, Fleet, FleetSummary};
@@ -44,9 +46,19 @@ pub struct DeviceJson {
     /// `None` while down.
     pub mining_healthy: Option<bool>,
     pub problems: Vec<&'static str>,
+    /// What a person needs beyond a reason's name, by reason: which chip, the fault text.
+    pub problem_details: BTreeMap<&'static str, String>,
     pub model: Option<String>,
+    /// The board's human name (`Gamma`, `NerdQAxe++`, `LV07`), where known.
+    pub board: Option<String>,
     pub firmware: Option<String>,
+    /// `esp-miner`, `nerdqaxe`, `lucky` or `unknown`.
+    pub firmware_family: Option<&'static str>,
     pub hostname: Option<String>,
+    /// Why the miner last booted, in the firmware's words (v2.12+, NerdQAxe).
+    pub reset_reason: Option<String>,
+    /// Per chip, where the firmware reports each (`hashrateMonitor`, `asicTemps`).
+    pub chips: Vec<ChipJson>,
     pub hashrate_ghs: Option<f64>,
     pub expected_hashrate_ghs: Option<f64>,
     pub percent_of_expected: Option<f64>,
@@ -71,6 +83,14 @@ pub struct DeviceJson {
     pub hashrate_cv_1h_percent: Option<f64>,
     /// A `tune` sweep stopped without putting this miner back; `null` otherwise.
     pub tune_interrupted: Option<TuneInterruptedJson>,
+}
+
+/// One ASIC chip's readings.
+#[derive(Debug, Serialize)]
+pub struct ChipJson {
+    pub hashrate_ghs: Option<f64>,
+    pub errors: Option<u64>,
+    pub temp_c: Option<f64>,
 }
 
 /// An interrupted sweep's restore plan, as the fleet page and `top` show it.
@@ -104,9 +124,34 @@ impl DeviceJson {
                 .as_ref()
                 .map(|v| v.problems.iter().map(|p| p.as_label()).collect())
                 .unwrap_or_default(),
+            problem_details: view
+                .verdict
+                .as_ref()
+                .map(|v| {
+                    v.problems
+                        .iter()
+                        .filter_map(|p| Some((p.as_label(), v.detail(*p)?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             model: sample.and_then(|s| s.identity.asic_model.clone()),
+            board: sample.and_then(|s| s.identity.board.clone()),
             firmware: sample.and_then(|s| s.identity.firmware.clone()),
+            firmware_family: sample.map(|s| s.identity.family.as_label()),
             hostname: sample.and_then(|s| s.identity.hostname.clone()),
+            reset_reason: sample.and_then(|s| s.reset_reason.clone()),
+            chips: sample
+                .map(|s| {
+                    s.chips
+                        .iter()
+                        .map(|c| ChipJson {
+                            hashrate_ghs: c.hashrate_ghs,
+                            errors: c.errors,
+                            temp_c: c.temp_celsius,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             hashrate_ghs: hashrate,
             expected_hashrate_ghs: expected,
             percent_of_expected: match (hashrate, expected) {

@@ -563,7 +563,10 @@ mod tests {
                 tracker.observe(start + Duration::from_secs(5) * i, &sample)
             })
             .collect();
-        assert!(!verdicts[1].problems.contains(&Problem::ChipDead), "not on two readings");
+        assert!(
+            !verdicts[1].problems.contains(&Problem::ChipDead),
+            "not on two readings"
+        );
         assert_eq!(verdicts[2].problems, vec![Problem::ChipDead]);
         assert_eq!(
             verdicts[2].detail(Problem::ChipDead).as_deref(),
@@ -625,6 +628,9 @@ mod tests {
                 Problem::HardwareFault
             ]
         );
-        assert_eq!(verdict.detail(Problem::HardwareFault).as_deref(), Some("ASIC init failed"));
+        assert_eq!(
+            verdict.detail(Problem::HardwareFault).as_deref(),
+            Some("ASIC init failed")
+        );
     }
 }

@@ -570,7 +570,8 @@ fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt
         "bitaxe_shares_pending",
         "Shares submitted over Stratum V2 and not yet answered (firmware v2.15+; 0 on SV1)",
         None,
-        up.iter().filter_map(|d| Some((d.name, d.sample.shares_pending? as f64))),
+        up.iter()
+            .filter_map(|d| Some((d.name, d.sample.shares_pending? as f64))),
     )?;
     let mut family = encoder.encode_descriptor(
         "bitaxe_pool_info",

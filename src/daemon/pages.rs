@@ -461,6 +461,44 @@ pub async fn device_page(
     page_answer(result)
 }
 
+/// What is wrong with a device now, in words (each reason with its chip or fault text), why
+/// it last booted, and its chips where the firmware reports each.
+fn device_condition(live: &super::api::DeviceJson) -> String {
+    let mut out = String::new();
+    if !live.problems.is_empty() {
+        out.push_str("<ul class=\"problems\">");
+        for problem in &live.problems {
+            let _ = write!(
+                out,
+                "<li><span class=\"badge problem\">{}</span>",
+                escape(&problem.replace('_', " "))
+            );
+            if let Some(detail) = live.problem_details.get(problem) {
+                let _ = write!(out, " {}", escape(detail));
+            }
+            out.push_str("</li>");
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(reason) = &live.reset_reason {
+        let _ = writeln!(out, "<p class=\"muted\">last reset: {}</p>", escape(reason));
+    }
+    if live.chips.len() > 1 || live.chips.iter().any(|c| c.temp_c.is_some()) {
+        out.push_str("<table class=\"chips\"><thead><tr><th>chip</th><th>GH/s</th><th>errors</th><th>°C</th></tr></thead><tbody>");
+        for (index, chip) in live.chips.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<tr><td>{index}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html::number(chip.hashrate_ghs, 1),
+                chip.errors.map_or_else(|| "–".to_string(), |e| e.to_string()),
+                html::number(chip.temp_c, 1)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out
+}
+
 fn device_document(
     name: &str,
     live: Option<super::api::DeviceJson>,
@@ -475,7 +513,7 @@ fn device_document(
             body,
             "<div class=\"totals\"><div><span>state</span>{}</div><div><span>hashrate</span>{} GH/s</div>\
              <div><span>power</span>{} W</div><div><span>J/TH</span>{}</div><div><span>ASIC</span>{} °C</div>\
-             <div><span>configuration</span>{} MHz / {} mV</div><div><span>model · firmware</span>{} · {}</div></div>",
+             <div><span>configuration</span>{} MHz / {} mV</div><div><span>board · model · firmware</span>{} · {} · {} ({})</div></div>",
             escape(live.state),
             html::number(live.hashrate_ghs, 1),
             html::number(live.power_w, 1),
@@ -483,9 +521,12 @@ fn device_document(
             html::number(live.asic_temp_c, 1),
             html::number(live.frequency_mhz, 0),
             html::number(live.core_voltage_mv, 0),
+            escape(live.board.as_deref().unwrap_or("–")),
             escape(live.model.as_deref().unwrap_or("–")),
             escape(live.firmware.as_deref().unwrap_or("–")),
+            escape(live.firmware_family.unwrap_or("unknown")),
         );
+        body.push_str(&device_condition(&live));
     }
     body.push_str("<p class=\"ranges\">range: ");
     for option in HistoryRange::ALL {

@@ -38,8 +38,13 @@ pub struct Device {
     pub last_error: Option<String>,
     pub mining_healthy: Option<bool>,
     pub problems: Vec<String>,
+    /// Which chip, which fault text, by reason.
+    pub problem_details: std::collections::BTreeMap<String, String>,
     pub model: Option<String>,
+    pub board: Option<String>,
     pub firmware: Option<String>,
+    pub firmware_family: Option<String>,
+    pub reset_reason: Option<String>,
     pub hashrate_ghs: Option<f64>,
     pub expected_hashrate_ghs: Option<f64>,
     pub percent_of_expected: Option<f64>,

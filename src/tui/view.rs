@@ -437,11 +437,29 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
             let (text, style) = state(theme, d);
             first.push(Span::raw("  "));
             first.push(Span::styled(clean(&text, 40), style));
-            first.push(Span::raw(format!(
-                "  {} · {}",
-                clean(d.model.as_deref().unwrap_or("–"), 16),
-                clean(d.firmware.as_deref().unwrap_or("–"), 24)
-            )));
+            let what: Vec<String> = [
+                d.board.as_deref().map(|b| clean(b, 16)),
+                Some(clean(d.model.as_deref().unwrap_or("–"), 16)),
+                Some(clean(d.firmware.as_deref().unwrap_or("–"), 24)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let family = d
+                .firmware_family
+                .as_deref()
+                .map(|f| format!(" ({})", clean(f, 10)))
+                .unwrap_or_default();
+            first.push(Span::raw(format!("  {}{family}", what.join(" · "))));
+            for (reason, detail) in &d.problem_details {
+                first.push(Span::styled(
+                    format!("  {}: {}", clean(&reason.replace('_', " "), 24), clean(detail, 60)),
+                    theme.bad(),
+                ));
+            }
+            if let Some(reason) = &d.reset_reason {
+                first.push(Span::raw(format!("  last reset: {}", clean(reason, 40))));
+            }
             second.push(Span::raw(format!(
                 "{} GH/s ({} % of expected) · {} W · {} J/TH · {} MHz / {} mV · ASIC ",
                 number(d.hashrate_ghs, 1),
