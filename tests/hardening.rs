@@ -571,6 +571,19 @@ async fn apply_refuses_targets_outside_the_chips_window_unless_forced() {
     );
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("BM1366"), "{}", stderr(&output));
+    // A fraction of a MHz to firmware that stores whole MHz (before v2.10): it would cut it
+    // and run something else than the session records, so nothing is sent.
+    let output = cli(
+        &config,
+        &["session", "start", "--device", "ultra", "--freq", "487.5", "--apply"],
+    );
+    assert!(!output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("takes whole MHz only") && stderr(&output).contains("487 or 488 MHz"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sims.writes(1), 0, "a PATCH went out to the Ultra");
     assert_eq!(
         voltage_of(sims.addresses()[0]).await,
         gamma_before,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::sample::{format_label_number, needs_restart, Identity, Sample};
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::{AxeOsClient, PollError};
 use crate::config::MinerAddress;
@@ -43,6 +43,8 @@ pub struct Write<'a> {
     /// How long a miner that stopped answering after the write is waited for (it may be
     /// rebooting).
     pub silence_patience: Duration,
+    /// The firmware takes whole MHz only (a fraction would be cut or ignored).
+    pub whole_mhz_only: bool,
 }
 
 impl<'a> Write<'a> {
@@ -54,6 +56,18 @@ impl<'a> Write<'a> {
             clear_overheat: false,
             patience: LIVE_PATIENCE,
             silence_patience: RESTART_PATIENCE,
+            whole_mhz_only: false,
+        }
+    }
+
+    /// The write a miner's firmware needs, from its family and then its version: a restart
+    /// where the firmware runs settings at boot (upstream before v2.2, Lucky's stock
+    /// builds), whole MHz where it cannot take a fraction.
+    pub fn for_miner(patch: &'a CheckedPatch, identity: &Identity) -> Write<'a> {
+        let fractional = crate::axeos::family::takes_fractional_mhz(identity.family, identity.firmware.as_deref());
+        Write {
+            whole_mhz_only: fractional == Some(false),
+            ..Write::live(patch, needs_restart(identity))
         }
     }
 }
@@ -125,6 +139,15 @@ pub async fn apply(
         return Err(ApplyError::Stopped { sent: false });
     }
     let target = target_of(write.patch);
+    if let Some(mhz) = target.0.filter(|f| write.whole_mhz_only && f.fract() != 0.0) {
+        return Err(ApplyError::Refused(format!(
+            "{} MHz has a fraction and this firmware takes whole MHz only (it would cut or ignore it): \
+             nothing was sent; ask for {} or {} MHz",
+            format_label_number(mhz),
+            mhz.floor(),
+            mhz.ceil()
+        )));
+    }
     let sent = if write.clear_overheat {
         client.patch_settings_clearing_overheat(address, write.patch).await
     } else {

@@ -124,6 +124,21 @@ pub fn restart_to_apply(family: FirmwareFamily, version: Option<&str>) -> Option
     }
 }
 
+/// Whether a frequency with a fraction (`562.5`) is taken: upstream from v2.10 stores the
+/// frequency as a float; before, and in the NerdQAxe family (an integer handler) and Lucky's
+/// early-upstream builds, a fraction is cut or ignored. `None` for an unknown family.
+pub fn takes_fractional_mhz(family: FirmwareFamily, version: Option<&str>) -> Option<bool> {
+    match family {
+        FirmwareFamily::EspMiner => Some(
+            version
+                .and_then(crate::axeos::sample::firmware_version)
+                .is_some_and(|v| v >= (2, 10)),
+        ),
+        FirmwareFamily::NerdQaxe | FirmwareFamily::Lucky => Some(false),
+        FirmwareFamily::Unknown => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +208,17 @@ mod tests {
         assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("v2.2.0")), Some(false));
         assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("v2.15.0")), Some(false));
         assert_eq!(restart_to_apply(FirmwareFamily::Unknown, Some("v1.0.37")), None);
+        assert_eq!(
+            takes_fractional_mhz(FirmwareFamily::EspMiner, Some("v2.10.1")),
+            Some(true)
+        );
+        assert_eq!(
+            takes_fractional_mhz(FirmwareFamily::EspMiner, Some("v2.9.0")),
+            Some(false)
+        );
+        assert_eq!(
+            takes_fractional_mhz(FirmwareFamily::NerdQaxe, Some("v1.0.37")),
+            Some(false)
+        );
     }
 }

@@ -199,9 +199,8 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
                 }
             }
         }
-        let restart = crate::axeos::sample::needs_restart(&identity);
         started_at = time::now_unix();
-        match apply::apply(&client, &address, Write::live(&checked, restart), None).await {
+        match apply::apply(&client, &address, Write::for_miner(&checked, &identity), None).await {
             Ok(_) => {}
             Err(ApplyError::Mismatch { message, .. }) => mismatch = Some(message),
             Err(e) => {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::protect::{firmware_at_least, step_below, Outcome, Plan};
 use crate::axeos::apply::{self, ApplyError, Write};
-use crate::axeos::sample::{format_label_number, needs_restart, Sample};
+use crate::axeos::sample::{format_label_number, Sample};
 use crate::axeos::window::{chip_options, SettingsWindow};
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::MinerAddress;
@@ -127,10 +127,9 @@ pub async fn execute(
     // cleared: a restore that did not clear it would leave the miner stopped.
     let latched = matches!(plan, Plan::Restore { .. }) && sample.overheat == Some(true);
     // Before v2.2 the settings are stored, not run, until the miner restarts.
-    let restart = needs_restart(&sample.identity);
     let write = Write {
         clear_overheat: latched,
-        ..Write::live(&checked, restart)
+        ..Write::for_miner(&checked, &sample.identity)
     };
     match apply::apply(client, address, write, stop).await {
         Ok(applied) => {

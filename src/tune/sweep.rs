@@ -661,7 +661,7 @@ impl Sweep {
         let applied = apply::apply(
             &self.client,
             &prepared.address,
-            Write::live(&checked, restart),
+            Write::for_miner(&checked, &prepared.first.identity),
             Some(&self.cancel),
         )
         .await;
