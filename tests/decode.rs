@@ -607,3 +607,19 @@ fn a_lucky_lv07_is_not_taken_for_upstreams_six_chip_board_302() {
     // Stock Lucky firmware runs a written setting from boot.
     assert!(bitaxe_exporter::axeos::sample::needs_restart(&sample.identity));
 }
+
+#[test]
+fn the_readmes_board_table_is_the_decoders() {
+    let readme = std::fs::read_to_string(crate::support::repo_path("README.md")).unwrap();
+    for board in bitaxe_exporter::axeos::boards::all() {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| {} | ", board.name)))
+            .unwrap_or_else(|| panic!("README has no row for {}", board.name));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[4], board.asic_model, "{row}");
+        assert_eq!(cells[5], board.chips.to_string(), "{row}");
+        assert_eq!(cells[6], format!("{} V", board.nominal_volts), "{row}");
+        assert_eq!(cells[7], format!("{} W", board.rated_watts), "{row}");
+    }
+}
