@@ -833,3 +833,37 @@ async fn the_demos_sweep_gives_analyze_several_configurations_to_compare() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_board_302_without_a_chip_count_in_its_info_is_counted_from_its_asic_endpoint() {
+    // v2.9 moved asicCount to /api/system/asic, and board 302 is a six-chip Hex upstream but
+    // also what upstream builds for Lucky hardware report: the miner's own count decides.
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Hex, Dialect::V2_9, 3)], None)
+        .await
+        .unwrap();
+    let exporter = InProcess::start(&named(&["hex"], &sims), 1.0).await;
+    let metrics = exporter
+        .wait_for(Duration::from_secs(10), "up with its chips", |e| {
+            e.value("bitaxe_asic_chips", &[("device", "hex")]).is_some()
+        })
+        .await;
+    assert_eq!(metrics.value("bitaxe_asic_chips", &[("device", "hex")]), Some(6.0));
+    let expected = metrics
+        .value("bitaxe_expected_hashrate_hashes_per_second", &[("device", "hex")])
+        .unwrap();
+    let body = reqwest::get(format!("http://{}/api/system/info", sims.addresses()[0]))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(info.get("asicCount").is_none(), "the info body must not say it: {info}");
+    // expectedHashrate of the body is the firmware's own; both say six chips' worth.
+    let firmware_expected = info["expectedHashrate"].as_f64().unwrap() * 1e9;
+    assert!(
+        (expected - firmware_expected).abs() / firmware_expected < 0.01,
+        "{expected} vs {firmware_expected}"
+    );
+    sims.shutdown().await;
+}

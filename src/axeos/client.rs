@@ -204,6 +204,24 @@ impl AxeOsClient {
         Ok((!frequencies.is_empty() && !voltages.is_empty()).then_some((frequencies, voltages)))
     }
 
+    /// The chip count of `GET /api/system/asic` (`asicCount`, firmware v2.7+), for firmware
+    /// that no longer sends it in its info (v2.9+) on a board whose number does not say it.
+    pub async fn asic_count(&self, address: &MinerAddress) -> Result<Option<u32>, PollError> {
+        let url = reqwest::Url::parse(&address.url("/api/system/asic"))
+            .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
+        let body = match self.get(url).await {
+            Ok(body) => body,
+            Err(PollError::HttpStatus { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let count = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|asic| asic.get("asicCount")?.as_u64())
+            .filter(|n| (1..=256).contains(n))
+            .map(|n| n as u32);
+        Ok(count)
+    }
+
     /// `PATCH /api/system` with settings that passed the plausibility window. Nothing is
     /// sent for an empty patch.
     pub async fn patch_settings(&self, address: &MinerAddress, checked: &CheckedPatch) -> Result<(), PollError> {

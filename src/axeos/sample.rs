@@ -137,6 +137,22 @@ pub struct ClockConfig {
 }
 
 impl Sample {
+    /// Takes a chip count the info body did not give (from `/api/system/asic`), and the
+    /// expected hashrate it makes possible.
+    pub fn fill_chip_count(&mut self, chips: u32) {
+        if self.asic_count.is_some() {
+            return;
+        }
+        self.asic_count = Some(chips);
+        if self.expected_hashrate_ghs.is_none() {
+            let cores = self.identity.asic_model.as_deref().and_then(small_cores_of);
+            self.expected_hashrate_ghs = match (self.frequency_mhz, cores) {
+                (Some(mhz), Some(cores)) => Some(mhz * cores * f64::from(chips) / 1000.0),
+                _ => None,
+            };
+        }
+    }
+
     /// J/TH, only when both power and a positive hashrate are known.
     pub fn efficiency_joules_per_terahash(&self) -> Option<f64> {
         match (self.power_watts, self.hashrate_ghs) {

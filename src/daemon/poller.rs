@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::axeos::family::FirmwareFamily;
 use crate::axeos::AxeOsClient;
 use crate::config::ProtectiveAction;
 use crate::daemon::events::DeviceEvent;
@@ -67,6 +68,9 @@ async fn poll_loop(
     // Spread the first polls uniformly over the start window, so a fleet's first requests
     // do not arrive together.
     let mut next = Instant::now() + start_phase(interval, rng.f64());
+    // A chip count asked of /api/system/asic, by firmware version: asked once per firmware,
+    // and only of a miner whose info says none (upstream v2.9+ on an ambiguous board).
+    let mut asked_chips: Option<(Option<String>, Option<u32>)> = None;
 
     loop {
         tokio::select! {
@@ -86,7 +90,17 @@ async fn poll_loop(
         let at = SystemTime::now();
         let device = fleet.device_name(index);
         let events = match result {
-            Ok(sample) => {
+            Ok(mut sample) => {
+                if sample.asic_count.is_none() && sample.identity.family != FirmwareFamily::NerdQaxe {
+                    let firmware = sample.identity.firmware.clone();
+                    if asked_chips.as_ref().is_none_or(|(asked, _)| *asked != firmware) {
+                        let count = client.asic_count(&address).await.unwrap_or(None);
+                        asked_chips = Some((firmware, count));
+                    }
+                    if let Some((_, Some(chips))) = &asked_chips {
+                        sample.fill_chip_count(*chips);
+                    }
+                }
                 let sample = Arc::new(sample);
                 if let Some(ledger) = &ledger {
                     ledger.send(Record::Sample {
