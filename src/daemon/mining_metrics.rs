@@ -30,15 +30,16 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
     {
         let mut family = encoder.encode_descriptor(
             "bitaxe_mining_problem",
-            "1 while this reason says the miner is not really mining: shares_stalled, hashrate_frozen, share_rate_low, implausible_reading, overheat, power_fault, paused",
+            "1 while this reason says the miner is not really mining, present only while it holds: shares_stalled, hashrate_frozen, share_rate_low, implausible_reading, overheat, power_fault, paused, no_work_from_pool, chip_dead, chip_weak, hardware_fault",
             None,
             MetricType::Gauge,
         )?;
+        // Only the reasons that hold: eleven zeros per device would be most of /metrics for
+        // a large fleet, and `== 1` alerts and panels read the same either way.
         for (device, verdict) in &judged {
-            for problem in Problem::ALL {
+            for problem in Problem::ALL.iter().filter(|p| verdict.problems.contains(p)) {
                 let labels = [("device", *device), ("reason", problem.as_label())];
-                ConstGauge::new(i64::from(verdict.problems.contains(&problem)))
-                    .encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
             }
         }
     }
