@@ -74,6 +74,9 @@ pub struct DeviceJson {
     pub fallback_pool: Option<bool>,
     /// `host:port` of the pool mined on (the fallback one while `fallback_pool`).
     pub pool: Option<String>,
+    /// Its protocol, `SV1` or `SV2` (v2.14+), and whether it runs over TLS.
+    pub pool_protocol: Option<&'static str>,
+    pub pool_tls: Option<bool>,
     pub shares_accepted: Option<u64>,
     pub shares_rejected: Option<u64>,
     /// The last hour's hashrate, per-minute means oldest first (60, `null` where no
@@ -169,6 +172,8 @@ impl DeviceJson {
             session_best_difficulty: field(|s| s.session_best_difficulty),
             fallback_pool: sample.and_then(|s| s.using_fallback_pool),
             pool: sample.and_then(|s| s.pool.clone()),
+            pool_protocol: sample.and_then(|s| s.pool_protocol),
+            pool_tls: sample.and_then(|s| s.pool_tls),
             // A tenth of a GH/s is below any sparkline's resolution and keeps the page small.
             hashrate_1h_ghs: hour
                 .per_minute_ghs

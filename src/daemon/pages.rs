@@ -480,8 +480,28 @@ fn device_condition(live: &super::api::DeviceJson) -> String {
         }
         out.push_str("</ul>\n");
     }
+    let mut facts = Vec::new();
+    if let Some(pool) = &live.pool {
+        let how: Vec<&str> = [
+            live.pool_protocol,
+            live.pool_tls.map(|tls| if tls { "TLS" } else { "no TLS" }),
+            (live.fallback_pool == Some(true)).then_some("fallback"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let how = if how.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", how.join(", "))
+        };
+        facts.push(format!("pool {}{}", escape(pool), escape(&how)));
+    }
     if let Some(reason) = &live.reset_reason {
-        let _ = writeln!(out, "<p class=\"muted\">last reset: {}</p>", escape(reason));
+        facts.push(format!("last reset: {}", escape(reason)));
+    }
+    if !facts.is_empty() {
+        let _ = writeln!(out, "<p class=\"muted\">{}</p>", facts.join(" · "));
     }
     if live.chips.len() > 1 || live.chips.iter().any(|c| c.temp_c.is_some()) {
         out.push_str("<table class=\"chips\"><thead><tr><th>chip</th><th>GH/s</th><th>errors</th><th>°C</th></tr></thead><tbody>");
