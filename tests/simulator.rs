@@ -388,3 +388,56 @@ async fn mining_faults_and_reboots_show_in_the_body() {
     sims.set_fault(0, Fault::None);
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_speaks_like_the_fixtures_of_each_family_and_board() {
+    // (fixture, board, dialect, whether the simulator sends every key the fixture has)
+    let cases = [
+        (
+            "nerdqaxe-v1.0.37-nerdqaxe++.json",
+            Board::NerdQAxePlusPlus,
+            Dialect::NerdQaxe,
+            true,
+        ),
+        ("lucky-1.1.0-lv07.json", Board::LuckyLV07, Dialect::Lucky, true),
+        ("lucky-1.1.0-lv08.json", Board::LuckyLV08, Dialect::Lucky, true),
+        ("v2.15.3-najaduo-1201.json", Board::NajaDuo, Dialect::V2_15, false),
+        ("v2.15.3-gammahex-1300.json", Board::GammaHex, Dialect::V2_15, false),
+    ];
+    let specs: Vec<MinerSpec> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, board, dialect, _))| MinerSpec::new(*board, *dialect, 60 + i as u64))
+        .collect();
+    let sims = SimFleet::start(&specs, None).await.unwrap();
+    for (i, (fixture, board, _, every_key)) in cases.iter().enumerate() {
+        let recorded: Value = serde_json::from_slice(&crate::support::local_fixture(fixture)).unwrap();
+        let simulated = info(sims.addresses()[i]).await;
+        let keys =
+            |v: &Value| -> std::collections::BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+        let invented: Vec<_> = keys(&simulated).difference(&keys(&recorded)).cloned().collect();
+        assert!(invented.is_empty(), "{fixture}: the simulator invents {invented:?}");
+        if *every_key {
+            let missing: Vec<_> = keys(&recorded).difference(&keys(&simulated)).cloned().collect();
+            assert!(missing.is_empty(), "{fixture}: the simulator lacks {missing:?}");
+        }
+        // Both read the same way today: family, chip, board, chip count.
+        let from_fixture = decode_system_info(&crate::support::local_fixture(fixture)).unwrap();
+        let from_sim = decode_system_info(simulated.to_string().as_bytes()).unwrap();
+        assert_eq!(from_sim.identity.family, from_fixture.identity.family, "{fixture}");
+        assert_eq!(
+            from_sim.identity.asic_model, from_fixture.identity.asic_model,
+            "{fixture}"
+        );
+        assert_eq!(
+            from_sim.identity.board_version, from_fixture.identity.board_version,
+            "{fixture}"
+        );
+        assert_eq!(from_sim.asic_count, from_fixture.asic_count, "{fixture}");
+        assert_eq!(
+            from_sim.rated_power_watts, from_fixture.rated_power_watts,
+            "{fixture}: {board:?}"
+        );
+    }
+    sims.shutdown().await;
+}

@@ -379,10 +379,11 @@ const VOLTAGE_MARGIN_MV: f64 = 60.0;
 const MV_PER_MHZ: f64 = 0.5;
 /// Simulated seconds between two jobs from the pool (a `mining.notify` every so often).
 const WORK_INTERVAL_S: f64 = 20.0;
-/// Difficulty the ASIC reports nonces at (the firmware's `difficulty: 256`).
-const ASIC_NONCE_DIFFICULTY: f64 = 256.0;
-/// Hardware errors a dead chip's counter gains per second (it answers with garbage).
-const DEAD_CHIP_ERRORS_PER_S: f64 = 40.0;
+/// How fast a chip's error counter runs: counts per second per GH/s at a 1 % error rate
+/// (a v2.15 Gamma at 1.09 TH/s and 0.41 % counted 1.84 million in 74 hours).
+const ERROR_COUNTS_PER_GHS_PERCENT: f64 = 1.6;
+/// Error counts a dead chip's counter gains per second (it answers with garbage).
+const DEAD_CHIP_ERRORS_PER_S: f64 = 200.0;
 /// Firmware overheat protection trips above this ASIC temperature.
 pub const OVERHEAT_CELSIUS: f64 = 75.0;
 const MAX_FAN_RPM: f64 = 7000.0;
@@ -631,17 +632,16 @@ impl MinerPhysics {
         if self.pool_sends_work {
             self.work_received += dt / WORK_INTERVAL_S;
         }
-        // Each chip's error counter: its share of the nonces, times the error rate; a dead
+        // Each chip's error counter: its share of the hashing, times the error rate; a dead
         // chip's climbs fast.
-        let nonces_per_chip =
-            expected_ghs(&self.spec, self.frequency_mhz) * 1e9 * dt / (ASIC_NONCE_DIFFICULTY * 4_294_967_296.0);
+        let board_ghs = expected_ghs(&self.spec, self.frequency_mhz) * op.hashrate_factor;
         for (i, errors) in self.chip_errors.iter_mut().enumerate() {
             let health = self.chip_health.get(i).copied().unwrap_or(1.0);
             let share = self.chip_shares.get(i).copied().unwrap_or(0.0);
             *errors += if health <= 0.0 {
                 DEAD_CHIP_ERRORS_PER_S * dt
             } else {
-                nonces_per_chip * share * op.error_percent / 100.0 * (1.0 + 20.0 * (1.0 - health))
+                board_ghs * share * op.error_percent * ERROR_COUNTS_PER_GHS_PERCENT * dt * (1.0 + 20.0 * (1.0 - health))
             };
         }
         let expected_shares = hashes / (self.pool_difficulty * 4_294_967_296.0);
