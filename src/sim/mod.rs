@@ -1116,3 +1116,46 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
     reply(StatusCode::OK, "text/plain", "ok")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_narrowed_to_a_board_or_a_firmware_never_pairs_a_fork_with_the_wrong_one() {
+        // The whole mix plays every dialect.
+        for dialect in Dialect::ALL {
+            assert!(
+                (0..DEFAULT_MIX.len()).any(|i| mix_pair(i, None, None).1 == dialect),
+                "{dialect:?}"
+            );
+        }
+        for i in 0..DEFAULT_MIX.len() {
+            // A fork's board runs the fork's firmware; a fork's firmware runs on its board.
+            assert_eq!(mix_pair(i, Some(Board::NerdQAxePlusPlus), None).1, Dialect::NerdQaxe);
+            assert_eq!(mix_pair(i, Some(Board::LuckyLV08), None).1, Dialect::Lucky);
+            assert_eq!(mix_pair(i, None, Some(Dialect::Lucky)).0.maker(), Maker::Lucky);
+            assert_eq!(mix_pair(i, None, Some(Dialect::NerdQaxe)).0.maker(), Maker::NerdQaxe);
+            // Upstream firmware never lands on a fork's board, nor a fork's on upstream's.
+            let (board, dialect) = mix_pair(i, None, Some(Dialect::V2_10));
+            assert_eq!((board.maker(), dialect), (Maker::Upstream, Dialect::V2_10));
+            let (board, dialect) = mix_pair(i, Some(Board::Gamma), None);
+            assert!(board == Board::Gamma && dialect.at_least(Dialect::V2_0), "{dialect:?}");
+            // Both said: as said.
+            assert_eq!(
+                mix_pair(i, Some(Board::Hex), Some(Dialect::Lucky)),
+                (Board::Hex, Dialect::Lucky)
+            );
+        }
+    }
+
+    #[test]
+    fn fault_names_read_with_dashes_or_underscores() {
+        assert_eq!(Fault::parse("dead_chip"), Some(Fault::DeadChip));
+        assert_eq!(Fault::parse("Hardware-Fault"), Some(Fault::HardwareFault));
+        assert_eq!(Fault::parse("no_work"), Some(Fault::NoWork));
+        for fault in Fault::ALL {
+            assert_eq!(Fault::parse(fault.name()).map(|f| f.name()), Some(fault.name()));
+        }
+    }
+}
