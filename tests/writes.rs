@@ -3,7 +3,12 @@
 //! applied, a read-back that lags, a pause ignored, a reboot in the middle): protection
 //! that retries and falls back, keeps its cool-down across restarts and never goes below
 //! the lowest listed setting; a stop during a protective write still recorded; `tune`'s
-//! writes verified by two reads and its restore never trusting one.
+//! writes verified by two reads and its restore never trusting one. And every write path
+//! (`session start --apply`, a `tune` step and its restore, `tune restore`, a protective
+//! step down) on each firmware family's rules: a restart per write where the firmware runs
+//! settings only from boot (upstream before v2.2, Lucky), none where it applies them live
+//! (NerdQAxe, upstream from v2.2), the frequency always a JSON integer, and the chips
+//! really running the target afterwards.
 
 use std::time::{Duration, Instant};
 
@@ -430,4 +435,288 @@ async fn a_miner_of_an_unknown_firmware_family_is_monitored_but_never_written_to
         Some((525.0, 1200.0))
     );
     sims.shutdown().await;
+}
+
+/// The PATCH bodies a miner received after the first `skip`, as JSON.
+fn patches_since(sims: &SimFleet, skip: usize) -> Vec<serde_json::Value> {
+    sims.patch_bodies(0)
+        .iter()
+        .skip(skip)
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+/// Each PATCH that set a frequency sent it as a JSON integer (the NerdQAxe fork ignores
+/// `600.0` without a word).
+fn assert_integer_frequencies(patches: &[serde_json::Value]) {
+    assert!(!patches.is_empty(), "no PATCH was sent");
+    for patch in patches {
+        if let Some(frequency) = patch.get("frequency") {
+            assert!(frequency.is_u64(), "frequency sent as {frequency}: {patch}");
+        }
+        if let Some(voltage) = patch.get("coreVoltage") {
+            assert!(voltage.is_u64(), "coreVoltage sent as {voltage}: {patch}");
+        }
+    }
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// One simulated miner ("miner"), a ledger `serve` made for it, and `serve` itself only
+/// while protection is wanted (a sweep run beside it would take its samples from it).
+struct FamilyBench {
+    sims: SimFleet,
+    exporter: InProcess,
+}
+
+impl FamilyBench {
+    /// `tune_yaml`: extra keys of the `tune:` section (each indented two spaces).
+    async fn start(spec: MinerSpec, tune_yaml: &str) -> FamilyBench {
+        let sims = SimFleet::start(&[spec], None).await.unwrap();
+        let device = vec![("miner".to_string(), sims.addresses()[0])];
+        let mut exporter = InProcess::start_with(
+            &device,
+            1.0,
+            &format!(
+                "safety:\n  protective_action: step_down\ntune:\n  sample_interval: 0.2\n  confidence_percent: 1\n{tune_yaml}"
+            ),
+        )
+        .await;
+        exporter
+            .wait_for(Duration::from_secs(15), "the miner polled", |e| {
+                e.up("miner") == Some(1.0)
+            })
+            .await;
+        exporter.stop().await;
+        FamilyBench { sims, exporter }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.exporter.cli(args)
+    }
+
+    /// `tune --device miner --format json …`, running.
+    fn tune(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(crate::support::BIN)
+            .arg("--config")
+            .arg(self.exporter.config_path())
+            .args(["tune", "--device", "miner", "--format", "json"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn clock(&self) -> (f64, f64) {
+        let (f, v, _) = self.sims.clock_and_temperature(0).unwrap();
+        (f, v)
+    }
+}
+
+/// What one family's test writes: `session start --apply` to `session`, then a one-pair
+/// `tune` of `step` (restored to `session`), the same step interrupted by SIGKILL and put
+/// right by `tune restore`, and a protective step down from `session` while held hot.
+struct FamilyWrites {
+    spec: MinerSpec,
+    session: (f64, f64),
+    step: (f64, f64),
+    /// Restarts each write takes: 1 where the firmware runs settings only from boot.
+    restarts_per_write: u64,
+    /// Extra keys for the config's `tune:` section.
+    tune_yaml: &'static str,
+}
+
+async fn every_write_path_follows_the_family_rules(case: FamilyWrites) {
+    let FamilyWrites {
+        spec,
+        session,
+        step,
+        restarts_per_write,
+        tune_yaml,
+    } = case;
+    let board = spec.board.spec();
+    let (listed_frequencies, _) = spec.board.options();
+    let bench = FamilyBench::start(spec, tune_yaml).await;
+    let sims = &bench.sims;
+    let text = |(f, v): (f64, f64)| (f.to_string(), v.to_string());
+
+    // 1. session start --apply.
+    let (f, v) = text(session);
+    let started = bench.run(&[
+        "session",
+        "start",
+        "--device",
+        "miner",
+        "--freq",
+        &f,
+        "--voltage",
+        &v,
+        "--apply",
+    ]);
+    assert!(started.status.success(), "{}", stderr_of(&started));
+    assert!(
+        String::from_utf8_lossy(&started.stdout).contains("(applied to the miner)"),
+        "{}",
+        stderr_of(&started)
+    );
+    assert_eq!(bench.clock(), session, "the chips run what the session says");
+    assert_eq!(sims.restarts(0), restarts_per_write, "session start");
+    assert_eq!(sims.stored_clock(0), None, "nothing left waiting for a boot");
+    assert_integer_frequencies(&patches_since(sims, 0));
+    let ended = bench.run(&["session", "end", "--device", "miner"]);
+    assert!(ended.status.success(), "{}", stderr_of(&ended));
+
+    // 2. A one-pair tune, then back to the session's settings: two writes.
+    let (patched, restarted) = (sims.patch_bodies(0).len(), sims.restarts(0));
+    let (f, v) = text(step);
+    let child = bench.tune(&[
+        "--freq",
+        &f,
+        "--voltage",
+        &v,
+        "--warmup",
+        "0.02",
+        "--dwell",
+        "0.03",
+        "--max-dwell",
+        "0.13",
+        "--then",
+        "original",
+    ]);
+    let output = tokio::task::spawn_blocking(move || crate::support::wait_exit(child, Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["devices"][0]["status"], "finished", "{json:#}");
+    let steps = json["devices"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{json:#}");
+    // The step was measured on the step's clock, not on the one the miner had before.
+    let measured = steps[0]["result"]["mean_hashrate_ghs"].as_f64().unwrap();
+    let theory = step.0 * f64::from(board.small_cores) * f64::from(board.chips) / 1000.0;
+    assert!(
+        (measured / theory - 1.0).abs() < 0.05,
+        "measured {measured} GH/s, {theory} GH/s at {} MHz: {json:#}",
+        step.0
+    );
+    assert_eq!(bench.clock(), session, "restored");
+    let tune_patches = patches_since(sims, patched);
+    assert_eq!(tune_patches.len(), 2, "the step and the restore: {tune_patches:?}");
+    assert_integer_frequencies(&tune_patches);
+    assert_eq!(sims.restarts(0) - restarted, 2 * restarts_per_write, "tune");
+
+    // 3. The same step, the sweep killed on it; `tune restore` puts the session's settings back.
+    let child = bench.tune(&["--freq", &f, "--voltage", &v, "--warmup", "1", "--dwell", "1"]);
+    let _guard = crate::support::KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bench.clock() != step {
+        assert!(Instant::now() < deadline, "the sweep never ran its step");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(_guard);
+    let (patched, restarted) = (sims.patch_bodies(0).len(), sims.restarts(0));
+    let restored = bench.run(&["tune", "restore", "--device", "miner"]);
+    assert!(restored.status.success(), "{}", stderr_of(&restored));
+    assert_eq!(bench.clock(), session, "tune restore");
+    assert_eq!(sims.restarts(0) - restarted, restarts_per_write, "tune restore");
+    assert_integer_frequencies(&patches_since(sims, patched));
+
+    // 4. A protective step down while the miner reads hot.
+    let (patched, restarted) = (sims.patch_bodies(0).len(), sims.restarts(0));
+    sims.set_quirks(
+        0,
+        Quirks {
+            hold_asic_celsius: Some(75.0),
+            ..Quirks::default()
+        },
+    );
+    let FamilyBench { sims, mut exporter } = bench;
+    let sims = &sims;
+    exporter.restart().await;
+    exporter
+        .wait_for(Duration::from_secs(40), "the protective step down", |e| {
+            actions(e, "miner", "step_down", "applied") == 1.0
+        })
+        .await;
+    let (stepped_f, stepped_v, _) = sims.clock_and_temperature(0).unwrap();
+    assert!(
+        stepped_f < session.0 && stepped_v <= session.1,
+        "one step below {session:?}: {stepped_f} MHz / {stepped_v} mV"
+    );
+    assert!(
+        listed_frequencies.contains(&stepped_f),
+        "a listed frequency: {stepped_f}"
+    );
+    assert_eq!(sims.restarts(0) - restarted, restarts_per_write, "protective step down");
+    assert_eq!(sims.stored_clock(0), None);
+    assert_integer_frequencies(&patches_since(sims, patched));
+    exporter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nerdqaxe_takes_every_write_live_and_only_as_integers() {
+    // Its v1.0.37 is no upstream "before v2.2": no write restarts it, and its PATCH handler
+    // ignores a frequency that is not a JSON integer (so a write of `590.0` would never hold).
+    let mut spec = MinerSpec::new(Board::NerdQAxePlusPlus, Dialect::NerdQaxe, 540);
+    spec.time_scale = 30.0;
+    every_write_path_follows_the_family_rules(FamilyWrites {
+        spec,
+        session: (575.0, 1140.0),
+        step: (590.0, 1150.0),
+        restarts_per_write: 0,
+        // Its body names the PSU rating (maxPower) but not the supply voltage, and no
+        // board table knows it: a sweep needs the power limit said.
+        tune_yaml: "  max_power_watts: 100\n",
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firmware_before_2_2_is_restarted_once_for_every_write_and_runs_it() {
+    // v2.0 stores a setting, reads it back at once, and runs it only from the next boot:
+    // a write that skipped the restart would read back fine and leave the old clock on.
+    let mut spec = MinerSpec::new(Board::Max, Dialect::V2_0, 541);
+    spec.time_scale = 30.0;
+    every_write_path_follows_the_family_rules(FamilyWrites {
+        spec,
+        session: (450.0, 1400.0),
+        step: (475.0, 1400.0),
+        restarts_per_write: 1,
+        tune_yaml: "",
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lucky_miner_is_restarted_once_and_then_runs_the_setting() {
+    let mut spec = MinerSpec::new(Board::LuckyLV07, Dialect::Lucky, 542);
+    spec.time_scale = 30.0;
+    let bench = FamilyBench::start(spec, "").await;
+    let started = bench.run(&[
+        "session",
+        "start",
+        "--device",
+        "miner",
+        "--freq",
+        "525",
+        "--voltage",
+        "1250",
+        "--apply",
+    ]);
+    assert!(started.status.success(), "{}", stderr_of(&started));
+    assert_eq!(bench.clock(), (525.0, 1250.0), "the chips run it after the restart");
+    assert_eq!(bench.sims.restarts(0), 1);
+    assert_eq!(bench.sims.stored_clock(0), None);
+    assert_integer_frequencies(&patches_since(&bench.sims, 0));
+    bench.sims.shutdown().await;
 }

@@ -15,7 +15,7 @@ use crate::config::{self, Config, DeviceConfig, LogLevel, MinerAddress, Threshol
 use crate::ledger as ledger_db;
 use crate::sim::dialects::Dialect;
 use crate::sim::physics::Board;
-use crate::sim::{Fault, MinerSpec, SimFleet, DEFAULT_MIX};
+use crate::sim::{mix_pair, Fault, MinerSpec, SimFleet};
 
 /// `serve`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -52,14 +52,16 @@ pub struct SimulateArgs {
     /// Seed of the simulated noise (the same seed gives the same fleet).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Only this board; default: a mix.
+    /// Only this board; default: a mix. A NerdQAxe or Lucky board runs its own
+    /// firmware unless --firmware says otherwise.
     #[arg(long, value_enum, ignore_case = true)]
     pub board: Option<Board>,
-    /// Only this firmware dialect; default: a mix.
+    /// Only this firmware dialect (an upstream era, nerdqaxe or lucky); default: a mix.
     #[arg(long, value_enum)]
     pub firmware: Option<Dialect>,
     /// Inject a fault into a miner, INDEX=MODE (none, offline, hang, slow, http500,
-    /// garbage, truncated, oversized). Repeatable.
+    /// garbage, truncated, oversized, … dead-chip, weak-chip, hardware-fault, no-work).
+    /// Repeatable.
     #[arg(long = "fault", value_name = "INDEX=MODE")]
     pub faults: Vec<String>,
     /// Ambient temperature of a miner, INDEX=CELSIUS (a hot room). Repeatable.
@@ -433,12 +435,8 @@ pub fn simulation_specs(
     }
     let mut specs: Vec<MinerSpec> = (0..miners)
         .map(|i| {
-            let (mix_board, mix_dialect) = DEFAULT_MIX[i % DEFAULT_MIX.len()];
-            let mut spec = MinerSpec::new(
-                board.unwrap_or(mix_board),
-                dialect.unwrap_or(mix_dialect),
-                seed.wrapping_add(i as u64),
-            );
+            let (board, dialect) = mix_pair(i, board, dialect);
+            let mut spec = MinerSpec::new(board, dialect, seed.wrapping_add(i as u64));
             spec.hostname = format!("sim-{i:04}");
             spec.time_scale = time_scale;
             spec

@@ -1,13 +1,17 @@
 //! Simulated AxeOS miners on loopback, one listener per miner: `GET /api/system/info` in
-//! the miner's firmware dialect, `GET /api/system/asic` where that version has it,
-//! `PATCH /api/system`, `POST /api/system/restart`, and injectable faults (offline, hang,
-//! slow, HTTP 500, garbage, truncated JSON, oversized body). State advances lazily on each
-//! request, so an idle simulated miner costs nothing and 1,000 fit in one process.
+//! the miner's firmware dialect (upstream eras, the NerdQAxe fork, Lucky's vendor build),
+//! `GET /api/system/asic` where that version has it, `PATCH /api/system` (applied live, or
+//! stored and run only after a restart where the firmware does that), `POST
+//! /api/system/restart`, and injectable faults (offline, hang, slow, HTTP 500, garbage,
+//! truncated JSON, oversized body; and in what it mines: a dead or weak chip, a hardware
+//! fault, a pool that sends no work, …). State advances lazily on each request, so an idle
+//! simulated miner costs nothing and 1,000 fit in one process.
 //!
 //! Test and demo control, not part of AxeOS: `PATCH /__sim` with
-//! `{"fault": "hang", "ambient_celsius": 40, "reboot": 0.5}` on a miner's port (while it is
-//! reachable; `reboot` makes it reboot by itself, down for that many seconds, `true` for
-//! the usual 3), or [`SimFleet::set_fault`] / [`SimFleet::reboot`] in-process. Write quirks
+//! `{"fault": "hang", "ambient_celsius": 40, "reboot": 0.5, "reset_reason": "brownout"}` on a
+//! miner's port (while it is reachable; `reboot` makes it reboot by itself, down for that
+//! many seconds, `true` for the usual 3, and say why it booted), or [`SimFleet::set_fault`] /
+//! [`SimFleet::reboot`] / [`SimFleet::reboot_because`] in-process. Write quirks
 //! of real miners, which combine with any fault: `"hold_asic_celsius": 75` (a temperature
 //! stuck there, whatever is done), `"readback_lag": 4` (new settings show in reads only
 //! that many seconds after a PATCH), `"patch_error_applies": true` (a PATCH answered 500
@@ -31,8 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use dialects::{Dialect, Identity};
-use physics::{Board, MinerPhysics};
+use dialects::{Dialect, Identity, ResetReason, Status};
+use physics::{Board, Maker, MinerPhysics};
 
 /// How long a restarted miner is unreachable.
 pub const RESTART_DOWNTIME: Duration = Duration::from_secs(3);
@@ -76,13 +80,23 @@ pub enum Fault {
     PowerFault,
     /// Mining paused (`miningPaused`, v2.14+): the ASIC is held in reset.
     Paused,
+    /// The last chip of the board stops hashing: its `hashrateMonitor` total reads 0 and
+    /// its error counter climbs; the board's hashrate drops by that chip's part.
+    DeadChip,
+    /// The last chip runs at half its part, with many more errors.
+    WeakChip,
+    /// The firmware flags a hardware fault (`hardware_fault`, v2.14+) and stops mining.
+    HardwareFault,
+    /// The pool stops sending work: `workReceived` stands still and no share is accepted,
+    /// while the ASIC keeps hashing its last job.
+    NoWork,
 }
 
 impl Fault {
-    /// A fault by its name (as `--fault` and `/__sim` take it), any case; `ok` and `500`
-    /// are accepted too.
+    /// A fault by its name (as `--fault` and `/__sim` take it), any case, `_` for `-`;
+    /// `ok` and `500` are accepted too.
     pub fn parse(text: &str) -> Option<Fault> {
-        let text = text.trim().to_ascii_lowercase();
+        let text = text.trim().to_ascii_lowercase().replace('_', "-");
         let name = match text.as_str() {
             "ok" => "none",
             "500" => "http500",
@@ -91,7 +105,7 @@ impl Fault {
         Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 20] = [
         Fault::None,
         Fault::Offline,
         Fault::Hang,
@@ -108,13 +122,26 @@ impl Fault {
         Fault::Spike,
         Fault::PowerFault,
         Fault::Paused,
+        Fault::DeadChip,
+        Fault::WeakChip,
+        Fault::HardwareFault,
+        Fault::NoWork,
     ];
 
     /// Faults in what the miner reports and finds, not in how it answers HTTP.
     pub fn is_mining_fault(self) -> bool {
         matches!(
             self,
-            Fault::Flatline | Fault::Starvation | Fault::Phantom | Fault::Spike | Fault::PowerFault | Fault::Paused
+            Fault::Flatline
+                | Fault::Starvation
+                | Fault::Phantom
+                | Fault::Spike
+                | Fault::PowerFault
+                | Fault::Paused
+                | Fault::DeadChip
+                | Fault::WeakChip
+                | Fault::HardwareFault
+                | Fault::NoWork
         )
     }
 
@@ -136,6 +163,10 @@ impl Fault {
             Fault::Spike => "spike",
             Fault::PowerFault => "power-fault",
             Fault::Paused => "paused",
+            Fault::DeadChip => "dead-chip",
+            Fault::WeakChip => "weak-chip",
+            Fault::HardwareFault => "hardware-fault",
+            Fault::NoWork => "no-work",
         }
     }
 }
@@ -199,8 +230,9 @@ impl MinerSpec {
     }
 }
 
-/// The mix `simulate` cycles through: every dialect, single- and multi-chip boards.
-pub const DEFAULT_MIX: [(Board, Dialect); 7] = [
+/// The mix `simulate` cycles through: every dialect, single- and multi-chip boards, every
+/// firmware family.
+pub const DEFAULT_MIX: [(Board, Dialect); 11] = [
     (Board::Gamma, Dialect::V2_15),
     (Board::Supra, Dialect::V2_10),
     (Board::Ultra, Dialect::V2_4),
@@ -208,7 +240,36 @@ pub const DEFAULT_MIX: [(Board, Dialect); 7] = [
     (Board::Hex, Dialect::V2_15),
     (Board::Max, Dialect::V2_0),
     (Board::SupraHex, Dialect::V2_15),
+    (Board::NerdQAxePlusPlus, Dialect::NerdQaxe),
+    (Board::LuckyLV07, Dialect::Lucky),
+    (Board::GammaHex, Dialect::V2_15),
+    (Board::NajaDuo, Dialect::V2_15),
 ];
+
+/// The `i`-th miner of a mix narrowed to a board and/or a firmware: a board takes its
+/// maker's firmware (a NerdQAxe++ never runs upstream's), a fork's firmware its own board.
+pub fn mix_pair(i: usize, board: Option<Board>, dialect: Option<Dialect>) -> (Board, Dialect) {
+    let (mix_board, mix_dialect) = DEFAULT_MIX[i % DEFAULT_MIX.len()];
+    let native = |board: Board| match board.maker() {
+        Maker::NerdQaxe => Dialect::NerdQaxe,
+        Maker::Lucky => Dialect::Lucky,
+        Maker::Upstream if mix_dialect.at_least(Dialect::V2_0) => mix_dialect,
+        Maker::Upstream => Dialect::V2_15,
+    };
+    match (board, dialect) {
+        (Some(board), Some(dialect)) => (board, dialect),
+        (Some(board), None) => (board, native(board)),
+        (None, Some(dialect)) => {
+            let fits = match mix_board.maker() {
+                Maker::Upstream => dialect.at_least(Dialect::V2_0),
+                Maker::NerdQaxe => dialect == Dialect::NerdQaxe,
+                Maker::Lucky => dialect == Dialect::Lucky,
+            };
+            (if fits { mix_board } else { dialect.default_board() }, dialect)
+        }
+        (None, None) => (mix_board, mix_dialect),
+    }
+}
 
 struct SimMiner {
     dialect: Dialect,
@@ -239,7 +300,17 @@ struct MinerState {
     quirks: Quirks,
     /// The settings reads still show after a PATCH under [`Quirks::readback_lag`], and until when.
     lagging: Option<((f64, f64), Instant)>,
+    /// (MHz, mV) written to a firmware that runs them only from the next boot: what its
+    /// reads show, while the chip runs what it booted with.
+    stored_clock: Option<(f64, f64)>,
+    /// Why the miner last booted.
+    reset_reason: ResetReason,
+    /// The bodies of the last `PATCH /api/system` requests, oldest first.
+    patch_bodies: Vec<String>,
 }
+
+/// How many PATCH bodies a miner keeps for [`SimFleet::patch_bodies`].
+const KEPT_PATCH_BODIES: usize = 64;
 
 /// How a real miner's writes misbehave; any combination, beside any [`Fault`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -305,6 +376,9 @@ impl SimMiner {
                 first_request: None,
                 quirks: Quirks::default(),
                 lagging: None,
+                stored_clock: None,
+                reset_reason: ResetReason::PowerOn,
+                patch_bodies: Vec::new(),
             }),
             reachable,
         }
@@ -336,7 +410,12 @@ impl SimMiner {
             // What the pool sees under a mining fault.
             let found = state.physics.shares_accepted - shares_before;
             state.physics.shares_accepted = match state.fault {
-                Fault::Flatline | Fault::Starvation | Fault::PowerFault | Fault::Paused => shares_before,
+                Fault::Flatline
+                | Fault::Starvation
+                | Fault::PowerFault
+                | Fault::Paused
+                | Fault::HardwareFault
+                | Fault::NoWork => shares_before,
                 Fault::Phantom => shares_before + found / 2.0,
                 _ => state.physics.shares_accepted,
             };
@@ -360,15 +439,26 @@ impl SimMiner {
     fn set_fault(&self, fault: Fault) {
         let mut state = self.advanced();
         state.fault = fault;
+        // What the fault does to the chips and the pool (and what the last one did, undone).
+        let physics = &mut state.physics;
+        physics.chip_health.iter_mut().for_each(|h| *h = 1.0);
+        if let Some(last) = physics.chip_health.last_mut() {
+            match fault {
+                Fault::DeadChip => *last = 0.0,
+                Fault::WeakChip => *last = 0.5,
+                _ => {}
+            }
+        }
+        physics.pool_sends_work = fault != Fault::NoWork;
         self.update_reachability(&state);
     }
 
-    /// A reboot nobody asked for (a brown-out, a watchdog, a crash): counters since boot
-    /// start again and the stored settings stay. The port closes for `downtime` once the
+    /// A reboot: counters since boot start again, settings stored for the next boot now
+    /// run, and the firmware says why it booted. The port closes for `downtime` once the
     /// caller updates the reachability (at once, or after a reply is on its way).
-    fn start_reboot(&self, downtime: Duration) {
+    fn start_reboot(&self, downtime: Duration, reason: ResetReason) {
         let mut state = self.advanced();
-        state.physics.reboot();
+        reboot_state(&mut state, reason);
         state.restarting_until = (downtime > Duration::ZERO).then(|| Instant::now() + downtime);
     }
 
@@ -384,6 +474,17 @@ impl SimMiner {
             }
         });
     }
+}
+
+/// What any reboot does to a miner: the physics starts a new boot on the settings stored
+/// for it, and the reason is kept for the body.
+fn reboot_state(state: &mut MinerState, reason: ResetReason) {
+    state.physics.reboot();
+    if let Some((frequency, voltage)) = state.stored_clock.take() {
+        state.physics.frequency_mhz = frequency;
+        state.physics.core_voltage_mv = voltage;
+    }
+    state.reset_reason = reason;
 }
 
 /// A running set of simulated miners.
@@ -491,12 +592,33 @@ impl SimFleet {
         self.miners.get(index).map_or(0, |m| m.lock().restarts)
     }
 
-    /// Makes a miner reboot by itself, unreachable for `downtime` (its settings stay).
+    /// Makes a miner reboot by itself, unreachable for `downtime` (its settings stay); it
+    /// says it was a software reset.
     pub fn reboot(&self, index: usize, downtime: Duration) {
+        self.reboot_because(index, downtime, ResetReason::Software);
+    }
+
+    /// Makes a miner reboot by itself for `reason` (a brownout, a watchdog, a panic),
+    /// unreachable for `downtime`.
+    pub fn reboot_because(&self, index: usize, downtime: Duration, reason: ResetReason) {
         if let Some(miner) = self.miners.get(index) {
-            miner.start_reboot(downtime);
+            miner.start_reboot(downtime, reason);
             miner.update_reachability(&miner.lock());
         }
+    }
+
+    /// The bodies of the last `PATCH /api/system` requests a miner received, oldest first
+    /// (what a test checks the JSON types of: a frequency sent as `600`, not `600.0`).
+    pub fn patch_bodies(&self, index: usize) -> Vec<String> {
+        self.miners
+            .get(index)
+            .map_or_else(Vec::new, |m| m.lock().patch_bodies.clone())
+    }
+
+    /// The (MHz, mV) a miner stored for its next boot and does not run yet (firmware that
+    /// applies clock settings only after a restart), if any.
+    pub fn stored_clock(&self, index: usize) -> Option<(f64, f64)> {
+        self.miners.get(index).and_then(|m| m.lock().stored_clock)
     }
 
     /// Sends `PATCH /api/system` as a user would in AxeOS's settings page (what a test
@@ -506,6 +628,7 @@ impl SimFleet {
             let mut state = miner.advanced();
             state.physics.frequency_mhz = frequency_mhz;
             state.physics.core_voltage_mv = core_voltage_mv;
+            state.stored_clock = None;
         }
     }
 
@@ -514,7 +637,8 @@ impl SimFleet {
         self.miners.get(index).and_then(|m| m.lock().first_request)
     }
 
-    /// Current (frequency MHz, core mV, ASIC °C) of a miner.
+    /// Current (frequency MHz, core mV, ASIC °C) of a miner: what its chips run, not what
+    /// a firmware that applies at boot has stored and reports.
     pub fn clock_and_temperature(&self, index: usize) -> Option<(f64, f64, f64)> {
         let miner = self.miners.get(index)?;
         let state = miner.advanced();
@@ -676,7 +800,11 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         | Fault::Phantom
         | Fault::Spike
         | Fault::PowerFault
-        | Fault::Paused => {}
+        | Fault::Paused
+        | Fault::DeadChip
+        | Fault::WeakChip
+        | Fault::HardwareFault
+        | Fault::NoWork => {}
     }
 
     let dialect = miner.dialect;
@@ -696,7 +824,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
                         reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
                     }
                     Fault::Spike => reading.hashrate_ghs = 200_000.0,
-                    Fault::PowerFault | Fault::Paused => {
+                    Fault::PowerFault | Fault::Paused | Fault::HardwareFault => {
                         reading.hashrate_ghs = 0.0;
                         reading.power_watts = 2.5;
                         reading.error_percent = 0.0;
@@ -709,20 +837,25 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
                 if state.lagging.is_some_and(|(_, until)| Instant::now() >= until) {
                     state.lagging = None;
                 }
-                let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading);
+                let status = Status {
+                    reset_reason: state.reset_reason,
+                    power_fault: fault == Fault::PowerFault,
+                    hardware_fault: fault == Fault::HardwareFault,
+                    paused: fault == Fault::Paused,
+                };
+                let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading, &status);
                 if let serde_json::Value::Object(fields) = &mut body {
                     if let Some(version) = &miner.firmware_version {
                         fields.insert("version".into(), serde_json::json!(version));
                     }
+                    // Firmware that runs new settings from the next boot reads back what it stored.
+                    if let Some((frequency, voltage)) = state.stored_clock {
+                        fields.insert("frequency".into(), serde_json::json!(frequency.round() as i64));
+                        fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
+                    }
                     if let Some(((frequency, voltage), _)) = state.lagging {
                         fields.insert("frequency".into(), serde_json::json!(frequency));
                         fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
-                    }
-                    if fault == Fault::PowerFault && dialect >= Dialect::V2_10 {
-                        fields.insert("power_fault".into(), serde_json::json!("VIN_UV_FAULT"));
-                    }
-                    if fault == Fault::Paused && dialect >= Dialect::V2_15 {
-                        fields.insert("miningPaused".into(), serde_json::json!(true));
                     }
                 }
                 body
@@ -730,11 +863,11 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             json_reply(StatusCode::OK, &body, dialect.pretty())
         }
         (&Method::GET, "/api/system/asic") if dialect.has_asic_endpoint() => {
-            let body = dialects::asic_info(&miner.advanced().physics);
+            let body = dialects::asic_info(dialect, &miner.advanced().physics);
             json_reply(StatusCode::OK, &body, false)
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
-        (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect >= Dialect::V2_15 => {
+        (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect.has_pause() => {
             let pause = path.ends_with("pause");
             {
                 let mut state = miner.advanced();
@@ -749,10 +882,10 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             {
                 let mut state = miner.advanced();
                 state.restarts += 1;
-                state.physics.reboot();
+                reboot_state(&mut state, ResetReason::Software);
                 state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
             }
-            let reply = if dialect >= Dialect::V2_15 {
+            let reply = if dialect.at_least(Dialect::V2_15) {
                 json_reply(
                     StatusCode::OK,
                     &serde_json::json!({"message": "System will restart shortly."}),
@@ -800,24 +933,51 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
 }
 
-async fn read_json(request: Request<Incoming>) -> Option<serde_json::Value> {
+/// A request body as JSON (at most 64 KiB), with its text.
+async fn read_json_text(request: Request<Incoming>) -> Option<(serde_json::Value, String)> {
     let body = Limited::new(request.into_body(), 64 * 1024)
         .collect()
         .await
         .ok()?
         .to_bytes();
-    serde_json::from_slice(&body).ok()
+    let value = serde_json::from_slice(&body).ok()?;
+    Some((value, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// `PATCH /api/system`: frequency, coreVoltage, fan settings, overheat reset.
+async fn read_json(request: Request<Incoming>) -> Option<serde_json::Value> {
+    read_json_text(request).await.map(|(value, _)| value)
+}
+
+/// `PATCH /api/system`: frequency, coreVoltage, fan settings, overheat reset. Firmware
+/// that runs clock settings from the next boot stores them (its reads show them at once)
+/// and the chips keep their clock until a restart; the NerdQAxe fork reads a clock setting
+/// only when it is a JSON integer, and ignores anything else without a word.
 async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     let dialect = miner.dialect;
-    let Some(serde_json::Value::Object(body)) = read_json(request).await else {
+    let Some((serde_json::Value::Object(body), text)) = read_json_text(request).await else {
         return reply(StatusCode::BAD_REQUEST, "text/html", "Invalid JSON");
     };
+    {
+        let mut state = miner.lock();
+        if state.patch_bodies.len() >= KEPT_PATCH_BODIES {
+            state.patch_bodies.remove(0);
+        }
+        state.patch_bodies.push(text);
+    }
     let number = |key: &str| {
         body.get(key)
             .and_then(|v| v.as_f64().or_else(|| v.as_bool().map(f64::from)))
+    };
+    // ArduinoJson's `is<uint16_t>()`: an integer in 0..=65535, not `600.0`, not `"600"`.
+    let clock = |key: &str| {
+        if dialect.integer_settings_only() {
+            body.get(key)
+                .and_then(serde_json::Value::as_u64)
+                .filter(|v| (1..=u64::from(u16::MAX)).contains(v))
+                .map(|v| v as f64)
+        } else {
+            number(key)
+        }
     };
     let in_range = |key: &str, low: f64, high: f64| number(key).is_none_or(|v| (low..=high).contains(&v));
     if dialect.validates_patch()
@@ -838,13 +998,24 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         state.lagging = Some((shown, Instant::now() + lag));
     }
     let error_after_applying = state.quirks.patch_error_applies;
+    let frequency = clock("frequency").map(|f| if dialect.fractional_frequency() { f } else { f.trunc() });
+    let voltage = clock("coreVoltage").map(f64::trunc);
+    if frequency.is_some() || voltage.is_some() {
+        if dialect.restart_to_apply() {
+            let (stored_f, stored_v) = state
+                .stored_clock
+                .unwrap_or((state.physics.frequency_mhz, state.physics.core_voltage_mv));
+            state.stored_clock = Some((frequency.unwrap_or(stored_f), voltage.unwrap_or(stored_v)));
+        } else {
+            if let Some(f) = frequency {
+                state.physics.frequency_mhz = f;
+            }
+            if let Some(v) = voltage {
+                state.physics.core_voltage_mv = v;
+            }
+        }
+    }
     let physics = &mut state.physics;
-    if let Some(f) = number("frequency") {
-        physics.frequency_mhz = if dialect.fractional_frequency() { f } else { f.trunc() };
-    }
-    if let Some(v) = number("coreVoltage") {
-        physics.core_voltage_mv = v.trunc();
-    }
     if let Some(auto) = number("autofanspeed") {
         physics.fan.auto = auto != 0.0;
     }
@@ -922,9 +1093,69 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             }
         },
     };
+    let reason = match body
+        .get("reset_reason")
+        .map(|v| v.as_str().and_then(ResetReason::parse))
+    {
+        None => ResetReason::Software,
+        Some(Some(reason)) => reason,
+        Some(None) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!(
+                    "reset_reason: {}",
+                    ResetReason::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        }
+    };
     if let Some(downtime) = downtime {
-        miner.start_reboot(downtime);
+        miner.start_reboot(downtime, reason);
         miner.go_down_after_reply();
     }
     reply(StatusCode::OK, "text/plain", "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_narrowed_to_a_board_or_a_firmware_never_pairs_a_fork_with_the_wrong_one() {
+        // The whole mix plays every dialect.
+        for dialect in Dialect::ALL {
+            assert!(
+                (0..DEFAULT_MIX.len()).any(|i| mix_pair(i, None, None).1 == dialect),
+                "{dialect:?}"
+            );
+        }
+        for i in 0..DEFAULT_MIX.len() {
+            // A fork's board runs the fork's firmware; a fork's firmware runs on its board.
+            assert_eq!(mix_pair(i, Some(Board::NerdQAxePlusPlus), None).1, Dialect::NerdQaxe);
+            assert_eq!(mix_pair(i, Some(Board::LuckyLV08), None).1, Dialect::Lucky);
+            assert_eq!(mix_pair(i, None, Some(Dialect::Lucky)).0.maker(), Maker::Lucky);
+            assert_eq!(mix_pair(i, None, Some(Dialect::NerdQaxe)).0.maker(), Maker::NerdQaxe);
+            // Upstream firmware never lands on a fork's board, nor a fork's on upstream's.
+            let (board, dialect) = mix_pair(i, None, Some(Dialect::V2_10));
+            assert_eq!((board.maker(), dialect), (Maker::Upstream, Dialect::V2_10));
+            let (board, dialect) = mix_pair(i, Some(Board::Gamma), None);
+            assert!(board == Board::Gamma && dialect.at_least(Dialect::V2_0), "{dialect:?}");
+            // Both said: as said.
+            assert_eq!(
+                mix_pair(i, Some(Board::Hex), Some(Dialect::Lucky)),
+                (Board::Hex, Dialect::Lucky)
+            );
+        }
+    }
+
+    #[test]
+    fn fault_names_read_with_dashes_or_underscores() {
+        assert_eq!(Fault::parse("dead_chip"), Some(Fault::DeadChip));
+        assert_eq!(Fault::parse("Hardware-Fault"), Some(Fault::HardwareFault));
+        assert_eq!(Fault::parse("no_work"), Some(Fault::NoWork));
+        for fault in Fault::ALL {
+            assert_eq!(Fault::parse(fault.name()).map(|f| f.name()), Some(fault.name()));
+        }
+    }
 }
