@@ -194,7 +194,7 @@ const UPSTREAM: &[BoardSpec] = &[
         2,
         60.0,
         12.0,
-        defaults(400.0, 1150.0, BM1373_MHZ, BM1373_MV),
+        defaults(327.0, 1000.0, BM1373_MHZ, BM1373_MV),
     ),
 ];
 
