@@ -623,3 +623,131 @@ fn the_readmes_board_table_is_the_decoders() {
         assert_eq!(cells[7], format!("{} W", board.rated_watts), "{row}");
     }
 }
+
+/// What a fixture of each family and board must decode to: family, board, chips, expected
+/// hashrate (GH/s), the input window and PSU rating a sweep holds it to.
+struct Expected {
+    file: &'static str,
+    family: FirmwareFamily,
+    board: &'static str,
+    chips: u32,
+    expected_ghs: f64,
+    input_window: (f64, f64),
+    rated_watts: f64,
+}
+
+#[test]
+fn each_family_and_board_decodes_with_its_own_chips_window_and_rating() {
+    use bitaxe_exporter::axeos::boards::board_facts;
+    let cases = [
+        Expected {
+            file: "nerdqaxe-v1.0.37-nerdqaxe++.json",
+            family: FirmwareFamily::NerdQaxe,
+            board: "NerdQAxe++",
+            chips: 4,
+            expected_ghs: 600.0 * 2040.0 * 4.0 / 1000.0,
+            // The board's own minVoltage / maxVoltage and maxPower.
+            input_window: (11.0, 13.0),
+            rated_watts: 100.0,
+        },
+        Expected {
+            file: "lucky-1.1.0-lv07.json",
+            family: FirmwareFamily::Lucky,
+            board: "LV07",
+            // No asicCount: two chips from the Lucky table, not upstream 302's six.
+            chips: 2,
+            expected_ghs: 575.0 * 894.0 * 2.0 / 1000.0,
+            input_window: (11.7, 13.2),
+            rated_watts: 60.0,
+        },
+        Expected {
+            file: "lucky-1.1.0-lv08.json",
+            family: FirmwareFamily::Lucky,
+            board: "LV08",
+            chips: 9,
+            expected_ghs: 485.0 * 894.0 * 9.0 / 1000.0,
+            input_window: (11.7, 13.2),
+            // Not the 90 W of upstream's board 302.
+            rated_watts: 150.0,
+        },
+        Expected {
+            file: "v2.15.3-najaduo-1201.json",
+            family: FirmwareFamily::EspMiner,
+            board: "Naja Duo",
+            chips: 2,
+            expected_ghs: 4398.1499023,
+            input_window: (11.7, 13.2),
+            rated_watts: 60.0,
+        },
+        Expected {
+            file: "v2.15.3-gammahex-1300.json",
+            family: FirmwareFamily::EspMiner,
+            board: "Gamma Hex",
+            chips: 6,
+            expected_ghs: 8445.6,
+            input_window: (11.7, 13.2),
+            rated_watts: 180.0,
+        },
+        Expected {
+            file: "v2.15.0-hex-302-dead-chip-brownout.json",
+            family: FirmwareFamily::EspMiner,
+            board: "Hex",
+            chips: 6,
+            expected_ghs: f64::NAN,
+            input_window: (11.7, 13.2),
+            rated_watts: 90.0,
+        },
+    ];
+    for case in cases {
+        let sample = decode_system_info(&local_fixture(case.file)).unwrap();
+        let what = case.file;
+        assert_eq!(sample.identity.family, case.family, "{what}");
+        assert_eq!(sample.identity.board.as_deref(), Some(case.board), "{what}");
+        assert_eq!(sample.asic_count, Some(case.chips), "{what}");
+        if !case.expected_ghs.is_nan() {
+            let expected = sample.expected_hashrate_ghs.unwrap();
+            assert!((expected - case.expected_ghs).abs() < 1e-6, "{what}: {expected}");
+        }
+        let facts = board_facts(&sample).unwrap();
+        assert_eq!(facts.input_window, Some(case.input_window), "{what}");
+        assert_eq!(facts.rated_watts, Some(case.rated_watts), "{what}");
+        // The input voltage is read in volts whatever the key (`voltagei` on the LV07).
+        let volts = sample.input_voltage_volts.unwrap();
+        assert!((11.0..13.0).contains(&volts), "{what}: {volts}");
+    }
+}
+
+#[test]
+fn a_dead_chip_a_reset_reason_and_a_hardware_fault_are_read() {
+    use bitaxe_exporter::axeos::sample::reset_reason_label;
+    let hex = decode_system_info(&local_fixture("v2.15.0-hex-302-dead-chip-brownout.json")).unwrap();
+    let rates: Vec<Option<f64>> = hex.chips.iter().map(|c| c.hashrate_ghs).collect();
+    assert_eq!(rates.len(), 6);
+    assert_eq!(rates[3], Some(0.0), "{rates:?}");
+    assert!(
+        rates.iter().enumerate().all(|(i, r)| i == 3 || r.unwrap() > 100.0),
+        "{rates:?}"
+    );
+    assert!(hex.chips.iter().all(|c| c.errors.is_some()));
+    assert_eq!(reset_reason_label(hex.reset_reason.as_deref().unwrap()), "brownout");
+    assert_eq!(hex.hardware_fault, None);
+    let gamma = decode_system_info(&local_fixture("v2.15.0-gamma-601-hardware-fault.json")).unwrap();
+    assert_eq!(gamma.hardware_fault.as_deref(), Some("Fan Control Failed (Auto)"));
+    // NerdQAxe: the ASIC temperature is the hottest chip, each chip its own series.
+    let nerd = decode_system_info(&local_fixture("nerdqaxe-v1.0.37-nerdqaxe++.json")).unwrap();
+    let temps: Vec<Option<f64>> = nerd.chips.iter().map(|c| c.temp_celsius).collect();
+    assert_eq!(temps, [Some(61.5), Some(60.25), Some(59.75), Some(58.5)]);
+    assert_eq!(nerd.asic_temp_celsius, Some(61.5));
+    assert_eq!(reset_reason_label(nerd.reset_reason.as_deref().unwrap()), "software");
+    // A power_fault of 0 / false / "" is no fault.
+    for quiet in [r#""0""#, "0", "false", r#""""#, r#""none""#] {
+        let body = format!(r#"{{"hashRate": 1000, "ASICModel": "BM1370", "power_fault": {quiet}}}"#);
+        assert_eq!(
+            decode_system_info(body.as_bytes()).unwrap().power_fault,
+            None,
+            "{quiet}"
+        );
+    }
+    let real = decode_system_info(br#"{"hashRate": 1000, "ASICModel": "BM1370", "power_fault": "VIN_UV"}"#).unwrap();
+    assert_eq!(real.power_fault.as_deref(), Some("VIN_UV"));
+}

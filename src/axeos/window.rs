@@ -29,7 +29,9 @@ const CHIP_OPTIONS: &[(&str, &[f64], &[f64])] = &[
     (
         // Includes the GammaDuo's "XP" frequencies (350–410 MHz).
         "BM1370",
-        &[350.0, 375.0, 380.0, 400.0, 410.0, 490.0, 525.0, 550.0, 600.0, 625.0],
+        &[
+            350.0, 375.0, 380.0, 400.0, 410.0, 490.0, 525.0, 550.0, 600.0, 625.0, 690.0,
+        ],
         &[1000.0, 1060.0, 1100.0, 1150.0, 1200.0, 1250.0],
     ),
     (
@@ -218,7 +220,7 @@ mod tests {
     #[test]
     fn typos_are_refused_and_overclocks_pass() {
         let gamma = SettingsWindow::for_miner(Some("BM1370"), None);
-        assert_eq!(gamma.frequency_mhz, (250.0, 875.0));
+        assert_eq!(gamma.frequency_mhz, (250.0, 940.0));
         assert_eq!(gamma.core_voltage_mv, (900.0, 1350.0));
         assert!(gamma.check(&patch(Some(700.0), Some(1300))).is_ok());
         let refused = gamma.check(&patch(None, Some(12000))).unwrap_err();
@@ -244,7 +246,7 @@ mod tests {
         assert_eq!(empty.core_voltage_mv, (1000.0, 1600.0));
         // A miner's lists never widen its chip's window.
         let hostile = SettingsWindow::for_miner(Some("BM1370"), Some((&[1.0, 65535.0], &[1.0, 65535.0])));
-        assert_eq!(hostile.frequency_mhz, (250.0, 875.0));
+        assert_eq!(hostile.frequency_mhz, (250.0, 940.0));
         assert_eq!(hostile.core_voltage_mv, (900.0, 1350.0));
         assert!(hostile.check(&patch(Some(5000.0), Some(12000))).is_err());
         let unknown_chip_hostile = SettingsWindow::for_miner(None, Some((&[1.0, 65535.0], &[1.0, 1e308])));
