@@ -441,3 +441,142 @@ fn a_miner_an_interrupted_sweep_left_is_named_in_the_header_with_the_command() {
     // Without one, nothing is said.
     assert!(!text(&render(&self::app(false), 160, 48, COLOR)).contains("unrestored"));
 }
+
+/// The verdicts and facts of firmware v2.12+ — a dead chip, a hardware fault, a pool that
+/// sends no work, a reboot with its reason — reach every place a person looks: `/metrics`,
+/// the ledger's events, the device page and `top` (drawn from the running exporter's API,
+/// as `top` reads it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_chip_a_hardware_fault_a_pool_without_work_and_a_reset_reason_reach_every_view() {
+    use bitaxe_exporter::sim::dialects::ResetReason;
+    use bitaxe_exporter::sim::Fault;
+    let miner = |board, seed, fault| {
+        let mut spec = MinerSpec::new(board, Dialect::V2_15, seed);
+        // A share every few hundredths of a second: share verdicts in seconds.
+        spec.pool_difficulty = Some(10.0);
+        spec.fault = fault;
+        spec
+    };
+    let sims = SimFleet::start(
+        &[
+            miner(Board::Hex, 41, Fault::DeadChip),
+            miner(Board::Gamma, 42, Fault::HardwareFault),
+            miner(Board::Gamma, 43, Fault::NoWork),
+            miner(Board::Gamma, 44, Fault::None),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let names = ["hex", "fan", "starved", "rebooter"];
+    let devices: Vec<(String, std::net::SocketAddr)> = names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(sims.addresses().iter().copied())
+        .collect();
+    let exporter = InProcess::start(&devices, 1.0).await;
+    let problem = |e: &crate::support::Exposition, device: &str, reason: &str| {
+        e.value("bitaxe_mining_problem", &[("device", device), ("reason", reason)]) == Some(1.0)
+    };
+    exporter
+        .wait_for(Duration::from_secs(20), "up", |e| e.up("rebooter") == Some(1.0))
+        .await;
+    sims.reboot_because(3, Duration::from_secs(2), ResetReason::Brownout);
+    let metrics = exporter
+        .wait_for(Duration::from_secs(30), "every verdict and the reset reason", |e| {
+            problem(e, "hex", "chip_dead")
+                && problem(e, "fan", "hardware_fault")
+                && problem(e, "starved", "no_work_from_pool")
+                && e.value(
+                    "bitaxe_last_reset_info",
+                    &[("device", "rebooter"), ("reason", "brownout")],
+                ) == Some(1.0)
+        })
+        .await;
+    // The dead chip is the one the simulator killed; its chips are each a series.
+    let dead: Vec<String> = (0..6)
+        .filter(|chip| {
+            metrics.value(
+                "bitaxe_asic_chip_hashrate_hashes_per_second",
+                &[("device", "hex"), ("chip", &chip.to_string())],
+            ) == Some(0.0)
+        })
+        .map(|chip| chip.to_string())
+        .collect();
+    assert_eq!(dead.len(), 1, "{}", metrics.text);
+    assert!(
+        !problem(&metrics, "starved", "shares_stalled"),
+        "the pool's side, not the miner's"
+    );
+
+    // The ledger: each as an event with the words a person needs.
+    let ledger_has = |kind: &'static str, needle: String| {
+        let path = exporter.database_path();
+        move || {
+            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+            let mut query = db.prepare("SELECT detail FROM events WHERE kind = ?1").ok()?;
+            let details: Vec<String> = query
+                .query_map([kind], |row| row.get(0))
+                .ok()?
+                .filter_map(Result::ok)
+                .collect();
+            details.into_iter().find(|d| d.contains(&needle))
+        }
+    };
+    let wanted = [
+        ledger_has("mining_problem", format!("chip {} of 6 (dead)", dead[0])),
+        ledger_has("mining_problem", "hardware_fault".into()),
+        ledger_has("mining_problem", "Fan Control Failed (Auto)".into()),
+        ledger_has("mining_problem", "no_work_from_pool".into()),
+        ledger_has("rebooted", "reset reason: Brownout reset (software or hardware)".into()),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for check in &wanted {
+        while check().is_none() {
+            assert!(Instant::now() < deadline, "an event never reached the ledger");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The device pages say it in words.
+    let page = |name: &'static str| {
+        let exporter = &exporter;
+        async move { exporter.get(&format!("/device/{name}")).await.text().await.unwrap() }
+    };
+    let hex_page = page("hex").await;
+    assert!(
+        hex_page.contains(&format!("chip {} of 6 (dead)", dead[0])),
+        "{hex_page}"
+    );
+    assert!(hex_page.contains("Hex"), "the board's name");
+    assert!(page("fan").await.contains("Fan Control Failed (Auto)"));
+    assert!(page("starved").await.contains("no work from pool"));
+    assert!(page("rebooter")
+        .await
+        .contains("last reset: Brownout reset (software or hardware)"));
+
+    // top, from the same API it reads.
+    let fleet: Fleet = serde_json::from_slice(&exporter.get("/api/v1/fleet").await.bytes().await.unwrap()).unwrap();
+    let mut app = App::new(SortKey::Name, false);
+    app.set_fleet(fleet, bitaxe_exporter::time::now_unix());
+    let screen = |app: &mut App, name: &str| {
+        app.screen = Screen::Device(name.into());
+        text(&render(app, 200, 40, COLOR))
+    };
+    let hex_top = screen(&mut app, "hex");
+    assert!(
+        hex_top.contains(&format!("chip dead: chip {} of 6 (dead)", dead[0])),
+        "{hex_top}"
+    );
+    assert!(hex_top.contains("Hex · BM1366 · v2.15.0 (esp-miner)"), "{hex_top}");
+    assert!(screen(&mut app, "fan").contains("hardware fault: Fan Control Failed (Auto)"));
+    let rebooter_top = screen(&mut app, "rebooter");
+    assert!(rebooter_top.contains("last reset: Brownout reset"), "{rebooter_top}");
+    app.screen = Screen::Fleet;
+    let fleet_top = text(&render(&app, 200, 40, COLOR));
+    // The fleet table's state column is narrow: the reason starts there, the device view
+    // (above) has it whole.
+    let starved_row = fleet_top.lines().find(|l| l.starts_with("starved")).unwrap_or("");
+    assert!(starved_row.contains("up: no work f"), "{fleet_top}");
+    sims.shutdown().await;
+}

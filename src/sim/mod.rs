@@ -341,6 +341,8 @@ impl SimMiner {
         if let Some(difficulty) = spec.pool_difficulty.filter(|d| *d > 0.0) {
             physics.pool_difficulty = difficulty;
         }
+        // A fault given at start acts on the chips and the pool as one set later does.
+        fault_in_physics(&mut physics, spec.fault);
         physics.settle();
         // A miner that has been running a while: an hour in, shares found.
         physics.advance(Duration::from_secs(3600));
@@ -439,17 +441,7 @@ impl SimMiner {
     fn set_fault(&self, fault: Fault) {
         let mut state = self.advanced();
         state.fault = fault;
-        // What the fault does to the chips and the pool (and what the last one did, undone).
-        let physics = &mut state.physics;
-        physics.chip_health.iter_mut().for_each(|h| *h = 1.0);
-        if let Some(last) = physics.chip_health.last_mut() {
-            match fault {
-                Fault::DeadChip => *last = 0.0,
-                Fault::WeakChip => *last = 0.5,
-                _ => {}
-            }
-        }
-        physics.pool_sends_work = fault != Fault::NoWork;
+        fault_in_physics(&mut state.physics, fault);
         self.update_reachability(&state);
     }
 
@@ -1115,6 +1107,19 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         miner.go_down_after_reply();
     }
     reply(StatusCode::OK, "text/plain", "ok")
+}
+
+/// What a fault does to the chips and the pool (and what the last one did, undone).
+fn fault_in_physics(physics: &mut MinerPhysics, fault: Fault) {
+    physics.chip_health.iter_mut().for_each(|h| *h = 1.0);
+    if let Some(last) = physics.chip_health.last_mut() {
+        match fault {
+            Fault::DeadChip => *last = 0.0,
+            Fault::WeakChip => *last = 0.5,
+            _ => {}
+        }
+    }
+    physics.pool_sends_work = fault != Fault::NoWork;
 }
 
 #[cfg(test)]
