@@ -536,9 +536,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     std::fs::File::open(path)
         .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CONFIG_BYTES), &mut text))
         .map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
-    let secrets = Secrets::Read {
-        folder: path.parent(),
-    };
+    let secrets = Secrets::Read { folder: path.parent() };
     let mut config = parse_with(&text, secrets).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
         e

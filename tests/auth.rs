@@ -61,7 +61,10 @@ async fn gammas(count: u64, base_port: Option<u16>) -> SimFleet {
 /// `username: admin`) added to the entry of `device`.
 fn with_device_keys(yaml: &str, device: &str, keys: &[&str]) -> String {
     let entry = format!("- name: {device}\n");
-    let start = yaml.find(&entry).unwrap_or_else(|| panic!("no entry {entry:?} in\n{yaml}")) + entry.len();
+    let start = yaml
+        .find(&entry)
+        .unwrap_or_else(|| panic!("no entry {entry:?} in\n{yaml}"))
+        + entry.len();
     let ip_end = start + yaml[start..].find('\n').unwrap() + 1;
     let indent: String = yaml[start..].chars().take_while(|c| *c == ' ').collect();
     let added: String = keys.iter().map(|k| format!("{indent}{k}\n")).collect();
@@ -118,14 +121,19 @@ async fn locked_reads_are_polled_with_the_configured_password_and_refusals_say_w
     let mut exporter = Exporter::start_edited(dir, &devices, 1.0, &edit);
 
     let metrics = exporter
-        .wait_for(Duration::from_secs(30), "keyed up and both others failing on auth", |e| {
-            e.up("keyed") == Some(1.0)
-                && ["nokey", "wrongkey"].iter().all(|d| {
-                    e.value("bitaxe_poll_errors_total", &[("device", d), ("kind", "auth")])
-                        .is_some_and(|n| n >= 1.0)
-                })
-                && e.value("bitaxe_hashrate_hashes_per_second", &[("device", "keyed")]).is_some()
-        })
+        .wait_for(
+            Duration::from_secs(30),
+            "keyed up and both others failing on auth",
+            |e| {
+                e.up("keyed") == Some(1.0)
+                    && ["nokey", "wrongkey"].iter().all(|d| {
+                        e.value("bitaxe_poll_errors_total", &[("device", d), ("kind", "auth")])
+                            .is_some_and(|n| n >= 1.0)
+                    })
+                    && e.value("bitaxe_hashrate_hashes_per_second", &[("device", "keyed")])
+                        .is_some()
+            },
+        )
         .await;
     // (a) no credentials, (c) wrong ones: down, counted as `auth`, nothing else.
     for device in ["nokey", "wrongkey"] {
@@ -144,7 +152,10 @@ async fn locked_reads_are_polled_with_the_configured_password_and_refusals_say_w
     );
     // The API, the page and the log say what to do.
     assert_eq!(fleet_entry(&exporter, "nokey").await["last_error"], ASKS);
-    assert_eq!(fleet_entry(&exporter, "wrongkey").await["last_error"], refused("wrongkey"));
+    assert_eq!(
+        fleet_entry(&exporter, "wrongkey").await["last_error"],
+        refused("wrongkey")
+    );
     let page = exporter.get("/").await.text().await.unwrap();
     assert!(page.contains(ASKS), "{page}");
     assert!(page.contains(&refused("wrongkey")), "{page}");
@@ -176,7 +187,10 @@ async fn locked_reads_are_polled_with_the_configured_password_and_refusals_say_w
         let body = exporter.get(path).await.bytes().await.unwrap().to_vec();
         seen.push((path.to_string(), body));
     }
-    seen.push(("/metrics (OpenMetrics)".into(), exporter.metrics_text().await.into_bytes()));
+    seen.push((
+        "/metrics (OpenMetrics)".into(),
+        exporter.metrics_text().await.into_bytes(),
+    ));
     let config = exporter.config_path();
     for args in [
         &["check-config"][..],
@@ -229,7 +243,11 @@ async fn a_write_to_a_miner_that_locks_writes_needs_its_credentials_and_is_refus
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains(ASKS), "{}", stderr(&output));
     assert_eq!((sims.writes(0), sims.restarts(0)), (1, 0), "one PATCH, nothing more");
-    assert_eq!(sims.requests(0), 3, "the refused write was read back as if it could still apply");
+    assert_eq!(
+        sims.requests(0),
+        3,
+        "the refused write was read back as if it could still apply"
+    );
     assert_eq!(sims.clock_and_temperature(0).unwrap().0, 525.0);
     let listed = cli(&config, &["session", "list", "--format", "json"]);
     assert_eq!(stdout(&listed).trim(), "[]", "a refused apply recorded a session");
@@ -237,7 +255,11 @@ async fn a_write_to_a_miner_that_locks_writes_needs_its_credentials_and_is_refus
     // With the password from the environment, it is applied and read back.
     std::fs::write(
         &config,
-        with_device_keys(&plain, "guarded", &["username: admin", "password_env: GUARDED_PASSWORD"]),
+        with_device_keys(
+            &plain,
+            "guarded",
+            &["username: admin", "password_env: GUARDED_PASSWORD"],
+        ),
     )
     .unwrap();
     let output = Command::new(BIN)
@@ -290,9 +312,17 @@ async fn every_request_carries_the_credentials_and_a_refusal_is_its_own_kind() {
     // Without credentials nothing is sent, and the message says what to configure.
     address.credentials = None;
     let error = client.system_info(&address).await.unwrap_err();
-    assert!(matches!(error, PollError::Unauthorized { refused: None, .. }), "{error}");
+    assert!(
+        matches!(error, PollError::Unauthorized { refused: None, .. }),
+        "{error}"
+    );
     assert_eq!(error.to_string(), ASKS);
-    assert!(!heads.recv().await.unwrap().to_ascii_lowercase().contains("authorization"));
+    assert!(!heads
+        .recv()
+        .await
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("authorization"));
 }
 
 /// `count` consecutive free ports on 127.0.0.1.
@@ -308,7 +338,16 @@ fn free_range(count: u16) -> u16 {
 
 fn discover(ports: &str, extra: &[&str]) -> Output {
     Command::new(BIN)
-        .args(["discover", "--no-mdns", "--subnet", "127.0.0.1/32", "--port", ports, "--timeout", "2"])
+        .args([
+            "discover",
+            "--no-mdns",
+            "--subnet",
+            "127.0.0.1/32",
+            "--port",
+            ports,
+            "--timeout",
+            "2",
+        ])
         .args(extra)
         .output()
         .unwrap()
@@ -336,7 +375,10 @@ async fn discover_lists_a_miner_that_locks_reads_as_needing_credentials() {
     }
 
     let table = stdout(&discover(&ports, &[]));
-    let row = table.lines().find(|l| l.contains(&locked_at)).unwrap_or_else(|| panic!("{table}"));
+    let row = table
+        .lines()
+        .find(|l| l.contains(&locked_at))
+        .unwrap_or_else(|| panic!("{table}"));
     // The 80-column table wraps the cell: "needs" on the row's first line.
     assert!(row.contains("needs"), "{table}");
     assert!(table.contains("1 of them need(s) credentials"), "{table}");
@@ -386,7 +428,12 @@ fn credential_mistakes_in_the_config_name_the_key_the_line_and_the_device() {
             5,
             "missing.pass",
         ),
-        (&["password_file: rig.pass"][..], "devices[0].password_file", 4, "no username"),
+        (
+            &["password_file: rig.pass"][..],
+            "devices[0].password_file",
+            4,
+            "no username",
+        ),
         (
             &["username: admin", "password: \"inline\"", "password_file: rig.pass"][..],
             "devices[0].password_file",
@@ -414,8 +461,14 @@ fn credential_mistakes_in_the_config_name_the_key_the_line_and_the_device() {
             "{keys:?}: {message}"
         );
         assert!(message.contains(also), "{keys:?}: {message}");
-        assert!(message.contains("\"rig\"") || key == "devices[0].password", "{keys:?}: {message}");
-        assert!(!message.contains("918273645") && !message.contains("inline"), "{message}");
+        assert!(
+            message.contains("\"rig\"") || key == "devices[0].password",
+            "{keys:?}: {message}"
+        );
+        assert!(
+            !message.contains("918273645") && !message.contains("inline"),
+            "{message}"
+        );
     }
     // Right: the file is read (its trailing newline dropped) and nothing of it is shown.
     std::fs::write(dir.join("rig.pass"), format!("{PASSWORD}\n")).unwrap();

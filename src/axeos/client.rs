@@ -377,7 +377,10 @@ impl AxeOsClient {
 
     async fn get_unbounded(&self, url: reqwest::Url, credentials: Option<&Credentials>) -> Result<Vec<u8>, PollError> {
         let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
-        let response = authorized(request, credentials).send().await.map_err(|e| send_error(&e))?;
+        let response = authorized(request, credentials)
+            .send()
+            .await
+            .map_err(|e| send_error(&e))?;
         if let Some(refusal) = unauthorized(&response, credentials) {
             return Err(refusal);
         }

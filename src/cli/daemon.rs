@@ -80,7 +80,11 @@ pub fn check_config(path: &Path) -> Result<(), Failure> {
     let config = config::load(path)?;
     let enabled = config.enabled_devices().count();
     // How many, never what: the passwords were read, and are not shown.
-    let with_credentials = config.devices.iter().filter(|d| d.address.credentials.is_some()).count();
+    let with_credentials = config
+        .devices
+        .iter()
+        .filter(|d| d.address.credentials.is_some())
+        .count();
     let credentials = if with_credentials > 0 {
         format!(" ({with_credentials} with credentials, each password read)")
     } else {

@@ -199,7 +199,9 @@ mod tests {
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         let error = PasswordSource::File("empty".into()).read(Some(dir.path())).unwrap_err();
         assert!(error.contains("is empty"), "{error}");
-        let error = PasswordSource::File("missing".into()).read(Some(dir.path())).unwrap_err();
+        let error = PasswordSource::File("missing".into())
+            .read(Some(dir.path()))
+            .unwrap_err();
         assert!(error.contains("missing") && error.contains("cannot read"), "{error}");
     }
 }

@@ -749,10 +749,7 @@ pub async fn raw_server(
             });
         }
     });
-    (
-        bitaxe_exporter::config::MinerAddress::new("127.0.0.1", port),
-        rx,
-    )
+    (bitaxe_exporter::config::MinerAddress::new("127.0.0.1", port), rx)
 }
 
 /// A plain SQLite connection to a ledger file, for tests that look at (or damage) what is
