@@ -5,14 +5,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+mod credentials;
 mod edit;
 mod replace;
+pub use credentials::{check_username, Credentials, PasswordSource, Secret, MAX_PASSWORD_FILE_BYTES};
 pub use edit::{add_devices_to_config, add_devices_to_text, parse_for_adding, yaml_quoted, EditError, NewDevice};
 pub use replace::{check_writable, LockedConfig, ReplaceError};
 
@@ -162,11 +165,14 @@ pub struct DeviceConfig {
     pub enabled: bool,
 }
 
-/// Where a miner's HTTP API answers: `host` or `host:port` from config.yaml.
+/// Where a miner's HTTP API answers: `host` or `host:port` from config.yaml, and the
+/// credentials every request to it carries when its firmware asks for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MinerAddress {
     pub host: String,
     pub port: u16,
+    /// `username` and the password of the device in config.yaml (HTTP Basic auth).
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 impl MinerAddress {
@@ -219,7 +225,25 @@ impl MinerAddress {
                 Ok(p) => p,
             },
         };
-        Ok(Self { host, port })
+        Ok(Self {
+            host,
+            port,
+            credentials: None,
+        })
+    }
+
+    /// An address without credentials.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            credentials: None,
+        }
+    }
+
+    /// The same host and port, whatever the credentials.
+    pub fn same_place(&self, other: &MinerAddress) -> bool {
+        self.host == other.host && self.port == other.port
     }
 
     /// The URL of an API path on this miner, e.g. `/api/system/info`.
@@ -389,6 +413,11 @@ struct RawDevice {
     ip: String,
     #[serde(default = "default_true")]
     enabled: bool,
+    /// HTTP Basic auth, for firmware that asks for it.
+    username: Option<String>,
+    password: Option<credentials::RawPassword>,
+    password_file: Option<String>,
+    password_env: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -507,7 +536,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     std::fs::File::open(path)
         .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CONFIG_BYTES), &mut text))
         .map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
-    let mut config = parse(&text).map_err(|mut e| {
+    let secrets = Secrets::Read { folder: path.parent() };
+    let mut config = parse_with(&text, secrets).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
         e
     })?;
@@ -560,8 +590,25 @@ fn flow_depth(text: &str) -> usize {
     deepest
 }
 
-/// Validates configuration text (the contents of a config.yaml).
+/// Whether parsing reads the passwords that `password_file` and `password_env` name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Secrets<'a> {
+    /// Read them; a relative `password_file` resolves against `folder` (the working
+    /// directory when `None`).
+    Read { folder: Option<&'a Path> },
+    /// Check where they are, read nothing (for an edit of the file's text, which sends
+    /// nothing to a miner): such credentials carry an empty password.
+    Skip,
+}
+
+/// Validates configuration text (the contents of a config.yaml). A relative
+/// `password_file` is read from the working directory; [`load`] reads it from the file's
+/// folder.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_with(text, Secrets::Read { folder: None })
+}
+
+pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, ConfigError> {
     if flow_depth(text) > MAX_FLOW_DEPTH {
         return Err(ConfigError {
             file: None,
@@ -614,7 +661,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         }
         first_seen.insert(&d.name, i);
         let ip_key = format!("devices[{i}].ip");
-        let address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
+        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
+        address.credentials = device_credentials(i, d, secrets, &fail)?.map(Arc::new);
         devices.push(DeviceConfig {
             name: d.name.clone(),
             address,
@@ -744,6 +792,88 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         discovery,
         web,
     })
+}
+
+/// A device's `username` and password (exactly one of `password`, `password_file`,
+/// `password_env`), read. No error message holds a byte of the password.
+fn device_credentials(
+    index: usize,
+    raw: &RawDevice,
+    secrets: Secrets<'_>,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<Credentials>, ConfigError> {
+    let key = |name: &str| format!("devices[{index}].{name}");
+    let device = &raw.name;
+    let mut sources = Vec::new();
+    if let Some(inline) = &raw.password {
+        sources.push(PasswordSource::Inline(inline.0.clone()));
+    }
+    if let Some(path) = &raw.password_file {
+        sources.push(PasswordSource::File(path.trim().to_string()));
+    }
+    if let Some(name) = &raw.password_env {
+        sources.push(PasswordSource::Env(name.trim().to_string()));
+    }
+    if let [first, second, ..] = sources.as_slice() {
+        return Err(fail(
+            &key(second.key()),
+            format!(
+                "device \"{device}\" has both {} and {}: give its password one way only \
+                 (password_file, password_env or password)",
+                first.key(),
+                second.key()
+            ),
+        ));
+    }
+    let Some(source) = sources.pop() else {
+        return match &raw.username {
+            None => Ok(None),
+            Some(_) => Err(fail(
+                &key("username"),
+                format!(
+                    "device \"{device}\" has a username but no password: add password_file (a file \
+                     holding it), password_env (an environment variable) or password"
+                ),
+            )),
+        };
+    };
+    let Some(username) = &raw.username else {
+        return Err(fail(
+            &key(source.key()),
+            format!(
+                "device \"{device}\" has a password but no username: add `username:` (the user name \
+                 the miner's web interface asks for)"
+            ),
+        ));
+    };
+    check_username(username).map_err(|m| fail(&key("username"), format!("{m} (device \"{device}\")")))?;
+    if let PasswordSource::File(name) | PasswordSource::Env(name) = &source {
+        if name.is_empty() {
+            return Err(fail(
+                &key(source.key()),
+                format!("must not be empty (device \"{device}\")"),
+            ));
+        }
+    }
+    let password = match secrets {
+        Secrets::Read { folder } => source
+            .read(folder)
+            .map_err(|m| fail(&key(source.key()), format!("{m} (device \"{device}\")")))?,
+        Secrets::Skip => Secret::new(""),
+    };
+    if let PasswordSource::Inline(inline) = &source {
+        if inline.expose().is_empty() {
+            return Err(fail(
+                &key("password"),
+                format!("must not be empty (device \"{device}\")"),
+            ));
+        }
+    }
+    Ok(Some(Credentials {
+        username: username.clone(),
+        password,
+        device: device.clone(),
+    }))
 }
 
 /// `server.allowed_hosts` and `server.alerts_token_file`, checked.

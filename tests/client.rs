@@ -60,10 +60,7 @@ async fn refuses_bodies_over_one_mebibyte_even_without_a_length() {
 #[tokio::test]
 async fn a_hung_miner_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = MinerAddress {
-        host: "127.0.0.1".into(),
-        port: listener.local_addr().unwrap().port(),
-    };
+    let address = MinerAddress::new("127.0.0.1", listener.local_addr().unwrap().port());
     // Accepts and never answers.
     let _holder = tokio::spawn(async move {
         let mut held = Vec::new();

@@ -1,4 +1,6 @@
 //! The one integration-test binary (one link step). Modules:
+//! - `auth`: miners that ask for HTTP Basic auth: polled and written with the configured
+//!   password, clear refusals (`kind="auth"`), `discover`, config errors, no leak anywhere.
 //! - `discover`: finding simulated miners on loopback and adding them to a config.
 //! - `decode`: `/api/system/info` bodies of every firmware era → normalised samples.
 //! - `exporter`: simulator + real `serve` process, checked through `/metrics` (goldens,
@@ -26,6 +28,7 @@
 
 mod support;
 
+mod auth;
 mod availability;
 mod cli;
 mod client;

@@ -3,8 +3,8 @@
 //! [`CheckedPatch`] (the plausibility window, or an explicit `--force`), a restart only
 //! where the firmware runs new settings at boot, and a read-back that trusts no single
 //! read: the target must hold for two reads in a row. A PATCH answered with an error is
-//! still read back (some miners apply and then answer 500), and every wait can be cut
-//! short by a stop.
+//! still read back (some miners apply and then answer 500), except an auth refusal (401 /
+//! 403), which changed nothing; every wait can be cut short by a stop.
 
 use std::time::Duration;
 
@@ -153,6 +153,11 @@ pub async fn apply(
     } else {
         client.patch_settings(address, write.patch).await
     };
+    // A 401 / 403 comes from the firmware's auth gate before any handler runs: nothing
+    // changed, and no read-back (nor the patience of a reboot) would change that.
+    if let Err(refusal @ PollError::Unauthorized { .. }) = &sent {
+        return Err(ApplyError::Refused(refusal.to_string()));
+    }
     // A 4xx is the firmware saying no (it validated and refused); anything else — a 5xx,
     // a timeout, a dropped connection — may have applied, and is read back in full.
     let refused_outright = sent

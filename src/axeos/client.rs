@@ -1,12 +1,13 @@
 //! The HTTP side of talking to a miner: fetch `/api/system/info` (and write settings with
 //! `PATCH /api/system`) with a timeout, a response size cap, no redirects and no `Origin`
-//! header. Failures carry a bounded [`PollErrorKind`] so they can become a metric label.
+//! header, and HTTP Basic auth on every request to a miner configured with credentials.
+//! Failures carry a bounded [`PollErrorKind`] so they can become a metric label.
 
 use std::time::Duration;
 
 use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
 use crate::axeos::window::CheckedPatch;
-use crate::config::MinerAddress;
+use crate::config::{Credentials, MinerAddress};
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -23,16 +24,19 @@ pub enum PollErrorKind {
     Protocol,
     HttpStatus,
     Decode,
+    /// The miner asks for credentials, or refused the configured ones (HTTP 401 or 403).
+    Auth,
 }
 
 impl PollErrorKind {
     /// Every kind, in declaration order (so `kind as usize` indexes it).
-    pub const ALL: [PollErrorKind; 5] = [
+    pub const ALL: [PollErrorKind; 6] = [
         Self::Timeout,
         Self::Connect,
         Self::Protocol,
         Self::HttpStatus,
         Self::Decode,
+        Self::Auth,
     ];
 
     pub fn as_label(self) -> &'static str {
@@ -42,6 +46,7 @@ impl PollErrorKind {
             Self::Protocol => "protocol",
             Self::HttpStatus => "http_status",
             Self::Decode => "decode",
+            Self::Auth => "auth",
         }
     }
 }
@@ -79,6 +84,39 @@ pub enum PollError {
     Decode(#[from] DecodeError),
     #[error("the miner did not accept the settings: {0}")]
     Rejected(String),
+    /// HTTP 401 or 403: the firmware's auth gate answered before any handler ran, so
+    /// nothing was read or changed.
+    #[error("{}", unauthorized_text(*status, refused.as_deref(), *basic_challenge))]
+    Unauthorized {
+        status: u16,
+        /// The device whose configured credentials were sent and refused; `None` when the
+        /// request carried none.
+        refused: Option<String>,
+        /// The answer asked for Basic auth (`WWW-Authenticate: Basic …`).
+        basic_challenge: bool,
+    },
+}
+
+/// What a person reads about a 401 / 403, with what to do.
+fn unauthorized_text(status: u16, refused: Option<&str>, basic_challenge: bool) -> String {
+    match refused {
+        Some(device) => format!(
+            "the miner refused the configured credentials (HTTP {status}): check username and password for {device}"
+        ),
+        None => {
+            // AxeOS v2.5+ answers a plain 401 (no challenge) to clients outside RFC 1918.
+            let also = if status == 401 && !basic_challenge {
+                " (if it has no password: AxeOS v2.5+ also answers 401 to a client whose address is not a \
+                 private RFC 1918 one, e.g. through a VPN or CGNAT)"
+            } else {
+                ""
+            };
+            format!(
+                "the miner asks for credentials (HTTP {status}): set username and password_file for this device in \
+                 config.yaml{also}"
+            )
+        }
+    }
 }
 
 impl PollError {
@@ -89,7 +127,36 @@ impl PollError {
             Self::Protocol(_) => PollErrorKind::Protocol,
             Self::HttpStatus { .. } | Self::Rejected(_) => PollErrorKind::HttpStatus,
             Self::TooLarge | Self::Truncated(_) | Self::Decode(_) => PollErrorKind::Decode,
+            Self::Unauthorized { .. } => PollErrorKind::Auth,
         }
+    }
+}
+
+/// A 401 / 403 answer as a [`PollError::Unauthorized`]; `None` for any other status.
+fn unauthorized(response: &reqwest::Response, credentials: Option<&Credentials>) -> Option<PollError> {
+    let status = response.status().as_u16();
+    if !matches!(status, 401 | 403) {
+        return None;
+    }
+    let basic_challenge = response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.trim_start().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("basic")));
+    Some(PollError::Unauthorized {
+        status,
+        refused: credentials.map(|c| c.device.clone()),
+        basic_challenge,
+    })
+}
+
+/// The request with `Authorization: Basic …` when the miner has credentials (reqwest marks
+/// the header sensitive, so it is never shown in its debug output).
+fn authorized(request: reqwest::RequestBuilder, credentials: Option<&Credentials>) -> reqwest::RequestBuilder {
+    match credentials {
+        Some(c) => request.basic_auth(&c.username, Some(c.password.expose())),
+        None => request,
     }
 }
 
@@ -167,12 +234,18 @@ impl AxeOsClient {
 
     /// `GET /api/system/info`, decoded and normalised.
     pub async fn system_info(&self, address: &MinerAddress) -> Result<Sample, PollError> {
-        self.system_info_at(&Self::info_url(address)?).await
+        self.system_info_at(&Self::info_url(address)?, address.credentials.as_deref())
+            .await
     }
 
-    /// `GET` of a pre-parsed `/api/system/info` URL, decoded and normalised.
-    pub async fn system_info_at(&self, url: &reqwest::Url) -> Result<Sample, PollError> {
-        let body = self.get(url.clone()).await?;
+    /// `GET` of a pre-parsed `/api/system/info` URL (with the miner's credentials, if it
+    /// has them), decoded and normalised.
+    pub async fn system_info_at(
+        &self,
+        url: &reqwest::Url,
+        credentials: Option<&Credentials>,
+    ) -> Result<Sample, PollError> {
+        let body = self.get(url.clone(), credentials).await?;
         Ok(decode_system_info(&body)?)
     }
 
@@ -188,7 +261,7 @@ impl AxeOsClient {
         }
         let url = reqwest::Url::parse(&address.url("/api/system/asic"))
             .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
-        let body = match self.get(url).await {
+        let body = match self.get(url, address.credentials.as_deref()).await {
             Ok(body) => body,
             // Before v2.7 the path does not exist (404, or a redirect to the web UI).
             Err(PollError::HttpStatus { .. }) => return Ok(None),
@@ -253,13 +326,18 @@ impl AxeOsClient {
             fields.insert("overheat_mode".into(), 0.into());
         }
         let body = serde_json::to_vec(&body).map_err(|e| PollError::Rejected(e.to_string()))?;
+        let credentials = address.credentials.as_deref();
         let request = self
             .http
             .patch(address.url("/api/system"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
+        let request = authorized(request, credentials);
         let exchange = async {
             let response = request.send().await.map_err(|e| send_error(&e))?;
+            if let Some(refusal) = unauthorized(&response, credentials) {
+                return Err(refusal);
+            }
             let status = response.status();
             let text = read_capped(response).await.unwrap_or_default();
             if !status.is_success() {
@@ -290,9 +368,13 @@ impl AxeOsClient {
 
     /// A bodiless `POST` the firmware answers with a status; `what` names it in errors.
     async fn post_command(&self, address: &MinerAddress, path: &str, what: &str) -> Result<(), PollError> {
-        let request = self.http.post(address.url(path));
+        let credentials = address.credentials.as_deref();
+        let request = authorized(self.http.post(address.url(path)), credentials);
         let exchange = async {
             let response = request.send().await.map_err(|e| send_error(&e))?;
+            if let Some(refusal) = unauthorized(&response, credentials) {
+                return Err(refusal);
+            }
             let status = response.status();
             if !status.is_success() {
                 return Err(PollError::Rejected(format!("HTTP {} to {what}", status.as_u16())));
@@ -305,21 +387,25 @@ impl AxeOsClient {
     }
 
     /// One timer bounds the whole exchange: connect, headers and body.
-    async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
-        tokio::time::timeout(self.timeout, self.get_unbounded(url))
+    async fn get(&self, url: reqwest::Url, credentials: Option<&Credentials>) -> Result<Vec<u8>, PollError> {
+        tokio::time::timeout(self.timeout, self.get_unbounded(url, credentials))
             .await
             .map_err(|_| PollError::Timeout(self.timeout))?
     }
 
-    async fn get_unbounded(&self, url: reqwest::Url) -> Result<Vec<u8>, PollError> {
+    async fn get_unbounded(&self, url: reqwest::Url, credentials: Option<&Credentials>) -> Result<Vec<u8>, PollError> {
         let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
-        let response = request.send().await.map_err(|e| send_error(&e))?;
+        let response = authorized(request, credentials)
+            .send()
+            .await
+            .map_err(|e| send_error(&e))?;
+        if let Some(refusal) = unauthorized(&response, credentials) {
+            return Err(refusal);
+        }
         let status = response.status();
         if !status.is_success() {
             let hint = if status.is_redirection() {
                 " (a redirect: firmware older than v2.9 answers unknown paths this way; is this an AxeOS miner?)"
-            } else if status.as_u16() == 401 {
-                " (AxeOS v2.5+ only answers clients with a private RFC 1918 address)"
             } else {
                 ""
             };

@@ -1,7 +1,8 @@
 //! Finding miners on the LAN: a gentle scan that asks each address of the given IPv4
 //! subnets for `GET /api/system/info` (a short timeout, a bounded number in flight, no
-//! retries), recognising every firmware era with the exporter's own decoder. It only reads:
-//! nothing is ever sent to a miner but that GET.
+//! retries), recognising every firmware era with the exporter's own decoder; an address
+//! that answers it with 401 / 403 is listed as a miner that needs credentials. It only
+//! reads: nothing is ever sent to a miner but that GET (and no credentials).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -12,7 +13,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::axeos::printable;
-use crate::axeos::AxeOsClient;
+use crate::axeos::{AxeOsClient, PollError};
 use crate::config::MinerAddress;
 
 /// Requests in flight at once.
@@ -119,6 +120,17 @@ pub fn local_networks() -> Result<Vec<Ipv4Net>, DiscoverError> {
     Ok(networks.into_iter().collect())
 }
 
+/// How a found miner answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundStatus {
+    /// It answered `/api/system/info`.
+    Ok,
+    /// It answered `/api/system/info` with 401 / 403: firmware with HTTP Basic auth that
+    /// locks reads (nothing else about it is known until credentials are configured).
+    NeedsCredentials,
+}
+
 /// A miner that answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Found {
@@ -126,6 +138,7 @@ pub struct Found {
     pub name: String,
     /// `host` or `host:port`, as `devices[].ip` takes it.
     pub address: String,
+    pub status: FoundStatus,
     pub hostname: Option<String>,
     pub board: Option<String>,
     pub model: Option<String>,
@@ -134,6 +147,29 @@ pub struct Found {
     pub frequency_mhz: Option<f64>,
     pub core_voltage_mv: Option<f64>,
     pub hashrate_ghs: Option<f64>,
+}
+
+impl Found {
+    /// An address that asks for credentials before it says anything about itself.
+    fn needing_credentials(address: String) -> Found {
+        Found {
+            name: suggested_name(None, &address),
+            address,
+            status: FoundStatus::NeedsCredentials,
+            hostname: None,
+            board: None,
+            model: None,
+            firmware: None,
+            mac: None,
+            frequency_mhz: None,
+            core_voltage_mv: None,
+            hashrate_ghs: None,
+        }
+    }
+
+    pub fn needs_credentials(&self) -> bool {
+        self.status == FoundStatus::NeedsCredentials
+    }
 }
 
 /// A name made of the hostname's letters, digits, `-`, `_` and `.` (anything else from a
@@ -234,20 +270,23 @@ pub async fn probe(
             let (client, permits) = (client.clone(), permits.clone());
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.ok()?;
-                let address = MinerAddress {
-                    host: ip.to_string(),
-                    port,
-                };
-                let sample = client.system_info(&address).await.ok()?;
+                let address = MinerAddress::new(ip.to_string(), port);
+                let read = client.system_info(&address).await;
                 let shown = if port == 80 {
                     ip.to_string()
                 } else {
                     format!("{ip}:{port}")
                 };
+                let sample = match read {
+                    Ok(sample) => sample,
+                    Err(PollError::Unauthorized { .. }) => return Some(Found::needing_credentials(shown)),
+                    Err(_) => return None,
+                };
                 let identity = &sample.identity;
                 Some(Found {
                     name: suggested_name(identity.hostname.as_deref(), &shown),
                     address: shown,
+                    status: FoundStatus::Ok,
                     hostname: identity.hostname.as_deref().map(|h| printable(h).into_owned()),
                     // The board's name where its family's table (or its own model) says it.
                     board: identity
@@ -322,6 +361,7 @@ mod tests {
         let miner = |name: &str| Found {
             name: name.into(),
             address: String::new(),
+            status: FoundStatus::Ok,
             hostname: None,
             board: None,
             model: None,

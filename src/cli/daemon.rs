@@ -81,8 +81,19 @@ pub struct SimulateArgs {
 pub fn check_config(path: &Path) -> Result<(), Failure> {
     let config = config::load(path)?;
     let enabled = config.enabled_devices().count();
+    // How many, never what: the passwords were read, and are not shown.
+    let with_credentials = config
+        .devices
+        .iter()
+        .filter(|d| d.address.credentials.is_some())
+        .count();
+    let credentials = if with_credentials > 0 {
+        format!(" ({with_credentials} with credentials, each password read)")
+    } else {
+        String::new()
+    };
     emit(&format!(
-        "{}: OK: {} device(s), {} enabled; poll every {} s; listen on {}\n",
+        "{}: OK: {} device(s), {} enabled{credentials}; poll every {} s; listen on {}\n",
         path.display(),
         config.devices.len(),
         enabled,
@@ -217,10 +228,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
         .zip(sims.addresses())
         .map(|((name, _), address)| DeviceConfig {
             name: name.clone(),
-            address: MinerAddress {
-                host: address.ip().to_string(),
-                port: address.port(),
-            },
+            address: MinerAddress::new(address.ip().to_string(), address.port()),
             enabled: true,
         })
         .collect();

@@ -1,7 +1,7 @@
 //! `discover [--subnet CIDR …] [--port P[-Q]] [--mdns-only | --no-mdns] [--timeout S]
 //! [--format table|yaml|json] [--add-to CONFIG] [--allow-public]`: finds the AxeOS miners on
 //! the LAN (mDNS announcements of v2.15+ and a gentle subnet scan) and prints their
-//! config entries, or adds the new ones to a config file (its text edited under a lock,
+//! config entries (a miner that asks for credentials too, marked so), or adds the new ones to a config file (its text edited under a lock,
 //! comments, order, line endings and mode kept, a backup beside it, the result checked to
 //! load as the old config plus the new miners).
 
@@ -143,14 +143,19 @@ fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
             let rows: Vec<Vec<String>> = found
                 .iter()
                 .map(|f| {
-                    vec![
-                        f.name.clone(),
-                        f.address.clone(),
+                    let what = if f.needs_credentials() {
+                        "needs credentials".to_string()
+                    } else {
                         format!(
                             "{} {}",
                             f.board.as_deref().unwrap_or("?"),
                             f.model.as_deref().unwrap_or("?")
-                        ),
+                        )
+                    };
+                    vec![
+                        f.name.clone(),
+                        f.address.clone(),
+                        what,
                         f.firmware.clone().unwrap_or_else(|| "?".into()),
                         f.mac.clone().unwrap_or_else(|| "?".into()),
                         crate::axeos::sample::short_clock_label(f.frequency_mhz, f.core_voltage_mv),
@@ -163,12 +168,22 @@ fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
                 "\n{} miner(s) found. `--format yaml` prints their config entries; `--add-to config.yaml` adds the new ones.\n",
                 found.len()
             ));
+            let locked = found.iter().filter(|f| f.needs_credentials()).count();
+            if locked > 0 {
+                text.push_str(&format!(
+                    "{locked} of them need(s) credentials (HTTP 401 on /api/system/info): give each a username and \
+                     password_file in config.yaml.\n"
+                ));
+            }
             emit(&text)
         }
     }
 }
 
 fn note(f: &Found) -> String {
+    if f.needs_credentials() {
+        return "found by discover: needs credentials (HTTP 401): add username and password_file".into();
+    }
     let what = [
         f.board.as_deref(),
         f.model.as_deref(),

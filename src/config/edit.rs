@@ -2,7 +2,7 @@
 //! `discover --add-to`'s edit of an existing file that keeps its comments, order, line
 //! endings and byte-order mark, and is checked to change nothing but the devices it adds.
 
-use super::{parse, Config, ConfigError, DeviceConfig, MinerAddress};
+use super::{parse_with, Config, ConfigError, DeviceConfig, MinerAddress, Secrets};
 
 /// A device entry to add to a config file's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,10 +60,11 @@ pub fn add_devices_to_config(text: &str, devices: &[NewDevice]) -> Result<String
     Ok(edited)
 }
 
-/// The config `text` says, to add devices to: as [`parse`] reads it, or — when its only
+/// The config `text` says, to add devices to: as [`super::parse`] reads it (passwords
+/// not read: the edit sends nothing to a miner, and may run where they cannot be read), or — when its only
 /// fault is that it lists no device yet (an empty file, `devices: []`) — with no devices.
 pub fn parse_for_adding(text: &str) -> Result<Config, ConfigError> {
-    let error = match parse(text) {
+    let error = match parse_with(text, Secrets::Skip) {
         Ok(config) => return Ok(config),
         Err(error) => error,
     };
@@ -75,7 +76,7 @@ pub fn parse_for_adding(text: &str) -> Result<Config, ConfigError> {
     let Ok(with_probe) = add_devices_to_text(text, &probe) else {
         return Err(error);
     };
-    match parse(&with_probe) {
+    match parse_with(&with_probe, Secrets::Skip) {
         Ok(mut config) if config.devices.len() == 1 => {
             config.devices.clear();
             Ok(config)
@@ -95,7 +96,7 @@ pub fn parse_for_adding(text: &str) -> Result<Config, ConfigError> {
 /// Checks that `edited` loads as `text` with `devices` appended and nothing else changed.
 fn check_edit(text: &str, edited: &str, devices: &[NewDevice]) -> Result<(), EditError> {
     let mut expected = parse_for_adding(text).map_err(EditError::Original)?;
-    let after = parse(edited).map_err(EditError::Invalid)?;
+    let after = parse_with(edited, Secrets::Skip).map_err(EditError::Invalid)?;
     for device in devices {
         let address = MinerAddress::parse(&device.ip).map_err(|message| {
             EditError::Invalid(ConfigError {
@@ -351,6 +352,7 @@ fn join(bom: &str, lines: &[Line]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse;
 
     fn new(name: &str, ip: &str) -> NewDevice {
         NewDevice {

@@ -273,9 +273,11 @@ impl Fleet {
         Some(lock(&slot.moved_to).clone().unwrap_or_else(|| slot.address.clone()))
     }
 
-    /// Polls a device at `address` from now on (discovery found its MAC there).
-    pub fn move_device(&self, index: usize, address: MinerAddress) {
+    /// Polls a device at `address` from now on (discovery found its MAC there), with the
+    /// credentials configured for it.
+    pub fn move_device(&self, index: usize, mut address: MinerAddress) {
         if let Some(slot) = self.devices.get(index) {
+            address.credentials = slot.address.credentials.clone();
             *lock(&slot.moved_to) = Some(address);
         }
     }

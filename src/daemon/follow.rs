@@ -61,7 +61,7 @@ pub async fn follow_moved_miners(fleet: Arc<Fleet>, settings: Discovery, mut sto
                 continue;
             };
             let before = fleet.current_address(index);
-            if before.as_ref() == Some(&now_at) {
+            if before.as_ref().is_some_and(|b| b.same_place(&now_at)) {
                 continue;
             }
             tracing::warn!(

@@ -635,7 +635,7 @@ impl FleetCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "bitaxe_poll_errors",
-                "Failed polls by kind: timeout, connect, protocol, http_status, decode",
+                "Failed polls by kind: timeout, connect, protocol, http_status, decode, auth",
                 None,
                 MetricType::Counter,
             )?;

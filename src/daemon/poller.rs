@@ -85,7 +85,7 @@ async fn poll_loop(
             }
         }
         let started = Instant::now();
-        let result = client.system_info_at(&url).await;
+        let result = client.system_info_at(&url, address.credentials.as_deref()).await;
         let duration = started.elapsed();
         let at = SystemTime::now();
         let device = fleet.device_name(index);

@@ -15,7 +15,9 @@
 //! of real miners, which combine with any fault: `"hold_asic_celsius": 75` (a temperature
 //! stuck there, whatever is done), `"readback_lag": 4` (new settings show in reads only
 //! that many seconds after a PATCH), `"patch_error_applies": true` (a PATCH answered 500
-//! but applied), `"ignore_pause": true` (pause answered 200, mining goes on); also
+//! but applied), `"ignore_pause": true` (pause answered 200, mining goes on),
+//! `"basic_auth": {"username": "admin", "password": "pw", "reads": true}` (HTTP Basic auth
+//! on every request, or with `"reads": false` on writes only; `null` turns it off); also
 //! [`SimFleet::set_quirks`].
 
 pub mod dialects;
@@ -313,7 +315,7 @@ struct MinerState {
 const KEPT_PATCH_BODIES: usize = 64;
 
 /// How a real miner's writes misbehave; any combination, beside any [`Fault`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quirks {
     /// The ASIC temperature reads this, whatever the settings (a sensor or a room stuck hot).
     pub hold_asic_celsius: Option<f64>,
@@ -323,6 +325,50 @@ pub struct Quirks {
     pub patch_error_applies: bool,
     /// `POST /api/system/pause` answers `200` and mining goes on.
     pub ignore_pause: bool,
+    /// The miner asks for HTTP Basic auth (firmware with the upstream AxeOS auth pull
+    /// request, or a fork that has it).
+    pub basic_auth: Option<SimAuth>,
+}
+
+/// The credentials a simulated miner asks for, and what they guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAuth {
+    pub username: String,
+    pub password: String,
+    /// Every request (`authReadRequired`); `false`: only requests that change something
+    /// (any method but GET, HEAD and OPTIONS).
+    pub reads: bool,
+}
+
+impl SimAuth {
+    /// Whether `request` may go on: it carries these credentials, or it is a read and
+    /// only writes are locked. A CORS preflight never carries credentials and is let by.
+    fn allows<B>(&self, request: &Request<B>) -> bool {
+        let method = request.method();
+        if method == Method::OPTIONS || (!self.reads && (method == Method::GET || method == Method::HEAD)) {
+            return true;
+        }
+        use base64::Engine as _;
+        let expected = format!("{}:{}", self.username, self.password);
+        request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, encoded)| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+            .is_some_and(|decoded| decoded == expected.as_bytes())
+    }
+}
+
+/// What the firmware's auth gate answers (ESP-IDF's `httpd_resp_send_err` body).
+fn unauthorized() -> Reply {
+    let mut response = reply(StatusCode::UNAUTHORIZED, "text/html", "Unauthorized");
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"AxeOS\""),
+    );
+    response
 }
 
 impl SimMiner {
@@ -561,10 +607,10 @@ impl SimFleet {
     pub fn set_quirks(&self, index: usize, quirks: Quirks) {
         if let Some(miner) = self.miners.get(index) {
             let mut state = miner.advanced();
-            state.quirks = quirks;
             if quirks.readback_lag.is_none() {
                 state.lagging = None;
             }
+            state.quirks = quirks;
         }
     }
 
@@ -747,7 +793,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     if path == "/__sim" {
         return control(miner, request).await;
     }
-    let fault = {
+    let (fault, auth) = {
         let mut state = miner.lock();
         state.requests += 1;
         let writes = matches!(
@@ -762,8 +808,12 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             state.writes += 1;
         }
         state.first_request.get_or_insert_with(Instant::now);
-        state.fault
+        (state.fault, state.quirks.basic_auth.clone())
     };
+    // The auth gate answers before any handler (and so before any handler's fault).
+    if auth.is_some_and(|auth| !auth.allows(&request)) {
+        return unauthorized();
+    }
     match fault {
         Fault::Hang => {
             tokio::time::sleep(HANG_FOR).await;
@@ -1068,6 +1118,19 @@ async fn control(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         }
         if let Some(flag) = body.get("ignore_pause").and_then(|v| v.as_bool()) {
             state.quirks.ignore_pause = flag;
+        }
+        if let Some(auth) = body.get("basic_auth") {
+            state.quirks.basic_auth = match auth {
+                serde_json::Value::Object(fields) => {
+                    let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                    Some(SimAuth {
+                        username: text("username"),
+                        password: text("password"),
+                        reads: fields.get("reads").and_then(|v| v.as_bool()).unwrap_or(true),
+                    })
+                }
+                _ => None,
+            };
         }
     }
     let downtime = match body.get("reboot") {

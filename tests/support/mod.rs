@@ -211,6 +211,8 @@ struct Launch<'a> {
     log: Option<&'a str>,
     /// The folder for the config, the ledger and the log; a fresh one when `None`.
     dir: Option<tempfile::TempDir>,
+    /// Rewrites the config text before it is written (e.g. keys inside a device entry).
+    edit: Option<&'a dyn Fn(String) -> String>,
 }
 
 impl Exporter {
@@ -307,6 +309,25 @@ impl Exporter {
         )
     }
 
+    /// With its config (as `edit` rewrites it), ledger and log (at `info`) in `dir`.
+    pub fn start_edited(
+        dir: tempfile::TempDir,
+        devices: &[(String, SocketAddr)],
+        poll_interval: f64,
+        edit: &dyn Fn(String) -> String,
+    ) -> Exporter {
+        Self::launch(
+            devices,
+            poll_interval,
+            Launch {
+                dir: Some(dir),
+                log: Some("info"),
+                edit: Some(edit),
+                ..Launch::default()
+            },
+        )
+    }
+
     /// With its config, ledger and log in `dir` (a folder on a filesystem a test controls).
     pub fn start_in(dir: tempfile::TempDir, devices: &[(String, SocketAddr)], poll_interval: f64) -> Exporter {
         Self::launch(
@@ -327,6 +348,7 @@ impl Exporter {
             nofile,
             log,
             dir,
+            edit,
         } = options;
         let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         // A port picked here may be taken by someone else before the exporter binds it: a
@@ -339,6 +361,10 @@ impl Exporter {
                 config_yaml(devices, poll_interval, &format!("127.0.0.1:{port}"), &database) + extra_yaml,
                 server_yaml,
             );
+            let yaml = match edit {
+                Some(edit) => edit(yaml),
+                None => yaml,
+            };
             std::fs::write(&config, yaml).unwrap();
             let mut command = match nofile {
                 // `exec` keeps the pid, so `pid()` and `rss_kib()` see the exporter itself.
@@ -723,13 +749,7 @@ pub async fn raw_server(
             });
         }
     });
-    (
-        bitaxe_exporter::config::MinerAddress {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        rx,
-    )
+    (bitaxe_exporter::config::MinerAddress::new("127.0.0.1", port), rx)
 }
 
 /// A plain SQLite connection to a ledger file, for tests that look at (or damage) what is
