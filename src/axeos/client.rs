@@ -282,7 +282,7 @@ impl AxeOsClient {
     pub async fn asic_count(&self, address: &MinerAddress) -> Result<Option<u32>, PollError> {
         let url = reqwest::Url::parse(&address.url("/api/system/asic"))
             .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
-        let body = match self.get(url).await {
+        let body = match self.get(url, address.credentials.as_deref()).await {
             Ok(body) => body,
             Err(PollError::HttpStatus { .. }) => return Ok(None),
             Err(e) => return Err(e),
