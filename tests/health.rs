@@ -11,7 +11,7 @@ use bitaxe_exporter::sim::{Fault, MinerSpec, SimFleet};
 
 use crate::support::{Exposition, InProcess};
 
-const REASONS: [&str; 7] = [
+const REASONS: [&str; 11] = [
     "shares_stalled",
     "hashrate_frozen",
     "share_rate_low",
@@ -19,6 +19,10 @@ const REASONS: [&str; 7] = [
     "overheat",
     "power_fault",
     "paused",
+    "no_work_from_pool",
+    "chip_dead",
+    "chip_weak",
+    "hardware_fault",
 ];
 
 fn problems(exposition: &Exposition, device: &str) -> Vec<String> {

@@ -461,7 +461,12 @@ async fn a_dead_chip_a_hardware_fault_a_pool_without_work_and_a_reset_reason_rea
         &[
             miner(Board::Hex, 41, Fault::DeadChip),
             miner(Board::Gamma, 42, Fault::HardwareFault),
-            miner(Board::Gamma, 43, Fault::NoWork),
+            // Ten times simulated time: the pool's job every 2 s, so its usual cadence is
+            // seen in seconds before it stops sending work.
+            MinerSpec {
+                time_scale: 10.0,
+                ..miner(Board::Gamma, 43, Fault::None)
+            },
             miner(Board::Gamma, 44, Fault::None),
         ],
         None,
@@ -482,6 +487,15 @@ async fn a_dead_chip_a_hardware_fault_a_pool_without_work_and_a_reset_reason_rea
         .wait_for(Duration::from_secs(20), "up", |e| e.up("rebooter") == Some(1.0))
         .await;
     sims.reboot_because(3, Duration::from_secs(2), ResetReason::Brownout);
+    // Jobs arrive, shares arrive; then the pool goes quiet.
+    exporter
+        .wait_for(Duration::from_secs(20), "jobs from the pool", |e| {
+            e.value("bitaxe_pool_work_received_total", &[("device", "starved")])
+                .is_some_and(|jobs| jobs >= 3.0)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sims.set_fault(2, Fault::NoWork);
     let metrics = exporter
         .wait_for(Duration::from_secs(30), "every verdict and the reset reason", |e| {
             problem(e, "hex", "chip_dead")

@@ -100,7 +100,9 @@ impl Problem {
             Problem::Overheat => "the firmware's overheat protection stopped mining",
             Problem::PowerFault => "the voltage regulator reports a fault",
             Problem::Paused => "mining is paused",
-            Problem::NoWorkFromPool => "the pool stopped sending work (no new job since the last accepted share)",
+            Problem::NoWorkFromPool => {
+                "the pool stopped sending work (no new job since the last accepted share, for over twice its usual gap)"
+            }
             Problem::ChipDead => "one ASIC chip does almost nothing while the others hash",
             Problem::ChipWeak => "one ASIC chip does far less than the others",
             Problem::HardwareFault => "the firmware reports a hardware fault and stopped mining",
@@ -186,6 +188,9 @@ pub struct HealthTracker {
     /// The pool's job counter and when it last moved.
     work_received: Option<u64>,
     work_changed_at: Option<Instant>,
+    /// Whether the counter has been seen to change once (a gap needs two changes).
+    work_seen_changing: bool,
+    longest_job_gap: Option<Duration>,
     /// Readings in a row each chip has lagged.
     chip_strikes: Vec<u8>,
 }
@@ -237,22 +242,40 @@ impl HealthTracker {
         }
         self.last_hashrate = bits;
 
-        // The pool's job counter: any change (a reconnect restarts it) is new work.
+        // The pool's job counter: any change (a reconnect restarts it) is new work. Its
+        // cadence (the longest gap seen between two changes) says how long a pool stays
+        // quiet when nothing is wrong.
         if let Some(work) = sample.work_received {
-            if self.work_received != Some(work) || self.work_changed_at.is_none() {
-                self.work_changed_at = Some(now);
+            match (self.work_received, self.work_changed_at) {
+                (Some(before), Some(changed)) if before != work => {
+                    if self.work_seen_changing {
+                        let gap = now.saturating_duration_since(changed);
+                        self.longest_job_gap = Some(self.longest_job_gap.map_or(gap, |g| g.max(gap)));
+                    }
+                    self.work_seen_changing = true;
+                    self.work_changed_at = Some(now);
+                }
+                (_, None) => self.work_changed_at = Some(now),
+                _ => {}
             }
             self.work_received = Some(work);
         }
-        // No new job since the last share, or none for NO_WORK_AFTER: the pool's side.
-        let work_quiet_since_share = match (sample.work_received, self.work_changed_at, self.last_share_at) {
-            (Some(_), Some(changed), Some(share)) => changed <= share,
+        let work_quiet_for = self
+            .work_changed_at
+            .filter(|_| sample.work_received.is_some())
+            .map(|t| now.saturating_duration_since(t));
+        // Quieter than twice its usual cadence, with no job since the last share: the pool's
+        // side. Without a cadence seen yet, only a silence of NO_WORK_AFTER says so.
+        let pool_silent = match (
+            work_quiet_for,
+            self.longest_job_gap,
+            self.last_share_at,
+            self.work_changed_at,
+        ) {
+            (Some(quiet), Some(gap), Some(share), Some(changed)) => changed <= share && quiet > gap * 2,
             _ => false,
         };
-        let work_quiet_long = sample.work_received.is_some()
-            && self
-                .work_changed_at
-                .is_some_and(|t| now.saturating_duration_since(t) >= NO_WORK_AFTER);
+        let work_quiet_long = work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
 
         let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
         let mut problems = Vec::new();
@@ -265,7 +288,7 @@ impl HealthTracker {
         );
         if frozen {
             problems.push(Problem::HashrateFrozen);
-        } else if (stalled && work_quiet_since_share) || work_quiet_long {
+        } else if (stalled && pool_silent) || work_quiet_long {
             problems.push(Problem::NoWorkFromPool);
         } else if stalled {
             problems.push(Problem::SharesStalled);
