@@ -739,6 +739,14 @@ fn a_dead_chip_a_reset_reason_and_a_hardware_fault_are_read() {
     assert_eq!(temps, [Some(61.5), Some(60.25), Some(59.75), Some(58.5)]);
     assert_eq!(nerd.asic_temp_celsius, Some(61.5));
     assert_eq!(reset_reason_label(nerd.reset_reason.as_deref().unwrap()), "software");
+    // forge-os names its chips' temperatures chiptemp1/2: the hottest is the ASIC's.
+    let forge = decode_system_info(
+        br#"{"hashRate": 2100, "ASICModel": "BM1370", "temp": 55, "chiptemp1": 58.5, "chiptemp2": 61.25, "version": "forge-1.2"}"#,
+    )
+    .unwrap();
+    let temps: Vec<Option<f64>> = forge.chips.iter().map(|c| c.temp_celsius).collect();
+    assert_eq!(temps, [Some(58.5), Some(61.25)]);
+    assert_eq!(forge.asic_temp_celsius, Some(61.25));
     // A power_fault of 0 / false / "" is no fault.
     for quiet in [r#""0""#, "0", "false", r#""""#, r#""none""#] {
         let body = format!(r#"{{"hashRate": 1000, "ASICModel": "BM1370", "power_fault": {quiet}}}"#);

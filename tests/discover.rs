@@ -561,3 +561,48 @@ async fn add_to_an_empty_file_or_device_list_starts_it() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("poll_interval"));
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_names_each_miners_board_and_firmware_family() {
+    let base = free_range(3);
+    let specs = [
+        MinerSpec::new(Board::NerdQAxePlusPlus, Dialect::NerdQaxe, 11),
+        MinerSpec::new(Board::LuckyLV07, Dialect::Lucky, 12),
+        MinerSpec::new(Board::GammaHex, Dialect::V2_15, 13),
+    ];
+    let sims = SimFleet::start(&specs, Some(base)).await.unwrap();
+    let ports = format!("{base}-{}", base + 2);
+    let scan = |format: &str| {
+        run(&[
+            "discover",
+            "--no-mdns",
+            "--subnet",
+            "127.0.0.1/32",
+            "--port",
+            &ports,
+            "--timeout",
+            "2",
+            "--format",
+            format,
+        ])
+    };
+    let output = scan("json");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let found: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let at = |port: u16| {
+        let f = found
+            .iter()
+            .find(|f| f["address"] == format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("nothing at {port}: {found:#?}"));
+        (
+            f["board"].as_str().unwrap_or("").to_string(),
+            f["firmware_family"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(at(base), ("NerdQAxe++".to_string(), "nerdqaxe".to_string()));
+    assert_eq!(at(base + 1), ("LV07".to_string(), "lucky".to_string()));
+    assert_eq!(at(base + 2), ("Gamma Hex".to_string(), "esp-miner".to_string()));
+    let table = String::from_utf8_lossy(&scan("table").stdout).into_owned();
+    assert!(table.contains("(nerdqaxe)") && table.contains("(lucky)"), "{table}");
+    sims.shutdown().await;
+}

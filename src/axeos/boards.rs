@@ -263,12 +263,15 @@ pub struct Resolved {
 
 /// Picks the board from the evidence of one body.
 pub fn resolve(e: &BoardEvidence<'_>) -> Resolved {
-    let spec = match e.family {
+    // A Lucky model name is the hardware whatever firmware runs on it (upstream builds for
+    // Lucky hardware report board 302 too): it beats a board number.
+    let by_lucky_model = e.miner_model.and_then(|_| lucky_board(e));
+    let spec = by_lucky_model.or_else(|| match e.family {
         FirmwareFamily::EspMiner | FirmwareFamily::Unknown => upstream_board(e),
         FirmwareFamily::Lucky => lucky_board(e),
         // The NerdQAxe family names its board and counts its chips itself.
         FirmwareFamily::NerdQaxe => None,
-    };
+    });
     let name = match (spec, e.family) {
         (Some(spec), _) => Some(spec.name.to_string()),
         (None, FirmwareFamily::NerdQaxe) => e.device_model.filter(|m| !m.is_empty()).map(str::to_string),
@@ -446,6 +449,18 @@ mod tests {
         assert_eq!(lucky(Some("LV08"), Some(9)).name.as_deref(), Some("LV08"));
         assert_eq!(lucky(None, Some(9)).name.as_deref(), Some("LV08"));
         assert_eq!(lucky(None, None).chips, None);
+        // Upstream firmware on an LV07 names the model: the hardware is an LV07 still.
+        let upstream_on_lv07 = resolve(&BoardEvidence {
+            family: EspMiner,
+            board_version: Some("302"),
+            miner_model: Some("LV07"),
+            asic_model: Some("BM1366"),
+            ..BoardEvidence::default()
+        });
+        assert_eq!(
+            (upstream_on_lv07.name.as_deref(), upstream_on_lv07.chips),
+            (Some("LV07"), Some(2))
+        );
         let nerd = resolve(&BoardEvidence {
             family: FirmwareFamily::NerdQaxe,
             device_model: Some("NerdQAxe++"),

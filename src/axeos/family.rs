@@ -95,7 +95,10 @@ pub fn decide(hints: &FamilyHints<'_>) -> FirmwareFamily {
     if hints.has_nerdqaxe_fields || nerd_model {
         return FirmwareFamily::NerdQaxe;
     }
-    if lucky_model {
+    // Upstream built for Lucky hardware (ESP-Miner-LVXX) may name the Lucky model, but runs
+    // upstream's code and write rules: its `v2.x` version (or its web UI's) says so.
+    let upstream_version = prefixed && major == Some(2);
+    if lucky_model && !upstream_version && !hints.has_axeos_version {
         return FirmwareFamily::Lucky;
     }
     match (major, prefixed) {
@@ -198,6 +201,13 @@ mod tests {
             ..FamilyHints::default()
         };
         assert_eq!(decide(&lucky), FirmwareFamily::Lucky);
+        let upstream_lucky_build = FamilyHints {
+            version: Some("v2.10.0-1.9.1"),
+            miner_model: Some("LV07"),
+            board_version: Some("302"),
+            ..FamilyHints::default()
+        };
+        assert_eq!(decide(&upstream_lucky_build), FirmwareFamily::EspMiner);
     }
 
     #[test]

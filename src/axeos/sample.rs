@@ -392,6 +392,9 @@ struct WireInfo {
     max_voltage: Num,
     /// Lucky LV07's misspelt input voltage, mV.
     voltagei: Num,
+    /// forge-os (BitForge Nano): one temperature per chip.
+    chiptemp1: Num,
+    chiptemp2: Num,
 }
 
 /// `host:port` of a pool URL as the firmware stores it (`public-pool.io`,
@@ -439,7 +442,15 @@ impl WireInfo {
                 || self.found_blocks.0.is_some()
                 || self.vr_temp_int.is_some(),
         });
-        let chips = chip_readings(self.hashrate_monitor.as_ref(), self.asic_temps.as_ref());
+        // Per-chip temperatures: `asicTemps` (NerdQAxe), else forge-os's `chiptemp1/2`.
+        let chip_temps = self.asic_temps.clone().or_else(|| {
+            let temps: Vec<serde_json::Value> = [self.chiptemp1.0, self.chiptemp2.0]
+                .into_iter()
+                .map_while(|t| t.map(serde_json::Value::from))
+                .collect();
+            (!temps.is_empty()).then_some(serde_json::Value::Array(temps))
+        });
+        let chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
         let monitor_chips = self
             .hashrate_monitor
             .as_ref()

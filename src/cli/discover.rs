@@ -135,7 +135,7 @@ fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
                 table::text("name"),
                 table::label("address"),
                 table::text("board / model"),
-                table::label("firmware"),
+                table::label("firmware (family)"),
                 table::label("MAC"),
                 table::label("MHz/mV"),
                 table::number("GH/s"),
@@ -156,7 +156,10 @@ fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
                         f.name.clone(),
                         f.address.clone(),
                         what,
-                        f.firmware.clone().unwrap_or_else(|| "?".into()),
+                        match (&f.firmware, f.firmware_family) {
+                            (Some(firmware), Some(family)) => format!("{firmware} ({family})"),
+                            (firmware, _) => firmware.clone().unwrap_or_else(|| "?".into()),
+                        },
                         f.mac.clone().unwrap_or_else(|| "?".into()),
                         crate::axeos::sample::short_clock_label(f.frequency_mhz, f.core_voltage_mv),
                         f.hashrate_ghs.map_or("-".into(), |h| format!("{h:.1}")),
@@ -188,6 +191,7 @@ fn note(f: &Found) -> String {
         f.board.as_deref(),
         f.model.as_deref(),
         f.firmware.as_deref(),
+        f.firmware_family,
         f.mac.as_deref(),
     ]
     .into_iter()
