@@ -60,7 +60,7 @@ pub struct Config {
     pub web: WebAccess,
 }
 
-/// The `server:` keys that guard the HTTP surface (see [`crate::daemon::guard`]).
+/// The `server:` keys that guard the HTTP surface (see [`crate::web::guard`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebAccess {
     /// `server.allowed_hosts`: host names (lower case, no port, no trailing dot) the

@@ -19,8 +19,7 @@
 //! The binary (`src/main.rs`) only parses arguments and calls into [`cli`]; everything else
 //! lives here so that tests drive the same code in-process.
 
-/// compare-configs, optimize (the health gate), export; history, SVG charts and the HTML
-/// the web pages and the report share.
+/// compare-configs, optimize (the health gate), export; a device's history.
 pub mod analysis;
 /// Talking to a miner: the HTTP client and the pure decoder of every firmware era.
 pub mod axeos;
@@ -28,7 +27,7 @@ pub mod axeos;
 pub mod cli;
 /// config.yaml: schema, defaults, validation with key and line.
 pub mod config;
-/// What `serve` runs: pollers, fleet snapshot, metrics, HTTP (web pages and API), events, shutdown.
+/// What `serve` runs behind the web: pollers, the fleet snapshot, `/metrics`, events, the judgements.
 pub mod daemon;
 /// Every SQL string: schema and migrations, the writer thread, segments, sessions, tune plans.
 pub mod ledger;
@@ -40,3 +39,6 @@ pub mod time;
 pub mod tui;
 /// Tuning sweeps: plans, limits, measurement, apply / verify / restore.
 pub mod tune;
+/// The web surface: router, HTTP server, dashboard pages, the `/api/v1` contract,
+/// HTML / SVG rendering, the offline report.
+pub mod web;

@@ -177,7 +177,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     // timeout runs from the accept, and at the cap the 400 connections are accepted in
     // rounds (each newcomer takes an idle one's place), so on a loaded machine the last is
     // accepted a timeout or two after it was made: the bound is four timeouts.
-    let settle = flooded_at + 4 * bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+    let settle = flooded_at + 4 * bitaxe_exporter::web::server::HEADER_TIMEOUT + Duration::from_secs(3);
     let mut open_flood: Vec<&mut TcpStream> = flood.iter_mut().collect();
     loop {
         open_flood.retain_mut(|stream| !closed_by_peer(stream));
@@ -195,7 +195,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
         for stream in open_flood.iter_mut() {
             let _ = stream.write_all(b"G");
         }
-        let poked = Instant::now() + bitaxe_exporter::daemon::server::HEADER_TIMEOUT + Duration::from_secs(3);
+        let poked = Instant::now() + bitaxe_exporter::web::server::HEADER_TIMEOUT + Duration::from_secs(3);
         loop {
             open_flood.retain_mut(|stream| !closed_by_peer(stream));
             if open_flood.is_empty() || Instant::now() >= poked {
@@ -244,7 +244,7 @@ async fn an_idle_connection_flood_neither_silences_metrics_nor_starves_the_polle
     assert!(status.success(), "{status}");
     eprintln!("shutdown with idle connections open took {took:?}");
     assert!(
-        took < bitaxe_exporter::daemon::HTTP_GRACE,
+        took < bitaxe_exporter::web::HTTP_GRACE,
         "shutdown took {took:?} with idle connections open"
     );
     drop(idle);

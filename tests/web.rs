@@ -57,7 +57,7 @@ async fn wait_for_ledger(exporter: &InProcess, devices: &[&str]) {
     for device in devices {
         let path = format!(
             "/api/v1/devices/{}/history?since=1h",
-            bitaxe_exporter::analysis::html::url_segment(device)
+            bitaxe_exporter::web::render::html::url_segment(device)
         );
         loop {
             let response = exporter.get(&path).await;

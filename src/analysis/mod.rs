@@ -3,11 +3,8 @@
 //! segment or its warm-up differs from the one asked for), the health gate, the ranking,
 //! and their table / JSON / CSV renderings.
 
-pub mod charts;
 pub mod export;
 pub mod history;
-pub mod html;
-pub mod report;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -109,7 +109,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
     let ledger = settings.open()?;
     match action {
         AnalyzeCommand::Report(ReportArgs { output, device, since }) => {
-            let spec = crate::analysis::report::ReportSpec {
+            let spec = crate::web::report::ReportSpec {
                 device: match &device {
                     Some(name) => Some(known_device(&ledger, name)?),
                     None => None,
@@ -121,7 +121,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
             };
             let output = Path::new(&output);
             settings.refuse_to_overwrite(output)?;
-            let report = crate::analysis::report::render(&ledger, &spec).map_err(ledger_failure)?;
+            let report = crate::web::report::render(&ledger, &spec).map_err(ledger_failure)?;
             crate::analysis::export::write_to_path(output, |out| {
                 out.write_all(report.as_bytes())?;
                 Ok(report.len() as u64)

@@ -164,20 +164,24 @@ async fn serve(
     match ledger_db::DaemonLock::check_free(&config.database_path) {
         Err(ledger_db::LedgerError::InUse { .. })
             if ledger_db::DaemonLock::sweep_holder(&config.database_path).is_some() => {}
-        checked => checked.map_err(|e| serve_failure(crate::daemon::ServeError::Ledger(e)))?,
+        checked => {
+            checked.map_err(|e| serve_failure(crate::web::ServeError::Daemon(crate::daemon::StartError::Ledger(e))))?
+        }
     }
     let listener = bind(config.listen).await?;
-    crate::daemon::serve(config, listener, crate::daemon::shutdown_signal())
+    crate::web::serve(config, listener, crate::daemon::shutdown_signal())
         .await
         .map_err(serve_failure)
 }
 
 /// A second daemon on a held ledger is a configuration problem (exit 2); the rest are
 /// runtime failures.
-fn serve_failure(e: crate::daemon::ServeError) -> Failure {
+fn serve_failure(e: crate::web::ServeError) -> Failure {
     match e {
-        crate::daemon::ServeError::Ledger(e @ ledger_db::LedgerError::InUse { .. }) => Failure::Usage(e.into()),
-        e @ crate::daemon::ServeError::Web(_) => Failure::Usage(e.into()),
+        crate::web::ServeError::Daemon(crate::daemon::StartError::Ledger(e @ ledger_db::LedgerError::InUse { .. })) => {
+            Failure::Usage(e.into())
+        }
+        e @ crate::web::ServeError::Web(_) => Failure::Usage(e.into()),
         e => Failure::Runtime(e.into()),
     }
 }
@@ -303,7 +307,7 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     });
     let sweep = tokio::spawn(demo_sweep(config.clone(), stop.clone()));
     let mut serve_stop = stop.clone();
-    let served = crate::daemon::serve(config, listener, async move {
+    let served = crate::web::serve(config, listener, async move {
         let _ = serve_stop.wait_for(|s| *s).await;
     })
     .await;

@@ -1,13 +1,13 @@
 //! `tune --plot FILE.svg`: a heat map of J/TH over frequency × core voltage, one panel per
-//! device (drawn by [`crate::analysis::charts::heat_map`]). Unhealthy configurations are
+//! device (drawn by [`crate::web::render::charts::heat_map`]). Unhealthy configurations are
 //! grey with their verdict; the best one is outlined.
 
 use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::analysis::charts::{heat_map, HeatCell};
 use crate::tune::sweep::DeviceReport;
+use crate::web::render::charts::{heat_map, HeatCell};
 
 /// Writes the heat map; an error names what failed.
 pub fn write_heat_map(path: &Path, reports: &[DeviceReport]) -> anyhow::Result<()> {

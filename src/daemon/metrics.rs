@@ -15,7 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::axeos::sample::Sample;
 use crate::axeos::PollErrorKind;
 use crate::daemon::fleet::{DeviceView, Fleet};
-use crate::daemon::server::HttpStats;
+use crate::daemon::self_metrics::HttpStats;
 use crate::ledger::writer::LedgerStats;
 
 /// Which labels a device gauge carries.

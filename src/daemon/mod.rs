@@ -1,32 +1,26 @@
-//! What `serve` runs: a poller task per miner, the fleet snapshot, `/metrics` and the web
-//! endpoints, events and the shutdown sequence. It hands samples to the ledger's writer
-//! thread and never touches SQL itself.
+//! What `serve` runs behind the web surface: a poller task per miner, the fleet snapshot,
+//! the `/metrics` encoding, events and the judgements (mining health, protective actions),
+//! and their start and stop. It hands samples to the ledger's writer thread and never
+//! touches SQL itself.
 
-pub mod api;
 pub mod events;
 pub mod exposition;
 pub mod fleet;
 pub mod follow;
-pub mod guard;
 pub mod health;
-pub mod http;
 pub mod interrupted;
 pub mod metrics;
 mod mining_metrics;
-pub mod pages;
 pub mod poller;
 pub mod process;
 pub mod protect;
 mod protect_write;
-mod self_metrics;
-pub mod server;
+pub mod self_metrics;
 pub mod sparkline;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::axeos::sample::ClockConfig;
@@ -41,154 +35,130 @@ pub const POLL_GRACE: Duration = Duration::from_millis(1500);
 /// How much longer shutdown waits for a protective write in flight, so what it sent is
 /// logged, counted and in the ledger (its waits for the miner end at the stop).
 pub const PROTECTIVE_GRACE: Duration = Duration::from_secs(6);
-/// How long shutdown waits for open HTTP connections (alongside the polls and the ledger).
-pub const HTTP_GRACE: Duration = Duration::from_secs(3);
 
-/// Why the daemon stopped with an error.
+/// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub enum StartError {
     #[error(transparent)]
     Client(#[from] axeos::ClientBuildError),
     #[error("{0}")]
     Ledger(#[from] ledger::LedgerError),
     #[error("cannot start the ledger writer: {0}")]
     Startup(String),
-    #[error(transparent)]
-    Web(#[from] guard::GuardError),
 }
 
-/// Runs the daemon on an already bound listener until `shutdown` resolves: the ledger
-/// writer, pollers, the periodic fleet summary and the HTTP endpoints. Returns once
-/// in-flight polls are done and the ledger is flushed.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    // The alerts token before anything starts: a bad one is a configuration error.
-    let guard = guard::Guard::new(&config.web)?;
-    // Descriptors first: idle clients must not be able to take the pollers' sockets.
-    let miners = config.enabled_devices().count();
-    let nofile = server::raise_nofile_limit();
-    let http_stats = Arc::new(server::HttpStats::new(server::connection_limit(nofile, miners)));
-    if let Some(nofile) = nofile.filter(|n| !server::descriptors_suffice(*n, miners)) {
-        tracing::warn!(
-            "the open-file limit ({nofile}) is low for {miners} miner(s): raise it (ulimit -n, systemd LimitNOFILE=) \
-             or polls may fail with \"too many open files\""
-        );
-    }
-    let fleet = Arc::new(Fleet::new(&config));
-    let client = AxeOsClient::new(
-        AxeOsClient::timeout_for(config.poll_interval),
-        AxeOsClient::keepalive_for(config.poll_interval),
-    )?;
-    let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
-    let path = config.database_path.clone();
-    let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
-    let writer = tokio::task::spawn_blocking(move || Writer::start_serving(&path, rules, names))
-        .await
-        .map_err(|e| ServeError::Startup(e.to_string()))??;
-    // The last good configurations survive a restart (rebuilt from the ledger's segments),
-    // and so do the fleet page's sparklines.
-    let warning = config.thresholds.warning_celsius;
-    let ledger_path = config.database_path.clone();
-    let fleet_for_seed = fleet.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Ok(ledger) = Ledger::open_read_only(&ledger_path) {
-            fleet_for_seed.seed_last_good(|name| last_good_in_ledger(&ledger, name, warning));
-            fleet_for_seed.seed_sparklines(|name| last_hour_in_ledger(&ledger, name));
-            fleet_for_seed.seed_protective_actions(|name| protective_actions_in_ledger(&ledger, name));
-        }
-    })
-    .await;
-    tracing::info!(
-        "bitaxe-exporter {} polling {} device(s) every {:?}; ledger {}; metrics on http://{}/metrics",
-        env!("CARGO_PKG_VERSION"),
-        config.enabled_devices().count(),
-        config.poll_interval,
-        config.database_path.display(),
-        listener
-            .local_addr()
-            .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
-    );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Sweeps a killed `tune` left behind: reported, and put back where the config asks.
-    let sweeps = tokio::spawn(interrupted::watch_interrupted_sweeps(
-        fleet.clone(),
-        config.database_path.clone(),
-        client.clone(),
-        config.tune.restore_interrupted,
-        Some(writer.sender.clone()),
-        stop_rx.clone(),
-    ));
-    let mut pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
-    let summary = tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone()));
-    let follower = config.discovery.enabled.then(|| {
-        tokio::spawn(follow::follow_moved_miners(
+/// The running daemon: the ledger writer, a poller per miner, the watcher of interrupted
+/// sweeps, the periodic fleet summary and the follower of moved miners, around the fleet
+/// snapshot the web surface reads.
+pub struct Daemon {
+    fleet: Arc<Fleet>,
+    writer: Writer,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+    pollers: tokio::task::JoinSet<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Opens the ledger (taking it over from a sweep that holds it), seeds what survives a
+    /// restart from it (last good configurations, sparklines, protective actions), and
+    /// starts polling.
+    pub async fn start(config: &Config) -> Result<Daemon, StartError> {
+        let fleet = Arc::new(Fleet::new(config));
+        let client = AxeOsClient::new(
+            AxeOsClient::timeout_for(config.poll_interval),
+            AxeOsClient::keepalive_for(config.poll_interval),
+        )?;
+        let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
+        let path = config.database_path.clone();
+        let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
+        let writer = tokio::task::spawn_blocking(move || Writer::start_serving(&path, rules, names))
+            .await
+            .map_err(|e| StartError::Startup(e.to_string()))??;
+        // The last good configurations survive a restart (rebuilt from the ledger's segments),
+        // and so do the fleet page's sparklines.
+        let warning = config.thresholds.warning_celsius;
+        let ledger_path = config.database_path.clone();
+        let fleet_for_seed = fleet.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(ledger) = Ledger::open_read_only(&ledger_path) {
+                fleet_for_seed.seed_last_good(|name| last_good_in_ledger(&ledger, name, warning));
+                fleet_for_seed.seed_sparklines(|name| last_hour_in_ledger(&ledger, name));
+                fleet_for_seed.seed_protective_actions(|name| protective_actions_in_ledger(&ledger, name));
+            }
+        })
+        .await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // Sweeps a killed `tune` left behind: reported, and put back where the config asks.
+        tasks.push(tokio::spawn(interrupted::watch_interrupted_sweeps(
             fleet.clone(),
-            config.discovery.clone(),
+            config.database_path.clone(),
+            client.clone(),
+            config.tune.restore_interrupted,
+            Some(writer.sender.clone()),
             stop_rx.clone(),
-        ))
-    });
-
-    tracing::debug!(
-        "open-file limit {nofile:?}; at most {} HTTP connections, a request header within {:?}",
-        http_stats.limit(),
-        server::HEADER_TIMEOUT
-    );
-    let app = http::router(
-        fleet.clone(),
-        Some(writer.stats.clone()),
-        Some(http_stats.clone()),
-        Some(config.database_path.clone()),
-        guard,
-    );
-    let server = tokio::spawn(server::run(listener, app, http_stats, stop_rx));
-
-    shutdown.await;
-    tracing::info!("shutting down: finishing in-flight polls and flushing the ledger");
-    let _ = stop_tx.send(true);
-    summary.abort();
-    // A restore in progress is left to finish its write (bounded by the HTTP timeout);
-    // its waits for the miner are not worth holding the stop for.
-    sweeps.abort();
-    let _ = sweeps.await;
-    if let Some(follower) = follower {
-        follower.abort();
+        )));
+        let pollers = poller::spawn_pollers(fleet.clone(), client, stop_rx.clone(), Some(writer.sender.clone()));
+        tasks.push(tokio::spawn(log_fleet_summary(fleet.clone(), stop_rx.clone())));
+        if config.discovery.enabled {
+            tasks.push(tokio::spawn(follow::follow_moved_miners(
+                fleet.clone(),
+                config.discovery.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        Ok(Daemon {
+            fleet,
+            writer,
+            stop_tx,
+            stop_rx,
+            pollers,
+            tasks,
+        })
     }
 
-    // The polls and the ledger on one side, the HTTP connections on the other, wind down
-    // at the same time: the whole shutdown stays within POLL_GRACE + FINISH_TIMEOUT
-    // (under 5 s), well inside Docker's and systemd's stop timeouts.
-    let fleet_at_stop = fleet.clone();
-    let polls_and_ledger = async move {
-        let mut drained = tokio::time::timeout(POLL_GRACE, join_pollers(&mut pollers)).await;
-        if drained.is_err() && fleet_at_stop.protecting() {
+    /// The snapshot the web surface reads.
+    pub fn fleet(&self) -> Arc<Fleet> {
+        self.fleet.clone()
+    }
+
+    /// The ledger writer's counters, for `/metrics`.
+    pub fn ledger_stats(&self) -> Arc<crate::ledger::writer::LedgerStats> {
+        self.writer.stats.clone()
+    }
+
+    /// Turns true when the daemon begins to stop (for the HTTP server beside it).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop_rx.clone()
+    }
+
+    /// Stops: the side tasks at once (a restore in progress is left to finish its write,
+    /// bounded by the HTTP timeout; its waits for the miner are not worth holding the stop
+    /// for), in-flight polls within POLL_GRACE (PROTECTIVE_GRACE more for a protective
+    /// write), then the ledger's last batch.
+    pub async fn stop(mut self) {
+        let _ = self.stop_tx.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let mut drained = tokio::time::timeout(POLL_GRACE, join_pollers(&mut self.pollers)).await;
+        if drained.is_err() && self.fleet.protecting() {
             tracing::info!("waiting for a protective action in progress to be recorded");
-            drained = tokio::time::timeout(PROTECTIVE_GRACE, join_pollers(&mut pollers)).await;
+            drained = tokio::time::timeout(PROTECTIVE_GRACE, join_pollers(&mut self.pollers)).await;
         }
         if drained.is_err() {
             tracing::warn!("some polls were still running after {POLL_GRACE:?}; abandoning them");
-            pollers.abort_all();
-            while pollers.join_next().await.is_some() {}
+            self.pollers.abort_all();
+            while self.pollers.join_next().await.is_some() {}
         }
         // Every poller (and its ledger sender) is gone: the writer flushes what is left.
+        let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
-    };
-    let http = async move {
-        let abort = server.abort_handle();
-        match tokio::time::timeout(HTTP_GRACE, server).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("the HTTP server task failed: {e}"),
-            Err(_) => {
-                tracing::warn!("HTTP connections still open after {HTTP_GRACE:?}; closing them");
-                // Dropping the server task drops its connections, closing their sockets.
-                abort.abort();
-            }
-        }
-    };
-    tokio::join!(polls_and_ledger, http);
-    Ok(())
+    }
 }
 
 async fn join_pollers(pollers: &mut tokio::task::JoinSet<()>) {

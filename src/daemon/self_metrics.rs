@@ -7,7 +7,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use crate::daemon::server::HttpStats;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use crate::ledger::writer::LedgerStats;
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -158,4 +159,57 @@ pub(super) fn encode_http_metrics(encoder: &mut DescriptorEncoder, http: &HttpSt
         ConstCounter::new(value).encode(family)?;
     }
     Ok(())
+}
+
+/// The HTTP layer's counters, exported on `/metrics`.
+#[derive(Debug)]
+pub struct HttpStats {
+    open: AtomicUsize,
+    limit: usize,
+    evicted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl HttpStats {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            limit,
+            evicted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The connection cap.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Idle connections closed to make room for a new one at the cap.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// New connections closed on arrival: the cap was reached and no connection was idle.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The HTTP server's side: what it did.
+    pub fn set_open(&self, open: usize) {
+        self.open.store(open, Ordering::Relaxed);
+    }
+
+    pub fn count_evicted(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -107,7 +107,7 @@ async fn fetch_fleet(client: &reqwest::Client, base: &str) -> Result<Fleet, Stri
 
 /// A URL path segment: everything but unreserved characters percent-encoded.
 fn segment(text: &str) -> String {
-    crate::analysis::html::url_segment(text)
+    crate::web::render::html::url_segment(text)
 }
 
 async fn fetch_detail(client: &reqwest::Client, base: &str, name: &str, seconds: u64) -> DeviceDetail {

@@ -10,11 +10,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use crate::analysis::charts::time_label;
-use crate::analysis::html::number;
 use crate::axeos::printable;
 use crate::tui::app::{App, Link, Screen};
 use crate::tui::model::{Device, DeviceDetail, Fleet, Span as Reading};
+use crate::web::render::charts::time_label;
+use crate::web::render::html::number;
 
 /// Colours, or none.
 #[derive(Debug, Clone, Copy)]

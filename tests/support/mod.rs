@@ -80,7 +80,7 @@ pub struct InProcess {
     endpoint: Endpoint,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), bitaxe_exporter::daemon::ServeError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), bitaxe_exporter::web::ServeError>>>,
 }
 
 impl std::ops::Deref for InProcess {
@@ -119,7 +119,7 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(bitaxe_exporter::daemon::serve(config, listener, async {
+        let task = tokio::spawn(bitaxe_exporter::web::serve(config, listener, async {
             let _ = stopped.await;
         }));
         InProcess {
@@ -150,7 +150,7 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.endpoint.port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(bitaxe_exporter::daemon::serve(config, listener, async {
+        self.task = Some(tokio::spawn(bitaxe_exporter::web::serve(config, listener, async {
             let _ = stopped.await;
         })));
         self.stop = Some(stop);

@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::analysis::charts::{self, HeatCell, HistoryChart, ScatterPoint, Series};
 use crate::analysis::history::DeviceHistory;
 use crate::analysis::{gate, ConfigRow, Metric, Recommendation, MIN_PERCENT_OF_EXPECTED};
 use crate::config::Thresholds;
 use crate::ledger::sessions::SessionRow;
 use crate::ledger::tune::{TuneDevice, TuneRun, TuneStep};
 use crate::time;
+use crate::web::render::charts::{self, HeatCell, HistoryChart, ScatterPoint, Series};
 
 /// The stylesheet every page and the report carry inline.
-pub const STYLE: &str = include_str!("../../assets/style.css");
+pub use crate::web::assets::STYLE;
 
 /// Text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -167,7 +167,7 @@ pub fn configs_table(context: Context, rows: &[ConfigRow], recommendations: &[Re
              <td>{}</td><td class=\"text wrap\">{}</td></tr>",
             escape(&row.label()),
             row.steady_samples,
-            escape(&super::duration_text(row.steady_seconds)),
+            escape(&crate::analysis::duration_text(row.steady_seconds)),
             number(row.mean_hashrate_ghs, 1),
             number(row.hashrate_ci95_ghs, 1),
             number(row.percent_of_expected, 1),
@@ -241,7 +241,7 @@ pub fn configs_charts(rows: &[ConfigRow], recommendations: &[Recommendation], ma
 
 /// The configurations of a range: the table, then each device's charts.
 pub fn configs_section(context: Context, rows: &[ConfigRow], metric: Metric, max_temp_c: f64) -> String {
-    let recommendations = super::optimize(rows.to_vec(), metric, max_temp_c);
+    let recommendations = crate::analysis::optimize(rows.to_vec(), metric, max_temp_c);
     configs_section_with(context, rows, &recommendations, metric, max_temp_c)
 }
 
@@ -466,7 +466,7 @@ pub fn history_charts(history: &DeviceHistory, thresholds: &Thresholds) -> Strin
          reboots and firmware changes (purple), temperature and mining events (red), offline (grey); \
          shaded: sessions.</p>",
         h.points.len(),
-        super::duration_text(h.step),
+        crate::analysis::duration_text(h.step),
         match h.source {
             crate::ledger::rollup::HistorySource::Samples => "samples",
             crate::ledger::rollup::HistorySource::HourlyRollups => "hourly rollups",

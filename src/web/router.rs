@@ -1,8 +1,9 @@
-//! The exporter's HTTP endpoints: `/metrics` (OpenMetrics or the Prometheus text format by
-//! `Accept`, rendered from the snapshot),
-//! the web dashboard and its JSON API ([`crate::daemon::pages`], `/api/v1/fleet` here),
-//! `/healthz` and the Alertmanager webhook `/alerts`. No handler contacts a miner. Connections, their cap and timeouts are [`crate::daemon::server`]'s;
-//! the `Host` check, the alerts token and the security headers are [`crate::daemon::guard`]'s.
+//! Every HTTP endpoint in one place: `/metrics` (OpenMetrics or the Prometheus text format
+//! by `Accept`, rendered from the snapshot), `/healthz`, the Alertmanager webhook `/alerts`,
+//! and the dashboard's feature routers (fleet, device, configs, sessions, each with its
+//! `/api/v1` part) merged. No handler contacts a miner. Connections, their cap and timeouts
+//! are [`crate::web::server`]'s; the `Host` check, the alerts token and the security headers
+//! are [`crate::web::guard`]'s.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +20,12 @@ use tokio::sync::Mutex;
 
 use crate::daemon::exposition::{self, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::daemon::fleet::Fleet;
-use crate::daemon::guard::{self, Guard};
 use crate::daemon::metrics;
-use crate::daemon::pages::{self, Pages};
-use crate::daemon::server::HttpStats;
+use crate::daemon::self_metrics::HttpStats;
 use crate::ledger::writer::LedgerStats;
+use crate::web;
+use crate::web::guard::{self, Guard};
+use crate::web::pages::Pages;
 
 #[derive(Debug)]
 struct AppState {
@@ -62,15 +64,10 @@ pub fn router(
     // The dashboard and its API answer only to the names a browser may legitimately use
     // (DNS rebinding); /metrics, /healthz and the token-guarded /alerts answer to any.
     let web = Router::new()
-        .route("/", get(pages::fleet_page))
-        .route("/device/{name}", get(pages::device_page))
-        .route("/configs", get(pages::configs_page))
-        .route("/sessions", get(pages::sessions_page))
-        .route("/api/v1/devices/{name}/history", get(pages::api_history))
-        .route("/api/v1/configs", get(pages::api_configs))
-        .route("/api/v1/sessions", get(pages::api_sessions))
-        .with_state(pages)
-        .route("/api/v1/fleet", get(api_fleet).with_state(fleet.clone()))
+        .merge(web::fleet::routes(pages.clone()))
+        .merge(web::device::routes(pages.clone()))
+        .merge(web::configs::routes(pages.clone()))
+        .merge(web::sessions::routes(pages))
         .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_host));
     let state = Arc::new(AppState {
         registry: metrics::registry(fleet, ledger, http),
@@ -88,18 +85,6 @@ pub fn router(
         .merge(web)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try / or /metrics\n") })
         .layer(axum::middleware::from_fn(guard::security_headers))
-}
-
-/// `GET /api/v1/fleet`: the snapshot as JSON.
-async fn api_fleet(State(fleet): State<Arc<Fleet>>) -> Response {
-    match serde_json::to_vec(&super::api::fleet_json(&fleet)) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the fleet: {e}\n"),
-        )
-            .into_response(),
-    }
 }
 
 /// `/metrics` in the format the client's `Accept` asks for: OpenMetrics for Prometheus,

@@ -6,11 +6,11 @@
 use std::fmt::Write as _;
 
 use crate::analysis::history::{default_step, device_history};
-use crate::analysis::html::{self, escape, Context, SweepRecord};
 use crate::analysis::{compare_configs, Metric, Query};
 use crate::config::Thresholds;
 use crate::ledger::{self, DeviceRow, Ledger};
 use crate::time;
+use crate::web::render::html::{self, escape, Context, SweepRecord};
 
 /// What to report on.
 #[derive(Debug, Clone)]

@@ -230,8 +230,8 @@ fn page_policy() -> String {
     format!(
         "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; img-src 'self' data:; \
          connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        hash(crate::daemon::pages::FLEET_SCRIPT),
-        hash(crate::analysis::html::STYLE),
+        hash(crate::web::pages::FLEET_SCRIPT),
+        hash(crate::web::render::html::STYLE),
     )
 }
 

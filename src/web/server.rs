@@ -1,4 +1,4 @@
-//! The HTTP connection layer under the routes of [`crate::daemon::http`]: the descriptor budget
+//! The HTTP connection layer under the routes of [`crate::web::router`]: the descriptor budget
 //! (soft `RLIMIT_NOFILE` raised to the hard limit), a cap on open connections that leaves
 //! the pollers and the ledger their descriptors, a request-header timeout, and graceful
 //! shutdown.
@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::daemon::self_metrics::HttpStats;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -106,46 +107,6 @@ pub fn descriptors_suffice(nofile: u64, miners: usize) -> bool {
     nofile >= needed
 }
 
-/// The HTTP layer's counters, exported on `/metrics`.
-#[derive(Debug)]
-pub struct HttpStats {
-    open: AtomicUsize,
-    limit: usize,
-    evicted: AtomicU64,
-    rejected: AtomicU64,
-}
-
-impl HttpStats {
-    pub fn new(limit: usize) -> Self {
-        Self {
-            open: AtomicUsize::new(0),
-            limit,
-            evicted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-        }
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// The connection cap.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Idle connections closed to make room for a new one at the cap.
-    pub fn evicted(&self) -> u64 {
-        self.evicted.load(Ordering::Relaxed)
-    }
-
-    /// New connections closed on arrival: the cap was reached and no connection was idle.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-}
-
 /// Marks a connection in the middle of a request.
 const BUSY: u64 = u64::MAX;
 
@@ -225,7 +186,7 @@ impl Connections {
         Arc::new(Self {
             epoch: Instant::now(),
             min_idle_ms: u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX),
-            permits: Arc::new(Semaphore::new(stats.limit)),
+            permits: Arc::new(Semaphore::new(stats.limit())),
             stats,
             open: Mutex::new(Registry::default()),
         })
@@ -247,12 +208,12 @@ impl Connections {
             return Admission::Admitted(self.register(permit));
         }
         if self.close_longest_idle() {
-            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_evicted();
             if let Ok(Ok(permit)) = tokio::time::timeout(EVICTION_WAIT, self.permits.clone().acquire_owned()).await {
                 return Admission::Evicted(self.register(permit));
             }
         }
-        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_rejected();
         Admission::Rejected
     }
 
@@ -302,7 +263,7 @@ impl Connections {
         let id = registry.next_id;
         registry.next_id = registry.next_id.wrapping_add(1);
         registry.slots.insert(id, slot.clone());
-        self.stats.open.store(registry.slots.len(), Ordering::Relaxed);
+        self.stats.set_open(registry.slots.len());
         Ticket {
             id,
             slot,
@@ -326,10 +287,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut registry = self.connections.lock();
         registry.slots.remove(&self.id);
-        self.connections
-            .stats
-            .open
-            .store(registry.slots.len(), Ordering::Relaxed);
+        self.connections.stats.set_open(registry.slots.len());
     }
 }
 
@@ -446,7 +404,7 @@ impl CapReport {
 /// future closes whatever is left).
 pub async fn run(listener: TcpListener, app: Router, stats: Arc<HttpStats>, mut stop: watch::Receiver<bool>) {
     let connections = Connections::new(stats, EVICT_AFTER_IDLE);
-    let limit = connections.stats.limit;
+    let limit = connections.stats.limit();
     let mut tasks = JoinSet::new();
     let mut report = CapReport::default();
     let mut accept_error_logged: Option<Instant> = None;
@@ -557,7 +515,7 @@ mod tests {
 
     async fn fill(connections: &Arc<Connections>) -> Vec<Ticket> {
         let mut tickets = Vec::new();
-        for _ in 0..connections.stats.limit {
+        for _ in 0..connections.stats.limit() {
             match connections.admit().await {
                 Admission::Admitted(t) => tickets.push(t),
                 _ => panic!("turned away below the cap"),
