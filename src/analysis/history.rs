@@ -61,7 +61,8 @@ pub fn default_step(since: f64, until: f64) -> f64 {
 }
 
 /// Something that happened, drawn as a vertical line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct Marker {
     pub t: f64,
     /// The ledger's event kind: `config_changed`, `rebooted`, `firmware_changed`,
@@ -89,7 +90,8 @@ impl Marker {
 }
 
 /// A device's history over a range.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct DeviceHistory {
     pub device: String,
     #[serde(flatten)]

@@ -31,7 +31,8 @@ pub struct Query {
 }
 
 /// One device × configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct ConfigRow {
     pub device: String,
     pub frequency_mhz: Option<f64>,

@@ -265,7 +265,8 @@ impl RollupBatch {
 }
 
 /// Minimum, mean and maximum of one reading over a bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct Span {
     pub min: f64,
     pub mean: f64,
@@ -273,7 +274,8 @@ pub struct Span {
 }
 
 /// One downsampled point of a device's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct HistoryPoint {
     /// Start of the bucket, Unix seconds.
     pub t: f64,
@@ -290,15 +292,17 @@ pub struct HistoryPoint {
 }
 
 /// Where a history was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistorySource {
+    #[default]
     Samples,
     HourlyRollups,
 }
 
 /// A downsampled history: buckets of `step` seconds from `since`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct History {
     pub since: f64,
     pub until: f64,

@@ -8,7 +8,8 @@ use crate::axeos::sample::short_clock_label;
 use crate::ledger::{self, DeviceRow, Ledger, LedgerError};
 use crate::time;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct SessionRow {
     pub id: i64,
     pub device: String,

@@ -502,10 +502,10 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
     }
     let [charts, bottom] = Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)]).areas(body);
     let rows = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(charts);
-    let points = &detail.history.points;
+    let points = detail.history.points();
     // The exporter's clock, not this one: the points carry its times.
-    let end = if detail.history.until > 0.0 {
-        detail.history.until
+    let end = if detail.history.until() > 0.0 {
+        detail.history.until()
     } else {
         app.fleet.generated_at
     };
@@ -555,9 +555,7 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
         ),
         left,
     );
-    let events: Vec<Line> = detail
-        .history
-        .timeline()
+    let events: Vec<Line> = crate::tui::model::timeline(&detail.history)
         .iter()
         .rev()
         .take(left.height.saturating_sub(2) as usize)

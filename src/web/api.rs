@@ -1,16 +1,24 @@
-//! The JSON API behind the web pages (`/api/v1/fleet`): the fleet snapshot, with the same
-//! numbers and names as the CLI's JSON. Strings are the miners' own (JSON-escaped by the
-//! encoder; pages escape them for HTML where they show them).
+//! The `/api/v1` contract, one set of types for the server and its clients (`top`): the
+//! fleet snapshot (declared here), a device's history, the configuration rows and the
+//! sessions (the ledger's and the analysis's own types, named here). Every field is
+//! optional on the wire and unknown ones are ignored, so a client of another version still
+//! reads what it has. Strings are the miners' own (JSON-escaped by the encoder; pages escape
+//! them for HTML where they show them).
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use crate::analysis::history::{DeviceHistory, Marker};
+pub use crate::analysis::ConfigRow;
 use crate::daemon::fleet::{DeviceView, Fleet, FleetSummary};
 use crate::daemon::sparkline::HourOfHashrate;
+pub use crate::ledger::rollup::{HistoryPoint, Span};
+pub use crate::ledger::sessions::SessionRow;
 
 /// `GET /api/v1/fleet`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FleetJson {
     /// Unix seconds of the snapshot.
     pub generated_at: f64,
@@ -21,7 +29,8 @@ pub struct FleetJson {
     pub devices: Vec<DeviceJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     pub devices: usize,
     pub up: usize,
@@ -34,26 +43,27 @@ pub struct Totals {
 }
 
 /// One device as the fleet page shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceJson {
     pub name: String,
     /// The configured address (`host` or `host:port`).
     pub address: String,
     /// `up` (fresh, latest poll fine), `stale` (latest poll failed, last reading still
     /// fresh) or `down`.
-    pub state: &'static str,
+    pub state: String,
     pub last_error: Option<String>,
     /// `None` while down.
     pub mining_healthy: Option<bool>,
-    pub problems: Vec<&'static str>,
+    pub problems: Vec<String>,
     /// What a person needs beyond a reason's name, by reason: which chip, the fault text.
-    pub problem_details: BTreeMap<&'static str, String>,
+    pub problem_details: BTreeMap<String, String>,
     pub model: Option<String>,
     /// The board's human name (`Gamma`, `NerdQAxe++`, `LV07`), where known.
     pub board: Option<String>,
     pub firmware: Option<String>,
     /// `esp-miner`, `nerdqaxe`, `lucky` or `unknown`.
-    pub firmware_family: Option<&'static str>,
+    pub firmware_family: Option<String>,
     pub hostname: Option<String>,
     /// Why the miner last booted, in the firmware's words (v2.12+, NerdQAxe).
     pub reset_reason: Option<String>,
@@ -75,7 +85,7 @@ pub struct DeviceJson {
     /// `host:port` of the pool mined on (the fallback one while `fallback_pool`).
     pub pool: Option<String>,
     /// Its protocol, `SV1` or `SV2` (v2.14+), and whether it runs over TLS.
-    pub pool_protocol: Option<&'static str>,
+    pub pool_protocol: Option<String>,
     pub pool_tls: Option<bool>,
     pub shares_accepted: Option<u64>,
     pub shares_rejected: Option<u64>,
@@ -89,7 +99,8 @@ pub struct DeviceJson {
 }
 
 /// One ASIC chip's readings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChipJson {
     pub hashrate_ghs: Option<f64>,
     pub errors: Option<u64>,
@@ -97,7 +108,8 @@ pub struct ChipJson {
 }
 
 /// An interrupted sweep's restore plan, as the fleet page and `top` show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TuneInterruptedJson {
     pub run: i64,
     /// The settings from before the sweep.
@@ -119,13 +131,13 @@ impl DeviceJson {
         DeviceJson {
             name: view.name.clone(),
             address: view.address.to_string(),
-            state,
+            state: state.to_string(),
             last_error: view.last_error.clone(),
             mining_healthy: view.verdict.as_ref().map(|v| v.healthy()),
             problems: view
                 .verdict
                 .as_ref()
-                .map(|v| v.problems.iter().map(|p| p.as_label()).collect())
+                .map(|v| v.problems.iter().map(|p| p.as_label().to_string()).collect())
                 .unwrap_or_default(),
             problem_details: view
                 .verdict
@@ -133,14 +145,14 @@ impl DeviceJson {
                 .map(|v| {
                     v.problems
                         .iter()
-                        .filter_map(|p| Some((p.as_label(), v.detail(*p)?)))
+                        .filter_map(|p| Some((p.as_label().to_string(), v.detail(*p)?)))
                         .collect()
                 })
                 .unwrap_or_default(),
             model: sample.and_then(|s| s.identity.asic_model.clone()),
             board: sample.and_then(|s| s.identity.board.clone()),
             firmware: sample.and_then(|s| s.identity.firmware.clone()),
-            firmware_family: sample.map(|s| s.identity.family.as_label()),
+            firmware_family: sample.map(|s| s.identity.family.as_label().to_string()),
             hostname: sample.and_then(|s| s.identity.hostname.clone()),
             reset_reason: sample.and_then(|s| s.reset_reason.clone()),
             chips: sample
@@ -172,7 +184,7 @@ impl DeviceJson {
             session_best_difficulty: field(|s| s.session_best_difficulty),
             fallback_pool: sample.and_then(|s| s.using_fallback_pool),
             pool: sample.and_then(|s| s.pool.clone()),
-            pool_protocol: sample.and_then(|s| s.pool_protocol),
+            pool_protocol: sample.and_then(|s| s.pool_protocol.map(str::to_string)),
             pool_tls: sample.and_then(|s| s.pool_tls),
             // A tenth of a GH/s is below any sparkline's resolution and keeps the page small.
             hashrate_1h_ghs: hour
@@ -219,5 +231,68 @@ pub fn fleet_json(fleet: &Fleet) -> FleetJson {
             .zip(hours)
             .map(|(view, hour)| DeviceJson::of(view, hour))
             .collect(),
+    }
+}
+
+/// `GET /api/v1/devices/NAME/history`: the history with the thresholds its charts draw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryJson {
+    #[serde(flatten)]
+    pub history: DeviceHistory,
+    pub max_temp_warning_c: f64,
+    pub max_temp_shutdown_c: f64,
+}
+
+impl HistoryJson {
+    pub fn since(&self) -> f64 {
+        self.history.history.since
+    }
+
+    pub fn until(&self) -> f64 {
+        self.history.history.until
+    }
+
+    pub fn points(&self) -> &[HistoryPoint] {
+        &self.history.history.points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_reads_what_the_server_writes_and_tolerates_other_versions() {
+        let device = DeviceJson {
+            name: "gamma".into(),
+            state: "up".into(),
+            problems: vec!["chip_dead".into()],
+            problem_details: [("chip_dead".to_string(), "chip 1 of 4 (dead)".to_string())].into(),
+            firmware_family: Some("esp-miner".into()),
+            chips: vec![ChipJson {
+                hashrate_ghs: Some(430.0),
+                errors: Some(12),
+                temp_c: None,
+            }],
+            ..DeviceJson::default()
+        };
+        let written = serde_json::to_string(&device).unwrap();
+        let read: DeviceJson = serde_json::from_str(&written).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), written);
+        // An older exporter sends fewer fields, a newer one more: both are read.
+        let older: DeviceJson = serde_json::from_str(r#"{"name": "max", "state": "down"}"#).unwrap();
+        assert_eq!((older.name.as_str(), older.problems.len()), ("max", 0));
+        let newer: DeviceJson = serde_json::from_str(r#"{"name": "x", "a_field_from_the_future": [1, 2]}"#).unwrap();
+        assert_eq!(newer.name, "x");
+        let history: HistoryJson =
+            serde_json::from_str(r#"{"since": 10, "until": 70, "points": [{"t": 10, "hashrate_ghs": {"min": 1, "mean": 2, "max": 3}}], "markers": [{"t": 20, "kind": "rebooted", "detail": "x"}]}"#)
+                .unwrap();
+        assert_eq!(
+            (history.since(), history.until(), history.points().len()),
+            (10.0, 70.0, 1)
+        );
+        assert_eq!(history.points()[0].hashrate_ghs.map(|s| s.mean), Some(2.0));
+        assert_eq!(history.history.markers[0].kind, "rebooted");
     }
 }

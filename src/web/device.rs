@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
 
 use crate::analysis::history::{default_step, device_history, range_bounds, Range as HistoryRange};
 use crate::analysis::{self, ConfigRow, Metric};
@@ -30,15 +29,6 @@ pub struct HistoryParams {
     since: Option<String>,
     until: Option<String>,
     step: Option<String>,
-}
-
-/// The history API's answer: the history with the thresholds its charts draw.
-#[derive(Debug, Serialize)]
-struct HistoryJson {
-    #[serde(flatten)]
-    history: analysis::history::DeviceHistory,
-    max_temp_warning_c: f64,
-    max_temp_shutdown_c: f64,
 }
 
 /// `GET /api/v1/devices/NAME/history?since=&until=&step=`: times as RFC 3339, `24h`-style
@@ -92,7 +82,7 @@ pub async fn api_history(
         .render(move |ledger| {
             let device = known_device(ledger, &name)?;
             let history = device_history(ledger, &device, since, until, step)?;
-            json_body(&HistoryJson {
+            json_body(&crate::web::api::HistoryJson {
                 history,
                 max_temp_warning_c: thresholds.warning_celsius,
                 max_temp_shutdown_c: thresholds.shutdown_celsius,
@@ -165,7 +155,7 @@ fn device_condition(live: &super::api::DeviceJson) -> String {
     let mut facts = Vec::new();
     if let Some(pool) = &live.pool {
         let how: Vec<&str> = [
-            live.pool_protocol,
+            live.pool_protocol.as_deref(),
             live.pool_tls.map(|tls| if tls { "TLS" } else { "no TLS" }),
             (live.fallback_pool == Some(true)).then_some("fallback"),
         ]
@@ -216,7 +206,7 @@ fn device_document(
             "<div class=\"totals\"><div><span>state</span>{}</div><div><span>hashrate</span>{} GH/s</div>\
              <div><span>power</span>{} W</div><div><span>J/TH</span>{}</div><div><span>ASIC</span>{} °C</div>\
              <div><span>configuration</span>{} MHz / {} mV</div><div><span>board · model · firmware</span>{} · {} · {} ({})</div></div>",
-            escape(live.state),
+            escape(&live.state),
             html::number(live.hashrate_ghs, 1),
             html::number(live.power_w, 1),
             html::number(live.joules_per_terahash, 2),
@@ -226,7 +216,7 @@ fn device_document(
             escape(live.board.as_deref().unwrap_or("–")),
             escape(live.model.as_deref().unwrap_or("–")),
             escape(live.firmware.as_deref().unwrap_or("–")),
-            escape(live.firmware_family.unwrap_or("unknown")),
+            escape(live.firmware_family.as_deref().unwrap_or("unknown")),
         );
         body.push_str(&device_condition(&live));
     }
