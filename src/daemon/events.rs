@@ -369,6 +369,46 @@ pub fn observe_failure(before: &Tracked, reason: &str) -> (Tracked, Vec<DeviceEv
     (after, events)
 }
 
+/// The ledger's `kind` of an event (its `events.kind` column).
+pub fn event_kind(event: &DeviceEvent) -> &'static str {
+    match event {
+        DeviceEvent::Up { .. } => "online",
+        DeviceEvent::Down { .. } => "offline",
+        DeviceEvent::ConfigChanged { .. } => "config_changed",
+        DeviceEvent::Rebooted { .. } => "rebooted",
+        DeviceEvent::FirmwareChanged { .. } => "firmware_changed",
+        DeviceEvent::WebUiMismatch { .. } => "web_ui_mismatch",
+        DeviceEvent::TemperatureRose {
+            level: TempLevel::Shutdown,
+            ..
+        } => "temperature_shutdown",
+        DeviceEvent::TemperatureRose { .. } => "temperature_warning",
+        DeviceEvent::TemperatureFell {
+            level: TempLevel::Warning,
+            ..
+        } => "temperature_below_shutdown",
+        DeviceEvent::TemperatureFell { .. } => "temperature_normal",
+        DeviceEvent::ProtectionChangedConfig { .. } => "overheat_protection",
+        DeviceEvent::ProtectiveAction { .. } => "protective_action",
+        DeviceEvent::MiningProblem { .. } => "mining_problem",
+        DeviceEvent::MiningRecovered { .. } => "mining_recovered",
+        DeviceEvent::TuneInterrupted { .. } => "tune_interrupted",
+        DeviceEvent::TuneRestoredByServe { .. } => "tune_restored",
+    }
+}
+
+impl DeviceEvent {
+    /// The ledger record of this event.
+    pub fn record(self, device: &str, at: std::time::SystemTime) -> crate::ledger::writer::Record {
+        crate::ledger::writer::Record::Event {
+            device: device.to_string(),
+            at,
+            kind: event_kind(&self),
+            detail: self.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use crate::axeos::AxeOsClient;
 use crate::daemon::events::DeviceEvent;
 use crate::daemon::fleet::{Fleet, InterruptedSweep};
 use crate::ledger::tune::TuneStatus;
-use crate::ledger::writer::{LedgerSender, Record};
+use crate::ledger::writer::LedgerSender;
 use crate::ledger::Ledger;
 use crate::tune::restore::{fmt_setting, restore_settings, Restore};
 use crate::tune::sweep::Observer;
@@ -249,11 +249,7 @@ async fn restore_one(
 
 fn send_event(ledger: Option<&LedgerSender>, device: &str, event: DeviceEvent) {
     if let Some(ledger) = ledger {
-        ledger.send(Record::Event {
-            device: device.to_string(),
-            at: SystemTime::now(),
-            event,
-        });
+        ledger.send(event.record(device, SystemTime::now()));
     }
 }
 

@@ -138,11 +138,7 @@ async fn poll_loop(
         log_events(device, &events);
         if let Some(ledger) = &ledger {
             for event in events {
-                ledger.send(Record::Event {
-                    device: device.to_string(),
-                    at,
-                    event,
-                });
+                ledger.send(event.record(device, at));
             }
         }
 

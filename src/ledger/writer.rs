@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::Transaction;
 
 use crate::axeos::sample::Sample;
-use crate::daemon::events::DeviceEvent;
 use crate::ledger::lock::Role;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
@@ -41,10 +40,12 @@ pub enum Record {
         at: SystemTime,
         sample: Arc<Sample>,
     },
+    /// An event: its kind (`rebooted`, `mining_problem`, …) and what a person reads.
     Event {
         device: String,
         at: SystemTime,
-        event: DeviceEvent,
+        kind: &'static str,
+        detail: String,
     },
 }
 
@@ -802,7 +803,12 @@ impl WriterState {
                         }
                     }
                 }
-                Record::Event { device, at, event } => {
+                Record::Event {
+                    device,
+                    at,
+                    kind,
+                    detail,
+                } => {
                     let t = crate::time::unix_seconds(*at);
                     let device_id = match ids.get(device.as_str()) {
                         Some(binding) => binding.id,
@@ -812,7 +818,7 @@ impl WriterState {
                             id
                         }
                     };
-                    ledger::insert_event(&tx, device_id, t, event_kind(event), &event.to_string()).map_err(wrap)?;
+                    ledger::insert_event(&tx, device_id, t, kind, detail).map_err(wrap)?;
                     events += 1;
                 }
             }
@@ -957,34 +963,5 @@ pub fn reading_of(sample: &Sample, dt: f64) -> Reading {
         error_percent: sample.error_percent,
         shares_accepted: sample.shares_accepted,
         shares_rejected: sample.shares_rejected,
-    }
-}
-
-/// The `kind` column of an event.
-pub fn event_kind(event: &DeviceEvent) -> &'static str {
-    use crate::daemon::events::TempLevel;
-    match event {
-        DeviceEvent::Up { .. } => "online",
-        DeviceEvent::Down { .. } => "offline",
-        DeviceEvent::ConfigChanged { .. } => "config_changed",
-        DeviceEvent::Rebooted { .. } => "rebooted",
-        DeviceEvent::FirmwareChanged { .. } => "firmware_changed",
-        DeviceEvent::WebUiMismatch { .. } => "web_ui_mismatch",
-        DeviceEvent::TemperatureRose {
-            level: TempLevel::Shutdown,
-            ..
-        } => "temperature_shutdown",
-        DeviceEvent::TemperatureRose { .. } => "temperature_warning",
-        DeviceEvent::TemperatureFell {
-            level: TempLevel::Warning,
-            ..
-        } => "temperature_below_shutdown",
-        DeviceEvent::TemperatureFell { .. } => "temperature_normal",
-        DeviceEvent::ProtectionChangedConfig { .. } => "overheat_protection",
-        DeviceEvent::ProtectiveAction { .. } => "protective_action",
-        DeviceEvent::MiningProblem { .. } => "mining_problem",
-        DeviceEvent::MiningRecovered { .. } => "mining_recovered",
-        DeviceEvent::TuneInterrupted { .. } => "tune_interrupted",
-        DeviceEvent::TuneRestoredByServe { .. } => "tune_restored",
     }
 }
