@@ -4,6 +4,7 @@
 //! and their table / JSON / CSV renderings.
 
 pub mod export;
+pub mod good;
 pub mod history;
 
 use std::collections::BTreeMap;
@@ -15,10 +16,7 @@ use crate::axeos::sample::{format_label_number, short_clock_label};
 use crate::ledger::segments::SteadyStats;
 use crate::ledger::{self, Ledger, SegmentRow};
 
-/// A configuration needs at least this many steady samples to be judged.
-pub const MIN_STEADY_SAMPLES: u64 = 7;
-/// The health gate's hashrate floor, % of expected.
-pub const MIN_PERCENT_OF_EXPECTED: f64 = 94.0;
+pub use good::{MIN_PERCENT_OF_EXPECTED, MIN_STEADY_SAMPLES};
 
 /// What to analyse.
 #[derive(Debug, Clone, Default)]
@@ -232,33 +230,19 @@ impl Recommendation {
     }
 }
 
-/// Why a configuration fails the gate (empty when it passes).
+/// Why a configuration fails the gate (empty when it passes): the one rule of
+/// [`good`], over the row's steady statistics (its ASIC temperature p95).
 pub fn gate(row: &ConfigRow, max_temp_c: f64) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if !row.enough_data {
-        reasons.push(format!(
-            "not enough steady data ({} steady samples over {:.0} s; needs {MIN_STEADY_SAMPLES} covering the warm-up)",
-            row.steady_samples, row.steady_seconds
-        ));
-    }
-    match row.percent_of_expected {
-        Some(p) if p >= MIN_PERCENT_OF_EXPECTED => {}
-        Some(p) => reasons.push(format!(
-            "hashrate {p:.1}% of expected (below {MIN_PERCENT_OF_EXPECTED}%)"
-        )),
-        None if row.steady_samples > 0 => reasons.push("no expected hashrate to compare with".into()),
-        None => {}
-    }
-    match row.asic_temp_p95_c {
-        Some(t) if t < max_temp_c => {}
-        Some(t) => reasons.push(format!("ASIC temperature p95 {t:.1} °C (limit {max_temp_c} °C)")),
-        None if row.steady_samples > 0 => reasons.push("no ASIC temperature readings".into()),
-        None => {}
-    }
-    if row.joules_per_terahash.is_none() && row.steady_samples > 0 {
-        reasons.push("no power and hashrate to compute J/TH".into());
-    }
-    reasons
+    good::Rule::new(max_temp_c).shortfalls(&good::Steady {
+        samples: row.steady_samples,
+        covers_warmup: row.enough_data,
+        seconds: row.steady_seconds,
+        percent_of_expected: row.percent_of_expected,
+        asic_temp_c: row.asic_temp_p95_c,
+        asic_temp_is: "p95",
+        error_percent: row.error_percent,
+        joules_per_terahash: row.joules_per_terahash,
+    })
 }
 
 /// Ranks each device's configurations that pass the gate.

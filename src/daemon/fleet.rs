@@ -65,7 +65,11 @@ struct DeviceState {
     /// The firmware's overheat protection replaced this configuration (from, to); cleared
     /// by the next configuration change.
     protection_drop: Option<(ClockConfig, ClockConfig)>,
-    /// The last configuration that ran healthy for at least the warm-up.
+    /// The current configuration's steady readings (after the warm-up), and when the last
+    /// one was taken: what the rule for a good configuration judges live.
+    steady: crate::analysis::good::SteadyTally,
+    steady_at: Option<Instant>,
+    /// The newest configuration that ran good ([`crate::analysis::good`]).
     last_good: Option<ClockConfig>,
     /// Protective actions by (action, result).
     protective: BTreeMap<(&'static str, &'static str), u64>,
@@ -349,6 +353,8 @@ impl Fleet {
         });
         if new_segment || state.config_since.is_none() {
             state.config_since = Some(now.0);
+            state.steady = crate::analysis::good::SteadyTally::default();
+            state.steady_at = None;
         }
         for event in &events {
             match event {
@@ -359,17 +365,27 @@ impl Fleet {
                 _ => {}
             }
         }
-        // The last configuration that ran healthy and below the temperature warning for
-        // at least the warm-up: what a protective restore goes back to.
+        // The newest configuration that ran good — the one rule of analysis::good over its
+        // steady readings (past the warm-up), while the miner is really mining: what a
+        // protective restore goes back to.
         let settled = state
             .config_since
             .is_some_and(|since| now.0.saturating_duration_since(since) >= self.warmup);
+        if settled {
+            let gap = state
+                .steady_at
+                .map_or(0.0, |at| now.0.saturating_duration_since(at).as_secs_f64());
+            state.steady.add(&sample, gap);
+            state.steady_at = Some(now.0);
+        }
+        let rule = crate::analysis::good::Rule::new(self.thresholds.warning_celsius);
         // Never what the firmware's protection left behind: a restore goes back to the
         // configuration the user chose.
         if settled
             && state.protection_drop.is_none()
             && state.verdict.as_ref().is_some_and(Verdict::healthy)
             && tracked.temp_level == crate::daemon::events::TempLevel::Normal
+            && rule.is_good(&state.steady.steady(true))
         {
             // The tracked clock is this sample's: copied only when it changed (no two
             // label strings built per poll).

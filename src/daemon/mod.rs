@@ -234,8 +234,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The newest configuration the ledger saw run healthy: enough steady samples, at least
-/// 94 % of expected, ASIC errors at most 3 %, below the temperature warning throughout.
 /// A device's hashrate over the last hour from the ledger, one mean per minute.
 fn last_hour_in_ledger(ledger: &Ledger, name: &str) -> Vec<(f64, f64)> {
     let now = crate::time::now_unix();
@@ -253,19 +251,26 @@ fn last_hour_in_ledger(ledger: &Ledger, name: &str) -> Vec<(f64, f64)> {
     }
 }
 
+/// The newest configuration the ledger saw run good (the rule of [`crate::analysis::good`],
+/// its ASIC temperature the segment's maximum).
 fn last_good_in_ledger(ledger: &Ledger, name: &str, warning_celsius: f64) -> Option<ClockConfig> {
     let device = ledger.find_device(name).ok()??;
     let segments = ledger.segments_between(Some(device.id), f64::MIN, f64::MAX).ok()?;
+    let rule = crate::analysis::good::Rule::new(warning_celsius);
     let good = segments
         .iter()
         .filter(|s| {
             let steady = &s.steady;
-            steady.samples >= crate::analysis::MIN_STEADY_SAMPLES
-                && steady
-                    .percent_of_expected()
-                    .is_some_and(|p| p >= crate::analysis::MIN_PERCENT_OF_EXPECTED)
-                && steady.temp_max.is_some_and(|t| t < warning_celsius)
-                && steady.error_percent().is_none_or(|e| e <= 3.0)
+            rule.is_good(&crate::analysis::good::Steady {
+                samples: steady.samples,
+                covers_warmup: true,
+                seconds: steady.seconds,
+                percent_of_expected: steady.percent_of_expected(),
+                asic_temp_c: steady.temp_max,
+                asic_temp_is: "max",
+                error_percent: steady.error_percent(),
+                joules_per_terahash: steady.joules_per_terahash(),
+            })
         })
         .max_by(|a, b| a.ended_at.total_cmp(&b.ended_at))?;
     Some(ClockConfig {
