@@ -759,3 +759,23 @@ fn a_dead_chip_a_reset_reason_and_a_hardware_fault_are_read() {
     let real = decode_system_info(br#"{"hashRate": 1000, "ASICModel": "BM1370", "power_fault": "VIN_UV"}"#).unwrap();
     assert_eq!(real.power_fault.as_deref(), Some("VIN_UV"));
 }
+
+#[test]
+fn one_broken_chip_reading_is_dropped_alone_and_counted() {
+    // A chip sensor at 1e308 °C (a broken sensor, or a hostile body) is no reading: the
+    // board's ASIC temperature is the hottest of the others, not absent; a chip at 1e308
+    // GH/s (or negative) is no hashrate, never an infinite series.
+    let body = br#"{"hashRate": 4800, "ASICModel": "BM1370", "temp": 61.5, "asicCount": 4,
+        "asicTemps": [61.5, 1e308, 59.75, 200],
+        "hashrateMonitor": {"asics": [{"total": 1e308, "errorCount": 3}, {"total": -5, "errorCount": 1},
+            {"total": 1200.5, "errorCount": 2}, {"total": 1190, "errorCount": 0}]}}"#;
+    let s = decode_system_info(body).unwrap();
+    let temps: Vec<Option<f64>> = s.chips.iter().map(|c| c.temp_celsius).collect();
+    assert_eq!(temps, [Some(61.5), None, Some(59.75), None]);
+    assert_eq!(s.asic_temp_celsius, Some(61.5), "the hottest plausible chip");
+    let rates: Vec<Option<f64>> = s.chips.iter().map(|c| c.hashrate_ghs).collect();
+    assert_eq!(rates, [None, None, Some(1200.5), Some(1190.0)]);
+    assert!(s.implausible.contains(&"chip_temperature_celsius"), "{:?}", s.implausible);
+    assert!(s.implausible.contains(&"chip_hashrate_ghs"), "{:?}", s.implausible);
+    assert!(!s.implausible.contains(&"asic_temperature_celsius"), "{:?}", s.implausible);
+}

@@ -450,7 +450,11 @@ impl WireInfo {
                 .collect();
             (!temps.is_empty()).then_some(serde_json::Value::Array(temps))
         });
-        let chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
+        let mut chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
+        // Each chip's readings pass their window before any of them is used: one broken
+        // (or hostile) chip sensor must not become the board's ASIC temperature, nor a
+        // chip at 1e308 GH/s an infinite series.
+        let implausible_chip_readings = super::untrusted::drop_implausible_chip_readings(&mut chips);
         let monitor_chips = self
             .hashrate_monitor
             .as_ref()
@@ -527,6 +531,7 @@ impl WireInfo {
         ]
         .into_iter()
         .filter_map(|(name, flagged)| flagged.then_some(name))
+        .chain(implausible_chip_readings)
         .collect();
 
         let mut sample = Sample {
@@ -644,7 +649,8 @@ fn chip_readings(monitor: Option<&serde_json::Value>, temps: Option<&serde_json:
         .map(|i| {
             let asic = asics.and_then(|a| a.get(i));
             ChipReading {
-                hashrate_ghs: number(asic.and_then(|a| a.get("total"))).filter(|v| *v >= 0.0),
+                // Outside its window (negative, 1e308) it is dropped and counted later.
+                hashrate_ghs: number(asic.and_then(|a| a.get("total"))),
                 errors: number(asic.and_then(|a| a.get("errorCount")))
                     .filter(|v| (0.0..1.8e19).contains(v))
                     .map(|v| v as u64),
