@@ -779,3 +779,33 @@ fn one_broken_chip_reading_is_dropped_alone_and_counted() {
     assert!(s.implausible.contains(&"chip_hashrate_ghs"), "{:?}", s.implausible);
     assert!(!s.implausible.contains(&"asic_temperature_celsius"), "{:?}", s.implausible);
 }
+
+#[test]
+fn the_active_pools_protocol_as_the_nerdqaxe_family_and_the_fallback_fields_say_it() {
+    // NerdQAxe v1.0.37 (`handler_system.cpp`): `stratumProtocol` is its enum, 0 = SV1,
+    // 1 = SV2, with `fallbackStratumProtocol` / `fallbackStratumTLS` beside it.
+    let nerd = |fallback: bool| {
+        let body = format!(
+            r#"{{"hashRate": 4800, "ASICModel": "BM1370", "version": "v1.0.37", "deviceModel": "NerdQAxe++",
+            "stratumURL": "sv2.example", "stratumPort": 3336, "stratumProtocol": 1, "stratumTLS": true,
+            "fallbackStratumURL": "public-pool.io", "fallbackStratumPort": 21496,
+            "fallbackStratumProtocol": 0, "fallbackStratumTLS": false, "isUsingFallbackStratum": {fallback}}}"#
+        );
+        let s = decode_system_info(body.as_bytes()).unwrap();
+        (s.pool, s.pool_protocol, s.pool_tls)
+    };
+    assert_eq!(nerd(false), (Some("sv2.example:3336".into()), Some("SV2"), Some(true)));
+    assert_eq!(
+        nerd(true),
+        (Some("public-pool.io:21496".into()), Some("SV1"), Some(false)),
+        "the fallback pool's own protocol and TLS, not the primary's"
+    );
+    // Upstream v2.14 (no pools[]) on its fallback: the fallback's fields.
+    let upstream = decode_system_info(
+        br#"{"hashRate": 1000, "ASICModel": "BM1370", "version": "v2.14.0", "stratumURL": "a.example", "stratumPort": 1,
+        "stratumProtocol": "SV1", "stratumTLS": 0, "fallbackStratumURL": "b.example", "fallbackStratumPort": 2,
+        "fallbackStratumProtocol": "SV2", "fallbackStratumTLS": 1, "isUsingFallbackStratum": 1}"#,
+    )
+    .unwrap();
+    assert_eq!((upstream.pool_protocol, upstream.pool_tls), (Some("SV2"), Some(true)));
+}

@@ -373,6 +373,11 @@ struct WireInfo {
     stratum_protocol: Text,
     #[serde(rename = "stratumTLS")]
     stratum_tls: Num,
+    /// The fallback pool's, beside them (upstream's legacy fields, the NerdQAxe family).
+    #[serde(rename = "fallbackStratumProtocol")]
+    fallback_stratum_protocol: Text,
+    #[serde(rename = "fallbackStratumTLS")]
+    fallback_stratum_tls: Num,
     // The NerdQAxe family's names for upstream's fields (and its own).
     #[serde(rename = "asicTemps")]
     asic_temps: Option<serde_json::Value>,
@@ -694,17 +699,23 @@ fn active_pool(wire: &WireInfo) -> (Option<&'static str>, Option<bool>) {
                 .find(|p| p.get("id").and_then(serde_json::Value::as_f64) == Some(index))
                 .or_else(|| pools.get(index as usize))
         });
+    let (top_protocol, top_tls) = if on_fallback {
+        (&wire.fallback_stratum_protocol, wire.fallback_stratum_tls)
+    } else {
+        (&wire.stratum_protocol, wire.stratum_tls)
+    };
     let protocol_text = slot
         .and_then(|s| s.get("stratumProtocol")?.as_str().map(str::to_string))
-        .or_else(|| (!on_fallback).then(|| wire.stratum_protocol.0.clone()).flatten());
+        .or_else(|| top_protocol.0.clone());
+    // Upstream names it; the NerdQAxe family sends its enum (0 = SV1, 1 = SV2).
     let protocol = protocol_text.and_then(|p| match p.trim().to_ascii_uppercase().as_str() {
-        "SV1" => Some("SV1"),
-        "SV2" => Some("SV2"),
+        "SV1" | "0" => Some("SV1"),
+        "SV2" | "1" => Some("SV2"),
         _ => None,
     });
     let tls = slot
         .and_then(|s| s.get("stratumTLS").and_then(serde_json::Value::as_f64))
-        .or_else(|| (!on_fallback).then_some(wire.stratum_tls.0).flatten())
+        .or(top_tls.0)
         .map(|mode| mode > 0.0);
     (protocol, tls)
 }
