@@ -809,3 +809,23 @@ fn the_active_pools_protocol_as_the_nerdqaxe_family_and_the_fallback_fields_say_
     .unwrap();
     assert_eq!((upstream.pool_protocol, upstream.pool_tls), (Some("SV2"), Some(true)));
 }
+
+#[test]
+fn a_build_named_by_its_commit_is_not_read_as_an_old_upstream_version() {
+    use bitaxe_exporter::axeos::sample::needs_restart;
+    // ESP-IDF names a build `git describe --always`: in a clone without tags (a fork's CI,
+    // a shallow checkout) that is the commit, e.g. `2a1b3c4`. Read digit by digit it was
+    // "v2.1": upstream before v2.2, restarted on every write.
+    let body = String::from_utf8(local_fixture("v2.15.0-gamma-601.json"))
+        .unwrap()
+        .replacen(r#""version": "v2.15.0""#, r#""version": "2a1b3c4""#, 1);
+    let upstream = decode_system_info(body.as_bytes()).unwrap();
+    assert_eq!(upstream.identity.family, FirmwareFamily::EspMiner, "its web UI says upstream");
+    assert!(!needs_restart(&upstream.identity), "no version, so no pre-v2.2 restart");
+    let bare = body.replacen(r#""axeOSVersion": "Unified""#, r#""axeOSVersion": """#, 1);
+    assert_eq!(
+        decode_system_info(bare.as_bytes()).unwrap().identity.family,
+        FirmwareFamily::Unknown,
+        "nothing says which family: nothing is written to it"
+    );
+}

@@ -758,18 +758,21 @@ pub fn needs_restart(identity: &Identity) -> bool {
     })
 }
 
+///
+/// Only a version-shaped string counts: `major.minor` at the start (after an optional
+/// `v`). A build named by its commit (ESP-IDF's `git describe --always` without tags, e.g.
+/// `2a1b3c4`) is no version: read digit by digit it would be "v2.1", older than v2.2.
 pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
-    let numbers: Vec<u32> = firmware
-        .trim()
-        .trim_start_matches(['v', 'V'])
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    match numbers.as_slice() {
-        [major, minor] => Some((*major, *minor)),
-        _ => None,
+    let text = firmware.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let (major, rest) = text.split_once('.')?;
+    let minor_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let minor = &rest[..minor_len];
+    let digits = |n: &str| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(major) && digits(minor)) {
+        return None;
     }
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
