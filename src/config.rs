@@ -185,9 +185,11 @@ impl MinerAddress {
         // `user:password@host` is how a URL carries credentials: say where they go instead,
         // and never echo the address, which then holds a password.
         if text.contains('@') {
-            return Err("the address holds a user name or password (`…@host`): write the host alone and give \
+            return Err(
+                "the address holds a user name or password (`…@host`): write the host alone and give \
                  the credentials as username and password_file / password_env / password"
-                .into());
+                    .into(),
+            );
         }
         if text.contains("://") || text.contains('/') {
             return Err(format!(

@@ -775,9 +775,17 @@ fn one_broken_chip_reading_is_dropped_alone_and_counted() {
     assert_eq!(s.asic_temp_celsius, Some(61.5), "the hottest plausible chip");
     let rates: Vec<Option<f64>> = s.chips.iter().map(|c| c.hashrate_ghs).collect();
     assert_eq!(rates, [None, None, Some(1200.5), Some(1190.0)]);
-    assert!(s.implausible.contains(&"chip_temperature_celsius"), "{:?}", s.implausible);
+    assert!(
+        s.implausible.contains(&"chip_temperature_celsius"),
+        "{:?}",
+        s.implausible
+    );
     assert!(s.implausible.contains(&"chip_hashrate_ghs"), "{:?}", s.implausible);
-    assert!(!s.implausible.contains(&"asic_temperature_celsius"), "{:?}", s.implausible);
+    assert!(
+        !s.implausible.contains(&"asic_temperature_celsius"),
+        "{:?}",
+        s.implausible
+    );
 }
 
 #[test]
@@ -820,7 +828,11 @@ fn a_build_named_by_its_commit_is_not_read_as_an_old_upstream_version() {
         .unwrap()
         .replacen(r#""version": "v2.15.0""#, r#""version": "2a1b3c4""#, 1);
     let upstream = decode_system_info(body.as_bytes()).unwrap();
-    assert_eq!(upstream.identity.family, FirmwareFamily::EspMiner, "its web UI says upstream");
+    assert_eq!(
+        upstream.identity.family,
+        FirmwareFamily::EspMiner,
+        "its web UI says upstream"
+    );
     assert!(!needs_restart(&upstream.identity), "no version, so no pre-v2.2 restart");
     let bare = body.replacen(r#""axeOSVersion": "Unified""#, r#""axeOSVersion": """#, 1);
     assert_eq!(

@@ -223,7 +223,10 @@ mod tests {
         // Upstream (its web UI's version says so) built from a commit without tags: no
         // version to read, so no pre-v2.2 restart and no fraction.
         assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("2a1b3c4")), Some(false));
-        assert_eq!(takes_fractional_mhz(FirmwareFamily::EspMiner, Some("2a1b3c4")), Some(false));
+        assert_eq!(
+            takes_fractional_mhz(FirmwareFamily::EspMiner, Some("2a1b3c4")),
+            Some(false)
+        );
         assert_eq!(
             takes_fractional_mhz(FirmwareFamily::EspMiner, Some("v2.10.1")),
             Some(true)

@@ -77,7 +77,11 @@ pub(super) fn drop_implausible_chip_readings(chips: &mut [ChipReading]) -> Vec<&
     };
     for chip in chips.iter_mut() {
         check(&mut chip.hashrate_ghs, (rate_low, rate_high), "chip_hashrate_ghs");
-        check(&mut chip.temp_celsius, (temp_low, temp_high), "chip_temperature_celsius");
+        check(
+            &mut chip.temp_celsius,
+            (temp_low, temp_high),
+            "chip_temperature_celsius",
+        );
     }
     dropped
 }

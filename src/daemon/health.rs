@@ -282,8 +282,7 @@ impl HealthTracker {
             (Some(share), Some(changed)) => share <= changed,
             _ => true,
         };
-        let work_quiet_long =
-            no_share_since_last_job && work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
+        let work_quiet_long = no_share_since_last_job && work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
 
         let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
         let mut problems = Vec::new();
