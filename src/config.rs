@@ -182,6 +182,15 @@ impl MinerAddress {
         if text.is_empty() {
             return Err("the address is empty".into());
         }
+        // `user:password@host` is how a URL carries credentials: say where they go instead,
+        // and never echo the address, which then holds a password.
+        if text.contains('@') {
+            return Err(
+                "the address holds a user name or password (`…@host`): write the host alone and give \
+                 the credentials as username and password_file / password_env / password"
+                    .into(),
+            );
+        }
         if text.contains("://") || text.contains('/') {
             return Err(format!(
                 "\"{text}\" is not a host or host:port (write it without http:// and without a path)"

@@ -477,3 +477,22 @@ fn credential_mistakes_in_the_config_name_the_key_the_line_and_the_device() {
     assert!(message.contains("1 with credentials"), "{message}");
     assert!(!leaks(message.as_bytes(), PASSWORD));
 }
+
+#[test]
+fn credentials_written_into_the_address_are_pointed_to_their_keys_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    for ip in [
+        "admin:hunter2hunter2@10.0.0.5",
+        "admin:hunter2hunter2@10.0.0.5:80",
+        "hunter2hunter2@10.0.0.5",
+    ] {
+        std::fs::write(&config, format!("devices:\n  - name: rig\n    ip: \"{ip}\"\n")).unwrap();
+        let output = cli(&config, &["check-config"]);
+        let message = format!("{}{}", stderr(&output), stdout(&output));
+        assert_eq!(output.status.code(), Some(2), "{ip}: {message}");
+        assert!(message.contains("devices[0].ip"), "{ip}: {message}");
+        assert!(message.contains("password_file"), "{ip}: {message}");
+        assert!(!message.contains("hunter2hunter2"), "{ip}: {message}");
+    }
+}

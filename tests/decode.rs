@@ -759,3 +759,85 @@ fn a_dead_chip_a_reset_reason_and_a_hardware_fault_are_read() {
     let real = decode_system_info(br#"{"hashRate": 1000, "ASICModel": "BM1370", "power_fault": "VIN_UV"}"#).unwrap();
     assert_eq!(real.power_fault.as_deref(), Some("VIN_UV"));
 }
+
+#[test]
+fn one_broken_chip_reading_is_dropped_alone_and_counted() {
+    // A chip sensor at 1e308 °C (a broken sensor, or a hostile body) is no reading: the
+    // board's ASIC temperature is the hottest of the others, not absent; a chip at 1e308
+    // GH/s (or negative) is no hashrate, never an infinite series.
+    let body = br#"{"hashRate": 4800, "ASICModel": "BM1370", "temp": 61.5, "asicCount": 4,
+        "asicTemps": [61.5, 1e308, 59.75, 200],
+        "hashrateMonitor": {"asics": [{"total": 1e308, "errorCount": 3}, {"total": -5, "errorCount": 1},
+            {"total": 1200.5, "errorCount": 2}, {"total": 1190, "errorCount": 0}]}}"#;
+    let s = decode_system_info(body).unwrap();
+    let temps: Vec<Option<f64>> = s.chips.iter().map(|c| c.temp_celsius).collect();
+    assert_eq!(temps, [Some(61.5), None, Some(59.75), None]);
+    assert_eq!(s.asic_temp_celsius, Some(61.5), "the hottest plausible chip");
+    let rates: Vec<Option<f64>> = s.chips.iter().map(|c| c.hashrate_ghs).collect();
+    assert_eq!(rates, [None, None, Some(1200.5), Some(1190.0)]);
+    assert!(
+        s.implausible.contains(&"chip_temperature_celsius"),
+        "{:?}",
+        s.implausible
+    );
+    assert!(s.implausible.contains(&"chip_hashrate_ghs"), "{:?}", s.implausible);
+    assert!(
+        !s.implausible.contains(&"asic_temperature_celsius"),
+        "{:?}",
+        s.implausible
+    );
+}
+
+#[test]
+fn the_active_pools_protocol_as_the_nerdqaxe_family_and_the_fallback_fields_say_it() {
+    // NerdQAxe v1.0.37 (`handler_system.cpp`): `stratumProtocol` is its enum, 0 = SV1,
+    // 1 = SV2, with `fallbackStratumProtocol` / `fallbackStratumTLS` beside it.
+    let nerd = |fallback: bool| {
+        let body = format!(
+            r#"{{"hashRate": 4800, "ASICModel": "BM1370", "version": "v1.0.37", "deviceModel": "NerdQAxe++",
+            "stratumURL": "sv2.example", "stratumPort": 3336, "stratumProtocol": 1, "stratumTLS": true,
+            "fallbackStratumURL": "public-pool.io", "fallbackStratumPort": 21496,
+            "fallbackStratumProtocol": 0, "fallbackStratumTLS": false, "isUsingFallbackStratum": {fallback}}}"#
+        );
+        let s = decode_system_info(body.as_bytes()).unwrap();
+        (s.pool, s.pool_protocol, s.pool_tls)
+    };
+    assert_eq!(nerd(false), (Some("sv2.example:3336".into()), Some("SV2"), Some(true)));
+    assert_eq!(
+        nerd(true),
+        (Some("public-pool.io:21496".into()), Some("SV1"), Some(false)),
+        "the fallback pool's own protocol and TLS, not the primary's"
+    );
+    // Upstream v2.14 (no pools[]) on its fallback: the fallback's fields.
+    let upstream = decode_system_info(
+        br#"{"hashRate": 1000, "ASICModel": "BM1370", "version": "v2.14.0", "stratumURL": "a.example", "stratumPort": 1,
+        "stratumProtocol": "SV1", "stratumTLS": 0, "fallbackStratumURL": "b.example", "fallbackStratumPort": 2,
+        "fallbackStratumProtocol": "SV2", "fallbackStratumTLS": 1, "isUsingFallbackStratum": 1}"#,
+    )
+    .unwrap();
+    assert_eq!((upstream.pool_protocol, upstream.pool_tls), (Some("SV2"), Some(true)));
+}
+
+#[test]
+fn a_build_named_by_its_commit_is_not_read_as_an_old_upstream_version() {
+    use bitaxe_exporter::axeos::sample::needs_restart;
+    // ESP-IDF names a build `git describe --always`: in a clone without tags (a fork's CI,
+    // a shallow checkout) that is the commit, e.g. `2a1b3c4`. Read digit by digit it was
+    // "v2.1": upstream before v2.2, restarted on every write.
+    let body = String::from_utf8(local_fixture("v2.15.0-gamma-601.json"))
+        .unwrap()
+        .replacen(r#""version": "v2.15.0""#, r#""version": "2a1b3c4""#, 1);
+    let upstream = decode_system_info(body.as_bytes()).unwrap();
+    assert_eq!(
+        upstream.identity.family,
+        FirmwareFamily::EspMiner,
+        "its web UI says upstream"
+    );
+    assert!(!needs_restart(&upstream.identity), "no version, so no pre-v2.2 restart");
+    let bare = body.replacen(r#""axeOSVersion": "Unified""#, r#""axeOSVersion": """#, 1);
+    assert_eq!(
+        decode_system_info(bare.as_bytes()).unwrap().identity.family,
+        FirmwareFamily::Unknown,
+        "nothing says which family: nothing is written to it"
+    );
+}

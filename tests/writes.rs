@@ -409,6 +409,23 @@ async fn a_miner_of_an_unknown_firmware_family_is_monitored_but_never_written_to
         "esp-miner",
     ]);
     assert!(planned.status.success(), "{}", String::from_utf8_lossy(&planned.stderr));
+    // Vouched for as a NerdQAxe, its rules are the NerdQAxe's: whole MHz only, refused when
+    // planned (its version names no release to read a rule from), not at the first step.
+    let fraction = exporter.cli(&[
+        "tune",
+        "--device",
+        "odd",
+        "--freq",
+        "512.5",
+        "--voltage",
+        "1150",
+        "--dry-run",
+        "--assume-family",
+        "nerdqaxe",
+    ]);
+    let stderr = String::from_utf8_lossy(&fraction.stderr);
+    assert_eq!(fraction.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("whole MHz"), "{stderr}");
     // Hot, and protection configured: it says so once and sends nothing.
     sims.set_quirks(
         0,

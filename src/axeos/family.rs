@@ -75,14 +75,9 @@ pub struct FamilyHints<'a> {
 /// `v` is the NerdQAxe family, a bare `1.x` on board `302` is Lucky's stock firmware.
 pub fn decide(hints: &FamilyHints<'_>) -> FirmwareFamily {
     let version = hints.version.map(str::trim).unwrap_or("");
-    let (prefixed, numbers) = match version.strip_prefix(['v', 'V']) {
-        Some(rest) => (true, rest),
-        None => (false, version),
-    };
-    let major = numbers
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|m| m.parse::<u32>().ok());
+    let prefixed = version.starts_with(['v', 'V']);
+    // Only a version-shaped `major.minor` says anything: a commit hash (`2a1b3c4`) does not.
+    let major = crate::axeos::sample::firmware_version(version).map(|(major, _)| major);
     let lucky_model = hints
         .miner_model
         .is_some_and(|m| m.to_ascii_lowercase().contains("lucky") || m.to_ascii_uppercase().contains("LV0"));
@@ -161,6 +156,13 @@ mod tests {
         assert_eq!(family("v1.0.37"), FirmwareFamily::NerdQaxe);
         assert_eq!(family("V1.0.37.3-LTS"), FirmwareFamily::NerdQaxe);
         assert_eq!(family("esp-miner-dev"), FirmwareFamily::Unknown);
+        assert_eq!(family("v2.15.0-12-gabcdef-dirty"), FirmwareFamily::EspMiner);
+        assert_eq!(family("2.1.8b1"), FirmwareFamily::EspMiner);
+        // A build named by its commit (ESP-IDF's `git describe --always` in a clone
+        // without tags) is no version: not upstream v2.1 (a restart on every write).
+        assert_eq!(family("2a1b3c4"), FirmwareFamily::Unknown);
+        assert_eq!(family("1f00dca-dirty"), FirmwareFamily::Unknown);
+        assert_eq!(family(""), FirmwareFamily::Unknown);
         assert_eq!(
             family("1.1.0"),
             FirmwareFamily::Unknown,
@@ -218,6 +220,13 @@ mod tests {
         assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("v2.2.0")), Some(false));
         assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("v2.15.0")), Some(false));
         assert_eq!(restart_to_apply(FirmwareFamily::Unknown, Some("v1.0.37")), None);
+        // Upstream (its web UI's version says so) built from a commit without tags: no
+        // version to read, so no pre-v2.2 restart and no fraction.
+        assert_eq!(restart_to_apply(FirmwareFamily::EspMiner, Some("2a1b3c4")), Some(false));
+        assert_eq!(
+            takes_fractional_mhz(FirmwareFamily::EspMiner, Some("2a1b3c4")),
+            Some(false)
+        );
         assert_eq!(
             takes_fractional_mhz(FirmwareFamily::EspMiner, Some("v2.10.1")),
             Some(true)

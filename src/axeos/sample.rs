@@ -373,6 +373,11 @@ struct WireInfo {
     stratum_protocol: Text,
     #[serde(rename = "stratumTLS")]
     stratum_tls: Num,
+    /// The fallback pool's, beside them (upstream's legacy fields, the NerdQAxe family).
+    #[serde(rename = "fallbackStratumProtocol")]
+    fallback_stratum_protocol: Text,
+    #[serde(rename = "fallbackStratumTLS")]
+    fallback_stratum_tls: Num,
     // The NerdQAxe family's names for upstream's fields (and its own).
     #[serde(rename = "asicTemps")]
     asic_temps: Option<serde_json::Value>,
@@ -450,7 +455,11 @@ impl WireInfo {
                 .collect();
             (!temps.is_empty()).then_some(serde_json::Value::Array(temps))
         });
-        let chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
+        let mut chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
+        // Each chip's readings pass their window before any of them is used: one broken
+        // (or hostile) chip sensor must not become the board's ASIC temperature, nor a
+        // chip at 1e308 GH/s an infinite series.
+        let implausible_chip_readings = super::untrusted::drop_implausible_chip_readings(&mut chips);
         let monitor_chips = self
             .hashrate_monitor
             .as_ref()
@@ -527,6 +536,7 @@ impl WireInfo {
         ]
         .into_iter()
         .filter_map(|(name, flagged)| flagged.then_some(name))
+        .chain(implausible_chip_readings)
         .collect();
 
         let mut sample = Sample {
@@ -644,7 +654,8 @@ fn chip_readings(monitor: Option<&serde_json::Value>, temps: Option<&serde_json:
         .map(|i| {
             let asic = asics.and_then(|a| a.get(i));
             ChipReading {
-                hashrate_ghs: number(asic.and_then(|a| a.get("total"))).filter(|v| *v >= 0.0),
+                // Outside its window (negative, 1e308) it is dropped and counted later.
+                hashrate_ghs: number(asic.and_then(|a| a.get("total"))),
                 errors: number(asic.and_then(|a| a.get("errorCount")))
                     .filter(|v| (0.0..1.8e19).contains(v))
                     .map(|v| v as u64),
@@ -688,17 +699,23 @@ fn active_pool(wire: &WireInfo) -> (Option<&'static str>, Option<bool>) {
                 .find(|p| p.get("id").and_then(serde_json::Value::as_f64) == Some(index))
                 .or_else(|| pools.get(index as usize))
         });
+    let (top_protocol, top_tls) = if on_fallback {
+        (&wire.fallback_stratum_protocol, wire.fallback_stratum_tls)
+    } else {
+        (&wire.stratum_protocol, wire.stratum_tls)
+    };
     let protocol_text = slot
         .and_then(|s| s.get("stratumProtocol")?.as_str().map(str::to_string))
-        .or_else(|| (!on_fallback).then(|| wire.stratum_protocol.0.clone()).flatten());
+        .or_else(|| top_protocol.0.clone());
+    // Upstream names it; the NerdQAxe family sends its enum (0 = SV1, 1 = SV2).
     let protocol = protocol_text.and_then(|p| match p.trim().to_ascii_uppercase().as_str() {
-        "SV1" => Some("SV1"),
-        "SV2" => Some("SV2"),
+        "SV1" | "0" => Some("SV1"),
+        "SV2" | "1" => Some("SV2"),
         _ => None,
     });
     let tls = slot
         .and_then(|s| s.get("stratumTLS").and_then(serde_json::Value::as_f64))
-        .or_else(|| (!on_fallback).then_some(wire.stratum_tls.0).flatten())
+        .or(top_tls.0)
         .map(|mode| mode > 0.0);
     (protocol, tls)
 }
@@ -741,18 +758,21 @@ pub fn needs_restart(identity: &Identity) -> bool {
     })
 }
 
+///
+/// Only a version-shaped string counts: `major.minor` at the start (after an optional
+/// `v`). A build named by its commit (ESP-IDF's `git describe --always` without tags, e.g.
+/// `2a1b3c4`) is no version: read digit by digit it would be "v2.1", older than v2.2.
 pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
-    let numbers: Vec<u32> = firmware
-        .trim()
-        .trim_start_matches(['v', 'V'])
-        .split(|c: char| !c.is_ascii_digit())
-        .take(2)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    match numbers.as_slice() {
-        [major, minor] => Some((*major, *minor)),
-        _ => None,
+    let text = firmware.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let (major, rest) = text.split_once('.')?;
+    let minor_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let minor = &rest[..minor_len];
+    let digits = |n: &str| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(major) && digits(minor)) {
+        return None;
     }
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).

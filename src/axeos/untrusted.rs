@@ -1,7 +1,7 @@
 //! Nothing a miner sends is trusted: the plausibility window of every normalised reading
 //! (a value outside is absent and counted), and the escaping of every string it sends.
 
-use super::sample::Sample;
+use super::sample::{ChipReading, Sample};
 
 impl Sample {
     /// Makes every reading outside its plausibility window absent, and records which.
@@ -53,6 +53,37 @@ impl Sample {
         }
         self.implausible.extend(dropped);
     }
+}
+
+/// Makes each chip's reading outside its window absent (the hashrate and temperature
+/// windows of the whole board, [`PLAUSIBLE`]), and names each kind dropped once.
+pub(super) fn drop_implausible_chip_readings(chips: &mut [ChipReading]) -> Vec<&'static str> {
+    let window = |name: &str| {
+        PLAUSIBLE
+            .iter()
+            .find(|(field, _, _)| *field == name)
+            .map_or((0.0, 0.0), |(_, low, high)| (*low, *high))
+    };
+    let (rate_low, rate_high) = window("hashrate_ghs");
+    let (temp_low, temp_high) = window("asic_temperature_celsius");
+    let mut dropped = Vec::new();
+    let mut check = |value: &mut Option<f64>, (low, high): (f64, f64), name: &'static str| {
+        if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
+            *value = None;
+            if !dropped.contains(&name) {
+                dropped.push(name);
+            }
+        }
+    };
+    for chip in chips.iter_mut() {
+        check(&mut chip.hashrate_ghs, (rate_low, rate_high), "chip_hashrate_ghs");
+        check(
+            &mut chip.temp_celsius,
+            (temp_low, temp_high),
+            "chip_temperature_celsius",
+        );
+    }
+    dropped
 }
 
 /// Plausibility windows, in normalised units: (field, lowest, highest). A value outside is

@@ -275,7 +275,14 @@ impl HealthTracker {
             (Some(quiet), Some(gap), Some(share), Some(changed)) => changed <= share && quiet > gap * 2,
             _ => false,
         };
-        let work_quiet_long = work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
+        // A long silence alone is not enough: a pool that sends jobs only on a new block
+        // (or a block that takes 15 minutes) is quiet while the pool accepts the miner's
+        // shares on the job it has. Only with no share since its last job is it the pool's.
+        let no_share_since_last_job = match (self.last_share_at, self.work_changed_at) {
+            (Some(share), Some(changed)) => share <= changed,
+            _ => true,
+        };
+        let work_quiet_long = no_share_since_last_job && work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
 
         let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
         let mut problems = Vec::new();
@@ -626,6 +633,37 @@ mod tests {
         };
         assert_eq!(run_with_work(false), vec![Problem::NoWorkFromPool]);
         assert_eq!(run_with_work(true), vec![Problem::SharesStalled]);
+    }
+
+    #[test]
+    fn a_long_block_with_shares_still_accepted_is_not_a_pool_without_work() {
+        // A pool that sends a job only on a new block (or a block that takes 15 minutes):
+        // the job counter is flat while the miner keeps finding shares the pool accepts on
+        // the job it has. That is mining, not a pool that stopped sending work.
+        let run_with = |shares_flow: bool, hashrate_known: bool| {
+            let mut tracker = HealthTracker::default();
+            let start = Instant::now();
+            let mut seen = Vec::new();
+            for i in 0..240u32 {
+                let jobs = if i < 60 { i / 6 } else { 10 };
+                let accepted = if shares_flow { i } else { i.min(60) };
+                let mut sample = reading(1000.0 + f64::from(i % 7), u64::from(accepted));
+                if !hashrate_known {
+                    sample.hashrate_ghs = None;
+                }
+                sample.work_received = Some(u64::from(jobs));
+                let verdict = tracker.observe(start + Duration::from_secs(5) * i, &sample);
+                seen.extend(verdict.problems);
+            }
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        assert_eq!(run_with(true, true), Vec::<Problem>::new());
+        assert_eq!(run_with(true, false), Vec::<Problem>::new());
+        // Jobs and shares both stopped: the pool's side, even where no stall can be judged.
+        assert_eq!(run_with(false, false), vec![Problem::NoWorkFromPool]);
+        assert!(run_with(false, true).contains(&Problem::NoWorkFromPool));
     }
 
     #[test]

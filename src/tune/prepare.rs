@@ -78,11 +78,15 @@ pub async fn prepare(
         )?,
     };
     let firmware = first.identity.firmware.as_deref();
-    if !stores_fractional_mhz(firmware) {
+    // The family's rule, as the apply path will use it (a fork's version is not
+    // upstream's): refused here, before anything is sent, not at the first such step.
+    let fractional = crate::axeos::family::takes_fractional_mhz(first.identity.family, firmware);
+    if fractional != Some(true) {
         if let Some(f) = lists.frequencies.iter().find(|f| f.fract().abs() > 1e-9) {
             return Err(format!(
-                "{name}: firmware {} stores whole MHz, so {f} MHz would read back as {}",
+                "{name}: firmware {} ({}) takes whole MHz only, so {f} MHz would be cut to {} or ignored",
                 firmware.unwrap_or("?"),
+                first.identity.family.as_label(),
                 f.trunc()
             ));
         }
@@ -196,16 +200,6 @@ fn candidate_lists(
         voltages,
         start_frequency: current.0,
     })
-}
-
-/// Firmware from v2.10 keeps fractional MHz; older firmware truncates them.
-fn stores_fractional_mhz(firmware: Option<&str>) -> bool {
-    firmware_version(firmware).is_none_or(|v| v >= (2, 10))
-}
-
-/// (major, minor) of a firmware string such as `v2.10.1`.
-fn firmware_version(firmware: Option<&str>) -> Option<(u32, u32)> {
-    crate::axeos::sample::firmware_version(firmware?)
 }
 
 pub(crate) fn patch_for(pair: (f64, f64)) -> SettingsPatch {
