@@ -342,14 +342,21 @@ pub fn chip_matches(reported: &str, table: &str) -> bool {
     reported == table || table.split('/').any(|part| part == reported) || reported.split('/').any(|p| p == table)
 }
 
-/// A row by its name (the `board` a sample carries).
-pub fn by_name(name: &str) -> Option<&'static BoardSpec> {
-    UPSTREAM.iter().chain(LUCKY).find(|b| b.name == name)
+/// A row by its name (the `board` a sample carries), in the table that can have named it:
+/// a NerdQAxe whose `deviceModel` is `Ultra` is no upstream Ultra. A Lucky model name is
+/// the hardware whatever firmware runs on it.
+pub fn by_name(name: &str, family: FirmwareFamily) -> Option<&'static BoardSpec> {
+    let lucky = LUCKY.iter().find(|b| b.name == name);
+    match family {
+        FirmwareFamily::EspMiner | FirmwareFamily::Unknown => UPSTREAM.iter().find(|b| b.name == name).or(lucky),
+        FirmwareFamily::Lucky => lucky,
+        FirmwareFamily::NerdQaxe => None,
+    }
 }
 
-/// The stock clock and option lists of a board, by name.
-pub fn board_defaults(name: &str) -> Option<BoardDefaults> {
-    by_name(name).and_then(|b| b.defaults)
+/// The stock clock and option lists of a board, by name, in its family's table.
+pub fn board_defaults(name: &str, family: FirmwareFamily) -> Option<BoardDefaults> {
+    by_name(name, family).and_then(|b| b.defaults)
 }
 
 /// A board's power facts as a sweep judges them.
@@ -370,7 +377,11 @@ pub struct BoardFacts {
 /// power rating than its board's: a broken or hostile firmware could claim 1e9 W), else its
 /// board's row. `None` when nothing is known.
 pub fn board_facts(sample: &Sample) -> Option<BoardFacts> {
-    let spec = sample.identity.board.as_deref().and_then(by_name);
+    let spec = sample
+        .identity
+        .board
+        .as_deref()
+        .and_then(|name| by_name(name, sample.identity.family));
     let rated_watts = match (sample.rated_power_watts, spec) {
         (Some(reported), Some(spec)) => Some(reported.min(spec.rated_watts)),
         (Some(reported), None) => Some(reported),
@@ -499,9 +510,11 @@ mod tests {
                 b.name
             );
         }
-        assert_eq!(board_defaults("Max").unwrap().default_mv, 1400.0);
-        assert_eq!(board_defaults("GammaDuo").unwrap().default_mhz, 400.0);
-        assert!(board_defaults("unknown").is_none());
+        assert_eq!(board_defaults("Max", EspMiner).unwrap().default_mv, 1400.0);
+        assert_eq!(board_defaults("GammaDuo", EspMiner).unwrap().default_mhz, 400.0);
+        // A fork that names its board like an upstream one gets none of its facts.
+        assert!(board_defaults("Ultra", FirmwareFamily::NerdQaxe).is_none());
+        assert!(board_defaults("unknown", EspMiner).is_none());
     }
 
     #[test]

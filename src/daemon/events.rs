@@ -347,7 +347,12 @@ fn releases_differ(firmware: &str, web_ui: &str) -> bool {
             .take(3)
             .map_while(|n| n.parse().ok())
             .collect();
-        (parts.len() >= 2).then_some(parts)
+        // `v2.13` and `v2.13.0` are one release.
+        (parts.len() >= 2).then(|| {
+            let mut parts = parts;
+            parts.resize(3, 0);
+            parts
+        })
     }
     match (release(firmware), release(web_ui)) {
         (Some(a), Some(b)) => a != b,
@@ -480,6 +485,11 @@ mod tests {
             text,
             ["rebooted: uptime went from 1000 s to 3 s (reset reason: Brownout reset (software or hardware))"]
         );
+        let mut padded = first.clone();
+        padded.identity.firmware = Some("v2.13".into());
+        padded.identity.web_ui_version = Some("v2.13.0".into());
+        let (_, events) = observe_success(&Tracked::default(), &padded, &t);
+        assert!(!events.iter().any(|e| matches!(e, DeviceEvent::WebUiMismatch { .. })));
         let mut unified = first;
         unified.identity.web_ui_version = Some("Unified".into());
         let (_, events) = observe_success(&Tracked::default(), &unified, &t);

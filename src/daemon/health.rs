@@ -33,6 +33,8 @@ pub const CHIP_WEAK_RATIO: f64 = 0.5;
 /// Readings in a row a chip must lag before it is called: one reading of a chip is a few
 /// seconds of its work, and a reconnect zeroes counters unevenly.
 pub const CHIP_READINGS: u8 = 3;
+/// Readings in a row without a firmware flag before its problem is over.
+pub const FLAG_CLEAR_READINGS: u8 = 3;
 /// Without a new job from the pool for this long, the pool has stopped sending work (pools
 /// send one at least every block, and most every 30–60 s).
 pub const NO_WORK_AFTER: Duration = Duration::from_secs(600);
@@ -193,6 +195,9 @@ pub struct HealthTracker {
     longest_job_gap: Option<Duration>,
     /// Readings in a row each chip has lagged.
     chip_strikes: Vec<u8>,
+    /// Per firmware flag (overheat, power fault, paused, hardware fault): readings since it
+    /// was last raised, `None` once cleared.
+    flag_quiet: [Option<u8>; 4],
 }
 
 /// Shares found against shares expected since a starting point.
@@ -305,17 +310,25 @@ impl HealthTracker {
         if !believable {
             problems.push(Problem::ImplausibleReading);
         }
-        if sample.overheat == Some(true) {
-            problems.push(Problem::Overheat);
-        }
-        if sample.power_fault.is_some() {
-            problems.push(Problem::PowerFault);
-        }
-        if sample.mining_paused == Some(true) {
-            problems.push(Problem::Paused);
-        }
-        if sample.hardware_fault.is_some() {
-            problems.push(Problem::HardwareFault);
+        // The firmware's own flags: raised at once, cleared only after FLAG_CLEAR_READINGS
+        // readings without them, so a flag that flickers between polls is one problem (one
+        // event, one log line), not one per poll.
+        let flags = [
+            (Problem::Overheat, sample.overheat == Some(true)),
+            (Problem::PowerFault, sample.power_fault.is_some()),
+            (Problem::Paused, sample.mining_paused == Some(true)),
+            (Problem::HardwareFault, sample.hardware_fault.is_some()),
+        ];
+        for (index, (problem, raised)) in flags.into_iter().enumerate() {
+            let quiet = &mut self.flag_quiet[index];
+            *quiet = match (raised, *quiet) {
+                (true, _) => Some(0),
+                (false, Some(n)) if n + 1 < FLAG_CLEAR_READINGS => Some(n + 1),
+                (false, _) => None,
+            };
+            if quiet.is_some() {
+                problems.push(problem);
+            }
         }
         let lagging_chips = self.lagging_chips(sample);
         if lagging_chips.iter().any(|c| c.dead) {
@@ -664,6 +677,20 @@ mod tests {
         // Jobs and shares both stopped: the pool's side, even where no stall can be judged.
         assert_eq!(run_with(false, false), vec![Problem::NoWorkFromPool]);
         assert!(run_with(false, true).contains(&Problem::NoWorkFromPool));
+    }
+
+    #[test]
+    fn a_flickering_firmware_flag_is_one_problem_until_three_readings_without_it() {
+        let mut tracker = HealthTracker::default();
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        for (i, fault) in [true, false, true, false, false, false, false].into_iter().enumerate() {
+            let mut sample = reading(1000.0, i as u64);
+            sample.hardware_fault = fault.then(|| "Fan Control Failed (Auto)".to_string());
+            let verdict = tracker.observe(start + Duration::from_secs(5 * i as u64), &sample);
+            seen.push(verdict.problems.contains(&Problem::HardwareFault));
+        }
+        assert_eq!(seen, [true, true, true, true, true, false, false]);
     }
 
     #[test]

@@ -504,7 +504,7 @@ fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt
     {
         let mut family = encoder.encode_descriptor(
             "bitaxe_asic_chip_errors",
-            "Hardware errors one ASIC chip has counted (the firmware restarts the count on a pool reconnect)",
+            "Hardware errors one ASIC chip has counted (upstream restarts the count at every new block, and on pause or overheat)",
             None,
             MetricType::Counter,
         )?;

@@ -73,7 +73,12 @@ pub async fn execute(
                 .map(|(f, v)| (f.as_slice(), v.as_slice()))
                 .or_else(|| sample.identity.asic_model.as_deref().and_then(chip_options));
             let floor = (window.frequency_mhz.0, window.core_voltage_mv.0);
+            // Firmware that takes whole MHz only gets a whole step (rounded down: cooler).
+            let whole_mhz =
+                crate::axeos::family::takes_fractional_mhz(sample.identity.family, sample.identity.firmware.as_deref())
+                    == Some(false);
             match step_below(current, lists, floor) {
+                Some(next) if whole_mhz => Some((next.0.floor(), next.1)),
                 Some(next) => Some(next),
                 None => {
                     let mut outcome = failed(

@@ -66,7 +66,11 @@ pub async fn prepare(
             "{name}: the miner does not report its frequency and core voltage; nothing to start from"
         ));
     };
-    let board = first.identity.board.as_deref().and_then(board_defaults);
+    let board = first
+        .identity
+        .board
+        .as_deref()
+        .and_then(|name| board_defaults(name, first.identity.family));
     let lists = match fixed {
         Some(lists) => lists,
         None => candidate_lists(
@@ -222,7 +226,7 @@ mod tests {
     #[test]
     fn firmware_without_option_lists_sweeps_the_boards_documented_options() {
         // A Max on v2.0 (no /api/system/asic), running its stock 425 MHz / 1400 mV.
-        let max = board_defaults("Max");
+        let max = board_defaults("Max", crate::axeos::family::FirmwareFamily::EspMiner);
         let lists = candidate_lists("max", &spec(PlanKind::Grid), None, max.as_ref(), (425.0, 1400.0)).unwrap();
         assert_eq!(lists.frequencies, vec![400.0, 425.0, 450.0, 475.0, 485.0, 500.0, 525.0]);
         assert_eq!(lists.voltages, vec![1300.0, 1350.0, 1400.0, 1450.0, 1500.0]);
@@ -230,7 +234,7 @@ mod tests {
         let lists = candidate_lists("max", &spec(PlanKind::Efficiency), None, max.as_ref(), (425.0, 1400.0)).unwrap();
         assert_eq!(lists.voltages, vec![1300.0, 1350.0, 1400.0]);
         // A Supra someone left at 550 MHz / 1250 mV: the stock 490 / 1166 is tried as well.
-        let supra = board_defaults("Supra");
+        let supra = board_defaults("Supra", crate::axeos::family::FirmwareFamily::EspMiner);
         let lists = candidate_lists("supra", &spec(PlanKind::Grid), None, supra.as_ref(), (550.0, 1250.0)).unwrap();
         assert!(lists.frequencies.contains(&490.0), "{lists:?}");
         assert!(lists.voltages.contains(&1166.0), "{lists:?}");
