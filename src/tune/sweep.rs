@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::analysis::Metric;
-use crate::axeos::apply::{self, Write};
-use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::apply::{self, matches_target, Write};
+use crate::axeos::sample::{format_label_number, needs_restart, Sample};
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::AxeOsClient;
 use crate::config::TuneSettings;
@@ -22,139 +20,16 @@ use crate::ledger::tune::{TuneStatus, TuneStep};
 use crate::ledger::writer::{LedgerSender, Record};
 use crate::ledger::{DeviceRow, Ledger};
 use crate::time;
-use crate::tune::limits::{Breach, Gaps, Limits};
+use crate::tune::limits::{Breach, Gaps};
 use crate::tune::measure::StepResult;
-use crate::tune::plan::{Outcome, PlanKind, Span};
-use crate::tune::prepare::{needs_restart, patch_for, Prepared};
-use crate::tune::restore::{fmt_setting, matches_target, restore_settings, Restore};
+use crate::tune::plan::Outcome;
+use crate::tune::prepare::{patch_for, Prepared};
+use crate::tune::report::{best_step, DeviceReport, Observer, StepReport};
+use crate::tune::restore::{fmt_setting, restore_settings, Restore};
+use crate::tune::spec::{SweepSpec, Then};
 
 /// Failed reads in a row that mean the miner is gone.
 const UNREACHABLE_AFTER: u32 = 3;
-/// What to leave a miner on when a sweep ends normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Then {
-    /// The best healthy configuration found (the starting one if none was).
-    Best,
-    /// The settings it had before the sweep.
-    Original,
-}
-
-/// A sweep's arguments: stored with the run so that `tune resume` continues it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepSpec {
-    pub devices: Vec<String>,
-    pub plan: PlanKind,
-    pub freq: Option<Span>,
-    pub voltage: Option<Span>,
-    pub metric: Metric,
-    pub dwell_minutes: f64,
-    pub max_dwell_minutes: f64,
-    pub warmup_minutes: f64,
-    pub then: Then,
-    pub allow_unlisted: bool,
-    pub allow_small_steps: bool,
-    pub force: bool,
-    pub max_parallel: usize,
-    /// `--assume-family`: write to a miner of an unknown family by this family's rules.
-    #[serde(default)]
-    pub assume_family: Option<crate::axeos::family::FirmwareFamily>,
-}
-
-impl SweepSpec {
-    fn warmup(&self) -> Duration {
-        minutes(self.warmup_minutes)
-    }
-    fn dwell(&self) -> Duration {
-        minutes(self.dwell_minutes)
-    }
-    fn max_dwell(&self) -> Duration {
-        minutes(self.max_dwell_minutes)
-    }
-
-    /// The shortest a measured step takes: warm-up plus the minimum dwell.
-    pub fn min_step_duration(&self) -> Duration {
-        self.warmup() + self.dwell()
-    }
-
-    /// The longest one step can take: warm-up plus the most time it measures.
-    pub fn max_step_duration(&self) -> Duration {
-        self.warmup() + self.max_dwell().max(self.dwell())
-    }
-}
-
-fn minutes(m: f64) -> Duration {
-    Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::ZERO)
-}
-
-/// What a sweep reports as it goes (a live line per device on a terminal, log lines
-/// elsewhere).
-pub trait Observer: Send + Sync {
-    fn step_started(&self, device: &str, step: u32, max_steps: usize, pair: (f64, f64));
-    /// A reading during a step, with the interval so far (`None` during warm-up).
-    fn sampled(&self, device: &str, sample: &Sample, limits: &Limits, result: Option<&StepResult>);
-    fn step_finished(&self, device: &str, step: &StepReport);
-    /// A message worth a line of its own (a restore, a write).
-    fn note(&self, device: &str, message: &str);
-}
-
-/// One configuration tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepReport {
-    pub step: u32,
-    pub frequency_mhz: f64,
-    pub core_voltage_mv: f64,
-    /// `healthy`, `unhealthy`, `limit`, `aborted`.
-    pub outcome: String,
-    /// Why it is not healthy, or what stopped it.
-    pub reason: String,
-    /// The interval was narrow enough before `--max-dwell`.
-    pub converged: bool,
-    pub result: Option<StepResult>,
-    pub session_id: Option<i64>,
-}
-
-impl StepReport {
-    fn planner_outcome(&self) -> Outcome {
-        match self.outcome.as_str() {
-            "healthy" => Outcome::Healthy,
-            "unhealthy" => Outcome::Unhealthy,
-            "limit" => Outcome::Limit,
-            _ => Outcome::Aborted,
-        }
-    }
-
-    pub fn from_ledger(step: &TuneStep) -> StepReport {
-        StepReport {
-            step: step.step,
-            frequency_mhz: step.frequency_mhz,
-            core_voltage_mv: step.core_voltage_mv,
-            outcome: step.outcome.clone(),
-            reason: step.reason.clone(),
-            converged: false,
-            result: step.result.as_deref().and_then(|r| serde_json::from_str(r).ok()),
-            session_id: step.session_id,
-        }
-    }
-}
-
-/// How one device's sweep ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceReport {
-    pub device: String,
-    pub original_frequency_mhz: Option<f64>,
-    pub original_core_voltage_mv: Option<f64>,
-    pub steps: Vec<StepReport>,
-    pub status: TuneStatus,
-    /// What the miner was left on, read back.
-    pub final_frequency_mhz: Option<f64>,
-    pub final_core_voltage_mv: Option<f64>,
-    /// The step chosen as best, if one was healthy.
-    pub best_step: Option<u32>,
-    /// Why the sweep stopped early, or what the restore could not do.
-    pub note: String,
-}
-
 /// What every device of a run shares.
 pub struct Sweep {
     pub client: AxeOsClient,
@@ -205,7 +80,7 @@ impl Sweep {
             if prepared.planner.next_pair().is_some() {
                 prepared
                     .planner
-                    .report((step.frequency_mhz, step.core_voltage_mv), step.planner_outcome());
+                    .report((step.frequency_mhz, step.core_voltage_mv), step.outcome);
             }
             steps.push(step);
         }
@@ -245,7 +120,7 @@ impl Sweep {
             self.observer
                 .step_started(&name, number, prepared.planner.max_steps(), pair);
             let (report, stop) = self.run_step(&prepared, &device, &mut ledger, number, pair).await;
-            prepared.planner.report(pair, report.planner_outcome());
+            prepared.planner.report(pair, report.outcome);
             let stored = TuneStep {
                 run_id: self.run_id,
                 device_id: device.id,
@@ -253,7 +128,7 @@ impl Sweep {
                 frequency_mhz: pair.0,
                 core_voltage_mv: pair.1,
                 session_id: report.session_id,
-                outcome: report.outcome.clone(),
+                outcome: report.outcome.as_str().to_string(),
                 reason: report.reason.clone(),
                 result: report.result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
             };
@@ -495,7 +370,7 @@ impl Sweep {
             step: number,
             frequency_mhz: pair.0,
             core_voltage_mv: pair.1,
-            outcome: "aborted".into(),
+            outcome: Outcome::Aborted,
             reason: String::new(),
             converged: false,
             result: None,
@@ -518,7 +393,7 @@ impl Sweep {
                 {
                     return protected;
                 }
-                report.outcome = "limit".into();
+                report.outcome = Outcome::Limit;
                 report.reason = reason.clone();
                 return (report, Some(Stop::Gone(reason)));
             }
@@ -528,7 +403,7 @@ impl Sweep {
             }
             Err(ApplyError::Cancelled) => {
                 if let Some(action) = self.protective_action_since(ledger, device, applied_at, false).await {
-                    report.outcome = "limit".into();
+                    report.outcome = Outcome::Limit;
                     report.reason = format!("stopped by protection: {action}");
                     return (report.clone(), Some(Stop::Protected(report.reason)));
                 }
@@ -586,7 +461,11 @@ impl Sweep {
             }
             Measured::Done { result, converged } => {
                 let problems = result.health_problems(self.settings.max_error_percent);
-                report.outcome = if problems.is_empty() { "healthy" } else { "unhealthy" }.into();
+                report.outcome = if problems.is_empty() {
+                    Outcome::Healthy
+                } else {
+                    Outcome::Unhealthy
+                };
                 report.reason = problems.join("; ");
                 report.converged = converged;
                 if !converged {
@@ -600,17 +479,21 @@ impl Sweep {
                 report.result = Some(result);
             }
             Measured::Broke(breach) => {
-                report.outcome = if breach.ends_climb() { "limit" } else { "aborted" }.into();
+                report.outcome = if breach.ends_climb() {
+                    Outcome::Limit
+                } else {
+                    Outcome::Aborted
+                };
                 report.reason = breach.to_string();
             }
             Measured::Unstable(why) => {
-                report.outcome = "limit".into();
+                report.outcome = Outcome::Limit;
                 report.reason = why;
             }
             Measured::Aborted(why) => report.reason = why,
         }
         if let Some(action) = protected {
-            report.outcome = "limit".into();
+            report.outcome = Outcome::Limit;
             report.reason = format!("stopped by protection: {action}");
             stop = Some(Stop::Protected(report.reason.clone()));
         }
@@ -627,7 +510,7 @@ impl Sweep {
         mut report: StepReport,
     ) -> Option<(StepReport, Option<Stop>)> {
         let action = self.protective_action_since(ledger, device, since, true).await?;
-        report.outcome = "limit".into();
+        report.outcome = Outcome::Limit;
         report.reason = format!("stopped by protection: {action}");
         let stop = Stop::Protected(report.reason.clone());
         Some((report, Some(stop)))
@@ -819,57 +702,9 @@ enum ApplyError {
     Cancelled,
 }
 
-/// The healthy step ranked first by `metric`.
-pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
-    let healthy: Vec<(&StepReport, &StepResult)> = steps
-        .iter()
-        .filter(|s| s.outcome == "healthy")
-        .filter_map(|s| Some((s, s.result.as_ref()?)))
-        .collect();
-    let best_hashrate = healthy
-        .iter()
-        .filter_map(|(_, r)| r.mean_hashrate_ghs)
-        .fold(0.0, f64::max);
-    let best_jth = healthy
-        .iter()
-        .filter_map(|(_, r)| r.joules_per_terahash)
-        .fold(f64::INFINITY, f64::min);
-    healthy
-        .into_iter()
-        .max_by(|a, b| {
-            a.1.score(metric, (best_hashrate, best_jth))
-                .total_cmp(&b.1.score(metric, (best_hashrate, best_jth)))
-        })
-        .map(|(s, _)| s)
-}
-
-/// A one-device sweep with the usual settings, for unit tests.
-#[cfg(test)]
-impl SweepSpec {
-    pub(crate) fn for_test(device: &str, plan: crate::tune::plan::PlanKind) -> SweepSpec {
-        SweepSpec {
-            devices: vec![device.into()],
-            plan,
-            freq: None,
-            voltage: None,
-            metric: crate::analysis::Metric::Efficiency,
-            dwell_minutes: 5.0,
-            max_dwell_minutes: 20.0,
-            warmup_minutes: 10.0,
-            then: Then::Best,
-            allow_unlisted: false,
-            allow_small_steps: false,
-            force: false,
-            max_parallel: 1,
-            assume_family: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::prepare::needs_restart;
 
     #[test]
     fn only_firmware_before_2_2_restarts_to_apply() {
@@ -891,34 +726,5 @@ mod tests {
         // A NerdQAxe's v1.0.x is not "before v2.2": it applies live.
         assert!(!needs_restart(&identity(Some("v1.0.37"), FirmwareFamily::NerdQaxe)));
         assert!(needs_restart(&identity(Some("1.1.0"), FirmwareFamily::Lucky)));
-    }
-
-    fn step(number: u32, outcome: &str, hashrate: f64, jth: f64) -> StepReport {
-        StepReport {
-            step: number,
-            frequency_mhz: 500.0 + f64::from(number),
-            core_voltage_mv: 1100.0,
-            outcome: outcome.into(),
-            reason: String::new(),
-            converged: true,
-            result: Some(StepResult {
-                mean_hashrate_ghs: Some(hashrate),
-                joules_per_terahash: Some(jth),
-                ..StepResult::default()
-            }),
-            session_id: None,
-        }
-    }
-
-    #[test]
-    fn the_best_step_is_the_healthy_one_the_metric_prefers() {
-        let steps = [
-            step(1, "healthy", 1000.0, 15.0),
-            step(2, "healthy", 1200.0, 17.0),
-            step(3, "unhealthy", 1300.0, 12.0),
-        ];
-        assert_eq!(best_step(&steps, Metric::Efficiency).unwrap().step, 1);
-        assert_eq!(best_step(&steps, Metric::Hashrate).unwrap().step, 2);
-        assert!(best_step(&steps[2..], Metric::Hashrate).is_none());
     }
 }
