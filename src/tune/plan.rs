@@ -202,7 +202,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Healthy => "healthy",
             Outcome::Unhealthy => "unhealthy",
@@ -213,7 +213,7 @@ impl Outcome {
 
     /// An outcome as the ledger stored it; a name this version does not know was not a
     /// measurement it can use, so it counts as aborted.
-    pub fn from_ledger(stored: &str) -> Outcome {
+    pub(crate) fn from_ledger(stored: &str) -> Outcome {
         match stored {
             "healthy" => Outcome::Healthy,
             "unhealthy" => Outcome::Unhealthy,

@@ -42,7 +42,7 @@ pub struct StepReport {
 }
 
 impl StepReport {
-    pub fn from_ledger(step: &TuneStep) -> StepReport {
+    pub(crate) fn from_ledger(step: &TuneStep) -> StepReport {
         StepReport {
             step: step.step,
             frequency_mhz: step.frequency_mhz,
@@ -74,7 +74,7 @@ pub struct DeviceReport {
 }
 
 /// The healthy step ranked first by `metric`.
-pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
+pub(crate) fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
     let healthy: Vec<(&StepReport, &StepResult)> = steps
         .iter()
         .filter(|s| s.outcome == Outcome::Healthy)

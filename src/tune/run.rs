@@ -28,7 +28,7 @@ use crate::tune::sweep::Sweep;
 /// Why a run did not start, did not end well, or could not be resumed or restored.
 /// [`RunError::is_refusal`] tells a request the run refused from a failure while running.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// Reading or planning a device failed, each problem said; nothing was sent.
     #[error("nothing was sent to any miner: {}", .0.join("; "))]
     NothingSent(Vec<String>),
@@ -86,7 +86,7 @@ pub enum RunError {
 impl RunError {
     /// The run refused what was asked (exit 2 on the command line), rather than failing
     /// while it ran. Ledger and session errors say so themselves.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         matches!(
             self,
             RunError::NothingSent(_)
@@ -125,7 +125,7 @@ fn conflict_text(device: &str, run_id: i64, live: bool) -> String {
 }
 
 /// How a run ended: its id and each device's report, sorted by name.
-pub struct RunReport {
+pub(crate) struct RunReport {
     pub run_id: i64,
     pub devices: Vec<DeviceReport>,
 }
@@ -432,7 +432,7 @@ fn run_status(reports: &[DeviceReport], devices: usize) -> TuneStatus {
 
 /// The interrupted run `resume` continues: its arguments, and what it did before it
 /// stopped on the devices it had not finished with.
-pub struct Resumed {
+pub(crate) struct Resumed {
     /// The run's arguments, narrowed to those devices.
     pub spec: SweepSpec,
     run: TuneRun,
@@ -477,12 +477,12 @@ impl Resumed {
         })
     }
 
-    pub fn run_id(&self) -> i64 {
+    pub(crate) fn run_id(&self) -> i64 {
         self.run.id
     }
 
     /// Steps the run took before it stopped, over every device.
-    pub fn steps_taken(&self) -> usize {
+    pub(crate) fn steps_taken(&self) -> usize {
         self.steps.len()
     }
 
@@ -502,7 +502,7 @@ impl Resumed {
 }
 
 /// A device `tune restore` put back: the settings read back, and the run it undid.
-pub struct Restored {
+pub(crate) struct Restored {
     pub run_id: i64,
     pub settings: (Option<f64>, Option<f64>),
 }

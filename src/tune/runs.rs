@@ -13,7 +13,7 @@ const RUNS_SHOWN: usize = 10;
 
 /// Where a run is, as `tune status` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
+pub(crate) enum RunState {
     /// Its process is still sweeping.
     Running,
     /// Marked running, but its process is gone: `tune restore` or `tune resume` it.
@@ -31,7 +31,7 @@ impl RunState {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunState::Running => "running",
             RunState::Interrupted => "interrupted",
@@ -41,7 +41,7 @@ impl RunState {
 }
 
 /// One run as `tune status` shows it.
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     pub run: TuneRun,
     pub state: RunState,
     pub devices: Vec<TuneDevice>,

@@ -51,12 +51,12 @@ impl SweepSpec {
     }
 
     /// The shortest a measured step takes: warm-up plus the minimum dwell.
-    pub fn min_step_duration(&self) -> Duration {
+    pub(crate) fn min_step_duration(&self) -> Duration {
         self.warmup() + self.dwell()
     }
 
     /// The longest one step can take: warm-up plus the most time it measures.
-    pub fn max_step_duration(&self) -> Duration {
+    pub(crate) fn max_step_duration(&self) -> Duration {
         self.warmup() + self.max_dwell().max(self.dwell())
     }
 }

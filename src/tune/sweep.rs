@@ -169,53 +169,22 @@ impl Sweep {
         stopped: Option<String>,
         protected: bool,
     ) -> DeviceReport {
-        let best = best_step(&steps, self.spec.metric);
-        let target = match (&stopped, self.spec.then, best) {
-            (None, Then::Best, Some(step)) => (Some(step.frequency_mhz), Some(step.core_voltage_mv)),
-            _ => prepared.original,
-        };
-        let what = if stopped.is_none() && self.spec.then == Then::Best && best.is_some() {
-            "the best configuration"
-        } else {
-            "the original settings"
-        };
         // After a protective action the miner keeps what protection set, unless the
         // original settings run cooler still (lower or equal frequency and voltage).
         if protected {
             if let Some(kept) = self.keep_protections_settings(prepared).await {
-                let note = format!(
-                    "{}; left on the protection's {} (the original {} runs hotter)",
-                    stopped.as_deref().unwrap_or("stopped by protection"),
-                    crate::axeos::apply::pair_text(kept),
-                    crate::axeos::apply::pair_text(prepared.original)
-                );
-                self.observer.note(&prepared.name, &note);
-                if let Some(ledger) = ledger {
-                    if let Ok(Some(open)) = sessions::current(ledger, device) {
-                        if open.tune_run_id == Some(self.run_id) {
-                            let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
-                        }
-                    }
-                    if let Err(e) =
-                        ledger.tune_finish_device(self.run_id, device.id, TuneStatus::Protected, kept, &note)
-                    {
-                        self.observer
-                            .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
-                    }
-                }
-                return DeviceReport {
-                    device: prepared.name.clone(),
-                    original_frequency_mhz: prepared.original.0,
-                    original_core_voltage_mv: prepared.original.1,
-                    best_step: None,
-                    steps,
-                    status: TuneStatus::Protected,
-                    final_frequency_mhz: kept.0,
-                    final_core_voltage_mv: kept.1,
-                    note,
-                };
+                return self.finish_protected(prepared, device, ledger, steps, stopped.as_deref(), kept);
             }
         }
+        let best = best_step(&steps, self.spec.metric);
+        let best_step = best.map(|s| s.step);
+        let (target, what) = match (&stopped, self.spec.then, best) {
+            (None, Then::Best, Some(step)) => (
+                (Some(step.frequency_mhz), Some(step.core_voltage_mv)),
+                "the best configuration",
+            ),
+            _ => (prepared.original, "the original settings"),
+        };
         let restored = self.restore(prepared, target, what).await;
         let (status, mut note, final_settings) = match (&restored, &stopped) {
             (Ok(read_back), None) => (TuneStatus::Finished, String::new(), *read_back),
@@ -237,43 +206,96 @@ impl Sweep {
                 opened.as_mut()
             }
         };
-        // Settings that read back right on a latched overheat (v2.10 and older stop at
-        // 50 MHz / 1000 mV until cleared) are not a running miner: say so.
-        if let Ok(sample) = self.client.system_info(&prepared.address).await {
-            if sample.overheat == Some(true) {
-                let latched =
-                    "the firmware's overheat protection is still latched: clear it in AxeOS (or PATCH overheat_mode 0)";
-                self.observer.note(&prepared.name, latched);
-                note = if note.is_empty() {
-                    latched.into()
-                } else {
-                    format!("{note}; {latched}")
-                };
-            }
+        if let Some(latched) = self.latched_overheat(prepared).await {
+            note = if note.is_empty() {
+                latched.into()
+            } else {
+                format!("{note}; {latched}")
+            };
         }
         if let Some(ledger) = ledger {
-            // A step whose session could not be ended (a busy ledger) is ended now.
-            if let Ok(Some(open)) = sessions::current(ledger, device) {
-                if open.tune_run_id == Some(self.run_id) {
-                    let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
-                }
-            }
-            if let Err(e) = ledger.tune_finish_device(self.run_id, device.id, status, final_settings, &note) {
-                self.observer
-                    .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
-            }
+            self.record_end(ledger, prepared, device, status, final_settings, &note);
         }
         DeviceReport {
             device: prepared.name.clone(),
             original_frequency_mhz: prepared.original.0,
             original_core_voltage_mv: prepared.original.1,
-            best_step: best.map(|s| s.step),
+            best_step,
             steps,
             status,
             final_frequency_mhz: final_settings.0,
             final_core_voltage_mv: final_settings.1,
             note,
         }
+    }
+
+    /// Ends a device's sweep that protection stopped, leaving the miner on what protection
+    /// set (`kept`): nothing is written to it.
+    fn finish_protected(
+        &self,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        ledger: Option<&mut Ledger>,
+        steps: Vec<StepReport>,
+        stopped: Option<&str>,
+        kept: (Option<f64>, Option<f64>),
+    ) -> DeviceReport {
+        let note = format!(
+            "{}; left on the protection's {} (the original {} runs hotter)",
+            stopped.unwrap_or("stopped by protection"),
+            crate::axeos::apply::pair_text(kept),
+            crate::axeos::apply::pair_text(prepared.original)
+        );
+        self.observer.note(&prepared.name, &note);
+        if let Some(ledger) = ledger {
+            self.record_end(ledger, prepared, device, TuneStatus::Protected, kept, &note);
+        }
+        DeviceReport {
+            device: prepared.name.clone(),
+            original_frequency_mhz: prepared.original.0,
+            original_core_voltage_mv: prepared.original.1,
+            best_step: None,
+            steps,
+            status: TuneStatus::Protected,
+            final_frequency_mhz: kept.0,
+            final_core_voltage_mv: kept.1,
+            note,
+        }
+    }
+
+    /// Records how the device's sweep ended. A step whose session could not be ended (a
+    /// busy ledger) is ended now.
+    fn record_end(
+        &self,
+        ledger: &mut Ledger,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        status: TuneStatus,
+        settings: (Option<f64>, Option<f64>),
+        note: &str,
+    ) {
+        if let Ok(Some(open)) = sessions::current(ledger, device) {
+            if open.tune_run_id == Some(self.run_id) {
+                let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
+            }
+        }
+        if let Err(e) = ledger.tune_finish_device(self.run_id, device.id, status, settings, note) {
+            self.observer
+                .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
+        }
+    }
+
+    /// Settings that read back right on a latched overheat (v2.10 and older stop at
+    /// 50 MHz / 1000 mV until cleared) are not a running miner: says so.
+    async fn latched_overheat(&self, prepared: &Prepared) -> Option<&'static str> {
+        let sample = self.client.system_info(&prepared.address).await.ok()?;
+        if sample.overheat != Some(true) {
+            return None;
+        }
+        let latched =
+            "the firmware's overheat protection is still latched: clear it in AxeOS (or PATCH overheat_mode 0)";
+        self.observer.note(&prepared.name, latched);
+        Some(latched)
     }
 
     /// What protection left on the miner, when the original settings would run hotter than
@@ -358,6 +380,8 @@ impl Sweep {
         .await
     }
 
+    /// Tries one configuration: applies it, records it as a session, measures it and
+    /// judges it. A stop says the device's sweep ends here.
     async fn run_step(
         &self,
         prepared: &Prepared,
@@ -376,17 +400,55 @@ impl Sweep {
             result: None,
             session_id: None,
         };
-        let name = &prepared.name;
         let applied_at = time::now_unix();
         let applied = match self.apply(prepared, pair).await {
             Ok(sample) => sample,
-            Err(ApplyError::Refused(reason)) => {
+            Err(e) => return self.not_applied(ledger, device, applied_at, report, e).await,
+        };
+        report.session_id = self.start_session(ledger, prepared, device, applied_at, number, pair);
+        let (measured, mut stop) = self
+            .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
+            .await;
+        // A step that broke off may have been cut short by `serve`'s protection (on a
+        // signal, only what the ledger already says: the stop is not held up).
+        let protected = match (&measured, &stop) {
+            (Measured::Done { .. }, _) => None,
+            (_, Some(Stop::Cancelled)) => self.protective_action_since(ledger, device, applied_at, false).await,
+            _ => self.protective_action_since(ledger, device, applied_at, true).await,
+        };
+        if report.session_id.is_some() {
+            if let Err(e) = sessions::end(ledger, device, time::now_unix(), &measured.session_notes()) {
+                self.observer
+                    .note(&prepared.name, &format!("cannot end step {number}'s session: {e}"));
+            }
+        }
+        measured.judge(&mut report, self.settings.max_error_percent);
+        if let Some(action) = protected {
+            report.outcome = Outcome::Limit;
+            report.reason = format!("stopped by protection: {action}");
+            stop = Some(Stop::Protected(report.reason.clone()));
+        }
+        (report, stop)
+    }
+
+    /// A configuration that could not be applied: refused (the sweep goes on), or a miner
+    /// that does not follow, does not answer, or a stop signal (its sweep ends).
+    async fn not_applied(
+        &self,
+        ledger: &mut Ledger,
+        device: &DeviceRow,
+        applied_at: f64,
+        mut report: StepReport,
+        error: ApplyError,
+    ) -> (StepReport, Option<Stop>) {
+        match error {
+            ApplyError::Refused(reason) => {
                 report.reason = reason;
-                return (report, None);
+                (report, None)
             }
             // Asked for one thing and running another, or gone: the miner is not
             // following; its sweep ends (and restores) rather than PATCH on.
-            Err(ApplyError::Mismatch(reason)) => {
+            ApplyError::Mismatch(reason) => {
                 if let Some(protected) = self
                     .protected_during_apply(ledger, device, applied_at, report.clone())
                     .await
@@ -395,22 +457,35 @@ impl Sweep {
                 }
                 report.outcome = Outcome::Limit;
                 report.reason = reason.clone();
-                return (report, Some(Stop::Gone(reason)));
+                (report, Some(Stop::Gone(reason)))
             }
-            Err(ApplyError::Unreachable(reason)) => {
+            ApplyError::Unreachable(reason) => {
                 report.reason = reason.clone();
-                return (report, Some(Stop::Gone(reason)));
+                (report, Some(Stop::Gone(reason)))
             }
-            Err(ApplyError::Cancelled) => {
+            ApplyError::Cancelled => {
                 if let Some(action) = self.protective_action_since(ledger, device, applied_at, false).await {
                     report.outcome = Outcome::Limit;
                     report.reason = format!("stopped by protection: {action}");
                     return (report.clone(), Some(Stop::Protected(report.reason)));
                 }
                 report.reason = "interrupted".into();
-                return (report, Some(Stop::Cancelled));
+                (report, Some(Stop::Cancelled))
             }
-        };
+        }
+    }
+
+    /// The step as a ledger session (its id), so that `analyze` sees each configuration
+    /// tried; a session that cannot be started is said, and the step goes on.
+    fn start_session(
+        &self,
+        ledger: &mut Ledger,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        applied_at: f64,
+        number: u32,
+        pair: (f64, f64),
+    ) -> Option<i64> {
         let session = sessions::start(
             ledger,
             &NewSession {
@@ -424,80 +499,15 @@ impl Sweep {
             },
         );
         match session {
-            Ok(row) => report.session_id = Some(row.id),
-            Err(e) => self
-                .observer
-                .note(name, &format!("step {number} is not recorded as a session: {e}")),
-        }
-        let (measured, mut stop) = self
-            .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
-            .await;
-        // A step that broke off may have been cut short by `serve`'s protection (on a
-        // signal, only what the ledger already says: the stop is not held up).
-        let protected = match (&measured, &stop) {
-            (Measured::Done { .. }, _) => None,
-            (_, Some(Stop::Cancelled)) => self.protective_action_since(ledger, device, applied_at, false).await,
-            _ => self.protective_action_since(ledger, device, applied_at, true).await,
-        };
-        if report.session_id.is_some() {
-            let notes = match &measured {
-                Measured::Done { .. } => String::new(),
-                Measured::Broke(breach) => format!("stopped: {breach}"),
-                Measured::Unstable(why) | Measured::Aborted(why) => format!("stopped: {why}"),
-            };
-            if let Err(e) = sessions::end(ledger, device, time::now_unix(), &notes) {
-                self.observer
-                    .note(name, &format!("cannot end step {number}'s session: {e}"));
-            }
-        }
-        match measured {
-            Measured::Done { result, .. } if !result.enough_samples() => {
-                report.reason = format!(
-                    "only {} steady samples by --max-dwell (needs {})",
-                    result.samples,
-                    crate::analysis::MIN_STEADY_SAMPLES
+            Ok(row) => Some(row.id),
+            Err(e) => {
+                self.observer.note(
+                    &prepared.name,
+                    &format!("step {number} is not recorded as a session: {e}"),
                 );
-                report.result = Some(result);
+                None
             }
-            Measured::Done { result, converged } => {
-                let problems = result.health_problems(self.settings.max_error_percent);
-                report.outcome = if problems.is_empty() {
-                    Outcome::Healthy
-                } else {
-                    Outcome::Unhealthy
-                };
-                report.reason = problems.join("; ");
-                report.converged = converged;
-                if !converged {
-                    let note = "the interval did not narrow to the target before --max-dwell";
-                    report.reason = if report.reason.is_empty() {
-                        note.into()
-                    } else {
-                        format!("{}; {note}", report.reason)
-                    };
-                }
-                report.result = Some(result);
-            }
-            Measured::Broke(breach) => {
-                report.outcome = if breach.ends_climb() {
-                    Outcome::Limit
-                } else {
-                    Outcome::Aborted
-                };
-                report.reason = breach.to_string();
-            }
-            Measured::Unstable(why) => {
-                report.outcome = Outcome::Limit;
-                report.reason = why;
-            }
-            Measured::Aborted(why) => report.reason = why,
         }
-        if let Some(action) = protected {
-            report.outcome = Outcome::Limit;
-            report.reason = format!("stopped by protection: {action}");
-            stop = Some(Stop::Protected(report.reason.clone()));
-        }
-        (report, stop)
     }
 
     /// A step whose write did not hold: was it `serve`'s protection changing the settings
@@ -606,29 +616,10 @@ impl Sweep {
                             sample: Arc::new(sample.clone()),
                         });
                     }
-                    if let Some(breach) = prepared.limits.check(&sample, gaps) {
-                        return (Measured::Broke(breach), None);
-                    }
-                    if let (Some(before), Some(now)) = (last_uptime, sample.uptime_seconds) {
-                        if now < before {
-                            // A configuration that makes the miner reboot is unstable: the
-                            // sweep of this miner ends there.
-                            let why = "the miner restarted by itself".to_string();
-                            return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
-                        }
+                    if let Some(broken) = reading_ends_step(prepared, &sample, gaps, last_uptime, pair) {
+                        return broken;
                     }
                     last_uptime = sample.uptime_seconds.or(last_uptime);
-                    if !matches_target(
-                        (sample.frequency_mhz, sample.core_voltage_mv),
-                        (Some(pair.0), Some(pair.1)),
-                    ) {
-                        let why = format!(
-                            "the settings changed on the miner to {} MHz / {} mV",
-                            fmt_setting(sample.frequency_mhz),
-                            fmt_setting(sample.core_voltage_mv)
-                        );
-                        return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
-                    }
                     self.observer
                         .sampled(&prepared.name, &sample, &prepared.limits, result.as_ref());
                 }
@@ -648,25 +639,9 @@ impl Sweep {
                 Ok(readings) => result = Some(StepResult::from_readings(&readings)),
                 Err(e) => tracing::warn!(device = %prepared.name, "cannot read the step's samples: {e}"),
             }
-            let failing_writes = self
-                .samples
-                .as_ref()
-                .filter(|s| !s.handed_over())
-                .is_some_and(|s| s.write_errors() > write_errors_before);
-            if failing_writes && result.as_ref().is_some_and(|r| r.samples == 0) && now >= min_steady_until {
-                let why = "the ledger cannot be written (its commits fail: a full disk, a read-only or locked file; \
-                           see the log), so nothing this sweep measures is stored"
-                    .to_string();
+            let nothing_stored = result.as_ref().is_some_and(|r| r.samples == 0);
+            if let Some(why) = self.why_nothing_is_stored(nothing_stored, now, steady_from, write_errors_before) {
                 return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
-            }
-            if !self.stores_samples() && result.as_ref().is_some_and(|r| r.samples == 0) {
-                let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
-                if now >= steady_from + waited {
-                    let why = "no samples of this device reach the ledger: the process that holds it does not poll \
-                               it (`tune` sweeps only what `serve` on this ledger polls)"
-                        .to_string();
-                    return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
-                }
             }
             let converged = result
                 .as_ref()
@@ -677,6 +652,72 @@ impl Sweep {
             }
         }
     }
+
+    /// Why a step that has no steady sample stored yet never will: the ledger's commits
+    /// fail (past the minimum dwell), or the process that holds the ledger does not poll
+    /// this device.
+    fn why_nothing_is_stored(
+        &self,
+        nothing_stored: bool,
+        now: f64,
+        steady_from: f64,
+        write_errors_before: u64,
+    ) -> Option<String> {
+        if !nothing_stored {
+            return None;
+        }
+        let failing_writes = self
+            .samples
+            .as_ref()
+            .filter(|s| !s.handed_over())
+            .is_some_and(|s| s.write_errors() > write_errors_before);
+        if failing_writes && now >= steady_from + self.spec.dwell().as_secs_f64() {
+            return Some(
+                "the ledger cannot be written (its commits fail: a full disk, a read-only or locked file; see the \
+                 log), so nothing this sweep measures is stored"
+                    .to_string(),
+            );
+        }
+        let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
+        (!self.stores_samples() && now >= steady_from + waited).then(|| {
+            "no samples of this device reach the ledger: the process that holds it does not poll it (`tune` sweeps \
+             only what `serve` on this ledger polls)"
+                .to_string()
+        })
+    }
+}
+
+/// A reading that ends the step: a limit broken, the miner restarted by itself (a
+/// configuration that makes it reboot is unstable: the sweep of this miner ends there),
+/// or settings that are no longer the step's.
+fn reading_ends_step(
+    prepared: &Prepared,
+    sample: &Sample,
+    gaps: Gaps,
+    last_uptime: Option<u64>,
+    pair: (f64, f64),
+) -> Option<(Measured, Option<Stop>)> {
+    if let Some(breach) = prepared.limits.check(sample, gaps) {
+        return Some((Measured::Broke(breach), None));
+    }
+    if let (Some(before), Some(now)) = (last_uptime, sample.uptime_seconds) {
+        if now < before {
+            let why = "the miner restarted by itself".to_string();
+            return Some((Measured::Unstable(why.clone()), Some(Stop::Gone(why))));
+        }
+    }
+    if !matches_target(
+        (sample.frequency_mhz, sample.core_voltage_mv),
+        (Some(pair.0), Some(pair.1)),
+    ) {
+        let why = format!(
+            "the settings changed on the miner to {} MHz / {} mV",
+            fmt_setting(sample.frequency_mhz),
+            fmt_setting(sample.core_voltage_mv)
+        );
+        return Some((Measured::Unstable(why.clone()), Some(Stop::Gone(why))));
+    }
+    None
 }
 
 enum Measured {
@@ -688,6 +729,65 @@ enum Measured {
     /// The miner rebooted or its firmware changed the settings.
     Unstable(String),
     Aborted(String),
+}
+
+impl Measured {
+    /// What the step's session ends with: nothing for a measured step, else what stopped it.
+    fn session_notes(&self) -> String {
+        match self {
+            Measured::Done { .. } => String::new(),
+            Measured::Broke(breach) => format!("stopped: {breach}"),
+            Measured::Unstable(why) | Measured::Aborted(why) => format!("stopped: {why}"),
+        }
+    }
+
+    /// The step's outcome and why: healthy or not for a step measured with enough steady
+    /// samples; a limit for one that broke a limit more settings would only make worse or
+    /// made the miner unstable; aborted otherwise.
+    fn judge(self, report: &mut StepReport, max_error_percent: f64) {
+        match self {
+            Measured::Done { result, .. } if !result.enough_samples() => {
+                report.reason = format!(
+                    "only {} steady samples by --max-dwell (needs {})",
+                    result.samples,
+                    crate::analysis::MIN_STEADY_SAMPLES
+                );
+                report.result = Some(result);
+            }
+            Measured::Done { result, converged } => {
+                let problems = result.health_problems(max_error_percent);
+                report.outcome = if problems.is_empty() {
+                    Outcome::Healthy
+                } else {
+                    Outcome::Unhealthy
+                };
+                report.reason = problems.join("; ");
+                report.converged = converged;
+                if !converged {
+                    let note = "the interval did not narrow to the target before --max-dwell";
+                    report.reason = if report.reason.is_empty() {
+                        note.into()
+                    } else {
+                        format!("{}; {note}", report.reason)
+                    };
+                }
+                report.result = Some(result);
+            }
+            Measured::Broke(breach) => {
+                report.outcome = if breach.ends_climb() {
+                    Outcome::Limit
+                } else {
+                    Outcome::Aborted
+                };
+                report.reason = breach.to_string();
+            }
+            Measured::Unstable(why) => {
+                report.outcome = Outcome::Limit;
+                report.reason = why;
+            }
+            Measured::Aborted(why) => report.reason = why,
+        }
+    }
 }
 
 /// Why a configuration could not be applied.
