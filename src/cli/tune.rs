@@ -1,6 +1,7 @@
-//! `tune`, `tune status`, `tune resume`, `tune restore`: the sweep's command line — plans
-//! checked before anything is sent, `--dry-run`, signals that restore, a live line per
-//! device — and its results as a ranked table, JSON, or an SVG heat map.
+//! `tune`, `tune status`, `tune resume`, `tune restore`: the sweep's command line — its
+//! arguments, the `--dry-run` text, a live line per device — and its results as a ranked
+//! table, JSON, or an SVG heat map, with the exit code each error of the run
+//! (`tune::run`) deserves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -330,7 +331,7 @@ fn failure(e: RunError) -> Failure {
 }
 
 /// The ranked table of each device's steps.
-pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> String {
+fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> String {
     let mut text = format!("tune #{run_id}: {:?} plan, best by {:?}\n", spec.plan, spec.metric).to_lowercase();
     for report in reports {
         let best = report.best_step;

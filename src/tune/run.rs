@@ -604,3 +604,90 @@ async fn identity_now(client: &AxeOsClient, device: &DeviceConfig, row: &DeviceR
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::measure::StepResult;
+
+    fn device(name: &str, status: TuneStatus, note: &str, outcomes: &[(Outcome, bool)]) -> DeviceReport {
+        DeviceReport {
+            device: name.into(),
+            original_frequency_mhz: Some(525.0),
+            original_core_voltage_mv: Some(1150.0),
+            steps: outcomes
+                .iter()
+                .enumerate()
+                .map(|(i, &(outcome, measured))| StepReport {
+                    step: i as u32 + 1,
+                    frequency_mhz: 525.0,
+                    core_voltage_mv: 1150.0,
+                    outcome,
+                    reason: String::new(),
+                    converged: measured,
+                    result: measured.then(StepResult::default),
+                    session_id: None,
+                })
+                .collect(),
+            status,
+            final_frequency_mhz: Some(525.0),
+            final_core_voltage_mv: Some(1150.0),
+            best_step: None,
+            note: note.into(),
+        }
+    }
+
+    fn problem(devices: Vec<DeviceReport>, cancelled: bool) -> Option<String> {
+        RunReport { run_id: 1, devices }
+            .problem(cancelled)
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_run_fails_on_unconfirmed_settings_a_signal_or_nothing_measured_and_not_otherwise() {
+        let gone = |name| {
+            device(
+                name,
+                TuneStatus::Restored,
+                "stopped: gone",
+                &[(Outcome::Aborted, false)],
+            )
+        };
+        let finished = device("beta", TuneStatus::Finished, "", &[(Outcome::Healthy, true)]);
+        assert_eq!(problem(vec![finished.clone(), gone("gamma")], false), None);
+        assert_eq!(problem(vec![], false), None);
+        // A step stopped at a limit is a verdict, though nothing was measured.
+        let hot = device(
+            "alpha",
+            TuneStatus::Restored,
+            "stopped: gone",
+            &[(Outcome::Limit, false)],
+        );
+        assert_eq!(problem(vec![hot, gone("gamma")], false), None);
+        assert_eq!(
+            problem(vec![gone("alpha"), gone("gamma")], false).as_deref(),
+            Some(
+                "the sweep measured nothing (alpha: stopped: gone; gamma: stopped: gone); every miner is back on its \
+                 original settings"
+            )
+        );
+        assert_eq!(
+            problem(vec![finished.clone()], true).as_deref(),
+            Some("interrupted; every miner is back on its original settings (read back)")
+        );
+        // Settings not read back outrank the signal: the user must restore them.
+        let unconfirmed = device("gamma", TuneStatus::RestoreFailed, "no answer", &[]);
+        assert_eq!(
+            problem(vec![finished, unconfirmed], true).as_deref(),
+            Some("could not confirm the settings of gamma; run `tune restore --device NAME` for each")
+        );
+    }
+
+    #[test]
+    fn refusals_are_told_from_failures() {
+        assert!(RunError::NothingSent(vec!["x".into()]).is_refusal());
+        assert!(RunError::NothingToResume.is_refusal());
+        assert!(!RunError::Interrupted.is_refusal());
+        assert!(!RunError::RestoreFailed("no answer".into()).is_refusal());
+    }
+}
