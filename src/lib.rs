@@ -12,7 +12,8 @@
 //! daemon::pages (/device, /configs, /sessions, /api/v1) ──> read-only ledger connections ──> analysis::{history, charts, html}
 //! CLI `analyze report` ──> the same history, charts and tables as one offline HTML file
 //! CLI `top` ──> a running exporter's /api/v1 ──> tui (ratatui), never the miners
-//! CLI `tune` ──> tune::sweep (a task per miner: PATCH, read back, sample, limits) ──> ledger sessions + tune plans
+//! CLI `tune` / `demo` ──> tune::run (plans, claims the run, ends it) ──> tune::sweep (a task per miner: PATCH,
+//!                          read back, sample, limits) ──> ledger sessions + tune plans
 //! sim: AxeOS miners on loopback, for `demo`, the tests and the benchmarks
 //! ```
 //!
@@ -31,6 +32,8 @@ pub mod config;
 pub mod daemon;
 /// Every SQL string: schema and migrations, the writer thread, segments, sessions, tune plans.
 pub mod ledger;
+/// Other processes on this machine (from `/proc`): whether a sweep's owner still runs.
+pub mod process;
 /// Simulated AxeOS miners (demo, tests, benchmarks only).
 pub mod sim;
 /// One notion of time: Unix seconds, `24h` / RFC 3339 parsing and formatting.

@@ -330,7 +330,7 @@ async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let spec = crate::tune::sweep::SweepSpec {
+    let spec = crate::tune::spec::SweepSpec {
         devices: vec![DEMO_SWEPT.to_string()],
         plan: crate::tune::plan::PlanKind::Grid,
         freq: Some(crate::tune::plan::Span {
@@ -347,7 +347,7 @@ async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
         warmup_minutes: DEMO_WARMUP.as_secs_f64() / 60.0,
         dwell_minutes: 40.0 / 60.0,
         max_dwell_minutes: 1.25,
-        then: crate::tune::sweep::Then::Best,
+        then: crate::tune::spec::Then::Best,
         allow_unlisted: false,
         allow_small_steps: false,
         force: false,
@@ -355,15 +355,16 @@ async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
         assume_family: None,
     };
     tracing::info!("demo: sweeping {DEMO_SWEPT} over 490–600 MHz at 1200 mV (`tune`), a step about every minute");
-    let observer = std::sync::Arc::new(super::tune::LogObserver);
-    match super::tune::execute(&config, &spec, None, stop, observer).await {
-        Ok((run, reports)) => {
-            let steps: usize = reports.iter().map(|r| r.steps.len()).sum();
+    let observer = std::sync::Arc::new(super::tune_progress::LogObserver);
+    match crate::tune::run::execute(&config, &spec, None, stop, observer).await {
+        Ok(run) => {
+            let steps: usize = run.devices.iter().map(|r| r.steps.len()).sum();
             tracing::info!(
-                "demo: sweep #{run} done after {steps} step(s); `analyze compare-configs` and `analyze optimize` now compare them"
+                "demo: sweep #{} done after {steps} step(s); `analyze compare-configs` and `analyze optimize` now compare them",
+                run.run_id
             );
         }
-        Err(Failure::Usage(e) | Failure::Runtime(e)) => tracing::warn!("demo: the sweep stopped: {e:#}"),
+        Err(e) => tracing::warn!("demo: the sweep stopped: {:#}", anyhow::Error::new(e)),
     }
 }
 

@@ -1,36 +1,32 @@
-//! `tune`, `tune status`, `tune resume`, `tune restore`: the sweep's command line — plans
-//! checked before anything is sent, `--dry-run`, signals that restore, a live line per
-//! device — and its results as a ranked table, JSON, or an SVG heat map.
+//! `tune`, `tune status`, `tune resume`, `tune restore`: the sweep's command line — its
+//! arguments, the `--dry-run` text, a live line per device — and its results as a ranked
+//! table, JSON, or an SVG heat map, with the exit code each error of the run
+//! (`tune::run`) deserves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use tokio::sync::{watch, Semaphore};
 
 use super::output::{emit, print_json, status_line};
-use super::settings::ledger_failure;
+use super::settings::{ledger_failure, session_failure};
 use super::table::{self, Column};
 use super::Failure;
 use crate::analysis::Metric;
+use crate::axeos::printable;
 use crate::axeos::sample::format_label_number;
-use crate::axeos::{printable, AxeOsClient};
 use crate::config::{self, Config};
-use crate::ledger::sessions;
-use crate::ledger::tune::{TuneDevice, TuneRun, TuneStatus};
-use crate::ledger::writer::{SegmentRules, Writer};
-use crate::ledger::{DaemonLock, Ledger, LedgerError};
+use crate::ledger::tune::TuneStatus;
 use crate::time;
 use crate::tune::limits::Limits;
-use crate::tune::plan::{PlanKind, Span};
-use crate::tune::prepare::{needs_restart, prepare, PlanLists, Prepared};
-use crate::tune::restore::{restore_settings, Restore};
-use crate::tune::sweep::{DeviceReport, Observer, StepReport, Sweep, SweepSpec, Then};
+use crate::tune::plan::{Outcome, PlanKind, Span};
+use crate::tune::report::{DeviceReport, Observer, StepReport};
+use crate::tune::run::{self as tune_run, Resumed, RunError};
+use crate::tune::runs::{latest_runs, RunState};
+use crate::tune::spec::{SweepSpec, Then};
 
-use super::tune_detach::{detach, DETACHED_ENV};
-pub use super::tune_progress::LogObserver;
+use super::tune_detach::{cancel_on_signals, detach};
 use super::tune_progress::Progress;
 
 /// `tune`'s arguments: a sweep, or one of its subcommands.
@@ -225,49 +221,8 @@ struct Output {
     plot: Option<PathBuf>,
 }
 
-fn client() -> Result<AxeOsClient, Failure> {
-    Ok(AxeOsClient::new(Duration::from_secs(5), Duration::from_secs(30))?)
-}
-
-/// Reads every device and builds its plan (a resumed run's stored lists where it has
-/// them); sends nothing. Every problem is reported.
-async fn prepare_all(
-    config: &Config,
-    spec: &SweepSpec,
-    client: &AxeOsClient,
-    resumed: Option<&Resumed>,
-) -> Result<Vec<Prepared>, Failure> {
-    let mut prepared = Vec::new();
-    let mut problems = Vec::new();
-    for name in &spec.devices {
-        let Some(device) = config.devices.iter().find(|d| &d.name == name) else {
-            let known: Vec<&str> = config.devices.iter().map(|d| d.name.as_str()).collect();
-            problems.push(format!(
-                "unknown device \"{}\"; config.yaml has {}",
-                printable(name),
-                known.join(", ")
-            ));
-            continue;
-        };
-        let fixed = resumed.and_then(|r| r.lists_of(name));
-        match prepare(client, name, &device.address, spec, &config.tune, fixed).await {
-            Ok(p) => prepared.push(p),
-            Err(e) => problems.push(e),
-        }
-    }
-    if problems.is_empty() {
-        Ok(prepared)
-    } else {
-        Err(Failure::Usage(anyhow::anyhow!(
-            "nothing was sent to any miner: {}",
-            problems.join("; ")
-        )))
-    }
-}
-
 async fn dry_run(config: &Config, spec: &SweepSpec, format: Format) -> Result<(), Failure> {
-    let client = client()?;
-    let prepared = prepare_all(config, spec, &client, None).await?;
+    let prepared = tune_run::plan_only(config, spec).await.map_err(failure)?;
     let step = spec.max_step_duration();
     let shortest = spec.min_step_duration();
     if format == Format::Json {
@@ -342,283 +297,41 @@ fn limits_json(limits: &Limits) -> serde_json::Value {
     })
 }
 
-/// SIGINT, SIGTERM and SIGHUP (the terminal or SSH session closed) set the flag every
-/// device's sweep watches; the sweeps then restore. A detached sweep has no terminal to
-/// lose: it ignores SIGHUP and stops on SIGINT or SIGTERM.
-fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = watch::channel(false);
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let detached = std::env::var_os(DETACHED_ENV).is_some();
-    tokio::spawn(async move {
-        let name = loop {
-            tokio::select! {
-                _ = interrupt.recv() => break "SIGINT",
-                _ = terminate.recv() => break "SIGTERM",
-                _ = hangup.recv() => {
-                    if detached {
-                        status_line("SIGHUP ignored: this sweep runs detached (stop it with SIGTERM)");
-                        continue;
-                    }
-                    break "SIGHUP (the terminal closed)";
-                }
-            }
-        };
-        status_line(&format!(
-            "{name}: stopping the sweep and restoring every miner's original settings"
-        ));
-        let _ = tx.send(true);
-        // Further signals are absorbed: the restore must finish.
-        loop {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-                _ = hangup.recv() => {}
-            }
-            status_line("still restoring; the miners are put back before this exits");
-        }
-    });
-    Ok(rx)
-}
-
-/// Runs a sweep (a new one, or `resume`'s continuation of `resumed`).
+/// Runs a sweep (a new one, or `resume`'s continuation of `resumed`), shows its results,
+/// then says what went wrong for the run as a whole.
 async fn run_sweep(config: &Config, spec: SweepSpec, resumed: Option<Resumed>, output: Output) -> Result<(), Failure> {
     let cancel = cancel_on_signals()?;
     let observer: Arc<dyn Observer> = Arc::new(Progress::new(&spec, config.tune.confidence_percent));
-    let (run_id, reports) = execute(config, &spec, resumed, cancel.clone(), observer).await?;
+    let run = tune_run::execute(config, &spec, resumed, cancel.clone(), observer)
+        .await
+        .map_err(failure)?;
     if let Some(path) = &output.plot {
-        super::tune_plot::write_heat_map(path, &reports).with_context(|| format!("cannot write {}", path.display()))?;
+        super::tune_plot::write_heat_map(path, &run.devices)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     match output.format {
-        Format::Json => print_json(&serde_json::json!({"run": run_id, "spec": spec, "devices": reports}))?,
-        Format::Table => emit(&results_text(run_id, &spec, &reports))?,
+        Format::Json => print_json(&serde_json::json!({"run": run.run_id, "spec": spec, "devices": run.devices}))?,
+        Format::Table => emit(&results_text(run.run_id, &spec, &run.devices))?,
     }
-    let failed: Vec<&DeviceReport> = reports
-        .iter()
-        .filter(|r| r.status == TuneStatus::RestoreFailed)
-        .collect();
-    if !failed.is_empty() {
-        let names: Vec<String> = failed.iter().map(|r| printable(&r.device).into_owned()).collect();
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "could not confirm the settings of {}; run `tune restore --device NAME` for each",
-            names.join(", ")
-        )));
+    let cancelled = *cancel.borrow();
+    match run.problem(cancelled) {
+        Some(problem) => Err(failure(problem)),
+        None => Ok(()),
     }
-    if *cancel.borrow() {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "interrupted; every miner is back on its original settings (read back)"
-        )));
-    }
-    // Every device stopped before any step gave a verdict (its samples could not be
-    // stored, it stopped answering): the run answered nothing, which is a failure.
-    let measured_nothing = !reports.is_empty()
-        && reports
-            .iter()
-            .all(|r| !r.note.is_empty() && r.steps.iter().all(|s| s.outcome == "aborted" && s.result.is_none()));
-    if measured_nothing {
-        let why: Vec<String> = reports
-            .iter()
-            .map(|r| format!("{}: {}", printable(&r.device), printable(&r.note)))
-            .collect();
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "the sweep measured nothing ({}); every miner is back on its original settings",
-            why.join("; ")
-        )));
-    }
-    Ok(())
 }
 
-/// Runs a sweep to its end (or the cancel signal) and returns the run's id and each
-/// device's report, sorted by name: for `tune`, `tune resume` and the demo.
-pub async fn execute(
-    config: &Config,
-    spec: &SweepSpec,
-    resumed: Option<Resumed>,
-    cancel: watch::Receiver<bool>,
-    observer: Arc<dyn Observer>,
-) -> Result<(i64, Vec<DeviceReport>), Failure> {
-    let spec = spec.clone();
-    let client = client()?;
-    let mut prepared = prepare_all(config, &spec, &client, resumed.as_ref()).await?;
-    let configured: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
-    let this_run = resumed.as_ref().map(|r| r.run.id);
-
-    // This process keeps the samples unless `serve` already does (it holds the ledger).
-    let rules = SegmentRules::for_poll_interval(config.tune.sample_interval, config.warmup);
-    let writer = match Writer::start_for_sweep(&config.database_path, rules, configured.clone()) {
-        Ok(writer) => Some(writer),
-        Err(LedgerError::InUse { holder, .. }) => {
-            // Another sweep (not `serve`) stores samples only for its own miners: this one
-            // would have no sample writer.
-            if let Some(pid) = DaemonLock::sweep_holder(&config.database_path) {
-                return Err(Failure::Usage(anyhow::anyhow!(
-                    "another sweep (pid {pid}) holds this ledger; nothing was sent to any miner: sweep every miner \
-                     in one run (--device A --device B), wait for it, or start `serve`, which stores the samples of \
-                     every sweep"
-                )));
-            }
-            status_line(&format!(
-                "`serve` ({holder}) keeps this ledger's samples; the sweep judges the samples it stores"
-            ));
-            None
-        }
-        Err(e) => return Err(ledger_failure(e)),
-    };
-    let mut ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
-
-    // Every device checked before the first write: known, not left unrestored by another
-    // sweep (its "original" would be that sweep's setting), no session of someone else.
-    let mut devices = Vec::new();
-    for p in &prepared {
-        let row =
-            sessions::resolve_device(&mut ledger, &p.name, &configured).map_err(super::settings::session_failure)?;
-        if let Some(plan) = ledger.tune_unrestored(row.id).map_err(ledger_failure)? {
-            if Some(plan.run_id) != this_run {
-                let live = live_runs(&ledger)?.iter().any(|r| r.id == plan.run_id);
-                return Err(Failure::Usage(anyhow::anyhow!(if live {
-                    format!("{}: sweep #{} is tuning it now", printable(&p.name), plan.run_id)
-                } else {
-                    format!(
-                        "{}: sweep #{} was interrupted and left it unrestored; run `tune restore --device {}` \
-                         (or `tune resume`) first",
-                        printable(&p.name),
-                        plan.run_id,
-                        printable(&p.name)
-                    )
-                })));
-            }
-        }
-        close_interrupted_step(&mut ledger, &row)?;
-        sessions::check_none_open(&ledger, &row).map_err(super::settings::session_failure)?;
-        devices.push(row);
+/// A run's error with the exit code it deserves: 2 for what it refused, 1 for what failed.
+fn failure(e: RunError) -> Failure {
+    match e {
+        RunError::Ledger(e) => ledger_failure(e),
+        RunError::Session(e) => session_failure(e),
+        e if e.is_refusal() => Failure::Usage(e.into()),
+        e => Failure::Runtime(e.into()),
     }
-    let spec_json = serde_json::to_string(&spec).context("cannot encode the sweep")?;
-    // The restore plan, before anything is sent: what each miner ran before this run
-    // (a resumed run keeps the plan it made).
-    let mut claims = Vec::new();
-    for (p, row) in prepared.iter_mut().zip(&devices) {
-        if let Some(original) = resumed
-            .as_ref()
-            .and_then(|r| r.devices.iter().find(|d| d.device_id == row.id))
-        {
-            p.original = (original.original_frequency_mhz, original.original_core_voltage_mv);
-        }
-        let lists = serde_json::to_string(&p.lists).context("cannot encode the plan")?;
-        claims.push((row.id, p.original, lists));
-    }
-    // Checked and registered in one transaction: of two sweeps started together on one
-    // miner, one is refused here, before either writes to it.
-    let alive =
-        |pid: u32, start: Option<u64>| pid != std::process::id() && crate::daemon::process::still_running(pid, start);
-    let claimed = ledger
-        .tune_begin_claiming(time::now_unix(), this_process(), &spec_json, this_run, &claims, &alive)
-        .map_err(ledger_failure)?;
-    let run_id = match claimed {
-        Ok(run_id) => run_id,
-        Err(conflict) => {
-            let name = devices
-                .iter()
-                .find(|d| d.id == conflict.device_id)
-                .map_or_else(|| "a device".to_string(), |d| printable(&d.name).into_owned());
-            return Err(Failure::Usage(anyhow::anyhow!(if conflict.live {
-                format!("{name}: sweep #{} is tuning it now; nothing was sent", conflict.run_id)
-            } else {
-                format!(
-                    "{name}: sweep #{} left it unrestored; run `tune restore --device {name}` (or `tune resume`) first",
-                    conflict.run_id
-                )
-            })));
-        }
-    };
-
-    // The sweep's heartbeat, for a `serve` that cannot see this process (another pid
-    // namespace): it takes the sweep for alive while this beats.
-    let heartbeat = {
-        let path = config.database_path.clone();
-        tokio::spawn(async move {
-            loop {
-                crate::ledger::touch_heartbeat(&path, run_id);
-                tokio::time::sleep(crate::ledger::HEARTBEAT_EVERY).await;
-            }
-        })
-    };
-    let sweep = Arc::new(Sweep {
-        client,
-        settings: config.tune,
-        spec: spec.clone(),
-        run_id,
-        ledger_path: config.database_path.clone(),
-        configured,
-        samples: writer.as_ref().map(|w| w.sender.clone()),
-        serve_poll_interval: config.poll_interval,
-        cancel: cancel.clone(),
-        observer: observer.clone(),
-    });
-    let permits = Arc::new(Semaphore::new(spec.max_parallel));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (p, row) in prepared.iter().cloned().zip(devices.iter().cloned()) {
-        let done: Vec<StepReport> = resumed.as_ref().map(|r| r.steps_of(row.id)).unwrap_or_default();
-        let sweep = sweep.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            sweep.run_device(p, row, done).await
-        });
-    }
-    let mut reports = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(report) => reports.push(report),
-            Err(e) => status_line(&format!("a device's sweep stopped unexpectedly: {e}")),
-        }
-    }
-    // A sweep that ended without a report (it cannot, short of a bug): restore it here.
-    for (p, row) in prepared.iter().zip(&devices) {
-        if reports.iter().any(|r| r.device == p.name) {
-            continue;
-        }
-        let restore = Restore {
-            target: p.original,
-            what: "the original settings",
-            restart: needs_restart(&p.first.identity),
-        };
-        let restored = restore_settings(&sweep.client, &p.name, &p.address, restore, &*observer).await;
-        let status = if restored.is_ok() {
-            TuneStatus::Restored
-        } else {
-            TuneStatus::RestoreFailed
-        };
-        let settings = restored.clone().unwrap_or((None, None));
-        let _ = ledger.tune_finish_device(run_id, row.id, status, settings, "the sweep task failed");
-    }
-    // The sweep holds a sender of the writer: dropped first, so the writer sees the end.
-    drop(sweep);
-    let all_finished = reports.iter().all(|r| r.status == TuneStatus::Finished) && reports.len() == prepared.len();
-    let run_status = if all_finished {
-        TuneStatus::Finished
-    } else if reports.iter().any(|r| r.status == TuneStatus::RestoreFailed) {
-        TuneStatus::RestoreFailed
-    } else {
-        TuneStatus::Restored
-    };
-    heartbeat.abort();
-    crate::ledger::clear_heartbeat(&config.database_path, run_id);
-    ledger
-        .tune_end(run_id, time::now_unix(), run_status)
-        .map_err(ledger_failure)?;
-    if let Some(writer) = writer {
-        tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ledger writer failed: {e}")))?;
-    }
-    reports.sort_by(|a, b| a.device.cmp(&b.device));
-    Ok((run_id, reports))
 }
 
 /// The ranked table of each device's steps.
-pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> String {
+fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> String {
     let mut text = format!("tune #{run_id}: {:?} plan, best by {:?}\n", spec.plan, spec.metric).to_lowercase();
     for report in reports {
         let best = report.best_step;
@@ -638,7 +351,7 @@ pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> 
         ));
         let mut ranked: Vec<&StepReport> = report.steps.iter().collect();
         let score = |s: &StepReport| -> f64 {
-            let healthy = if s.outcome == "healthy" { 1e9 } else { 0.0 };
+            let healthy = if s.outcome == Outcome::Healthy { 1e9 } else { 0.0 };
             let r = s.result.as_ref();
             healthy
                 + match spec.metric {
@@ -666,9 +379,9 @@ pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> 
                     (Some(v), _) => format!("{v:.decimals$}"),
                     _ => "-".into(),
                 };
-                let verdict = match (s.outcome.as_str(), best == Some(s.step)) {
-                    ("healthy", true) => "best".to_string(),
-                    ("healthy", false) if s.reason.is_empty() => "healthy".to_string(),
+                let verdict = match (s.outcome, best == Some(s.step)) {
+                    (Outcome::Healthy, true) => "best".to_string(),
+                    (Outcome::Healthy, false) if s.reason.is_empty() => "healthy".to_string(),
                     (outcome, _) => format!("{outcome}: {}", printable(&s.reason)),
                 };
                 vec![
@@ -703,137 +416,28 @@ pub fn results_text(run_id: i64, spec: &SweepSpec, reports: &[DeviceReport]) -> 
     text
 }
 
-/// The interrupted run `resume` continues.
-pub struct Resumed {
-    run: TuneRun,
-    devices: Vec<TuneDevice>,
-    steps: Vec<crate::ledger::tune::TuneStep>,
-}
-
-impl Resumed {
-    /// A device's candidate lists as the run fixed them.
-    fn lists_of(&self, name: &str) -> Option<PlanLists> {
-        let device = self.devices.iter().find(|d| d.device == name)?;
-        serde_json::from_str(device.plan.as_deref()?).ok()
-    }
-
-    fn steps_of(&self, device_id: i64) -> Vec<StepReport> {
-        self.steps
-            .iter()
-            .filter(|s| s.device_id == device_id)
-            .map(StepReport::from_ledger)
-            .collect()
-    }
-}
-
-/// Ends the session a killed sweep left open on this device (its step was never judged);
-/// a session of a live sweep or of a user stays.
-fn close_interrupted_step(ledger: &mut Ledger, device: &crate::ledger::DeviceRow) -> Result<(), Failure> {
-    let open = sessions::current(ledger, device).map_err(super::settings::session_failure)?;
-    let Some(run_id) = open.and_then(|s| s.tune_run_id) else {
-        return Ok(());
-    };
-    let runs = ledger.tune_runs().map_err(ledger_failure)?;
-    let alive = runs
-        .iter()
-        .any(|r| r.id == run_id && r.status == TuneStatus::Running && process_alive(r));
-    if !alive {
-        sessions::end(ledger, device, time::now_unix(), "the sweep was interrupted")
-            .map_err(super::settings::session_failure)?;
-    }
-    Ok(())
-}
-
-/// This process, as a run records it.
-fn this_process() -> (u32, Option<u64>) {
-    let pid = std::process::id();
-    (pid, crate::daemon::process::start_ticks(pid))
-}
-
-/// Whether another process that ran a sweep is still running it (a run this process
-/// registered is not another one's).
-fn process_alive(run: &TuneRun) -> bool {
-    run.pid != std::process::id() && crate::daemon::process::still_running(run.pid, run.process_start)
-}
-
-/// The runs whose process is still sweeping.
-fn live_runs(ledger: &Ledger) -> Result<Vec<TuneRun>, Failure> {
-    Ok(ledger
-        .tune_runs()
-        .map_err(ledger_failure)?
-        .into_iter()
-        .filter(|r| r.status == TuneStatus::Running && process_alive(r))
-        .collect())
-}
-
-fn run_state(run: &TuneRun) -> &'static str {
-    match run.status {
-        TuneStatus::Running if process_alive(run) => "running",
-        TuneStatus::Running => "interrupted",
-        other => other.as_str(),
-    }
-}
-
 async fn resume(config: &Config, args: ResumeArgs) -> Result<(), Failure> {
-    let ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
-    let runs = ledger.tune_runs().map_err(ledger_failure)?;
-    let Some(run) = runs.into_iter().find(|r| r.status == TuneStatus::Running) else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "no interrupted sweep to resume (`tune status` lists them)"
-        )));
-    };
-    if process_alive(&run) {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "sweep #{} is still running (pid {}); it needs no resume",
-            run.id,
-            run.pid
-        )));
-    }
-    let mut spec: SweepSpec = serde_json::from_str(&run.spec)
-        .with_context(|| format!("sweep #{} was stored by another version and cannot be resumed", run.id))
-        .map_err(Failure::Usage)?;
-    let devices = ledger.tune_devices(run.id).map_err(ledger_failure)?;
-    // Only the devices the sweep had not finished with: one that ended (finished,
-    // restored, or stopped by protection, which keeps the protection's settings) is left
-    // as it is, never swept or restored again.
-    let unfinished: Vec<String> = devices
-        .iter()
-        .filter(|d| matches!(d.status, TuneStatus::Running | TuneStatus::RestoreFailed))
-        .map(|d| d.device.clone())
-        .collect();
-    spec.devices.retain(|name| unfinished.contains(name));
-    if spec.devices.is_empty() {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "sweep #{} has no device left to sweep; `tune status` shows how each ended",
-            run.id
-        )));
-    }
-    let devices: Vec<TuneDevice> = devices.into_iter().filter(|d| unfinished.contains(&d.device)).collect();
-    let steps = ledger.tune_steps(run.id).map_err(ledger_failure)?;
-    drop(ledger);
-    status_line(&format!("resuming sweep #{} after {} step(s)", run.id, steps.len()));
+    let resumed = Resumed::load(config).map_err(failure)?;
+    status_line(&format!(
+        "resuming sweep #{} after {} step(s)",
+        resumed.run_id(),
+        resumed.steps_taken()
+    ));
     let output = Output {
         format: args.format,
         plot: args.plot,
     };
-    run_sweep(config, spec, Some(Resumed { run, devices, steps }), output).await
+    run_sweep(config, resumed.spec.clone(), Some(resumed), output).await
 }
 
 fn status(config: &Config, format: Format) -> Result<(), Failure> {
-    let ledger = Ledger::open_read_only(&config.database_path).map_err(ledger_failure)?;
-    let runs = ledger.tune_runs().map_err(ledger_failure)?;
-    let mut shown = Vec::new();
-    for run in runs.iter().take(10) {
-        let devices = ledger.tune_devices(run.id).map_err(ledger_failure)?;
-        let steps = ledger.tune_steps(run.id).map_err(ledger_failure)?;
-        shown.push((run, run_state(run), devices, steps.len()));
-    }
+    let shown = latest_runs(&config.database_path).map_err(ledger_failure)?;
     if format == Format::Json {
         let json: Vec<serde_json::Value> = shown
             .iter()
-            .map(|(run, state, devices, steps)| {
-                serde_json::json!({"id": run.id, "state": state, "started": time::format(run.started_at),
-                    "ended": run.ended_at.map(time::format), "pid": run.pid, "steps": steps, "devices": devices})
+            .map(|s| {
+                serde_json::json!({"id": s.run.id, "state": s.state.as_str(), "started": time::format(s.run.started_at),
+                    "ended": s.run.ended_at.map(time::format), "pid": s.run.pid, "steps": s.steps, "devices": s.devices})
             })
             .collect();
         return print_json(&json);
@@ -842,20 +446,23 @@ fn status(config: &Config, format: Format) -> Result<(), Failure> {
         return emit("no sweeps yet\n");
     }
     let mut text = String::new();
-    for (run, state, devices, steps) in &shown {
+    for summary in &shown {
+        let interrupted = summary.state == RunState::Interrupted;
         text.push_str(&format!(
-            "#{} {state}: started {}, {steps} step(s){}\n",
-            run.id,
-            time::format(run.started_at),
-            if *state == "interrupted" {
+            "#{} {}: started {}, {} step(s){}\n",
+            summary.run.id,
+            summary.state.as_str(),
+            time::format(summary.run.started_at),
+            summary.steps,
+            if interrupted {
                 " — run `tune restore --device NAME` (or `tune resume`)"
             } else {
                 ""
             }
         ));
-        for d in devices {
+        for d in &summary.devices {
             let now = match d.status {
-                TuneStatus::Running if *state == "interrupted" => "interrupted".to_string(),
+                TuneStatus::Running if interrupted => "interrupted".to_string(),
                 status => status.as_str().replace('_', " "),
             };
             text.push_str(&format!(
@@ -873,86 +480,15 @@ fn status(config: &Config, format: Format) -> Result<(), Failure> {
 }
 
 async fn restore(config: &Config, device_name: &str) -> Result<(), Failure> {
-    let Some(device) = config.devices.iter().find(|d| d.name == device_name) else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "unknown device \"{}\"; `tune restore` needs it in config.yaml to know its address",
-            printable(device_name)
-        )));
-    };
-    let mut ledger = Ledger::open_existing(&config.database_path).map_err(ledger_failure)?;
-    let row = super::settings::known_device(&ledger, device_name)?;
-    let Some(plan) = ledger.tune_unrestored(row.id).map_err(ledger_failure)? else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "{}: no sweep left it unrestored; nothing to do",
-            printable(device_name)
-        )));
-    };
-    let runs = ledger.tune_runs().map_err(ledger_failure)?;
-    // A device its sweep is still working on restores itself on Ctrl-C; one it gave up
-    // on (restore_failed) can be restored while the sweep runs on.
-    if let Some(run) = runs
-        .iter()
-        .find(|r| r.id == plan.run_id && r.status == TuneStatus::Running)
-        .filter(|_| plan.status == TuneStatus::Running)
-    {
-        if process_alive(run) {
-            return Err(Failure::Usage(anyhow::anyhow!(
-                "sweep #{} is running (pid {}); stop it (Ctrl-C or SIGTERM) and it restores by itself",
-                run.id,
-                run.pid
-            )));
-        }
-    }
-    close_interrupted_step(&mut ledger, &row)?;
-    let client = client()?;
-    let observer = Progress::plain();
-    let target = (plan.original_frequency_mhz, plan.original_core_voltage_mv);
-    // Firmware before v2.2 needs a restart to run what it stores.
-    // Firmware that runs new settings only at boot needs a restart; what the miner is comes
-    // from it now, else from what the ledger last saw of it.
-    let identity = match client.system_info(&device.address).await {
-        Ok(sample) => sample.identity,
-        Err(_) => crate::axeos::sample::Identity {
-            firmware: row.firmware.clone(),
-            family: crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
-                version: row.firmware.as_deref(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    };
-    let restore = Restore {
-        target,
-        what: "the original settings",
-        restart: needs_restart(&identity),
-    };
-    let restored = restore_settings(&client, device_name, &device.address, restore, &observer).await;
-    let (status, settings, note) = match &restored {
-        Ok(read) => (TuneStatus::Restored, *read, "restored by `tune restore`".to_string()),
-        Err(e) => (TuneStatus::RestoreFailed, (None, None), e.clone()),
-    };
-    ledger
-        .tune_finish_device(plan.run_id, row.id, status, settings, &note)
-        .map_err(ledger_failure)?;
-    if ledger
-        .tune_devices(plan.run_id)
-        .map_err(ledger_failure)?
-        .iter()
-        .all(|d| d.status != TuneStatus::Running)
-    {
-        ledger
-            .tune_end(plan.run_id, time::now_unix(), TuneStatus::Restored)
-            .map_err(ledger_failure)?;
-    }
-    match restored {
-        Ok(read) => emit(&format!(
-            "{}: back on {} (read back), as before sweep #{}\n",
-            printable(device_name),
-            pair_text(read),
-            plan.run_id
-        )),
-        Err(e) => Err(Failure::Runtime(anyhow::anyhow!(e))),
-    }
+    let restored = tune_run::restore_interrupted(config, device_name, &Progress::plain())
+        .await
+        .map_err(failure)?;
+    emit(&format!(
+        "{}: back on {} (read back), as before sweep #{}\n",
+        printable(device_name),
+        pair_text(restored.settings),
+        restored.run_id
+    ))
 }
 
 #[cfg(test)]
@@ -961,12 +497,12 @@ mod tests {
     use crate::tune::measure::StepResult;
     use crate::tune::plan::PlanKind;
 
-    fn step(number: u32, pair: (f64, f64), outcome: &str, reason: &str, jth: Option<f64>) -> StepReport {
+    fn step(number: u32, pair: (f64, f64), outcome: Outcome, reason: &str, jth: Option<f64>) -> StepReport {
         StepReport {
             step: number,
             frequency_mhz: pair.0,
             core_voltage_mv: pair.1,
-            outcome: outcome.into(),
+            outcome,
             reason: reason.into(),
             converged: true,
             result: jth.map(|jth| StepResult {
@@ -976,7 +512,7 @@ mod tests {
                 joules_per_terahash: Some(jth),
                 jth_ci_percent: Some(0.7),
                 percent_of_expected: Some(99.8),
-                error_percent: Some(if outcome == "unhealthy" { 7.91 } else { 0.5 }),
+                error_percent: Some(if outcome == Outcome::Unhealthy { 7.91 } else { 0.5 }),
                 error_source: Some("errorPercentage".into()),
                 asic_temp_max_c: Some(60.2),
                 ..StepResult::default()
@@ -993,19 +529,19 @@ mod tests {
             original_frequency_mhz: Some(525.0),
             original_core_voltage_mv: Some(1150.0),
             steps: vec![
-                step(1, (490.0, 1100.0), "healthy", "", Some(16.43)),
-                step(2, (525.0, 1100.0), "healthy", "", Some(16.07)),
+                step(1, (490.0, 1100.0), Outcome::Healthy, "", Some(16.43)),
+                step(2, (525.0, 1100.0), Outcome::Healthy, "", Some(16.07)),
                 step(
                     3,
                     (550.0, 1100.0),
-                    "unhealthy",
+                    Outcome::Unhealthy,
                     "ASIC errors 7.91 % (> 3 %)",
                     Some(15.85),
                 ),
                 step(
                     4,
                     (600.0, 1200.0),
-                    "limit",
+                    Outcome::Limit,
                     "ASIC temperature 65.2 °C reached the 65 °C limit",
                     None,
                 ),

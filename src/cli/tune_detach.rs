@@ -1,11 +1,13 @@
 //! `tune --detach`: the same sweep started as a process of its own — its own process
 //! group, stdin from /dev/null, output to a log file created new — so a closed terminal or
-//! SSH session never reaches it; returns once the run is registered in the ledger.
+//! SSH session never reaches it; returns once the run is registered in the ledger. And the
+//! signals every sweep stops on (a detached one ignores SIGHUP).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 
 use super::output::{emit, status_line};
 use super::Failure;
@@ -15,7 +17,7 @@ use crate::ledger::Ledger;
 use crate::time;
 
 /// Set in the environment of the process `tune --detach` starts.
-pub(super) const DETACHED_ENV: &str = "BITAXE_EXPORTER_TUNE_DETACHED";
+const DETACHED_ENV: &str = "BITAXE_EXPORTER_TUNE_DETACHED";
 
 /// `tune --detach`: the same sweep in a process of its own (its own process group, stdin
 /// from /dev/null, stdout and stderr to `log`), so closing the terminal does not touch it.
@@ -102,4 +104,45 @@ pub(super) async fn detach(config: &Config, log: Option<PathBuf>) -> Result<(), 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// SIGINT, SIGTERM and SIGHUP (the terminal or SSH session closed) set the flag every
+/// device's sweep watches; the sweeps then restore. A detached sweep has no terminal to
+/// lose: it ignores SIGHUP and stops on SIGINT or SIGTERM.
+pub(super) fn cancel_on_signals() -> Result<watch::Receiver<bool>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel(false);
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let detached = std::env::var_os(DETACHED_ENV).is_some();
+    tokio::spawn(async move {
+        let name = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break "SIGINT",
+                _ = terminate.recv() => break "SIGTERM",
+                _ = hangup.recv() => {
+                    if detached {
+                        status_line("SIGHUP ignored: this sweep runs detached (stop it with SIGTERM)");
+                        continue;
+                    }
+                    break "SIGHUP (the terminal closed)";
+                }
+            }
+        };
+        status_line(&format!(
+            "{name}: stopping the sweep and restoring every miner's original settings"
+        ));
+        let _ = tx.send(true);
+        // Further signals are absorbed: the restore must finish.
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
+            }
+            status_line("still restoring; the miners are put back before this exits");
+        }
+    });
+    Ok(rx)
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::tune::sweep::DeviceReport;
+use crate::tune::plan::Outcome;
+use crate::tune::report::DeviceReport;
 use crate::web::render::charts::{heat_map, HeatCell};
 
 /// Writes the heat map; an error names what failed.
@@ -24,8 +25,8 @@ pub fn write_heat_map(path: &Path, reports: &[DeviceReport]) -> anyhow::Result<(
                         .result
                         .as_ref()
                         .and_then(|r| r.joules_per_terahash)
-                        .filter(|_| step.outcome == "healthy"),
-                    label: step.outcome.clone(),
+                        .filter(|_| step.outcome == Outcome::Healthy),
+                    label: step.outcome.to_string(),
                     best: report.best_step == Some(step.step),
                 })
                 .collect();

@@ -8,7 +8,8 @@ use crate::axeos::printable;
 use crate::axeos::sample::{format_label_number, Sample};
 use crate::tune::limits::Limits;
 use crate::tune::measure::StepResult;
-use crate::tune::sweep::{Observer, StepReport, SweepSpec};
+use crate::tune::report::{Observer, StepReport};
+use crate::tune::spec::SweepSpec;
 
 /// A live line per device on a terminal (indicatif), plain lines otherwise: the step (k of
 /// at most n) and its configuration, the time on it, the current width of the intervals
@@ -207,10 +208,14 @@ impl Observer for Progress {
             }
         }
     }
+
+    fn run_note(&self, message: &str) {
+        status_line(message);
+    }
 }
 
 /// Every step and note as a log line: the demo's sweep, beside the daemon's own log.
-pub struct LogObserver;
+pub(super) struct LogObserver;
 
 impl Observer for LogObserver {
     fn step_started(&self, device: &str, step: u32, max_steps: usize, pair: (f64, f64)) {
@@ -240,5 +245,10 @@ impl Observer for LogObserver {
 
     fn note(&self, device: &str, message: &str) {
         tracing::info!(device = %printable(device), "tune: {}", printable(message));
+    }
+
+    /// Straight to stderr, as from `tune` itself.
+    fn run_note(&self, message: &str) {
+        status_line(message);
     }
 }

@@ -20,8 +20,8 @@ use crate::daemon::fleet::{Fleet, InterruptedSweep};
 use crate::ledger::tune::TuneStatus;
 use crate::ledger::writer::LedgerSender;
 use crate::ledger::Ledger;
+use crate::tune::report::Observer;
 use crate::tune::restore::{fmt_setting, restore_settings, Restore};
-use crate::tune::sweep::Observer;
 
 /// How often the ledger's restore plans are read again.
 pub const CHECK_EVERY: Duration = Duration::from_secs(10);
@@ -146,7 +146,7 @@ fn find_interrupted(path: &std::path::Path, names: &[String]) -> Vec<Found> {
         // A sweep still working on the miner restores it itself.
         // Alive by its pid, or by its heartbeat (a sweep in another pid namespace).
         let live = run.status == TuneStatus::Running
-            && (crate::daemon::process::still_running(run.pid, run.process_start)
+            && (crate::process::still_running(run.pid, run.process_start)
                 || crate::ledger::heartbeat_fresh(path, run.id));
         if live && plan.status == TuneStatus::Running {
             continue;
@@ -266,8 +266,11 @@ impl Observer for QuietObserver {
         _: Option<&crate::tune::measure::StepResult>,
     ) {
     }
-    fn step_finished(&self, _: &str, _: &crate::tune::sweep::StepReport) {}
+    fn step_finished(&self, _: &str, _: &crate::tune::report::StepReport) {}
     fn note(&self, device: &str, message: &str) {
         tracing::debug!(device, "{message}");
+    }
+    fn run_note(&self, message: &str) {
+        tracing::debug!("{message}");
     }
 }

@@ -17,36 +17,9 @@ pub struct ProcessStats {
     pub start_time_seconds: Option<f64>,
 }
 
-/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces),
-/// counted from `state` (field 3); empty where there is no such process or no `/proc`.
-fn stat_fields(pid: &str) -> Vec<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().map(String::from).collect())
-        })
-        .unwrap_or_default()
-}
-
-/// When a process started, in clock ticks since boot (field 22): with the pid, it names
-/// one process even where pids are reused (PID 1 in every container).
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat_fields(&pid.to_string()).get(22 - 3)?.parse().ok()
-}
-
-/// Whether the process that registered as `pid` (started at `start` clock ticks, where
-/// known) is still running: a sweep's owner, as the ledger names it.
-pub fn still_running(pid: u32, start: Option<u64>) -> bool {
-    match start {
-        Some(start) => start_ticks(pid) == Some(start),
-        None => std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("bitaxe-exporter")),
-    }
-}
-
 impl ProcessStats {
     pub fn now() -> ProcessStats {
-        let fields = stat_fields("self");
+        let fields = crate::process::stat_fields("self");
         let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
         let cpu_seconds = match (field(14), field(15)) {
             (Some(user), Some(system)) => Some((user + system) / TICKS_PER_SECOND),

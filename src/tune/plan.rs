@@ -187,8 +187,11 @@ pub fn smallest_gap(values: &[f64]) -> Option<f64> {
         .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.min(g))))
 }
 
-/// How a tried configuration came out, as the planner needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a tried configuration came out, as the planner needs to know it. Its name
+/// (`healthy`, `unhealthy`, `limit`, `aborted`) is what the ledger stores and what the JSON
+/// output and the progress lines show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Healthy,
     Unhealthy,
@@ -196,6 +199,34 @@ pub enum Outcome {
     Limit,
     /// Could not be measured (refused, not read back, the miner stopped answering).
     Aborted,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Healthy => "healthy",
+            Outcome::Unhealthy => "unhealthy",
+            Outcome::Limit => "limit",
+            Outcome::Aborted => "aborted",
+        }
+    }
+
+    /// An outcome as the ledger stored it; a name this version does not know was not a
+    /// measurement it can use, so it counts as aborted.
+    pub(crate) fn from_ledger(stored: &str) -> Outcome {
+        match stored {
+            "healthy" => Outcome::Healthy,
+            "unhealthy" => Outcome::Unhealthy,
+            "limit" => Outcome::Limit,
+            _ => Outcome::Aborted,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Picks the next pair from the outcomes so far.
@@ -491,5 +522,21 @@ mod tests {
         assert_eq!(undervolt.next_pair(), Some((525.0, 1150.0)));
         undervolt.report((525.0, 1150.0), Outcome::Unhealthy);
         assert_eq!(undervolt.next_pair(), None);
+    }
+
+    #[test]
+    fn an_outcome_keeps_the_name_the_ledger_and_the_json_output_use() {
+        for (outcome, name) in [
+            (Outcome::Healthy, "healthy"),
+            (Outcome::Unhealthy, "unhealthy"),
+            (Outcome::Limit, "limit"),
+            (Outcome::Aborted, "aborted"),
+        ] {
+            assert_eq!(outcome.as_str(), name);
+            assert_eq!(outcome.to_string(), name);
+            assert_eq!(serde_json::to_value(outcome).unwrap(), serde_json::json!(name));
+            assert_eq!(Outcome::from_ledger(name), outcome);
+        }
+        assert_eq!(Outcome::from_ledger("something newer"), Outcome::Aborted);
     }
 }

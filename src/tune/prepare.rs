@@ -14,7 +14,7 @@ use crate::tune::limits::Limits;
 use crate::tune::plan::{
     smallest_gap, Axis, PlanKind, Planner, DEFAULT_VOLTAGE_STEP_MV, MAX_PAIRS, MIN_FREQUENCY_STEP_MHZ,
 };
-use crate::tune::sweep::SweepSpec;
+use crate::tune::spec::SweepSpec;
 
 /// A device's candidate values, fixed when its sweep starts (stored with the run, so that
 /// `resume` replays the same plan whatever the miner runs by then).
@@ -212,8 +212,6 @@ pub(crate) fn patch_for(pair: (f64, f64)) -> SettingsPatch {
         core_voltage: Some(pair.1.round().clamp(0.0, f64::from(u32::MAX)) as u32),
     }
 }
-
-pub use crate::axeos::sample::needs_restart;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,7 @@ use crate::axeos::sample::format_label_number;
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::{AxeOsClient, SettingsPatch};
 use crate::config::MinerAddress;
-use crate::tune::sweep::Observer;
-
-pub use crate::axeos::apply::matches_target;
+use crate::tune::report::Observer;
 
 /// How long a restore keeps trying a miner that does not answer (or does not take the
 /// settings): with the last attempt's own waits, a stopped sweep exits within 90 s,

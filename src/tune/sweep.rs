@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::analysis::Metric;
-use crate::axeos::apply::{self, Write};
-use crate::axeos::sample::{format_label_number, Sample};
+use crate::axeos::apply::{self, matches_target, Write};
+use crate::axeos::sample::{format_label_number, needs_restart, Sample};
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::AxeOsClient;
 use crate::config::TuneSettings;
@@ -22,139 +20,16 @@ use crate::ledger::tune::{TuneStatus, TuneStep};
 use crate::ledger::writer::{LedgerSender, Record};
 use crate::ledger::{DeviceRow, Ledger};
 use crate::time;
-use crate::tune::limits::{Breach, Gaps, Limits};
+use crate::tune::limits::{Breach, Gaps};
 use crate::tune::measure::StepResult;
-use crate::tune::plan::{Outcome, PlanKind, Span};
-use crate::tune::prepare::{needs_restart, patch_for, Prepared};
-use crate::tune::restore::{fmt_setting, matches_target, restore_settings, Restore};
+use crate::tune::plan::Outcome;
+use crate::tune::prepare::{patch_for, Prepared};
+use crate::tune::report::{best_step, DeviceReport, Observer, StepReport};
+use crate::tune::restore::{fmt_setting, restore_settings, Restore};
+use crate::tune::spec::{SweepSpec, Then};
 
 /// Failed reads in a row that mean the miner is gone.
 const UNREACHABLE_AFTER: u32 = 3;
-/// What to leave a miner on when a sweep ends normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Then {
-    /// The best healthy configuration found (the starting one if none was).
-    Best,
-    /// The settings it had before the sweep.
-    Original,
-}
-
-/// A sweep's arguments: stored with the run so that `tune resume` continues it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepSpec {
-    pub devices: Vec<String>,
-    pub plan: PlanKind,
-    pub freq: Option<Span>,
-    pub voltage: Option<Span>,
-    pub metric: Metric,
-    pub dwell_minutes: f64,
-    pub max_dwell_minutes: f64,
-    pub warmup_minutes: f64,
-    pub then: Then,
-    pub allow_unlisted: bool,
-    pub allow_small_steps: bool,
-    pub force: bool,
-    pub max_parallel: usize,
-    /// `--assume-family`: write to a miner of an unknown family by this family's rules.
-    #[serde(default)]
-    pub assume_family: Option<crate::axeos::family::FirmwareFamily>,
-}
-
-impl SweepSpec {
-    fn warmup(&self) -> Duration {
-        minutes(self.warmup_minutes)
-    }
-    fn dwell(&self) -> Duration {
-        minutes(self.dwell_minutes)
-    }
-    fn max_dwell(&self) -> Duration {
-        minutes(self.max_dwell_minutes)
-    }
-
-    /// The shortest a measured step takes: warm-up plus the minimum dwell.
-    pub fn min_step_duration(&self) -> Duration {
-        self.warmup() + self.dwell()
-    }
-
-    /// The longest one step can take: warm-up plus the most time it measures.
-    pub fn max_step_duration(&self) -> Duration {
-        self.warmup() + self.max_dwell().max(self.dwell())
-    }
-}
-
-fn minutes(m: f64) -> Duration {
-    Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::ZERO)
-}
-
-/// What a sweep reports as it goes (a live line per device on a terminal, log lines
-/// elsewhere).
-pub trait Observer: Send + Sync {
-    fn step_started(&self, device: &str, step: u32, max_steps: usize, pair: (f64, f64));
-    /// A reading during a step, with the interval so far (`None` during warm-up).
-    fn sampled(&self, device: &str, sample: &Sample, limits: &Limits, result: Option<&StepResult>);
-    fn step_finished(&self, device: &str, step: &StepReport);
-    /// A message worth a line of its own (a restore, a write).
-    fn note(&self, device: &str, message: &str);
-}
-
-/// One configuration tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepReport {
-    pub step: u32,
-    pub frequency_mhz: f64,
-    pub core_voltage_mv: f64,
-    /// `healthy`, `unhealthy`, `limit`, `aborted`.
-    pub outcome: String,
-    /// Why it is not healthy, or what stopped it.
-    pub reason: String,
-    /// The interval was narrow enough before `--max-dwell`.
-    pub converged: bool,
-    pub result: Option<StepResult>,
-    pub session_id: Option<i64>,
-}
-
-impl StepReport {
-    fn planner_outcome(&self) -> Outcome {
-        match self.outcome.as_str() {
-            "healthy" => Outcome::Healthy,
-            "unhealthy" => Outcome::Unhealthy,
-            "limit" => Outcome::Limit,
-            _ => Outcome::Aborted,
-        }
-    }
-
-    pub fn from_ledger(step: &TuneStep) -> StepReport {
-        StepReport {
-            step: step.step,
-            frequency_mhz: step.frequency_mhz,
-            core_voltage_mv: step.core_voltage_mv,
-            outcome: step.outcome.clone(),
-            reason: step.reason.clone(),
-            converged: false,
-            result: step.result.as_deref().and_then(|r| serde_json::from_str(r).ok()),
-            session_id: step.session_id,
-        }
-    }
-}
-
-/// How one device's sweep ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceReport {
-    pub device: String,
-    pub original_frequency_mhz: Option<f64>,
-    pub original_core_voltage_mv: Option<f64>,
-    pub steps: Vec<StepReport>,
-    pub status: TuneStatus,
-    /// What the miner was left on, read back.
-    pub final_frequency_mhz: Option<f64>,
-    pub final_core_voltage_mv: Option<f64>,
-    /// The step chosen as best, if one was healthy.
-    pub best_step: Option<u32>,
-    /// Why the sweep stopped early, or what the restore could not do.
-    pub note: String,
-}
-
 /// What every device of a run shares.
 pub struct Sweep {
     pub client: AxeOsClient,
@@ -205,7 +80,7 @@ impl Sweep {
             if prepared.planner.next_pair().is_some() {
                 prepared
                     .planner
-                    .report((step.frequency_mhz, step.core_voltage_mv), step.planner_outcome());
+                    .report((step.frequency_mhz, step.core_voltage_mv), step.outcome);
             }
             steps.push(step);
         }
@@ -245,7 +120,7 @@ impl Sweep {
             self.observer
                 .step_started(&name, number, prepared.planner.max_steps(), pair);
             let (report, stop) = self.run_step(&prepared, &device, &mut ledger, number, pair).await;
-            prepared.planner.report(pair, report.planner_outcome());
+            prepared.planner.report(pair, report.outcome);
             let stored = TuneStep {
                 run_id: self.run_id,
                 device_id: device.id,
@@ -253,7 +128,7 @@ impl Sweep {
                 frequency_mhz: pair.0,
                 core_voltage_mv: pair.1,
                 session_id: report.session_id,
-                outcome: report.outcome.clone(),
+                outcome: report.outcome.as_str().to_string(),
                 reason: report.reason.clone(),
                 result: report.result.as_ref().and_then(|r| serde_json::to_string(r).ok()),
             };
@@ -294,53 +169,22 @@ impl Sweep {
         stopped: Option<String>,
         protected: bool,
     ) -> DeviceReport {
-        let best = best_step(&steps, self.spec.metric);
-        let target = match (&stopped, self.spec.then, best) {
-            (None, Then::Best, Some(step)) => (Some(step.frequency_mhz), Some(step.core_voltage_mv)),
-            _ => prepared.original,
-        };
-        let what = if stopped.is_none() && self.spec.then == Then::Best && best.is_some() {
-            "the best configuration"
-        } else {
-            "the original settings"
-        };
         // After a protective action the miner keeps what protection set, unless the
         // original settings run cooler still (lower or equal frequency and voltage).
         if protected {
             if let Some(kept) = self.keep_protections_settings(prepared).await {
-                let note = format!(
-                    "{}; left on the protection's {} (the original {} runs hotter)",
-                    stopped.as_deref().unwrap_or("stopped by protection"),
-                    crate::axeos::apply::pair_text(kept),
-                    crate::axeos::apply::pair_text(prepared.original)
-                );
-                self.observer.note(&prepared.name, &note);
-                if let Some(ledger) = ledger {
-                    if let Ok(Some(open)) = sessions::current(ledger, device) {
-                        if open.tune_run_id == Some(self.run_id) {
-                            let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
-                        }
-                    }
-                    if let Err(e) =
-                        ledger.tune_finish_device(self.run_id, device.id, TuneStatus::Protected, kept, &note)
-                    {
-                        self.observer
-                            .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
-                    }
-                }
-                return DeviceReport {
-                    device: prepared.name.clone(),
-                    original_frequency_mhz: prepared.original.0,
-                    original_core_voltage_mv: prepared.original.1,
-                    best_step: None,
-                    steps,
-                    status: TuneStatus::Protected,
-                    final_frequency_mhz: kept.0,
-                    final_core_voltage_mv: kept.1,
-                    note,
-                };
+                return self.finish_protected(prepared, device, ledger, steps, stopped.as_deref(), kept);
             }
         }
+        let best = best_step(&steps, self.spec.metric);
+        let best_step = best.map(|s| s.step);
+        let (target, what) = match (&stopped, self.spec.then, best) {
+            (None, Then::Best, Some(step)) => (
+                (Some(step.frequency_mhz), Some(step.core_voltage_mv)),
+                "the best configuration",
+            ),
+            _ => (prepared.original, "the original settings"),
+        };
         let restored = self.restore(prepared, target, what).await;
         let (status, mut note, final_settings) = match (&restored, &stopped) {
             (Ok(read_back), None) => (TuneStatus::Finished, String::new(), *read_back),
@@ -362,43 +206,96 @@ impl Sweep {
                 opened.as_mut()
             }
         };
-        // Settings that read back right on a latched overheat (v2.10 and older stop at
-        // 50 MHz / 1000 mV until cleared) are not a running miner: say so.
-        if let Ok(sample) = self.client.system_info(&prepared.address).await {
-            if sample.overheat == Some(true) {
-                let latched =
-                    "the firmware's overheat protection is still latched: clear it in AxeOS (or PATCH overheat_mode 0)";
-                self.observer.note(&prepared.name, latched);
-                note = if note.is_empty() {
-                    latched.into()
-                } else {
-                    format!("{note}; {latched}")
-                };
-            }
+        if let Some(latched) = self.latched_overheat(prepared).await {
+            note = if note.is_empty() {
+                latched.into()
+            } else {
+                format!("{note}; {latched}")
+            };
         }
         if let Some(ledger) = ledger {
-            // A step whose session could not be ended (a busy ledger) is ended now.
-            if let Ok(Some(open)) = sessions::current(ledger, device) {
-                if open.tune_run_id == Some(self.run_id) {
-                    let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
-                }
-            }
-            if let Err(e) = ledger.tune_finish_device(self.run_id, device.id, status, final_settings, &note) {
-                self.observer
-                    .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
-            }
+            self.record_end(ledger, prepared, device, status, final_settings, &note);
         }
         DeviceReport {
             device: prepared.name.clone(),
             original_frequency_mhz: prepared.original.0,
             original_core_voltage_mv: prepared.original.1,
-            best_step: best.map(|s| s.step),
+            best_step,
             steps,
             status,
             final_frequency_mhz: final_settings.0,
             final_core_voltage_mv: final_settings.1,
             note,
         }
+    }
+
+    /// Ends a device's sweep that protection stopped, leaving the miner on what protection
+    /// set (`kept`): nothing is written to it.
+    fn finish_protected(
+        &self,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        ledger: Option<&mut Ledger>,
+        steps: Vec<StepReport>,
+        stopped: Option<&str>,
+        kept: (Option<f64>, Option<f64>),
+    ) -> DeviceReport {
+        let note = format!(
+            "{}; left on the protection's {} (the original {} runs hotter)",
+            stopped.unwrap_or("stopped by protection"),
+            crate::axeos::apply::pair_text(kept),
+            crate::axeos::apply::pair_text(prepared.original)
+        );
+        self.observer.note(&prepared.name, &note);
+        if let Some(ledger) = ledger {
+            self.record_end(ledger, prepared, device, TuneStatus::Protected, kept, &note);
+        }
+        DeviceReport {
+            device: prepared.name.clone(),
+            original_frequency_mhz: prepared.original.0,
+            original_core_voltage_mv: prepared.original.1,
+            best_step: None,
+            steps,
+            status: TuneStatus::Protected,
+            final_frequency_mhz: kept.0,
+            final_core_voltage_mv: kept.1,
+            note,
+        }
+    }
+
+    /// Records how the device's sweep ended. A step whose session could not be ended (a
+    /// busy ledger) is ended now.
+    fn record_end(
+        &self,
+        ledger: &mut Ledger,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        status: TuneStatus,
+        settings: (Option<f64>, Option<f64>),
+        note: &str,
+    ) {
+        if let Ok(Some(open)) = sessions::current(ledger, device) {
+            if open.tune_run_id == Some(self.run_id) {
+                let _ = sessions::end(ledger, device, time::now_unix(), "the sweep ended");
+            }
+        }
+        if let Err(e) = ledger.tune_finish_device(self.run_id, device.id, status, settings, note) {
+            self.observer
+                .note(&prepared.name, &format!("cannot record the end of the sweep: {e}"));
+        }
+    }
+
+    /// Settings that read back right on a latched overheat (v2.10 and older stop at
+    /// 50 MHz / 1000 mV until cleared) are not a running miner: says so.
+    async fn latched_overheat(&self, prepared: &Prepared) -> Option<&'static str> {
+        let sample = self.client.system_info(&prepared.address).await.ok()?;
+        if sample.overheat != Some(true) {
+            return None;
+        }
+        let latched =
+            "the firmware's overheat protection is still latched: clear it in AxeOS (or PATCH overheat_mode 0)";
+        self.observer.note(&prepared.name, latched);
+        Some(latched)
     }
 
     /// What protection left on the miner, when the original settings would run hotter than
@@ -483,6 +380,8 @@ impl Sweep {
         .await
     }
 
+    /// Tries one configuration: applies it, records it as a session, measures it and
+    /// judges it. A stop says the device's sweep ends here.
     async fn run_step(
         &self,
         prepared: &Prepared,
@@ -495,47 +394,98 @@ impl Sweep {
             step: number,
             frequency_mhz: pair.0,
             core_voltage_mv: pair.1,
-            outcome: "aborted".into(),
+            outcome: Outcome::Aborted,
             reason: String::new(),
             converged: false,
             result: None,
             session_id: None,
         };
-        let name = &prepared.name;
         let applied_at = time::now_unix();
         let applied = match self.apply(prepared, pair).await {
             Ok(sample) => sample,
-            Err(ApplyError::Refused(reason)) => {
+            Err(e) => return self.not_applied(ledger, device, applied_at, report, e).await,
+        };
+        report.session_id = self.start_session(ledger, prepared, device, applied_at, number, pair);
+        let (measured, mut stop) = self
+            .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
+            .await;
+        // A step that broke off may have been cut short by `serve`'s protection (on a
+        // signal, only what the ledger already says: the stop is not held up).
+        let protected = match (&measured, &stop) {
+            (Measured::Done { .. }, _) => None,
+            (_, Some(Stop::Cancelled)) => self.protective_action_since(ledger, device, applied_at, false).await,
+            _ => self.protective_action_since(ledger, device, applied_at, true).await,
+        };
+        if report.session_id.is_some() {
+            if let Err(e) = sessions::end(ledger, device, time::now_unix(), &measured.session_notes()) {
+                self.observer
+                    .note(&prepared.name, &format!("cannot end step {number}'s session: {e}"));
+            }
+        }
+        measured.judge(&mut report, self.settings.max_error_percent);
+        if let Some(action) = protected {
+            report.outcome = Outcome::Limit;
+            report.reason = format!("stopped by protection: {action}");
+            stop = Some(Stop::Protected(report.reason.clone()));
+        }
+        (report, stop)
+    }
+
+    /// A configuration that could not be applied: refused (the sweep goes on), or a miner
+    /// that does not follow, does not answer, or a stop signal (its sweep ends).
+    async fn not_applied(
+        &self,
+        ledger: &mut Ledger,
+        device: &DeviceRow,
+        applied_at: f64,
+        mut report: StepReport,
+        error: ApplyError,
+    ) -> (StepReport, Option<Stop>) {
+        match error {
+            ApplyError::Refused(reason) => {
                 report.reason = reason;
-                return (report, None);
+                (report, None)
             }
             // Asked for one thing and running another, or gone: the miner is not
             // following; its sweep ends (and restores) rather than PATCH on.
-            Err(ApplyError::Mismatch(reason)) => {
+            ApplyError::Mismatch(reason) => {
                 if let Some(protected) = self
                     .protected_during_apply(ledger, device, applied_at, report.clone())
                     .await
                 {
                     return protected;
                 }
-                report.outcome = "limit".into();
+                report.outcome = Outcome::Limit;
                 report.reason = reason.clone();
-                return (report, Some(Stop::Gone(reason)));
+                (report, Some(Stop::Gone(reason)))
             }
-            Err(ApplyError::Unreachable(reason)) => {
+            ApplyError::Unreachable(reason) => {
                 report.reason = reason.clone();
-                return (report, Some(Stop::Gone(reason)));
+                (report, Some(Stop::Gone(reason)))
             }
-            Err(ApplyError::Cancelled) => {
+            ApplyError::Cancelled => {
                 if let Some(action) = self.protective_action_since(ledger, device, applied_at, false).await {
-                    report.outcome = "limit".into();
+                    report.outcome = Outcome::Limit;
                     report.reason = format!("stopped by protection: {action}");
                     return (report.clone(), Some(Stop::Protected(report.reason)));
                 }
                 report.reason = "interrupted".into();
-                return (report, Some(Stop::Cancelled));
+                (report, Some(Stop::Cancelled))
             }
-        };
+        }
+    }
+
+    /// The step as a ledger session (its id), so that `analyze` sees each configuration
+    /// tried; a session that cannot be started is said, and the step goes on.
+    fn start_session(
+        &self,
+        ledger: &mut Ledger,
+        prepared: &Prepared,
+        device: &DeviceRow,
+        applied_at: f64,
+        number: u32,
+        pair: (f64, f64),
+    ) -> Option<i64> {
         let session = sessions::start(
             ledger,
             &NewSession {
@@ -549,72 +499,15 @@ impl Sweep {
             },
         );
         match session {
-            Ok(row) => report.session_id = Some(row.id),
-            Err(e) => self
-                .observer
-                .note(name, &format!("step {number} is not recorded as a session: {e}")),
-        }
-        let (measured, mut stop) = self
-            .measure(prepared, device, ledger, (applied_at, applied.uptime_seconds), pair)
-            .await;
-        // A step that broke off may have been cut short by `serve`'s protection (on a
-        // signal, only what the ledger already says: the stop is not held up).
-        let protected = match (&measured, &stop) {
-            (Measured::Done { .. }, _) => None,
-            (_, Some(Stop::Cancelled)) => self.protective_action_since(ledger, device, applied_at, false).await,
-            _ => self.protective_action_since(ledger, device, applied_at, true).await,
-        };
-        if report.session_id.is_some() {
-            let notes = match &measured {
-                Measured::Done { .. } => String::new(),
-                Measured::Broke(breach) => format!("stopped: {breach}"),
-                Measured::Unstable(why) | Measured::Aborted(why) => format!("stopped: {why}"),
-            };
-            if let Err(e) = sessions::end(ledger, device, time::now_unix(), &notes) {
-                self.observer
-                    .note(name, &format!("cannot end step {number}'s session: {e}"));
-            }
-        }
-        match measured {
-            Measured::Done { result, .. } if !result.enough_samples() => {
-                report.reason = format!(
-                    "only {} steady samples by --max-dwell (needs {})",
-                    result.samples,
-                    crate::analysis::MIN_STEADY_SAMPLES
+            Ok(row) => Some(row.id),
+            Err(e) => {
+                self.observer.note(
+                    &prepared.name,
+                    &format!("step {number} is not recorded as a session: {e}"),
                 );
-                report.result = Some(result);
+                None
             }
-            Measured::Done { result, converged } => {
-                let problems = result.health_problems(self.settings.max_error_percent);
-                report.outcome = if problems.is_empty() { "healthy" } else { "unhealthy" }.into();
-                report.reason = problems.join("; ");
-                report.converged = converged;
-                if !converged {
-                    let note = "the interval did not narrow to the target before --max-dwell";
-                    report.reason = if report.reason.is_empty() {
-                        note.into()
-                    } else {
-                        format!("{}; {note}", report.reason)
-                    };
-                }
-                report.result = Some(result);
-            }
-            Measured::Broke(breach) => {
-                report.outcome = if breach.ends_climb() { "limit" } else { "aborted" }.into();
-                report.reason = breach.to_string();
-            }
-            Measured::Unstable(why) => {
-                report.outcome = "limit".into();
-                report.reason = why;
-            }
-            Measured::Aborted(why) => report.reason = why,
         }
-        if let Some(action) = protected {
-            report.outcome = "limit".into();
-            report.reason = format!("stopped by protection: {action}");
-            stop = Some(Stop::Protected(report.reason.clone()));
-        }
-        (report, stop)
     }
 
     /// A step whose write did not hold: was it `serve`'s protection changing the settings
@@ -627,7 +520,7 @@ impl Sweep {
         mut report: StepReport,
     ) -> Option<(StepReport, Option<Stop>)> {
         let action = self.protective_action_since(ledger, device, since, true).await?;
-        report.outcome = "limit".into();
+        report.outcome = Outcome::Limit;
         report.reason = format!("stopped by protection: {action}");
         let stop = Stop::Protected(report.reason.clone());
         Some((report, Some(stop)))
@@ -723,29 +616,10 @@ impl Sweep {
                             sample: Arc::new(sample.clone()),
                         });
                     }
-                    if let Some(breach) = prepared.limits.check(&sample, gaps) {
-                        return (Measured::Broke(breach), None);
-                    }
-                    if let (Some(before), Some(now)) = (last_uptime, sample.uptime_seconds) {
-                        if now < before {
-                            // A configuration that makes the miner reboot is unstable: the
-                            // sweep of this miner ends there.
-                            let why = "the miner restarted by itself".to_string();
-                            return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
-                        }
+                    if let Some(broken) = reading_ends_step(prepared, &sample, gaps, last_uptime, pair) {
+                        return broken;
                     }
                     last_uptime = sample.uptime_seconds.or(last_uptime);
-                    if !matches_target(
-                        (sample.frequency_mhz, sample.core_voltage_mv),
-                        (Some(pair.0), Some(pair.1)),
-                    ) {
-                        let why = format!(
-                            "the settings changed on the miner to {} MHz / {} mV",
-                            fmt_setting(sample.frequency_mhz),
-                            fmt_setting(sample.core_voltage_mv)
-                        );
-                        return (Measured::Unstable(why.clone()), Some(Stop::Gone(why)));
-                    }
                     self.observer
                         .sampled(&prepared.name, &sample, &prepared.limits, result.as_ref());
                 }
@@ -765,25 +639,9 @@ impl Sweep {
                 Ok(readings) => result = Some(StepResult::from_readings(&readings)),
                 Err(e) => tracing::warn!(device = %prepared.name, "cannot read the step's samples: {e}"),
             }
-            let failing_writes = self
-                .samples
-                .as_ref()
-                .filter(|s| !s.handed_over())
-                .is_some_and(|s| s.write_errors() > write_errors_before);
-            if failing_writes && result.as_ref().is_some_and(|r| r.samples == 0) && now >= min_steady_until {
-                let why = "the ledger cannot be written (its commits fail: a full disk, a read-only or locked file; \
-                           see the log), so nothing this sweep measures is stored"
-                    .to_string();
+            let nothing_stored = result.as_ref().is_some_and(|r| r.samples == 0);
+            if let Some(why) = self.why_nothing_is_stored(nothing_stored, now, steady_from, write_errors_before) {
                 return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
-            }
-            if !self.stores_samples() && result.as_ref().is_some_and(|r| r.samples == 0) {
-                let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
-                if now >= steady_from + waited {
-                    let why = "no samples of this device reach the ledger: the process that holds it does not poll \
-                               it (`tune` sweeps only what `serve` on this ledger polls)"
-                        .to_string();
-                    return (Measured::Aborted(why.clone()), Some(Stop::Gone(why)));
-                }
             }
             let converged = result
                 .as_ref()
@@ -794,6 +652,72 @@ impl Sweep {
             }
         }
     }
+
+    /// Why a step that has no steady sample stored yet never will: the ledger's commits
+    /// fail (past the minimum dwell), or the process that holds the ledger does not poll
+    /// this device.
+    fn why_nothing_is_stored(
+        &self,
+        nothing_stored: bool,
+        now: f64,
+        steady_from: f64,
+        write_errors_before: u64,
+    ) -> Option<String> {
+        if !nothing_stored {
+            return None;
+        }
+        let failing_writes = self
+            .samples
+            .as_ref()
+            .filter(|s| !s.handed_over())
+            .is_some_and(|s| s.write_errors() > write_errors_before);
+        if failing_writes && now >= steady_from + self.spec.dwell().as_secs_f64() {
+            return Some(
+                "the ledger cannot be written (its commits fail: a full disk, a read-only or locked file; see the \
+                 log), so nothing this sweep measures is stored"
+                    .to_string(),
+            );
+        }
+        let waited = self.spec.dwell().max(self.serve_poll_interval * 3).as_secs_f64();
+        (!self.stores_samples() && now >= steady_from + waited).then(|| {
+            "no samples of this device reach the ledger: the process that holds it does not poll it (`tune` sweeps \
+             only what `serve` on this ledger polls)"
+                .to_string()
+        })
+    }
+}
+
+/// A reading that ends the step: a limit broken, the miner restarted by itself (a
+/// configuration that makes it reboot is unstable: the sweep of this miner ends there),
+/// or settings that are no longer the step's.
+fn reading_ends_step(
+    prepared: &Prepared,
+    sample: &Sample,
+    gaps: Gaps,
+    last_uptime: Option<u64>,
+    pair: (f64, f64),
+) -> Option<(Measured, Option<Stop>)> {
+    if let Some(breach) = prepared.limits.check(sample, gaps) {
+        return Some((Measured::Broke(breach), None));
+    }
+    if let (Some(before), Some(now)) = (last_uptime, sample.uptime_seconds) {
+        if now < before {
+            let why = "the miner restarted by itself".to_string();
+            return Some((Measured::Unstable(why.clone()), Some(Stop::Gone(why))));
+        }
+    }
+    if !matches_target(
+        (sample.frequency_mhz, sample.core_voltage_mv),
+        (Some(pair.0), Some(pair.1)),
+    ) {
+        let why = format!(
+            "the settings changed on the miner to {} MHz / {} mV",
+            fmt_setting(sample.frequency_mhz),
+            fmt_setting(sample.core_voltage_mv)
+        );
+        return Some((Measured::Unstable(why.clone()), Some(Stop::Gone(why))));
+    }
+    None
 }
 
 enum Measured {
@@ -805,6 +729,65 @@ enum Measured {
     /// The miner rebooted or its firmware changed the settings.
     Unstable(String),
     Aborted(String),
+}
+
+impl Measured {
+    /// What the step's session ends with: nothing for a measured step, else what stopped it.
+    fn session_notes(&self) -> String {
+        match self {
+            Measured::Done { .. } => String::new(),
+            Measured::Broke(breach) => format!("stopped: {breach}"),
+            Measured::Unstable(why) | Measured::Aborted(why) => format!("stopped: {why}"),
+        }
+    }
+
+    /// The step's outcome and why: healthy or not for a step measured with enough steady
+    /// samples; a limit for one that broke a limit more settings would only make worse or
+    /// made the miner unstable; aborted otherwise.
+    fn judge(self, report: &mut StepReport, max_error_percent: f64) {
+        match self {
+            Measured::Done { result, .. } if !result.enough_samples() => {
+                report.reason = format!(
+                    "only {} steady samples by --max-dwell (needs {})",
+                    result.samples,
+                    crate::analysis::MIN_STEADY_SAMPLES
+                );
+                report.result = Some(result);
+            }
+            Measured::Done { result, converged } => {
+                let problems = result.health_problems(max_error_percent);
+                report.outcome = if problems.is_empty() {
+                    Outcome::Healthy
+                } else {
+                    Outcome::Unhealthy
+                };
+                report.reason = problems.join("; ");
+                report.converged = converged;
+                if !converged {
+                    let note = "the interval did not narrow to the target before --max-dwell";
+                    report.reason = if report.reason.is_empty() {
+                        note.into()
+                    } else {
+                        format!("{}; {note}", report.reason)
+                    };
+                }
+                report.result = Some(result);
+            }
+            Measured::Broke(breach) => {
+                report.outcome = if breach.ends_climb() {
+                    Outcome::Limit
+                } else {
+                    Outcome::Aborted
+                };
+                report.reason = breach.to_string();
+            }
+            Measured::Unstable(why) => {
+                report.outcome = Outcome::Limit;
+                report.reason = why;
+            }
+            Measured::Aborted(why) => report.reason = why,
+        }
+    }
 }
 
 /// Why a configuration could not be applied.
@@ -819,57 +802,9 @@ enum ApplyError {
     Cancelled,
 }
 
-/// The healthy step ranked first by `metric`.
-pub fn best_step(steps: &[StepReport], metric: Metric) -> Option<&StepReport> {
-    let healthy: Vec<(&StepReport, &StepResult)> = steps
-        .iter()
-        .filter(|s| s.outcome == "healthy")
-        .filter_map(|s| Some((s, s.result.as_ref()?)))
-        .collect();
-    let best_hashrate = healthy
-        .iter()
-        .filter_map(|(_, r)| r.mean_hashrate_ghs)
-        .fold(0.0, f64::max);
-    let best_jth = healthy
-        .iter()
-        .filter_map(|(_, r)| r.joules_per_terahash)
-        .fold(f64::INFINITY, f64::min);
-    healthy
-        .into_iter()
-        .max_by(|a, b| {
-            a.1.score(metric, (best_hashrate, best_jth))
-                .total_cmp(&b.1.score(metric, (best_hashrate, best_jth)))
-        })
-        .map(|(s, _)| s)
-}
-
-/// A one-device sweep with the usual settings, for unit tests.
-#[cfg(test)]
-impl SweepSpec {
-    pub(crate) fn for_test(device: &str, plan: crate::tune::plan::PlanKind) -> SweepSpec {
-        SweepSpec {
-            devices: vec![device.into()],
-            plan,
-            freq: None,
-            voltage: None,
-            metric: crate::analysis::Metric::Efficiency,
-            dwell_minutes: 5.0,
-            max_dwell_minutes: 20.0,
-            warmup_minutes: 10.0,
-            then: Then::Best,
-            allow_unlisted: false,
-            allow_small_steps: false,
-            force: false,
-            max_parallel: 1,
-            assume_family: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::prepare::needs_restart;
 
     #[test]
     fn only_firmware_before_2_2_restarts_to_apply() {
@@ -891,34 +826,5 @@ mod tests {
         // A NerdQAxe's v1.0.x is not "before v2.2": it applies live.
         assert!(!needs_restart(&identity(Some("v1.0.37"), FirmwareFamily::NerdQaxe)));
         assert!(needs_restart(&identity(Some("1.1.0"), FirmwareFamily::Lucky)));
-    }
-
-    fn step(number: u32, outcome: &str, hashrate: f64, jth: f64) -> StepReport {
-        StepReport {
-            step: number,
-            frequency_mhz: 500.0 + f64::from(number),
-            core_voltage_mv: 1100.0,
-            outcome: outcome.into(),
-            reason: String::new(),
-            converged: true,
-            result: Some(StepResult {
-                mean_hashrate_ghs: Some(hashrate),
-                joules_per_terahash: Some(jth),
-                ..StepResult::default()
-            }),
-            session_id: None,
-        }
-    }
-
-    #[test]
-    fn the_best_step_is_the_healthy_one_the_metric_prefers() {
-        let steps = [
-            step(1, "healthy", 1000.0, 15.0),
-            step(2, "healthy", 1200.0, 17.0),
-            step(3, "unhealthy", 1300.0, 12.0),
-        ];
-        assert_eq!(best_step(&steps, Metric::Efficiency).unwrap().step, 1);
-        assert_eq!(best_step(&steps, Metric::Hashrate).unwrap().step, 2);
-        assert!(best_step(&steps[2..], Metric::Hashrate).is_none());
     }
 }
