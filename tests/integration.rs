@@ -37,6 +37,7 @@ mod discover;
 mod exporter;
 mod hardening;
 mod health;
+mod layers;
 mod ledger;
 mod simulator;
 mod stack;

@@ -9,6 +9,7 @@ use std::path::Path;
 /// do not import each other.
 const LAYERS: &[(&str, u8)] = &[
     ("time", 0),
+    ("process", 0),
     ("axeos", 1),
     ("config", 2),
     ("ledger", 3),
@@ -33,9 +34,12 @@ fn imports(text: &str) -> Vec<(usize, String)> {
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
-            let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             found.push((number + 1, name));
-            rest = &after[..];
+            rest = after;
         }
     }
     found
@@ -86,6 +90,8 @@ fn no_module_imports_one_above_it() {
 
 #[test]
 fn the_check_sees_an_upward_import() {
-    let found = imports("use crate::web::api::FleetJson; // crate::cli in a comment\nlet x = crate::daemon::fleet::Fleet::new(&c);");
+    let found = imports(
+        "use crate::web::api::FleetJson; // crate::cli in a comment\nlet x = crate::daemon::fleet::Fleet::new(&c);",
+    );
     assert_eq!(found, [(1, "web".to_string()), (2, "daemon".to_string())]);
 }

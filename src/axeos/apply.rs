@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::axeos::address::MinerAddress;
 use crate::axeos::sample::{format_label_number, needs_restart, Identity, Sample};
 use crate::axeos::window::CheckedPatch;
 use crate::axeos::{AxeOsClient, PollError};
-use crate::config::MinerAddress;
 
 /// How long a live-applying miner may take to show the new settings (the ESP32 applies
 /// them between two hashing jobs, and some builds report the old ones for a few seconds).

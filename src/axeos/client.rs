@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::axeos::address::{Credentials, MinerAddress};
 use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
 use crate::axeos::window::CheckedPatch;
-use crate::config::{Credentials, MinerAddress};
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;

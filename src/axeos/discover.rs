@@ -12,9 +12,9 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use crate::axeos::address::MinerAddress;
 use crate::axeos::printable;
 use crate::axeos::{AxeOsClient, PollError};
-use crate::config::MinerAddress;
 
 /// Requests in flight at once.
 pub const IN_FLIGHT: usize = 32;

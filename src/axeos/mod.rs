@@ -3,6 +3,7 @@
 //! the plausibility windows and escaping of what a miner sends (`untrusted`), and the
 //! window every write passes.
 
+pub mod address;
 pub mod apply;
 pub mod boards;
 mod client;

@@ -5,42 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-/// A password. `Debug` and `Display` print `***`; only [`Secret::expose`] gives the text,
-/// and only the HTTP client calls it. It is never serialised (no `Serialize`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(text: impl Into<String>) -> Secret {
-        Secret(text.into())
-    }
-
-    /// The password itself: for the `Authorization` header, nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// What every request to one miner carries as `Authorization: Basic …`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: Secret,
-    /// The configured device they belong to, named when the miner refuses them.
-    pub device: String,
-}
+pub use crate::axeos::address::{Credentials, Secret};
 
 /// The largest password file read: a password, not a document.
 pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
@@ -110,7 +75,7 @@ fn non_empty(password: String, empty: impl Fn() -> String) -> Result<Secret, Str
     if password.is_empty() {
         Err(empty())
     } else {
-        Ok(Secret(password))
+        Ok(Secret::new(password))
     }
 }
 
