@@ -5,17 +5,20 @@
 //! ```text
 //! config.yaml ──> daemon::poller (a task per miner) ──> axeos::Sample (normalised units)
 //!                                                  ├─> daemon::fleet snapshot ──> /metrics, rendered at scrape time;
-//!                                                  │                              the fleet page and /api/v1/fleet
+//!                                                  │                              web: the fleet page and /api/v1/fleet
 //!                                                  ├─> ledger::writer (one thread, batched transactions) ──> SQLite
-//!                                                  └─> daemon::events (thresholds, offline / online, retunes)
+//!                                                  └─> daemon::events, daemon::health, daemon::protect (opt-in writes)
 //! CLI `session` / `analyze` ──> ledger + analysis, on the same SQLite file (WAL), safe while the daemon runs
-//! daemon::pages (/device, /configs, /sessions, /api/v1) ──> read-only ledger connections ──> analysis::{history, charts, html}
-//! CLI `analyze report` ──> the same history, charts and tables as one offline HTML file
-//! CLI `top` ──> a running exporter's /api/v1 ──> tui (ratatui), never the miners
+//! web (/device, /configs, /sessions, /api/v1) ──> read-only ledger connections ──> analysis ──> web::render
+//! CLI `analyze report` ──> the same history, charts and tables as one offline HTML file (web::report)
+//! CLI `top` ──> a running exporter's /api/v1 (web::api, one contract) ──> tui (ratatui), never the miners
 //! CLI `tune` / `demo` ──> tune::run (plans, claims the run, ends it) ──> tune::sweep (a task per miner: PATCH,
 //!                          read back, sample, limits) ──> ledger sessions + tune plans
 //! sim: AxeOS miners on loopback, for `demo`, the tests and the benchmarks
 //! ```
+//!
+//! ARCHITECTURE.md draws the rooms (modules), what each may import (`tests/layers.rs`
+//! checks it) and where each common kind of change belongs.
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls into [`cli`]; everything else
 //! lives here so that tests drive the same code in-process.
