@@ -6,6 +6,14 @@ use anyhow::Context;
 use super::Failure;
 use crate::axeos::printable;
 
+/// How a listing command prints: a table for a reader, or JSON for a script
+/// (`--format table|json`, shared by `session` and `analyze`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
 pub fn emit(text: &str) -> Result<(), Failure> {
     use std::io::Write as _;

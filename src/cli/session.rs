@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::output::{emit, print_json, status_line};
+use super::output::{emit, print_json, status_line, ListFormat};
 use super::settings::{known_device, ledger_failure, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::{self, Query};
@@ -77,12 +77,6 @@ pub struct ShowArgs {
     pub id: i64,
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Json,
 }
 
 impl SessionCommand {
