@@ -115,7 +115,9 @@ struct Targets {
 
 async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets, notes: &str) -> Result<(), Failure> {
     check_targets(&targets)?;
-    let Targets { freq, voltage, apply, .. } = targets;
+    let Targets {
+        freq, voltage, apply, ..
+    } = targets;
     let mut ledger = settings.open_for_writing()?;
     let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
     sessions::check_none_open(&ledger, &row).map_err(session_failure)?;
@@ -162,7 +164,10 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
 /// A frequency or voltage no miner could be set to is the user's to fix, before anything
 /// is opened.
 fn check_targets(targets: &Targets) -> Result<(), Failure> {
-    if targets.freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
+    if targets
+        .freq
+        .is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0))
+    {
         return Err(Failure::Usage(anyhow::anyhow!(
             "--freq must be a frequency in MHz between 1 and 65535"
         )));
