@@ -549,58 +549,9 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             "the device list is empty; add at least one miner".into(),
         ));
     }
-    let mut devices = Vec::with_capacity(raw_devices.len());
-    let mut first_seen: HashMap<&str, usize> = HashMap::new();
-    for (i, d) in raw_devices.iter().enumerate() {
-        let name_key = format!("devices[{i}].name");
-        if d.name.trim().is_empty() {
-            return Err(fail(&name_key, "a device name must not be empty".into()));
-        }
-        if let Some(&first) = first_seen.get(d.name.as_str()) {
-            let first_line = lines
-                .line_of(&format!("devices[{first}].name"))
-                .map(|l| format!(" (first used at line {l})"))
-                .unwrap_or_default();
-            return Err(fail(
-                &name_key,
-                format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
-            ));
-        }
-        first_seen.insert(&d.name, i);
-        let ip_key = format!("devices[{i}].ip");
-        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
-        address.credentials = device_credentials(i, d, secrets, &fail)?.map(Arc::new);
-        devices.push(DeviceConfig {
-            name: d.name.clone(),
-            address,
-            enabled: d.enabled,
-        });
-    }
+    let devices = device_list(&raw_devices, secrets, &lines, &fail)?;
 
-    let poll_secs = match raw.logging.poll_interval {
-        None => DEFAULT_POLL_INTERVAL_SECS,
-        Some(Seconds::Number(seconds)) => seconds,
-        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
-            .map(|d| d.as_secs_f64())
-            .map_err(|_| {
-                fail(
-                    "logging.poll_interval",
-                    format!("\"{text}\" is not a duration; write seconds (30) or a duration (\"30s\", \"1m\")"),
-                )
-            })?,
-    };
-    if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
-        return Err(fail(
-            "logging.poll_interval",
-            format!("{poll_secs} s is too short; the minimum is {MIN_POLL_INTERVAL_SECS} s (30 is a good default)"),
-        ));
-    }
-    if poll_secs > 86_400.0 {
-        return Err(fail(
-            "logging.poll_interval",
-            format!("{poll_secs} s is longer than a day"),
-        ));
-    }
+    let poll_secs = poll_interval_seconds(raw.logging.poll_interval.as_ref(), &fail)?;
 
     let stale_after_polls = raw
         .logging
@@ -629,9 +580,116 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
         return Err(fail("logging.database_path", "must not be empty".into()));
     }
 
+    let thresholds = thresholds(&raw.safety, &fail)?;
+
+    let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
+    let web = web_access(&raw.server, &fail)?;
+
+    let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
+    if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
+        return Err(fail(
+            "analysis.warmup_minutes",
+            format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
+        ));
+    }
+
+    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
+    let protection = protection(&raw.safety, &fail)?;
+    let discovery = discovery_settings(raw.discovery, &fail)?;
+
+    Ok(Config {
+        devices,
+        poll_interval: Duration::from_secs_f64(poll_secs),
+        database_path: PathBuf::from(database_path),
+        log_level,
+        thresholds,
+        listen,
+        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
+        stale_after_polls: stale_after_polls as u32,
+        tune,
+        protection,
+        discovery,
+        web,
+    })
+}
+
+/// The `devices:` list: each name present and unique, each address parsed, each
+/// password read (or only located, with [`Secrets::Skip`]).
+fn device_list(
+    raw_devices: &[RawDevice],
+    secrets: Secrets<'_>,
+    lines: &KeyLines,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<DeviceConfig>, ConfigError> {
+    let mut devices = Vec::with_capacity(raw_devices.len());
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in raw_devices.iter().enumerate() {
+        let name_key = format!("devices[{i}].name");
+        if d.name.trim().is_empty() {
+            return Err(fail(&name_key, "a device name must not be empty".into()));
+        }
+        if let Some(&first) = first_seen.get(d.name.as_str()) {
+            let first_line = lines
+                .line_of(&format!("devices[{first}].name"))
+                .map(|l| format!(" (first used at line {l})"))
+                .unwrap_or_default();
+            return Err(fail(
+                &name_key,
+                format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
+            ));
+        }
+        first_seen.insert(&d.name, i);
+        let ip_key = format!("devices[{i}].ip");
+        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
+        address.credentials = device_credentials(i, d, secrets, fail)?.map(Arc::new);
+        devices.push(DeviceConfig {
+            name: d.name.clone(),
+            address,
+            enabled: d.enabled,
+        });
+    }
+    Ok(devices)
+}
+
+/// `logging.poll_interval` in seconds: a number or a duration, from the minimum to a day.
+fn poll_interval_seconds(
+    raw: Option<&Seconds>,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<f64, ConfigError> {
+    let poll_secs = match raw {
+        None => DEFAULT_POLL_INTERVAL_SECS,
+        Some(Seconds::Number(seconds)) => *seconds,
+        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| {
+                fail(
+                    "logging.poll_interval",
+                    format!("\"{text}\" is not a duration; write seconds (30) or a duration (\"30s\", \"1m\")"),
+                )
+            })?,
+    };
+    if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is too short; the minimum is {MIN_POLL_INTERVAL_SECS} s (30 is a good default)"),
+        ));
+    }
+    if poll_secs > 86_400.0 {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is longer than a day"),
+        ));
+    }
+    Ok(poll_secs)
+}
+
+/// `safety.max_temp_warning` and `max_temp_shutdown`: plausible, and the warning not above
+/// the shutdown.
+fn thresholds(raw: &RawSafety, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Thresholds, ConfigError> {
     let thresholds = Thresholds {
-        warning_celsius: raw.safety.max_temp_warning.unwrap_or(DEFAULT_MAX_TEMP_WARNING),
-        shutdown_celsius: raw.safety.max_temp_shutdown.unwrap_or(DEFAULT_MAX_TEMP_SHUTDOWN),
+        warning_celsius: raw.max_temp_warning.unwrap_or(DEFAULT_MAX_TEMP_WARNING),
+        shutdown_celsius: raw.max_temp_shutdown.unwrap_or(DEFAULT_MAX_TEMP_SHUTDOWN),
     };
     for (key, value) in [
         ("safety.max_temp_warning", thresholds.warning_celsius),
@@ -653,21 +711,12 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             ),
         ));
     }
+    Ok(thresholds)
+}
 
-    let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
-    let web = web_access(&raw.server, &fail)?;
-
-    let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
-    if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
-        return Err(fail(
-            "analysis.warmup_minutes",
-            format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
-        ));
-    }
-
-    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
-    let action = match raw.safety.protective_action.as_deref().map(str::trim) {
+/// `safety.protective_action` and its dry run.
+fn protection(raw: &RawSafety, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Protection, ConfigError> {
+    let action = match raw.protective_action.as_deref().map(str::trim) {
         None | Some("none") => ProtectiveAction::None,
         Some("step_down") => ProtectiveAction::StepDown,
         Some("pause") => ProtectiveAction::Pause,
@@ -679,25 +728,9 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             ))
         }
     };
-    let protection = Protection {
+    Ok(Protection {
         action,
-        dry_run: raw.safety.protective_action_dry_run.unwrap_or(false),
-    };
-    let discovery = discovery_settings(raw.discovery, &fail)?;
-
-    Ok(Config {
-        devices,
-        poll_interval: Duration::from_secs_f64(poll_secs),
-        database_path: PathBuf::from(database_path),
-        log_level,
-        thresholds,
-        listen,
-        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
-        stale_after_polls: stale_after_polls as u32,
-        tune,
-        protection,
-        discovery,
-        web,
+        dry_run: raw.protective_action_dry_run.unwrap_or(false),
     })
 }
 
