@@ -919,12 +919,8 @@ fn tune_settings(
     thresholds: &Thresholds,
     fail: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<TuneSettings, ConfigError> {
-    let within = |key: &str, value: Option<f64>, range: std::ops::RangeInclusive<f64>, what: &str| match value {
-        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(fail(
-            key,
-            format!("{v} is not {what} ({} to {})", range.start(), range.end()),
-        )),
-        _ => Ok(value),
+    let within = |key: &str, value: Option<f64>, range: std::ops::RangeInclusive<f64>, what: &str| {
+        within_range(fail, key, value, range, what)
     };
     let max_asic_temp = within(
         "tune.max_asic_temp",
@@ -971,13 +967,62 @@ fn tune_settings(
         "a percentage",
     )?
     .unwrap_or(DEFAULT_TUNE_MAX_ERROR_PERCENT);
-    let min_input_volts = within(
+    let (min_input_volts, max_input_volts) = tune_input_window(&raw, fail)?;
+    let confidence_percent = within(
+        "tune.confidence_percent",
+        raw.confidence_percent,
+        0.1..=50.0,
+        "a confidence-interval width in %",
+    )?
+    .unwrap_or(DEFAULT_TUNE_CONFIDENCE_PERCENT);
+    let sample_secs = tune_sample_seconds(raw.sample_interval.as_ref(), fail)?;
+    Ok(TuneSettings {
+        max_asic_temp,
+        max_vr_temp,
+        max_power_fraction,
+        max_power_watts,
+        max_error_percent,
+        min_input_volts,
+        max_input_volts,
+        confidence_percent,
+        sample_interval: Duration::from_secs_f64(sample_secs),
+        restore_interrupted: raw.restore_interrupted.unwrap_or(false),
+    })
+}
+
+/// `value` when it is absent or a finite number within `range`; else an error that names
+/// `what` it should be.
+fn within_range(
+    fail: &dyn Fn(&str, String) -> ConfigError,
+    key: &str,
+    value: Option<f64>,
+    range: std::ops::RangeInclusive<f64>,
+    what: &str,
+) -> Result<Option<f64>, ConfigError> {
+    match value {
+        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(fail(
+            key,
+            format!("{v} is not {what} ({} to {})", range.start(), range.end()),
+        )),
+        _ => Ok(value),
+    }
+}
+
+/// `tune.min_input_volts` and `tune.max_input_volts`: each a voltage, the lower below the
+/// higher when both are given.
+fn tune_input_window(
+    raw: &RawTune,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(Option<f64>, Option<f64>), ConfigError> {
+    let min_input_volts = within_range(
+        fail,
         "tune.min_input_volts",
         raw.min_input_volts,
         1.0..=30.0,
         "a voltage in V",
     )?;
-    let max_input_volts = within(
+    let max_input_volts = within_range(
+        fail,
         "tune.max_input_volts",
         raw.max_input_volts,
         1.0..=30.0,
@@ -991,15 +1036,14 @@ fn tune_settings(
             ));
         }
     }
-    let confidence_percent = within(
-        "tune.confidence_percent",
-        raw.confidence_percent,
-        0.1..=50.0,
-        "a confidence-interval width in %",
-    )?
-    .unwrap_or(DEFAULT_TUNE_CONFIDENCE_PERCENT);
-    let sample_secs = match &raw.sample_interval {
-        None => DEFAULT_TUNE_SAMPLE_SECS,
+    Ok((min_input_volts, max_input_volts))
+}
+
+/// `tune.sample_interval` in seconds: a number or a duration, from the shortest the sweep
+/// samples at to the longest poll interval.
+fn tune_sample_seconds(raw: Option<&Seconds>, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<f64, ConfigError> {
+    match raw {
+        None => Ok(DEFAULT_TUNE_SAMPLE_SECS),
         Some(value) => seconds_value(value)
             .filter(|s| s.is_finite() && (MIN_TUNE_SAMPLE_SECS..=MAX_POLL_INTERVAL_SECS).contains(s))
             .ok_or_else(|| {
@@ -1007,20 +1051,8 @@ fn tune_settings(
                     "tune.sample_interval",
                     format!("must be a number of seconds from {MIN_TUNE_SAMPLE_SECS} to {MAX_POLL_INTERVAL_SECS}, or a duration such as \"5s\""),
                 )
-            })?,
-    };
-    Ok(TuneSettings {
-        max_asic_temp,
-        max_vr_temp,
-        max_power_fraction,
-        max_power_watts,
-        max_error_percent,
-        min_input_volts,
-        max_input_volts,
-        confidence_percent,
-        sample_interval: Duration::from_secs_f64(sample_secs),
-        restore_interrupted: raw.restore_interrupted.unwrap_or(false),
-    })
+            }),
+    }
 }
 
 /// serde_yaml reports the key path and the location; keep both, drop its duplicated suffix.
