@@ -488,11 +488,7 @@ impl WireInfo {
             wifi_rssi_dbm: self.wifi_rssi.0.filter(|v| *v < 0.0 && *v != -90.0),
             free_heap_bytes: self.free_heap.count(),
             free_heap_internal_bytes: self.free_heap_internal.count().or(self.free_heap_int.count()),
-            overheat: self
-                .overheat_mode
-                .flag()
-                .or(self.overheat_mode_camel.flag())
-                .or(self.overheat.flag()),
+            overheat: self.overheat(),
             using_fallback_pool: self.using_fallback.flag(),
             pool,
             mining_paused: self.mining_paused.flag().or(self.shutdown.flag()),
@@ -509,12 +505,7 @@ impl WireInfo {
             nominal_input_volts: self.nominal_voltage.positive(),
             power_fault: fault_text(self.power_fault.0.take()),
             hardware_fault: fault_text(self.hardware_fault.0.take()),
-            reset_reason: self
-                .reset_reason
-                .0
-                .take()
-                .or(self.last_reset_reason.0.take())
-                .filter(|s| !s.is_empty()),
+            reset_reason: self.take_reset_reason(),
             shares_pending: self.shares_pending.count(),
             work_received: self.work_received.count(),
             total_hashes: self.total_hashes.0.filter(|v| *v >= 0.0),
@@ -589,6 +580,24 @@ impl WireInfo {
         } else {
             None
         }
+    }
+
+    /// The overheat mode under whichever of its names this firmware sends.
+    fn overheat(&self) -> Option<bool> {
+        self.overheat_mode
+            .flag()
+            .or(self.overheat_mode_camel.flag())
+            .or(self.overheat.flag())
+    }
+
+    /// Why the miner last restarted: `resetReason` (upstream) or `lastResetReason`
+    /// (NerdQAxe), absent when empty.
+    fn take_reset_reason(&mut self) -> Option<String> {
+        self.reset_reason
+            .0
+            .take()
+            .or(self.last_reset_reason.0.take())
+            .filter(|s| !s.is_empty())
     }
 
     /// The fan's RPM under whichever of its three names this era sends.
