@@ -21,19 +21,19 @@ pub use replace::{check_writable, LockedConfig, ReplaceError};
 /// Default `server.listen`. 9842 is free in the Prometheus default-port list neighbourhood
 /// and clashes with none of Prometheus (9090), Alertmanager (9093), node_exporter (9100) or
 /// Grafana (3000).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9842";
-pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
-pub const DEFAULT_DATABASE_PATH: &str = "./data/metrics.db";
-pub const DEFAULT_LOG_LEVEL: &str = "INFO";
-pub const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
-pub const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
-pub const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9842";
+pub(crate) const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
+pub(crate) const DEFAULT_DATABASE_PATH: &str = "./data/metrics.db";
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "INFO";
+pub(crate) const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
+pub(crate) const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
+pub(crate) const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
 pub use crate::axeos::address::DEFAULT_MINER_PORT;
 /// Polling faster than this hurts the miner's small web server and gains nothing.
-pub const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
-pub const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
+pub(crate) const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
+pub(crate) const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
 /// A week: longer warm-ups would leave no steady data.
-pub const MAX_WARMUP_MINUTES: f64 = 10_080.0;
+pub(crate) const MAX_WARMUP_MINUTES: f64 = 10_080.0;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,20 +138,20 @@ impl TuneSettings {
     }
 }
 
-pub const DEFAULT_TUNE_MAX_VR_TEMP: f64 = 86.0;
-pub const DEFAULT_TUNE_MAX_POWER_FRACTION: f64 = 0.8;
-pub const DEFAULT_TUNE_MAX_ERROR_PERCENT: f64 = 3.0;
-pub const DEFAULT_TUNE_CONFIDENCE_PERCENT: f64 = 1.0;
-pub const DEFAULT_TUNE_SAMPLE_SECS: f64 = 5.0;
+pub(crate) const DEFAULT_TUNE_MAX_VR_TEMP: f64 = 86.0;
+pub(crate) const DEFAULT_TUNE_MAX_POWER_FRACTION: f64 = 0.8;
+pub(crate) const DEFAULT_TUNE_MAX_ERROR_PERCENT: f64 = 3.0;
+pub(crate) const DEFAULT_TUNE_CONFIDENCE_PERCENT: f64 = 1.0;
+pub(crate) const DEFAULT_TUNE_SAMPLE_SECS: f64 = 5.0;
 /// The fastest a sweep samples: for the simulator; a real miner wants a second or more.
-pub const MIN_TUNE_SAMPLE_SECS: f64 = 0.1;
+pub(crate) const MIN_TUNE_SAMPLE_SECS: f64 = 0.1;
 
 /// Default of `logging.stale_after_polls`.
-pub const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
+pub(crate) const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
 
 impl Config {
     /// The devices the daemon polls.
-    pub fn enabled_devices(&self) -> impl Iterator<Item = &DeviceConfig> {
+    pub(crate) fn enabled_devices(&self) -> impl Iterator<Item = &DeviceConfig> {
         self.devices.iter().filter(|d| d.enabled)
     }
 }
@@ -237,7 +237,7 @@ impl LogLevel {
     }
 
     /// The directive understood by `tracing_subscriber::EnvFilter`.
-    pub fn as_filter(self) -> &'static str {
+    pub(crate) fn as_filter(self) -> &'static str {
         match self {
             Self::Trace => "trace",
             Self::Debug => "debug",
@@ -379,7 +379,7 @@ struct RawTune {
 }
 
 /// The largest configuration file read (a 1,000-miner config is about 60 KiB).
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The deepest flow-style nesting (`[[[…]]]`) accepted: the YAML parser's time grows with
 /// the square of it, and no real config nests more than a few levels.
 const MAX_FLOW_DEPTH: usize = 32;
@@ -395,7 +395,7 @@ enum Seconds {
 /// An address to listen on, written as node_exporter takes it: `IP:PORT`, `[IPv6]:PORT`,
 /// `:PORT` (every interface) or `HOST:PORT` (`localhost:9842`, resolved to its first
 /// address).
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     let problem = || {
         format!("\"{text}\" is not an address to listen on; write IP:PORT, :PORT or HOST:PORT, e.g. {DEFAULT_LISTEN}")
@@ -843,7 +843,7 @@ fn web_access(raw: &RawServer, fail: &dyn Fn(&str, String) -> ConfigError) -> Re
 /// One `server.allowed_hosts` entry: a host name as a browser sends it in `Host` (any case,
 /// a trailing dot allowed), or `*`. IP addresses are allowed anyway, so writing one is not
 /// an error; a port or a URL is, since the port is never compared.
-pub fn parse_allowed_host(text: &str) -> Result<String, String> {
+pub(crate) fn parse_allowed_host(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
     if trimmed == "*" {
         return Ok("*".into());

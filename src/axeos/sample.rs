@@ -139,7 +139,7 @@ pub struct ClockConfig {
 impl Sample {
     /// Takes a chip count the info body did not give (from `/api/system/asic`), and the
     /// expected hashrate it makes possible.
-    pub fn fill_chip_count(&mut self, chips: u32) {
+    pub(crate) fn fill_chip_count(&mut self, chips: u32) {
         if self.asic_count.is_some() {
             return;
         }
@@ -172,7 +172,7 @@ impl Sample {
     /// The clock configuration as label values; a setting the miner did not report (or
     /// reported as 0) is `"unknown"`, never an empty label, which Prometheus would treat
     /// as no label at all.
-    pub fn clock_config(&self) -> ClockConfig {
+    pub(crate) fn clock_config(&self) -> ClockConfig {
         let label = |value: Option<f64>| value.map_or_else(|| "unknown".to_string(), format_label_number);
         ClockConfig {
             frequency_mhz: label(self.frequency_mhz),
@@ -195,7 +195,7 @@ pub fn format_label_number(value: f64) -> String {
 }
 
 /// `490/1150`: a clock configuration in a table cell (`?` for an unknown part).
-pub fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64>) -> String {
+pub(crate) fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64>) -> String {
     format!(
         "{}/{}",
         frequency_mhz.map_or("?".into(), format_label_number),
@@ -815,7 +815,7 @@ pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
-pub fn small_cores_of(asic_model: &str) -> Option<f64> {
+pub(crate) fn small_cores_of(asic_model: &str) -> Option<f64> {
     match asic_model.trim() {
         "BM1397" => Some(672.0),
         "BM1366" => Some(894.0),
@@ -907,7 +907,7 @@ impl<'de> Deserialize<'de> for Difficulty {
 }
 
 /// Parses a difficulty string with an optional SI suffix (`k`/`K`, `M`, `G`, `T`, `P`, `E`).
-pub fn parse_difficulty(text: &str) -> Option<f64> {
+pub(crate) fn parse_difficulty(text: &str) -> Option<f64> {
     let s = text.trim();
     let (number, multiplier) = match s.char_indices().last() {
         Some((i, c)) => match c {

@@ -31,7 +31,7 @@ pub const PLAUSIBLE: [(&str, f64, f64); 20] = [
 /// The smallest magnitude a miner's number is read as, in the units it sends (GH/s, W, mV,
 /// mA, °C, MHz, %, ms); anything closer to 0 is 0. No reading of a Bitaxe means anything
 /// at a millionth of its unit, and a subnormal one (1e-320) divides into infinity.
-pub const SMALLEST_READING: f64 = 1e-6;
+pub(crate) const SMALLEST_READING: f64 = 1e-6;
 /// Ten years.
 pub(super) const MAX_UPTIME_SECONDS: u64 = 10 * 366 * 86_400;
 /// 1 GB: an ESP32-S3 has 512 KiB of SRAM and at most 32 MiB of PSRAM.

@@ -78,7 +78,7 @@ pub struct SimulateArgs {
     pub poll_interval: f64,
 }
 
-pub fn check_config(path: &Path) -> Result<(), Failure> {
+pub(crate) fn check_config(path: &Path) -> Result<(), Failure> {
     let config = config::load(path)?;
     let enabled = config.enabled_devices().count();
     // How many, never what: the passwords were read, and are not shown.

@@ -11,33 +11,33 @@ use crate::axeos::sample::Sample;
 const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 /// A stall is declared when no share has come for this many expected intervals: the
 /// chance of that by luck alone is e^−6.91 = 0.1 % (Poisson).
-pub const STALL_INTERVALS: f64 = 6.907_755;
+pub(crate) const STALL_INTERVALS: f64 = 6.907_755;
 /// Readings with a hashrate identical to the last digit that mean a frozen counter.
-pub const FROZEN_READINGS: u32 = 10;
+pub(crate) const FROZEN_READINGS: u32 = 10;
 /// The expected share count a window needs before it is judged. At 150 the 3.29 σ floor is
 /// 110 shares: a miner whose pool sees half its reported work (75 ± 8.7 shares) falls
 /// below it in all but 3 windows in 100,000, where at 50 (floor 27, 25 ± 5 found) luck let a
 /// third of such windows pass.
-pub const SHARE_WINDOW_EXPECTED: f64 = 150.0;
+pub(crate) const SHARE_WINDOW_EXPECTED: f64 = 150.0;
 /// z for a one-sided 0.05 % test: a healthy miner is called short once in 2,000 windows.
 const SHARE_WINDOW_Z: f64 = 3.29;
 /// Above this share of expected, a reported hashrate is not believed.
-pub const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
+pub(crate) const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
 /// No Bitaxe chip does better than about 9 J/TH: less means the power reading is idle
 /// while a hashrate is reported (a unit in overheat protection at 5 W, "online").
-pub const MIN_PLAUSIBLE_JTH: f64 = 5.0;
+pub(crate) const MIN_PLAUSIBLE_JTH: f64 = 5.0;
 /// A chip doing less than this share of its board's median chip is dead…
-pub const CHIP_DEAD_RATIO: f64 = 0.1;
+pub(crate) const CHIP_DEAD_RATIO: f64 = 0.1;
 /// …and less than this share, weak.
-pub const CHIP_WEAK_RATIO: f64 = 0.5;
+pub(crate) const CHIP_WEAK_RATIO: f64 = 0.5;
 /// Readings in a row a chip must lag before it is called: one reading of a chip is a few
 /// seconds of its work, and a reconnect zeroes counters unevenly.
-pub const CHIP_READINGS: u8 = 3;
+pub(crate) const CHIP_READINGS: u8 = 3;
 /// Readings in a row without a firmware flag before its problem is over.
-pub const FLAG_CLEAR_READINGS: u8 = 3;
+pub(crate) const FLAG_CLEAR_READINGS: u8 = 3;
 /// Without a new job from the pool for this long, the pool has stopped sending work (pools
 /// send one at least every block, and most every 30–60 s).
-pub const NO_WORK_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const NO_WORK_AFTER: Duration = Duration::from_secs(600);
 
 /// Why a miner is not really mining: a bounded label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,7 +74,7 @@ impl Problem {
         Problem::HardwareFault,
     ];
 
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Problem::SharesStalled => "shares_stalled",
             Problem::HashrateFrozen => "hashrate_frozen",
@@ -177,7 +177,7 @@ impl Verdict {
 
 /// One device's history, as far as the verdicts need it.
 #[derive(Debug, Clone, Default)]
-pub struct HealthTracker {
+pub(crate) struct HealthTracker {
     accepted: Option<u64>,
     /// When the accepted counter was last seen to rise (or first seen).
     last_share_at: Option<Instant>,
@@ -218,7 +218,7 @@ struct PoolQuiet {
 
 impl HealthTracker {
     /// Takes a successful reading at `now` and returns the verdict.
-    pub fn observe(&mut self, now: Instant, sample: &Sample) -> Verdict {
+    pub(crate) fn observe(&mut self, now: Instant, sample: &Sample) -> Verdict {
         // An impossible hashrate predicts nothing about shares: it is judged on its own.
         let believable = !implausible(sample);
         let hashrate_hs = sample.hashrate_ghs.filter(|h| *h > 0.0 && believable).map(|h| h * 1e9);

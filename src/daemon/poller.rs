@@ -20,11 +20,11 @@ use crate::daemon::protect::{self, Protector};
 use crate::ledger::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Starts a poller per device. They stop after their in-flight request when `shutdown`
 /// becomes true.
-pub fn spawn_pollers(
+pub(crate) fn spawn_pollers(
     fleet: Arc<Fleet>,
     client: AxeOsClient,
     shutdown: watch::Receiver<bool>,
@@ -199,14 +199,14 @@ async fn protect_if_needed(
 /// When a device's first poll happens, for a uniform draw `u` in [0, 1): spread over a
 /// quarter of the interval (at least 2 s), so polls of a fleet do not arrive together
 /// but a restarted daemon shows data soon.
-pub fn start_phase(interval: Duration, u: f64) -> Duration {
+pub(crate) fn start_phase(interval: Duration, u: f64) -> Duration {
     let window = (interval / 4).max(Duration::from_secs(2)).min(interval);
     window.mul_f64(u.clamp(0.0, 1.0))
 }
 
 /// The delay before the next attempt after `failures` consecutive failures: the poll
 /// interval for the first failure (a quick reboot is seen at once), then doubling, capped.
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
+pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     if failures <= 1 {
         return interval;
     }

@@ -24,9 +24,9 @@ use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::{self, health, DaemonLock, Ledger, LedgerError, SegmentRow};
 
 /// Commit at least this often.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Commit once this many records wait, even before the interval.
-pub const MAX_BATCH: usize = 20_000;
+pub(crate) const MAX_BATCH: usize = 20_000;
 /// Records the channel holds before pollers' records are dropped (and counted).
 const CHANNEL_CAPACITY: usize = 50_000;
 /// Records kept in memory while the database refuses writes.
@@ -145,12 +145,12 @@ pub struct LedgerSender {
 impl LedgerSender {
     /// True once the writer behind this sender gave the ledger to a `serve` (which stores
     /// the samples from then on).
-    pub fn handed_over(&self) -> bool {
+    pub(crate) fn handed_over(&self) -> bool {
         self.stats.handed_over.load(Ordering::Relaxed)
     }
 
     /// The last write error's count, for a sweep that wonders why nothing was stored.
-    pub fn write_errors(&self) -> u64 {
+    pub(crate) fn write_errors(&self) -> u64 {
         self.stats.write_errors.load(Ordering::Relaxed)
     }
 
@@ -182,9 +182,9 @@ impl LedgerSender {
 /// and retries later (it keeps its records); short, so that a shutdown is never held up.
 const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `serve` waits for a sweep to hand the ledger over (it looks each second).
-pub const HANDOVER_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 /// How long `finish` waits for the final flush before it lets the process exit.
-pub const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running writer thread.
 #[derive(Debug)]
@@ -212,7 +212,11 @@ impl Writer {
     /// The writer of a standalone `tune`: like [`Writer::start_for`], but it hands the
     /// ledger over (flushes, closes, lets go of the lock) as soon as a `serve` asks for it
     /// ([`DaemonLock::request_handover`]); [`LedgerSender::handed_over`] then says so.
-    pub fn start_for_sweep(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+    pub(crate) fn start_for_sweep(
+        path: &Path,
+        rules: SegmentRules,
+        configured: Vec<String>,
+    ) -> Result<Writer, LedgerError> {
         Self::start_as(path, rules, configured, Role::Sweep)
     }
 
@@ -264,7 +268,11 @@ impl Writer {
     /// `<ledger>.damaged-<UTC time>` with its `-wal` / `-shm`, and a fresh ledger started,
     /// so metrics, alerts and protection run whatever the file holds. (`tune` and the CLI
     /// leave a damaged file where it is and say so.)
-    pub fn start_serving(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+    pub(crate) fn start_serving(
+        path: &Path,
+        rules: SegmentRules,
+        configured: Vec<String>,
+    ) -> Result<Writer, LedgerError> {
         let checking = Instant::now();
         let checked = health::check(path);
         if checking.elapsed() > Duration::from_secs(2) {
@@ -998,7 +1006,7 @@ fn add_sample(
     Ok(Added::To(id))
 }
 
-pub fn reading_of(sample: &Sample, dt: f64) -> Reading {
+pub(crate) fn reading_of(sample: &Sample, dt: f64) -> Reading {
     Reading {
         dt,
         hashrate_ghs: sample.hashrate_ghs,

@@ -79,7 +79,7 @@ impl Dialect {
     }
 
     /// Upstream firmware of this era or later (never a fork).
-    pub fn at_least(self, era: Dialect) -> bool {
+    pub(crate) fn at_least(self, era: Dialect) -> bool {
         match (self.upstream_rank(), era.upstream_rank()) {
             (Some(mine), Some(theirs)) => mine >= theirs,
             _ => false,
@@ -87,7 +87,7 @@ impl Dialect {
     }
 
     /// The board this firmware runs on when none is chosen.
-    pub fn default_board(self) -> Board {
+    pub(crate) fn default_board(self) -> Board {
         match self {
             Dialect::V2_0 => Board::Max,
             Dialect::V2_4 => Board::Ultra,
@@ -100,27 +100,27 @@ impl Dialect {
     }
 
     /// `/api/system/asic` exists from upstream v2.7.0, and in the NerdQAxe fork.
-    pub fn has_asic_endpoint(self) -> bool {
+    pub(crate) fn has_asic_endpoint(self) -> bool {
         self.at_least(Dialect::V2_9) || self == Dialect::NerdQaxe
     }
 
     /// Unknown `/api` paths: 404 JSON from v2.9, a 302 to the web UI before (and in forks).
-    pub fn unknown_path_is_404(self) -> bool {
+    pub(crate) fn unknown_path_is_404(self) -> bool {
         self.at_least(Dialect::V2_9)
     }
 
     /// From v2.11 the firmware cools down and retries by itself after an overheat.
-    pub fn overheat_self_clears(self) -> bool {
+    pub(crate) fn overheat_self_clears(self) -> bool {
         self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe
     }
 
     /// From v2.10 frequency is a float and may be fractional.
-    pub fn fractional_frequency(self) -> bool {
+    pub(crate) fn fractional_frequency(self) -> bool {
         self.at_least(Dialect::V2_10)
     }
 
     /// The `PATCH /api/system` key for manual fan duty.
-    pub fn manual_fan_key(self) -> &'static str {
+    pub(crate) fn manual_fan_key(self) -> &'static str {
         if self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe {
             "manualFanSpeed"
         } else {
@@ -130,29 +130,29 @@ impl Dialect {
 
     /// Pretty-printed (cJSON_Print) up to v2.13 and in Lucky's build; compact from v2.14
     /// and from ArduinoJson (NerdQAxe).
-    pub fn pretty(self) -> bool {
+    pub(crate) fn pretty(self) -> bool {
         !(self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe)
     }
 
     /// v2.11+ answers `PATCH` with 400 when a value is out of range.
-    pub fn validates_patch(self) -> bool {
+    pub(crate) fn validates_patch(self) -> bool {
         self.at_least(Dialect::V2_15)
     }
 
     /// A written frequency / core voltage is stored at once (and read back at once) but
     /// runs only after a restart: upstream before v2.2 and Lucky's stock firmware.
-    pub fn restart_to_apply(self) -> bool {
+    pub(crate) fn restart_to_apply(self) -> bool {
         matches!(self, Dialect::V2_0 | Dialect::Lucky)
     }
 
     /// The PATCH handler reads `frequency` and `coreVoltage` only when they are JSON
     /// integers (ArduinoJson `is<uint16_t>()`): `600.0` is ignored without a word.
-    pub fn integer_settings_only(self) -> bool {
+    pub(crate) fn integer_settings_only(self) -> bool {
         self == Dialect::NerdQaxe
     }
 
     /// `POST /api/system/pause` and `/resume` (v2.14+).
-    pub fn has_pause(self) -> bool {
+    pub(crate) fn has_pause(self) -> bool {
         self.at_least(Dialect::V2_15)
     }
 
@@ -255,7 +255,7 @@ pub struct Status {
 
 /// The one hardware fault upstream raises today (`main/tasks/fan_controller_task.c`):
 /// `"Fan Control Failed (%s)"` with the fan mode; mining stops while it is set.
-pub const HARDWARE_FAULT_TEXT: &str = "Fan Control Failed (Auto)";
+pub(crate) const HARDWARE_FAULT_TEXT: &str = "Fan Control Failed (Auto)";
 
 /// Identity of a simulated device.
 #[derive(Debug, Clone)]
@@ -281,7 +281,7 @@ fn float(dialect: Dialect, value: f64) -> Value {
 }
 
 /// The firmware's `_suffix_string()` for best difficulties before v2.11.
-pub fn difficulty_string(dialect: Dialect, value: f64) -> String {
+pub(crate) fn difficulty_string(dialect: Dialect, value: f64) -> String {
     const SUFFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
     let mut mantissa = value.max(0.0);
     let mut index = 0;
@@ -766,7 +766,7 @@ fn lucky_info(id: &Identity, p: &MinerPhysics, r: &Reading) -> Value {
 }
 
 /// `/api/system/asic` (upstream v2.9+ shape; the NerdQAxe fork adds its limits).
-pub fn asic_info(dialect: Dialect, p: &MinerPhysics) -> Value {
+pub(crate) fn asic_info(dialect: Dialect, p: &MinerPhysics) -> Value {
     let spec = &p.spec;
     let (frequencies, voltages) = spec
         .options

@@ -250,7 +250,7 @@ pub const DEFAULT_MIX: [(Board, Dialect); 11] = [
 
 /// The `i`-th miner of a mix narrowed to a board and/or a firmware: a board takes its
 /// maker's firmware (a NerdQAxe++ never runs upstream's), a fork's firmware its own board.
-pub fn mix_pair(i: usize, board: Option<Board>, dialect: Option<Dialect>) -> (Board, Dialect) {
+pub(crate) fn mix_pair(i: usize, board: Option<Board>, dialect: Option<Dialect>) -> (Board, Dialect) {
     let (mix_board, mix_dialect) = DEFAULT_MIX[i % DEFAULT_MIX.len()];
     let native = |board: Board| match board.maker() {
         Maker::NerdQaxe => Dialect::NerdQaxe,
