@@ -21,19 +21,19 @@ pub use replace::{check_writable, LockedConfig, ReplaceError};
 /// Default `server.listen`. 9842 is free in the Prometheus default-port list neighbourhood
 /// and clashes with none of Prometheus (9090), Alertmanager (9093), node_exporter (9100) or
 /// Grafana (3000).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9842";
-pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
-pub const DEFAULT_DATABASE_PATH: &str = "./data/metrics.db";
-pub const DEFAULT_LOG_LEVEL: &str = "INFO";
-pub const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
-pub const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
-pub const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9842";
+pub(crate) const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
+pub(crate) const DEFAULT_DATABASE_PATH: &str = "./data/metrics.db";
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "INFO";
+pub(crate) const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
+pub(crate) const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
+pub(crate) const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
 pub use crate::axeos::address::DEFAULT_MINER_PORT;
 /// Polling faster than this hurts the miner's small web server and gains nothing.
-pub const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
-pub const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
+pub(crate) const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
+pub(crate) const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
 /// A week: longer warm-ups would leave no steady data.
-pub const MAX_WARMUP_MINUTES: f64 = 10_080.0;
+pub(crate) const MAX_WARMUP_MINUTES: f64 = 10_080.0;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,20 +138,20 @@ impl TuneSettings {
     }
 }
 
-pub const DEFAULT_TUNE_MAX_VR_TEMP: f64 = 86.0;
-pub const DEFAULT_TUNE_MAX_POWER_FRACTION: f64 = 0.8;
-pub const DEFAULT_TUNE_MAX_ERROR_PERCENT: f64 = 3.0;
-pub const DEFAULT_TUNE_CONFIDENCE_PERCENT: f64 = 1.0;
-pub const DEFAULT_TUNE_SAMPLE_SECS: f64 = 5.0;
+pub(crate) const DEFAULT_TUNE_MAX_VR_TEMP: f64 = 86.0;
+pub(crate) const DEFAULT_TUNE_MAX_POWER_FRACTION: f64 = 0.8;
+pub(crate) const DEFAULT_TUNE_MAX_ERROR_PERCENT: f64 = 3.0;
+pub(crate) const DEFAULT_TUNE_CONFIDENCE_PERCENT: f64 = 1.0;
+pub(crate) const DEFAULT_TUNE_SAMPLE_SECS: f64 = 5.0;
 /// The fastest a sweep samples: for the simulator; a real miner wants a second or more.
-pub const MIN_TUNE_SAMPLE_SECS: f64 = 0.1;
+pub(crate) const MIN_TUNE_SAMPLE_SECS: f64 = 0.1;
 
 /// Default of `logging.stale_after_polls`.
-pub const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
+pub(crate) const DEFAULT_STALE_AFTER_POLLS: u32 = 3;
 
 impl Config {
     /// The devices the daemon polls.
-    pub fn enabled_devices(&self) -> impl Iterator<Item = &DeviceConfig> {
+    pub(crate) fn enabled_devices(&self) -> impl Iterator<Item = &DeviceConfig> {
         self.devices.iter().filter(|d| d.enabled)
     }
 }
@@ -237,7 +237,7 @@ impl LogLevel {
     }
 
     /// The directive understood by `tracing_subscriber::EnvFilter`.
-    pub fn as_filter(self) -> &'static str {
+    pub(crate) fn as_filter(self) -> &'static str {
         match self {
             Self::Trace => "trace",
             Self::Debug => "debug",
@@ -379,7 +379,7 @@ struct RawTune {
 }
 
 /// The largest configuration file read (a 1,000-miner config is about 60 KiB).
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The deepest flow-style nesting (`[[[…]]]`) accepted: the YAML parser's time grows with
 /// the square of it, and no real config nests more than a few levels.
 const MAX_FLOW_DEPTH: usize = 32;
@@ -395,7 +395,7 @@ enum Seconds {
 /// An address to listen on, written as node_exporter takes it: `IP:PORT`, `[IPv6]:PORT`,
 /// `:PORT` (every interface) or `HOST:PORT` (`localhost:9842`, resolved to its first
 /// address).
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     let problem = || {
         format!("\"{text}\" is not an address to listen on; write IP:PORT, :PORT or HOST:PORT, e.g. {DEFAULT_LISTEN}")
@@ -549,58 +549,9 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             "the device list is empty; add at least one miner".into(),
         ));
     }
-    let mut devices = Vec::with_capacity(raw_devices.len());
-    let mut first_seen: HashMap<&str, usize> = HashMap::new();
-    for (i, d) in raw_devices.iter().enumerate() {
-        let name_key = format!("devices[{i}].name");
-        if d.name.trim().is_empty() {
-            return Err(fail(&name_key, "a device name must not be empty".into()));
-        }
-        if let Some(&first) = first_seen.get(d.name.as_str()) {
-            let first_line = lines
-                .line_of(&format!("devices[{first}].name"))
-                .map(|l| format!(" (first used at line {l})"))
-                .unwrap_or_default();
-            return Err(fail(
-                &name_key,
-                format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
-            ));
-        }
-        first_seen.insert(&d.name, i);
-        let ip_key = format!("devices[{i}].ip");
-        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
-        address.credentials = device_credentials(i, d, secrets, &fail)?.map(Arc::new);
-        devices.push(DeviceConfig {
-            name: d.name.clone(),
-            address,
-            enabled: d.enabled,
-        });
-    }
+    let devices = device_list(&raw_devices, secrets, &lines, &fail)?;
 
-    let poll_secs = match raw.logging.poll_interval {
-        None => DEFAULT_POLL_INTERVAL_SECS,
-        Some(Seconds::Number(seconds)) => seconds,
-        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
-            .map(|d| d.as_secs_f64())
-            .map_err(|_| {
-                fail(
-                    "logging.poll_interval",
-                    format!("\"{text}\" is not a duration; write seconds (30) or a duration (\"30s\", \"1m\")"),
-                )
-            })?,
-    };
-    if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
-        return Err(fail(
-            "logging.poll_interval",
-            format!("{poll_secs} s is too short; the minimum is {MIN_POLL_INTERVAL_SECS} s (30 is a good default)"),
-        ));
-    }
-    if poll_secs > 86_400.0 {
-        return Err(fail(
-            "logging.poll_interval",
-            format!("{poll_secs} s is longer than a day"),
-        ));
-    }
+    let poll_secs = poll_interval_seconds(raw.logging.poll_interval.as_ref(), &fail)?;
 
     let stale_after_polls = raw
         .logging
@@ -629,9 +580,116 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
         return Err(fail("logging.database_path", "must not be empty".into()));
     }
 
+    let thresholds = thresholds(&raw.safety, &fail)?;
+
+    let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
+    let web = web_access(&raw.server, &fail)?;
+
+    let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
+    if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
+        return Err(fail(
+            "analysis.warmup_minutes",
+            format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
+        ));
+    }
+
+    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
+    let protection = protection(&raw.safety, &fail)?;
+    let discovery = discovery_settings(raw.discovery, &fail)?;
+
+    Ok(Config {
+        devices,
+        poll_interval: Duration::from_secs_f64(poll_secs),
+        database_path: PathBuf::from(database_path),
+        log_level,
+        thresholds,
+        listen,
+        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
+        stale_after_polls: stale_after_polls as u32,
+        tune,
+        protection,
+        discovery,
+        web,
+    })
+}
+
+/// The `devices:` list: each name present and unique, each address parsed, each
+/// password read (or only located, with [`Secrets::Skip`]).
+fn device_list(
+    raw_devices: &[RawDevice],
+    secrets: Secrets<'_>,
+    lines: &KeyLines,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<DeviceConfig>, ConfigError> {
+    let mut devices = Vec::with_capacity(raw_devices.len());
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in raw_devices.iter().enumerate() {
+        let name_key = format!("devices[{i}].name");
+        if d.name.trim().is_empty() {
+            return Err(fail(&name_key, "a device name must not be empty".into()));
+        }
+        if let Some(&first) = first_seen.get(d.name.as_str()) {
+            let first_line = lines
+                .line_of(&format!("devices[{first}].name"))
+                .map(|l| format!(" (first used at line {l})"))
+                .unwrap_or_default();
+            return Err(fail(
+                &name_key,
+                format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
+            ));
+        }
+        first_seen.insert(&d.name, i);
+        let ip_key = format!("devices[{i}].ip");
+        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
+        address.credentials = device_credentials(i, d, secrets, fail)?.map(Arc::new);
+        devices.push(DeviceConfig {
+            name: d.name.clone(),
+            address,
+            enabled: d.enabled,
+        });
+    }
+    Ok(devices)
+}
+
+/// `logging.poll_interval` in seconds: a number or a duration, from the minimum to a day.
+fn poll_interval_seconds(
+    raw: Option<&Seconds>,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<f64, ConfigError> {
+    let poll_secs = match raw {
+        None => DEFAULT_POLL_INTERVAL_SECS,
+        Some(Seconds::Number(seconds)) => *seconds,
+        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| {
+                fail(
+                    "logging.poll_interval",
+                    format!("\"{text}\" is not a duration; write seconds (30) or a duration (\"30s\", \"1m\")"),
+                )
+            })?,
+    };
+    if !poll_secs.is_finite() || poll_secs < MIN_POLL_INTERVAL_SECS {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is too short; the minimum is {MIN_POLL_INTERVAL_SECS} s (30 is a good default)"),
+        ));
+    }
+    if poll_secs > 86_400.0 {
+        return Err(fail(
+            "logging.poll_interval",
+            format!("{poll_secs} s is longer than a day"),
+        ));
+    }
+    Ok(poll_secs)
+}
+
+/// `safety.max_temp_warning` and `max_temp_shutdown`: plausible, and the warning not above
+/// the shutdown.
+fn thresholds(raw: &RawSafety, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Thresholds, ConfigError> {
     let thresholds = Thresholds {
-        warning_celsius: raw.safety.max_temp_warning.unwrap_or(DEFAULT_MAX_TEMP_WARNING),
-        shutdown_celsius: raw.safety.max_temp_shutdown.unwrap_or(DEFAULT_MAX_TEMP_SHUTDOWN),
+        warning_celsius: raw.max_temp_warning.unwrap_or(DEFAULT_MAX_TEMP_WARNING),
+        shutdown_celsius: raw.max_temp_shutdown.unwrap_or(DEFAULT_MAX_TEMP_SHUTDOWN),
     };
     for (key, value) in [
         ("safety.max_temp_warning", thresholds.warning_celsius),
@@ -653,21 +711,12 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             ),
         ));
     }
+    Ok(thresholds)
+}
 
-    let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
-    let web = web_access(&raw.server, &fail)?;
-
-    let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
-    if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
-        return Err(fail(
-            "analysis.warmup_minutes",
-            format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
-        ));
-    }
-
-    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
-    let action = match raw.safety.protective_action.as_deref().map(str::trim) {
+/// `safety.protective_action` and its dry run.
+fn protection(raw: &RawSafety, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<Protection, ConfigError> {
+    let action = match raw.protective_action.as_deref().map(str::trim) {
         None | Some("none") => ProtectiveAction::None,
         Some("step_down") => ProtectiveAction::StepDown,
         Some("pause") => ProtectiveAction::Pause,
@@ -679,25 +728,9 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
             ))
         }
     };
-    let protection = Protection {
+    Ok(Protection {
         action,
-        dry_run: raw.safety.protective_action_dry_run.unwrap_or(false),
-    };
-    let discovery = discovery_settings(raw.discovery, &fail)?;
-
-    Ok(Config {
-        devices,
-        poll_interval: Duration::from_secs_f64(poll_secs),
-        database_path: PathBuf::from(database_path),
-        log_level,
-        thresholds,
-        listen,
-        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
-        stale_after_polls: stale_after_polls as u32,
-        tune,
-        protection,
-        discovery,
-        web,
+        dry_run: raw.protective_action_dry_run.unwrap_or(false),
     })
 }
 
@@ -810,7 +843,7 @@ fn web_access(raw: &RawServer, fail: &dyn Fn(&str, String) -> ConfigError) -> Re
 /// One `server.allowed_hosts` entry: a host name as a browser sends it in `Host` (any case,
 /// a trailing dot allowed), or `*`. IP addresses are allowed anyway, so writing one is not
 /// an error; a port or a URL is, since the port is never compared.
-pub fn parse_allowed_host(text: &str) -> Result<String, String> {
+pub(crate) fn parse_allowed_host(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
     if trimmed == "*" {
         return Ok("*".into());
@@ -886,12 +919,8 @@ fn tune_settings(
     thresholds: &Thresholds,
     fail: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<TuneSettings, ConfigError> {
-    let within = |key: &str, value: Option<f64>, range: std::ops::RangeInclusive<f64>, what: &str| match value {
-        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(fail(
-            key,
-            format!("{v} is not {what} ({} to {})", range.start(), range.end()),
-        )),
-        _ => Ok(value),
+    let within = |key: &str, value: Option<f64>, range: std::ops::RangeInclusive<f64>, what: &str| {
+        within_range(fail, key, value, range, what)
     };
     let max_asic_temp = within(
         "tune.max_asic_temp",
@@ -938,13 +967,62 @@ fn tune_settings(
         "a percentage",
     )?
     .unwrap_or(DEFAULT_TUNE_MAX_ERROR_PERCENT);
-    let min_input_volts = within(
+    let (min_input_volts, max_input_volts) = tune_input_window(&raw, fail)?;
+    let confidence_percent = within(
+        "tune.confidence_percent",
+        raw.confidence_percent,
+        0.1..=50.0,
+        "a confidence-interval width in %",
+    )?
+    .unwrap_or(DEFAULT_TUNE_CONFIDENCE_PERCENT);
+    let sample_secs = tune_sample_seconds(raw.sample_interval.as_ref(), fail)?;
+    Ok(TuneSettings {
+        max_asic_temp,
+        max_vr_temp,
+        max_power_fraction,
+        max_power_watts,
+        max_error_percent,
+        min_input_volts,
+        max_input_volts,
+        confidence_percent,
+        sample_interval: Duration::from_secs_f64(sample_secs),
+        restore_interrupted: raw.restore_interrupted.unwrap_or(false),
+    })
+}
+
+/// `value` when it is absent or a finite number within `range`; else an error that names
+/// `what` it should be.
+fn within_range(
+    fail: &dyn Fn(&str, String) -> ConfigError,
+    key: &str,
+    value: Option<f64>,
+    range: std::ops::RangeInclusive<f64>,
+    what: &str,
+) -> Result<Option<f64>, ConfigError> {
+    match value {
+        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(fail(
+            key,
+            format!("{v} is not {what} ({} to {})", range.start(), range.end()),
+        )),
+        _ => Ok(value),
+    }
+}
+
+/// `tune.min_input_volts` and `tune.max_input_volts`: each a voltage, the lower below the
+/// higher when both are given.
+fn tune_input_window(
+    raw: &RawTune,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(Option<f64>, Option<f64>), ConfigError> {
+    let min_input_volts = within_range(
+        fail,
         "tune.min_input_volts",
         raw.min_input_volts,
         1.0..=30.0,
         "a voltage in V",
     )?;
-    let max_input_volts = within(
+    let max_input_volts = within_range(
+        fail,
         "tune.max_input_volts",
         raw.max_input_volts,
         1.0..=30.0,
@@ -958,15 +1036,14 @@ fn tune_settings(
             ));
         }
     }
-    let confidence_percent = within(
-        "tune.confidence_percent",
-        raw.confidence_percent,
-        0.1..=50.0,
-        "a confidence-interval width in %",
-    )?
-    .unwrap_or(DEFAULT_TUNE_CONFIDENCE_PERCENT);
-    let sample_secs = match &raw.sample_interval {
-        None => DEFAULT_TUNE_SAMPLE_SECS,
+    Ok((min_input_volts, max_input_volts))
+}
+
+/// `tune.sample_interval` in seconds: a number or a duration, from the shortest the sweep
+/// samples at to the longest poll interval.
+fn tune_sample_seconds(raw: Option<&Seconds>, fail: &dyn Fn(&str, String) -> ConfigError) -> Result<f64, ConfigError> {
+    match raw {
+        None => Ok(DEFAULT_TUNE_SAMPLE_SECS),
         Some(value) => seconds_value(value)
             .filter(|s| s.is_finite() && (MIN_TUNE_SAMPLE_SECS..=MAX_POLL_INTERVAL_SECS).contains(s))
             .ok_or_else(|| {
@@ -974,20 +1051,8 @@ fn tune_settings(
                     "tune.sample_interval",
                     format!("must be a number of seconds from {MIN_TUNE_SAMPLE_SECS} to {MAX_POLL_INTERVAL_SECS}, or a duration such as \"5s\""),
                 )
-            })?,
-    };
-    Ok(TuneSettings {
-        max_asic_temp,
-        max_vr_temp,
-        max_power_fraction,
-        max_power_watts,
-        max_error_percent,
-        min_input_volts,
-        max_input_volts,
-        confidence_percent,
-        sample_interval: Duration::from_secs_f64(sample_secs),
-        restore_interrupted: raw.restore_interrupted.unwrap_or(false),
-    })
+            }),
+    }
 }
 
 /// serde_yaml reports the key path and the location; keep both, drop its duplicated suffix.

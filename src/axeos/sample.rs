@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::untrusted::{printable, SMALLEST_READING};
+use super::untrusted::{printable, MAX_ASIC_CHIPS, MAX_HEAP_BYTES, MAX_UPTIME_SECONDS, PLAUSIBLE, SMALLEST_READING};
 
 /// Everything the exporter keeps from one successful poll, in normalised units
 /// (GH/s, W, V, A, °C, MHz, mV, %, seconds, bytes).
@@ -139,7 +139,7 @@ pub struct ClockConfig {
 impl Sample {
     /// Takes a chip count the info body did not give (from `/api/system/asic`), and the
     /// expected hashrate it makes possible.
-    pub fn fill_chip_count(&mut self, chips: u32) {
+    pub(crate) fn fill_chip_count(&mut self, chips: u32) {
         if self.asic_count.is_some() {
             return;
         }
@@ -172,7 +172,7 @@ impl Sample {
     /// The clock configuration as label values; a setting the miner did not report (or
     /// reported as 0) is `"unknown"`, never an empty label, which Prometheus would treat
     /// as no label at all.
-    pub fn clock_config(&self) -> ClockConfig {
+    pub(crate) fn clock_config(&self) -> ClockConfig {
         let label = |value: Option<f64>| value.map_or_else(|| "unknown".to_string(), format_label_number);
         ClockConfig {
             frequency_mhz: label(self.frequency_mhz),
@@ -195,7 +195,7 @@ pub fn format_label_number(value: f64) -> String {
 }
 
 /// `490/1150`: a clock configuration in a table cell (`?` for an unknown part).
-pub fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64>) -> String {
+pub(crate) fn short_clock_label(frequency_mhz: Option<f64>, core_voltage_mv: Option<f64>) -> String {
     format!(
         "{}/{}",
         frequency_mhz.map_or("?".into(), format_label_number),
@@ -426,144 +426,55 @@ fn pool_address(url: Option<String>, port: Option<f64>) -> Option<String> {
 }
 
 impl WireInfo {
-    fn into_sample(self) -> Result<Sample, DecodeError> {
-        let (pool_protocol, pool_tls) = active_pool(&self);
-        let asic_model = self.asic_model.0.filter(|s| !s.is_empty());
-        if self.hash_rate.0.is_none() && asic_model.is_none() {
+    fn into_sample(mut self) -> Result<Sample, DecodeError> {
+        if self.hash_rate.0.is_none() && non_empty(&self.asic_model).is_none() {
             return Err(DecodeError::NotAxeOs);
         }
-        let board_version = self.board_version.0.filter(|s| !s.is_empty());
-        let device_model = self.device_model.0.filter(|s| !s.is_empty());
-        let miner_model = self.miner_model.0.filter(|s| !s.is_empty());
-        let family = crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
-            version: self.version.0.as_deref(),
-            device_model: device_model.as_deref(),
-            miner_model: miner_model.as_deref(),
-            board_version: board_version.as_deref(),
-            has_axeos_version: self.axeos_version.0.as_deref().is_some_and(|v| !v.is_empty()),
-            has_nerdqaxe_fields: self.asic_temps.is_some()
-                || self.free_heap_int.0.is_some()
-                || self.fanrpm2.0.is_some()
-                || self.found_blocks.0.is_some()
-                || self.vr_temp_int.is_some(),
-        });
-        // Per-chip temperatures: `asicTemps` (NerdQAxe), else forge-os's `chiptemp1/2`.
-        let chip_temps = self.asic_temps.clone().or_else(|| {
-            let temps: Vec<serde_json::Value> = [self.chiptemp1.0, self.chiptemp2.0]
-                .into_iter()
-                .map_while(|t| t.map(serde_json::Value::from))
-                .collect();
-            (!temps.is_empty()).then_some(serde_json::Value::Array(temps))
-        });
-        let mut chips = chip_readings(self.hashrate_monitor.as_ref(), chip_temps.as_ref());
+        let (pool_protocol, pool_tls) = active_pool(&self);
+        let family = self.family();
+        let mut chips = chip_readings(self.hashrate_monitor.as_ref(), self.chip_temps().as_ref());
         // Each chip's readings pass their window before any of them is used: one broken
         // (or hostile) chip sensor must not become the board's ASIC temperature, nor a
         // chip at 1e308 GH/s an infinite series.
-        let implausible_chip_readings = super::untrusted::drop_implausible_chip_readings(&mut chips);
-        let monitor_chips = self
-            .hashrate_monitor
-            .as_ref()
-            .and_then(|m| m.get("asics")?.as_array().map(Vec::len))
-            .filter(|&n| n > 0 && n <= MAX_CHIPS);
-        // The miner's own count beats any table: `asicCount`, else one entry per chip in
-        // `hashrateMonitor.asics` (upstream v2.11+).
-        let reported_chips = self
-            .asic_count
-            .positive()
-            .filter(|&n| n.fract() == 0.0 && n <= MAX_CHIPS as f64)
-            .map(|n| n as u32)
-            .or(monitor_chips.map(|n| n as u32));
+        let implausible_chip_readings = drop_implausible_chip_readings(&mut chips);
         let board = crate::axeos::boards::resolve(&crate::axeos::boards::BoardEvidence {
             family,
-            board_version: board_version.as_deref(),
-            device_model: device_model.as_deref(),
-            miner_model: miner_model.as_deref(),
-            asic_model: asic_model.as_deref(),
-            reported_chips,
+            board_version: non_empty(&self.board_version),
+            device_model: non_empty(&self.device_model),
+            miner_model: non_empty(&self.miner_model),
+            asic_model: non_empty(&self.asic_model),
+            reported_chips: self.reported_chips(),
             has_v219_keys: self.fanrpm.0.is_some(),
         });
-
-        let frequency_mhz = self.frequency.positive();
         let asic_count = board.chips;
-        let hottest_chip = chips
+        let expected_hashrate_ghs = self.expected_hashrate_ghs(asic_count);
+        // −1 = not initialised; 0 = driver error. Neither is a temperature. Where the
+        // miner reports each chip, the hottest one is the ASIC temperature.
+        let asic_temp_celsius = chips
             .iter()
             .filter_map(|c| c.temp_celsius)
             .chain(self.temp.positive())
             .reduce(f64::max);
-        // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
-        let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
-        let expected_hashrate_ghs = self.expected_hashrate.positive().or_else(|| {
-            let cores = small_cores.or_else(|| asic_model.as_deref().and_then(small_cores_of))?;
-            Some(frequency_mhz? * cores * f64::from(asic_count?) / 1000.0)
-        });
-
-        // Only from v2.1.9 (when `fanrpm` appeared) does `fanspeed` report the applied duty.
-        let fan_duty_percent = if self.fanrpm.0.is_some() {
-            self.fanspeed.0.filter(|v| (0.0..=100.0).contains(v))
-        } else {
-            None
-        };
-        let fan_rpm = self
-            .fanrpm
-            .0
-            .or(self.fan_speed_rpm.0)
-            .or(self.fan_speed_v20.0)
-            .filter(|v| *v >= 0.0);
-
-        // Values the normalisation below leaves out without being sentinels: negative
-        // readings (other than the firmware's −1 "no reading") and counts past any counter.
-        // They are broken sensors or hostile bodies, and counted as implausible.
-        let negative = |v: Option<f64>| v.is_some_and(|v| v < 0.0 && v != -1.0);
-        let not_a_count = |v: Option<f64>| v.is_some_and(|v| !(0.0..1.8e19).contains(&v));
-        let unreadable: Vec<&'static str> = [
-            ("hashrate_ghs", negative(self.hash_rate.0)),
-            ("power_watts", negative(self.power.0)),
-            ("input_current_amperes", negative(self.current.0)),
-            ("asic_temperature_celsius", negative(self.temp.0)),
-            ("asic_temperature2_celsius", negative(self.temp2.0)),
-            ("vr_temperature_celsius", negative(self.vr_temp.0)),
-            ("error_percent", negative(self.error_percentage.0)),
-            (
-                "fan_rpm",
-                negative(self.fanrpm.0.or(self.fan_speed_rpm.0).or(self.fan_speed_v20.0)),
-            ),
-            ("shares_accepted", not_a_count(self.shares_accepted.0)),
-            ("shares_rejected", not_a_count(self.shares_rejected.0)),
-            ("uptime_seconds", not_a_count(self.uptime_seconds.0)),
-            ("free_heap_bytes", not_a_count(self.free_heap.0)),
-            ("free_heap_internal_bytes", not_a_count(self.free_heap_internal.0)),
-            ("asic_chips", not_a_count(self.asic_count.0)),
-        ]
-        .into_iter()
-        .filter_map(|(name, flagged)| flagged.then_some(name))
-        .chain(implausible_chip_readings)
-        .collect();
+        let implausible = self.unreadable().chain(implausible_chip_readings).collect();
+        let pool = self.active_pool_address();
+        let identity = self.take_identity(family, board.name);
 
         let mut sample = Sample {
             hashrate_ghs: self.hash_rate.0.filter(|v| *v >= 0.0),
             expected_hashrate_ghs,
             power_watts: self.power.0.filter(|v| *v >= 0.0),
-            // mV upstream; a fork that sends volts (< 100) is read as volts.
-            input_voltage_volts: self.voltage.positive().or(self.voltagei.positive()).map(|v| {
-                if v < 100.0 {
-                    v
-                } else {
-                    v / 1000.0
-                }
-            }),
+            input_voltage_volts: self.input_voltage_volts(),
             input_current_amperes: self.current.0.filter(|v| *v >= 0.0).map(|ma| ma / 1000.0),
-            // −1 = not initialised; 0 = driver error. Neither is a temperature. Where the
-            // miner reports each chip, the hottest one is the ASIC temperature.
-            asic_temp_celsius: hottest_chip,
+            asic_temp_celsius,
             asic_temp2_celsius: self.temp2.positive(),
             // 0 on boards without a TPS546 regulator.
             vr_temp_celsius: self.vr_temp.positive(),
-            frequency_mhz,
+            frequency_mhz: self.frequency.positive(),
             actual_frequency_mhz: self.actual_frequency.positive(),
             core_voltage_mv: self.core_voltage.positive(),
             core_voltage_measured_mv: self.core_voltage_actual.positive(),
-            fan_duty_percent,
-            fan_rpm,
+            fan_duty_percent: self.fan_duty_percent(),
+            fan_rpm: self.fan_rpm().filter(|v| *v >= 0.0),
             // 0 when the board has no second fan.
             fan2_rpm: self.fan2rpm.positive().or(self.fanrpm2.positive()),
             shares_accepted: self.shares_accepted.count(),
@@ -577,17 +488,9 @@ impl WireInfo {
             wifi_rssi_dbm: self.wifi_rssi.0.filter(|v| *v < 0.0 && *v != -90.0),
             free_heap_bytes: self.free_heap.count(),
             free_heap_internal_bytes: self.free_heap_internal.count().or(self.free_heap_int.count()),
-            overheat: self
-                .overheat_mode
-                .flag()
-                .or(self.overheat_mode_camel.flag())
-                .or(self.overheat.flag()),
+            overheat: self.overheat(),
             using_fallback_pool: self.using_fallback.flag(),
-            pool: if self.using_fallback.flag() == Some(true) {
-                pool_address(self.fallback_stratum_url.0, self.fallback_stratum_port.0)
-            } else {
-                pool_address(self.stratum_url.0, self.stratum_port.0)
-            },
+            pool,
             mining_paused: self.mining_paused.flag().or(self.shutdown.flag()),
             asic_count,
             pool_response_time_ms: self.response_time.0.filter(|v| *v >= 0.0),
@@ -597,47 +500,183 @@ impl WireInfo {
             blocks_found: self.block_found.count().or(self.found_blocks.count()),
             network_difficulty: self.network_difficulty.positive(),
             total_uptime_seconds: self.total_uptime_seconds.count(),
-            rejected_by_reason: self.shares_rejected_reasons.0,
+            rejected_by_reason: std::mem::take(&mut self.shares_rejected_reasons.0),
             rated_power_watts: self.max_power.positive(),
             nominal_input_volts: self.nominal_voltage.positive(),
-            power_fault: fault_text(self.power_fault.0),
-            hardware_fault: fault_text(self.hardware_fault.0),
-            reset_reason: self
-                .reset_reason
-                .0
-                .or(self.last_reset_reason.0)
-                .filter(|s| !s.is_empty()),
+            power_fault: fault_text(self.power_fault.0.take()),
+            hardware_fault: fault_text(self.hardware_fault.0.take()),
+            reset_reason: self.take_reset_reason(),
             shares_pending: self.shares_pending.count(),
             work_received: self.work_received.count(),
             total_hashes: self.total_hashes.0.filter(|v| *v >= 0.0),
             pool_protocol,
             pool_tls,
-            input_window_volts: match (self.min_voltage.positive(), self.max_voltage.positive()) {
-                // Volts, and a window a real supply fits in.
-                (Some(low), Some(high)) if low < high && high <= 60.0 => Some((low, high)),
-                _ => None,
-            },
+            input_window_volts: self.input_window_volts(),
             chips,
-            identity: Identity {
-                hostname: self.hostname.0.filter(|s| !s.is_empty()),
-                mac: self
-                    .mac_addr
-                    .0
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.to_ascii_uppercase()),
-                asic_model,
-                board_version,
-                firmware: self.version.0.filter(|s| !s.is_empty()),
-                family,
-                board: board.name,
-                web_ui_version: self.axeos_version.0.filter(|s| !s.is_empty()),
-                mdns_hostname: self.mdns_hostname.0.filter(|s| !s.is_empty()),
-            },
-            implausible: unreadable,
+            identity,
+            implausible,
         };
         sample.drop_implausible();
         Ok(sample)
     }
+
+    /// The firmware family, from the version strings and the keys only some families send.
+    fn family(&self) -> crate::axeos::family::FirmwareFamily {
+        crate::axeos::family::decide(&crate::axeos::family::FamilyHints {
+            version: self.version.0.as_deref(),
+            device_model: non_empty(&self.device_model),
+            miner_model: non_empty(&self.miner_model),
+            board_version: non_empty(&self.board_version),
+            has_axeos_version: self.axeos_version.0.as_deref().is_some_and(|v| !v.is_empty()),
+            has_nerdqaxe_fields: self.asic_temps.is_some()
+                || self.free_heap_int.0.is_some()
+                || self.fanrpm2.0.is_some()
+                || self.found_blocks.0.is_some()
+                || self.vr_temp_int.is_some(),
+        })
+    }
+
+    /// Per-chip temperatures: `asicTemps` (NerdQAxe), else forge-os's `chiptemp1/2`.
+    fn chip_temps(&self) -> Option<serde_json::Value> {
+        self.asic_temps.clone().or_else(|| {
+            let temps: Vec<serde_json::Value> = [self.chiptemp1.0, self.chiptemp2.0]
+                .into_iter()
+                .map_while(|t| t.map(serde_json::Value::from))
+                .collect();
+            (!temps.is_empty()).then_some(serde_json::Value::Array(temps))
+        })
+    }
+
+    /// The miner's own chip count, which beats any table: `asicCount`, else one entry per
+    /// chip in `hashrateMonitor.asics` (upstream v2.11+).
+    fn reported_chips(&self) -> Option<u32> {
+        let monitor_chips = self
+            .hashrate_monitor
+            .as_ref()
+            .and_then(|m| m.get("asics")?.as_array().map(Vec::len))
+            .filter(|&n| n > 0 && n <= MAX_CHIPS);
+        self.asic_count
+            .positive()
+            .filter(|&n| n.fract() == 0.0 && n <= MAX_CHIPS as f64)
+            .map(|n| n as u32)
+            .or(monitor_chips.map(|n| n as u32))
+    }
+
+    /// `expectedHashrate` where the firmware sends it, else frequency × small cores × chips.
+    fn expected_hashrate_ghs(&self, asic_count: Option<u32>) -> Option<f64> {
+        // 65535 means "unknown ASIC" on v2.1.9–v2.7.x.
+        let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
+        self.expected_hashrate.positive().or_else(|| {
+            let cores = small_cores.or_else(|| non_empty(&self.asic_model).and_then(small_cores_of))?;
+            Some(self.frequency.positive()? * cores * f64::from(asic_count?) / 1000.0)
+        })
+    }
+
+    /// The applied fan duty: only from v2.1.9 (when `fanrpm` appeared) does `fanspeed`
+    /// report it.
+    fn fan_duty_percent(&self) -> Option<f64> {
+        if self.fanrpm.0.is_some() {
+            self.fanspeed.0.filter(|v| (0.0..=100.0).contains(v))
+        } else {
+            None
+        }
+    }
+
+    /// The overheat mode under whichever of its names this firmware sends.
+    fn overheat(&self) -> Option<bool> {
+        self.overheat_mode
+            .flag()
+            .or(self.overheat_mode_camel.flag())
+            .or(self.overheat.flag())
+    }
+
+    /// Why the miner last restarted: `resetReason` (upstream) or `lastResetReason`
+    /// (NerdQAxe), absent when empty.
+    fn take_reset_reason(&mut self) -> Option<String> {
+        self.reset_reason
+            .0
+            .take()
+            .or(self.last_reset_reason.0.take())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The fan's RPM under whichever of its three names this era sends.
+    fn fan_rpm(&self) -> Option<f64> {
+        self.fanrpm.0.or(self.fan_speed_rpm.0).or(self.fan_speed_v20.0)
+    }
+
+    /// The input voltage: mV upstream; a fork that sends volts (< 100) is read as volts.
+    fn input_voltage_volts(&self) -> Option<f64> {
+        self.voltage
+            .positive()
+            .or(self.voltagei.positive())
+            .map(|v| if v < 100.0 { v } else { v / 1000.0 })
+    }
+
+    /// NerdQAxe's input window, in volts, when it is one a real supply fits in.
+    fn input_window_volts(&self) -> Option<(f64, f64)> {
+        match (self.min_voltage.positive(), self.max_voltage.positive()) {
+            (Some(low), Some(high)) if low < high && high <= 60.0 => Some((low, high)),
+            _ => None,
+        }
+    }
+
+    /// Values the normalisation leaves out without being sentinels: negative readings
+    /// (other than the firmware's −1 "no reading") and counts past any counter. They are
+    /// broken sensors or hostile bodies, and counted as implausible.
+    fn unreadable(&self) -> impl Iterator<Item = &'static str> {
+        let negative = |v: Option<f64>| v.is_some_and(|v| v < 0.0 && v != -1.0);
+        let not_a_count = |v: Option<f64>| v.is_some_and(|v| !(0.0..1.8e19).contains(&v));
+        [
+            ("hashrate_ghs", negative(self.hash_rate.0)),
+            ("power_watts", negative(self.power.0)),
+            ("input_current_amperes", negative(self.current.0)),
+            ("asic_temperature_celsius", negative(self.temp.0)),
+            ("asic_temperature2_celsius", negative(self.temp2.0)),
+            ("vr_temperature_celsius", negative(self.vr_temp.0)),
+            ("error_percent", negative(self.error_percentage.0)),
+            ("fan_rpm", negative(self.fan_rpm())),
+            ("shares_accepted", not_a_count(self.shares_accepted.0)),
+            ("shares_rejected", not_a_count(self.shares_rejected.0)),
+            ("uptime_seconds", not_a_count(self.uptime_seconds.0)),
+            ("free_heap_bytes", not_a_count(self.free_heap.0)),
+            ("free_heap_internal_bytes", not_a_count(self.free_heap_internal.0)),
+            ("asic_chips", not_a_count(self.asic_count.0)),
+        ]
+        .into_iter()
+        .filter_map(|(name, flagged)| flagged.then_some(name))
+    }
+
+    /// The pool in use: the fallback's `host:port` while the miner is on it, else the
+    /// primary's.
+    fn active_pool_address(&mut self) -> Option<String> {
+        if self.using_fallback.flag() == Some(true) {
+            pool_address(self.fallback_stratum_url.0.take(), self.fallback_stratum_port.0)
+        } else {
+            pool_address(self.stratum_url.0.take(), self.stratum_port.0)
+        }
+    }
+
+    /// The miner's names and versions, each absent when empty (taken out of the body).
+    fn take_identity(&mut self, family: crate::axeos::family::FirmwareFamily, board: Option<String>) -> Identity {
+        let take = |text: &mut Text| text.0.take().filter(|s| !s.is_empty());
+        Identity {
+            hostname: take(&mut self.hostname),
+            mac: take(&mut self.mac_addr).map(|s| s.to_ascii_uppercase()),
+            asic_model: take(&mut self.asic_model),
+            board_version: take(&mut self.board_version),
+            firmware: take(&mut self.version),
+            family,
+            board,
+            web_ui_version: take(&mut self.axeos_version),
+            mdns_hostname: take(&mut self.mdns_hostname),
+        }
+    }
+}
+
+/// A text field's value, absent when empty.
+fn non_empty(text: &Text) -> Option<&str> {
+    text.0.as_deref().filter(|s| !s.is_empty())
 }
 
 /// More chips than any board carries is a broken or hostile body.
@@ -776,7 +815,7 @@ pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
-pub fn small_cores_of(asic_model: &str) -> Option<f64> {
+pub(crate) fn small_cores_of(asic_model: &str) -> Option<f64> {
     match asic_model.trim() {
         "BM1397" => Some(672.0),
         "BM1366" => Some(894.0),
@@ -868,7 +907,7 @@ impl<'de> Deserialize<'de> for Difficulty {
 }
 
 /// Parses a difficulty string with an optional SI suffix (`k`/`K`, `M`, `G`, `T`, `P`, `E`).
-pub fn parse_difficulty(text: &str) -> Option<f64> {
+pub(crate) fn parse_difficulty(text: &str) -> Option<f64> {
     let s = text.trim();
     let (number, multiplier) = match s.char_indices().last() {
         Some((i, c)) => match c {
@@ -996,6 +1035,89 @@ impl<'de> Deserialize<'de> for Text {
         }
         d.deserialize_any(TextVisitor).map(Text)
     }
+}
+
+impl Sample {
+    /// Makes every reading outside its plausibility window absent, and records which.
+    fn drop_implausible(&mut self) {
+        let mut dropped = Vec::new();
+        let mut check = |value: &mut Option<f64>, (name, low, high): (&'static str, f64, f64)| {
+            if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
+                *value = None;
+                dropped.push(name);
+            }
+        };
+        let [hashrate, expected, power, input_voltage, input_current, asic, asic2, vr, frequency, actual_frequency, voltage, measured_voltage, fan_rpm, fan2_rpm, error, rssi, difficulty, session_difficulty, pool_difficulty, response] =
+            PLAUSIBLE;
+        check(&mut self.hashrate_ghs, hashrate);
+        check(&mut self.expected_hashrate_ghs, expected);
+        check(&mut self.power_watts, power);
+        check(&mut self.input_voltage_volts, input_voltage);
+        check(&mut self.input_current_amperes, input_current);
+        check(&mut self.asic_temp_celsius, asic);
+        check(&mut self.asic_temp2_celsius, asic2);
+        check(&mut self.vr_temp_celsius, vr);
+        check(&mut self.frequency_mhz, frequency);
+        check(&mut self.actual_frequency_mhz, actual_frequency);
+        check(&mut self.core_voltage_mv, voltage);
+        check(&mut self.core_voltage_measured_mv, measured_voltage);
+        check(&mut self.fan_rpm, fan_rpm);
+        check(&mut self.fan2_rpm, fan2_rpm);
+        check(&mut self.error_percent, error);
+        check(&mut self.wifi_rssi_dbm, rssi);
+        check(&mut self.best_difficulty, difficulty);
+        check(&mut self.session_best_difficulty, session_difficulty);
+        check(&mut self.pool_difficulty, pool_difficulty);
+        check(&mut self.pool_response_time_ms, response);
+        if self.uptime_seconds.is_some_and(|u| u > MAX_UPTIME_SECONDS) {
+            self.uptime_seconds = None;
+            dropped.push("uptime_seconds");
+        }
+        if self.free_heap_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
+            self.free_heap_bytes = None;
+            dropped.push("free_heap_bytes");
+        }
+        if self.free_heap_internal_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
+            self.free_heap_internal_bytes = None;
+            dropped.push("free_heap_internal_bytes");
+        }
+        if self.asic_count.is_some_and(|n| n > MAX_ASIC_CHIPS) {
+            self.asic_count = None;
+            dropped.push("asic_chips");
+        }
+        self.implausible.extend(dropped);
+    }
+}
+
+/// Makes each chip's reading outside its window absent (the hashrate and temperature
+/// windows of the whole board, [`PLAUSIBLE`]), and names each kind dropped once.
+fn drop_implausible_chip_readings(chips: &mut [ChipReading]) -> Vec<&'static str> {
+    let window = |name: &str| {
+        PLAUSIBLE
+            .iter()
+            .find(|(field, _, _)| *field == name)
+            .map_or((0.0, 0.0), |(_, low, high)| (*low, *high))
+    };
+    let (rate_low, rate_high) = window("hashrate_ghs");
+    let (temp_low, temp_high) = window("asic_temperature_celsius");
+    let mut dropped = Vec::new();
+    let mut check = |value: &mut Option<f64>, (low, high): (f64, f64), name: &'static str| {
+        if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
+            *value = None;
+            if !dropped.contains(&name) {
+                dropped.push(name);
+            }
+        }
+    };
+    for chip in chips.iter_mut() {
+        check(&mut chip.hashrate_ghs, (rate_low, rate_high), "chip_hashrate_ghs");
+        check(
+            &mut chip.temp_celsius,
+            (temp_low, temp_high),
+            "chip_temperature_celsius",
+        );
+    }
+    dropped
 }
 
 #[cfg(test)]

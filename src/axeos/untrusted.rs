@@ -1,90 +1,6 @@
 //! Nothing a miner sends is trusted: the plausibility window of every normalised reading
-//! (a value outside is absent and counted), and the escaping of every string it sends.
-
-use super::sample::{ChipReading, Sample};
-
-impl Sample {
-    /// Makes every reading outside its plausibility window absent, and records which.
-    pub(super) fn drop_implausible(&mut self) {
-        let mut dropped = Vec::new();
-        let mut check = |value: &mut Option<f64>, (name, low, high): (&'static str, f64, f64)| {
-            if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
-                *value = None;
-                dropped.push(name);
-            }
-        };
-        let [hashrate, expected, power, input_voltage, input_current, asic, asic2, vr, frequency, actual_frequency, voltage, measured_voltage, fan_rpm, fan2_rpm, error, rssi, difficulty, session_difficulty, pool_difficulty, response] =
-            PLAUSIBLE;
-        check(&mut self.hashrate_ghs, hashrate);
-        check(&mut self.expected_hashrate_ghs, expected);
-        check(&mut self.power_watts, power);
-        check(&mut self.input_voltage_volts, input_voltage);
-        check(&mut self.input_current_amperes, input_current);
-        check(&mut self.asic_temp_celsius, asic);
-        check(&mut self.asic_temp2_celsius, asic2);
-        check(&mut self.vr_temp_celsius, vr);
-        check(&mut self.frequency_mhz, frequency);
-        check(&mut self.actual_frequency_mhz, actual_frequency);
-        check(&mut self.core_voltage_mv, voltage);
-        check(&mut self.core_voltage_measured_mv, measured_voltage);
-        check(&mut self.fan_rpm, fan_rpm);
-        check(&mut self.fan2_rpm, fan2_rpm);
-        check(&mut self.error_percent, error);
-        check(&mut self.wifi_rssi_dbm, rssi);
-        check(&mut self.best_difficulty, difficulty);
-        check(&mut self.session_best_difficulty, session_difficulty);
-        check(&mut self.pool_difficulty, pool_difficulty);
-        check(&mut self.pool_response_time_ms, response);
-        if self.uptime_seconds.is_some_and(|u| u > MAX_UPTIME_SECONDS) {
-            self.uptime_seconds = None;
-            dropped.push("uptime_seconds");
-        }
-        if self.free_heap_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
-            self.free_heap_bytes = None;
-            dropped.push("free_heap_bytes");
-        }
-        if self.free_heap_internal_bytes.is_some_and(|b| b > MAX_HEAP_BYTES) {
-            self.free_heap_internal_bytes = None;
-            dropped.push("free_heap_internal_bytes");
-        }
-        if self.asic_count.is_some_and(|n| n > MAX_ASIC_CHIPS) {
-            self.asic_count = None;
-            dropped.push("asic_chips");
-        }
-        self.implausible.extend(dropped);
-    }
-}
-
-/// Makes each chip's reading outside its window absent (the hashrate and temperature
-/// windows of the whole board, [`PLAUSIBLE`]), and names each kind dropped once.
-pub(super) fn drop_implausible_chip_readings(chips: &mut [ChipReading]) -> Vec<&'static str> {
-    let window = |name: &str| {
-        PLAUSIBLE
-            .iter()
-            .find(|(field, _, _)| *field == name)
-            .map_or((0.0, 0.0), |(_, low, high)| (*low, *high))
-    };
-    let (rate_low, rate_high) = window("hashrate_ghs");
-    let (temp_low, temp_high) = window("asic_temperature_celsius");
-    let mut dropped = Vec::new();
-    let mut check = |value: &mut Option<f64>, (low, high): (f64, f64), name: &'static str| {
-        if value.is_some_and(|v| !(v.is_finite() && v >= low && v <= high)) {
-            *value = None;
-            if !dropped.contains(&name) {
-                dropped.push(name);
-            }
-        }
-    };
-    for chip in chips.iter_mut() {
-        check(&mut chip.hashrate_ghs, (rate_low, rate_high), "chip_hashrate_ghs");
-        check(
-            &mut chip.temp_celsius,
-            (temp_low, temp_high),
-            "chip_temperature_celsius",
-        );
-    }
-    dropped
-}
+//! (a value outside is absent and counted, by `sample`), and the escaping of every string it
+//! sends. Knows no type of its own layer, so `sample` can use it without a circle.
 
 /// Plausibility windows, in normalised units: (field, lowest, highest). A value outside is
 /// a broken sensor or a hostile body, not a reading: it is absent and counted
@@ -115,12 +31,12 @@ pub const PLAUSIBLE: [(&str, f64, f64); 20] = [
 /// The smallest magnitude a miner's number is read as, in the units it sends (GH/s, W, mV,
 /// mA, °C, MHz, %, ms); anything closer to 0 is 0. No reading of a Bitaxe means anything
 /// at a millionth of its unit, and a subnormal one (1e-320) divides into infinity.
-pub const SMALLEST_READING: f64 = 1e-6;
+pub(crate) const SMALLEST_READING: f64 = 1e-6;
 /// Ten years.
-const MAX_UPTIME_SECONDS: u64 = 10 * 366 * 86_400;
+pub(super) const MAX_UPTIME_SECONDS: u64 = 10 * 366 * 86_400;
 /// 1 GB: an ESP32-S3 has 512 KiB of SRAM and at most 32 MiB of PSRAM.
-const MAX_HEAP_BYTES: u64 = 1 << 30;
-const MAX_ASIC_CHIPS: u32 = 256;
+pub(super) const MAX_HEAP_BYTES: u64 = 1 << 30;
+pub(super) const MAX_ASIC_CHIPS: u32 = 256;
 
 /// Text with the characters that could deceive a reader written as escapes (`\n`,
 /// `\u{1b}`, `\u{202e}`): control characters (a newline that forges a log line, an escape

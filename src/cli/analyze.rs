@@ -4,8 +4,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use super::output::{emit, print_json, status_line};
-use super::session::ListFormat;
+use super::output::{emit, print_json, status_line, ListFormat};
 use super::settings::{known_device, ledger_failure, parse_time_arg, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::export::ExportFormat;
@@ -108,143 +107,163 @@ impl AnalyzeCommand {
 fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<(), Failure> {
     let ledger = settings.open()?;
     match action {
-        AnalyzeCommand::Report(ReportArgs { output, device, since }) => {
-            let spec = crate::web::report::ReportSpec {
-                device: match &device {
-                    Some(name) => Some(known_device(&ledger, name)?),
-                    None => None,
-                },
-                since: parse_time_arg("--since", since.as_deref())?,
-                now: time::now_unix(),
-                warmup_seconds: settings.warmup_seconds,
-                thresholds: settings.thresholds,
-            };
-            let output = Path::new(&output);
-            settings.refuse_to_overwrite(output)?;
-            let report = crate::web::report::render(&ledger, &spec).map_err(ledger_failure)?;
-            crate::analysis::export::write_to_path(output, |out| {
-                out.write_all(report.as_bytes())?;
-                Ok(report.len() as u64)
-            })
-            .map_err(export_failure)?;
-            status_line(&format!(
-                "wrote {} ({:.0} KB): open it in a browser; it needs no network",
-                output.display(),
-                report.len() as f64 / 1024.0
-            ));
-            Ok(())
+        AnalyzeCommand::Report(args) => write_report(settings, &ledger, args),
+        AnalyzeCommand::CompareConfigs(args) => compare_configs(settings, &ledger, args),
+        AnalyzeCommand::Optimize(args) => optimize(settings, &ledger, args),
+        AnalyzeCommand::Export(args) => export(settings, &ledger, args),
+    }
+}
+
+/// The id of `--device`, when given; an unknown name is the user's to fix.
+fn device_id(ledger: &Ledger, device: Option<&str>) -> Result<Option<i64>, Failure> {
+    match device {
+        Some(name) => Ok(Some(known_device(ledger, name)?.id)),
+        None => Ok(None),
+    }
+}
+
+/// `analyze report`: one self-contained HTML file.
+fn write_report(settings: &LedgerSettings, ledger: &Ledger, args: ReportArgs) -> Result<(), Failure> {
+    let ReportArgs { output, device, since } = args;
+    let spec = crate::web::report::ReportSpec {
+        device: match &device {
+            Some(name) => Some(known_device(ledger, name)?),
+            None => None,
+        },
+        since: parse_time_arg("--since", since.as_deref())?,
+        now: time::now_unix(),
+        warmup_seconds: settings.warmup_seconds,
+        thresholds: settings.thresholds,
+    };
+    let output = Path::new(&output);
+    settings.refuse_to_overwrite(output)?;
+    let report = crate::web::report::render(ledger, &spec).map_err(ledger_failure)?;
+    crate::analysis::export::write_to_path(output, |out| {
+        out.write_all(report.as_bytes())?;
+        Ok(report.len() as u64)
+    })
+    .map_err(export_failure)?;
+    status_line(&format!(
+        "wrote {} ({:.0} KB): open it in a browser; it needs no network",
+        output.display(),
+        report.len() as f64 / 1024.0
+    ));
+    Ok(())
+}
+
+/// `analyze compare-configs`: one row per configuration run, optionally within a session.
+fn compare_configs(settings: &LedgerSettings, ledger: &Ledger, args: CompareConfigsArgs) -> Result<(), Failure> {
+    let CompareConfigsArgs {
+        device,
+        session: session_id,
+        since,
+        until,
+        format,
+    } = args;
+    let mut query = Query {
+        device_id: device_id(ledger, device.as_deref())?,
+        since: parse_time_arg("--since", since.as_deref())?,
+        until: parse_time_arg("--until", until.as_deref())?,
+        warmup_seconds: settings.warmup_seconds,
+    };
+    if let Some(id) = session_id {
+        narrow_to_session(ledger, &mut query, id, device.as_deref())?;
+    }
+    let rows = analysis::compare_configs(ledger, &query).map_err(ledger_failure)?;
+    match format {
+        TableFormat::Table => {
+            let mut text = configs_table(&rows);
+            text.push_str(&protection_events(ledger, &rows, &query)?);
+            emit(&text)?;
         }
-        AnalyzeCommand::CompareConfigs(CompareConfigsArgs {
-            device,
-            session: session_id,
-            since,
-            until,
-            format,
-        }) => {
-            let mut query = Query {
-                device_id: match &device {
-                    Some(name) => Some(known_device(&ledger, name)?.id),
-                    None => None,
-                },
-                since: parse_time_arg("--since", since.as_deref())?,
-                until: parse_time_arg("--until", until.as_deref())?,
-                warmup_seconds: settings.warmup_seconds,
-            };
-            if let Some(id) = session_id {
-                let found = ledger.session(id).map_err(ledger_failure)?;
-                let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
-                let session_device = known_device(&ledger, &shown.device)?;
-                if query.device_id.is_some_and(|d| d != session_device.id) {
-                    return Err(Failure::Usage(anyhow::anyhow!(
-                        "session #{id} is on {}, not on {}",
-                        shown.device,
-                        device.unwrap_or_default()
-                    )));
-                }
-                query.device_id = Some(session_device.id);
-                query.since = Some(query.since.map_or(shown.started_at, |s| s.max(shown.started_at)));
-                let end = shown.ended_at.unwrap_or_else(time::now_unix);
-                query.until = Some(query.until.map_or(end, |u| u.min(end)));
-            }
-            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
-            match format {
-                TableFormat::Table => {
-                    let mut text = configs_table(&rows);
-                    text.push_str(&protection_events(&ledger, &rows, &query)?);
-                    emit(&text)?;
-                }
-                TableFormat::Json => print_json(&rows)?,
-                TableFormat::Csv => emit(&analysis::configs_csv(&rows))?,
-            }
-            Ok(())
+        TableFormat::Json => print_json(&rows)?,
+        TableFormat::Csv => emit(&analysis::configs_csv(&rows))?,
+    }
+    Ok(())
+}
+
+/// Narrows `query` to session `id`'s device and time span (within any `--since`/`--until`);
+/// a session on another device than `--device` is the user's to fix.
+fn narrow_to_session(ledger: &Ledger, query: &mut Query, id: i64, device: Option<&str>) -> Result<(), Failure> {
+    let found = ledger.session(id).map_err(ledger_failure)?;
+    let shown = found.ok_or_else(|| session_failure(SessionError::NotFound(id)))?;
+    let session_device = known_device(ledger, &shown.device)?;
+    if query.device_id.is_some_and(|d| d != session_device.id) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "session #{id} is on {}, not on {}",
+            shown.device,
+            device.unwrap_or_default()
+        )));
+    }
+    query.device_id = Some(session_device.id);
+    query.since = Some(query.since.map_or(shown.started_at, |s| s.max(shown.started_at)));
+    let end = shown.ended_at.unwrap_or_else(time::now_unix);
+    query.until = Some(query.until.map_or(end, |u| u.min(end)));
+    Ok(())
+}
+
+/// `analyze optimize`: the best configurations by a metric, under a temperature.
+fn optimize(settings: &LedgerSettings, ledger: &Ledger, args: OptimizeArgs) -> Result<(), Failure> {
+    let OptimizeArgs {
+        metric,
+        device,
+        max_temp,
+        since,
+        format,
+    } = args;
+    let query = Query {
+        device_id: device_id(ledger, device.as_deref())?,
+        since: parse_time_arg("--since", since.as_deref())?,
+        until: None,
+        warmup_seconds: settings.warmup_seconds,
+    };
+    let max_temp = max_temp.unwrap_or(settings.thresholds.warning_celsius);
+    if !max_temp.is_finite() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--max-temp must be a temperature in °C"
+        )));
+    }
+    let rows = analysis::compare_configs(ledger, &query).map_err(ledger_failure)?;
+    let recommendations = analysis::optimize(rows, metric, max_temp);
+    match format {
+        ListFormat::Table => emit(&analysis::recommendations_text(&recommendations))?,
+        ListFormat::Json => print_json(&recommendations)?,
+    }
+    Ok(())
+}
+
+/// `analyze export`: the samples to stdout (`-`) or a file.
+fn export(settings: &LedgerSettings, ledger: &Ledger, args: ExportArgs) -> Result<(), Failure> {
+    let ExportArgs {
+        format,
+        output,
+        device,
+        since,
+        until,
+    } = args;
+    let device_id = device_id(ledger, device.as_deref())?;
+    let since = parse_time_arg("--since", since.as_deref())?.unwrap_or(f64::MIN);
+    let until = parse_time_arg("--until", until.as_deref())?.unwrap_or(f64::MAX);
+    let result = if output == "-" {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+        crate::analysis::export::export(ledger, &mut out, format, device_id, since, until)
+    } else {
+        let output = Path::new(&output);
+        settings.refuse_to_overwrite(output)?;
+        let written = crate::analysis::export::write_to_path(output, |out| {
+            crate::analysis::export::export(ledger, out, format, device_id, since, until)
+        });
+        if let Ok(n) = &written {
+            status_line(&format!("wrote {n} samples to {}", output.display()));
         }
-        AnalyzeCommand::Optimize(OptimizeArgs {
-            metric,
-            device,
-            max_temp,
-            since,
-            format,
-        }) => {
-            let query = Query {
-                device_id: match &device {
-                    Some(name) => Some(known_device(&ledger, name)?.id),
-                    None => None,
-                },
-                since: parse_time_arg("--since", since.as_deref())?,
-                until: None,
-                warmup_seconds: settings.warmup_seconds,
-            };
-            let max_temp = max_temp.unwrap_or(settings.thresholds.warning_celsius);
-            if !max_temp.is_finite() {
-                return Err(Failure::Usage(anyhow::anyhow!(
-                    "--max-temp must be a temperature in °C"
-                )));
-            }
-            let rows = analysis::compare_configs(&ledger, &query).map_err(ledger_failure)?;
-            let recommendations = analysis::optimize(rows, metric, max_temp);
-            match format {
-                ListFormat::Table => emit(&analysis::recommendations_text(&recommendations))?,
-                ListFormat::Json => print_json(&recommendations)?,
-            }
-            Ok(())
-        }
-        AnalyzeCommand::Export(ExportArgs {
-            format,
-            output,
-            device,
-            since,
-            until,
-        }) => {
-            let device_id = match &device {
-                Some(name) => Some(known_device(&ledger, name)?.id),
-                None => None,
-            };
-            let since = parse_time_arg("--since", since.as_deref())?.unwrap_or(f64::MIN);
-            let until = parse_time_arg("--until", until.as_deref())?.unwrap_or(f64::MAX);
-            let result = if output == "-" {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-                crate::analysis::export::export(&ledger, &mut out, format, device_id, since, until)
-            } else {
-                let output = Path::new(&output);
-                settings.refuse_to_overwrite(output)?;
-                let written = crate::analysis::export::write_to_path(output, |out| {
-                    crate::analysis::export::export(&ledger, out, format, device_id, since, until)
-                });
-                if let Ok(n) = &written {
-                    status_line(&format!("wrote {n} samples to {}", output.display()));
-                }
-                written
-            };
-            match result {
-                Ok(_) => Ok(()),
-                // `… | head` closing the pipe early is not an error.
-                Err(crate::analysis::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    Ok(())
-                }
-                Err(e) => Err(export_failure(e)),
-            }
-        }
+        written
+    };
+    match result {
+        Ok(_) => Ok(()),
+        // `… | head` closing the pipe early is not an error.
+        Err(crate::analysis::export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(export_failure(e)),
     }
 }
 

@@ -78,7 +78,7 @@ pub struct SimulateArgs {
     pub poll_interval: f64,
 }
 
-pub fn check_config(path: &Path) -> Result<(), Failure> {
+pub(crate) fn check_config(path: &Path) -> Result<(), Failure> {
     let config = config::load(path)?;
     let enabled = config.enabled_devices().count();
     // How many, never what: the passwords were read, and are not shown.
@@ -236,68 +236,12 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
             enabled: true,
         })
         .collect();
-    let database_path = data_dir.join("metrics.db");
-    let config = Config {
-        devices,
-        poll_interval: Duration::from_secs(5),
-        database_path: database_path.clone(),
-        log_level: LogLevel::Info,
-        thresholds: Thresholds::default(),
-        listen,
-        // As long as the demo sweep's warm-up, so `analyze` judges its steps as it did.
-        warmup: DEMO_WARMUP,
-        stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
-        tune: config::TuneSettings {
-            // The demo polls every 5 s: a ±2 % interval is reached within a step.
-            confidence_percent: 2.0,
-            sample_interval: Duration::from_secs(1),
-            ..config::TuneSettings::defaults(&Thresholds::default())
-        },
-        protection: config::Protection::default(),
-        discovery: config::Discovery::default(),
-        web: config::WebAccess::default(),
-    };
+    let config = demo_config(devices, listen, data_dir.join("metrics.db"));
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let demo_config = data_dir.join("config.yaml");
     std::fs::write(&demo_config, demo_config_yaml(&config))
         .with_context(|| format!("cannot write {}", demo_config.display()))?;
-    use std::fmt::Write as _;
-    let mut text = format!(
-        "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
-        fleet.len()
-    );
-    let _ = writeln!(
-        text,
-        "  dashboard      http://{listen}/   (configurations: /configs, sessions: /sessions)"
-    );
-    let _ = writeln!(text, "  metrics        http://{listen}/metrics");
-    for ((name, spec), address) in fleet.iter().zip(sims.addresses()) {
-        let _ = writeln!(
-            text,
-            "  miner {name:<9}  http://{address}/api/system/info   ({} {}, firmware {})",
-            spec.board.name(),
-            spec.board.spec().asic_model,
-            spec.dialect.version()
-        );
-    }
-    let _ = writeln!(text, "\n  ledger         {}", database_path.display());
-    let _ = writeln!(
-        text,
-        "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
-        demo_config.display()
-    );
-    let _ = writeln!(
-        text,
-        "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 bitaxe-exporter --config {} analyze optimize --metric efficiency",
-        demo_config.display()
-    );
-    let _ = writeln!(
-        text,
-        "  report         bitaxe-exporter --config {} analyze report --output report.html",
-        demo_config.display()
-    );
-    text.push_str("\nPress Ctrl-C to stop.\n");
-    emit(&text)?;
+    emit(&demo_banner(&fleet, sims.addresses(), &config, &demo_config))?;
     // One stop signal for the daemon and the demo's sweep, which restores its miner
     // before the simulated miners go away.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -316,6 +260,74 @@ async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Fai
     }
     sims.shutdown().await;
     served.map_err(serve_failure)
+}
+
+/// The demo daemon's configuration: its simulated miners polled every 5 s, its ledger at
+/// `database_path`.
+fn demo_config(devices: Vec<DeviceConfig>, listen: SocketAddr, database_path: PathBuf) -> Config {
+    Config {
+        devices,
+        poll_interval: Duration::from_secs(5),
+        database_path,
+        log_level: LogLevel::Info,
+        thresholds: Thresholds::default(),
+        listen,
+        // As long as the demo sweep's warm-up, so `analyze` judges its steps as it did.
+        warmup: DEMO_WARMUP,
+        stale_after_polls: config::DEFAULT_STALE_AFTER_POLLS,
+        tune: config::TuneSettings {
+            // The demo polls every 5 s: a ±2 % interval is reached within a step.
+            confidence_percent: 2.0,
+            sample_interval: Duration::from_secs(1),
+            ..config::TuneSettings::defaults(&Thresholds::default())
+        },
+        protection: config::Protection::default(),
+        discovery: config::Discovery::default(),
+        web: config::WebAccess::default(),
+    }
+}
+
+/// What the demo prints as it starts: where its pages, miners and ledger are, and the
+/// commands to try on them.
+fn demo_banner(fleet: &[(String, MinerSpec)], addresses: &[SocketAddr], config: &Config, demo_config: &Path) -> String {
+    use std::fmt::Write as _;
+    let listen = config.listen;
+    let mut text = format!(
+        "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
+        fleet.len()
+    );
+    let _ = writeln!(
+        text,
+        "  dashboard      http://{listen}/   (configurations: /configs, sessions: /sessions)"
+    );
+    let _ = writeln!(text, "  metrics        http://{listen}/metrics");
+    for ((name, spec), address) in fleet.iter().zip(addresses) {
+        let _ = writeln!(
+            text,
+            "  miner {name:<9}  http://{address}/api/system/info   ({} {}, firmware {})",
+            spec.board.name(),
+            spec.board.spec().asic_model,
+            spec.dialect.version()
+        );
+    }
+    let _ = writeln!(text, "\n  ledger         {}", config.database_path.display());
+    let _ = writeln!(
+        text,
+        "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
+        demo_config.display()
+    );
+    let _ = writeln!(
+        text,
+        "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 bitaxe-exporter --config {} analyze optimize --metric efficiency",
+        demo_config.display()
+    );
+    let _ = writeln!(
+        text,
+        "  report         bitaxe-exporter --config {} analyze report --output report.html",
+        demo_config.display()
+    );
+    text.push_str("\nPress Ctrl-C to stop.\n");
+    text
 }
 
 /// The demo's tuning sweep: `gamma` over four frequencies at 1200 mV, a step about every

@@ -6,8 +6,16 @@ use anyhow::Context;
 use super::Failure;
 use crate::axeos::printable;
 
+/// How a listing command prints: a table for a reader, or JSON for a script
+/// (`--format table|json`, shared by `session` and `analyze`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
-pub fn emit(text: &str) -> Result<(), Failure> {
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -39,13 +47,13 @@ pub fn error_text(error: &anyhow::Error) -> String {
 
 /// A line for the operator on stderr. A closed or full stderr is ignored: there is
 /// nowhere left to report it, and it must never turn into a panic.
-pub fn status_line(text: &str) {
+pub(crate) fn status_line(text: &str) {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
 }
 
-pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
     text.push('\n');
     emit(&text)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::output::{emit, print_json, status_line};
+use super::output::{emit, print_json, status_line, ListFormat};
 use super::settings::{known_device, ledger_failure, session_failure, LedgerSettings};
 use super::Failure;
 use crate::analysis::{self, Query};
@@ -79,12 +79,6 @@ pub struct ShowArgs {
     pub format: ListFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Json,
-}
-
 impl SessionCommand {
     pub async fn run(self, settings: &LedgerSettings) -> Result<(), Failure> {
         match self {
@@ -120,23 +114,10 @@ struct Targets {
 }
 
 async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets, notes: &str) -> Result<(), Failure> {
+    check_targets(&targets)?;
     let Targets {
-        freq,
-        voltage,
-        apply,
-        force,
-        assume_family,
+        freq, voltage, apply, ..
     } = targets;
-    if freq.is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0)) {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "--freq must be a frequency in MHz between 1 and 65535"
-        )));
-    }
-    if voltage.is_some_and(|v| v == 0 || v > 65_535) {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "--voltage must be a core voltage in mV between 1 and 65535"
-        )));
-    }
     let mut ledger = settings.open_for_writing()?;
     let row = sessions::resolve_device(&mut ledger, device, &settings.configured_names()).map_err(session_failure)?;
     sessions::check_none_open(&ledger, &row).map_err(session_failure)?;
@@ -146,69 +127,7 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
     // read-back fall inside it.
     let mut started_at = time::now_unix();
     if apply {
-        if freq.is_none() && voltage.is_none() {
-            return Err(Failure::Usage(anyhow::anyhow!("--apply needs --freq and/or --voltage")));
-        }
-        let address = settings
-            .devices
-            .iter()
-            .find(|d| d.name == device || d.name == row.name)
-            .map(|d| d.address.clone())
-            .ok_or_else(|| {
-                Failure::Usage(anyhow::anyhow!(
-                    "--apply needs \"{device}\" in config.yaml to know its address"
-                ))
-            })?;
-        let client = AxeOsClient::new(Duration::from_secs(5), Duration::ZERO)?;
-        let patch = SettingsPatch {
-            frequency: freq,
-            core_voltage: voltage,
-        };
-        let current = client.system_info(&address).await;
-        let checked = if force {
-            status_line(&format!(
-                "{device}: --force: sending {} without checking the plausibility window",
-                patch_text(&patch)
-            ));
-            CheckedPatch::forced(patch)
-        } else {
-            let current = current
-                .as_ref()
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("cannot read {device} at {address} to check the targets; nothing sent"))?;
-            let options = client.asic_options(&address).await.unwrap_or(None);
-            let window = SettingsWindow::for_miner(
-                current.identity.asic_model.as_deref(),
-                options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
-            );
-            window
-                .check(&patch)
-                .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
-        };
-        // The family's write rules (a restart to apply, or not); never guessed for an
-        // unknown family, nor for a miner that cannot be read.
-        let mut identity = current.as_ref().map(|c| c.identity.clone()).unwrap_or_default();
-        if identity.family == crate::axeos::family::FirmwareFamily::Unknown {
-            match assume_family {
-                Some(assumed) => identity.family = assumed,
-                None => {
-                    return Err(Failure::Usage(anyhow::anyhow!(
-                        "{}; no session started",
-                        crate::axeos::family::unknown_refusal(device, identity.firmware.as_deref())
-                    )))
-                }
-            }
-        }
-        started_at = time::now_unix();
-        match apply::apply(&client, &address, Write::for_miner(&checked, &identity), None).await {
-            Ok(_) => {}
-            Err(ApplyError::Mismatch { message, .. }) => mismatch = Some(message),
-            Err(e) => {
-                return Err(Failure::Runtime(anyhow::anyhow!(
-                    "cannot apply the settings to {device} at {address}: {e}; no session started"
-                )))
-            }
-        }
+        (started_at, mismatch) = apply_targets(settings, device, &row.name, &targets).await?;
     }
 
     let started = sessions::start(
@@ -240,6 +159,107 @@ async fn session_start(settings: &LedgerSettings, device: &str, targets: Targets
         ))),
         None => Ok(()),
     }
+}
+
+/// A frequency or voltage no miner could be set to is the user's to fix, before anything
+/// is opened.
+fn check_targets(targets: &Targets) -> Result<(), Failure> {
+    if targets
+        .freq
+        .is_some_and(|f| !(f.is_finite() && f > 0.0 && f <= 65_535.0))
+    {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--freq must be a frequency in MHz between 1 and 65535"
+        )));
+    }
+    if targets.voltage.is_some_and(|v| v == 0 || v > 65_535) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--voltage must be a core voltage in mV between 1 and 65535"
+        )));
+    }
+    Ok(())
+}
+
+/// `session start --apply`: sends the targets to the miner (checked against its window
+/// unless `--force`) and returns when they were sent, with what the miner reports instead
+/// when its read-back differs.
+async fn apply_targets(
+    settings: &LedgerSettings,
+    device: &str,
+    ledger_name: &str,
+    targets: &Targets,
+) -> Result<(f64, Option<String>), Failure> {
+    if targets.freq.is_none() && targets.voltage.is_none() {
+        return Err(Failure::Usage(anyhow::anyhow!("--apply needs --freq and/or --voltage")));
+    }
+    let address = settings
+        .devices
+        .iter()
+        .find(|d| d.name == device || d.name == ledger_name)
+        .map(|d| d.address.clone())
+        .ok_or_else(|| {
+            Failure::Usage(anyhow::anyhow!(
+                "--apply needs \"{device}\" in config.yaml to know its address"
+            ))
+        })?;
+    let client = AxeOsClient::new(Duration::from_secs(5), Duration::ZERO)?;
+    let patch = SettingsPatch {
+        frequency: targets.freq,
+        core_voltage: targets.voltage,
+    };
+    let current = client.system_info(&address).await;
+    let checked = if targets.force {
+        status_line(&format!(
+            "{device}: --force: sending {} without checking the plausibility window",
+            patch_text(&patch)
+        ));
+        CheckedPatch::forced(patch)
+    } else {
+        let current = current
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("cannot read {device} at {address} to check the targets; nothing sent"))?;
+        let options = client.asic_options(&address).await.unwrap_or(None);
+        let window = SettingsWindow::for_miner(
+            current.identity.asic_model.as_deref(),
+            options.as_ref().map(|(f, v)| (f.as_slice(), v.as_slice())),
+        );
+        window
+            .check(&patch)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("{device}: {e}")))?
+    };
+    let identity = write_identity(device, current.ok().map(|c| c.identity), targets.assume_family)?;
+    let started_at = time::now_unix();
+    match apply::apply(&client, &address, Write::for_miner(&checked, &identity), None).await {
+        Ok(_) => Ok((started_at, None)),
+        Err(ApplyError::Mismatch { message, .. }) => Ok((started_at, Some(message))),
+        Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot apply the settings to {device} at {address}: {e}; no session started"
+        ))),
+    }
+}
+
+/// The identity whose family's write rules (a restart to apply, or not) the write follows:
+/// never guessed for an unknown family, nor for a miner that cannot be read, unless
+/// `--assume-family` says.
+fn write_identity(
+    device: &str,
+    read: Option<crate::axeos::Identity>,
+    assume_family: Option<crate::axeos::family::FirmwareFamily>,
+) -> Result<crate::axeos::Identity, Failure> {
+    let mut identity = read.unwrap_or_default();
+    if identity.family == crate::axeos::family::FirmwareFamily::Unknown {
+        match assume_family {
+            Some(assumed) => identity.family = assumed,
+            None => {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "{}; no session started",
+                    crate::axeos::family::unknown_refusal(device, identity.firmware.as_deref())
+                )))
+            }
+        }
+    }
+    Ok(identity)
 }
 
 /// `frequency 700 MHz, core voltage 1300 mV`: what a patch sets.

@@ -11,33 +11,33 @@ use crate::axeos::sample::Sample;
 const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 /// A stall is declared when no share has come for this many expected intervals: the
 /// chance of that by luck alone is e^−6.91 = 0.1 % (Poisson).
-pub const STALL_INTERVALS: f64 = 6.907_755;
+pub(crate) const STALL_INTERVALS: f64 = 6.907_755;
 /// Readings with a hashrate identical to the last digit that mean a frozen counter.
-pub const FROZEN_READINGS: u32 = 10;
+pub(crate) const FROZEN_READINGS: u32 = 10;
 /// The expected share count a window needs before it is judged. At 150 the 3.29 σ floor is
 /// 110 shares: a miner whose pool sees half its reported work (75 ± 8.7 shares) falls
 /// below it in all but 3 windows in 100,000, where at 50 (floor 27, 25 ± 5 found) luck let a
 /// third of such windows pass.
-pub const SHARE_WINDOW_EXPECTED: f64 = 150.0;
+pub(crate) const SHARE_WINDOW_EXPECTED: f64 = 150.0;
 /// z for a one-sided 0.05 % test: a healthy miner is called short once in 2,000 windows.
 const SHARE_WINDOW_Z: f64 = 3.29;
 /// Above this share of expected, a reported hashrate is not believed.
-pub const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
+pub(crate) const MAX_PLAUSIBLE_RATIO: f64 = 1.5;
 /// No Bitaxe chip does better than about 9 J/TH: less means the power reading is idle
 /// while a hashrate is reported (a unit in overheat protection at 5 W, "online").
-pub const MIN_PLAUSIBLE_JTH: f64 = 5.0;
+pub(crate) const MIN_PLAUSIBLE_JTH: f64 = 5.0;
 /// A chip doing less than this share of its board's median chip is dead…
-pub const CHIP_DEAD_RATIO: f64 = 0.1;
+pub(crate) const CHIP_DEAD_RATIO: f64 = 0.1;
 /// …and less than this share, weak.
-pub const CHIP_WEAK_RATIO: f64 = 0.5;
+pub(crate) const CHIP_WEAK_RATIO: f64 = 0.5;
 /// Readings in a row a chip must lag before it is called: one reading of a chip is a few
 /// seconds of its work, and a reconnect zeroes counters unevenly.
-pub const CHIP_READINGS: u8 = 3;
+pub(crate) const CHIP_READINGS: u8 = 3;
 /// Readings in a row without a firmware flag before its problem is over.
-pub const FLAG_CLEAR_READINGS: u8 = 3;
+pub(crate) const FLAG_CLEAR_READINGS: u8 = 3;
 /// Without a new job from the pool for this long, the pool has stopped sending work (pools
 /// send one at least every block, and most every 30–60 s).
-pub const NO_WORK_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const NO_WORK_AFTER: Duration = Duration::from_secs(600);
 
 /// Why a miner is not really mining: a bounded label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,7 +74,7 @@ impl Problem {
         Problem::HardwareFault,
     ];
 
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Problem::SharesStalled => "shares_stalled",
             Problem::HashrateFrozen => "hashrate_frozen",
@@ -177,7 +177,7 @@ impl Verdict {
 
 /// One device's history, as far as the verdicts need it.
 #[derive(Debug, Clone, Default)]
-pub struct HealthTracker {
+pub(crate) struct HealthTracker {
     accepted: Option<u64>,
     /// When the accepted counter was last seen to rise (or first seen).
     last_share_at: Option<Instant>,
@@ -207,9 +207,18 @@ struct ShareWindow {
     expected: f64,
 }
 
+/// What the pool's job counter says about the pool.
+#[derive(Debug, Clone, Copy)]
+struct PoolQuiet {
+    /// Quieter than twice its usual cadence, with no job since the last share.
+    silent: bool,
+    /// No job for NO_WORK_AFTER, and no share since the last one.
+    quiet_long: bool,
+}
+
 impl HealthTracker {
     /// Takes a successful reading at `now` and returns the verdict.
-    pub fn observe(&mut self, now: Instant, sample: &Sample) -> Verdict {
+    pub(crate) fn observe(&mut self, now: Instant, sample: &Sample) -> Verdict {
         // An impossible hashrate predicts nothing about shares: it is judged on its own.
         let believable = !implausible(sample);
         let hashrate_hs = sample.hashrate_ghs.filter(|h| *h > 0.0 && believable).map(|h| h * 1e9);
@@ -218,8 +227,50 @@ impl HealthTracker {
             (Some(h), Some(d)) => Some(d * HASHES_PER_DIFFICULTY / h).filter(|s| s.is_finite()),
             _ => None,
         };
+        self.track_shares(now, sample, hashrate_hs, difficulty);
+        self.track_hashrate_bits(sample, believable);
+        let pool = self.track_work(now, sample);
 
-        // The share counter: a rise is a share; a fall is a reboot (history starts again).
+        let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
+        let mut problems = Vec::new();
+        // The most specific reason only: a frozen hashrate (the flatline bug) also stops the
+        // shares, and a stall also leaves a window short.
+        let frozen = self.same_hashrate + 1 >= FROZEN_READINGS;
+        let stalled = matches!(
+            (last_share_age, expected_interval),
+            (Some(age), Some(interval)) if age.as_secs_f64() > STALL_INTERVALS * interval
+        );
+        if frozen {
+            problems.push(Problem::HashrateFrozen);
+        } else if (stalled && pool.silent) || pool.quiet_long {
+            problems.push(Problem::NoWorkFromPool);
+        } else if stalled {
+            problems.push(Problem::SharesStalled);
+        } else if self.share_rate_low {
+            problems.push(Problem::ShareRateLow);
+        }
+        if !believable {
+            problems.push(Problem::ImplausibleReading);
+        }
+        self.firmware_flags(sample, &mut problems);
+        let lagging_chips = self.lagging_chips(sample);
+        if lagging_chips.iter().any(|c| c.dead) {
+            problems.push(Problem::ChipDead);
+        }
+        if lagging_chips.iter().any(|c| !c.dead) {
+            problems.push(Problem::ChipWeak);
+        }
+        Verdict {
+            problems,
+            last_share_age,
+            expected_share_interval: expected_interval.and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            lagging_chips,
+            hardware_fault: sample.hardware_fault.clone(),
+        }
+    }
+
+    /// The share counter: a rise is a share; a fall is a reboot (history starts again).
+    fn track_shares(&mut self, now: Instant, sample: &Sample, hashrate_hs: Option<f64>, difficulty: Option<f64>) {
         let dt = self.last_at.map(|t| now.saturating_duration_since(t).as_secs_f64());
         match (self.accepted, sample.shares_accepted) {
             (Some(before), Some(now_count)) if now_count > before => {
@@ -237,8 +288,11 @@ impl HealthTracker {
         }
         self.accepted = sample.shares_accepted.or(self.accepted);
         self.last_at = Some(now);
+    }
 
-        // The hashrate to the last bit, over successive readings.
+    /// The hashrate to the last bit, over successive readings (the same value again and
+    /// again is the flatline bug, not a steady miner).
+    fn track_hashrate_bits(&mut self, sample: &Sample, believable: bool) {
         let bits = sample.hashrate_ghs.filter(|h| *h > 0.0 && believable).map(f64::to_bits);
         if bits.is_some() && bits == self.last_hashrate {
             self.same_hashrate += 1;
@@ -246,10 +300,12 @@ impl HealthTracker {
             self.same_hashrate = 0;
         }
         self.last_hashrate = bits;
+    }
 
-        // The pool's job counter: any change (a reconnect restarts it) is new work. Its
-        // cadence (the longest gap seen between two changes) says how long a pool stays
-        // quiet when nothing is wrong.
+    /// The pool's job counter: any change (a reconnect restarts it) is new work. Its
+    /// cadence (the longest gap seen between two changes) says how long a pool stays
+    /// quiet when nothing is wrong.
+    fn track_work(&mut self, now: Instant, sample: &Sample) -> PoolQuiet {
         if let Some(work) = sample.work_received {
             match (self.work_received, self.work_changed_at) {
                 (Some(before), Some(changed)) if before != work => {
@@ -271,7 +327,7 @@ impl HealthTracker {
             .map(|t| now.saturating_duration_since(t));
         // Quieter than twice its usual cadence, with no job since the last share: the pool's
         // side. Without a cadence seen yet, only a silence of NO_WORK_AFTER says so.
-        let pool_silent = match (
+        let silent = match (
             work_quiet_for,
             self.longest_job_gap,
             self.last_share_at,
@@ -287,32 +343,14 @@ impl HealthTracker {
             (Some(share), Some(changed)) => share <= changed,
             _ => true,
         };
-        let work_quiet_long = no_share_since_last_job && work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
+        let quiet_long = no_share_since_last_job && work_quiet_for.is_some_and(|quiet| quiet >= NO_WORK_AFTER);
+        PoolQuiet { silent, quiet_long }
+    }
 
-        let last_share_age = self.last_share_at.map(|t| now.saturating_duration_since(t));
-        let mut problems = Vec::new();
-        // The most specific reason only: a frozen hashrate (the flatline bug) also stops the
-        // shares, and a stall also leaves a window short.
-        let frozen = self.same_hashrate + 1 >= FROZEN_READINGS;
-        let stalled = matches!(
-            (last_share_age, expected_interval),
-            (Some(age), Some(interval)) if age.as_secs_f64() > STALL_INTERVALS * interval
-        );
-        if frozen {
-            problems.push(Problem::HashrateFrozen);
-        } else if (stalled && pool_silent) || work_quiet_long {
-            problems.push(Problem::NoWorkFromPool);
-        } else if stalled {
-            problems.push(Problem::SharesStalled);
-        } else if self.share_rate_low {
-            problems.push(Problem::ShareRateLow);
-        }
-        if !believable {
-            problems.push(Problem::ImplausibleReading);
-        }
-        // The firmware's own flags: raised at once, cleared only after FLAG_CLEAR_READINGS
-        // readings without them, so a flag that flickers between polls is one problem (one
-        // event, one log line), not one per poll.
+    /// The firmware's own flags: raised at once, cleared only after FLAG_CLEAR_READINGS
+    /// readings without them, so a flag that flickers between polls is one problem (one
+    /// event, one log line), not one per poll.
+    fn firmware_flags(&mut self, sample: &Sample, problems: &mut Vec<Problem>) {
         let flags = [
             (Problem::Overheat, sample.overheat == Some(true)),
             (Problem::PowerFault, sample.power_fault.is_some()),
@@ -329,20 +367,6 @@ impl HealthTracker {
             if quiet.is_some() {
                 problems.push(problem);
             }
-        }
-        let lagging_chips = self.lagging_chips(sample);
-        if lagging_chips.iter().any(|c| c.dead) {
-            problems.push(Problem::ChipDead);
-        }
-        if lagging_chips.iter().any(|c| !c.dead) {
-            problems.push(Problem::ChipWeak);
-        }
-        Verdict {
-            problems,
-            last_share_age,
-            expected_share_interval: expected_interval.and_then(|s| Duration::try_from_secs_f64(s).ok()),
-            lagging_chips,
-            hardware_fault: sample.hardware_fault.clone(),
         }
     }
 

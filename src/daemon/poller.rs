@@ -10,8 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::axeos::address::MinerAddress;
 use crate::axeos::family::FirmwareFamily;
-use crate::axeos::AxeOsClient;
+use crate::axeos::{AxeOsClient, Sample};
 use crate::config::ProtectiveAction;
 use crate::daemon::events::DeviceEvent;
 use crate::daemon::fleet::Fleet;
@@ -19,11 +20,11 @@ use crate::daemon::protect::{self, Protector};
 use crate::ledger::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Starts a poller per device. They stop after their in-flight request when `shutdown`
 /// becomes true.
-pub fn spawn_pollers(
+pub(crate) fn spawn_pollers(
     fleet: Arc<Fleet>,
     client: AxeOsClient,
     shutdown: watch::Receiver<bool>,
@@ -91,16 +92,7 @@ async fn poll_loop(
         let device = fleet.device_name(index);
         let events = match result {
             Ok(mut sample) => {
-                if sample.asic_count.is_none() && sample.identity.family != FirmwareFamily::NerdQaxe {
-                    let firmware = sample.identity.firmware.clone();
-                    if asked_chips.as_ref().is_none_or(|(asked, _)| *asked != firmware) {
-                        let count = client.asic_count(&address).await.unwrap_or(None);
-                        asked_chips = Some((firmware, count));
-                    }
-                    if let Some((_, Some(chips))) = &asked_chips {
-                        sample.fill_chip_count(*chips);
-                    }
-                }
+                fill_chip_count(&client, &address, &mut sample, &mut asked_chips).await;
                 let sample = Arc::new(sample);
                 if let Some(ledger) = &ledger {
                     ledger.send(Record::Sample {
@@ -110,24 +102,13 @@ async fn poll_loop(
                     });
                 }
                 let mut events = fleet.record_success(index, sample.clone(), duration);
-                if protector.action() != ProtectiveAction::None {
-                    let context = fleet.protector_context(index);
-                    if let Some(plan) = protector.consider(Instant::now(), &sample, &context) {
-                        fleet.set_protecting(index, true);
-                        let outcome =
-                            protect::execute(&client, &address, &sample, &plan, protector.dry_run(), Some(&shutdown))
-                                .await;
-                        let from = sample.frequency_mhz.zip(sample.core_voltage_mv);
-                        protector.record_from(Instant::now(), &plan, &outcome, from);
-                        fleet.record_protective(index, outcome.action, outcome.result);
-                        fleet.set_protecting(index, false);
-                        events.push(DeviceEvent::ProtectiveAction {
-                            action: outcome.action,
-                            result: outcome.result,
-                            detail: outcome.detail,
-                        });
-                    }
-                }
+                let miner = Miner {
+                    fleet: &fleet,
+                    index,
+                    client: &client,
+                    address: &address,
+                };
+                events.extend(protect_if_needed(miner, &sample, &mut protector, &shutdown).await);
                 events
             }
             Err(error) => {
@@ -152,17 +133,80 @@ async fn poll_loop(
     }
 }
 
+/// A miner whose info says no chip count (upstream v2.9+ on an ambiguous board) gets the
+/// one `/api/system/asic` gives: asked once per firmware version (`asked`), never of the
+/// NerdQAxe family.
+async fn fill_chip_count(
+    client: &AxeOsClient,
+    address: &MinerAddress,
+    sample: &mut Sample,
+    asked: &mut Option<(Option<String>, Option<u32>)>,
+) {
+    if sample.asic_count.is_some() || sample.identity.family == FirmwareFamily::NerdQaxe {
+        return;
+    }
+    let firmware = sample.identity.firmware.clone();
+    if asked.as_ref().is_none_or(|(asked, _)| *asked != firmware) {
+        let count = client.asic_count(address).await.unwrap_or(None);
+        *asked = Some((firmware, count));
+    }
+    if let Some((_, Some(chips))) = asked {
+        sample.fill_chip_count(*chips);
+    }
+}
+
+/// The miner one poller task polls: its place in the fleet and where to reach it.
+#[derive(Clone, Copy)]
+struct Miner<'a> {
+    fleet: &'a Fleet,
+    index: usize,
+    client: &'a AxeOsClient,
+    address: &'a MinerAddress,
+}
+
+/// The protective action this reading calls for, if any, carried out (or described, in a
+/// dry run) and recorded: the event it gives.
+async fn protect_if_needed(
+    miner: Miner<'_>,
+    sample: &Sample,
+    protector: &mut Protector,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<DeviceEvent> {
+    if protector.action() == ProtectiveAction::None {
+        return None;
+    }
+    let Miner {
+        fleet,
+        index,
+        client,
+        address,
+    } = miner;
+    let context = fleet.protector_context(index);
+    let plan = protector.consider(Instant::now(), sample, &context)?;
+    fleet.set_protecting(index, true);
+    let outcome = protect::execute(client, address, sample, &plan, protector.dry_run(), Some(shutdown)).await;
+    let from = sample.frequency_mhz.zip(sample.core_voltage_mv);
+    protector.record_from(Instant::now(), &plan, &outcome, from);
+    fleet.record_protective(index, outcome.action, outcome.result);
+    fleet.set_protecting(index, false);
+    Some(DeviceEvent::ProtectiveAction {
+        action: outcome.action,
+        result: outcome.result,
+        detail: outcome.detail,
+    })
+}
+
 /// When a device's first poll happens, for a uniform draw `u` in [0, 1): spread over a
 /// quarter of the interval (at least 2 s), so polls of a fleet do not arrive together
 /// but a restarted daemon shows data soon.
-pub fn start_phase(interval: Duration, u: f64) -> Duration {
+pub(crate) fn start_phase(interval: Duration, u: f64) -> Duration {
     let window = (interval / 4).max(Duration::from_secs(2)).min(interval);
     window.mul_f64(u.clamp(0.0, 1.0))
 }
 
 /// The delay before the next attempt after `failures` consecutive failures: the poll
 /// interval for the first failure (a quick reboot is seen at once), then doubling, capped.
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
+pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     if failures <= 1 {
         return interval;
     }

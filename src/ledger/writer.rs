@@ -24,9 +24,9 @@ use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::{self, health, DaemonLock, Ledger, LedgerError, SegmentRow};
 
 /// Commit at least this often.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Commit once this many records wait, even before the interval.
-pub const MAX_BATCH: usize = 20_000;
+pub(crate) const MAX_BATCH: usize = 20_000;
 /// Records the channel holds before pollers' records are dropped (and counted).
 const CHANNEL_CAPACITY: usize = 50_000;
 /// Records kept in memory while the database refuses writes.
@@ -96,6 +96,17 @@ impl LedgerStats {
         !self.damaged.load(Ordering::Relaxed) && self.path.get().is_none_or(|p| health::damaged_copies(p).is_empty())
     }
 
+    /// A committed batch: its samples and events written, and its samples older than their
+    /// device's last one not stored (lost).
+    fn committed(&self, samples: u64, events: u64, behind: u64) {
+        self.samples_written.fetch_add(samples, Ordering::Relaxed);
+        self.events_written.fetch_add(events, Ordering::Relaxed);
+        if behind > 0 {
+            self.clock_behind.fetch_add(behind, Ordering::Relaxed);
+            self.lose(behind);
+        }
+    }
+
     fn lose(&self, records: u64) {
         self.lost.fetch_add(records, Ordering::Relaxed);
         self.dropped.fetch_add(records, Ordering::Relaxed);
@@ -134,12 +145,12 @@ pub struct LedgerSender {
 impl LedgerSender {
     /// True once the writer behind this sender gave the ledger to a `serve` (which stores
     /// the samples from then on).
-    pub fn handed_over(&self) -> bool {
+    pub(crate) fn handed_over(&self) -> bool {
         self.stats.handed_over.load(Ordering::Relaxed)
     }
 
     /// The last write error's count, for a sweep that wonders why nothing was stored.
-    pub fn write_errors(&self) -> u64 {
+    pub(crate) fn write_errors(&self) -> u64 {
         self.stats.write_errors.load(Ordering::Relaxed)
     }
 
@@ -171,9 +182,9 @@ impl LedgerSender {
 /// and retries later (it keeps its records); short, so that a shutdown is never held up.
 const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `serve` waits for a sweep to hand the ledger over (it looks each second).
-pub const HANDOVER_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 /// How long `finish` waits for the final flush before it lets the process exit.
-pub const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running writer thread.
 #[derive(Debug)]
@@ -201,7 +212,11 @@ impl Writer {
     /// The writer of a standalone `tune`: like [`Writer::start_for`], but it hands the
     /// ledger over (flushes, closes, lets go of the lock) as soon as a `serve` asks for it
     /// ([`DaemonLock::request_handover`]); [`LedgerSender::handed_over`] then says so.
-    pub fn start_for_sweep(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+    pub(crate) fn start_for_sweep(
+        path: &Path,
+        rules: SegmentRules,
+        configured: Vec<String>,
+    ) -> Result<Writer, LedgerError> {
         Self::start_as(path, rules, configured, Role::Sweep)
     }
 
@@ -253,7 +268,11 @@ impl Writer {
     /// `<ledger>.damaged-<UTC time>` with its `-wal` / `-shm`, and a fresh ledger started,
     /// so metrics, alerts and protection run whatever the file holds. (`tune` and the CLI
     /// leave a damaged file where it is and say so.)
-    pub fn start_serving(path: &Path, rules: SegmentRules, configured: Vec<String>) -> Result<Writer, LedgerError> {
+    pub(crate) fn start_serving(
+        path: &Path,
+        rules: SegmentRules,
+        configured: Vec<String>,
+    ) -> Result<Writer, LedgerError> {
         let checking = Instant::now();
         let checked = health::check(path);
         if checking.elapsed() > Duration::from_secs(2) {
@@ -572,33 +591,9 @@ impl WriterState {
                         self.stats.damaged.store(false, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                        // What was applied in memory was rolled back in the database too.
-                        self.forget();
-                        if e.is_damaged() {
-                            self.stats.damaged.store(true, Ordering::Relaxed);
-                            if !closing {
-                                self.set_aside(&e);
-                            }
-                        }
                         retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
                         due_at = Some(Instant::now() + retry_delay);
-                        if !closing {
-                            tracing::error!(
-                                "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
-                                pending.len()
-                            );
-                        } else if closed {
-                            // The one bounded final attempt failed: say what is lost.
-                            tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
-                            self.stats.lose(pending.len() as u64);
-                            pending.clear();
-                        }
-                        if pending.len() > MAX_BACKLOG {
-                            let excess = pending.len() - MAX_BACKLOG;
-                            pending.drain(..excess);
-                            self.stats.lose(excess as u64);
-                        }
+                        self.flush_failed(&e, &mut pending, retry_delay, closing, closed);
                     }
                 }
             }
@@ -606,6 +601,44 @@ impl WriterState {
                 self.write_held_rollups();
                 return;
             }
+        }
+    }
+
+    /// A batch that did not commit: counted, its in-memory state forgotten, a damaged file
+    /// set aside; its records kept for the retry in `retry_delay` (at most MAX_BACKLOG of
+    /// them), or counted as lost when it was the final attempt at shutdown.
+    fn flush_failed(
+        &mut self,
+        e: &LedgerError,
+        pending: &mut Vec<Record>,
+        retry_delay: Duration,
+        closing: bool,
+        closed: bool,
+    ) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        // What was applied in memory was rolled back in the database too.
+        self.forget();
+        if e.is_damaged() {
+            self.stats.damaged.store(true, Ordering::Relaxed);
+            if !closing {
+                self.set_aside(e);
+            }
+        }
+        if !closing {
+            tracing::error!(
+                "cannot write the ledger ({e}); keeping {} records and retrying in {retry_delay:?}",
+                pending.len()
+            );
+        } else if closed {
+            // The one bounded final attempt failed: say what is lost.
+            tracing::error!("the ledger lost {} unwritten records at shutdown: {e}", pending.len());
+            self.stats.lose(pending.len() as u64);
+            pending.clear();
+        }
+        if pending.len() > MAX_BACKLOG {
+            let excess = pending.len() - MAX_BACKLOG;
+            pending.drain(..excess);
+            self.stats.lose(excess as u64);
         }
     }
 
@@ -774,13 +807,7 @@ impl WriterState {
                     let t = crate::time::unix_seconds(*at);
                     let (device_id, conflict) = identify(&tx, ids, configured, device, sample, t).map_err(wrap)?;
                     if conflict {
-                        stats.mac_conflicts.fetch_add(1, Ordering::Relaxed);
-                        if conflicts_logged.insert(device.clone()) {
-                            tracing::warn!(
-                                "{device}: reports MAC {} that belongs to another miner or changes from poll to poll; kept apart by name",
-                                sample.identity.mac.as_deref().unwrap_or("?")
-                            );
-                        }
+                        note_mac_conflict(stats, conflicts_logged, device, sample);
                     }
                     let track = match tracks.get_mut(&device_id) {
                         Some(track) => track,
@@ -810,26 +837,13 @@ impl WriterState {
                     detail,
                 } => {
                     let t = crate::time::unix_seconds(*at);
-                    let device_id = match ids.get(device.as_str()) {
-                        Some(binding) => binding.id,
-                        None => {
-                            let id = ledger::device_by_name_or_new(&tx, device, t).map_err(wrap)?;
-                            ids.insert(device.clone(), NameBinding::new(None, id));
-                            id
-                        }
-                    };
+                    let device_id = event_device(&tx, ids, device, t).map_err(wrap)?;
                     ledger::insert_event(&tx, device_id, t, kind, detail).map_err(wrap)?;
                     events += 1;
                 }
             }
         }
-        for track in tracks.values() {
-            if let Some(segment) = &track.segment {
-                if touched.contains(&segment.id) {
-                    ledger::save_segment(&tx, segment).map_err(wrap)?;
-                }
-            }
-        }
+        save_touched_segments(&tx, tracks, &touched).map_err(wrap)?;
         // The held sums are written with this transaction when due, and forgotten only
         // once it commits (a failed one is retried whole, its samples' sums with it).
         let write_rollups = closing || Instant::now() >= self.rollups_due;
@@ -846,14 +860,54 @@ impl WriterState {
         } else {
             self.rollups.absorb(rollups);
         }
-        stats.samples_written.fetch_add(samples, Ordering::Relaxed);
-        stats.events_written.fetch_add(events, Ordering::Relaxed);
-        if behind > 0 {
-            stats.clock_behind.fetch_add(behind, Ordering::Relaxed);
-            stats.lose(behind);
-        }
+        stats.committed(samples, events, behind);
         Ok(())
     }
+}
+
+/// A MAC that belongs to another miner, or changes from poll to poll: counted, and said
+/// once per device name.
+fn note_mac_conflict(stats: &LedgerStats, conflicts_logged: &mut HashSet<String>, device: &str, sample: &Sample) {
+    stats.mac_conflicts.fetch_add(1, Ordering::Relaxed);
+    if conflicts_logged.insert(device.to_string()) {
+        tracing::warn!(
+            "{device}: reports MAC {} that belongs to another miner or changes from poll to poll; kept apart by name",
+            sample.identity.mac.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+/// The device an event is about, by name: the one known, else one added.
+fn event_device(
+    tx: &Transaction,
+    ids: &mut HashMap<String, NameBinding>,
+    device: &str,
+    t: f64,
+) -> rusqlite::Result<i64> {
+    match ids.get(device) {
+        Some(binding) => Ok(binding.id),
+        None => {
+            let id = ledger::device_by_name_or_new(tx, device, t)?;
+            ids.insert(device.to_string(), NameBinding::new(None, id));
+            Ok(id)
+        }
+    }
+}
+
+/// Saves the open segment of each device that took a sample in this transaction.
+fn save_touched_segments(
+    tx: &Transaction,
+    tracks: &HashMap<i64, Track>,
+    touched: &HashSet<i64>,
+) -> rusqlite::Result<()> {
+    for track in tracks.values() {
+        if let Some(segment) = &track.segment {
+            if touched.contains(&segment.id) {
+                ledger::save_segment(tx, segment)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_track(tx: &Transaction, device_id: i64) -> rusqlite::Result<Track> {
@@ -952,7 +1006,7 @@ fn add_sample(
     Ok(Added::To(id))
 }
 
-pub fn reading_of(sample: &Sample, dt: f64) -> Reading {
+pub(crate) fn reading_of(sample: &Sample, dt: f64) -> Reading {
     Reading {
         dt,
         hashrate_ghs: sample.hashrate_ghs,

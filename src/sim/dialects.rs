@@ -79,7 +79,7 @@ impl Dialect {
     }
 
     /// Upstream firmware of this era or later (never a fork).
-    pub fn at_least(self, era: Dialect) -> bool {
+    pub(crate) fn at_least(self, era: Dialect) -> bool {
         match (self.upstream_rank(), era.upstream_rank()) {
             (Some(mine), Some(theirs)) => mine >= theirs,
             _ => false,
@@ -87,7 +87,7 @@ impl Dialect {
     }
 
     /// The board this firmware runs on when none is chosen.
-    pub fn default_board(self) -> Board {
+    pub(crate) fn default_board(self) -> Board {
         match self {
             Dialect::V2_0 => Board::Max,
             Dialect::V2_4 => Board::Ultra,
@@ -100,27 +100,27 @@ impl Dialect {
     }
 
     /// `/api/system/asic` exists from upstream v2.7.0, and in the NerdQAxe fork.
-    pub fn has_asic_endpoint(self) -> bool {
+    pub(crate) fn has_asic_endpoint(self) -> bool {
         self.at_least(Dialect::V2_9) || self == Dialect::NerdQaxe
     }
 
     /// Unknown `/api` paths: 404 JSON from v2.9, a 302 to the web UI before (and in forks).
-    pub fn unknown_path_is_404(self) -> bool {
+    pub(crate) fn unknown_path_is_404(self) -> bool {
         self.at_least(Dialect::V2_9)
     }
 
     /// From v2.11 the firmware cools down and retries by itself after an overheat.
-    pub fn overheat_self_clears(self) -> bool {
+    pub(crate) fn overheat_self_clears(self) -> bool {
         self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe
     }
 
     /// From v2.10 frequency is a float and may be fractional.
-    pub fn fractional_frequency(self) -> bool {
+    pub(crate) fn fractional_frequency(self) -> bool {
         self.at_least(Dialect::V2_10)
     }
 
     /// The `PATCH /api/system` key for manual fan duty.
-    pub fn manual_fan_key(self) -> &'static str {
+    pub(crate) fn manual_fan_key(self) -> &'static str {
         if self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe {
             "manualFanSpeed"
         } else {
@@ -130,29 +130,29 @@ impl Dialect {
 
     /// Pretty-printed (cJSON_Print) up to v2.13 and in Lucky's build; compact from v2.14
     /// and from ArduinoJson (NerdQAxe).
-    pub fn pretty(self) -> bool {
+    pub(crate) fn pretty(self) -> bool {
         !(self.at_least(Dialect::V2_15) || self == Dialect::NerdQaxe)
     }
 
     /// v2.11+ answers `PATCH` with 400 when a value is out of range.
-    pub fn validates_patch(self) -> bool {
+    pub(crate) fn validates_patch(self) -> bool {
         self.at_least(Dialect::V2_15)
     }
 
     /// A written frequency / core voltage is stored at once (and read back at once) but
     /// runs only after a restart: upstream before v2.2 and Lucky's stock firmware.
-    pub fn restart_to_apply(self) -> bool {
+    pub(crate) fn restart_to_apply(self) -> bool {
         matches!(self, Dialect::V2_0 | Dialect::Lucky)
     }
 
     /// The PATCH handler reads `frequency` and `coreVoltage` only when they are JSON
     /// integers (ArduinoJson `is<uint16_t>()`): `600.0` is ignored without a word.
-    pub fn integer_settings_only(self) -> bool {
+    pub(crate) fn integer_settings_only(self) -> bool {
         self == Dialect::NerdQaxe
     }
 
     /// `POST /api/system/pause` and `/resume` (v2.14+).
-    pub fn has_pause(self) -> bool {
+    pub(crate) fn has_pause(self) -> bool {
         self.at_least(Dialect::V2_15)
     }
 
@@ -255,7 +255,7 @@ pub struct Status {
 
 /// The one hardware fault upstream raises today (`main/tasks/fan_controller_task.c`):
 /// `"Fan Control Failed (%s)"` with the fan mode; mining stops while it is set.
-pub const HARDWARE_FAULT_TEXT: &str = "Fan Control Failed (Auto)";
+pub(crate) const HARDWARE_FAULT_TEXT: &str = "Fan Control Failed (Auto)";
 
 /// Identity of a simulated device.
 #[derive(Debug, Clone)]
@@ -281,7 +281,7 @@ fn float(dialect: Dialect, value: f64) -> Value {
 }
 
 /// The firmware's `_suffix_string()` for best difficulties before v2.11.
-pub fn difficulty_string(dialect: Dialect, value: f64) -> String {
+pub(crate) fn difficulty_string(dialect: Dialect, value: f64) -> String {
     const SUFFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
     let mut mantissa = value.max(0.0);
     let mut index = 0;
@@ -364,54 +364,8 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
     } else {
         json!(p.frequency_mhz.round() as i64)
     };
-    let fan_rpm = json!(r.fan_rpm as i64);
-    let fan_percent = if d.at_least(Dialect::V2_15) {
-        json!(r.fan_percent)
-    } else {
-        json!(r.fan_percent.round() as i64)
-    };
 
-    put("power", float(d, r.power_watts));
-    put("voltage", float(d, r.input_mv));
-    put("current", float(d, r.current_ma));
-    put("temp", float(d, r.asic_celsius));
-    if d.at_least(Dialect::V2_10) {
-        put("temp2", json!(if d.at_least(Dialect::V2_15) { -1 } else { 0 }));
-    }
-    if d.at_least(Dialect::V2_4) {
-        put(
-            "vrTemp",
-            if spec.has_vr_sensor {
-                float(d, r.vr_celsius)
-            } else {
-                json!(0)
-            },
-        );
-    }
-    if d.at_least(Dialect::V2_9) {
-        put("maxPower", json!(spec.max_power_watts));
-        put("nominalVoltage", json!(spec.nominal_volts));
-    }
-    put("hashRate", float(d, r.hashrate_ghs));
-    if d.at_least(Dialect::V2_15) {
-        for key in ["hashRate_1m", "hashRate_10m", "hashRate_1h"] {
-            put(
-                key,
-                float(
-                    d,
-                    r.expected_ghs * p.live_fraction() * if p.overheat { 0.0 } else { 0.995 },
-                ),
-            );
-        }
-        put("errorPercentage", float(d, r.error_percent));
-        put(
-            "actualFrequency",
-            float(d, if p.overheat { 50.0 } else { p.frequency_mhz }),
-        );
-    }
-    if d.at_least(Dialect::V2_9) {
-        put("expectedHashrate", float(d, r.expected_ghs));
-    }
+    upstream_readings(d, p, r, &mut put);
     put("bestDiff", difficulty(d, p.best_difficulty));
     if d.at_least(Dialect::V2_4) {
         put("bestSessionDiff", difficulty(d, p.session_best_difficulty));
@@ -478,6 +432,25 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
     }
     put("invertscreen", json!(0));
     put("autofanspeed", json!(i64::from(p.fan.auto)));
+    upstream_fan(d, p, r, &mut put);
+    if status.power_fault && d.at_least(Dialect::V2_10) {
+        put("power_fault", json!("VIN_UV_FAULT"));
+    }
+    if d.at_least(Dialect::V2_15) {
+        upstream_v2_15_fields(d, p, r, status, &mut put);
+    }
+    Value::Object(m)
+}
+
+/// Upstream's fan: its RPM and duty under each era's names, and (v2.10+) its automatic
+/// control's floor and target.
+fn upstream_fan(d: Dialect, p: &MinerPhysics, r: &Reading, put: &mut dyn FnMut(&str, Value)) {
+    let fan_rpm = json!(r.fan_rpm as i64);
+    let fan_percent = if d.at_least(Dialect::V2_15) {
+        json!(r.fan_percent)
+    } else {
+        json!(r.fan_percent.round() as i64)
+    };
     if d == Dialect::V2_0 {
         // v2.0: RPM under `fanSpeed`; `fanspeed` is the configured manual duty.
         put("fanSpeed", fan_rpm);
@@ -490,55 +463,108 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
         put("minFanSpeed", json!(p.fan.min_percent.round() as i64));
         put("temptarget", json!(p.fan.target_celsius.round() as i64));
     }
-    if status.power_fault && d.at_least(Dialect::V2_10) {
-        put("power_fault", json!("VIN_UV_FAULT"));
+}
+
+/// Upstream's readings, era by era: power, input, temperatures, the board's rating, the
+/// hashrate and its averages.
+fn upstream_readings(d: Dialect, p: &MinerPhysics, r: &Reading, put: &mut dyn FnMut(&str, Value)) {
+    let spec = &p.spec;
+    put("power", float(d, r.power_watts));
+    put("voltage", float(d, r.input_mv));
+    put("current", float(d, r.current_ma));
+    put("temp", float(d, r.asic_celsius));
+    if d.at_least(Dialect::V2_10) {
+        put("temp2", json!(if d.at_least(Dialect::V2_15) { -1 } else { 0 }));
     }
-    if d.at_least(Dialect::V2_15) {
-        put("fan2rpm", json!(0));
-        put("manualFanSpeed", json!(p.fan.manual_percent.round() as i64));
-        put("miningPaused", json!(status.paused));
-        put("sharesPending", json!(0));
-        put("workReceived", json!(p.work_received.floor() as u64));
-        put("totalHashes", json!(p.total_hashes.floor()));
-        put("cpuUsage", float(d, 23.6));
-        put("resetReason", json!(status.reset_reason.text()));
-        put("poolConnectionInfo", json!("IPv4"));
-        if status.hardware_fault {
-            put("hardware_fault", json!(HARDWARE_FAULT_TEXT));
-        }
-        // Per chip (v2.11+): its hashrate, four domains, and the chip's error counter.
-        let domains = if spec.asic_model == "BM1397" { 1 } else { 4 };
-        let asics: Vec<Value> = p
-            .chip_hashrates(r.hashrate_ghs)
-            .iter()
-            .zip(&p.chip_errors)
-            .map(|(total, errors)| {
-                json!({
-                    "total": (total * 100.0).round() / 100.0,
-                    "errorCount": errors.floor() as u64,
-                    "domains": vec![(total / f64::from(domains) * 100.0).round() / 100.0; domains as usize],
-                })
-            })
-            .collect();
-        put("hashrateMonitor", json!({ "asics": asics }));
-        put("primaryPoolIndex", json!(0));
-        put("secondaryPoolIndex", json!(1));
-        put("useFallbackStratum", json!(1));
-        put("stratumProtocol", json!("SV1"));
-        put("fallbackStratumURL", json!(FALLBACK_URL));
-        put("fallbackStratumPort", json!(FALLBACK_PORT));
-        put("fallbackStratumUser", json!(POOL_USER));
-        let pool = |index: u32, url: &str, port: u16| {
-            json!({"id": index, "stratumProtocol": "SV1", "stratumURL": url, "stratumPort": port,
-                   "stratumUser": POOL_USER, "stratumPassword": "*****",
-                   "stratumSuggestedDifficulty": 1000, "stratumExtranonceSubscribe": false, "stratumTLS": 0})
-        };
+    if d.at_least(Dialect::V2_4) {
         put(
-            "pools",
-            json!([pool(0, POOL_URL, POOL_PORT), pool(1, FALLBACK_URL, FALLBACK_PORT)]),
+            "vrTemp",
+            if spec.has_vr_sensor {
+                float(d, r.vr_celsius)
+            } else {
+                json!(0)
+            },
         );
     }
-    Value::Object(m)
+    if d.at_least(Dialect::V2_9) {
+        put("maxPower", json!(spec.max_power_watts));
+        put("nominalVoltage", json!(spec.nominal_volts));
+    }
+    put("hashRate", float(d, r.hashrate_ghs));
+    if d.at_least(Dialect::V2_15) {
+        for key in ["hashRate_1m", "hashRate_10m", "hashRate_1h"] {
+            put(
+                key,
+                float(
+                    d,
+                    r.expected_ghs * p.live_fraction() * if p.overheat { 0.0 } else { 0.995 },
+                ),
+            );
+        }
+        put("errorPercentage", float(d, r.error_percent));
+        put(
+            "actualFrequency",
+            float(d, if p.overheat { 50.0 } else { p.frequency_mhz }),
+        );
+    }
+    if d.at_least(Dialect::V2_9) {
+        put("expectedHashrate", float(d, r.expected_ghs));
+    }
+}
+
+/// The fields upstream added in v2.11–v2.15: the second fan, pause, job and hash counters,
+/// the reset reason, the per-chip monitor and the pool slots.
+fn upstream_v2_15_fields(d: Dialect, p: &MinerPhysics, r: &Reading, status: &Status, put: &mut dyn FnMut(&str, Value)) {
+    put("fan2rpm", json!(0));
+    put("manualFanSpeed", json!(p.fan.manual_percent.round() as i64));
+    put("miningPaused", json!(status.paused));
+    put("sharesPending", json!(0));
+    put("workReceived", json!(p.work_received.floor() as u64));
+    put("totalHashes", json!(p.total_hashes.floor()));
+    put("cpuUsage", float(d, 23.6));
+    put("resetReason", json!(status.reset_reason.text()));
+    put("poolConnectionInfo", json!("IPv4"));
+    if status.hardware_fault {
+        put("hardware_fault", json!(HARDWARE_FAULT_TEXT));
+    }
+    put("hashrateMonitor", hashrate_monitor(p, r));
+    put("primaryPoolIndex", json!(0));
+    put("secondaryPoolIndex", json!(1));
+    put("useFallbackStratum", json!(1));
+    put("stratumProtocol", json!("SV1"));
+    put("fallbackStratumURL", json!(FALLBACK_URL));
+    put("fallbackStratumPort", json!(FALLBACK_PORT));
+    put("fallbackStratumUser", json!(POOL_USER));
+    put("pools", pools());
+}
+
+/// `hashrateMonitor` (v2.11+): per chip its hashrate, four domains (one on a BM1397), and
+/// its error counter.
+fn hashrate_monitor(p: &MinerPhysics, r: &Reading) -> Value {
+    let domains: u32 = if p.spec.asic_model == "BM1397" { 1 } else { 4 };
+    let asics: Vec<Value> = p
+        .chip_hashrates(r.hashrate_ghs)
+        .iter()
+        .zip(&p.chip_errors)
+        .map(|(total, errors)| {
+            json!({
+                "total": (total * 100.0).round() / 100.0,
+                "errorCount": errors.floor() as u64,
+                "domains": vec![(total / f64::from(domains) * 100.0).round() / 100.0; domains as usize],
+            })
+        })
+        .collect();
+    json!({ "asics": asics })
+}
+
+/// `pools` (v2.15+): the primary and the fallback slot, the password masked.
+fn pools() -> Value {
+    let pool = |index: u32, url: &str, port: u16| {
+        json!({"id": index, "stratumProtocol": "SV1", "stratumURL": url, "stratumPort": port,
+               "stratumUser": POOL_USER, "stratumPassword": "*****",
+               "stratumSuggestedDifficulty": 1000, "stratumExtranonceSubscribe": false, "stratumTLS": 0})
+    };
+    json!([pool(0, POOL_URL, POOL_PORT), pool(1, FALLBACK_URL, FALLBACK_PORT)])
 }
 
 /// The NerdQAxe family's `GET_system_info` (shufps/ESP-Miner-NerdQAxePlus
@@ -611,6 +637,14 @@ fn nerdqaxe_info(id: &Identity, p: &MinerPhysics, r: &Reading, status: &Status) 
     put("bestDiff", difficulty(d, p.best_difficulty));
     put("bestSessionDiff", difficulty(d, p.session_best_difficulty));
     put("asicTemps", json!(chip_temps));
+    nerdqaxe_settings(id, p, r, status, &mut put);
+    Value::Object(m)
+}
+
+/// The NerdQAxe family's settings, pools and firmware facts, after its readings.
+fn nerdqaxe_settings(id: &Identity, p: &MinerPhysics, r: &Reading, status: &Status, put: &mut dyn FnMut(&str, Value)) {
+    let d = Dialect::NerdQaxe;
+    let spec = &p.spec;
     put("pidTargetTemp", json!(55));
     put("pidP", json!(6.0));
     put("pidI", json!(0.1));
@@ -651,7 +685,6 @@ fn nerdqaxe_info(id: &Identity, p: &MinerPhysics, r: &Reading, status: &Status) 
     put("version", json!(d.version()));
     put("runningPartition", json!("ota_1"));
     put("defaultTheme", json!("default"));
-    Value::Object(m)
 }
 
 /// Lucky Miner's stock body (pyasic issues #280 for the LV07, #278 for the LV08): the LV07
@@ -733,7 +766,7 @@ fn lucky_info(id: &Identity, p: &MinerPhysics, r: &Reading) -> Value {
 }
 
 /// `/api/system/asic` (upstream v2.9+ shape; the NerdQAxe fork adds its limits).
-pub fn asic_info(dialect: Dialect, p: &MinerPhysics) -> Value {
+pub(crate) fn asic_info(dialect: Dialect, p: &MinerPhysics) -> Value {
     let spec = &p.spec;
     let (frequencies, voltages) = spec
         .options

@@ -250,7 +250,7 @@ pub const DEFAULT_MIX: [(Board, Dialect); 11] = [
 
 /// The `i`-th miner of a mix narrowed to a board and/or a firmware: a board takes its
 /// maker's firmware (a NerdQAxe++ never runs upstream's), a fork's firmware its own board.
-pub fn mix_pair(i: usize, board: Option<Board>, dialect: Option<Dialect>) -> (Board, Dialect) {
+pub(crate) fn mix_pair(i: usize, board: Option<Board>, dialect: Option<Dialect>) -> (Board, Dialect) {
     let (mix_board, mix_dialect) = DEFAULT_MIX[i % DEFAULT_MIX.len()];
     let native = |board: Board| match board.maker() {
         Maker::NerdQaxe => Dialect::NerdQaxe,
@@ -793,60 +793,13 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     if path == "/__sim" {
         return control(miner, request).await;
     }
-    let (fault, auth) = {
-        let mut state = miner.lock();
-        state.requests += 1;
-        let writes = matches!(
-            (&method, path.as_str()),
-            (&Method::PATCH, "/api/system")
-                | (
-                    &Method::POST,
-                    "/api/system/restart" | "/api/system/pause" | "/api/system/resume"
-                )
-        );
-        if writes {
-            state.writes += 1;
-        }
-        state.first_request.get_or_insert_with(Instant::now);
-        (state.fault, state.quirks.basic_auth.clone())
-    };
+    let (fault, auth) = count_request(miner, &method, &path);
     // The auth gate answers before any handler (and so before any handler's fault).
     if auth.is_some_and(|auth| !auth.allows(&request)) {
         return unauthorized();
     }
-    match fault {
-        Fault::Hang => {
-            tokio::time::sleep(HANG_FOR).await;
-        }
-        Fault::Slow(delay) => tokio::time::sleep(delay).await,
-        Fault::Http500 => return reply(StatusCode::INTERNAL_SERVER_ERROR, "text/html", "Internal Server Error"),
-        Fault::Garbage => {
-            return reply(
-                StatusCode::OK,
-                "application/json",
-                &b"<html><body>\x00\xff\xfe not json {{{ \x1b[31m"[..],
-            )
-        }
-        Fault::RefusePatch if method == Method::PATCH => {
-            return reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input")
-        }
-        Fault::IgnorePatch if method == Method::PATCH => return reply(StatusCode::OK, "text/plain", ""),
-        Fault::None
-        | Fault::Offline
-        | Fault::Truncated
-        | Fault::Oversized
-        | Fault::RefusePatch
-        | Fault::IgnorePatch
-        | Fault::Flatline
-        | Fault::Starvation
-        | Fault::Phantom
-        | Fault::Spike
-        | Fault::PowerFault
-        | Fault::Paused
-        | Fault::DeadChip
-        | Fault::WeakChip
-        | Fault::HardwareFault
-        | Fault::NoWork => {}
+    if let Some(reply) = fault_before_reply(fault, &method).await {
+        return reply;
     }
 
     let dialect = miner.dialect;
@@ -857,51 +810,7 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             miner.replay_info.clone().unwrap_or_default(),
         ),
         (&Method::GET, "/api/system/info") => {
-            let body = {
-                let mut state = miner.advanced();
-                let mut reading = state.physics.read();
-                let fault = state.fault;
-                match fault {
-                    Fault::Flatline => {
-                        reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
-                    }
-                    Fault::Spike => reading.hashrate_ghs = 200_000.0,
-                    Fault::PowerFault | Fault::Paused | Fault::HardwareFault => {
-                        reading.hashrate_ghs = 0.0;
-                        reading.power_watts = 2.5;
-                        reading.error_percent = 0.0;
-                    }
-                    _ => state.flatline_hashrate = None,
-                }
-                if let Some(held) = state.quirks.hold_asic_celsius {
-                    reading.asic_celsius = held;
-                }
-                if state.lagging.is_some_and(|(_, until)| Instant::now() >= until) {
-                    state.lagging = None;
-                }
-                let status = Status {
-                    reset_reason: state.reset_reason,
-                    power_fault: fault == Fault::PowerFault,
-                    hardware_fault: fault == Fault::HardwareFault,
-                    paused: fault == Fault::Paused,
-                };
-                let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading, &status);
-                if let serde_json::Value::Object(fields) = &mut body {
-                    if let Some(version) = &miner.firmware_version {
-                        fields.insert("version".into(), serde_json::json!(version));
-                    }
-                    // Firmware that runs new settings from the next boot reads back what it stored.
-                    if let Some((frequency, voltage)) = state.stored_clock {
-                        fields.insert("frequency".into(), serde_json::json!(frequency.round() as i64));
-                        fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
-                    }
-                    if let Some(((frequency, voltage), _)) = state.lagging {
-                        fields.insert("frequency".into(), serde_json::json!(frequency));
-                        fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
-                    }
-                }
-                body
-            };
+            let body = system_info_body(miner);
             json_reply(StatusCode::OK, &body, dialect.pretty())
         }
         (&Method::GET, "/api/system/asic") if dialect.has_asic_endpoint() => {
@@ -910,35 +819,9 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
         (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect.has_pause() => {
-            let pause = path.ends_with("pause");
-            {
-                let mut state = miner.advanced();
-                if !(pause && state.quirks.ignore_pause) {
-                    state.fault = if pause { Fault::Paused } else { Fault::None };
-                }
-            }
-            let message = if pause { "Mining paused" } else { "Mining resumed" };
-            json_reply(StatusCode::OK, &serde_json::json!({ "message": message }), false)
+            pause_or_resume(miner, path.ends_with("pause"))
         }
-        (&Method::POST, "/api/system/restart") => {
-            {
-                let mut state = miner.advanced();
-                state.restarts += 1;
-                reboot_state(&mut state, ResetReason::Software);
-                state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
-            }
-            let reply = if dialect.at_least(Dialect::V2_15) {
-                json_reply(
-                    StatusCode::OK,
-                    &serde_json::json!({"message": "System will restart shortly."}),
-                    false,
-                )
-            } else {
-                reply(StatusCode::OK, "text/plain", "System will restart shortly.")
-            };
-            miner.go_down_after_reply();
-            reply
-        }
+        (&Method::POST, "/api/system/restart") => restart(miner),
         (&Method::OPTIONS, _) => reply(StatusCode::OK, "text/plain", ""),
         (_, "/") => reply(
             StatusCode::OK,
@@ -957,6 +840,158 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         }
     };
 
+    fault_after_reply(fault, response).await
+}
+
+/// Counts a request (and a write) and returns the fault and the auth gate it meets.
+fn count_request(miner: &SimMiner, method: &Method, path: &str) -> (Fault, Option<SimAuth>) {
+    let mut state = miner.lock();
+    state.requests += 1;
+    let writes = matches!(
+        (method, path),
+        (&Method::PATCH, "/api/system")
+            | (
+                &Method::POST,
+                "/api/system/restart" | "/api/system/pause" | "/api/system/resume"
+            )
+    );
+    if writes {
+        state.writes += 1;
+    }
+    state.first_request.get_or_insert_with(Instant::now);
+    (state.fault, state.quirks.basic_auth.clone())
+}
+
+/// What a fault does before any handler: waits (hang, slow), or answers in its place (an
+/// error page, garbage, a refused or ignored PATCH).
+async fn fault_before_reply(fault: Fault, method: &Method) -> Option<Reply> {
+    match fault {
+        Fault::Hang => {
+            tokio::time::sleep(HANG_FOR).await;
+            None
+        }
+        Fault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Fault::Http500 => Some(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html",
+            "Internal Server Error",
+        )),
+        Fault::Garbage => Some(reply(
+            StatusCode::OK,
+            "application/json",
+            &b"<html><body>\x00\xff\xfe not json {{{ \x1b[31m"[..],
+        )),
+        Fault::RefusePatch if method == Method::PATCH => {
+            Some(reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input"))
+        }
+        Fault::IgnorePatch if method == Method::PATCH => Some(reply(StatusCode::OK, "text/plain", "")),
+        Fault::None
+        | Fault::Offline
+        | Fault::Truncated
+        | Fault::Oversized
+        | Fault::RefusePatch
+        | Fault::IgnorePatch
+        | Fault::Flatline
+        | Fault::Starvation
+        | Fault::Phantom
+        | Fault::Spike
+        | Fault::PowerFault
+        | Fault::Paused
+        | Fault::DeadChip
+        | Fault::WeakChip
+        | Fault::HardwareFault
+        | Fault::NoWork => None,
+    }
+}
+
+/// `GET /api/system/info` in the miner's dialect: the physics' reading bent by the fault
+/// and the quirks, with the clock the firmware would read back.
+fn system_info_body(miner: &SimMiner) -> serde_json::Value {
+    let dialect = miner.dialect;
+    let mut state = miner.advanced();
+    let mut reading = state.physics.read();
+    let fault = state.fault;
+    match fault {
+        Fault::Flatline => {
+            reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
+        }
+        Fault::Spike => reading.hashrate_ghs = 200_000.0,
+        Fault::PowerFault | Fault::Paused | Fault::HardwareFault => {
+            reading.hashrate_ghs = 0.0;
+            reading.power_watts = 2.5;
+            reading.error_percent = 0.0;
+        }
+        _ => state.flatline_hashrate = None,
+    }
+    if let Some(held) = state.quirks.hold_asic_celsius {
+        reading.asic_celsius = held;
+    }
+    if state.lagging.is_some_and(|(_, until)| Instant::now() >= until) {
+        state.lagging = None;
+    }
+    let status = Status {
+        reset_reason: state.reset_reason,
+        power_fault: fault == Fault::PowerFault,
+        hardware_fault: fault == Fault::HardwareFault,
+        paused: fault == Fault::Paused,
+    };
+    let mut body = dialects::system_info(dialect, &miner.identity, &state.physics, &reading, &status);
+    if let serde_json::Value::Object(fields) = &mut body {
+        if let Some(version) = &miner.firmware_version {
+            fields.insert("version".into(), serde_json::json!(version));
+        }
+        // Firmware that runs new settings from the next boot reads back what it stored.
+        if let Some((frequency, voltage)) = state.stored_clock {
+            fields.insert("frequency".into(), serde_json::json!(frequency.round() as i64));
+            fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
+        }
+        if let Some(((frequency, voltage), _)) = state.lagging {
+            fields.insert("frequency".into(), serde_json::json!(frequency));
+            fields.insert("coreVoltage".into(), serde_json::json!(voltage.round() as i64));
+        }
+    }
+    body
+}
+
+/// `POST /api/system/pause` or `/resume` (a quirk may ignore the pause).
+fn pause_or_resume(miner: &SimMiner, pause: bool) -> Reply {
+    {
+        let mut state = miner.advanced();
+        if !(pause && state.quirks.ignore_pause) {
+            state.fault = if pause { Fault::Paused } else { Fault::None };
+        }
+    }
+    let message = if pause { "Mining paused" } else { "Mining resumed" };
+    json_reply(StatusCode::OK, &serde_json::json!({ "message": message }), false)
+}
+
+/// `POST /api/system/restart`: a software reboot after the reply, down for
+/// RESTART_DOWNTIME.
+fn restart(miner: &SimMiner) -> Reply {
+    {
+        let mut state = miner.advanced();
+        state.restarts += 1;
+        reboot_state(&mut state, ResetReason::Software);
+        state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
+    }
+    let reply = if miner.dialect.at_least(Dialect::V2_15) {
+        json_reply(
+            StatusCode::OK,
+            &serde_json::json!({"message": "System will restart shortly."}),
+            false,
+        )
+    } else {
+        reply(StatusCode::OK, "text/plain", "System will restart shortly.")
+    };
+    miner.go_down_after_reply();
+    reply
+}
+
+/// What a fault does to a successful reply: cut in half, or replaced by an oversized body.
+async fn fault_after_reply(fault: Fault, response: Reply) -> Reply {
     match fault {
         Fault::Truncated if response.status() == StatusCode::OK => {
             let (parts, body) = response.into_parts();
