@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -14,6 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::axeos::sample::Sample;
 use crate::axeos::PollErrorKind;
+use crate::daemon::families::{device_counters, device_gauges, Fmt};
 use crate::daemon::fleet::{DeviceView, Fleet};
 use crate::daemon::self_metrics::HttpStats;
 use crate::ledger::writer::LedgerStats;
@@ -308,37 +309,6 @@ pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Optio
     let mut registry = Registry::default();
     registry.register_collector(Box::new(FleetCollector::new(fleet, ledger, http)));
     registry
-}
-
-type Fmt = Result<(), std::fmt::Error>;
-
-/// Encodes a gauge family labelled by `device` alone.
-pub(super) fn device_gauges<'a, V: EncodeGaugeValue>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (&'a str, V)>,
-) -> Fmt {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (device, value) in rows {
-        family.encode_family(&[("device", device)])?.encode_gauge(&value)?;
-    }
-    Ok(())
-}
-
-/// Encodes a counter family labelled by `device` alone.
-fn device_counters<'a>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (&'a str, u64)>,
-) -> Fmt {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (device, value) in rows {
-        ConstCounter::new(value).encode(family.encode_family(&[("device", device)])?)?;
-    }
-    Ok(())
 }
 
 /// A device that is up, with its sample and clock-configuration label values.

@@ -8,11 +8,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::metrics::device_gauges;
+use crate::daemon::families::{device_gauges, Fmt};
 use crate::daemon::fleet::DeviceView;
 use crate::daemon::health::{Problem, Verdict};
-
-type Fmt = Result<(), std::fmt::Error>;
 
 /// "Is it really mining?": the verdict and what it is computed from, for up devices.
 pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {

@@ -10,7 +10,8 @@ use crate::analysis::{compare_configs, Metric, Query};
 use crate::config::Thresholds;
 use crate::ledger::{self, DeviceRow, Ledger};
 use crate::time;
-use crate::web::render::html::{self, escape, Context, SweepRecord};
+use crate::web::render::html::{self, Context, SweepRecord};
+use crate::web::render::text::escape;
 
 /// What to report on.
 #[derive(Debug, Clone)]

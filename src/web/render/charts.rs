@@ -40,7 +40,7 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> R
         Err(e) => format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"40\"><text x=\"4\" y=\"20\">chart failed: {}</text></svg>",
             size.0,
-            crate::web::render::html::escape(&e.to_string())
+            crate::web::render::text::escape(&e.to_string())
         ),
     }
 }
