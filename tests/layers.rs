@@ -494,8 +494,8 @@ impl Graph {
             })
             .collect();
         let mut circles: Vec<Vec<usize>> = Vec::new();
-        for a in 0..n {
-            let circle: Vec<usize> = (0..n).filter(|&b| reach[a][b] && reach[b][a]).collect();
+        for (a, from_a) in reach.iter().enumerate() {
+            let circle: Vec<usize> = (0..n).filter(|&b| from_a[b] && reach[b][a]).collect();
             if circle.len() > 1 && !circles.contains(&circle) {
                 circles.push(circle);
             }
