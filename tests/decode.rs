@@ -638,7 +638,7 @@ struct Expected {
 
 #[test]
 fn each_family_and_board_decodes_with_its_own_chips_window_and_rating() {
-    use bitaxe_exporter::axeos::boards::board_facts;
+    use bitaxe_exporter::axeos::facts::board_facts;
     let cases = [
         Expected {
             file: "nerdqaxe-v1.0.37-nerdqaxe++.json",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::axeos::address::{Credentials, MinerAddress};
 use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
-use crate::axeos::window::CheckedPatch;
+use crate::axeos::window::{CheckedPatch, SettingsPatch};
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -157,25 +157,6 @@ fn authorized(request: reqwest::RequestBuilder, credentials: Option<&Credentials
     match credentials {
         Some(c) => request.basic_auth(&c.username, Some(c.password.expose())),
         None => request,
-    }
-}
-
-/// Settings that `PATCH /api/system` changes.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct SettingsPatch {
-    /// Sent as a JSON integer when whole (`600`, never `600.0`): the NerdQAxe family's
-    /// handler reads `frequency` only as an integer and ignores `600.0` without a word.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "whole_number_or_fraction")]
-    pub frequency: Option<f64>,
-    #[serde(rename = "coreVoltage", skip_serializing_if = "Option::is_none")]
-    pub core_voltage: Option<u32>,
-}
-
-fn whole_number_or_fraction<S: serde::Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v) => serializer.serialize_u32(*v as u32),
-        Some(v) => serializer.serialize_f64(*v),
-        None => serializer.serialize_none(),
     }
 }
 
@@ -458,26 +439,4 @@ fn root_cause(error: &dyn std::error::Error) -> String {
         cause = source;
     }
     crate::axeos::printable(&cause.to_string()).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_whole_frequency_goes_out_as_an_integer_which_every_family_reads() {
-        let whole = SettingsPatch {
-            frequency: Some(600.0),
-            core_voltage: Some(1150),
-        };
-        assert_eq!(
-            serde_json::to_string(&whole).unwrap(),
-            r#"{"frequency":600,"coreVoltage":1150}"#
-        );
-        let fractional = SettingsPatch {
-            frequency: Some(562.5),
-            core_voltage: None,
-        };
-        assert_eq!(serde_json::to_string(&fractional).unwrap(), r#"{"frequency":562.5}"#);
-    }
 }

@@ -77,7 +77,7 @@ pub fn decide(hints: &FamilyHints<'_>) -> FirmwareFamily {
     let version = hints.version.map(str::trim).unwrap_or("");
     let prefixed = version.starts_with(['v', 'V']);
     // Only a version-shaped `major.minor` says anything: a commit hash (`2a1b3c4`) does not.
-    let major = crate::axeos::sample::firmware_version(version).map(|(major, _)| major);
+    let major = firmware_version(version).map(|(major, _)| major);
     let lucky_model = hints
         .miner_model
         .is_some_and(|m| m.to_ascii_lowercase().contains("lucky") || m.to_ascii_uppercase().contains("LV0"));
@@ -111,11 +111,7 @@ pub fn decide(hints: &FamilyHints<'_>) -> FirmwareFamily {
 /// nothing is known, so a write should not guess.
 pub fn restart_to_apply(family: FirmwareFamily, version: Option<&str>) -> Option<bool> {
     match family {
-        FirmwareFamily::EspMiner => Some(
-            version
-                .and_then(crate::axeos::sample::firmware_version)
-                .is_some_and(|v| v < (2, 2)),
-        ),
+        FirmwareFamily::EspMiner => Some(version.and_then(firmware_version).is_some_and(|v| v < (2, 2))),
         FirmwareFamily::Lucky => Some(true),
         FirmwareFamily::NerdQaxe => Some(false),
         FirmwareFamily::Unknown => None,
@@ -127,14 +123,29 @@ pub fn restart_to_apply(family: FirmwareFamily, version: Option<&str>) -> Option
 /// early-upstream builds, a fraction is cut or ignored. `None` for an unknown family.
 pub fn takes_fractional_mhz(family: FirmwareFamily, version: Option<&str>) -> Option<bool> {
     match family {
-        FirmwareFamily::EspMiner => Some(
-            version
-                .and_then(crate::axeos::sample::firmware_version)
-                .is_some_and(|v| v >= (2, 10)),
-        ),
+        FirmwareFamily::EspMiner => Some(version.and_then(firmware_version).is_some_and(|v| v >= (2, 10))),
         FirmwareFamily::NerdQaxe | FirmwareFamily::Lucky => Some(false),
         FirmwareFamily::Unknown => None,
     }
+}
+
+/// (major, minor) of a firmware version string such as `v2.10.1`; `None` for a build
+/// that names no version (`esp-miner-dev`).
+///
+/// Only a version-shaped string counts: `major.minor` at the start (after an optional
+/// `v`). A build named by its commit (ESP-IDF's `git describe --always` without tags, e.g.
+/// `2a1b3c4`) is no version: read digit by digit it would be "v2.1", older than v2.2.
+pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
+    let text = firmware.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let (major, rest) = text.split_once('.')?;
+    let minor_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let minor = &rest[..minor_len];
+    let digits = |n: &str| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(major) && digits(minor)) {
+        return None;
+    }
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 #[cfg(test)]

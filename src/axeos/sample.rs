@@ -11,6 +11,7 @@ use serde::Deserialize;
 use std::fmt;
 
 use super::untrusted::{printable, MAX_ASIC_CHIPS, MAX_HEAP_BYTES, MAX_UPTIME_SECONDS, PLAUSIBLE, SMALLEST_READING};
+use crate::axeos::family::firmware_version;
 
 /// Everything the exporter keeps from one successful poll, in normalised units
 /// (GH/s, W, V, A, °C, MHz, mV, %, seconds, bytes).
@@ -782,8 +783,6 @@ pub fn reset_reason_label(text: &str) -> &'static str {
     }
 }
 
-/// (major, minor) of a firmware version string such as `v2.10.1`; `None` for a build
-/// that names no version (`esp-miner-dev`).
 /// Whether a written clock setting runs only after a restart: by the miner's family, then
 /// its version (upstream before v2.2 and Lucky's stock firmware store it and run it at
 /// boot; the NerdQAxe family applies it live). An unknown family falls back to reading an
@@ -795,23 +794,6 @@ pub fn needs_restart(identity: &Identity) -> bool {
             .and_then(firmware_version)
             .is_some_and(|v| v.0 == 2 && v < (2, 2))
     })
-}
-
-///
-/// Only a version-shaped string counts: `major.minor` at the start (after an optional
-/// `v`). A build named by its commit (ESP-IDF's `git describe --always` without tags, e.g.
-/// `2a1b3c4`) is no version: read digit by digit it would be "v2.1", older than v2.2.
-pub fn firmware_version(firmware: &str) -> Option<(u32, u32)> {
-    let text = firmware.trim();
-    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
-    let (major, rest) = text.split_once('.')?;
-    let minor_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    let minor = &rest[..minor_len];
-    let digits = |n: &str| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(major) && digits(minor)) {
-        return None;
-    }
-    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).

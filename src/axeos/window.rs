@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use crate::axeos::SettingsPatch;
-
 /// The firmware's own option lists per ASIC (ESP-Miner `device_config.h`, v2.8 → v2.15;
 /// reference/axeos-api.md §5): (model, frequency options MHz, voltage options mV).
 const CHIP_OPTIONS: &[(&str, &[f64], &[f64])] = &[
@@ -190,6 +188,25 @@ pub struct OutOfWindow {
     pub window: WindowSource,
 }
 
+/// Settings that `PATCH /api/system` changes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SettingsPatch {
+    /// Sent as a JSON integer when whole (`600`, never `600.0`): the NerdQAxe family's
+    /// handler reads `frequency` only as an integer and ignores `600.0` without a word.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "whole_number_or_fraction")]
+    pub frequency: Option<f64>,
+    #[serde(rename = "coreVoltage", skip_serializing_if = "Option::is_none")]
+    pub core_voltage: Option<u32>,
+}
+
+fn whole_number_or_fraction<S: serde::Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v) => serializer.serialize_u32(*v as u32),
+        Some(v) => serializer.serialize_f64(*v),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Settings that passed the window (or were forced by the operator): the only thing
 /// [`crate::axeos::AxeOsClient::patch_settings`] sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,5 +272,22 @@ mod tests {
         assert_eq!(unknown.source, WindowSource::AnyChip);
         assert_eq!(unknown.core_voltage_mv, (900.0, 1600.0));
         assert!(unknown.check(&patch(None, Some(65535))).is_err());
+    }
+
+    #[test]
+    fn a_whole_frequency_goes_out_as_an_integer_which_every_family_reads() {
+        let whole = SettingsPatch {
+            frequency: Some(600.0),
+            core_voltage: Some(1150),
+        };
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"frequency":600,"coreVoltage":1150}"#
+        );
+        let fractional = SettingsPatch {
+            frequency: Some(562.5),
+            core_voltage: None,
+        };
+        assert_eq!(serde_json::to_string(&fractional).unwrap(), r#"{"frequency":562.5}"#);
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -14,6 +14,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::axeos::sample::Sample;
 use crate::axeos::PollErrorKind;
+use crate::config::Thresholds;
+use crate::daemon::families::{device_counters, device_gauges, Fmt};
 use crate::daemon::fleet::{DeviceView, Fleet};
 use crate::daemon::self_metrics::HttpStats;
 use crate::ledger::writer::LedgerStats;
@@ -310,37 +312,6 @@ pub fn registry(fleet: Arc<Fleet>, ledger: Option<Arc<LedgerStats>>, http: Optio
     registry
 }
 
-type Fmt = Result<(), std::fmt::Error>;
-
-/// Encodes a gauge family labelled by `device` alone.
-pub(super) fn device_gauges<'a, V: EncodeGaugeValue>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (&'a str, V)>,
-) -> Fmt {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (device, value) in rows {
-        family.encode_family(&[("device", device)])?.encode_gauge(&value)?;
-    }
-    Ok(())
-}
-
-/// Encodes a counter family labelled by `device` alone.
-fn device_counters<'a>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (&'a str, u64)>,
-) -> Fmt {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (device, value) in rows {
-        ConstCounter::new(value).encode(family.encode_family(&[("device", device)])?)?;
-    }
-    Ok(())
-}
-
 /// A device that is up, with its sample and clock-configuration label values.
 struct UpDevice<'a> {
     name: &'a str,
@@ -360,128 +331,203 @@ impl UpDevice<'_> {
 }
 
 impl Collector for FleetCollector {
+    /// Every family, in the order `/metrics` has always shown them (the golden files).
     fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
         let views = self.fleet.views();
-        let up: Vec<UpDevice> = views
-            .iter()
-            .filter_map(|v| {
-                let sample = v.sample.as_deref()?;
-                let clock = sample.clock_config();
-                Some(UpDevice {
-                    name: v.name.as_str(),
-                    sample,
-                    frequency_mhz: clock.frequency_mhz,
-                    core_voltage_mv: clock.core_voltage_mv,
-                })
-            })
-            .collect();
-
-        device_gauges(
-            &mut encoder,
-            "bitaxe_up",
-            "1 while the device's latest successful poll is younger than logging.stale_after_polls poll intervals (default 3), else 0",
-            None,
-            views.iter().map(|v| (v.name.as_str(), i64::from(v.up))),
-        )?;
-        device_gauges(
-            &mut encoder,
-            "bitaxe_last_poll_success",
-            "1 when the device's latest poll succeeded, 0 when it failed (the last good reading stays exposed until it is stale)",
-            None,
-            views.iter().map(|v| (v.name.as_str(), i64::from(v.last_poll_ok))),
-        )?;
-
-        for def in SAMPLE_GAUGES {
-            let unit = def.unit.map(|u| Unit::Other(u.to_string()));
-            if def.labels == Device {
-                let rows = up.iter().filter_map(|d| Some((d.name, (def.value)(d.sample)?)));
-                device_gauges(&mut encoder, def.name, def.help, unit.as_ref(), rows)?;
-                continue;
-            }
-            let mut family = encoder.encode_descriptor(def.name, def.help, unit.as_ref(), MetricType::Gauge)?;
-            for device in &up {
-                if let Some(value) = (def.value)(device.sample) {
-                    family.encode_family(&device.clock_labels())?.encode_gauge(&value)?;
-                }
-            }
-        }
-
-        {
-            // Info-style gauges (always 1), as node_exporter's `*_info`: the OpenMetrics
-            // `info` type would not parse as the Prometheus text format.
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_config_info",
-                "The clock configuration a device runs at, for joins (always 1)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for device in &up {
-                ConstGauge::new(1i64).encode(family.encode_family(&device.clock_labels())?)?;
-            }
-        }
-
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_info",
-                "What a device is: hostname, ASIC model, board version, board (a human name, empty when not known), firmware and its family (esp-miner, nerdqaxe, lucky, unknown) (always 1)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for device in &up {
-                let id = &device.sample.identity;
-                let labels = [
-                    ("device", device.name),
-                    ("hostname", id.hostname.as_deref().unwrap_or("")),
-                    ("asic_model", id.asic_model.as_deref().unwrap_or("")),
-                    ("board_version", id.board_version.as_deref().unwrap_or("")),
-                    ("board", id.board.as_deref().unwrap_or("")),
-                    ("firmware", id.firmware.as_deref().unwrap_or("")),
-                    ("firmware_family", id.family.as_label()),
-                ];
-                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-
-        device_counters(
-            &mut encoder,
-            "bitaxe_shares_accepted",
-            "Shares the pool accepted since the miner booted",
-            up.iter().filter_map(|d| Some((d.name, d.sample.shares_accepted?))),
-        )?;
-        device_counters(
-            &mut encoder,
-            "bitaxe_shares_rejected",
-            "Shares the pool rejected since the miner booted",
-            up.iter().filter_map(|d| Some((d.name, d.sample.shares_rejected?))),
-        )?;
-
-        let thresholds = self.fleet.thresholds();
-        let celsius = Unit::Celsius;
-        device_gauges(
-            &mut encoder,
-            "bitaxe_temperature_warning_threshold",
-            "ASIC temperature warning threshold from config.yaml (safety.max_temp_warning)",
-            Some(&celsius),
-            up.iter().map(|d| (d.name, thresholds.warning_celsius)),
-        )?;
-        device_gauges(
-            &mut encoder,
-            "bitaxe_temperature_shutdown_threshold",
-            "ASIC temperature shutdown threshold from config.yaml (safety.max_temp_shutdown)",
-            Some(&celsius),
-            up.iter().map(|d| (d.name, thresholds.shutdown_celsius)),
-        )?;
-
+        let up = up_devices(&views);
+        encode_availability(&mut encoder, &views)?;
+        encode_sample_gauges(&mut encoder, &up)?;
+        encode_identity(&mut encoder, &up)?;
+        encode_shares(&mut encoder, &up)?;
+        encode_thresholds(&mut encoder, &up, self.fleet.thresholds())?;
         encode_miner_details(&mut encoder, &up)?;
         super::mining_metrics::encode(&mut encoder, &views)?;
-        self.encode_poll_metrics(&mut encoder, &views)
+        encode_poll_metrics(&mut encoder, &views)?;
+        self.encode_exporter_metrics(&mut encoder)
     }
+}
+
+/// The devices that are up, with their clock-configuration labels.
+fn up_devices(views: &[DeviceView]) -> Vec<UpDevice<'_>> {
+    views
+        .iter()
+        .filter_map(|v| {
+            let sample = v.sample.as_deref()?;
+            let clock = sample.clock_config();
+            Some(UpDevice {
+                name: v.name.as_str(),
+                sample,
+                frequency_mhz: clock.frequency_mhz,
+                core_voltage_mv: clock.core_voltage_mv,
+            })
+        })
+        .collect()
+}
+
+/// Whether each device is up and whether its last poll succeeded.
+fn encode_availability(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
+    device_gauges(
+        encoder,
+        "bitaxe_up",
+        "1 while the device's latest successful poll is younger than logging.stale_after_polls poll intervals (default 3), else 0",
+        None,
+        views.iter().map(|v| (v.name.as_str(), i64::from(v.up))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_last_poll_success",
+        "1 when the device's latest poll succeeded, 0 when it failed (the last good reading stays exposed until it is stale)",
+        None,
+        views.iter().map(|v| (v.name.as_str(), i64::from(v.last_poll_ok))),
+    )?;
+    Ok(())
+}
+
+/// The sample's readings ([`SAMPLE_GAUGES`]), labelled by device or by device and clock.
+fn encode_sample_gauges(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
+    for def in SAMPLE_GAUGES {
+        let unit = def.unit.map(|u| Unit::Other(u.to_string()));
+        if def.labels == Device {
+            let rows = up.iter().filter_map(|d| Some((d.name, (def.value)(d.sample)?)));
+            device_gauges(encoder, def.name, def.help, unit.as_ref(), rows)?;
+            continue;
+        }
+        let mut family = encoder.encode_descriptor(def.name, def.help, unit.as_ref(), MetricType::Gauge)?;
+        for device in up {
+            if let Some(value) = (def.value)(device.sample) {
+                family.encode_family(&device.clock_labels())?.encode_gauge(&value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What each device runs and what it is: `bitaxe_config_info` and `bitaxe_info`.
+fn encode_identity(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
+    {
+        // Info-style gauges (always 1), as node_exporter's `*_info`: the OpenMetrics
+        // `info` type would not parse as the Prometheus text format.
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_config_info",
+            "The clock configuration a device runs at, for joins (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            ConstGauge::new(1i64).encode(family.encode_family(&device.clock_labels())?)?;
+        }
+    }
+
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_info",
+            "What a device is: hostname, ASIC model, board version, board (a human name, empty when not known), firmware and its family (esp-miner, nerdqaxe, lucky, unknown) (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            let id = &device.sample.identity;
+            let labels = [
+                ("device", device.name),
+                ("hostname", id.hostname.as_deref().unwrap_or("")),
+                ("asic_model", id.asic_model.as_deref().unwrap_or("")),
+                ("board_version", id.board_version.as_deref().unwrap_or("")),
+                ("board", id.board.as_deref().unwrap_or("")),
+                ("firmware", id.firmware.as_deref().unwrap_or("")),
+                ("firmware_family", id.family.as_label()),
+            ];
+            ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_shares(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
+    device_counters(
+        encoder,
+        "bitaxe_shares_accepted",
+        "Shares the pool accepted since the miner booted",
+        up.iter().filter_map(|d| Some((d.name, d.sample.shares_accepted?))),
+    )?;
+    device_counters(
+        encoder,
+        "bitaxe_shares_rejected",
+        "Shares the pool rejected since the miner booted",
+        up.iter().filter_map(|d| Some((d.name, d.sample.shares_rejected?))),
+    )?;
+    Ok(())
+}
+
+/// The configured temperature thresholds, per up device (for alerts and panels).
+fn encode_thresholds(encoder: &mut DescriptorEncoder, up: &[UpDevice], thresholds: Thresholds) -> Fmt {
+    let celsius = Unit::Celsius;
+    device_gauges(
+        encoder,
+        "bitaxe_temperature_warning_threshold",
+        "ASIC temperature warning threshold from config.yaml (safety.max_temp_warning)",
+        Some(&celsius),
+        up.iter().map(|d| (d.name, thresholds.warning_celsius)),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_temperature_shutdown_threshold",
+        "ASIC temperature shutdown threshold from config.yaml (safety.max_temp_shutdown)",
+        Some(&celsius),
+        up.iter().map(|d| (d.name, thresholds.shutdown_celsius)),
+    )?;
+    Ok(())
 }
 
 /// What firmware v2.11+ (and the forks) tell beyond the gauges: per chip, why it last
 /// booted, lifetime work, the pool's work and the active pool. Each family is absent for a
 /// device whose firmware does not send it.
 fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
+    encode_chips(encoder, up)?;
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_last_reset_info",
+            "Why the miner last booted (resetReason, v2.12+; lastResetReason on the NerdQAxe family): power_on, software, brownout, watchdog, panic, deep_sleep, external or other (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for device in up {
+            if let Some(text) = &device.sample.reset_reason {
+                let labels = [
+                    ("device", device.name),
+                    ("reason", crate::axeos::sample::reset_reason_label(text)),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    device_counters(
+        encoder,
+        "bitaxe_lifetime_hashes",
+        "Hashes the miner has done over its life (totalHashes, firmware v2.15+)",
+        up.iter().filter_map(|d| {
+            let total = d.sample.total_hashes.filter(|h| *h < 1.8e19)?;
+            Some((d.name, total as u64))
+        }),
+    )?;
+    device_counters(
+        encoder,
+        "bitaxe_pool_work_received",
+        "Jobs the pool has sent since the miner connected (workReceived, firmware v2.15+): flat while shares stop means the pool stopped sending work",
+        up.iter().filter_map(|d| Some((d.name, d.sample.work_received?))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_shares_pending",
+        "Shares submitted over Stratum V2 and not yet answered (firmware v2.15+; 0 on SV1)",
+        None,
+        up.iter()
+            .filter_map(|d| Some((d.name, d.sample.shares_pending? as f64))),
+    )?;
+    encode_pool_info(encoder, up)
+}
+
+/// Per chip, where the firmware reports it: hashrate, error count and temperature.
+fn encode_chips(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
     let chip_labels = |device: &str, chip: usize| [("device", device.to_string()), ("chip", chip.to_string())];
     {
         let unit = Unit::Other("hashes_per_second".into());
@@ -533,46 +579,11 @@ fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt
             }
         }
     }
-    {
-        let mut family = encoder.encode_descriptor(
-            "bitaxe_last_reset_info",
-            "Why the miner last booted (resetReason, v2.12+; lastResetReason on the NerdQAxe family): power_on, software, brownout, watchdog, panic, deep_sleep, external or other (always 1)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for device in up {
-            if let Some(text) = &device.sample.reset_reason {
-                let labels = [
-                    ("device", device.name),
-                    ("reason", crate::axeos::sample::reset_reason_label(text)),
-                ];
-                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-    }
-    device_counters(
-        encoder,
-        "bitaxe_lifetime_hashes",
-        "Hashes the miner has done over its life (totalHashes, firmware v2.15+)",
-        up.iter().filter_map(|d| {
-            let total = d.sample.total_hashes.filter(|h| *h < 1.8e19)?;
-            Some((d.name, total as u64))
-        }),
-    )?;
-    device_counters(
-        encoder,
-        "bitaxe_pool_work_received",
-        "Jobs the pool has sent since the miner connected (workReceived, firmware v2.15+): flat while shares stop means the pool stopped sending work",
-        up.iter().filter_map(|d| Some((d.name, d.sample.work_received?))),
-    )?;
-    device_gauges(
-        encoder,
-        "bitaxe_shares_pending",
-        "Shares submitted over Stratum V2 and not yet answered (firmware v2.15+; 0 on SV1)",
-        None,
-        up.iter()
-            .filter_map(|d| Some((d.name, d.sample.shares_pending? as f64))),
-    )?;
+    Ok(())
+}
+
+/// The pool each device mines on, and whether it is the fallback.
+fn encode_pool_info(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt {
     let mut family = encoder.encode_descriptor(
         "bitaxe_pool_info",
         "The pool a device mines on: host:port (never the user or password), protocol (SV1, SV2 or empty when not reported), tls (true, false or empty), role (primary or fallback) (always 1)",
@@ -601,75 +612,81 @@ fn encode_miner_details(encoder: &mut DescriptorEncoder, up: &[UpDevice]) -> Fmt
     Ok(())
 }
 
-impl FleetCollector {
-    /// The exporter's own view of its polling: present for every device, up or down.
-    fn encode_poll_metrics(&self, encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
-        let seconds = Unit::Seconds;
-        device_gauges(
-            encoder,
-            "bitaxe_poll_duration",
-            "How long the device's most recent poll took, success or failure",
-            Some(&seconds),
-            views
-                .iter()
-                .filter_map(|v| Some((v.name.as_str(), v.last_duration?.as_secs_f64()))),
-        )?;
-        device_gauges(
-            encoder,
-            "bitaxe_config_age",
-            "Time since the device's current clock configuration began (retune, reboot or firmware change, or since the exporter started): PromQL can leave out the warm-up",
-            Some(&seconds),
-            views
-                .iter()
-                .filter_map(|v| Some((v.name.as_str(), v.config_age?.as_secs_f64()))),
-        )?;
-        device_gauges(
-            encoder,
-            "bitaxe_last_success_timestamp",
-            "Unix time of the device's most recent successful poll",
-            Some(&seconds),
-            views
-                .iter()
-                .filter_map(|v| Some((v.name.as_str(), v.last_success_unix?))),
-        )?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_poll_errors",
-                "Failed polls by kind: timeout, connect, protocol, http_status, decode, auth",
-                None,
-                MetricType::Counter,
-            )?;
-            for view in views {
-                for kind in PollErrorKind::ALL {
-                    let labels = [("device", view.name.as_str()), ("kind", kind.as_label())];
-                    ConstCounter::new(view.errors_by_kind.get(kind)).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "bitaxe_implausible_readings",
-                "Readings outside their plausibility window, exported and stored as absent, by field",
-                None,
-                MetricType::Counter,
-            )?;
-            for view in views {
-                for (field, count) in &view.implausible {
-                    let labels = [("device", view.name.as_str()), ("field", field)];
-                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        device_gauges(
-            encoder,
-            "bitaxe_tune_interrupted",
-            "1 while a tune sweep that stopped without restoring the miner has left it on a step's settings (tune restore, or tune.restore_interrupted, puts it back)",
+/// The exporter's own view of its polling: present for every device, up or down.
+fn encode_poll_metrics(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
+    let seconds = Unit::Seconds;
+    device_gauges(
+        encoder,
+        "bitaxe_poll_duration",
+        "How long the device's most recent poll took, success or failure",
+        Some(&seconds),
+        views
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), v.last_duration?.as_secs_f64()))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_config_age",
+        "Time since the device's current clock configuration began (retune, reboot or firmware change, or since the exporter started): PromQL can leave out the warm-up",
+        Some(&seconds),
+        views
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), v.config_age?.as_secs_f64()))),
+    )?;
+    device_gauges(
+        encoder,
+        "bitaxe_last_success_timestamp",
+        "Unix time of the device's most recent successful poll",
+        Some(&seconds),
+        views
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), v.last_success_unix?))),
+    )?;
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_poll_errors",
+            "Failed polls by kind: timeout, connect, protocol, http_status, decode, auth",
             None,
-            views
-                .iter()
-                .filter(|v| v.tune_interrupted.is_some())
-                .map(|v| (v.name.as_str(), 1i64)),
+            MetricType::Counter,
         )?;
+        for view in views {
+            for kind in PollErrorKind::ALL {
+                let labels = [("device", view.name.as_str()), ("kind", kind.as_label())];
+                ConstCounter::new(view.errors_by_kind.get(kind)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "bitaxe_implausible_readings",
+            "Readings outside their plausibility window, exported and stored as absent, by field",
+            None,
+            MetricType::Counter,
+        )?;
+        for view in views {
+            for (field, count) in &view.implausible {
+                let labels = [("device", view.name.as_str()), ("field", field)];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    device_gauges(
+        encoder,
+        "bitaxe_tune_interrupted",
+        "1 while a tune sweep that stopped without restoring the miner has left it on a step's settings (tune restore, or tune.restore_interrupted, puts it back)",
+        None,
+        views
+            .iter()
+            .filter(|v| v.tune_interrupted.is_some())
+            .map(|v| (v.name.as_str(), 1i64)),
+    )?;
+    Ok(())
+}
+
+impl FleetCollector {
+    /// The exporter itself: polls made, the warm-up, the ledger writer, the HTTP server,
+    /// the process and the build.
+    fn encode_exporter_metrics(&self, encoder: &mut DescriptorEncoder) -> Fmt {
         {
             let family = encoder.encode_descriptor(
                 "bitaxe_exporter_polls",

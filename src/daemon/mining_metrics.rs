@@ -8,11 +8,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::metrics::device_gauges;
+use crate::daemon::families::{device_gauges, Fmt};
 use crate::daemon::fleet::DeviceView;
 use crate::daemon::health::{Problem, Verdict};
-
-type Fmt = Result<(), std::fmt::Error>;
 
 /// "Is it really mining?": the verdict and what it is computed from, for up devices.
 pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
@@ -20,6 +18,16 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
         .iter()
         .filter_map(|v| Some((v.name.as_str(), v.verdict.as_ref()?)))
         .collect();
+    encode_verdicts(encoder, &judged)?;
+    encode_hashrate_averages(encoder, views)?;
+    encode_overheat_aftermath(encoder, views)?;
+    encode_rejects_by_reason(encoder, views)?;
+    encode_protective_actions(encoder, views)?;
+    encode_share_timing(encoder, &judged)
+}
+
+/// Whether each judged miner is healthy, and the problems that hold.
+fn encode_verdicts(encoder: &mut DescriptorEncoder, judged: &[(&str, &Verdict)]) -> Fmt {
     device_gauges(
         encoder,
         "bitaxe_mining_healthy",
@@ -36,13 +44,18 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
         )?;
         // Only the reasons that hold: eleven zeros per device would be most of /metrics for
         // a large fleet, and `== 1` alerts and panels read the same either way.
-        for (device, verdict) in &judged {
+        for (device, verdict) in judged {
             for problem in Problem::ALL.iter().filter(|p| verdict.problems.contains(p)) {
                 let labels = [("device", *device), ("reason", problem.as_label())];
                 ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
             }
         }
     }
+    Ok(())
+}
+
+/// The firmware's own rolling hashrate averages.
+fn encode_hashrate_averages(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
     {
         let hashes_per_second = Unit::Other("hashes_per_second".into());
         let mut family = encoder.encode_descriptor(
@@ -67,6 +80,12 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
             }
         }
     }
+    Ok(())
+}
+
+/// After an overheat: the last configuration that ran healthy, and the one the firmware's
+/// protection left behind.
+fn encode_overheat_aftermath(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
     {
         let mut family = encoder.encode_descriptor(
             "bitaxe_last_good_config_info",
@@ -105,6 +124,10 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
             }
         }
     }
+    Ok(())
+}
+
+fn encode_rejects_by_reason(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
     {
         let mut family = encoder.encode_descriptor(
             "bitaxe_shares_rejected_by_reason",
@@ -122,6 +145,10 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
             }
         }
     }
+    Ok(())
+}
+
+fn encode_protective_actions(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> Fmt {
     {
         let mut family = encoder.encode_descriptor(
             "bitaxe_protective_actions",
@@ -136,6 +163,11 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, views: &[DeviceView]) -> F
             }
         }
     }
+    Ok(())
+}
+
+/// How long since the last share, against the interval one is expected in.
+fn encode_share_timing(encoder: &mut DescriptorEncoder, judged: &[(&str, &Verdict)]) -> Fmt {
     let seconds = Unit::Seconds;
     device_gauges(
         encoder,

@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod exposition;
+mod families;
 pub mod fleet;
 pub mod follow;
 pub mod health;
@@ -14,7 +15,7 @@ mod mining_metrics;
 pub mod poller;
 pub mod process;
 pub mod protect;
-mod protect_write;
+pub mod protect_write;
 pub mod self_metrics;
 pub mod sparkline;
 

@@ -17,6 +17,7 @@ use crate::axeos::sample::Sample;
 use crate::config::{Protection, ProtectiveAction, Thresholds};
 
 pub use super::protect_write::execute;
+use super::protect_write::{Outcome, Plan};
 
 /// A miner re-arms once it is this far below the threshold it tripped.
 pub const HYSTERESIS_CELSIUS: f64 = 5.0;
@@ -28,14 +29,6 @@ pub const MAX_PER_HOUR: usize = 3;
 /// within 5–30 s, doubles up to this).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// What the daemon decided to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
-    StepDown,
-    Pause,
-    Restore { frequency_mhz: f64, core_voltage_mv: f64 },
-}
 
 /// One miner's protective state.
 #[derive(Debug, Clone)]
@@ -232,47 +225,6 @@ impl Protector {
 
 fn same(a: (f64, f64), b: (f64, f64)) -> bool {
     (a.0 - b.0).abs() < 0.01 && (a.1 - b.1).abs() < 0.5
-}
-
-/// The settings one step below `current`: the next lower listed frequency and voltage (the
-/// miner's lists, else the chip's), never below the lowest listed value (a value already at
-/// or below it stays); without lists, 25 MHz and 20 mV lower, never below `floor`.
-/// `None` when neither can go lower.
-pub fn step_below(current: (f64, f64), lists: Option<(&[f64], &[f64])>, floor: (f64, f64)) -> Option<(f64, f64)> {
-    let below = |list: Option<&[f64]>, value: f64, step: f64, floor: f64| match list.filter(|l| !l.is_empty()) {
-        Some(list) => list
-            .iter()
-            .copied()
-            .filter(|v| *v < value - 1e-6)
-            .reduce(f64::max)
-            .unwrap_or(value),
-        None if value - step >= floor => value - step,
-        None => value.min(floor.max(value - step)),
-    };
-    let next = (
-        below(lists.map(|l| l.0), current.0, 25.0, floor.0),
-        below(lists.map(|l| l.1), current.1, 20.0, floor.1),
-    );
-    (next.0 < current.0 - 1e-6 || next.1 < current.1 - 1e-6).then_some(next)
-}
-
-/// What an action did, for the log, the ledger and the counter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// `step_down`, `pause`, `restore_last_good`.
-    pub action: &'static str,
-    /// `applied`, `dry_run`, `failed`.
-    pub result: &'static str,
-    pub detail: String,
-    /// Failed for a reason that holds until the miner cools (already on the lowest listed
-    /// settings, or a firmware family nothing is written to): not retried before then.
-    pub at_floor: bool,
-}
-
-pub(super) fn firmware_at_least(firmware: Option<&str>, version: (u32, u32)) -> bool {
-    firmware
-        .and_then(crate::axeos::sample::firmware_version)
-        .is_some_and(|v| v >= version)
 }
 
 #[cfg(test)]
@@ -474,26 +426,6 @@ mod tests {
                 core_voltage_mv: 1150.0
             })
         );
-    }
-
-    #[test]
-    fn a_step_down_takes_the_next_listed_values_and_never_goes_below_the_lowest() {
-        let frequencies = [400.0, 490.0, 525.0, 550.0, 600.0, 625.0];
-        let voltages = [1000.0, 1060.0, 1100.0, 1150.0, 1200.0, 1250.0];
-        let lists = Some((&frequencies[..], &voltages[..]));
-        let floor = (300.0, 900.0);
-        assert_eq!(step_below((600.0, 1200.0), lists, floor), Some((550.0, 1150.0)));
-        // At the lowest listed voltage the voltage stays; the frequency still steps.
-        assert_eq!(step_below((490.0, 1000.0), lists, floor), Some((400.0, 1000.0)));
-        // At the bottom of both lists there is nothing lower to go to.
-        assert_eq!(step_below((400.0, 1000.0), lists, floor), None);
-        assert_eq!(step_below((400.0, 980.0), lists, floor), None);
-        // Without lists: 25 MHz and 20 mV lower, bounded by the chip's window.
-        assert_eq!(step_below((612.0, 1210.0), None, floor), Some((587.0, 1190.0)));
-        assert_eq!(step_below((310.0, 905.0), None, floor), Some((300.0, 900.0)));
-        assert_eq!(step_below((300.0, 900.0), None, floor), None);
-        assert!(firmware_at_least(Some("v2.14.0"), (2, 14)));
-        assert!(!firmware_at_least(Some("v2.9.0"), (2, 14)));
     }
 
     #[test]

@@ -243,8 +243,42 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(header_lines(app, compact, theme)), head);
     frame.render_widget(Paragraph::new(footer(app, theme)), foot);
 
-    // (title, width); the name column takes what is left.
-    let columns: Vec<(&str, u16)> = if compact {
+    let columns = fleet_columns(compact);
+    let fixed: u16 = columns.iter().map(|(_, w)| w + 1).sum();
+    let name_width = area.width.saturating_sub(fixed + 1).clamp(8, 28);
+    let mut widths = vec![Constraint::Length(name_width)];
+    widths.extend(columns.iter().map(|(_, w)| Constraint::Length(*w)));
+    let mut titles = vec![Cell::from("device")];
+    titles.extend(columns.iter().map(|(title, _)| Cell::from(*title)));
+    let fleet = &app.fleet;
+    let rows: Vec<Row> = app
+        .rows()
+        .into_iter()
+        .map(|d| fleet_row(theme, fleet, d, compact, name_width))
+        .collect();
+    let empty = rows.is_empty();
+    let table = Table::new(rows, widths)
+        .header(Row::new(titles).style(theme.header()))
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = ratatui::widgets::TableState::default().with_selected(app.selected_row());
+    frame.render_stateful_widget(table, body, &mut state);
+    if empty {
+        let text = if app.fleet.devices.is_empty() {
+            "waiting for the exporter's first snapshot…"
+        } else {
+            "no device matches the filter (Esc clears it)"
+        };
+        let [_, line, _] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).areas(body);
+        frame.render_widget(Paragraph::new(text).style(theme.dim()), line);
+    }
+}
+
+/// The fleet table's columns after the name, as (title, width); the name column takes
+/// what is left.
+fn fleet_columns(compact: bool) -> Vec<(&'static str, u16)> {
+    if compact {
         vec![
             ("state", 10),
             ("GH/s", 7),
@@ -268,77 +302,51 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             ("MHz/mV", 10),
             ("uptime", 7),
         ]
-    };
-    let fixed: u16 = columns.iter().map(|(_, w)| w + 1).sum();
-    let name_width = area.width.saturating_sub(fixed + 1).clamp(8, 28);
-    let mut widths = vec![Constraint::Length(name_width)];
-    widths.extend(columns.iter().map(|(_, w)| Constraint::Length(*w)));
-    let mut titles = vec![Cell::from("device")];
-    titles.extend(columns.iter().map(|(title, _)| Cell::from(*title)));
-    let fleet = &app.fleet;
-    let rows: Vec<Row> = app
-        .rows()
-        .into_iter()
-        .map(|d| {
-            let (state_text, state_style) = state(theme, d);
-            let down = d.state == "down";
-            let mut cells = vec![
-                Cell::from(clean(&d.name, name_width as usize)),
-                Cell::from(clean(&state_text, if compact { 10 } else { 14 })).style(state_style),
-                Cell::from(number(d.hashrate_ghs, 1)),
-                Cell::from(number(d.percent_of_expected, 0)).style(match d.percent_of_expected {
-                    Some(p) if p < 90.0 => theme.warn(),
-                    _ => Style::default(),
-                }),
-            ];
-            if !compact {
-                cells.push(Cell::from(sparkline(&d.hashrate_1h_ghs, 12)).style(theme.fg(Color::Cyan)));
-                cells.push(Cell::from(number(d.hashrate_cv_1h_percent, 1)));
-            }
-            cells.push(Cell::from(number(d.power_w, 1)));
-            cells.push(Cell::from(number(d.joules_per_terahash, 2)));
-            cells.push(
-                Cell::from(number(d.asic_temp_c, if compact { 0 } else { 1 })).style(temperature_style(
-                    theme,
-                    fleet,
-                    d.asic_temp_c,
-                )),
-            );
-            if !compact {
-                cells.push(Cell::from(number(d.vr_temp_c, 0)).style(temperature_style(theme, fleet, d.vr_temp_c)));
-            }
-            cells.push(Cell::from(format!(
-                "{}/{}",
-                number(d.frequency_mhz, 0),
-                number(d.core_voltage_mv, 0)
-            )));
-            if !compact {
-                cells.push(Cell::from(uptime(d.uptime_s)));
-            }
-            let row = Row::new(cells);
-            if down {
-                row.style(theme.dim())
-            } else {
-                row
-            }
-        })
-        .collect();
-    let empty = rows.is_empty();
-    let table = Table::new(rows, widths)
-        .header(Row::new(titles).style(theme.header()))
-        .column_spacing(1)
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = ratatui::widgets::TableState::default().with_selected(app.selected_row());
-    frame.render_stateful_widget(table, body, &mut state);
-    if empty {
-        let text = if app.fleet.devices.is_empty() {
-            "waiting for the exporter's first snapshot…"
-        } else {
-            "no device matches the filter (Esc clears it)"
-        };
-        let [_, line, _] =
-            Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).areas(body);
-        frame.render_widget(Paragraph::new(text).style(theme.dim()), line);
+    }
+}
+
+/// One device's row of the fleet table.
+fn fleet_row(theme: Theme, fleet: &Fleet, d: &Device, compact: bool, name_width: u16) -> Row<'static> {
+    let (state_text, state_style) = state(theme, d);
+    let down = d.state == "down";
+    let mut cells = vec![
+        Cell::from(clean(&d.name, name_width as usize)),
+        Cell::from(clean(&state_text, if compact { 10 } else { 14 })).style(state_style),
+        Cell::from(number(d.hashrate_ghs, 1)),
+        Cell::from(number(d.percent_of_expected, 0)).style(match d.percent_of_expected {
+            Some(p) if p < 90.0 => theme.warn(),
+            _ => Style::default(),
+        }),
+    ];
+    if !compact {
+        cells.push(Cell::from(sparkline(&d.hashrate_1h_ghs, 12)).style(theme.fg(Color::Cyan)));
+        cells.push(Cell::from(number(d.hashrate_cv_1h_percent, 1)));
+    }
+    cells.push(Cell::from(number(d.power_w, 1)));
+    cells.push(Cell::from(number(d.joules_per_terahash, 2)));
+    cells.push(
+        Cell::from(number(d.asic_temp_c, if compact { 0 } else { 1 })).style(temperature_style(
+            theme,
+            fleet,
+            d.asic_temp_c,
+        )),
+    );
+    if !compact {
+        cells.push(Cell::from(number(d.vr_temp_c, 0)).style(temperature_style(theme, fleet, d.vr_temp_c)));
+    }
+    cells.push(Cell::from(format!(
+        "{}/{}",
+        number(d.frequency_mhz, 0),
+        number(d.core_voltage_mv, 0)
+    )));
+    if !compact {
+        cells.push(Cell::from(uptime(d.uptime_s)));
+    }
+    let row = Row::new(cells);
+    if down {
+        row.style(theme.dim())
+    } else {
+        row
     }
 }
 
@@ -430,6 +438,46 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
         Layout::vertical([Constraint::Length(2), Constraint::Min(6), Constraint::Length(1)]).areas(area);
     frame.render_widget(Paragraph::new(footer(app, theme)), foot);
     let live = app.fleet.devices.iter().find(|d| d.name == name);
+    frame.render_widget(Paragraph::new(device_header(app, name, live, theme)), head);
+
+    let detail = app.detail.as_ref().filter(|d| d.name == name);
+    let Some(detail) = detail else {
+        frame.render_widget(
+            Paragraph::new(format!("loading the {}…", app.range.label())).style(theme.dim()),
+            body,
+        );
+        return;
+    };
+    if let Some(error) = &detail.error {
+        frame.render_widget(
+            Paragraph::new(clean(error, 200))
+                .style(theme.bad())
+                .wrap(Wrap { trim: true }),
+            body,
+        );
+        return;
+    }
+    let [charts, bottom] = Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)]).areas(body);
+    draw_history_charts(frame, charts, app, detail, theme);
+    let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(bottom);
+    frame.render_widget(
+        Paragraph::new(configuration_lines(detail, live)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title("current configuration, steady state"),
+        ),
+        left,
+    );
+    let events = event_lines(detail, left.height.saturating_sub(2) as usize, theme);
+    frame.render_widget(
+        Paragraph::new(events).block(Block::default().borders(Borders::ALL).title("recent events")),
+        right,
+    );
+}
+
+/// The device screen's two header lines: its state, board, firmware and problems, then its
+/// readings.
+fn device_header(app: &App, name: &str, live: Option<&Device>, theme: Theme) -> Vec<Line<'static>> {
     let mut first = vec![Span::styled(clean(name, 40), theme.header())];
     let mut second = Vec::new();
     match live {
@@ -481,27 +529,12 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
         }
         None => second.push(Span::styled("no longer in the exporter's snapshot", theme.bad())),
     }
-    frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), head);
+    vec![Line::from(first), Line::from(second)]
+}
 
-    let detail = app.detail.as_ref().filter(|d| d.name == name);
-    let Some(detail) = detail else {
-        frame.render_widget(
-            Paragraph::new(format!("loading the {}…", app.range.label())).style(theme.dim()),
-            body,
-        );
-        return;
-    };
-    if let Some(error) = &detail.error {
-        frame.render_widget(
-            Paragraph::new(clean(error, 200))
-                .style(theme.bad())
-                .wrap(Wrap { trim: true }),
-            body,
-        );
-        return;
-    }
-    let [charts, bottom] = Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)]).areas(body);
-    let rows = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(charts);
+/// Hashrate, power and temperature over the selected range, one above the other.
+fn draw_history_charts(frame: &mut Frame, area: Rect, app: &App, detail: &DeviceDetail, theme: Theme) {
+    let rows = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(area);
     let points = detail.history.points();
     // The exporter's clock, not this one: the points carry its times.
     let end = if detail.history.until() > 0.0 {
@@ -546,19 +579,14 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
             ("shutdown", Color::Red, app.fleet.max_temp_shutdown_c),
         ],
     );
-    let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(bottom);
-    frame.render_widget(
-        Paragraph::new(configuration_lines(detail, live)).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title("current configuration, steady state"),
-        ),
-        left,
-    );
-    let events: Vec<Line> = crate::tui::model::timeline(&detail.history)
+}
+
+/// The latest events of the range, newest first, as many as `height` lines hold.
+fn event_lines(detail: &DeviceDetail, height: usize, theme: Theme) -> Vec<Line<'static>> {
+    let events: Vec<Line<'static>> = crate::tui::model::timeline(&detail.history)
         .iter()
         .rev()
-        .take(left.height.saturating_sub(2) as usize)
+        .take(height)
         .map(|(t, what, detail)| {
             Line::from(format!(
                 "{} {} {}",
@@ -568,15 +596,11 @@ fn draw_device(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Them
             ))
         })
         .collect();
-    let events = if events.is_empty() {
+    if events.is_empty() {
         vec![Line::from(Span::styled("no events in this range", theme.dim()))]
     } else {
         events
-    };
-    frame.render_widget(
-        Paragraph::new(events).block(Block::default().borders(Borders::ALL).title("recent events")),
-        right,
-    );
+    }
 }
 
 fn configuration_lines(detail: &DeviceDetail, live: Option<&Device>) -> Vec<Line<'static>> {

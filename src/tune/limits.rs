@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::axeos::boards::board_facts;
+use crate::axeos::facts::board_facts;
 use crate::axeos::printable;
 use crate::axeos::sample::Sample;
 use crate::config::TuneSettings;

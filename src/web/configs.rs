@@ -15,7 +15,8 @@ use axum::Router;
 use crate::analysis::{self, ConfigRow, Metric};
 use crate::ledger::Ledger;
 use crate::web::pages::*;
-use crate::web::render::html::{self, escape, url_segment, Context};
+use crate::web::render::html::{self, url_segment, Context};
+use crate::web::render::text::escape;
 
 /// `/configs` and `/api/v1/configs`.
 pub fn routes(pages: Arc<Pages>) -> Router {

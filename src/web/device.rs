@@ -14,7 +14,8 @@ use crate::analysis::history::{default_step, device_history, range_bounds, Range
 use crate::analysis::{self, ConfigRow, Metric};
 use crate::config::Thresholds;
 use crate::web::pages::*;
-use crate::web::render::html::{self, escape, url_segment, Context};
+use crate::web::render::html::{self, url_segment, Context};
+use crate::web::render::text::escape;
 
 /// `/device/NAME` and `/api/v1/devices/NAME/history`.
 pub fn routes(pages: Arc<Pages>) -> Router {

@@ -26,7 +26,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::Thresholds;
 use crate::daemon::fleet::Fleet;
 use crate::ledger::{DeviceRow, Ledger, LedgerError};
-use crate::web::render::html::{self, escape, Context};
+use crate::web::render::html::{self, Context};
+use crate::web::render::text::escape;
 
 /// Ledger-backed answers read and rendered at once.
 pub const LEDGER_READERS: usize = 2;

@@ -10,7 +10,8 @@ use crate::analysis::{compare_configs, Metric, Query};
 use crate::config::Thresholds;
 use crate::ledger::{self, DeviceRow, Ledger};
 use crate::time;
-use crate::web::render::html::{self, escape, Context, SweepRecord};
+use crate::web::render::html::{self, Context, SweepRecord};
+use crate::web::render::text::escape;
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -31,6 +32,18 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
         None => ledger.devices()?,
     };
     let mut body = String::new();
+    write_title(&mut body, ledger, spec, devices.len());
+    write_devices_at_a_glance(&mut body, &devices);
+    write_configurations(&mut body, ledger, spec)?;
+    write_device_histories(&mut body, ledger, spec, &devices)?;
+    write_sessions(&mut body, ledger, spec)?;
+    body.push_str("<h1>Tuning sweeps</h1>\n");
+    body.push_str(&html::sweeps_table(&sweeps(ledger, spec)?));
+    Ok(html::document(Context::Report, "Report", &body, None))
+}
+
+/// The heading: what the report covers, from which ledger, when.
+fn write_title(body: &mut String, ledger: &Ledger, spec: &ReportSpec, device_count: usize) {
     let _ = writeln!(
         body,
         "<h1>Report{}</h1><p class=\"muted\">Generated {} UTC from {} · {} · {}</p>",
@@ -48,18 +61,20 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
             "since {} UTC",
             time::format_short(s)
         )),
-        match devices.len() {
+        match device_count {
             1 => "1 device".to_string(),
             n => format!("{n} devices"),
         }
     );
+}
 
-    // The devices at a glance.
+/// One row per device, linking to its section.
+fn write_devices_at_a_glance(body: &mut String, devices: &[DeviceRow]) {
     body.push_str(
         "<div class=\"scroll\"><table><thead><tr><th class=\"text\">device</th><th class=\"text\">model</th>\
          <th class=\"text\">firmware</th><th class=\"text\">first seen</th><th class=\"text\">last seen</th></tr></thead><tbody>\n",
     );
-    for device in &devices {
+    for device in devices {
         let _ = writeln!(
             body,
             "<tr><td class=\"text\"><a href=\"#device-{}\">{}</a></td><td class=\"text\">{}</td><td class=\"text\">{}</td>\
@@ -73,7 +88,9 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
         );
     }
     body.push_str("</tbody></table></div>\n");
+}
 
+fn write_configurations(body: &mut String, ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<()> {
     body.push_str("<h1>Configurations</h1>\n");
     let rows = compare_configs(
         ledger,
@@ -90,8 +107,17 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
         Metric::Efficiency,
         spec.thresholds.warning_celsius,
     ));
+    Ok(())
+}
 
-    for device in &devices {
+/// Each device's history charts and events over the range (or a line saying it has none).
+fn write_device_histories(
+    body: &mut String,
+    ledger: &Ledger,
+    spec: &ReportSpec,
+    devices: &[DeviceRow],
+) -> ledger::Result<()> {
+    for device in devices {
         let Some((first, last)) = ledger.sample_span(device.id)? else {
             let _ = writeln!(
                 body,
@@ -116,7 +142,11 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
         body.push_str("<h2>Events</h2>\n");
         body.push_str(&html::events_table(&history));
     }
+    Ok(())
+}
 
+/// The sessions that overlap the range.
+fn write_sessions(body: &mut String, ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<()> {
     let sessions: Vec<_> = ledger
         .sessions(spec.device.as_ref().map(|d| d.id))?
         .into_iter()
@@ -124,6 +154,11 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
         .collect();
     body.push_str("<h1>Sessions</h1>\n");
     body.push_str(&html::sessions_table(&sessions));
+    Ok(())
+}
+
+/// The tuning sweeps that overlap the range, of the one device when the report is on one.
+fn sweeps(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<Vec<SweepRecord>> {
     let sweeps: Vec<SweepRecord> = ledger
         .tune_runs()?
         .into_iter()
@@ -134,14 +169,11 @@ pub fn render(ledger: &Ledger, spec: &ReportSpec) -> ledger::Result<String> {
             Ok(SweepRecord { run, devices, steps })
         })
         .collect::<ledger::Result<_>>()?;
-    let sweeps: Vec<SweepRecord> = match &spec.device {
+    Ok(match &spec.device {
         Some(device) => sweeps
             .into_iter()
             .filter(|s| s.devices.iter().any(|d| d.device_id == device.id))
             .collect(),
         None => sweeps,
-    };
-    body.push_str("<h1>Tuning sweeps</h1>\n");
-    body.push_str(&html::sweeps_table(&sweeps));
-    Ok(html::document(Context::Report, "Report", &body, None))
+    })
 }

@@ -3,6 +3,7 @@
 //! J/TH heat map over frequency × core voltage; hashrate against J/TH with the Pareto
 //! front. Plotters escapes the text it writes; device strings are made printable first.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -40,7 +41,7 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> R
         Err(e) => format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"40\"><text x=\"4\" y=\"20\">chart failed: {}</text></svg>",
             size.0,
-            crate::web::render::html::escape(&e.to_string())
+            crate::web::render::text::escape(&e.to_string())
         ),
     }
 }
@@ -115,39 +116,8 @@ pub fn history_chart(chart: &HistoryChart) -> String {
 }
 
 fn draw_history(root: &DrawingArea<SVGBackend, Shift>, spec: &HistoryChart) -> Result<(), Failure> {
-    let series: Vec<(&Series, Vec<(f64, Span)>)> = spec
-        .series
-        .iter()
-        .map(|s| {
-            let values = spec
-                .points
-                .iter()
-                .filter_map(|p| (s.value)(p).map(|v| (p.t + spec.step / 2.0, v)))
-                .filter(|(_, v)| v.min.is_finite() && v.max.is_finite() && v.mean.is_finite())
-                .collect();
-            (s, values)
-        })
-        .collect();
-    let mut low = f64::INFINITY;
-    let mut high = f64::NEG_INFINITY;
-    for (s, values) in &series {
-        for (_, v) in values {
-            let (a, b) = if s.band { (v.min, v.max) } else { (v.mean, v.mean) };
-            low = low.min(a);
-            high = high.max(b);
-        }
-    }
-    for (_, _, value) in &spec.thresholds {
-        if value.is_finite() && low.is_finite() {
-            low = low.min(*value);
-            high = high.max(*value);
-        }
-    }
-    if !low.is_finite() {
-        (low, high) = (0.0, 1.0);
-    }
-    let pad = ((high - low) * 0.08).max(high.abs() * 0.01).max(0.5);
-    let (low, high) = (low - pad, high + pad);
+    let series = charted_series(spec);
+    let (low, high) = value_range(&series, &spec.thresholds);
     let (since, until) = (spec.since, spec.until.max(spec.since + 1.0));
     let mut chart = ChartBuilder::on(root)
         .caption(format!("{} ({})", spec.title, spec.unit), ("sans-serif", 15))
@@ -196,28 +166,7 @@ fn draw_history(root: &DrawingArea<SVGBackend, Shift>, spec: &HistoryChart) -> R
         }
     }
     for (s, values) in &series {
-        let colour = s.colour;
-        for run in runs(values, spec.step) {
-            if s.band && run.len() > 1 {
-                let mut outline: Vec<(f64, f64)> = run.iter().map(|(t, v)| (*t, v.max)).collect();
-                outline.extend(run.iter().rev().map(|(t, v)| (*t, v.min)));
-                chart.draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.18).filled())))?;
-            }
-        }
-        let mut first = true;
-        for run in runs(values, spec.step) {
-            let line = run.iter().map(|(t, v)| (*t, v.mean));
-            let drawn = if run.len() == 1 {
-                chart.draw_series(line.map(|p| Circle::new(p, 2, colour.filled())))?
-            } else {
-                chart.draw_series(LineSeries::new(line, colour.stroke_width(2)))?
-            };
-            if std::mem::take(&mut first) {
-                drawn
-                    .label(s.name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2)));
-            }
-        }
+        draw_band_and_mean(&mut chart, s, values, spec.step)?;
     }
     chart
         .configure_series_labels()
@@ -226,6 +175,79 @@ fn draw_history(root: &DrawingArea<SVGBackend, Shift>, spec: &HistoryChart) -> R
         .border_style(RGBColor(200, 200, 200))
         .label_font(("sans-serif", 12))
         .draw()?;
+    Ok(())
+}
+
+/// Each series' buckets that have a finite reading, at the middle of their step.
+fn charted_series<'a>(spec: &'a HistoryChart) -> Vec<(&'a Series<'a>, Vec<(f64, Span)>)> {
+    spec.series
+        .iter()
+        .map(|s| {
+            let values = spec
+                .points
+                .iter()
+                .filter_map(|p| (s.value)(p).map(|v| (p.t + spec.step / 2.0, v)))
+                .filter(|(_, v)| v.min.is_finite() && v.max.is_finite() && v.mean.is_finite())
+                .collect();
+            (s, values)
+        })
+        .collect()
+}
+
+/// The value axis: every band (or mean) and threshold, padded; 0–1 when there is nothing.
+fn value_range(series: &[(&Series, Vec<(f64, Span)>)], thresholds: &[(&str, RGBColor, f64)]) -> (f64, f64) {
+    let mut low = f64::INFINITY;
+    let mut high = f64::NEG_INFINITY;
+    for (s, values) in series {
+        for (_, v) in values {
+            let (a, b) = if s.band { (v.min, v.max) } else { (v.mean, v.mean) };
+            low = low.min(a);
+            high = high.max(b);
+        }
+    }
+    for (_, _, value) in thresholds {
+        if value.is_finite() && low.is_finite() {
+            low = low.min(*value);
+            high = high.max(*value);
+        }
+    }
+    if !low.is_finite() {
+        (low, high) = (0.0, 1.0);
+    }
+    let pad = ((high - low) * 0.08).max(high.abs() * 0.01).max(0.5);
+    (low - pad, high + pad)
+}
+
+/// One series: its shaded min–max band where it has one, then its mean line (a dot for a
+/// lone bucket), broken at gaps, named once in the legend.
+fn draw_band_and_mean(
+    chart: &mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    s: &Series,
+    values: &[(f64, Span)],
+    step: f64,
+) -> Result<(), Failure> {
+    let colour = s.colour;
+    for run in runs(values, step) {
+        if s.band && run.len() > 1 {
+            let mut outline: Vec<(f64, f64)> = run.iter().map(|(t, v)| (*t, v.max)).collect();
+            outline.extend(run.iter().rev().map(|(t, v)| (*t, v.min)));
+            chart.draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.18).filled())))?;
+        }
+    }
+    let mut first = true;
+    for run in runs(values, step) {
+        let line = run.iter().map(|(t, v)| (*t, v.mean));
+        let drawn = if run.len() == 1 {
+            chart.draw_series(line.map(|p| Circle::new(p, 2, colour.filled())))?
+        } else {
+            chart.draw_series(LineSeries::new(line, colour.stroke_width(2)))?
+        };
+        if std::mem::take(&mut first) {
+            drawn
+                .label(s.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2)));
+        }
+    }
     Ok(())
 }
 

@@ -13,27 +13,10 @@ use crate::ledger::sessions::SessionRow;
 use crate::ledger::tune::{TuneDevice, TuneRun, TuneStep};
 use crate::time;
 use crate::web::render::charts::{self, HeatCell, HistoryChart, ScatterPoint, Series};
+use crate::web::render::text::escape;
 
 /// The stylesheet every page and the report carry inline.
 pub use crate::web::assets::STYLE;
-
-/// Text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters (terminal escapes included) are shown, not passed on.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A path segment of a URL (`/device/NAME`): everything but unreserved characters
 /// percent-encoded, so any device name makes a working, harmless link.

@@ -3,3 +3,4 @@
 
 pub mod charts;
 pub mod html;
+pub mod text;
