@@ -15,7 +15,7 @@ pub const MIN_STEADY_SAMPLES: u64 = 7;
 /// The hashrate floor, % of expected.
 pub const MIN_PERCENT_OF_EXPECTED: f64 = 94.0;
 /// The ASIC error ceiling, % (`tune.max_error_percent` overrides it for sweeps).
-pub const MAX_ERROR_PERCENT: f64 = 3.0;
+pub(crate) const MAX_ERROR_PERCENT: f64 = 3.0;
 
 /// A configuration's steady running, as one of its judges knows it.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -9,11 +9,11 @@ use crate::ledger::sessions::SessionRow;
 use crate::ledger::{self, DeviceRow, Ledger};
 
 /// Points a chart is drawn from: about one per two pixels of a wide chart.
-pub const CHART_POINTS: f64 = 600.0;
+pub(crate) const CHART_POINTS: f64 = 600.0;
 
 /// The most markers returned for one range (the newest kept): a flapping miner's years of
 /// events must not make a page megabytes long.
-pub const MAX_MARKERS: usize = 500;
+pub(crate) const MAX_MARKERS: usize = 500;
 
 /// The ranges the device page offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -328,7 +328,8 @@ pub fn duration_text(seconds: f64) -> String {
 }
 
 /// The CSV columns of compare-configs, with units.
-pub const CONFIG_CSV_HEADER: &str = "device,frequency_mhz,core_voltage_mv,samples,steady_samples,steady_seconds,\
+pub(crate) const CONFIG_CSV_HEADER: &str =
+    "device,frequency_mhz,core_voltage_mv,samples,steady_samples,steady_seconds,\
 mean_hashrate_ghs,hashrate_ci95_ghs,median_hashrate_ghs,percent_of_expected,joules_per_terahash,gigahashes_per_watt,\
 asic_temp_mean_c,asic_temp_p95_c,asic_temp_max_c,vr_temp_max_c,reject_percent,error_percent,enough_data";
 

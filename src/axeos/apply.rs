@@ -20,7 +20,7 @@ use crate::axeos::{AxeOsClient, PollError};
 /// them between two hashing jobs, and some builds report the old ones for a few seconds).
 pub const LIVE_PATIENCE: Duration = Duration::from_secs(15);
 /// How long a miner restarted to run its new settings may take to answer again.
-pub const RESTART_PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const RESTART_PATIENCE: Duration = Duration::from_secs(120);
 /// How long a miner that refused the PATCH (HTTP 4xx) is read for the settings anyway.
 const AFTER_A_REFUSAL: Duration = Duration::from_secs(3);
 /// Time between two reads of the read-back.
@@ -122,7 +122,7 @@ impl Applied {
 }
 
 /// The settings a write asks for (either may be left alone).
-pub fn target_of(patch: &CheckedPatch) -> (Option<f64>, Option<f64>) {
+pub(crate) fn target_of(patch: &CheckedPatch) -> (Option<f64>, Option<f64>) {
     let patch = patch.patch();
     (patch.frequency, patch.core_voltage.map(f64::from))
 }

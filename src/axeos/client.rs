@@ -10,9 +10,9 @@ use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
 use crate::axeos::window::{CheckedPatch, SettingsPatch};
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Upper bound on one request, whatever the poll interval.
-pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bounded set of reasons a poll fails, used as the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,7 +21,7 @@ pub const IN_FLIGHT: usize = 32;
 
 /// The largest subnet scanned (a /16: 65,534 addresses, about half an hour at 32 in flight
 /// and the default timeout when nothing answers).
-pub const MAX_PREFIX_HOSTS: u32 = 1 << 16;
+pub(crate) const MAX_PREFIX_HOSTS: u32 = 1 << 16;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DiscoverError {
@@ -73,7 +73,7 @@ pub fn parse_ports(text: &str) -> Result<std::ops::RangeInclusive<u16>, Discover
 }
 
 /// Private, loopback and link-local networks: the ones a scan needs no leave for.
-pub fn is_private(net: &Ipv4Net) -> bool {
+pub(crate) fn is_private(net: &Ipv4Net) -> bool {
     let ip = net.network();
     (ip.is_private() || ip.is_loopback() || ip.is_link_local()) && net.prefix_len() >= 8 && {
         // The whole subnet must lie inside one private block (a /8 covering 10/8 is fine,

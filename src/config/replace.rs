@@ -156,7 +156,7 @@ impl LockedConfig {
     }
 
     /// Where the previous text is kept: the given name with `.bak` appended.
-    pub fn backup_path(&self) -> PathBuf {
+    pub(crate) fn backup_path(&self) -> PathBuf {
         let mut name = self.named.clone().into_os_string();
         name.push(".bak");
         PathBuf::from(name)

@@ -11,7 +11,7 @@ use crate::axeos::sample::{ClockConfig, Sample};
 use crate::config::Thresholds;
 
 /// Degrees below a threshold a temperature must fall before "back below" is reported.
-pub const TEMPERATURE_HYSTERESIS_CELSIUS: f64 = 1.0;
+pub(crate) const TEMPERATURE_HYSTERESIS_CELSIUS: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum TempLevel {
@@ -22,7 +22,7 @@ pub enum TempLevel {
 }
 
 impl TempLevel {
-    pub fn classify(previous: TempLevel, celsius: f64, t: &Thresholds) -> TempLevel {
+    pub(crate) fn classify(previous: TempLevel, celsius: f64, t: &Thresholds) -> TempLevel {
         let h = TEMPERATURE_HYSTERESIS_CELSIUS;
         let shutdown =
             celsius >= t.shutdown_celsius || (previous == TempLevel::Shutdown && celsius > t.shutdown_celsius - h);
@@ -231,7 +231,7 @@ impl fmt::Display for DeviceEvent {
 
 /// The settings the firmware's overheat protection leaves behind: from v2.11 it restarts
 /// 100 MHz and 100 mV lower; before, it latches at 50 MHz / 1000 mV.
-pub fn is_protective_drop(from: &ClockConfig, to: &ClockConfig) -> bool {
+pub(crate) fn is_protective_drop(from: &ClockConfig, to: &ClockConfig) -> bool {
     let number = |s: &str| s.parse::<f64>().ok();
     let (Some(f0), Some(v0), Some(f1), Some(v1)) = (
         number(&from.frequency_mhz),
@@ -375,7 +375,7 @@ pub fn observe_failure(before: &Tracked, reason: &str) -> (Tracked, Vec<DeviceEv
 }
 
 /// The ledger's `kind` of an event (its `events.kind` column).
-pub fn event_kind(event: &DeviceEvent) -> &'static str {
+pub(crate) fn event_kind(event: &DeviceEvent) -> &'static str {
     match event {
         DeviceEvent::Up { .. } => "online",
         DeviceEvent::Down { .. } => "offline",

@@ -434,7 +434,7 @@ impl Fleet {
     }
 
     /// Every device's state as it will look at `now` (freshness is judged against it).
-    pub fn views_at(&self, now: Instant) -> Vec<DeviceView> {
+    pub(crate) fn views_at(&self, now: Instant) -> Vec<DeviceView> {
         let fresh_for = self.stale_after;
         self.devices
             .iter()

@@ -15,7 +15,7 @@ use crate::config::{Discovery, MinerAddress};
 use crate::daemon::fleet::Fleet;
 
 /// Failed polls in a row before a miner counts as gone from its address.
-pub const LOST_AFTER_FAILURES: u32 = 3;
+pub(crate) const LOST_AFTER_FAILURES: u32 = 3;
 
 /// How long each address of a discovery scan is given.
 const SCAN_TIMEOUT: Duration = Duration::from_millis(1500);

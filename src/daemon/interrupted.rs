@@ -24,7 +24,7 @@ use crate::tune::report::Observer;
 use crate::tune::restore::{fmt_setting, restore_settings, Restore};
 
 /// How often the ledger's restore plans are read again.
-pub const CHECK_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// One device an interrupted sweep left unrestored, as the ledger says.
 #[derive(Debug, Clone)]

@@ -293,7 +293,7 @@ const SAMPLE_GAUGES: &[SampleGauge] = &[
 
 /// Encodes the fleet on every scrape.
 #[derive(Debug)]
-pub struct FleetCollector {
+pub(crate) struct FleetCollector {
     fleet: Arc<Fleet>,
     ledger: Option<Arc<LedgerStats>>,
     http: Option<Arc<HttpStats>>,

@@ -32,10 +32,10 @@ use crate::ledger::{self, Ledger};
 use fleet::Fleet;
 
 /// How long shutdown waits for in-flight polls before abandoning them.
-pub const POLL_GRACE: Duration = Duration::from_millis(1500);
+pub(crate) const POLL_GRACE: Duration = Duration::from_millis(1500);
 /// How much longer shutdown waits for a protective write in flight, so what it sent is
 /// logged, counted and in the ledger (its waits for the miner end at the stop).
-pub const PROTECTIVE_GRACE: Duration = Duration::from_secs(6);
+pub(crate) const PROTECTIVE_GRACE: Duration = Duration::from_secs(6);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]

@@ -20,14 +20,14 @@ pub use super::protect_write::execute;
 use super::protect_write::{Outcome, Plan};
 
 /// A miner re-arms once it is this far below the threshold it tripped.
-pub const HYSTERESIS_CELSIUS: f64 = 5.0;
+pub(crate) const HYSTERESIS_CELSIUS: f64 = 5.0;
 /// The least time between two actions on one miner.
-pub const COOL_DOWN: Duration = Duration::from_secs(600);
+pub(crate) const COOL_DOWN: Duration = Duration::from_secs(600);
 /// The most actions on one miner in an hour.
-pub const MAX_PER_HOUR: usize = 3;
+pub(crate) const MAX_PER_HOUR: usize = 3;
 /// The longest wait before a failed action is tried again (the first wait, a poll interval
 /// within 5–30 s, doubles up to this).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// One miner's protective state.

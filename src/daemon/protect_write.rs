@@ -273,7 +273,11 @@ async fn pause(
 /// miner's lists, else the chip's), never below the lowest listed value (a value already at
 /// or below it stays); without lists, 25 MHz and 20 mV lower, never below `floor`.
 /// `None` when neither can go lower.
-pub fn step_below(current: (f64, f64), lists: Option<(&[f64], &[f64])>, floor: (f64, f64)) -> Option<(f64, f64)> {
+pub(crate) fn step_below(
+    current: (f64, f64),
+    lists: Option<(&[f64], &[f64])>,
+    floor: (f64, f64),
+) -> Option<(f64, f64)> {
     let below = |list: Option<&[f64]>, value: f64, step: f64, floor: f64| match list.filter(|l| !l.is_empty()) {
         Some(list) => list
             .iter()

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 /// Buckets kept: one hour of minutes.
-pub const MINUTES: usize = 60;
+pub(crate) const MINUTES: usize = 60;
 
 #[derive(Debug, Clone, Copy)]
 struct Minute {

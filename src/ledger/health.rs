@@ -19,7 +19,7 @@ const DAMAGED_INFIX: &str = ".damaged-";
 const QUICK_CHECK_PROBLEMS: u32 = 3;
 
 /// True when SQLite says the file is damaged: a corrupt page, or no database at all.
-pub fn is_damage(error: &rusqlite::Error) -> bool {
+pub(crate) fn is_damage(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _)
         if matches!(e.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
 }

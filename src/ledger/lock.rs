@@ -53,12 +53,12 @@ pub struct DaemonLock {
 /// A running sweep touches its heartbeat file this often…
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 /// …so one untouched for this long belongs to a sweep that is gone.
-pub const HEARTBEAT_STALE: std::time::Duration = std::time::Duration::from_secs(15);
+pub(crate) const HEARTBEAT_STALE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The file a running sweep keeps touching (`<ledger>.tune-<run>.alive`), so a process in
 /// another pid namespace (`serve` in a container, `tune` on the host) can tell a live sweep
 /// from an interrupted one, where `/proc` cannot.
-pub fn heartbeat_path(ledger: &Path, run_id: i64) -> PathBuf {
+pub(crate) fn heartbeat_path(ledger: &Path, run_id: i64) -> PathBuf {
     let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
     let mut name = real.into_os_string();
     name.push(format!(".tune-{run_id}.alive"));
@@ -89,7 +89,7 @@ pub fn clear_heartbeat(ledger: &Path, run_id: i64) {
 }
 
 /// How long a `serve`'s request for the ledger stands (it waits 15 s for the handover).
-pub const HANDOVER_FRESH: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const HANDOVER_FRESH: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Who holds the lock: what the pid file says after the pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl DaemonLock {
     }
 
     /// Where a `serve` asks a sweep for the ledger: beside the file the path resolves to.
-    pub fn handover_path(ledger: &Path) -> PathBuf {
+    pub(crate) fn handover_path(ledger: &Path) -> PathBuf {
         let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
         let mut name = real.into_os_string();
         name.push(".handover");

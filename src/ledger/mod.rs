@@ -38,7 +38,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::ledger::segments::Reading;
 
 /// How long a statement waits for another connection's write lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A ledger failure, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +105,14 @@ fn is_read_only_or_cannot_open(error: &rusqlite::Error) -> bool {
 
 impl LedgerError {
     /// True when SQLite refused for lack of write access (file, folder, `-shm`).
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
             if e.code == rusqlite::ErrorCode::ReadOnly)
     }
 
     /// True when SQLite could not open a file it needs: for a ledger that exists, its
     /// `-shm` on a read-only filesystem.
-    pub fn is_cannot_open(&self) -> bool {
+    pub(crate) fn is_cannot_open(&self) -> bool {
         matches!(self, LedgerError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
             if e.code == rusqlite::ErrorCode::CannotOpen)
     }

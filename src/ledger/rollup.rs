@@ -15,11 +15,11 @@ use crate::axeos::sample::Sample;
 pub(crate) const ROLLUP_SCHEMA_VERSION: usize = 4;
 
 /// The width of a rollup bucket, seconds.
-pub const ROLLUP_SECONDS: f64 = 3600.0;
+pub(crate) const ROLLUP_SECONDS: f64 = 3600.0;
 
 /// A range holding more samples than this is answered from the hourly rollups; smaller
 /// ones from the samples themselves (finer steps, exact bucket edges).
-pub const MAX_RAW_SAMPLES: u64 = 30_000;
+pub(crate) const MAX_RAW_SAMPLES: u64 = 30_000;
 
 /// The largest magnitude a reading may have to enter a rollup (as for segment aggregates).
 const MAX_ROLLED: f64 = 1e12;

@@ -130,7 +130,7 @@ fn aggregatable(value: Option<f64>) -> Option<f64> {
 impl Reading {
     /// The reading with every value an aggregate could not hold (non-finite, absurdly
     /// large) removed, so that one bad sample cannot turn a segment's sums into infinity.
-    pub fn aggregatable(&self) -> Reading {
+    pub(crate) fn aggregatable(&self) -> Reading {
         Reading {
             dt: if self.dt.is_finite() && self.dt >= 0.0 {
                 self.dt.min(MAX_AGGREGATED)
@@ -280,7 +280,7 @@ impl SteadyStats {
         (self.hashrate_n > 0).then(|| self.hashrate_sum / self.hashrate_n as f64)
     }
 
-    pub fn mean_expected(&self) -> Option<f64> {
+    pub(crate) fn mean_expected(&self) -> Option<f64> {
         (self.expected_n > 0).then(|| self.expected_sum / self.expected_n as f64)
     }
 

@@ -125,7 +125,7 @@ pub fn resolve_device(ledger: &mut Ledger, name: &str, configured: &[String]) ->
     })
 }
 
-pub fn open_session(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SessionRow>> {
+pub(crate) fn open_session(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<SessionRow>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.device_id = ?1 AND s.ended_at IS NULL"),
         [device_id],

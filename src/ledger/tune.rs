@@ -108,7 +108,7 @@ pub struct ClaimConflict {
 
 /// One device a sweep takes: its id, the settings it runs now (the restore plan) and the
 /// candidate lists as JSON.
-pub type Claim = (i64, (Option<f64>, Option<f64>), String);
+pub(crate) type Claim = (i64, (Option<f64>, Option<f64>), String);
 
 impl Ledger {
     /// Registers a sweep and its devices' restore plans in one transaction, or — when

@@ -385,7 +385,7 @@ const ERROR_COUNTS_PER_GHS_PERCENT: f64 = 1.6;
 /// Error counts a dead chip's counter gains per second (it answers with garbage).
 const DEAD_CHIP_ERRORS_PER_S: f64 = 200.0;
 /// Firmware overheat protection trips above this ASIC temperature.
-pub const OVERHEAT_CELSIUS: f64 = 75.0;
+pub(crate) const OVERHEAT_CELSIUS: f64 = 75.0;
 const MAX_FAN_RPM: f64 = 7000.0;
 
 /// Steady-state behaviour of a chip at a clock configuration.
@@ -400,7 +400,7 @@ pub struct Operating {
 }
 
 /// The lowest core voltage (mV) that runs `mhz` cleanly on this board.
-pub fn min_stable_mv(spec: &BoardSpec, mhz: f64) -> f64 {
+pub(crate) fn min_stable_mv(spec: &BoardSpec, mhz: f64) -> f64 {
     spec.default_mv - VOLTAGE_MARGIN_MV + MV_PER_MHZ * (mhz - spec.default_mhz)
 }
 
@@ -602,7 +602,7 @@ impl MinerPhysics {
         duty.clamp(self.fan.min_percent / 100.0, 1.0)
     }
 
-    pub fn steady_state_celsius(&self) -> f64 {
+    pub(crate) fn steady_state_celsius(&self) -> f64 {
         let core = self.operating().core_watts;
         let per_chip = core / f64::from(self.spec.chips);
         self.ambient_celsius + thermal_resistance(self.fan_duty_for(core)) * per_chip

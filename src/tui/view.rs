@@ -158,7 +158,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
 
 /// Below this width the fleet table drops to the compact columns by itself, so names are
 /// not cut to make room for the optional ones.
-pub const AUTO_COMPACT_BELOW: u16 = 110;
+pub(crate) const AUTO_COMPACT_BELOW: u16 = 110;
 
 fn header_lines(app: &App, compact: bool, theme: Theme) -> Vec<Line<'static>> {
     let t = &app.fleet.totals;

@@ -12,7 +12,7 @@ use crate::config::TuneSettings;
 /// Consecutive readings without hashrate (or without an ASIC temperature) that end a step:
 /// v2.14+ reads 0 for about a second after every new block, so one zero is not a stopped
 /// miner, and one missed sensor read is not a blind sweep.
-pub const MISSING_READINGS: u32 = 3;
+pub(crate) const MISSING_READINGS: u32 = 3;
 
 /// Readings in a row that lacked what the limits need.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

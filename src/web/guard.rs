@@ -28,7 +28,7 @@ use crate::config::WebAccess;
 /// The largest token file read; a token is a line, not a document.
 const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 /// The shortest token accepted: 16 random characters are beyond guessing over HTTP.
-pub const MIN_TOKEN_CHARS: usize = 16;
+pub(crate) const MIN_TOKEN_CHARS: usize = 16;
 
 /// Why `serve` cannot start with this `server:` section.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,7 @@ impl Guard {
 
     /// Whether a request with this `Host` (header value or URI authority) may see the
     /// dashboard; see the module documentation for the rule.
-    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+    pub(crate) fn host_allowed(&self, host: Option<&str>) -> bool {
         let Some(host) = host else {
             return true;
         };

@@ -30,13 +30,13 @@ use crate::web::render::html::{self, Context};
 use crate::web::render::text::escape;
 
 /// Ledger-backed answers read and rendered at once.
-pub const LEDGER_READERS: usize = 2;
+pub(crate) const LEDGER_READERS: usize = 2;
 /// Requests that may wait for a turn; more are answered 503 at once.
-pub const MAX_WAITING: usize = 8;
+pub(crate) const MAX_WAITING: usize = 8;
 /// How long a request waits for its turn before it is answered 503.
-pub const MAX_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(10);
 /// The `Retry-After` of a 503, seconds.
-pub const RETRY_AFTER_SECONDS: u64 = 5;
+pub(crate) const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// The most devices and configuration rows on one page of `/configs`: the HTML is about
 /// 1.3 KB a row (table, heat-map cell and scatter point) and 15 KB a device (its two

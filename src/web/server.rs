@@ -39,25 +39,25 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most HTTP connections served at once, whatever the descriptor limit: far more than
 /// Prometheus servers, dashboards and `top` sessions need.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// The fewest connections allowed, even when the descriptor limit is too low for the fleet
 /// (then the pollers may fail too, and a warning says so at start).
-pub const MIN_CONNECTIONS: usize = 16;
+pub(crate) const MIN_CONNECTIONS: usize = 16;
 
 /// Descriptors kept back for everything but HTTP and the pollers: standard streams, the
 /// runtime's epoll and wake-up descriptors, the listener, the ledger with its `-wal`,
 /// `-shm` and lock files, name lookups, log files, with room to spare.
-pub const RESERVED_DESCRIPTORS: u64 = 64;
+pub(crate) const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// Descriptors kept back per polled miner: its keep-alive socket, and one more while a
 /// reconnect or a name lookup overlaps it.
-pub const DESCRIPTORS_PER_MINER: u64 = 2;
+pub(crate) const DESCRIPTORS_PER_MINER: u64 = 2;
 
 /// A response the client has not taken for this long (its socket buffer full all the
 /// while) no longer protects its connection: at the cap it is closed like an idle one, so
 /// clients that never read cannot hold every slot (node_exporter's write timeout).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// No write is waiting.
 const NOT_BLOCKED: u64 = u64::MAX;
@@ -65,7 +65,7 @@ const NOT_BLOCKED: u64 = u64::MAX;
 /// At the cap, a new connection takes the place of one that has been idle (no request in
 /// progress, no response waiting to be sent) at least this long; a brand-new connection
 /// whose request is still on the wire is never the one closed.
-pub const EVICT_AFTER_IDLE: Duration = Duration::from_secs(1);
+pub(crate) const EVICT_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// The cap being reached is logged at most this often (with what happened since).
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);

@@ -17,7 +17,7 @@ use crate::ledger::rollup::{HistoryPoint, Span};
 type Failure = Box<dyn std::error::Error>;
 
 pub const WIDTH: u32 = 760;
-pub const HEIGHT: u32 = 240;
+pub(crate) const HEIGHT: u32 = 240;
 
 pub const BLUE: RGBColor = RGBColor(31, 119, 180);
 pub const ORANGE: RGBColor = RGBColor(230, 120, 20);
@@ -263,8 +263,8 @@ pub struct HeatCell {
     pub best: bool,
 }
 
-pub const HEAT_WIDTH: u32 = 640;
-pub const HEAT_HEIGHT: u32 = 420;
+pub(crate) const HEAT_WIDTH: u32 = 640;
+pub(crate) const HEAT_HEIGHT: u32 = 420;
 
 /// J/TH over frequency × core voltage, green (efficient) to red; one panel per
 /// (title, cells).
@@ -367,7 +367,7 @@ pub struct ScatterPoint {
 
 /// The passing points no other passing point beats on both hashrate (higher) and J/TH
 /// (lower), by increasing J/TH.
-pub fn pareto_front(points: &[ScatterPoint]) -> Vec<&ScatterPoint> {
+pub(crate) fn pareto_front(points: &[ScatterPoint]) -> Vec<&ScatterPoint> {
     let mut passing: Vec<&ScatterPoint> = points.iter().filter(|p| p.passed).collect();
     passing.sort_by(|a, b| {
         a.joules_per_terahash
@@ -383,8 +383,8 @@ pub fn pareto_front(points: &[ScatterPoint]) -> Vec<&ScatterPoint> {
     front
 }
 
-pub const SCATTER_WIDTH: u32 = 640;
-pub const SCATTER_HEIGHT: u32 = 380;
+pub(crate) const SCATTER_WIDTH: u32 = 640;
+pub(crate) const SCATTER_HEIGHT: u32 = 380;
 
 /// Hashrate against J/TH: passing configurations in blue, rejected ones in grey, the
 /// Pareto front joined, the pick ringed.

@@ -172,7 +172,7 @@ pub fn configs_table(context: Context, rows: &[ConfigRow], recommendations: &[Re
 }
 
 /// Per device: the J/TH heat map and the hashrate × J/TH scatter with the Pareto front.
-pub fn configs_charts(rows: &[ConfigRow], recommendations: &[Recommendation], max_temp_c: f64) -> String {
+pub(crate) fn configs_charts(rows: &[ConfigRow], recommendations: &[Recommendation], max_temp_c: f64) -> String {
     let mut by_device: BTreeMap<&str, Vec<&ConfigRow>> = BTreeMap::new();
     for row in rows {
         by_device.entry(&row.device).or_default().push(row);
