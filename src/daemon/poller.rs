@@ -16,7 +16,8 @@ use crate::axeos::{AxeOsClient, Sample};
 use crate::config::ProtectiveAction;
 use crate::daemon::events::DeviceEvent;
 use crate::daemon::fleet::Fleet;
-use crate::daemon::protect::{self, Protector};
+use crate::daemon::protect::Protector;
+use crate::daemon::protect_write;
 use crate::ledger::writer::{LedgerSender, Record};
 
 /// The longest a failing miner waits between attempts (unless the poll interval is longer).
@@ -184,7 +185,7 @@ async fn protect_if_needed(
     let context = fleet.protector_context(index);
     let plan = protector.consider(Instant::now(), sample, &context)?;
     fleet.set_protecting(index, true);
-    let outcome = protect::execute(client, address, sample, &plan, protector.dry_run(), Some(shutdown)).await;
+    let outcome = protect_write::execute(client, address, sample, &plan, protector.dry_run(), Some(shutdown)).await;
     let from = sample.frequency_mhz.zip(sample.core_voltage_mv);
     protector.record_from(Instant::now(), &plan, &outcome, from);
     fleet.record_protective(index, outcome.action, outcome.result);

@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use crate::axeos::sample::Sample;
 use crate::config::{Protection, ProtectiveAction, Thresholds};
 
-pub use super::protect_write::execute;
 use super::protect_write::{Outcome, Plan};
 
 /// A miner re-arms once it is this far below the threshold it tripped.
