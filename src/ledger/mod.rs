@@ -370,16 +370,6 @@ impl Ledger {
         self.read(|conn| latest_events(conn, device_id, since, until, limit))
     }
 
-    /// A session by id.
-    pub fn session(&self, id: i64) -> Result<Option<sessions::SessionRow>> {
-        self.read(|conn| sessions::get(conn, id))
-    }
-
-    /// Sessions, optionally of one device, oldest first.
-    pub fn sessions(&self, device_id: Option<i64>) -> Result<Vec<sessions::SessionRow>> {
-        self.read(|conn| sessions::list(conn, device_id))
-    }
-
     fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sqlite {
             path: self.path.clone(),

@@ -247,3 +247,15 @@ pub(super) fn list(conn: &Connection, device_id: Option<i64>) -> rusqlite::Resul
     let rows = stmt.query_map([device_id], from_row)?;
     rows.collect()
 }
+
+impl Ledger {
+    /// A session by id.
+    pub fn session(&self, id: i64) -> ledger::Result<Option<SessionRow>> {
+        self.read(|conn| get(conn, id))
+    }
+
+    /// Sessions, optionally of one device, oldest first.
+    pub fn sessions(&self, device_id: Option<i64>) -> ledger::Result<Vec<SessionRow>> {
+        self.read(|conn| list(conn, device_id))
+    }
+}
