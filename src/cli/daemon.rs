@@ -10,7 +10,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use super::output::emit;
-use super::{parse_listen_arg, Failure, Logs};
+use super::settings::parse_listen_arg;
+use super::{Failure, Logs};
 use crate::config::{self, Config, DeviceConfig, LogLevel, MinerAddress, Thresholds};
 use crate::ledger as ledger_db;
 use crate::sim::dialects::Dialect;

@@ -6,6 +6,8 @@
 mod analyze;
 mod daemon;
 mod discover;
+mod failure;
+mod logs;
 mod output;
 mod session;
 mod settings;
@@ -17,17 +19,19 @@ mod tune_plot;
 mod tune_progress;
 
 pub use daemon::{demo_fleet, simulation_config_yaml, simulation_specs};
+pub use failure::Failure;
+pub use logs::{LogFormat, Logs};
 pub use output::error_text;
 use output::status_line;
 pub use settings::LedgerSettings;
+use settings::DEFAULT_CONFIG;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, ConfigError, LogLevel};
+use crate::config::LogLevel;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,22 +57,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 fn parse_log_level(text: &str) -> Result<LogLevel, String> {
     LogLevel::parse(text).ok_or_else(|| format!("\"{text}\" is not a level; use trace, debug, info, warning or error"))
 }
-
-fn parse_listen_arg(text: &str) -> Result<SocketAddr, String> {
-    config::parse_listen(text)
-}
-
-/// The config file when none is named.
-const DEFAULT_CONFIG: &str = "config.yaml";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -97,33 +88,6 @@ pub enum Command {
     Top(top::TopArgs),
     /// Find the AxeOS miners on the LAN and print (or add) their config entries.
     Discover(discover::DiscoverArgs),
-}
-
-/// An error and the exit code it deserves.
-#[derive(Debug)]
-pub enum Failure {
-    /// Exit 2: the user asked for something invalid or the config is wrong.
-    Usage(anyhow::Error),
-    /// Exit 1: something failed while running.
-    Runtime(anyhow::Error),
-}
-
-impl From<ConfigError> for Failure {
-    fn from(e: ConfigError) -> Self {
-        Failure::Usage(e.into())
-    }
-}
-
-impl From<crate::axeos::ClientBuildError> for Failure {
-    fn from(e: crate::axeos::ClientBuildError) -> Self {
-        Failure::Runtime(e.into())
-    }
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
-    }
 }
 
 /// What clap says when the arguments do not parse, or when `--help` / `--version` asked
@@ -221,41 +185,5 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             logs.init(LogLevel::Info);
             args.run(&config_path).await
         }
-    }
-}
-
-/// How the command line asked for logs.
-#[derive(Debug, Clone, Copy)]
-pub struct Logs {
-    pub format: LogFormat,
-    /// `--log-level`, over the configuration's level.
-    pub level: Option<LogLevel>,
-}
-
-impl Logs {
-    /// Logs go to stderr at `--log-level`, else `default`; `RUST_LOG` overrides both.
-    pub fn init(self, default: LogLevel) {
-        let level = self.level.unwrap_or(default);
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,reqwest=warn", level.as_filter()))
-        });
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            // A log line that cannot be written (stderr a file on a full disk, a closed
-            // pipe) is dropped: the default reports it with eprintln!, which panics when
-            // stderr fails, and took the ledger writer thread down with it.
-            .log_internal_errors(false)
-            .with_target(false);
-        let _ = match self.format {
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
-            LogFormat::Text => {
-                // Colour only on a terminal: escape codes in journald, docker logs or a
-                // file are noise.
-                let colour =
-                    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-                builder.with_ansi(colour).try_init()
-            }
-        };
     }
 }

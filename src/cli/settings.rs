@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Failure, DEFAULT_CONFIG};
+use super::Failure;
 use crate::config::{self, DeviceConfig, Thresholds};
 use crate::ledger::sessions::SessionError;
 use crate::ledger::{self as ledger_db, DeviceRow, Ledger};
@@ -141,3 +141,10 @@ fn same_name(a: &Path, b: &Path) -> bool {
     };
     matches!((entry(a), entry(b)), (Some(x), Some(y)) if x == y)
 }
+
+pub(super) fn parse_listen_arg(text: &str) -> Result<std::net::SocketAddr, String> {
+    config::parse_listen(text)
+}
+
+/// The config file when none is named.
+pub(super) const DEFAULT_CONFIG: &str = "config.yaml";
