@@ -148,7 +148,7 @@ impl Sample {
         if self.expected_hashrate_ghs.is_none() {
             let cores = self.identity.asic_model.as_deref().and_then(small_cores_of);
             self.expected_hashrate_ghs = match (self.frequency_mhz, cores) {
-                (Some(mhz), Some(cores)) => Some(mhz * cores * f64::from(chips) / 1000.0),
+                (Some(mhz), Some(cores)) => Some(theoretical_hashrate_ghs(mhz, cores, chips)),
                 _ => None,
             };
         }
@@ -569,7 +569,7 @@ impl WireInfo {
         let small_cores = self.small_core_count.positive().filter(|&n| n < 65_535.0);
         self.expected_hashrate.positive().or_else(|| {
             let cores = small_cores.or_else(|| non_empty(&self.asic_model).and_then(small_cores_of))?;
-            Some(self.frequency.positive()? * cores * f64::from(asic_count?) / 1000.0)
+            Some(theoretical_hashrate_ghs(self.frequency.positive()?, cores, asic_count?))
         })
     }
 
@@ -794,6 +794,11 @@ pub fn needs_restart(identity: &Identity) -> bool {
             .and_then(firmware_version)
             .is_some_and(|v| v.0 == 2 && v < (2, 2))
     })
+}
+
+/// What the chips can do, GH/s: frequency (MHz) × small cores per chip × chips.
+fn theoretical_hashrate_ghs(frequency_mhz: f64, small_cores: f64, chips: u32) -> f64 {
+    frequency_mhz * small_cores * f64::from(chips) / 1000.0
 }
 
 /// Small cores per chip by ASIC model (shared/reference/axeos-api.md §5).
