@@ -28,6 +28,8 @@ pub(crate) const DEFAULT_LOG_LEVEL: &str = "INFO";
 pub(crate) const DEFAULT_MAX_TEMP_WARNING: f64 = 65.0;
 pub(crate) const DEFAULT_MAX_TEMP_SHUTDOWN: f64 = 70.0;
 pub(crate) const DEFAULT_WARMUP_MINUTES: f64 = 10.0;
+/// Default `ledger.raw_retention`: 90 days of raw samples; rollups are kept for ever.
+pub(crate) const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 pub use crate::axeos::address::DEFAULT_MINER_PORT;
 /// Polling faster than this hurts the miner's small web server and gains nothing.
 pub(crate) const MIN_POLL_INTERVAL_SECS: f64 = 1.0;
@@ -56,6 +58,11 @@ pub struct Config {
     pub discovery: Discovery,
     /// Who may reach the dashboard by name, and the token of `POST /alerts` (`server:`).
     pub web: WebAccess,
+    /// `backfill.enabled`: fill holes in the history from the miners' own statistics ring.
+    pub backfill: bool,
+    /// `ledger.raw_retention`: raw samples older than this are deleted once rolled up;
+    /// `None` (`"forever"`) keeps them all.
+    pub raw_retention: Option<Duration>,
 }
 
 /// The `server:` keys that guard the HTTP surface (see [`crate::web::guard`]).
@@ -301,6 +308,23 @@ struct RawConfig {
     tune: RawTune,
     #[serde(default)]
     discovery: RawDiscovery,
+    #[serde(default)]
+    ledger: RawLedger,
+    #[serde(default)]
+    backfill: RawBackfill,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    /// A duration (`"90d"`), seconds, or `"forever"`.
+    raw_retention: Option<Seconds>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackfill {
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -597,6 +621,7 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
     let tune = tune_settings(raw.tune, &thresholds, &fail)?;
     let protection = protection(&raw.safety, &fail)?;
     let discovery = discovery_settings(raw.discovery, &fail)?;
+    let raw_retention = raw_retention(raw.ledger.raw_retention.as_ref(), &fail)?;
 
     Ok(Config {
         devices,
@@ -611,7 +636,35 @@ pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, Con
         protection,
         discovery,
         web,
+        backfill: raw.backfill.enabled.unwrap_or(true),
+        raw_retention,
     })
+}
+
+/// `ledger.raw_retention`: a duration (`"90d"`, `"12h"`), seconds, or `"forever"`; at
+/// least a second (tests use seconds; a person means days).
+fn raw_retention(
+    raw: Option<&Seconds>,
+    fail: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<Duration>, ConfigError> {
+    let key = "ledger.raw_retention";
+    let seconds = match raw {
+        None => return Ok(Some(DEFAULT_RAW_RETENTION)),
+        Some(Seconds::Text(text)) if matches!(text.trim(), "forever" | "never") => return Ok(None),
+        Some(Seconds::Number(seconds)) => *seconds,
+        Some(Seconds::Text(text)) => humantime::parse_duration(text.trim())
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| {
+                fail(
+                    key,
+                    format!("\"{text}\" is not a duration; write \"90d\", \"12h\", seconds, or \"forever\""),
+                )
+            })?,
+    };
+    if !seconds.is_finite() || !(1.0..=1e10).contains(&seconds) {
+        return Err(fail(key, format!("{seconds} s is not a retention from 1 s to 300 years (or \"forever\")")));
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
 }
 
 /// The `devices:` list: each name present and unique, each address parsed, each

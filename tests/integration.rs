@@ -30,6 +30,7 @@ mod support;
 
 mod auth;
 mod availability;
+mod backfill;
 mod cli;
 mod client;
 mod decode;

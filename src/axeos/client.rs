@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::axeos::address::{Credentials, MinerAddress};
-use crate::axeos::sample::{decode_system_info, DecodeError, Sample};
+use crate::axeos::history::{self, MinerHistory};
+use crate::axeos::sample::{decode_system_info, DecodeError, Identity, Sample};
 use crate::axeos::window::{CheckedPatch, SettingsPatch};
 
 /// Larger bodies are refused: a v2.15 info body is about 6 KiB.
@@ -276,6 +277,63 @@ impl AxeOsClient {
         Ok(count)
     }
 
+    /// The miner's statistics ring (`GET /api/system/statistics`, upstream v2.8+), asking
+    /// only for the columns the ledger keeps where the firmware lets a client choose
+    /// (v2.11+; sent with literal commas, which every version reads). `None` for firmware
+    /// without the ring, or a path it does not know (nothing is asked of those).
+    pub async fn statistics(&self, address: &MinerAddress, identity: &Identity) -> Result<Option<MinerHistory>, PollError> {
+        let firmware = identity.firmware.as_deref();
+        if !history::has_statistics(identity.family, firmware) {
+            return Ok(None);
+        }
+        let path = if history::selects_columns(firmware) {
+            format!("/api/system/statistics?columns={}", history::STATISTICS_COLUMNS)
+        } else {
+            "/api/system/statistics".to_string()
+        };
+        let url = reqwest::Url::parse(&address.url(&path))
+            .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
+        let body = match self.get(url, address.credentials.as_deref()).await {
+            Ok(body) => body,
+            Err(PollError::HttpStatus { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(history::decode_statistics(&body)?))
+    }
+
+    /// The last lines of the miner's log (`GET /api/system/logs`, upstream v2.14+), cleaned
+    /// for keeping ([`history::log_tail`]); only the end of a long body is kept in memory.
+    /// `None` for firmware without it.
+    pub async fn log_tail(&self, address: &MinerAddress, identity: &Identity) -> Result<Option<Vec<String>>, PollError> {
+        if !history::has_logs(identity.family, identity.firmware.as_deref()) {
+            return Ok(None);
+        }
+        let url = reqwest::Url::parse(&address.url("/api/system/logs"))
+            .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
+        let fetch = async {
+            let request = self.http.get(url).header(reqwest::header::ACCEPT, "text/plain");
+            let credentials = address.credentials.as_deref();
+            let response = authorized(request, credentials)
+                .send()
+                .await
+                .map_err(|e| send_error(&e))?;
+            if let Some(refusal) = unauthorized(&response, credentials) {
+                return Err(refusal);
+            }
+            if !response.status().is_success() {
+                return Err(PollError::HttpStatus {
+                    status: response.status().as_u16(),
+                    hint: "",
+                });
+            }
+            read_tail(response, history::MAX_LOG_BODY_BYTES).await
+        };
+        let body = tokio::time::timeout(self.timeout, fetch)
+            .await
+            .map_err(|_| PollError::Timeout(self.timeout))??;
+        Ok(Some(history::log_tail(&body)))
+    }
+
     /// `PATCH /api/system` with settings that passed the plausibility window. Nothing is
     /// sent for an empty patch.
     pub async fn patch_settings(&self, address: &MinerAddress, checked: &CheckedPatch) -> Result<(), PollError> {
@@ -414,6 +472,29 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PollErr
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(PollError::Timeout(Duration::ZERO)),
+            Err(e) => return Err(PollError::Truncated(root_cause(&e))),
+        }
+    }
+}
+
+/// Reads a body keeping only its last `keep` bytes (a log's end is what matters), and
+/// stops reading after sixteen times that much: a miner that streams for ever is cut off.
+async fn read_tail(mut response: reqwest::Response, keep: usize) -> Result<Vec<u8>, PollError> {
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::with_capacity(keep.min(64 * 1024));
+    let mut read = 0usize;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                tail.extend(chunk.iter());
+                let excess = tail.len().saturating_sub(keep);
+                tail.drain(..excess);
+                if read > keep.saturating_mul(16) {
+                    return Ok(tail.into());
+                }
+            }
+            Ok(None) => return Ok(tail.into()),
             Err(e) if e.is_timeout() => return Err(PollError::Timeout(Duration::ZERO)),
             Err(e) => return Err(PollError::Truncated(root_cause(&e))),
         }

@@ -10,6 +10,7 @@ mod client;
 pub mod discover;
 pub mod facts;
 pub mod family;
+pub mod history;
 pub mod sample;
 mod untrusted;
 pub mod window;

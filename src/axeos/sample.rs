@@ -1074,6 +1074,14 @@ impl Sample {
         }
         self.implausible.extend(dropped);
     }
+
+    /// Makes every reading outside its plausibility window absent (and names it in
+    /// `implausible`); returns how many were.
+    pub(crate) fn drop_implausible_readings(&mut self) -> usize {
+        let before = self.implausible.len();
+        self.drop_implausible();
+        self.implausible.len() - before
+    }
 }
 
 /// Makes each chip's reading outside its window absent (the hashrate and temperature

@@ -285,6 +285,8 @@ fn demo_config(devices: Vec<DeviceConfig>, listen: SocketAddr, database_path: Pa
         protection: config::Protection::default(),
         discovery: config::Discovery::default(),
         web: config::WebAccess::default(),
+        backfill: true,
+        raw_retention: Some(config::DEFAULT_RAW_RETENTION),
     }
 }
 

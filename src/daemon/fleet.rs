@@ -24,6 +24,8 @@ pub struct Fleet {
     /// The analysis warm-up, exported so PromQL leaves out the same samples the ledger does.
     warmup: Duration,
     protection: Protection,
+    /// `backfill.enabled`: holes are filled from the miners' own history.
+    backfill: bool,
     polls_total: AtomicU64,
 }
 
@@ -142,6 +144,7 @@ impl Fleet {
             thresholds: config.thresholds,
             warmup: config.warmup,
             protection: config.protection,
+            backfill: config.backfill,
             polls_total: AtomicU64::new(0),
         }
     }
@@ -156,6 +159,11 @@ impl Fleet {
 
     pub fn poll_interval(&self) -> Duration {
         self.poll_interval
+    }
+
+    /// Whether a poll that ends a hole asks the miner for its own history.
+    pub fn backfill(&self) -> bool {
+        self.backfill
     }
 
     pub fn thresholds(&self) -> Thresholds {

@@ -73,6 +73,10 @@ async fn poll_loop(
     // A chip count asked of /api/system/asic, by firmware version: asked once per firmware,
     // and only of a miner whose info says none (upstream v2.9+ on an ambiguous board).
     let mut asked_chips: Option<(Option<String>, Option<u32>)> = None;
+    // The history before this poller's first answer is a hole (the exporter was not
+    // running), as is the time a miner did not answer: the poll that ends one asks the
+    // miner's own ring for what it missed.
+    let mut after_hole = true;
 
     loop {
         tokio::select! {
@@ -96,6 +100,11 @@ async fn poll_loop(
                 fill_chip_count(&client, &address, &mut sample, &mut asked_chips).await;
                 let sample = Arc::new(sample);
                 if let Some(ledger) = &ledger {
+                    if std::mem::take(&mut after_hole) && fleet.backfill() {
+                        if let Some(history) = miner_history(&client, &address, device, &sample, at).await {
+                            ledger.send(history);
+                        }
+                    }
                     ledger.send(Record::Sample {
                         device: device.to_string(),
                         at,
@@ -113,6 +122,7 @@ async fn poll_loop(
                 events
             }
             Err(error) => {
+                after_hole = true;
                 tracing::debug!(device, kind = error.kind().as_label(), %error, "poll failed");
                 fleet.record_failure(index, error, duration)
             }
@@ -130,6 +140,35 @@ async fn poll_loop(
         let now = Instant::now();
         if next < now {
             next = now + interval.mul_f64(0.1 * rng.f64());
+        }
+    }
+}
+
+/// The miner's own statistics ring, for the ledger to fill the hole this poll (`sample`,
+/// taken at `at`) ends. `None` for firmware without one; a failure is logged and leaves
+/// the hole (the poll itself counts as usual).
+async fn miner_history(
+    client: &AxeOsClient,
+    address: &MinerAddress,
+    device: &str,
+    sample: &Arc<Sample>,
+    at: SystemTime,
+) -> Option<Record> {
+    match client.statistics(address, &sample.identity).await {
+        Ok(Some(history)) => {
+            // The miner's "now" is when its body was made: just now.
+            let ring = history.on_wall_clock(SystemTime::now());
+            Some(Record::History {
+                device: device.to_string(),
+                at,
+                current: sample.clone(),
+                ring,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::info!(device, "cannot read the miner's own history to fill the hole in polls: {e}");
+            None
         }
     }
 }

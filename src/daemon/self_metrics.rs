@@ -74,6 +74,11 @@ pub(super) fn encode_ledger_metrics(encoder: &mut DescriptorEncoder, ledger: &Le
             ledger.samples_written.load(Relaxed),
         ),
         (
+            "bitaxe_ledger_backfilled_samples",
+            "Readings from the miners' own statistics ring stored to fill holes in the polls (not polls, not in bitaxe_ledger_samples_written_total)",
+            ledger.backfilled.load(Relaxed),
+        ),
+        (
             "bitaxe_ledger_events_written",
             "Events committed to the SQLite ledger",
             ledger.events_written.load(Relaxed),

@@ -61,6 +61,12 @@ pub const EXPORT_COLUMNS: &[ExportColumn] = &[
     column("error_percent", "s.error_percent", ColumnKind::Real),
     column("uptime_s", "s.uptime_s", ColumnKind::Integer),
     column("best_difficulty", "s.best_difficulty", ColumnKind::Real),
+    // A poll, or a reading from the miner's own ring that filled a hole in the polls.
+    column(
+        "source",
+        "CASE s.source WHEN 1 THEN 'miner_history' ELSE 'poll' END",
+        ColumnKind::Text,
+    ),
 ];
 
 /// One value of an exported row.

@@ -156,6 +156,25 @@ pub(crate) fn steady_json(stats: &SteadyStats) -> String {
     }
 }
 
+/// Where a stored sample came from (the `source` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleSource {
+    /// The exporter polled it.
+    Poll = 0,
+    /// The miner's own statistics ring, filling a hole in the polls.
+    MinerHistory = 1,
+}
+
+impl SampleSource {
+    /// Its name in exports and on pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::MinerHistory => "miner_history",
+        }
+    }
+}
+
 /// Stores a sample; `false` when one with the same device and time is already stored.
 pub(crate) fn insert_sample(
     tx: &Transaction,
@@ -164,12 +183,13 @@ pub(crate) fn insert_sample(
     t: f64,
     dt: f64,
     s: &Sample,
+    source: SampleSource,
 ) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO samples (device_id, t, segment_id, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c,
          vr_temp_c, frequency_mhz, core_voltage_mv, core_voltage_measured_mv, input_voltage_v, input_current_a,
-         fan_percent, fan_rpm, shares_accepted, shares_rejected, error_percent, uptime_s, best_difficulty)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+         fan_percent, fan_rpm, shares_accepted, shares_rejected, error_percent, uptime_s, best_difficulty, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?;
     let inserted = stmt.execute(params![
         device_id,
@@ -193,6 +213,7 @@ pub(crate) fn insert_sample(
         s.error_percent,
         s.uptime_seconds.map(|v| v.min(i64::MAX as u64) as i64),
         s.best_difficulty,
+        source as i64,
     ])?;
     Ok(inserted == 1)
 }

@@ -4,6 +4,7 @@
 //! `devices` (identity), `history` (segments, samples, events), `export`, `sessions`,
 //! `tune` (sweeps and their restore plans), `rollup` (hourly rollups and downsampled history), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is, `health` whether it is damaged.
 
+pub mod backfill;
 mod devices;
 mod export;
 pub mod health;
@@ -22,7 +23,7 @@ pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 use history::{device_readings, events_between, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
-pub use history::{EventRow, SegmentRow};
+pub use history::{EventRow, SampleSource, SegmentRow};
 pub use lock::{
     clear_heartbeat, file_identity, heartbeat_fresh, ledger_files, same_file, touch_heartbeat, DaemonLock,
     HEARTBEAT_EVERY,

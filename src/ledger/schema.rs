@@ -134,6 +134,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         eff_hashrate_sum REAL NOT NULL,
         PRIMARY KEY (device_id, hour)
     ) WITHOUT ROWID;",
+    // 5: where a sample came from (0 a poll, 1 the miner's own statistics ring, filling a
+    // hole), and the miner's log tail kept with an incident's event.
+    "ALTER TABLE samples ADD COLUMN source INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN log_tail TEXT;",
 ];
 
 /// Temporary objects (this connection's only: nothing is written to the file) under which
@@ -163,6 +167,12 @@ pub(crate) fn read_compatibility(found: usize) -> String {
                 frequency_mhz REAL NOT NULL, core_voltage_mv REAL NOT NULL, session_id INTEGER,
                 outcome TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', result TEXT);
              CREATE TEMP VIEW sessions AS SELECT *, NULL AS tune_run_id FROM main.sessions;",
+        );
+    }
+    if found < 5 {
+        sql.push_str(
+            "CREATE TEMP VIEW samples AS SELECT *, 0 AS source FROM main.samples;
+             CREATE TEMP VIEW events AS SELECT *, NULL AS log_tail FROM main.events;",
         );
     }
     if found < crate::ledger::rollup::ROLLUP_SCHEMA_VERSION {

@@ -21,7 +21,7 @@ use crate::axeos::sample::Sample;
 use crate::ledger::lock::Role;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
-use crate::ledger::{self, health, DaemonLock, Ledger, LedgerError, SegmentRow};
+use crate::ledger::{self, backfill, health, DaemonLock, Ledger, LedgerError, SampleSource, SegmentRow};
 
 /// Commit at least this often.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +40,16 @@ pub enum Record {
         at: SystemTime,
         sample: Arc<Sample>,
     },
+    /// The miner's own statistics ring, read when a poll found it again after a hole (the
+    /// exporter stopped, the miner unreachable): the readings that fall in the hole are
+    /// stored as `miner_history` samples ahead of that poll's sample (`current`, sent
+    /// after this record, at `at`).
+    History {
+        device: String,
+        at: SystemTime,
+        current: Arc<Sample>,
+        ring: Vec<(SystemTime, Sample)>,
+    },
     /// An event: its kind (`rebooted`, `mining_problem`, …) and what a person reads.
     Event {
         device: String,
@@ -53,6 +63,9 @@ pub enum Record {
 #[derive(Debug, Default)]
 pub struct LedgerStats {
     pub samples_written: AtomicU64,
+    /// Samples taken from miners' own history into holes (not polls, not in
+    /// `samples_written`).
+    pub backfilled: AtomicU64,
     pub events_written: AtomicU64,
     pub write_errors: AtomicU64,
     /// Records refused or lost: a full queue, a backlog past its cap, a sample behind a
@@ -75,6 +88,8 @@ pub struct LedgerStats {
     /// The ledger's path, whose damaged copies (`<ledger>.damaged-*`) [`Self::healthy`]
     /// looks for; set when the writer starts.
     path: OnceLock<PathBuf>,
+    /// History records handled (each one queued record, whatever it stored).
+    histories: AtomicU64,
     /// Records accepted into the queue.
     queued: AtomicU64,
     /// Queued records since lost (backlog cap, shutdown).
@@ -84,7 +99,9 @@ pub struct LedgerStats {
 impl LedgerStats {
     /// Records queued or held in memory, not yet committed.
     pub fn backlog(&self) -> u64 {
-        let committed = self.samples_written.load(Ordering::Relaxed) + self.events_written.load(Ordering::Relaxed);
+        let committed = self.samples_written.load(Ordering::Relaxed)
+            + self.events_written.load(Ordering::Relaxed)
+            + self.histories.load(Ordering::Relaxed);
         let queued = self.queued.load(Ordering::Relaxed);
         queued.saturating_sub(committed + self.lost.load(Ordering::Relaxed))
     }
@@ -98,8 +115,9 @@ impl LedgerStats {
 
     /// A committed batch: its samples and events written, and its samples older than their
     /// device's last one not stored (lost).
-    fn committed(&self, samples: u64, events: u64, behind: u64) {
+    fn committed(&self, samples: u64, events: u64, behind: u64, backfilled: u64) {
         self.samples_written.fetch_add(samples, Ordering::Relaxed);
+        self.backfilled.fetch_add(backfilled, Ordering::Relaxed);
         self.events_written.fetch_add(events, Ordering::Relaxed);
         if behind > 0 {
             self.clock_behind.fetch_add(behind, Ordering::Relaxed);
@@ -800,7 +818,8 @@ impl WriterState {
         let mut touched = HashSet::new();
         // This transaction's rollup sums: kept only if it commits.
         let mut rollups = RollupBatch::default();
-        let (mut samples, mut events, mut behind) = (0u64, 0u64, 0u64);
+        let (mut samples, mut events, mut behind, mut histories, mut backfilled) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut filled_holes = Vec::new();
         for record in records {
             match record {
                 Record::Sample { device, at, sample } => {
@@ -815,7 +834,7 @@ impl WriterState {
                             .entry(device_id)
                             .or_insert(load_track(&tx, device_id).map_err(wrap)?),
                     };
-                    match add_sample(&tx, track, &rules, t, sample, &mut rollups).map_err(wrap)? {
+                    match add_sample(&tx, track, &rules, t, sample, SampleSource::Poll, &mut rollups).map_err(wrap)? {
                         Added::To(segment_id) => {
                             touched.insert(segment_id);
                             samples += 1;
@@ -827,6 +846,51 @@ impl WriterState {
                                     "{device}: a sample {seconds:.1} s older than the last one (the clock stepped back) is not stored"
                                 );
                             }
+                        }
+                    }
+                }
+                Record::History {
+                    device,
+                    at,
+                    current,
+                    ring,
+                } => {
+                    histories += 1;
+                    let t = crate::time::unix_seconds(*at);
+                    let device_id = match ids.get(device.as_str()) {
+                        Some(binding) => binding.id,
+                        None => identify(&tx, ids, configured, device, current, t).map_err(wrap)?.0,
+                    };
+                    let track = match tracks.get_mut(&device_id) {
+                        Some(track) => track,
+                        None => tracks
+                            .entry(device_id)
+                            .or_insert(load_track(&tx, device_id).map_err(wrap)?),
+                    };
+                    let hole_from = track.last_point.as_ref().map(|p| p.t);
+                    let ring = ring.iter().map(|(at, s)| (crate::time::unix_seconds(*at), s.clone())).collect();
+                    match backfill::plan(track.last_point.as_ref(), t, current, ring) {
+                        backfill::Plan::Fill { readings, rebooted } => {
+                            let mut stored = 0u64;
+                            for (t, sample) in &readings {
+                                let added = add_sample(&tx, track, &rules, *t, sample, SampleSource::MinerHistory, &mut rollups)
+                                    .map_err(wrap)?;
+                                if let Added::To(segment_id) = added {
+                                    touched.insert(segment_id);
+                                    stored += 1;
+                                }
+                            }
+                            backfilled += stored;
+                            filled_holes.push(FilledHole {
+                                device: device.clone(),
+                                from: hole_from.unwrap_or(t),
+                                to: t,
+                                readings: stored,
+                                rebooted,
+                            });
+                        }
+                        backfill::Plan::Skip(why) => {
+                            tracing::debug!("{device}: the hole before this poll is not filled: {why}");
                         }
                     }
                 }
@@ -860,8 +924,40 @@ impl WriterState {
         } else {
             self.rollups.absorb(rollups);
         }
-        stats.committed(samples, events, behind);
+        stats.committed(samples, events, behind, backfilled);
+        stats.histories.fetch_add(histories, Ordering::Relaxed);
+        for hole in filled_holes {
+            hole.log();
+        }
         Ok(())
+    }
+}
+
+/// A hole filled from a miner's own history, for the log line once it is committed.
+struct FilledHole {
+    device: String,
+    from: f64,
+    to: f64,
+    readings: u64,
+    rebooted: bool,
+}
+
+impl FilledHole {
+    fn log(&self) {
+        let at = |t: f64| crate::time::format(t);
+        let reboot = if self.rebooted {
+            " (the miner rebooted inside it: only readings since the boot)"
+        } else {
+            ""
+        };
+        tracing::info!(
+            "{}: filled the hole {} → {} ({:.0} s) with {} readings from the miner's own history{reboot}",
+            self.device,
+            at(self.from),
+            at(self.to),
+            self.to - self.from,
+            self.readings,
+        );
     }
 }
 
@@ -942,6 +1038,7 @@ fn add_sample(
     rules: &SegmentRules,
     t: f64,
     sample: &Sample,
+    source: SampleSource,
     rollups: &mut RollupBatch,
 ) -> rusqlite::Result<Added> {
     let point = Point {
@@ -992,7 +1089,7 @@ fn add_sample(
         }
     };
     // A sample already stored (same device and time) is not counted twice.
-    if ledger::insert_sample(tx, track.device_id, segment.id, t, dt, sample)? {
+    if ledger::insert_sample(tx, track.device_id, segment.id, t, dt, sample, source)? {
         rollups.add(track.device_id, t, sample);
     }
     segment.samples += 1;

@@ -1,0 +1,162 @@
+//! Holes in the history filled from the miner's own statistics ring: through the ledger's
+//! writer on hand-built polls and rings (exactly which readings land, under which
+//! configuration, marked how), and end to end with `serve` stopped and started again beside
+//! simulated miners of each era.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use bitaxe_exporter::analysis::export::{export, ExportFormat};
+use bitaxe_exporter::axeos::sample::Sample;
+use bitaxe_exporter::ledger::writer::{Record, Writer};
+use bitaxe_exporter::ledger::Ledger;
+
+use crate::ledger::{at, rules, S, T0};
+
+/// A ring reading at `t` (seconds after T0) with this hashrate and measured core voltage.
+fn ring_row(t: f64, hashrate: f64, measured_mv: f64) -> (SystemTime, Sample) {
+    (
+        at(t),
+        Sample {
+            hashrate_ghs: Some(hashrate),
+            power_watts: Some(17.5),
+            asic_temp_celsius: Some(58.0),
+            core_voltage_measured_mv: Some(measured_mv),
+            ..Sample::default()
+        },
+    )
+}
+
+/// Each exported row: (seconds after T0, source, frequency, segment id).
+fn exported(ledger: &Ledger) -> Vec<(f64, String, f64, i64)> {
+    let mut json = Vec::new();
+    export(ledger, &mut json, ExportFormat::Json, None, f64::MIN, f64::MAX).unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unix_time_s"].as_f64().unwrap() - T0 as f64,
+                r["source"].as_str().unwrap().to_string(),
+                r["frequency_mhz"].as_f64().unwrap(),
+                r["segment_id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Polls every 30 s from 0 to 300 s at 500 MHz / 1150 mV, a hole until `resume_at`, then
+/// the poll `after` and its ring sent as `serve` sends them: history first.
+fn write_hole(path: &std::path::Path, resume_at: f64, after: S, ring: Vec<(SystemTime, Sample)>) -> (u64, u64) {
+    let writer = Writer::start(path, rules(0.0)).unwrap();
+    for i in 0..=10 {
+        let t = i as f64 * 30.0;
+        let mut s = S::new(500.0, 1150.0);
+        s.uptime = 10_000 + t as u64;
+        writer.sender.send(Record::Sample {
+            device: "gamma".into(),
+            at: at(t),
+            sample: s.sample(),
+        });
+    }
+    let current: Arc<Sample> = after.sample();
+    writer.sender.send(Record::History {
+        device: "gamma".into(),
+        at: at(resume_at),
+        current: current.clone(),
+        ring,
+    });
+    writer.sender.send(Record::Sample {
+        device: "gamma".into(),
+        at: at(resume_at),
+        sample: current,
+    });
+    let stats = writer.stats.clone();
+    writer.finish();
+    (
+        stats.samples_written.load(Ordering::Relaxed),
+        stats.backfilled.load(Ordering::Relaxed),
+    )
+}
+
+#[test]
+fn a_hole_is_filled_from_the_ring_once_marked_and_not_counted_as_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut after = S::new(500.0, 1150.0);
+    after.uptime = 10_000 + 900;
+    // The ring covers the polled stretch too (every 10 s from 0 to 900 s).
+    let ring = (0..=90).map(|i| ring_row(i as f64 * 10.0, 995.0, 1140.0)).collect();
+    let (polls, backfilled) = write_hole(&path, 900.0, after, ring);
+    assert_eq!(polls, 12, "11 polls before the hole and the one that ends it");
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let rows = exported(&ledger);
+    let filled: Vec<&(f64, String, f64, i64)> = rows.iter().filter(|r| r.1 == "miner_history").collect();
+    // Strictly inside (300, 900): 310 … 890.
+    assert_eq!(filled.len(), 59);
+    assert_eq!(backfilled, 59);
+    assert!(filled.iter().all(|r| r.0 > 300.5 && r.0 < 899.5));
+    assert!(rows.iter().filter(|r| r.1 == "poll").count() == 12);
+    let mut times: Vec<i64> = rows.iter().map(|r| (r.0 * 1000.0).round() as i64).collect();
+    let before = times.len();
+    times.dedup();
+    assert_eq!(times.len(), before, "no moment stored twice");
+    let widest = rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    assert!(widest <= 30.0, "no hole left: widest step {widest} s");
+    // One configuration throughout, so one segment: the filled readings joined it.
+    assert!(rows.iter().all(|r| r.3 == rows[0].3 && r.2 == 500.0));
+}
+
+#[test]
+fn after_a_reboot_in_the_hole_no_reading_is_placed_before_the_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    // The miner rebooted at 600 s: its ring starts at the boot.
+    let mut after = S::new(500.0, 1150.0);
+    after.uptime = 300;
+    let ring = (0..=30).map(|i| ring_row(600.0 + i as f64 * 10.0, 1100.0, 1190.0)).collect();
+    let (_, backfilled) = write_hole(&path, 900.0, after, ring);
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let rows = exported(&ledger);
+    let filled: Vec<_> = rows.iter().filter(|r| r.1 == "miner_history").collect();
+    assert_eq!(backfilled as usize, filled.len());
+    assert!(!filled.is_empty());
+    assert!(filled.iter().all(|r| r.0 >= 600.0), "{filled:?}");
+    // The filled readings start the new boot's segment; the resuming poll continues it.
+    let last_poll = rows.last().unwrap();
+    assert_eq!(filled[0].3, last_poll.3);
+    assert_ne!(filled[0].3, rows[0].3);
+    let segment_reason: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT reason FROM segments WHERE id = ?1", [filled[0].3], |r| r.get(0))
+        .unwrap();
+    assert_eq!(segment_reason, "rebooted");
+}
+
+#[test]
+fn a_retune_inside_the_hole_splits_the_filled_readings_where_the_voltage_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut after = S::new(550.0, 1200.0);
+    after.uptime = 10_000 + 900;
+    // Retuned live at 600 s: the measured core voltage follows.
+    let ring = (31..=89)
+        .map(|i| {
+            let t = i as f64 * 10.0;
+            if t < 600.0 {
+                ring_row(t, 1000.0, 1141.0)
+            } else {
+                ring_row(t, 1100.0, 1189.0)
+            }
+        })
+        .collect();
+    write_hole(&path, 900.0, after, ring);
+    let rows = exported(&Ledger::open_existing(&path).unwrap());
+    for (t, source, frequency, _) in rows.iter().filter(|r| r.1 == "miner_history") {
+        assert_eq!(*frequency, if *t < 600.0 { 500.0 } else { 550.0 }, "{source} at {t}");
+    }
+    let segments: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.3).collect();
+    assert_eq!(segments.len(), 2, "the retune is the one boundary");
+}
