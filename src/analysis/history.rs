@@ -69,6 +69,9 @@ pub struct Marker {
     /// `temperature_warning`, `overheat_protection`, `mining_problem`, `offline`, ….
     pub kind: String,
     pub detail: String,
+    /// The miner's last log lines, captured with an incident (firmware v2.14+).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
 
 impl Marker {
@@ -114,7 +117,12 @@ pub fn device_history(
     let (events, total) = ledger.latest_events(device.id, since, until, MAX_MARKERS)?;
     let markers: Vec<Marker> = events
         .into_iter()
-        .map(|(t, kind, detail)| Marker { t, kind, detail })
+        .map(|e| Marker {
+            t: e.t,
+            kind: e.kind,
+            detail: e.detail,
+            log_tail: e.log_tail,
+        })
         .collect();
     let markers_omitted = total.saturating_sub(markers.len());
     let sessions = ledger

@@ -1,4 +1,4 @@
-//! `analyze compare-configs | optimize | export | report`: the questions the ledger answers.
+//! `analyze compare-configs | optimize | export | report | events`: the questions the ledger answers.
 
 use std::path::Path;
 
@@ -32,6 +32,9 @@ pub enum AnalyzeCommand {
     /// One self-contained HTML file with every device's charts, the configurations, the
     /// sessions and sweeps (works offline; no script).
     Report(ReportArgs),
+    /// What happened: reboots (with the firmware's reset reason), faults, overheat trips
+    /// and mining problems, with the miner's log tail where it keeps one (v2.14+).
+    Events(super::events::EventsArgs),
 }
 
 /// `analyze report`'s arguments.
@@ -111,6 +114,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
         AnalyzeCommand::CompareConfigs(args) => compare_configs(settings, &ledger, args),
         AnalyzeCommand::Optimize(args) => optimize(settings, &ledger, args),
         AnalyzeCommand::Export(args) => export(settings, &ledger, args),
+        AnalyzeCommand::Events(args) => super::events::list_events(&ledger, args),
     }
 }
 
@@ -294,7 +298,8 @@ fn protection_events(ledger: &Ledger, rows: &[analysis::ConfigRow], query: &Quer
                 query.until.unwrap_or(f64::MAX),
             )
             .map_err(ledger_failure)?;
-        for (t, _, detail) in events.iter().filter(|(_, kind, _)| kind == "overheat_protection") {
+        for event in events.iter().filter(|e| e.kind == "overheat_protection") {
+            let (t, detail) = (&event.t, &event.detail);
             if text.is_empty() {
                 text.push_str("\nconfigurations the firmware's overheat protection set (not chosen):\n");
             }

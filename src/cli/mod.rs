@@ -6,6 +6,7 @@
 mod analyze;
 mod daemon;
 mod discover;
+mod events;
 mod failure;
 mod logs;
 mod output;

@@ -324,8 +324,8 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
         ListFormat::Json => print_json(&serde_json::json!({
             "session": shown,
             "configurations": rows,
-            "events": events.iter().map(|(t, kind, detail)| serde_json::json!({
-                "time": time::format(*t), "kind": kind, "detail": detail
+            "events": events.iter().map(|e| serde_json::json!({
+                "time": time::format(e.t), "kind": e.kind, "detail": e.detail, "log_tail": e.log_tail
             })).collect::<Vec<_>>(),
         }))?,
         ListFormat::Table => {
@@ -352,8 +352,9 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
             text.push_str(&super::analyze::configs_table(&rows));
             if !events.is_empty() {
                 text.push_str("\nevents:\n");
-                for (t, _, detail) in &events {
-                    let _ = writeln!(text, "  {}  {}", time::format(*t), printable(detail));
+                for event in &events {
+                    let _ = writeln!(text, "  {}  {}", time::format(event.t), printable(&event.detail));
+                    text.push_str(&super::events::log_tail_text(&event.log_tail, "      "));
                 }
             }
             emit(&text)?;

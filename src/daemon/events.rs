@@ -410,7 +410,31 @@ impl DeviceEvent {
             at,
             kind: event_kind(&self),
             detail: self.to_string(),
+            log_tail: None,
         }
+    }
+
+    /// The same, with the miner's last log lines captured for it.
+    pub fn record_with_log(
+        self,
+        device: &str,
+        at: std::time::SystemTime,
+        log_tail: Option<&[String]>,
+    ) -> crate::ledger::writer::Record {
+        let mut record = self.record(device, at);
+        if let crate::ledger::writer::Record::Event { log_tail: kept, .. } = &mut record {
+            *kept = log_tail.filter(|lines| !lines.is_empty()).map(|lines| lines.join("\n"));
+        }
+        record
+    }
+
+    /// Whether this is an incident worth the miner's log tail: a reboot, the firmware's
+    /// overheat protection, a fault or a new mining problem.
+    pub fn is_incident(&self) -> bool {
+        matches!(
+            self,
+            Self::Rebooted { .. } | Self::ProtectionChangedConfig { .. } | Self::MiningProblem { .. }
+        )
     }
 }
 

@@ -156,7 +156,7 @@ fn find_interrupted(path: &std::path::Path, names: &[String]) -> Vec<Found> {
             .events_between(device.id, run.started_at, f64::MAX)
             .unwrap_or_default()
             .iter()
-            .any(|(_, kind, detail)| kind == "tune_interrupted" && detail.starts_with(&marker));
+            .any(|e| e.kind == "tune_interrupted" && e.detail.starts_with(&marker));
         found.push(Found {
             index,
             device_id: device.id,

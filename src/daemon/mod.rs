@@ -180,10 +180,10 @@ fn protective_actions_in_ledger(ledger: &Ledger, name: &str) -> Vec<Duration> {
     let events = ledger.events_between(device.id, now - 3600.0, now).unwrap_or_default();
     events
         .iter()
-        .filter(|(_, kind, detail)| {
-            kind == "protective_action" && (detail.contains("(applied)") || detail.contains("(dry_run)"))
+        .filter(|e| {
+            e.kind == "protective_action" && (e.detail.contains("(applied)") || e.detail.contains("(dry_run)"))
         })
-        .filter_map(|(t, _, _)| Duration::try_from_secs_f64((now - t).max(0.0)).ok())
+        .filter_map(|e| Duration::try_from_secs_f64((now - e.t).max(0.0)).ok())
         .collect()
 }
 

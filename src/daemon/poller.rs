@@ -127,10 +127,17 @@ async fn poll_loop(
                 fleet.record_failure(index, error, duration)
             }
         };
-        log_events(device, &events);
+        // An incident gets the miner's last log lines, read once for all of this poll's.
+        let latest = fleet.latest_sample(index).filter(|_| events.iter().any(DeviceEvent::is_incident));
+        let log_tail = match latest {
+            Some(sample) => incident_log_tail(&client, &address, device, &sample.identity).await,
+            None => None,
+        };
+        log_events(device, &events, log_tail.as_deref());
         if let Some(ledger) = &ledger {
             for event in events {
-                ledger.send(event.record(device, at));
+                let tail = log_tail.as_deref().filter(|_| event.is_incident());
+                ledger.send(event.record_with_log(device, at, tail));
             }
         }
 
@@ -254,12 +261,40 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
 }
 
-fn log_events(device: &str, events: &[DeviceEvent]) {
+/// Lines of the miner's log shown in the daemon's own log line of an incident.
+const LOG_LINES_IN_LOG: usize = 3;
+
+fn log_events(device: &str, events: &[DeviceEvent], log_tail: Option<&[String]>) {
     for event in events {
+        // The captured lines are printable already (no newline can forge a log line).
+        let tail = match log_tail.filter(|lines| !lines.is_empty() && event.is_incident()) {
+            Some(lines) => format!(
+                "; the miner's log ends: {}",
+                lines[lines.len().saturating_sub(LOG_LINES_IN_LOG)..].join(" | ")
+            ),
+            None => String::new(),
+        };
         if event.is_warning() {
-            tracing::warn!(device, "{event}");
+            tracing::warn!(device, "{event}{tail}");
         } else {
-            tracing::info!(device, "{event}");
+            tracing::info!(device, "{event}{tail}");
+        }
+    }
+}
+
+/// The miner's last log lines for an incident, where its firmware keeps a log (v2.14+); a
+/// failure to read it is said and leaves the event without.
+async fn incident_log_tail(
+    client: &AxeOsClient,
+    address: &MinerAddress,
+    device: &str,
+    identity: &crate::axeos::Identity,
+) -> Option<Vec<String>> {
+    match client.log_tail(address, identity).await {
+        Ok(tail) => tail,
+        Err(e) => {
+            tracing::info!(device, "cannot read the miner's log for this incident: {e}");
+            None
         }
     }
 }

@@ -269,29 +269,74 @@ fn reading_from_row(r: &rusqlite::Row) -> rusqlite::Result<(f64, Reading)> {
 // ---------------------------------------------------------------------------------------
 // Events
 
-pub(crate) fn insert_event(tx: &Transaction, device_id: i64, t: f64, kind: &str, detail: &str) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached("INSERT INTO events (device_id, t, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
-    stmt.execute(params![device_id, t, kind, detail])?;
+pub(crate) fn insert_event(
+    tx: &Transaction,
+    device_id: i64,
+    t: f64,
+    kind: &str,
+    detail: &str,
+    log_tail: Option<&str>,
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO events (device_id, t, kind, detail, log_tail) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    stmt.execute(params![device_id, t, kind, detail, log_tail])?;
     Ok(())
 }
 
-/// (time, kind, detail) of a device's events in a range, oldest first.
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Unix seconds.
+    pub t: f64,
+    /// `rebooted`, `mining_problem`, `overheat_protection`, … ([`crate::daemon`]'s kinds).
+    pub kind: String,
+    /// What a person reads (the reset reason of a reboot, the chip of a verdict).
+    pub detail: String,
+    /// The miner's last log lines, captured with an incident (firmware v2.14+), one per
+    /// line, already cleaned of control characters.
+    pub log_tail: Vec<String>,
+}
+
+impl EventRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let log_tail: Option<String> = r.get(3)?;
+        Ok(Self {
+            t: r.get(0)?,
+            kind: r.get(1)?,
+            detail: r.get(2)?,
+            log_tail: log_tail.map(|text| text.lines().map(str::to_string).collect()).unwrap_or_default(),
+        })
+    }
+}
+
+/// A device's events in a range, oldest first.
 pub(crate) fn events_between(
     conn: &Connection,
     device_id: i64,
     since: f64,
     until: f64,
-) -> rusqlite::Result<Vec<(f64, String, String)>> {
-    let mut stmt =
-        conn.prepare("SELECT t, kind, detail FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t, id")?;
-    let rows = stmt.query_map(params![device_id, since, until], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
+) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT t, kind, detail, log_tail FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t, id",
+    )?;
+    let rows = stmt.query_map(params![device_id, since, until], EventRow::from_row)?;
     rows.collect()
 }
 
-/// An event as stored: (time, kind, detail).
-pub type EventRow = (f64, String, String);
+/// The events of every device (or one) in a range, oldest first, with the device's name.
+pub(crate) fn fleet_events(
+    conn: &Connection,
+    device_id: Option<i64>,
+    since: f64,
+    until: f64,
+) -> rusqlite::Result<Vec<(String, EventRow)>> {
+    let mut stmt = conn.prepare(
+        "SELECT e.t, e.kind, e.detail, e.log_tail, d.name FROM events e JOIN devices d ON d.id = e.device_id
+         WHERE (?1 IS NULL OR e.device_id = ?1) AND e.t >= ?2 AND e.t <= ?3 ORDER BY e.t, e.id",
+    )?;
+    let rows = stmt.query_map(params![device_id, since, until], |r| Ok((r.get(4)?, EventRow::from_row(r)?)))?;
+    rows.collect()
+}
 
 /// The newest `limit` events of a device in a range, oldest first, and how many the range
 /// holds in all: a device that flapped for months does not load its whole event log.
@@ -308,12 +353,10 @@ pub(crate) fn latest_events(
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare(
-        "SELECT t, kind, detail FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3
+        "SELECT t, kind, detail, log_tail FROM events WHERE device_id = ?1 AND t >= ?2 AND t <= ?3
          ORDER BY t DESC, id DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![device_id, since, until, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
+    let rows = stmt.query_map(params![device_id, since, until, limit as i64], EventRow::from_row)?;
     let mut events: Vec<EventRow> = rows.collect::<rusqlite::Result<_>>()?;
     events.reverse();
     Ok((events, usize::try_from(total).unwrap_or(0)))

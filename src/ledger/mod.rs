@@ -21,7 +21,7 @@ pub(crate) use devices::{device_by_name_or_new, resolve_device};
 use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
-use history::{device_readings, events_between, latest_events, segment_readings, segments_between};
+use history::{device_readings, events_between, fleet_events, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
 pub use history::{EventRow, SampleSource, SegmentRow};
 pub use lock::{
@@ -334,8 +334,14 @@ impl Ledger {
     }
 
     /// (time, kind, detail) of a device's events in a range, oldest first.
-    pub fn events_between(&self, device_id: i64, since: f64, until: f64) -> Result<Vec<(f64, String, String)>> {
+    pub fn events_between(&self, device_id: i64, since: f64, until: f64) -> Result<Vec<EventRow>> {
         self.read(|conn| events_between(conn, device_id, since, until))
+    }
+
+    /// The events of every device, or of one, in [since, until], oldest first, each with
+    /// its device's name (`analyze events`).
+    pub fn fleet_events(&self, device_id: Option<i64>, since: f64, until: f64) -> Result<Vec<(String, EventRow)>> {
+        self.read(|conn| fleet_events(conn, device_id, since, until))
     }
 
     /// A device's history over [since, until], downsampled to buckets of about `step`
@@ -477,10 +483,16 @@ mod tests {
                          VALUES (1, 1, 0, 7200, 'first', 0);
                      INSERT INTO samples (device_id, t, segment_id, dt, hashrate_ghs, power_w)
                          VALUES (1, 0, 1, 0, 1000, 18), (1, 3600, 1, 30, 1100, 19), (1, 7200, 1, 30, 1200, 20);
-                     INSERT INTO sessions (device_id, started_at, notes) VALUES (1, 0, 'trying');
-                     PRAGMA wal_checkpoint(TRUNCATE);",
+                     INSERT INTO sessions (device_id, started_at, notes) VALUES (1, 0, 'trying');",
                 )
                 .unwrap();
+            // A ledger of a schema with rollups has them, as its writer kept them.
+            if from >= rollup::ROLLUP_SCHEMA_VERSION {
+                let tx = old.conn.unchecked_transaction().unwrap();
+                rollup::backfill(&tx).unwrap();
+                tx.commit().unwrap();
+            }
+            old.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
             drop(old);
             let before = std::fs::read(&path).unwrap();
             let ledger = Ledger::open_read_only(&path).unwrap();
@@ -498,6 +510,17 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(rolled, (3, 3.0), "from schema {from}");
+            // Samples and events of a ledger from before `source` and `log_tail` read as polls
+            // and events without a log.
+            let mut sources = Vec::new();
+            ledger
+                .export_rows(None, f64::MIN, f64::MAX, |row| {
+                    sources.push(row.last().cloned());
+                    Ok::<(), LedgerError>(())
+                })
+                .unwrap();
+            assert_eq!(sources, vec![Some(ExportValue::Text("poll".into())); 3], "from schema {from}");
+            assert!(ledger.fleet_events(None, f64::MIN, f64::MAX).unwrap().is_empty());
             assert_eq!(ledger.schema_version().unwrap(), from);
             drop(ledger);
             assert!(

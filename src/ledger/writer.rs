@@ -56,6 +56,8 @@ pub enum Record {
         at: SystemTime,
         kind: &'static str,
         detail: String,
+        /// The miner's last log lines, captured with an incident (one per line, cleaned).
+        log_tail: Option<String>,
     },
 }
 
@@ -899,10 +901,11 @@ impl WriterState {
                     at,
                     kind,
                     detail,
+                    log_tail,
                 } => {
                     let t = crate::time::unix_seconds(*at);
                     let device_id = event_device(&tx, ids, device, t).map_err(wrap)?;
-                    ledger::insert_event(&tx, device_id, t, kind, detail).map_err(wrap)?;
+                    ledger::insert_event(&tx, device_id, t, kind, detail, log_tail.as_deref()).map_err(wrap)?;
                     events += 1;
                 }
             }

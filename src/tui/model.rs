@@ -6,6 +6,9 @@ pub use crate::web::api::{
     HistoryPoint as Point, Span, Totals, TuneInterruptedJson as TuneInterrupted,
 };
 
+/// Lines of an incident's captured log shown under it in the device view.
+const TUI_LOG_LINES: usize = 3;
+
 /// Events and session starts and ends of a history, oldest first, as (time, what, detail).
 pub fn timeline(history: &History) -> Vec<(f64, String, String)> {
     let (since, until) = (history.since(), history.until());
@@ -13,7 +16,13 @@ pub fn timeline(history: &History) -> Vec<(f64, String, String)> {
         .history
         .markers
         .iter()
-        .map(|m| (m.t, m.kind.replace('_', " "), m.detail.clone()))
+        .flat_map(|m| {
+            // An incident's last log lines follow it, indented, newest last.
+            let tail = m.log_tail[m.log_tail.len().saturating_sub(TUI_LOG_LINES)..]
+                .iter()
+                .map(move |line| (m.t, "  miner log".to_string(), line.clone()));
+            std::iter::once((m.t, m.kind.replace('_', " "), m.detail.clone())).chain(tail)
+        })
         .collect();
     for s in &history.history.sessions {
         if s.started_at >= since {

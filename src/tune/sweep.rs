@@ -345,11 +345,11 @@ impl Sweep {
             let events = ledger
                 .events_between(device.id, since - 1.0, f64::MAX)
                 .unwrap_or_default();
-            if let Some((_, _, detail)) = events
+            if let Some(event) = events
                 .iter()
-                .find(|(_, kind, detail)| kind == "protective_action" && detail.contains("(applied)"))
+                .find(|e| e.kind == "protective_action" && e.detail.contains("(applied)"))
             {
-                return Some(detail.clone());
+                return Some(event.detail.clone());
             }
             if tokio::time::Instant::now() >= deadline {
                 return None;

@@ -458,6 +458,24 @@ pub fn history_charts(history: &DeviceHistory, thresholds: &Thresholds) -> Strin
     html
 }
 
+/// An incident's captured log lines, folded under its detail (the last line shown).
+fn log_tail_html(lines: &[String]) -> String {
+    let Some(last) = lines.last() else {
+        return String::new();
+    };
+    let mut html = format!(
+        "<details class=\"log-tail\"><summary>miner log ({} lines): {}</summary><pre>",
+        lines.len(),
+        escape(last)
+    );
+    for line in lines {
+        html.push_str(&escape(line));
+        html.push('\n');
+    }
+    html.push_str("</pre></details>");
+    html
+}
+
 /// The events of a history, newest first.
 pub fn events_table(history: &DeviceHistory) -> String {
     let mut html = String::from(
@@ -467,10 +485,11 @@ pub fn events_table(history: &DeviceHistory) -> String {
     for marker in history.markers.iter().rev() {
         let _ = writeln!(
             html,
-            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text wrap\">{}</td></tr>",
+            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text wrap\">{}{}</td></tr>",
             time::format_short(marker.t),
             escape(&marker.kind.replace('_', " ")),
-            escape(&marker.detail)
+            escape(&marker.detail),
+            log_tail_html(&marker.log_tail)
         );
     }
     if history.markers.is_empty() {
