@@ -316,7 +316,8 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     crate::support::sql(&path)
         .execute_batch(
             "DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
-             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours; PRAGMA user_version = 1;",
+             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours;
+             ALTER TABLE samples DROP COLUMN source; ALTER TABLE events DROP COLUMN log_tail; PRAGMA user_version = 1;",
         )
         .unwrap();
     let ledger = Ledger::open_existing(&path).unwrap();
@@ -538,7 +539,7 @@ fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older
 
     // The same ledger as the previous release left it: no rollups, schema 3.
     crate::support::sql(&path)
-        .execute_batch("DROP TABLE sample_hours; PRAGMA user_version = 3;")
+        .execute_batch("DROP TABLE sample_hours; ALTER TABLE samples DROP COLUMN source; ALTER TABLE events DROP COLUMN log_tail; PRAGMA user_version = 3;")
         .unwrap();
     // An older `serve` still holds it: the upgrade waits, and nothing changes.
     let daemon = bitaxe_exporter::ledger::DaemonLock::acquire(&path).unwrap();
@@ -593,7 +594,8 @@ fn read_only_commands_read_an_older_schema_without_upgrading_it() {
             "INSERT INTO sessions (device_id, started_at, ended_at, target_frequency_mhz, notes)
                  VALUES (1, {T0}, {T0} + 600, 525, 'trying 525');
              DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
-             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours; PRAGMA user_version = 1;"
+             ALTER TABLE sessions DROP COLUMN tune_run_id; DROP TABLE sample_hours;
+             ALTER TABLE samples DROP COLUMN source; ALTER TABLE events DROP COLUMN log_tail; PRAGMA user_version = 1;"
         ))
         .unwrap();
     let config = dir.path().join("config.yaml");
