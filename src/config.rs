@@ -662,7 +662,10 @@ fn raw_retention(
             })?,
     };
     if !seconds.is_finite() || !(1.0..=1e10).contains(&seconds) {
-        return Err(fail(key, format!("{seconds} s is not a retention from 1 s to 300 years (or \"forever\")")));
+        return Err(fail(
+            key,
+            format!("{seconds} s is not a retention from 1 s to 300 years (or \"forever\")"),
+        ));
     }
     Ok(Some(Duration::from_secs_f64(seconds)))
 }

@@ -3,8 +3,8 @@
 //! configuration, marked how), and end to end with `serve` stopped and started again beside
 //! simulated miners of each era.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bitaxe_exporter::analysis::export::{export, ExportFormat};
@@ -116,7 +116,9 @@ fn after_a_reboot_in_the_hole_no_reading_is_placed_before_the_boot() {
     // The miner rebooted at 600 s: its ring starts at the boot.
     let mut after = S::new(500.0, 1150.0);
     after.uptime = 300;
-    let ring = (0..=30).map(|i| ring_row(600.0 + i as f64 * 10.0, 1100.0, 1190.0)).collect();
+    let ring = (0..=30)
+        .map(|i| ring_row(600.0 + i as f64 * 10.0, 1100.0, 1190.0))
+        .collect();
     let (_, backfilled) = write_hole(&path, 900.0, after, ring);
     let ledger = Ledger::open_existing(&path).unwrap();
     let rows = exported(&ledger);
@@ -159,4 +161,105 @@ fn a_retune_inside_the_hole_splits_the_filled_readings_where_the_voltage_moved()
     }
     let segments: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.3).collect();
     assert_eq!(segments.len(), 2, "the retune is the one boundary");
+}
+
+/// Raw samples of a device in the ledger, and its rolled-up hours.
+fn counts(path: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let samples = conn
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    let hours = conn
+        .query_row("SELECT count(*) FROM sample_hours", [], |r| r.get(0))
+        .unwrap();
+    (samples, hours)
+}
+
+#[test]
+fn retention_keeps_rollups_segments_and_answers_while_raw_samples_stay_bounded() {
+    use bitaxe_exporter::analysis::{compare_configs, Query};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    // Two days of 30-s polls (a retune after the first day), written without retention.
+    let day = 86_400.0;
+    let writer = Writer::start(&path, rules(0.0)).unwrap();
+    for i in 0..(2 * 2880) {
+        let t = i as f64 * 30.0;
+        let mut s = if t < day {
+            S::new(500.0, 1150.0)
+        } else {
+            S::new(550.0, 1200.0)
+        };
+        s.uptime = 10_000 + t as u64;
+        writer.sender.send_wait(Record::Sample {
+            device: "gamma".into(),
+            at: at(t),
+            sample: s.sample(),
+        });
+    }
+    writer.finish();
+    let query = Query {
+        device_id: None,
+        since: None,
+        until: None,
+        warmup_seconds: 0.0,
+    };
+    let before = compare_configs(&Ledger::open_existing(&path).unwrap(), &query).unwrap();
+    let (raw_before, hours_before) = counts(&path);
+    assert_eq!(raw_before, 5760);
+    assert!((48..=49).contains(&hours_before));
+    let bytes_before = std::fs::metadata(&path).unwrap().len();
+
+    // Now with a retention of seconds: every sample is older than that, so all but the
+    // latest two rolled-up hours go, a batch at a time, while polls go on.
+    let mut with_retention = rules(0.0);
+    with_retention.raw_retention = Some(std::time::Duration::from_secs(5));
+    let writer = Writer::start(&path, with_retention).unwrap();
+    for i in 0..12 {
+        let t = 2.0 * day + i as f64 * 30.0;
+        let mut s = S::new(550.0, 1200.0);
+        s.uptime = 10_000 + t as u64;
+        writer.sender.send(Record::Sample {
+            device: "gamma".into(),
+            at: at(t),
+            sample: s.sample(),
+        });
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    let pruned = writer.stats.pruned.load(Ordering::Relaxed);
+    writer.finish();
+    let (raw_after, hours_after) = counts(&path);
+    assert!(
+        raw_after <= 3 * 120 + 12,
+        "raw samples bounded to the latest hours: {raw_after}"
+    );
+    assert_eq!(pruned as i64, raw_before + 12 - raw_after);
+    assert!(hours_after >= hours_before, "every rolled-up hour kept");
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let after = compare_configs(&ledger, &query).unwrap();
+    assert_eq!(after.len(), before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(
+            (a.frequency_mhz, a.core_voltage_mv),
+            (b.frequency_mhz, b.core_voltage_mv)
+        );
+        assert!(a.samples >= b.samples, "whole segments answer from their aggregates");
+        assert!((a.joules_per_terahash.unwrap() - b.joules_per_terahash.unwrap()).abs() < 1e-6);
+    }
+    // The first day's chart comes from the rollups now.
+    let device = ledger.find_device("gamma").unwrap().unwrap();
+    let history = ledger
+        .history(device.id, T0 as f64, T0 as f64 + 6.0 * 3600.0, 60.0)
+        .unwrap();
+    assert!(
+        history.points.len() >= 6,
+        "the pruned hours are still drawn: {}",
+        history.points.len()
+    );
+    drop(ledger);
+    let bytes_after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        bytes_after < bytes_before,
+        "the file shrank back: {bytes_before} → {bytes_after} bytes"
+    );
 }

@@ -281,7 +281,11 @@ impl AxeOsClient {
     /// only for the columns the ledger keeps where the firmware lets a client choose
     /// (v2.11+; sent with literal commas, which every version reads). `None` for firmware
     /// without the ring, or a path it does not know (nothing is asked of those).
-    pub async fn statistics(&self, address: &MinerAddress, identity: &Identity) -> Result<Option<MinerHistory>, PollError> {
+    pub async fn statistics(
+        &self,
+        address: &MinerAddress,
+        identity: &Identity,
+    ) -> Result<Option<MinerHistory>, PollError> {
         let firmware = identity.firmware.as_deref();
         if !history::has_statistics(identity.family, firmware) {
             return Ok(None);
@@ -304,7 +308,11 @@ impl AxeOsClient {
     /// The last lines of the miner's log (`GET /api/system/logs`, upstream v2.14+), cleaned
     /// for keeping ([`history::log_tail`]); only the end of a long body is kept in memory.
     /// `None` for firmware without it.
-    pub async fn log_tail(&self, address: &MinerAddress, identity: &Identity) -> Result<Option<Vec<String>>, PollError> {
+    pub async fn log_tail(
+        &self,
+        address: &MinerAddress,
+        identity: &Identity,
+    ) -> Result<Option<Vec<String>>, PollError> {
         if !history::has_logs(identity.family, identity.firmware.as_deref()) {
             return Ok(None);
         }

@@ -142,12 +142,11 @@ pub fn decode_statistics(body: &[u8]) -> Result<MinerHistory, DecodeError> {
     }
     let wire: WireStatistics =
         serde_json::from_slice(body).map_err(|e| DecodeError::Json(printable(&e.to_string()).into_owned()))?;
-    let now_ms = wire
-        .current_timestamp
-        .as_f64()
-        .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e15)
-        .ok_or_else(|| DecodeError::Json("currentTimestamp is not a time in milliseconds".into()))?
-        as u64;
+    let now_ms =
+        wire.current_timestamp
+            .as_f64()
+            .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e15)
+            .ok_or_else(|| DecodeError::Json("currentTimestamp is not a time in milliseconds".into()))? as u64;
     if wire.statistics.len() > MAX_HISTORY_ROWS {
         return Err(DecodeError::Json(format!(
             "{} rows: more than the {MAX_HISTORY_ROWS} a miner's ring holds",
@@ -155,7 +154,10 @@ pub fn decode_statistics(body: &[u8]) -> Result<MinerHistory, DecodeError> {
         )));
     }
     let columns: Vec<Column> = match &wire.labels {
-        Some(labels) => labels.iter().map(|l| l.as_str().map_or(Column::Ignored, column_of)).collect(),
+        Some(labels) => labels
+            .iter()
+            .map(|l| l.as_str().map_or(Column::Ignored, column_of))
+            .collect(),
         None => DASHBOARD_COLUMNS.to_vec(),
     };
     let Some(timestamp_at) = columns.iter().position(|c| *c == Column::Timestamp) else {
@@ -186,7 +188,10 @@ pub fn decode_statistics(body: &[u8]) -> Result<MinerHistory, DecodeError> {
             ..Sample::default()
         };
         for (column, cell) in columns.iter().zip(cells) {
-            let value = cell.as_f64().filter(|v| v.is_finite()).map(|v| if v.abs() < SMALLEST_READING { 0.0 } else { v });
+            let value = cell
+                .as_f64()
+                .filter(|v| v.is_finite())
+                .map(|v| if v.abs() < SMALLEST_READING { 0.0 } else { v });
             history.implausible += usize::from(set_reading(&mut sample, *column, value));
         }
         history.implausible += sample.drop_implausible_readings();
@@ -208,7 +213,9 @@ fn set_reading(sample: &mut Sample, column: Column, value: Option<f64>) -> bool 
         Column::AsicTemp2 => sample.asic_temp2_celsius = positive,
         Column::VrTemp => sample.vr_temp_celsius = positive,
         Column::CoreVoltage => sample.core_voltage_measured_mv = positive,
-        Column::InputVoltage => sample.input_voltage_volts = positive.map(|mv| if mv < 100.0 { mv } else { mv / 1000.0 }),
+        Column::InputVoltage => {
+            sample.input_voltage_volts = positive.map(|mv| if mv < 100.0 { mv } else { mv / 1000.0 })
+        }
         Column::Power => sample.power_watts = (v >= 0.0).then_some(v),
         Column::Current => sample.input_current_amperes = (v >= 0.0).then_some(v / 1000.0),
         Column::FanPercent => sample.fan_duty_percent = (0.0..=100.0).contains(&v).then_some(v),
@@ -302,12 +309,21 @@ mod tests {
         let old = br#"{"currentTimestamp":100000,"labels":["hashRate","temp","vrTemp","power","voltage","current","coreVoltageActual","fanspeed","fanrpm","wifiRSSI","freeHeap","timestamp"],
             "statistics":[[480.5,55.5,45,11.2,5010,2200,1190,60,3500,-55,150000,90000]]}"#;
         let row = &decode_statistics(old).expect("decodes").rows[0].sample;
-        assert_eq!((row.hashrate_ghs, row.asic_temp_celsius, row.power_watts), (Some(480.5), Some(55.5), Some(11.2)));
-        assert_eq!((row.fan_duty_percent, row.fan_rpm, row.wifi_rssi_dbm), (Some(60.0), Some(3500.0), Some(-55.0)));
+        assert_eq!(
+            (row.hashrate_ghs, row.asic_temp_celsius, row.power_watts),
+            (Some(480.5), Some(55.5), Some(11.2))
+        );
+        assert_eq!(
+            (row.fan_duty_percent, row.fan_rpm, row.wifi_rssi_dbm),
+            (Some(60.0), Some(3500.0), Some(-55.0))
+        );
         assert_eq!(row.free_heap_bytes, Some(150_000));
         let dashboard = br#"{"currentTimestamp":100000,"statistics":[[480.5,55.5,11.2,90000]]}"#;
         let row = &decode_statistics(dashboard).expect("decodes").rows[0].sample;
-        assert_eq!((row.hashrate_ghs, row.asic_temp_celsius, row.power_watts), (Some(480.5), Some(55.5), Some(11.2)));
+        assert_eq!(
+            (row.hashrate_ghs, row.asic_temp_celsius, row.power_watts),
+            (Some(480.5), Some(55.5), Some(11.2))
+        );
     }
 
     #[test]
@@ -316,9 +332,16 @@ mod tests {
             "statistics":[[1,2,50,5000],"x",[1,2,50],[1,2,50,200000],[1,2,50,4000],[1e300,-7,900,6000],[1,2,50,7000]]}"#;
         let history = decode_statistics(body).expect("decodes");
         let times: Vec<u64> = history.rows.iter().map(|r| r.since_boot_ms).collect();
-        assert_eq!(times, [5000, 6000, 7000], "future, out-of-order and timestamp-less rows left out");
+        assert_eq!(
+            times,
+            [5000, 6000, 7000],
+            "future, out-of-order and timestamp-less rows left out"
+        );
         let hostile = &history.rows[1].sample;
-        assert_eq!((hostile.hashrate_ghs, hostile.power_watts, hostile.asic_temp_celsius), (None, None, None));
+        assert_eq!(
+            (hostile.hashrate_ghs, hostile.power_watts, hostile.asic_temp_celsius),
+            (None, None, None)
+        );
         assert_eq!(history.implausible, 3);
     }
 
@@ -341,7 +364,10 @@ mod tests {
         use FirmwareFamily::*;
         assert!(!has_statistics(EspMiner, Some("v2.7.0")));
         assert!(has_statistics(EspMiner, Some("v2.8.1")));
-        assert!(!has_statistics(NerdQaxe, Some("v2.9.0")), "a fork's version is not upstream's");
+        assert!(
+            !has_statistics(NerdQaxe, Some("v2.9.0")),
+            "a fork's version is not upstream's"
+        );
         assert!(!has_statistics(EspMiner, Some("2a1b3c4")));
         assert!(selects_columns(Some("v2.11.0")) && !selects_columns(Some("v2.10.1")));
         assert!(has_logs(EspMiner, Some("v2.14.0")) && !has_logs(EspMiner, Some("v2.13.2")));
@@ -357,7 +383,10 @@ mod tests {
         body.push_str("\x1b[0;31mE (101) power: \x07fault\u{202e}x\x1b[0m\n\n");
         let tail = log_tail(body.as_bytes());
         assert_eq!(tail.len(), LOG_TAIL_LINES);
-        assert_eq!(tail.last().map(String::as_str), Some("E (101) power: \\u{7}fault\\u{202e}x"));
+        assert_eq!(
+            tail.last().map(String::as_str),
+            Some("E (101) power: \\u{7}fault\\u{202e}x")
+        );
         assert_eq!(tail[tail.len() - 2], "I (99) stratum_task: line 99");
         let huge = "y".repeat(10_000);
         let tail = log_tail(huge.as_bytes());

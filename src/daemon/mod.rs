@@ -70,7 +70,10 @@ impl Daemon {
             AxeOsClient::timeout_for(config.poll_interval),
             AxeOsClient::keepalive_for(config.poll_interval),
         )?;
-        let rules = SegmentRules::for_poll_interval(config.poll_interval, config.warmup);
+        let rules = SegmentRules {
+            raw_retention: config.raw_retention,
+            ..SegmentRules::for_poll_interval(config.poll_interval, config.warmup)
+        };
         let path = config.database_path.clone();
         let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
         let writer = tokio::task::spawn_blocking(move || Writer::start_serving(&path, rules, names))
@@ -180,9 +183,7 @@ fn protective_actions_in_ledger(ledger: &Ledger, name: &str) -> Vec<Duration> {
     let events = ledger.events_between(device.id, now - 3600.0, now).unwrap_or_default();
     events
         .iter()
-        .filter(|e| {
-            e.kind == "protective_action" && (e.detail.contains("(applied)") || e.detail.contains("(dry_run)"))
-        })
+        .filter(|e| e.kind == "protective_action" && (e.detail.contains("(applied)") || e.detail.contains("(dry_run)")))
         .filter_map(|e| Duration::try_from_secs_f64((now - e.t).max(0.0)).ok())
         .collect()
 }

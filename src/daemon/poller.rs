@@ -128,7 +128,9 @@ async fn poll_loop(
             }
         };
         // An incident gets the miner's last log lines, read once for all of this poll's.
-        let latest = fleet.latest_sample(index).filter(|_| events.iter().any(DeviceEvent::is_incident));
+        let latest = fleet
+            .latest_sample(index)
+            .filter(|_| events.iter().any(DeviceEvent::is_incident));
         let log_tail = match latest {
             Some(sample) => incident_log_tail(&client, &address, device, &sample.identity).await,
             None => None,
@@ -174,7 +176,10 @@ async fn miner_history(
         }
         Ok(None) => None,
         Err(e) => {
-            tracing::info!(device, "cannot read the miner's own history to fill the hole in polls: {e}");
+            tracing::info!(
+                device,
+                "cannot read the miner's own history to fill the hole in polls: {e}"
+            );
             None
         }
     }

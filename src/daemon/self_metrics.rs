@@ -79,6 +79,11 @@ pub(super) fn encode_ledger_metrics(encoder: &mut DescriptorEncoder, ledger: &Le
             ledger.backfilled.load(Relaxed),
         ),
         (
+            "bitaxe_ledger_pruned_samples",
+            "Raw samples deleted by ledger.raw_retention after their hour was rolled up",
+            ledger.pruned.load(Relaxed),
+        ),
+        (
             "bitaxe_ledger_events_written",
             "Events committed to the SQLite ledger",
             ledger.events_written.load(Relaxed),

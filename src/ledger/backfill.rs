@@ -25,7 +25,10 @@ const MIN_AGREEMENT: f64 = 0.8;
 pub enum Plan {
     /// The readings to store, oldest first (times in Unix seconds), each with the
     /// configuration and firmware it ran under; whether the miner rebooted in the hole.
-    Fill { readings: Vec<(f64, Sample)>, rebooted: bool },
+    Fill {
+        readings: Vec<(f64, Sample)>,
+        rebooted: bool,
+    },
     /// Nothing is stored, and why (for the log).
     Skip(&'static str),
 }
@@ -59,7 +62,11 @@ pub fn plan(before: Option<&Point>, after_t: f64, after: &Sample, ring: Vec<(f64
     let before_clock = Clock::of_point(before);
     // After a reboot the ring holds only this boot's readings: they ran on what runs now.
     let split = if rebooted || before_clock.same_setting(&after_clock) {
-        if rebooted { 0 } else { in_hole.len() }
+        if rebooted {
+            0
+        } else {
+            in_hole.len()
+        }
     } else {
         match change_point(&in_hole, &before_clock, &after_clock, after) {
             Some(split) => split,
@@ -260,7 +267,9 @@ mod tests {
         let times: Vec<f64> = readings.iter().map(|(t, _)| *t).collect();
         assert_eq!(times.first(), Some(&1010.0));
         assert_eq!(times.last(), Some(&1290.0), "not the polled moments themselves");
-        assert!(readings.iter().all(|(_, s)| s.frequency_mhz == Some(500.0) && s.expected_hashrate_ghs == Some(1000.0)));
+        assert!(readings
+            .iter()
+            .all(|(_, s)| s.frequency_mhz == Some(500.0) && s.expected_hashrate_ghs == Some(1000.0)));
     }
 
     #[test]
@@ -302,7 +311,9 @@ mod tests {
             (if t < 1200.0 { 800.0 } else { 1200.0 }, 1140.0)
         });
         let (readings, _) = filled(plan(Some(&before), 1300.0, &after, steps));
-        assert!(readings.iter().all(|(t, s)| s.frequency_mhz == Some(if *t < 1200.0 { 400.0 } else { 600.0 })));
+        assert!(readings
+            .iter()
+            .all(|(t, s)| s.frequency_mhz == Some(if *t < 1200.0 { 400.0 } else { 600.0 })));
         // Readings that jump about show no single change: the hole stays a hole.
         let noise = ring((1010..=1290).step_by(10).map(f64::from), |t| {
             (if (t as u64 / 10) % 2 == 0 { 800.0 } else { 1200.0 }, 1140.0)
@@ -326,9 +337,22 @@ mod tests {
 
     #[test]
     fn best_split_needs_agreement() {
-        assert_eq!(best_split(&[Some(false), None, Some(false), Some(true), Some(true)]), Some(3));
+        assert_eq!(
+            best_split(&[Some(false), None, Some(false), Some(true), Some(true)]),
+            Some(3)
+        );
         assert_eq!(best_split(&[Some(true), Some(true)]), Some(0));
         assert_eq!(best_split(&[None, None]), None);
-        assert_eq!(best_split(&[Some(true), Some(false), Some(true), Some(false), Some(true), Some(false)]), None);
+        assert_eq!(
+            best_split(&[
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(false)
+            ]),
+            None
+        );
     }
 }

@@ -304,7 +304,9 @@ impl EventRow {
             t: r.get(0)?,
             kind: r.get(1)?,
             detail: r.get(2)?,
-            log_tail: log_tail.map(|text| text.lines().map(str::to_string).collect()).unwrap_or_default(),
+            log_tail: log_tail
+                .map(|text| text.lines().map(str::to_string).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -334,7 +336,9 @@ pub(crate) fn fleet_events(
         "SELECT e.t, e.kind, e.detail, e.log_tail, d.name FROM events e JOIN devices d ON d.id = e.device_id
          WHERE (?1 IS NULL OR e.device_id = ?1) AND e.t >= ?2 AND e.t <= ?3 ORDER BY e.t, e.id",
     )?;
-    let rows = stmt.query_map(params![device_id, since, until], |r| Ok((r.get(4)?, EventRow::from_row(r)?)))?;
+    let rows = stmt.query_map(params![device_id, since, until], |r| {
+        Ok((r.get(4)?, EventRow::from_row(r)?))
+    })?;
     rows.collect()
 }
 

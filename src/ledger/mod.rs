@@ -10,7 +10,9 @@ mod export;
 pub mod health;
 mod history;
 mod lock;
+mod retention;
 pub mod rollup;
+pub(crate) use retention::PRUNE_BATCH;
 mod schema;
 pub mod segments;
 pub mod sessions;
@@ -404,6 +406,13 @@ impl Ledger {
         if current >= target {
             return Ok(());
         }
+        if current == 0 {
+            // A new file: made so that the pages retention frees go back to the file system
+            // (this takes effect only before the first table exists).
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+                .map_err(|e| self.err(e))?;
+        }
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         // Another process may have migrated while we waited for the lock.
         let current: i64 = tx
@@ -419,6 +428,45 @@ impl Ledger {
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Makes a ledger created before incremental vacuum able to shrink (one `VACUUM`, which
+    /// rewrites the file): done for files up to `max_bytes`, whose rewrite takes seconds; a
+    /// larger one keeps reusing freed pages in place. True when the ledger can shrink.
+    pub(crate) fn enable_incremental_vacuum(&self, max_bytes: u64) -> Result<bool> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if mode == 2 {
+            return Ok(true);
+        }
+        let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(u64::MAX);
+        if bytes > max_bytes {
+            return Ok(false);
+        }
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// One pass of retention: up to [`retention::PRUNE_BATCH`] raw samples older than
+    /// `cutoff` and than `held_from` deleted in one short transaction, then freed pages given
+    /// back. Returns the samples deleted.
+    pub(crate) fn prune_raw_samples(&mut self, cutoff: f64, held_from: f64) -> Result<usize> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.write()?;
+        let deleted = retention::prune(&tx, cutoff, held_from, retention::PRUNE_BATCH).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        if deleted > 0 {
+            retention::give_back_pages(&self.conn).map_err(wrap)?;
+        }
+        Ok(deleted)
     }
 
     /// Starts a write transaction that takes the write lock at once (no upgrade deadlocks).
@@ -519,7 +567,11 @@ mod tests {
                     Ok::<(), LedgerError>(())
                 })
                 .unwrap();
-            assert_eq!(sources, vec![Some(ExportValue::Text("poll".into())); 3], "from schema {from}");
+            assert_eq!(
+                sources,
+                vec![Some(ExportValue::Text("poll".into())); 3],
+                "from schema {from}"
+            );
             assert!(ledger.fleet_events(None, f64::MIN, f64::MAX).unwrap().is_empty());
             assert_eq!(ledger.schema_version().unwrap(), from);
             drop(ledger);

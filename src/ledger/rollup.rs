@@ -238,6 +238,15 @@ impl RollupBatch {
         }
     }
 
+    /// The start (Unix seconds) of the earliest hour whose sums are held here.
+    pub(crate) fn earliest_hour(&self) -> Option<f64> {
+        self.hours
+            .keys()
+            .map(|(_, hour)| *hour)
+            .min()
+            .map(|hour| hour as f64 * ROLLUP_SECONDS)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.hours.is_empty()
     }
@@ -357,6 +366,25 @@ fn samples_in_range(conn: &Connection, device_id: i64, since: f64, until: f64) -
     Ok(count.max(0.0) as u64)
 }
 
+/// Whether [since, …] starts before the device's oldest raw sample in an hour the rollups
+/// still hold (retention deleted the samples there): such a range is drawn from the
+/// rollups, which cover it, and the page says so.
+fn reaches_past_raw_window(conn: &Connection, device_id: i64, since: f64) -> rusqlite::Result<bool> {
+    let first_raw: Option<f64> =
+        conn.query_row("SELECT min(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
+            r.get(0)
+        })?;
+    let Some(first_raw) = first_raw.filter(|first| since < *first) else {
+        return Ok(false);
+    };
+    let first_hour = (first_raw / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS;
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sample_hours WHERE device_id = ?1 AND hour < ?2 AND hour >= ?3 - 3600)",
+        params![device_id, first_hour, since],
+        |r| r.get(0),
+    )
+}
+
 /// A device's history over [since, until] in buckets of about `step` seconds. Ranges of up
 /// to [`MAX_RAW_SAMPLES`] samples are aggregated from the samples; longer ones from the
 /// hourly rollups (the step then a whole number of hours, buckets aligned to hours).
@@ -367,7 +395,9 @@ pub(crate) fn history(
     until: f64,
     step: f64,
 ) -> rusqlite::Result<History> {
-    let raw = step < ROLLUP_SECONDS && samples_in_range(conn, device_id, since, until)? <= MAX_RAW_SAMPLES;
+    let raw = step < ROLLUP_SECONDS
+        && samples_in_range(conn, device_id, since, until)? <= MAX_RAW_SAMPLES
+        && !reaches_past_raw_window(conn, device_id, since)?;
     // Both sources give rows of one shape; only the table, its time column and the bucket
     // grid differ.
     let (source, table, time, aggregates, origin, step) = if raw {

@@ -68,6 +68,8 @@ pub struct LedgerStats {
     /// Samples taken from miners' own history into holes (not polls, not in
     /// `samples_written`).
     pub backfilled: AtomicU64,
+    /// Raw samples deleted by retention (their hours kept in the rollups).
+    pub pruned: AtomicU64,
     pub events_written: AtomicU64,
     pub write_errors: AtomicU64,
     /// Records refused or lost: a full queue, a backlog past its cap, a sample behind a
@@ -142,6 +144,9 @@ pub struct SegmentRules {
     pub max_sample_seconds: f64,
     /// Longest silence bridged when the uptime cannot prove the miner kept running.
     pub max_gap_seconds: f64,
+    /// `ledger.raw_retention`: raw samples older than this are deleted once rolled up
+    /// (`None`: kept; a sweep's writer never deletes).
+    pub raw_retention: Option<Duration>,
 }
 
 impl SegmentRules {
@@ -151,6 +156,7 @@ impl SegmentRules {
             warmup_seconds: warmup.as_secs_f64(),
             max_sample_seconds: (interval * 3.0).max(interval + 5.0),
             max_gap_seconds: (interval * 10.0).max(300.0),
+            raw_retention: None,
         }
     }
 }
@@ -255,6 +261,7 @@ impl Writer {
             DaemonLock::clear_handover(path);
         }
         take_over_rollups(&mut ledger, &lock, path)?;
+        prepare_retention(&ledger, &rules);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let (done_tx, done) = mpsc::channel();
         let stats = Arc::new(LedgerStats::default());
@@ -409,11 +416,38 @@ fn take_over_rollups(ledger: &mut Ledger, lock: &DaemonLock, path: &Path) -> Res
     ledger.rebuild_recent_rollups()
 }
 
+/// A ledger made before incremental vacuum is rewritten once so that what retention frees
+/// goes back to the file system: at once when it is small; a large one (minutes of
+/// rewriting on a Raspberry Pi) keeps reusing its freed pages, and the log says how to
+/// convert it.
+fn prepare_retention(ledger: &Ledger, rules: &SegmentRules) {
+    if rules.raw_retention.is_none() {
+        return;
+    }
+    match ledger.enable_incremental_vacuum(MAX_AUTOMATIC_VACUUM_BYTES) {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "{} predates incremental vacuum and is large: retention frees pages for new samples but the file \
+             does not shrink; to convert it, stop serve and run: sqlite3 {} 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'",
+            ledger.path.display(),
+            ledger.path.display()
+        ),
+        Err(e) => tracing::warn!("cannot prepare the ledger for shrinking: {e}"),
+    }
+}
+
+/// Ledgers up to this size are converted to incremental vacuum when `serve` opens them.
+const MAX_AUTOMATIC_VACUUM_BYTES: u64 = 256 * 1024 * 1024;
+
 /// How long the hourly rollups' sums stay in memory before they are written: one upsert
 /// per device and hour per interval instead of one per sample (at 10,000 miners the
 /// per-transaction upserts cost 7 µs a poll). What a crash loses of them is rebuilt from
 /// the samples when the ledger is next opened for writing.
 const ROLLUP_WRITE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often retention looks for raw samples past `ledger.raw_retention` once it has
+/// caught up.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the writer remembers of a device between records.
 #[derive(Debug)]
@@ -446,6 +480,8 @@ struct WriterState {
     /// Rollup sums of committed samples not yet written, and when they are due.
     rollups: RollupBatch,
     rollups_due: Instant,
+    /// When retention next deletes a batch of old raw samples.
+    prune_due: Instant,
     /// A damaged ledger was moved aside while this writer ran: a second damage in the same
     /// run points at the disk, and is retried (with the backoff) rather than moved again.
     set_aside_while_running: bool,
@@ -540,6 +576,7 @@ impl WriterState {
             cache_kib: writer_cache_kib(0),
             rollups: RollupBatch::default(),
             rollups_due: Instant::now() + ROLLUP_WRITE_INTERVAL,
+            prune_due: Instant::now(),
             set_aside_while_running: false,
             yields: false,
         }
@@ -609,6 +646,9 @@ impl WriterState {
                         retry_delay = FLUSH_INTERVAL;
                         due_at = None;
                         self.stats.damaged.store(false, Ordering::Relaxed);
+                        if !closing {
+                            self.prune_if_due();
+                        }
                     }
                     Err(e) => {
                         retry_delay = (retry_delay * 2).min(Duration::from_secs(30));
@@ -620,6 +660,38 @@ impl WriterState {
             if closed && pending.is_empty() {
                 self.write_held_rollups();
                 return;
+            }
+        }
+    }
+
+    /// Retention: when due, one short pass deleting raw samples past `ledger.raw_retention`
+    /// whose hours are rolled up; again at the next commit while a backlog remains, else a
+    /// minute later. A failure is said and retried later; it never costs a record.
+    fn prune_if_due(&mut self) {
+        let Some(retention) = self.rules.raw_retention else {
+            return;
+        };
+        if Instant::now() < self.prune_due {
+            return;
+        }
+        let Some(ledger) = self.ledger.as_mut() else {
+            return;
+        };
+        let cutoff = crate::time::now_unix() - retention.as_secs_f64();
+        let held_from = self.rollups.earliest_hour().unwrap_or(f64::INFINITY);
+        let started = Instant::now();
+        match ledger.prune_raw_samples(cutoff, held_from) {
+            Ok(deleted) => {
+                self.stats.pruned.fetch_add(deleted as u64, Ordering::Relaxed);
+                let more = deleted >= crate::ledger::PRUNE_BATCH;
+                self.prune_due = Instant::now() + if more { Duration::ZERO } else { PRUNE_INTERVAL };
+                if deleted > 0 {
+                    tracing::debug!("retention: deleted {deleted} raw samples in {:?}", started.elapsed());
+                }
+            }
+            Err(e) => {
+                tracing::warn!("retention: cannot delete old raw samples now ({e}); trying again later");
+                self.prune_due = Instant::now() + PRUNE_INTERVAL;
             }
         }
     }
@@ -870,13 +942,24 @@ impl WriterState {
                             .or_insert(load_track(&tx, device_id).map_err(wrap)?),
                     };
                     let hole_from = track.last_point.as_ref().map(|p| p.t);
-                    let ring = ring.iter().map(|(at, s)| (crate::time::unix_seconds(*at), s.clone())).collect();
+                    let ring = ring
+                        .iter()
+                        .map(|(at, s)| (crate::time::unix_seconds(*at), s.clone()))
+                        .collect();
                     match backfill::plan(track.last_point.as_ref(), t, current, ring) {
                         backfill::Plan::Fill { readings, rebooted } => {
                             let mut stored = 0u64;
                             for (t, sample) in &readings {
-                                let added = add_sample(&tx, track, &rules, *t, sample, SampleSource::MinerHistory, &mut rollups)
-                                    .map_err(wrap)?;
+                                let added = add_sample(
+                                    &tx,
+                                    track,
+                                    &rules,
+                                    *t,
+                                    sample,
+                                    SampleSource::MinerHistory,
+                                    &mut rollups,
+                                )
+                                .map_err(wrap)?;
                                 if let Added::To(segment_id) = added {
                                     touched.insert(segment_id);
                                     stored += 1;
