@@ -316,7 +316,14 @@ mod tests {
             .all(|(t, s)| s.frequency_mhz == Some(if *t < 1200.0 { 400.0 } else { 600.0 })));
         // Readings that jump about show no single change: the hole stays a hole.
         let noise = ring((1010..=1290).step_by(10).map(f64::from), |t| {
-            (if (t as u64 / 10) % 2 == 0 { 800.0 } else { 1200.0 }, 1140.0)
+            (
+                if (t as u64 / 10).is_multiple_of(2) {
+                    800.0
+                } else {
+                    1200.0
+                },
+                1140.0,
+            )
         });
         assert!(matches!(plan(Some(&before), 1300.0, &after, noise), Plan::Skip(_)));
     }
