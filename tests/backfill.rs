@@ -263,3 +263,171 @@ fn retention_keeps_rollups_segments_and_answers_while_raw_samples_stay_bounded()
         "the file shrank back: {bytes_before} → {bytes_after} bytes"
     );
 }
+
+mod end_to_end {
+    use std::time::Duration;
+
+    use bitaxe_exporter::sim::dialects::{Dialect, ResetReason};
+    use bitaxe_exporter::sim::physics::Board;
+    use bitaxe_exporter::sim::{MinerSpec, SimFleet};
+
+    use crate::support::InProcess;
+
+    /// (seconds, source) of each exported sample of the one device, in time order.
+    fn exported(exporter: &InProcess) -> Vec<(f64, String)> {
+        let output = exporter.cli(&["analyze", "export", "--format", "json"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["unix_time_s"].as_f64().unwrap(),
+                    r["source"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn serve_stop_wait_serve(
+        spec: MinerSpec,
+        stopped_for: Duration,
+        during: impl Fn(&SimFleet),
+    ) -> Vec<(f64, String)> {
+        let sims = SimFleet::start(&[spec], None).await.unwrap();
+        let devices = vec![("gamma".to_string(), sims.addresses()[0])];
+        let mut exporter = InProcess::start(&devices, 1.0).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        exporter.stop().await;
+        tokio::time::sleep(stopped_for / 2).await;
+        during(&sims);
+        tokio::time::sleep(stopped_for / 2).await;
+        exporter.restart().await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        exporter.stop().await;
+        let rows = exported(&exporter);
+        sims.shutdown().await;
+        rows
+    }
+
+    fn widest_step(rows: &[(f64, String)]) -> f64 {
+        rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restarted_exporter_has_no_hole_on_a_v2_15_miner() {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 31);
+        spec.stats_frequency_seconds = 1;
+        let rows = serve_stop_wait_serve(spec, Duration::from_secs(10), |_| {}).await;
+        let filled = rows.iter().filter(|r| r.1 == "miner_history").count();
+        assert!(
+            filled >= 5,
+            "the 10-s hole filled from the miner's ring: {filled} readings\n{rows:?}"
+        );
+        assert!(widest_step(&rows) < 4.0, "no hole left: {rows:?}");
+        let mut times: Vec<i64> = rows.iter().map(|r| (r.0 * 1000.0) as i64).collect();
+        times.dedup();
+        assert_eq!(times.len(), rows.len(), "no sample twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reboot_inside_the_hole_places_no_reading_before_the_boot() {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 32);
+        spec.stats_frequency_seconds = 1;
+        let booted = std::sync::Mutex::new(0.0);
+        let rows = serve_stop_wait_serve(spec, Duration::from_secs(10), |sims| {
+            sims.reboot_because(0, Duration::ZERO, ResetReason::TaskWatchdog);
+            *booted.lock().unwrap() = bitaxe_exporter::time::now_unix();
+        })
+        .await;
+        let boot = *booted.lock().unwrap();
+        let filled: Vec<&(f64, String)> = rows.iter().filter(|r| r.1 == "miner_history").collect();
+        assert!(
+            !filled.is_empty(),
+            "the part of the hole after the boot filled: {rows:?}"
+        );
+        assert!(
+            filled.iter().all(|r| r.0 >= boot - 1.0),
+            "nothing before the boot at {boot}: {filled:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn firmware_before_v2_8_keeps_its_hole_and_nothing_breaks() {
+        let mut spec = MinerSpec::new(Board::Ultra, Dialect::V2_4, 33);
+        spec.firmware_version = Some("v2.7.0".into());
+        let rows = serve_stop_wait_serve(spec, Duration::from_secs(6), |_| {}).await;
+        assert!(rows.iter().all(|r| r.1 == "poll"), "{rows:?}");
+        assert!(widest_step(&rows) >= 5.0, "the hole is still there: {rows:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reboot_stores_its_reason_and_the_miners_log_tail() {
+        let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 34)], None)
+            .await
+            .unwrap();
+        let devices = vec![("gamma".to_string(), sims.addresses()[0])];
+        let mut exporter = InProcess::start(&devices, 1.0).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sims.set_fault(0, bitaxe_exporter::sim::Fault::PowerFault);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sims.reboot_because(0, Duration::ZERO, ResetReason::TaskWatchdog);
+        sims.set_fault(0, bitaxe_exporter::sim::Fault::None);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let page = reqwest::get(exporter.url("/device/gamma"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        exporter.stop().await;
+        let output = exporter.cli(&["analyze", "events", "--device", "gamma", "--format", "json"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let reboot = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "rebooted")
+            .unwrap_or_else(|| panic!("a reboot event: {events:#}"));
+        assert!(
+            reboot["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Reset due to task watchdog"),
+            "{reboot:#}"
+        );
+        let tail: Vec<&str> = reboot["log_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert!(
+            tail.iter().any(|l| l.contains("TPS546 fault")),
+            "the lines before the reboot: {tail:?}"
+        );
+        assert!(tail.iter().all(|l| !l.contains('\u{1b}')), "colour escapes stripped");
+        let fault = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "mining_problem");
+        assert!(
+            fault.is_some_and(|f| !f["log_tail"].as_array().unwrap().is_empty()),
+            "{events:#}"
+        );
+        let table = exporter.cli(&["analyze", "events", "--device", "gamma", "--incidents"]);
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(
+            text.contains("miner log, last") && text.contains("TPS546 fault"),
+            "{text}"
+        );
+        assert!(
+            page.contains("miner log (") && page.contains("Reset due to task watchdog"),
+            "device page"
+        );
+        sims.shutdown().await;
+    }
+}

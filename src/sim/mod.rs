@@ -21,12 +21,15 @@
 //! [`SimFleet::set_quirks`].
 
 pub mod dialects;
+mod history;
 pub mod physics;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use history::MinerMemory;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -209,6 +212,9 @@ pub struct MinerSpec {
     pub random_shares: bool,
     /// A `version` other than the dialect's (a fork's or a vendor's build string).
     pub firmware_version: Option<String>,
+    /// `statsFrequency` (s) of the miner's statistics ring (v2.9+ dialects); 0 = off, the
+    /// firmware's default.
+    pub stats_frequency_seconds: u16,
 }
 
 impl MinerSpec {
@@ -228,6 +234,7 @@ impl MinerSpec {
             pool_difficulty: None,
             random_shares: false,
             firmware_version: None,
+            stats_frequency_seconds: 0,
         }
     }
 }
@@ -309,6 +316,8 @@ struct MinerState {
     reset_reason: ResetReason,
     /// The bodies of the last `PATCH /api/system` requests, oldest first.
     patch_bodies: Vec<String>,
+    /// The statistics ring and the log.
+    memory: MinerMemory,
 }
 
 /// How many PATCH bodies a miner keeps for [`SimFleet::patch_bodies`].
@@ -427,6 +436,7 @@ impl SimMiner {
                 stored_clock: None,
                 reset_reason: ResetReason::PowerOn,
                 patch_bodies: Vec::new(),
+                memory: MinerMemory::new(spec.stats_frequency_seconds),
             }),
             reachable,
         }
@@ -447,13 +457,36 @@ impl SimMiner {
                 .saturating_duration_since(state.last_advance)
                 .mul_f64(self.time_scale);
             let shares_before = state.physics.shares_accepted;
-            // Integrate in steps so a long idle gap keeps the thermal curve right.
+            // Integrate in steps so a long idle gap keeps the thermal curve right, and the
+            // statistics ring gets its readings at their own times.
             let mut remaining = dt;
-            let step = Duration::from_secs(5);
+            let frequency = state.memory.stats_frequency;
+            let step = Duration::from_secs(if frequency > 0 { u64::from(frequency).min(5) } else { 5 });
             while remaining > Duration::ZERO {
                 let this = remaining.min(step);
+                let was_overheated = state.physics.overheat;
                 state.physics.advance(this);
                 remaining -= this;
+                let st = &mut *state;
+                let uptime_ms = (st.physics.uptime_s * 1000.0) as u64;
+                if st.physics.overheat && !was_overheated {
+                    let text = format!(
+                        "OVERHEAT! VR: {:.1}C ASIC: {:.1}C: frequency and voltage set to safe values",
+                        st.physics.asic_celsius, st.physics.asic_celsius
+                    );
+                    st.memory.log_line(uptime_ms, 'E', "power_management", &text);
+                }
+                if frequency > 0 {
+                    let reading = st.physics.read();
+                    if uptime_ms % 30_000 < step.as_millis() as u64 {
+                        let text = format!(
+                            "hashrate {:.1} GH/s, {:.2} W",
+                            reading.hashrate_ghs, reading.power_watts
+                        );
+                        st.memory.log_line(uptime_ms, 'I', "hashrate_monitor", &text);
+                    }
+                    st.memory.tick(uptime_ms, &reading);
+                }
             }
             // What the pool sees under a mining fault.
             let found = state.physics.shares_accepted - shares_before;
@@ -486,6 +519,22 @@ impl SimMiner {
 
     fn set_fault(&self, fault: Fault) {
         let mut state = self.advanced();
+        let uptime_ms = (state.physics.uptime_s * 1000.0) as u64;
+        match fault {
+            Fault::PowerFault => state.memory.log_line(
+                uptime_ms,
+                'E',
+                "power_management",
+                "TPS546 fault: VOUT_UV, shutting down ASIC power",
+            ),
+            Fault::HardwareFault => state.memory.log_line(
+                uptime_ms,
+                'E',
+                "asic_task",
+                "ASIC not responding: hardware fault, mining stopped",
+            ),
+            _ => {}
+        }
         state.fault = fault;
         fault_in_physics(&mut state.physics, fault);
         self.update_reachability(&state);
@@ -517,7 +566,14 @@ impl SimMiner {
 /// What any reboot does to a miner: the physics starts a new boot on the settings stored
 /// for it, and the reason is kept for the body.
 fn reboot_state(state: &mut MinerState, reason: ResetReason) {
+    let uptime_ms = (state.physics.uptime_s * 1000.0) as u64;
+    state
+        .memory
+        .log_line(uptime_ms, 'W', "system", &format!("restarting: {}", reason.text()));
     state.physics.reboot();
+    // RAM is gone; the log survives any reset but a power loss (v2.14+).
+    let soft = !matches!(reason, ResetReason::PowerOn | ResetReason::Brownout);
+    state.memory.reboot(soft, reason.text());
     if let Some((frequency, voltage)) = state.stored_clock.take() {
         state.physics.frequency_mhz = frequency;
         state.physics.core_voltage_mv = voltage;
@@ -623,6 +679,25 @@ impl SimFleet {
     /// has received, applied or not.
     pub fn writes(&self, index: usize) -> u64 {
         self.miners.get(index).map_or(0, |m| m.lock().writes)
+    }
+
+    /// Readings in a miner's statistics ring.
+    pub fn statistics_rows(&self, index: usize) -> usize {
+        self.miners.get(index).map_or(0, |m| m.advanced().memory.rows())
+    }
+
+    /// Sets a miner's `statsFrequency` (0 turns its statistics off), as AxeOS's settings do.
+    pub fn set_stats_frequency(&self, index: usize, seconds: u16) {
+        if let Some(miner) = self.miners.get(index) {
+            miner.advanced().memory.stats_frequency = seconds;
+        }
+    }
+
+    /// A miner's log as `GET /api/system/logs` serves it (v2.15 dialect).
+    pub fn log_text(&self, index: usize) -> String {
+        self.miners
+            .get(index)
+            .map_or_else(String::new, |m| m.advanced().memory.log_text())
     }
 
     /// `POST /api/system/restart` requests a miner has received.
@@ -816,6 +891,17 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         (&Method::GET, "/api/system/asic") if dialect.has_asic_endpoint() => {
             let body = dialects::asic_info(dialect, &miner.advanced().physics);
             json_reply(StatusCode::OK, &body, false)
+        }
+        (&Method::GET, "/api/system/statistics") if dialect.at_least(Dialect::V2_9) => {
+            let mut state = miner.advanced();
+            let now_ms = (state.physics.uptime_s * 1000.0) as u64;
+            let st = &mut *state;
+            let body = st.memory.statistics_body(dialect, now_ms, request.uri().query());
+            json_reply(StatusCode::OK, &body, false)
+        }
+        (&Method::GET, "/api/system/logs") if dialect == Dialect::V2_15 => {
+            let text = miner.advanced().memory.log_text();
+            reply(StatusCode::OK, "text/plain", text)
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
         (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect.has_pause() => {
