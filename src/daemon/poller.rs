@@ -266,17 +266,29 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
 }
 
-/// Lines of the miner's log shown in the daemon's own log line of an incident.
-const LOG_LINES_IN_LOG: usize = 3;
+/// Lines of the miner's log shown in the daemon's own log line of an incident, and the
+/// characters shown of each (the whole lines are in the ledger).
+const LOG_LINES_IN_LOG: usize = 2;
+const LOG_LINE_CHARS: usize = 50;
+
+fn shortened(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
+    }
+}
 
 fn log_events(device: &str, events: &[DeviceEvent], log_tail: Option<&[String]>) {
     for event in events {
         // The captured lines are printable already (no newline can forge a log line).
         let tail = match log_tail.filter(|lines| !lines.is_empty() && event.is_incident()) {
-            Some(lines) => format!(
-                "; the miner's log ends: {}",
-                lines[lines.len().saturating_sub(LOG_LINES_IN_LOG)..].join(" | ")
-            ),
+            Some(lines) => {
+                let last: Vec<String> = lines[lines.len().saturating_sub(LOG_LINES_IN_LOG)..]
+                    .iter()
+                    .map(|line| shortened(line, LOG_LINE_CHARS))
+                    .collect();
+                format!("; the miner's log ends: {}", last.join(" | "))
+            }
             None => String::new(),
         };
         if event.is_warning() {
