@@ -167,7 +167,7 @@ fn a_retune_inside_the_hole_splits_the_filled_readings_where_the_voltage_moved()
 fn counts(path: &std::path::Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
     let samples = conn
-        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| r.get(0))
         .unwrap();
     let hours = conn
         .query_row("SELECT count(*) FROM sample_hours", [], |r| r.get(0))

@@ -211,7 +211,7 @@ async fn serve_follows_a_miner_to_its_new_address_and_keeps_one_history() {
     let database = exporter.database_path();
     let stored = || -> i64 {
         crate::support::sql(&database)
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| r.get(0))
             .unwrap()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -247,7 +247,7 @@ async fn serve_follows_a_miner_to_its_new_address_and_keeps_one_history() {
             .unwrap()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while count("SELECT count(*) FROM samples") <= stored_before {
+    while count("SELECT coalesce(sum(samples), 0) FROM sample_blocks") <= stored_before {
         assert!(std::time::Instant::now() < deadline, "no sample stored after the move");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

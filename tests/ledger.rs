@@ -274,9 +274,14 @@ fn segments_start_at_config_changes_reboots_firmware_changes_and_unbridgeable_ga
         ]
     );
     // The hour offline is not counted as steady time (Δt is capped).
-    let dt: f64 = ledger
-        .query_row("SELECT max(dt) FROM samples", [], |r| r.get(0))
-        .unwrap();
+    let device = Ledger::open_existing(&path).unwrap().find_device("gamma").unwrap().unwrap();
+    let dt = Ledger::open_existing(&path)
+        .unwrap()
+        .device_readings(device.id, f64::MIN, f64::MAX)
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.dt)
+        .fold(0.0, f64::max);
     assert!(dt <= 95.0, "{dt}");
 }
 
@@ -313,6 +318,7 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
     // Make it a schema-1 file, as an older release wrote it: no device names, no sweeps.
+    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
     crate::support::sql(&path)
         .execute_batch(
             "DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
@@ -333,7 +339,9 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
             Ok((r.get(0)?, r.get::<_, f64>(1)? as i64))
         })
         .unwrap();
-    let samples: i64 = raw.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let samples: i64 = raw
+        .query_row("SELECT sum(samples) FROM sample_blocks", [], |r| r.get(0))
+        .unwrap();
     assert!(
         hours.0 >= 1 && hours.1 == samples,
         "the migration back-filled the hourly rollups: {hours:?}"
@@ -538,6 +546,7 @@ fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older
     assert!(kept_by_writer.len() >= 5);
 
     // The same ledger as the previous release left it: no rollups, schema 3.
+    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
     crate::support::sql(&path)
         .execute_batch("DROP TABLE sample_hours; ALTER TABLE samples DROP COLUMN source; ALTER TABLE events DROP COLUMN log_tail; PRAGMA user_version = 3;")
         .unwrap();
@@ -589,6 +598,7 @@ fn read_only_commands_read_an_older_schema_without_upgrading_it() {
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
     // A schema-1 file, as an older release wrote it (with a session of that era).
+    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
     crate::support::sql(&path)
         .execute_batch(&format!(
             "INSERT INTO sessions (device_id, started_at, ended_at, target_frequency_mhz, notes)

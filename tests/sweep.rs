@@ -861,14 +861,10 @@ async fn a_sweep_beside_serve_judges_the_samples_serve_stores_and_stores_none_it
         .as_secs_f64();
     // serve polls once a second; had the sweep stored its own 5-a-second samples too, the
     // ledger would hold several times as many.
-    let conn = crate::support::sql(&exporter.database_path());
-    let stored: f64 = conn
-        .query_row(
-            "SELECT count(*) FROM samples WHERE t >= ?1 AND t <= ?2",
-            rusqlite::params![started, ended],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as f64;
+    let stored = crate::support::stored_samples(&exporter.database_path())
+        .iter()
+        .filter(|r| r.t >= started && r.t <= ended)
+        .count() as f64;
     let seconds = ended - started;
     assert!(stored <= seconds + 2.0, "{stored} samples in {seconds:.1} s");
     sims.shutdown().await;
@@ -1276,7 +1272,7 @@ async fn serve_started_during_a_standalone_sweep_takes_the_ledger_over_and_the_s
     // serve holds the ledger now and goes on storing samples after the sweep ended.
     let count = || -> i64 {
         sql(&database)
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| r.get(0))
             .unwrap()
     };
     let before = count();

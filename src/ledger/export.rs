@@ -1,7 +1,7 @@
 //! The export's columns: one table that drives the SELECT, the CSV header and the JSON
 //! keys, and the stream of rows read with it.
 
-use rusqlite::params;
+use crate::ledger::store::{self, Located};
 
 use super::{Ledger, LedgerError};
 
@@ -15,59 +15,91 @@ pub enum ColumnKind {
     Text,
 }
 
-/// A column of `analyze export`: its name (with its unit), read from this SQL expression.
-/// One table drives the SELECT, the CSV header and the JSON keys.
+/// A column of `analyze export`: its name (with its unit) and where its value comes from.
+/// One table drives the rows, the CSV header and the JSON keys.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportColumn {
     pub name: &'static str,
-    sql: &'static str,
+    value: Value,
     pub kind: ColumnKind,
 }
 
-const fn column(name: &'static str, sql: &'static str, kind: ColumnKind) -> ExportColumn {
-    ExportColumn { name, sql, kind }
+/// Where a column's value comes from.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Time,
+    /// Milliseconds are all a poll time means.
+    UnixTime,
+    Device,
+    Segment,
+    /// A stored reading, by its name in [`crate::ledger::blocks::FIELDS`].
+    Reading(&'static str),
+    Efficiency,
+    Source,
+}
+
+const fn column(name: &'static str, value: Value, kind: ColumnKind) -> ExportColumn {
+    ExportColumn { name, value, kind }
+}
+
+const fn reading(name: &'static str, kind: ColumnKind) -> ExportColumn {
+    column(name, Value::Reading(name), kind)
 }
 
 /// The columns of an export, in order.
 pub const EXPORT_COLUMNS: &[ExportColumn] = &[
-    column("time", "s.t", ColumnKind::Time),
-    // Milliseconds are all a poll time means.
-    column("unix_time_s", "round(s.t, 3)", ColumnKind::Real),
-    column("device", "d.name", ColumnKind::Text),
-    column("segment_id", "s.segment_id", ColumnKind::Integer),
-    column("frequency_mhz", "s.frequency_mhz", ColumnKind::Real),
-    column("core_voltage_mv", "s.core_voltage_mv", ColumnKind::Real),
-    column("hashrate_ghs", "s.hashrate_ghs", ColumnKind::Real),
-    column("expected_hashrate_ghs", "s.expected_ghs", ColumnKind::Real),
-    column("power_w", "s.power_w", ColumnKind::Real),
+    column("time", Value::Time, ColumnKind::Time),
+    column("unix_time_s", Value::UnixTime, ColumnKind::Real),
+    column("device", Value::Device, ColumnKind::Text),
+    column("segment_id", Value::Segment, ColumnKind::Integer),
+    reading("frequency_mhz", ColumnKind::Real),
+    reading("core_voltage_mv", ColumnKind::Real),
+    reading("hashrate_ghs", ColumnKind::Real),
     column(
-        "efficiency_j_per_th",
-        "CASE WHEN s.hashrate_ghs > 0 THEN s.power_w / (s.hashrate_ghs / 1000.0) END",
+        "expected_hashrate_ghs",
+        Value::Reading("expected_ghs"),
         ColumnKind::Real,
     ),
-    column("asic_temp_c", "s.asic_temp_c", ColumnKind::Real),
-    column("vr_temp_c", "s.vr_temp_c", ColumnKind::Real),
-    column(
-        "core_voltage_measured_mv",
-        "s.core_voltage_measured_mv",
-        ColumnKind::Real,
-    ),
-    column("input_voltage_v", "s.input_voltage_v", ColumnKind::Real),
-    column("input_current_a", "s.input_current_a", ColumnKind::Real),
-    column("fan_percent", "s.fan_percent", ColumnKind::Real),
-    column("fan_rpm", "s.fan_rpm", ColumnKind::Real),
-    column("shares_accepted", "s.shares_accepted", ColumnKind::Integer),
-    column("shares_rejected", "s.shares_rejected", ColumnKind::Integer),
-    column("error_percent", "s.error_percent", ColumnKind::Real),
-    column("uptime_s", "s.uptime_s", ColumnKind::Integer),
-    column("best_difficulty", "s.best_difficulty", ColumnKind::Real),
+    reading("power_w", ColumnKind::Real),
+    column("efficiency_j_per_th", Value::Efficiency, ColumnKind::Real),
+    reading("asic_temp_c", ColumnKind::Real),
+    reading("vr_temp_c", ColumnKind::Real),
+    reading("core_voltage_measured_mv", ColumnKind::Real),
+    reading("input_voltage_v", ColumnKind::Real),
+    reading("input_current_a", ColumnKind::Real),
+    reading("fan_percent", ColumnKind::Real),
+    reading("fan_rpm", ColumnKind::Real),
+    reading("shares_accepted", ColumnKind::Integer),
+    reading("shares_rejected", ColumnKind::Integer),
+    reading("error_percent", ColumnKind::Real),
+    reading("uptime_s", ColumnKind::Integer),
+    reading("best_difficulty", ColumnKind::Real),
     // A poll, or a reading from the miner's own ring that filled a hole in the polls.
-    column(
-        "source",
-        "CASE s.source WHEN 1 THEN 'miner_history' ELSE 'poll' END",
-        ColumnKind::Text,
-    ),
+    column("source", Value::Source, ColumnKind::Text),
 ];
+
+impl ExportColumn {
+    fn value_of(&self, device: &str, located: &Located) -> ExportValue {
+        let s = &located.sample;
+        let number = |v: Option<f64>| match (v, self.kind) {
+            (None, _) => ExportValue::Null,
+            (Some(v), ColumnKind::Integer) => ExportValue::Integer(v as i64),
+            (Some(v), _) => ExportValue::Real(v),
+        };
+        match self.value {
+            Value::Time => ExportValue::Time(s.t),
+            Value::UnixTime => ExportValue::Real(s.t),
+            Value::Device => ExportValue::Text(device.to_string()),
+            Value::Segment => ExportValue::Integer(located.segment_id),
+            Value::Reading(name) => number(s.value(name)),
+            Value::Efficiency => match (s.value("hashrate_ghs"), s.value("power_w")) {
+                (Some(h), Some(p)) if h > 0.0 => ExportValue::Real(p / (h / 1000.0)),
+                _ => ExportValue::Null,
+            },
+            Value::Source => ExportValue::Text(s.source.as_str().to_string()),
+        }
+    }
+}
 
 /// One value of an exported row.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,39 +123,28 @@ impl Ledger {
         until: f64,
         mut each: impl FnMut(&[ExportValue]) -> std::result::Result<(), E>,
     ) -> std::result::Result<u64, E> {
-        let columns: Vec<&str> = EXPORT_COLUMNS.iter().map(|c| c.sql).collect();
-        let sql = format!(
-            "SELECT {} FROM samples s JOIN devices d ON d.id = s.device_id
-             WHERE (?1 IS NULL OR s.device_id = ?1) AND s.t >= ?2 AND s.t <= ?3
-             ORDER BY s.t, d.name",
-            columns.join(", ")
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| E::from(self.err(e)))?;
-        let mut rows = stmt
-            .query(params![device_id, since, until])
-            .map_err(|e| E::from(self.err(e)))?;
         let mut values = Vec::with_capacity(EXPORT_COLUMNS.len());
-        let mut count = 0u64;
-        while let Some(row) = rows.next().map_err(|e| E::from(self.err(e)))? {
+        let streamed = store::stream_in_order(&self.conn, device_id, since, until, |device, located| {
             values.clear();
-            for (index, column) in EXPORT_COLUMNS.iter().enumerate() {
-                let value = match column.kind {
-                    ColumnKind::Time => row.get::<_, f64>(index).map(ExportValue::Time),
-                    ColumnKind::Real => row
-                        .get::<_, Option<f64>>(index)
-                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Real)),
-                    ColumnKind::Integer => row
-                        .get::<_, Option<i64>>(index)
-                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Integer)),
-                    ColumnKind::Text => row
-                        .get::<_, Option<String>>(index)
-                        .map(|v| v.map_or(ExportValue::Null, ExportValue::Text)),
-                };
-                values.push(value.map_err(|e| E::from(self.err(e)))?);
-            }
-            each(&values)?;
-            count += 1;
+            values.extend(EXPORT_COLUMNS.iter().map(|c| c.value_of(device, located)));
+            each(&values).map_err(Streamed::Caller)
+        });
+        match streamed {
+            Ok(count) => Ok(count),
+            Err(Streamed::Caller(e)) => Err(e),
+            Err(Streamed::Sqlite(e)) => Err(E::from(self.err(e))),
         }
-        Ok(count)
+    }
+}
+
+/// Why a stream stopped: the caller's error, or SQLite's.
+enum Streamed<E> {
+    Caller(E),
+    Sqlite(rusqlite::Error),
+}
+
+impl<E> From<rusqlite::Error> for Streamed<E> {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
     }
 }

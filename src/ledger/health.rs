@@ -212,7 +212,7 @@ mod tests {
                  INSERT INTO segments (id, device_id, started_at, ended_at, reason, warmup_seconds)
                      VALUES (1, 1, 0, 0, 'first', 0);
                  WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 5000)
-                 INSERT INTO samples (device_id, t, segment_id, dt, hashrate_ghs) SELECT 1, x * 30.0, 1, 30, x FROM n;
+                 INSERT INTO events (device_id, t, kind, detail) SELECT 1, x * 30.0, 'note', printf('%.100c', 'y') FROM n;
                  PRAGMA wal_checkpoint(TRUNCATE);",
             )
             .unwrap();

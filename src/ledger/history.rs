@@ -3,8 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::axeos::sample::Sample;
 use crate::ledger::segments::{Boundary, Reading, SteadyStats};
+use crate::ledger::store;
 
 /// A segment as stored, with its running steady-state aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,49 +175,6 @@ impl SampleSource {
     }
 }
 
-/// Stores a sample; `false` when one with the same device and time is already stored.
-pub(crate) fn insert_sample(
-    tx: &Transaction,
-    device_id: i64,
-    segment_id: i64,
-    t: f64,
-    dt: f64,
-    s: &Sample,
-    source: SampleSource,
-) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO samples (device_id, t, segment_id, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c,
-         vr_temp_c, frequency_mhz, core_voltage_mv, core_voltage_measured_mv, input_voltage_v, input_current_a,
-         fan_percent, fan_rpm, shares_accepted, shares_rejected, error_percent, uptime_s, best_difficulty, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-    )?;
-    let inserted = stmt.execute(params![
-        device_id,
-        t,
-        segment_id,
-        dt,
-        s.hashrate_ghs,
-        s.expected_hashrate_ghs,
-        s.power_watts,
-        s.asic_temp_celsius,
-        s.vr_temp_celsius,
-        s.frequency_mhz,
-        s.core_voltage_mv,
-        s.core_voltage_measured_mv,
-        s.input_voltage_volts,
-        s.input_current_amperes,
-        s.fan_duty_percent,
-        s.fan_rpm,
-        s.shares_accepted.map(|v| v.min(i64::MAX as u64) as i64),
-        s.shares_rejected.map(|v| v.min(i64::MAX as u64) as i64),
-        s.error_percent,
-        s.uptime_seconds.map(|v| v.min(i64::MAX as u64) as i64),
-        s.best_difficulty,
-        source as i64,
-    ])?;
-    Ok(inserted == 1)
-}
-
 /// The readings of one segment's samples in [since, until], with their times.
 pub(crate) fn segment_readings(
     conn: &Connection,
@@ -225,11 +182,8 @@ pub(crate) fn segment_readings(
     since: f64,
     until: f64,
 ) -> rusqlite::Result<Vec<(f64, Reading)>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {READING_COLUMNS} FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 AND segment_id = ?4 ORDER BY t"
-    ))?;
-    let rows = stmt.query_map(params![segment.device_id, since, until, segment.id], reading_from_row)?;
-    rows.collect()
+    let samples = store::device_samples(conn, segment.device_id, Some(segment.id), since, until)?;
+    Ok(samples.iter().map(|l| (l.sample.t, store::reading(&l.sample))).collect())
 }
 
 /// The readings of a device's samples in [since, until], whatever their segment.
@@ -239,31 +193,8 @@ pub(crate) fn device_readings(
     since: f64,
     until: f64,
 ) -> rusqlite::Result<Vec<(f64, Reading)>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {READING_COLUMNS} FROM samples WHERE device_id = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t"
-    ))?;
-    let rows = stmt.query_map(params![device_id, since, until], reading_from_row)?;
-    rows.collect()
-}
-
-const READING_COLUMNS: &str =
-    "t, dt, hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, error_percent, shares_accepted, shares_rejected";
-
-fn reading_from_row(r: &rusqlite::Row) -> rusqlite::Result<(f64, Reading)> {
-    Ok((
-        r.get::<_, f64>(0)?,
-        Reading {
-            dt: r.get(1)?,
-            hashrate_ghs: r.get(2)?,
-            expected_ghs: r.get(3)?,
-            power_watts: r.get(4)?,
-            asic_celsius: r.get(5)?,
-            vr_celsius: r.get(6)?,
-            error_percent: r.get(7)?,
-            shares_accepted: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
-            shares_rejected: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
-        },
-    ))
+    let samples = store::device_samples(conn, device_id, None, since, until)?;
+    Ok(samples.iter().map(|l| (l.sample.t, store::reading(&l.sample))).collect())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,12 +5,14 @@
 //! `tune` (sweeps and their restore plans), `rollup` (hourly rollups and downsampled history), and `writer` (the daemon's one writer thread); `lock` says which file the ledger is, `health` whether it is damaged.
 
 pub mod backfill;
+pub mod blocks;
 mod devices;
 mod export;
 pub mod health;
 mod history;
 mod lock;
 mod retention;
+pub(crate) mod store;
 pub mod rollup;
 pub(crate) use retention::PRUNE_BATCH;
 mod schema;
@@ -24,7 +26,7 @@ use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 use history::{device_readings, events_between, fleet_events, latest_events, segment_readings, segments_between};
-pub(crate) use history::{insert_event, insert_sample, insert_segment, last_segment, save_segment};
+pub(crate) use history::{insert_event, insert_segment, last_segment, save_segment};
 pub use history::{EventRow, SampleSource, SegmentRow};
 pub use lock::{
     clear_heartbeat, file_identity, heartbeat_fresh, ledger_files, same_file, touch_heartbeat, DaemonLock,
@@ -233,6 +235,10 @@ impl Ledger {
         }
         if found < SCHEMA_VERSION {
             ledger.read(|conn| conn.execute_batch(&read_compatibility(found)))?;
+            if found < store::BLOCKS_SCHEMA_VERSION {
+                // An older file keeps a row per sample: read through blocks made in memory.
+                ledger.read(|conn| store::blocks_from_rows(conn, "samples", "temp"))?;
+            }
         }
         Ok(ledger)
     }
@@ -355,15 +361,7 @@ impl Ledger {
     /// The times of a device's first and last samples; `None` before the first.
     pub fn sample_span(&self, device_id: i64) -> Result<Option<(f64, f64)>> {
         self.read(|conn| {
-            let first: Option<f64> =
-                conn.query_row("SELECT min(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
-                    r.get(0)
-                })?;
-            let last: Option<f64> =
-                conn.query_row("SELECT max(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
-                    r.get(0)
-                })?;
-            Ok(first.zip(last))
+            store::span(conn, device_id)
         })
     }
 
@@ -424,10 +422,24 @@ impl Ledger {
             if index + 1 == rollup::ROLLUP_SCHEMA_VERSION {
                 rollup::backfill(&tx).map_err(|e| self.err(e))?;
             }
+            if index + 1 == store::BLOCKS_SCHEMA_VERSION {
+                let moved = store::blocks_from_rows(&tx, "main.samples", "main").map_err(|e| self.err(e))?;
+                tx.execute_batch("DROP TABLE main.samples").map_err(|e| self.err(e))?;
+                if moved > 0 {
+                    tracing::info!("moved {moved} samples of {} into compact blocks", self.path.display());
+                }
+            }
             tx.pragma_update(None, "user_version", (index + 1) as i64)
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Rewrites this ledger's samples as the one-row-per-sample table of schema 5 (and drops
+    /// their blocks): a file as an older release wrote it, for tests of upgrades. Not for use.
+    #[doc(hidden)]
+    pub fn rewrite_samples_as_rows_for_tests(&self) -> Result<()> {
+        self.read(store::rows_from_blocks)
     }
 
     /// Makes a ledger created before incremental vacuum able to shrink (one `VACUUM`, which

@@ -4,9 +4,10 @@
 //! ledger), and the freed pages are given back to the file system (incremental vacuum).
 //! Segments, sessions, events, tune runs and rollups are never deleted.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{Connection, Transaction};
 
 use crate::ledger::rollup::ROLLUP_SECONDS;
+use crate::ledger::store;
 
 /// Samples deleted per transaction: a few milliseconds of work, so no poll or scrape waits
 /// on it.
@@ -14,18 +15,15 @@ pub(crate) const PRUNE_BATCH: usize = 2_000;
 /// Pages given back per pass (4 KiB each).
 const VACUUM_PAGES: u32 = 1_000;
 
-/// Deletes up to `budget` raw samples older than `cutoff` (Unix seconds) and older than
-/// `held_from` (the earliest hour whose sums are still held in memory), oldest first per
-/// device; returns how many.
+/// Deletes about `budget` raw samples (whole blocks) older than `cutoff` (Unix seconds) and
+/// older than `held_from` (the earliest hour whose sums are still held in memory), oldest
+/// first per device; returns how many.
 pub(crate) fn prune(tx: &Transaction, cutoff: f64, held_from: f64, budget: usize) -> rusqlite::Result<usize> {
     let devices: Vec<(i64, f64)> = {
         let mut stmt = tx.prepare_cached("SELECT device_id, max(hour) FROM sample_hours GROUP BY device_id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let mut bound_stmt =
-        tx.prepare_cached("SELECT t FROM samples WHERE device_id = ?1 AND t < ?2 ORDER BY t LIMIT 1 OFFSET ?3")?;
-    let mut delete = tx.prepare_cached("DELETE FROM samples WHERE device_id = ?1 AND t < ?2")?;
     let mut deleted = 0;
     for (device_id, latest_hour) in devices {
         if deleted >= budget {
@@ -33,16 +31,7 @@ pub(crate) fn prune(tx: &Transaction, cutoff: f64, held_from: f64, budget: usize
         }
         // Never the latest two rolled-up hours (rebuilt from their samples at open).
         let limit = cutoff.min(held_from).min(latest_hour - ROLLUP_SECONDS);
-        let left = budget - deleted;
-        // The sample `left` places in: deleting below it takes exactly `left`.
-        let bound: Option<f64> = bound_stmt
-            .query_row(params![device_id, limit, left as i64], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
-        deleted += delete.execute(params![device_id, bound.unwrap_or(limit).min(limit)])?;
+        deleted += store::delete_blocks_before(tx, device_id, limit, budget - deleted)?;
     }
     Ok(deleted)
 }

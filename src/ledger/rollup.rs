@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use crate::axeos::sample::Sample;
+use crate::ledger::store;
 
 /// The schema version that created `sample_hours`; the migration to it fills the table
 /// from the samples already stored.
@@ -118,15 +119,14 @@ pub(crate) fn rebuild_recent(tx: &Transaction) -> rusqlite::Result<()> {
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut delete = tx.prepare("DELETE FROM sample_hours WHERE device_id = ?1 AND hour >= ?2")?;
-    let mut insert = tx.prepare(&format!(
-        "INSERT INTO sample_hours SELECT device_id, CAST(t / 3600 AS INTEGER) * 3600.0, {}
-         FROM samples WHERE device_id = ?1 AND t >= ?2 GROUP BY CAST(t / 3600 AS INTEGER)",
-        sample_aggregates()
-    ))?;
     for (device_id, latest) in devices {
         let from = latest.map_or(f64::NEG_INFINITY, |hour| hour - ROLLUP_SECONDS);
         delete.execute(params![device_id, from])?;
-        insert.execute(params![device_id, from])?;
+        let mut batch = RollupBatch::default();
+        for located in store::device_samples(tx, device_id, None, from, f64::INFINITY)? {
+            batch.add_values(device_id, located.sample.t, stored_values(&located.sample));
+        }
+        batch.flush(tx)?;
     }
     Ok(())
 }
@@ -199,6 +199,53 @@ struct HourPartial {
     eff_hashrate: f64,
 }
 
+impl HourPartial {
+    fn add(&mut self, values: [Option<f64>; 7]) {
+        self.samples += 1;
+        for (reading, value) in self.readings.iter_mut().zip(values) {
+            reading.add(value);
+        }
+        if let (Some(hashrate), Some(power)) = (values[0], values[2]) {
+            if hashrate > 0.0 {
+                self.eff_power += power;
+                self.eff_hashrate += hashrate;
+            }
+        }
+    }
+
+    /// The point this bucket draws.
+    fn point(&self, t: f64) -> HistoryPoint {
+        let spans = self.readings.map(|r| match (r.n > 0, r.min, r.max) {
+            (true, Some(min), Some(max)) => Some(Span {
+                min,
+                mean: r.sum / r.n as f64,
+                max,
+            }),
+            _ => None,
+        });
+        let [hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, fan_percent, fan_rpm] = spans;
+        HistoryPoint {
+            t,
+            samples: self.samples.max(0) as u64,
+            hashrate_ghs,
+            expected_ghs,
+            power_w,
+            asic_temp_c,
+            vr_temp_c,
+            fan_percent,
+            fan_rpm,
+            joules_per_terahash: (self.eff_hashrate > 0.0).then(|| self.eff_power / self.eff_hashrate * 1000.0),
+        }
+    }
+}
+
+/// The rolled readings of a stored sample, as [`rolled_values`] gives them of a poll.
+fn stored_values(s: &crate::ledger::blocks::StoredSample) -> [Option<f64>; 7] {
+    ROLLED
+        .map(|(_, column)| s.value(column))
+        .map(|v| v.filter(|v| v.is_finite() && v.abs() <= MAX_ROLLED))
+}
+
 /// The rollup changes of one write transaction, summed in memory and written once per
 /// device and hour when the transaction commits (one upsert per hour touched, not one per
 /// sample).
@@ -210,19 +257,13 @@ pub(crate) struct RollupBatch {
 impl RollupBatch {
     /// Adds one stored sample to its hour.
     pub(crate) fn add(&mut self, device_id: i64, t: f64, sample: &Sample) {
+        self.add_values(device_id, t, rolled_values(sample));
+    }
+
+    /// Adds the rolled readings of one sample to its hour.
+    pub(crate) fn add_values(&mut self, device_id: i64, t: f64, values: [Option<f64>; 7]) {
         let hour = (t / ROLLUP_SECONDS).floor() as i64;
-        let values = rolled_values(sample);
-        let partial = self.hours.entry((device_id, hour)).or_default();
-        partial.samples += 1;
-        for (reading, value) in partial.readings.iter_mut().zip(values) {
-            reading.add(value);
-        }
-        if let (Some(hashrate), Some(power)) = (values[0], values[2]) {
-            if hashrate > 0.0 {
-                partial.eff_power += power;
-                partial.eff_hashrate += hashrate;
-            }
-        }
+        self.hours.entry((device_id, hour)).or_default().add(values);
     }
 
     /// Adds another batch's sums (a committed transaction's, kept until the next write).
@@ -370,10 +411,11 @@ fn samples_in_range(conn: &Connection, device_id: i64, since: f64, until: f64) -
 /// still hold (retention deleted the samples there): such a range is drawn from the
 /// rollups, which cover it, and the page says so.
 fn reaches_past_raw_window(conn: &Connection, device_id: i64, since: f64) -> rusqlite::Result<bool> {
-    let first_raw: Option<f64> =
-        conn.query_row("SELECT min(t) FROM samples WHERE device_id = ?1", [device_id], |r| {
-            r.get(0)
-        })?;
+    let first_raw: Option<f64> = conn.query_row(
+        "SELECT min(t_first) FROM sample_blocks WHERE device_id = ?1",
+        [device_id],
+        |r| r.get(0),
+    )?;
     let Some(first_raw) = first_raw.filter(|first| since < *first) else {
         return Ok(false);
     };
@@ -398,23 +440,33 @@ pub(crate) fn history(
     let raw = step < ROLLUP_SECONDS
         && samples_in_range(conn, device_id, since, until)? <= MAX_RAW_SAMPLES
         && !reaches_past_raw_window(conn, device_id, since)?;
-    // Both sources give rows of one shape; only the table, its time column and the bucket
-    // grid differ.
-    let (source, table, time, aggregates, origin, step) = if raw {
-        (HistorySource::Samples, "samples", "t", sample_aggregates(), since, step)
-    } else {
-        (
-            HistorySource::HourlyRollups,
-            "sample_hours",
-            "hour",
-            rollup_aggregates(),
-            (since / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS,
-            (step / ROLLUP_SECONDS).ceil().max(1.0) * ROLLUP_SECONDS,
-        )
-    };
+    if raw {
+        // Buckets of the samples themselves, summed as the rollups are.
+        let mut buckets: std::collections::BTreeMap<i64, HourPartial> = std::collections::BTreeMap::new();
+        for located in store::device_samples(conn, device_id, None, since, until)? {
+            let bucket = ((located.sample.t - since) / step) as i64;
+            buckets.entry(bucket).or_default().add(stored_values(&located.sample));
+        }
+        return Ok(History {
+            since,
+            until,
+            step,
+            source: HistorySource::Samples,
+            points: buckets
+                .iter()
+                .map(|(bucket, partial)| partial.point(since + *bucket as f64 * step))
+                .collect(),
+        });
+    }
+    let (source, origin, step) = (
+        HistorySource::HourlyRollups,
+        (since / ROLLUP_SECONDS).floor() * ROLLUP_SECONDS,
+        (step / ROLLUP_SECONDS).ceil().max(1.0) * ROLLUP_SECONDS,
+    );
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT CAST(({time} - ?2) / ?4 AS INTEGER) AS bucket, {aggregates}
-         FROM {table} WHERE device_id = ?1 AND {time} >= ?2 AND {time} <= ?3 GROUP BY bucket ORDER BY bucket"
+        "SELECT CAST((hour - ?2) / ?4 AS INTEGER) AS bucket, {}
+         FROM sample_hours WHERE device_id = ?1 AND hour >= ?2 AND hour <= ?3 GROUP BY bucket ORDER BY bucket",
+        rollup_aggregates()
     ))?;
     let rows = stmt.query_map(params![device_id, origin, until, step], |r| {
         point_from_row(r, origin, step)

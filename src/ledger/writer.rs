@@ -21,6 +21,8 @@ use crate::axeos::sample::Sample;
 use crate::ledger::lock::Role;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
+use crate::ledger::blocks::StoredSample;
+use crate::ledger::store::{self, OpenBlock};
 use crate::ledger::{self, backfill, health, DaemonLock, Ledger, LedgerError, SampleSource, SegmentRow};
 
 /// Commit at least this often.
@@ -455,6 +457,8 @@ struct Track {
     device_id: i64,
     segment: Option<SegmentRow>,
     last_point: Option<Point>,
+    /// The block the device's next samples go into.
+    block: Option<OpenBlock>,
 }
 
 struct WriterState {
@@ -1076,13 +1080,17 @@ fn event_device(
     }
 }
 
-/// Saves the open segment of each device that took a sample in this transaction.
+/// Saves the open segment of each device that took a sample in this transaction, and the
+/// samples of its open block.
 fn save_touched_segments(
     tx: &Transaction,
-    tracks: &HashMap<i64, Track>,
+    tracks: &mut HashMap<i64, Track>,
     touched: &HashSet<i64>,
 ) -> rusqlite::Result<()> {
-    for track in tracks.values() {
+    for track in tracks.values_mut() {
+        if let Some(block) = track.block.as_mut() {
+            block.save(tx, track.device_id)?;
+        }
         if let Some(segment) = &track.segment {
             if touched.contains(&segment.id) {
                 ledger::save_segment(tx, segment)?;
@@ -1101,10 +1109,12 @@ fn load_track(tx: &Transaction, device_id: i64) -> rusqlite::Result<Track> {
         firmware: s.firmware.clone(),
         uptime_seconds: s.last_uptime,
     });
+    let block = store::last_open_block(tx, device_id)?;
     Ok(Track {
         device_id,
         segment,
         last_point,
+        block,
     })
 }
 
@@ -1137,6 +1147,11 @@ fn add_sample(
     // A clock that steps back further than one sample may stand for (three polls) starts
     // a new segment; a smaller step (a poll or two) drops the few samples that fall behind.
     let step_back = track.last_point.as_ref().map_or(f64::NEG_INFINITY, |last| last.t - t);
+    // Behind a clock that stepped back, a moment already stored (the same sample delivered
+    // again) is not stored twice.
+    if step_back > rules.max_sample_seconds && store::holds_moment(tx, track.device_id, (t * 1000.0).round() / 1000.0)? {
+        return Ok(Added::Behind(step_back));
+    }
     let starts = if step_back > rules.max_sample_seconds {
         Some(Boundary::ClockStep)
     } else if step_back >= 0.0 {
@@ -1174,10 +1189,21 @@ fn add_sample(
             track.segment.insert(fresh)
         }
     };
-    // A sample already stored (same device and time) is not counted twice.
-    if ledger::insert_sample(tx, track.device_id, segment.id, t, dt, sample, source)? {
-        rollups.add(track.device_id, t, sample);
-    }
+    // Into the device's open block; a full one, or one of another segment, is written and
+    // a new one begun.
+    let stored = StoredSample::of(t, dt, sample, source);
+    let block = match track.block.take() {
+        Some(mut open) if open.segment_id != segment.id || open.builder.is_full() => {
+            open.save(tx, track.device_id)?;
+            OpenBlock::new(segment.id, stored.t)
+        }
+        Some(open) => open,
+        None => OpenBlock::new(segment.id, stored.t),
+    };
+    let block = track.block.insert(block);
+    block.builder.push(&stored);
+    block.dirty = true;
+    rollups.add(track.device_id, t, sample);
     segment.samples += 1;
     segment.ended_at = t;
     segment.last_uptime = sample.uptime_seconds.or(segment.last_uptime);

@@ -798,3 +798,44 @@ pub fn wait_exit(mut child: Child, limit: Duration) -> std::process::Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// A stored sample as a test looks at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub device: String,
+    pub t: f64,
+    pub segment_id: i64,
+    pub hashrate_ghs: Option<f64>,
+}
+
+/// Every stored sample of a ledger, oldest first, read through the ledger's own export (on
+/// disk they are packed in blocks).
+pub fn stored_samples(database: &Path) -> Vec<StoredRow> {
+    use bitaxe_exporter::ledger::{ExportValue, Ledger, LedgerError, EXPORT_COLUMNS};
+    let at = |name: &str| EXPORT_COLUMNS.iter().position(|c| c.name == name).unwrap();
+    let (t, device, segment, hashrate) = (at("unix_time_s"), at("device"), at("segment_id"), at("hashrate_ghs"));
+    let ledger = Ledger::open_read_only(database).unwrap();
+    let mut rows = Vec::new();
+    ledger
+        .export_rows(None, f64::MIN, f64::MAX, |values| {
+            let real = |v: &ExportValue| match v {
+                ExportValue::Real(x) => Some(*x),
+                _ => None,
+            };
+            rows.push(StoredRow {
+                device: match &values[device] {
+                    ExportValue::Text(name) => name.clone(),
+                    _ => String::new(),
+                },
+                t: real(&values[t]).unwrap_or_default(),
+                segment_id: match values[segment] {
+                    ExportValue::Integer(id) => id,
+                    _ => 0,
+                },
+                hashrate_ghs: real(&values[hashrate]),
+            });
+            Ok::<(), LedgerError>(())
+        })
+        .unwrap();
+    rows
+}
