@@ -35,6 +35,11 @@ pub enum AnalyzeCommand {
     /// What happened: reboots (with the firmware's reset reason), faults, overheat trips
     /// and mining problems, with the miner's log tail where it keeps one (v2.14+).
     Events(super::events::EventsArgs),
+    /// Rows, bytes and bytes per raw sample of each table of the ledger.
+    LedgerStats {
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
 }
 
 /// `analyze report`'s arguments.
@@ -115,6 +120,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
         AnalyzeCommand::Optimize(args) => optimize(settings, &ledger, args),
         AnalyzeCommand::Export(args) => export(settings, &ledger, args),
         AnalyzeCommand::Events(args) => super::events::list_events(&ledger, args),
+        AnalyzeCommand::LedgerStats { format } => super::events::ledger_stats(&ledger, format),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod health;
 mod history;
 mod lock;
 mod retention;
+pub mod stats;
 pub(crate) mod store;
 pub mod rollup;
 pub(crate) use retention::PRUNE_BATCH;
@@ -433,6 +434,11 @@ impl Ledger {
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Rows and bytes per table and per raw sample (`analyze ledger-stats`).
+    pub fn stats(&self) -> Result<stats::LedgerStats> {
+        self.read(stats::ledger_stats)
     }
 
     /// Rewrites this ledger's samples as the one-row-per-sample table of schema 5 (and drops
