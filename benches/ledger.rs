@@ -124,6 +124,7 @@ fn main() {
         bytes as f64 / total as f64,
         bytes as f64 / 1_073_741_824.0
     );
+    yearly_size(&ledger, devices, days);
 
     let mut timings = Vec::new();
     let mut rows = 0;
@@ -181,6 +182,100 @@ fn main() {
         "  bare baseline (one SELECT, values read, nothing written): {:.0} rows/s; export takes {:.2}× its time",
         read as f64 / bare_seconds,
         seconds / bare_seconds
+    );
+    daily_writes(env_or("BENCH_WRITE_SECONDS", 60));
+}
+
+/// Bytes per table and per raw sample (as `analyze ledger-stats` prints them), and what a
+/// year of 100 miners polled every 30 s takes with the default retention (90 days of raw
+/// samples; hourly rollups, segments and events for the whole year), scaled from this run.
+fn yearly_size(ledger: &Ledger, devices: u64, days: u64) {
+    let stats = ledger.stats().unwrap();
+    for t in &stats.tables {
+        println!(
+            "    {:<14} {:>10} rows {:>13} bytes {:>8} bytes/sample",
+            t.table,
+            t.rows,
+            t.bytes,
+            t.bytes_per_sample.map_or("-".into(), |b| format!("{b:.1}"))
+        );
+    }
+    let bytes_of = |name: &str| stats.tables.iter().find(|t| t.table == name).map_or(0, |t| t.bytes) as f64;
+    let rows_of = |name: &str| stats.tables.iter().find(|t| t.table == name).map_or(0, |t| t.rows) as f64;
+    let raw_per_sample = bytes_of("sample_blocks") / stats.samples.max(1) as f64;
+    let per_rollup_row = bytes_of("sample_hours") / rows_of("sample_hours").max(1.0);
+    let rest = stats.tables.iter().map(|t| t.bytes as f64).sum::<f64>() - bytes_of("sample_blocks") - bytes_of("sample_hours");
+    let (miners, year_days, retention_days) = (100.0, 365.0, 90.0);
+    let raw = raw_per_sample * miners * retention_days * 86_400.0 / 30.0;
+    let rollups = per_rollup_row * miners * year_days * 24.0;
+    let others = rest / devices as f64 * miners * year_days / days as f64;
+    let gib = |b: f64| b / 1_073_741_824.0;
+    println!(
+        "  raw samples: {raw_per_sample:.1} bytes each (target ≤ 48); a year of 100 miners at 30 s with raw_retention 90d: \
+         {:.2} GiB (90 days raw {:.2}, hourly rollups {:.2}, segments and the rest {:.2}; target < 1.5 GiB)",
+        gib(raw + rollups + others),
+        gib(raw),
+        gib(rollups),
+        gib(others)
+    );
+}
+
+/// Bytes the ledger writes (WAL, checkpoints, the file) while the real writer stores what
+/// 10 miners polled every 30 s send, for `seconds` of wall time: scaled to a day. Read from
+/// the kernel's count of this process's writes (`/proc/self/io`).
+fn daily_writes(seconds: u64) {
+    fn written() -> Option<u64> {
+        let io = std::fs::read_to_string("/proc/self/io").ok()?;
+        io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|n| n.trim().parse().ok())
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let writer = Writer::start(
+        &path,
+        SegmentRules::for_poll_interval(Duration::from_secs(30), Duration::from_secs(600)),
+    )
+    .unwrap();
+    let Some(before) = written() else {
+        println!("  writes per day: /proc/self/io is not readable here");
+        return;
+    };
+    let began = Instant::now();
+    let mut sent = 0u64;
+    // 10 miners at 30 s: a sample every 3 s, in turn.
+    while began.elapsed() < Duration::from_secs(seconds) {
+        let d = sent % 10;
+        let sample = Sample {
+            hashrate_ghs: Some(1050.0 + (sent % 7) as f64),
+            expected_hashrate_ghs: Some(1071.0),
+            power_watts: Some(18.2),
+            asic_temp_celsius: Some(60.0),
+            frequency_mhz: Some(525.0),
+            core_voltage_mv: Some(1150.0),
+            uptime_seconds: Some(3600 + sent),
+            shares_accepted: Some(sent),
+            identity: Identity {
+                mac: Some(format!("F4:12:FA:00:01:{d:02X}")),
+                firmware: Some("v2.15.0".into()),
+                ..Identity::default()
+            },
+            ..Sample::default()
+        };
+        writer.sender.send(Record::Sample {
+            device: format!("gamma-{d:02}"),
+            at: std::time::SystemTime::now(),
+            sample: Arc::new(sample),
+        });
+        sent += 1;
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    writer.finish();
+    let bytes = written().unwrap_or(before).saturating_sub(before) as f64;
+    let per_day = bytes / began.elapsed().as_secs_f64() * 86_400.0;
+    println!(
+        "  writes per day, 10 miners at 30 s (measured over {seconds} s, {sent} samples): {:.0} MiB \
+         ({:.0} bytes per sample stored)",
+        per_day / 1_048_576.0,
+        bytes / sent.max(1) as f64
     );
 }
 

@@ -354,6 +354,48 @@ mod end_to_end {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn the_v2_8_to_v2_10_ring_without_column_choice_fills_the_hole_too() {
+        let mut spec = MinerSpec::new(Board::Supra, Dialect::V2_10, 35);
+        spec.stats_frequency_seconds = 1;
+        let rows = serve_stop_wait_serve(spec, Duration::from_secs(8), |_| {}).await;
+        let filled = rows.iter().filter(|r| r.1 == "miner_history").count();
+        assert!(filled >= 4, "{filled} readings filled\n{rows:?}");
+        assert!(widest_step(&rows) < 4.0, "no hole left: {rows:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_overheat_trip_keeps_the_lines_the_miner_logged_about_it() {
+        let mut spec = MinerSpec::new(Board::Gamma, Dialect::V2_15, 36);
+        spec.frequency_mhz = Some(600.0);
+        spec.core_voltage_mv = Some(1200);
+        spec.time_scale = 60.0;
+        let sims = SimFleet::start(&[spec], None).await.unwrap();
+        let devices = vec![("gamma".to_string(), sims.addresses()[0])];
+        let mut exporter = InProcess::start(&devices, 1.0).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sims.set_ambient(0, 80.0);
+        let mut tail = Vec::new();
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let output = exporter.cli(&["analyze", "events", "--device", "gamma", "--incidents", "--format", "json"]);
+            let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+            if let Some(lines) = events
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["log_tail"].as_array())
+                .find(|lines| !lines.is_empty())
+            {
+                tail = lines.iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
+                break;
+            }
+        }
+        exporter.stop().await;
+        assert!(tail.iter().any(|l| l.contains("OVERHEAT")), "{tail:?}");
+        sims.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn firmware_before_v2_8_keeps_its_hole_and_nothing_breaks() {
         let mut spec = MinerSpec::new(Board::Ultra, Dialect::V2_4, 33);
         spec.firmware_version = Some("v2.7.0".into());

@@ -87,7 +87,6 @@ pub(crate) fn ledger_stats(conn: &Connection) -> rusqlite::Result<LedgerStats> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::ledger::Ledger;
 
     #[test]
