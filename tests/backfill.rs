@@ -447,7 +447,7 @@ mod end_to_end {
             .filter_map(|l| l.as_str())
             .collect();
         assert!(
-            tail.iter().any(|l| l.contains("TPS546 fault")),
+            tail.iter().any(|l| l.contains("TPS546: An input undervoltage fault")),
             "the lines before the reboot: {tail:?}"
         );
         assert!(tail.iter().all(|l| !l.contains('\u{1b}')), "colour escapes stripped");
@@ -463,7 +463,7 @@ mod end_to_end {
         let table = exporter.cli(&["analyze", "events", "--device", "gamma", "--incidents"]);
         let text = String::from_utf8_lossy(&table.stdout);
         assert!(
-            text.contains("miner log, last") && text.contains("TPS546 fault"),
+            text.contains("miner log, last") && text.contains("TPS546: An input undervoltage fault"),
             "{text}"
         );
         assert!(

@@ -71,6 +71,10 @@ pub struct SimulateArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// statsFrequency of the miners' statistics ring, seconds (v2.9+ firmware; 0 = off, the
+    /// firmware's default).
+    #[arg(long, default_value_t = 0)]
+    pub stats_frequency: u16,
     /// Also write a config.yaml that polls these miners to this path.
     #[arg(long, value_name = "PATH")]
     pub write_config: Option<PathBuf>,
@@ -124,7 +128,7 @@ impl DemoArgs {
 
 impl SimulateArgs {
     pub async fn run(self, logs: Logs) -> Result<(), Failure> {
-        let specs = simulation_specs(
+        let mut specs = simulation_specs(
             self.miners,
             self.seed,
             self.board,
@@ -134,6 +138,9 @@ impl SimulateArgs {
             self.time_scale,
         )
         .map_err(Failure::Usage)?;
+        for spec in &mut specs {
+            spec.stats_frequency_seconds = self.stats_frequency;
+        }
         simulate(
             specs,
             self.base_port,
@@ -213,6 +220,11 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
     }
     if let Some((_, supra)) = fleet.get_mut(1) {
         supra.frequency_mhz = Some(512.5);
+    }
+    // Statistics on (v2.9+ miners keep the ring): a demo restarted after a while fills
+    // the hole from the miners' own history.
+    for (_, spec) in &mut fleet {
+        spec.stats_frequency_seconds = 5;
     }
     fleet
 }

@@ -151,6 +151,11 @@ impl Dialect {
         self == Dialect::NerdQaxe
     }
 
+    /// `GET /api/system/logs`, the firmware's log ring (v2.14+).
+    pub(crate) fn has_log_endpoint(self) -> bool {
+        self.at_least(Dialect::V2_15)
+    }
+
     /// `POST /api/system/pause` and `/resume` (v2.14+).
     pub(crate) fn has_pause(self) -> bool {
         self.at_least(Dialect::V2_15)
@@ -220,6 +225,12 @@ impl ResetReason {
         }
     }
 
+    /// A reset the power went through (power-on, brownout): what lived in RAM is gone,
+    /// even the PSRAM the log ring keeps across a soft reset (software, panic, watchdogs).
+    pub fn loses_power(self) -> bool {
+        matches!(self, ResetReason::PowerOn | ResetReason::Brownout)
+    }
+
     /// A short name (`/__sim` `reset_reason`).
     pub fn name(self) -> &'static str {
         match self {
@@ -267,7 +278,7 @@ pub struct Identity {
 /// How a float leaves the firmware: float32 printed as a double before v2.12 and by
 /// Lucky's early-upstream build (`11.930000305175781`), rounded to 7 decimals after (and
 /// by ArduinoJson, NerdQAxe).
-fn float(dialect: Dialect, value: f64) -> Value {
+pub(crate) fn float(dialect: Dialect, value: f64) -> Value {
     let printed = if dialect.at_least(Dialect::V2_15) || dialect == Dialect::NerdQaxe {
         (value * 1e7).round() / 1e7
     } else {
@@ -335,11 +346,24 @@ fn difficulty(dialect: Dialect, value: f64) -> Value {
 
 /// Placeholders for what a real miner would carry: never a real user's wallet or network.
 const SSID: &str = "HomeLab-IoT";
-const POOL_URL: &str = "public-pool.io";
-const POOL_PORT: u16 = 21496;
-const POOL_USER: &str = "bc1qsimulatedsimulatedsimulatedsimulated0wallet.sim";
+pub(crate) const POOL_URL: &str = "public-pool.io";
+pub(crate) const POOL_PORT: u16 = 21496;
+pub(crate) const POOL_USER: &str = "bc1qsimulatedsimulatedsimulatedsimulated0wallet.sim";
 const FALLBACK_URL: &str = "solo.ckpool.org";
 const FALLBACK_PORT: u16 = 3333;
+
+/// Upstream's Wi-Fi signal (v2.9+), dBm: the info body's `wifiRSSI` and the ring's column.
+pub(crate) const WIFI_RSSI_DBM: i64 = -58;
+/// Upstream's free heap (v2.9+, with PSRAM), bytes: `freeHeap` in the info body and the ring.
+pub(crate) const FREE_HEAP_BYTES: u64 = 8_231_544;
+/// Latency of the last share's answer (v2.9+), ms: `responseTime` in the info body and the ring.
+pub(crate) const RESPONSE_TIME_MS: f64 = 38.25;
+
+/// `hashRate_1m` / `_10m` / `_1h` (v2.12+): the rolling averages settle just under the
+/// board's live expectation, and read 0 while an overheat has stopped the chips.
+pub(crate) fn rolling_hashrate(p: &MinerPhysics, r: &Reading) -> f64 {
+    r.expected_ghs * p.live_fraction() * if p.overheat { 0.0 } else { 0.995 }
+}
 
 /// Renders `/api/system/info` for the physics state in this dialect.
 pub fn system_info(dialect: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, status: &Status) -> Value {
@@ -378,7 +402,11 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
     }
     put(
         "freeHeap",
-        json!(if d.at_least(Dialect::V2_9) { 8_231_544 } else { 148_236 }),
+        json!(if d.at_least(Dialect::V2_9) {
+            FREE_HEAP_BYTES
+        } else {
+            148_236
+        }),
     );
     if d.at_least(Dialect::V2_15) {
         put("freeHeapInternal", json!(84_213));
@@ -394,7 +422,7 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
     }
     put("wifiStatus", json!("Connected!"));
     if d.at_least(Dialect::V2_9) {
-        put("wifiRSSI", json!(-58));
+        put("wifiRSSI", json!(WIFI_RSSI_DBM));
     }
     put("sharesAccepted", json!(p.shares_accepted.floor() as u64));
     put("sharesRejected", json!(p.shares_rejected.floor() as u64));
@@ -410,7 +438,7 @@ fn upstream_info(d: Dialect, id: &Identity, p: &MinerPhysics, r: &Reading, statu
     put("stratumPort", json!(POOL_PORT));
     put("stratumUser", json!(POOL_USER));
     if d.at_least(Dialect::V2_9) {
-        put("responseTime", float(d, 38.25));
+        put("responseTime", float(d, RESPONSE_TIME_MS));
     }
     put("version", json!(d.version()));
     if d.at_least(Dialect::V2_9) {
@@ -493,13 +521,7 @@ fn upstream_readings(d: Dialect, p: &MinerPhysics, r: &Reading, put: &mut dyn Fn
     put("hashRate", float(d, r.hashrate_ghs));
     if d.at_least(Dialect::V2_15) {
         for key in ["hashRate_1m", "hashRate_10m", "hashRate_1h"] {
-            put(
-                key,
-                float(
-                    d,
-                    r.expected_ghs * p.live_fraction() * if p.overheat { 0.0 } else { 0.995 },
-                ),
-            );
+            put(key, float(d, rolling_hashrate(p, r)));
         }
         put("errorPercentage", float(d, r.error_percent));
         put(

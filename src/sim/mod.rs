@@ -1,6 +1,8 @@
 //! Simulated AxeOS miners on loopback, one listener per miner: `GET /api/system/info` in
 //! the miner's firmware dialect (upstream eras, the NerdQAxe fork, Lucky's vendor build),
-//! `GET /api/system/asic` where that version has it, `PATCH /api/system` (applied live, or
+//! `GET /api/system/asic` where that version has it, the miner's own history
+//! (`GET /api/system/statistics` from v2.9 with `statsFrequency` on, `/dashboard` up to
+//! v2.10, `GET /api/system/logs` in v2.15), `PATCH /api/system` (applied live, or
 //! stored and run only after a restart where the firmware does that), `POST
 //! /api/system/restart`, and injectable faults (offline, hang, slow, HTTP 500, garbage,
 //! truncated JSON, oversized body; and in what it mines: a dead or weak chip, a hardware
@@ -18,10 +20,12 @@
 //! but applied), `"ignore_pause": true` (pause answered 200, mining goes on),
 //! `"basic_auth": {"username": "admin", "password": "pw", "reads": true}` (HTTP Basic auth
 //! on every request, or with `"reads": false` on writes only; `null` turns it off); also
-//! [`SimFleet::set_quirks`].
+//! [`SimFleet::set_quirks`]. The miner's own history: [`SimFleet::set_stats_frequency`],
+//! [`SimFleet::statistics_rows`], [`SimFleet::log_text`].
 
 pub mod dialects;
 mod history;
+mod minerlog;
 pub mod physics;
 
 use std::convert::Infallible;
@@ -29,7 +33,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use history::MinerMemory;
+use history::{Filling, RingReading, StatisticsRing};
+use minerlog::MinerLog;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -212,8 +217,9 @@ pub struct MinerSpec {
     pub random_shares: bool,
     /// A `version` other than the dialect's (a fork's or a vendor's build string).
     pub firmware_version: Option<String>,
-    /// `statsFrequency` (s) of the miner's statistics ring (v2.9+ dialects); 0 = off, the
-    /// firmware's default.
+    /// `statsFrequency` (s) of the miner's statistics ring (v2.9+ dialects; the others keep
+    /// none); 0 = off, the firmware's default. With it on, the ring holds the hour the
+    /// miner has been running when it starts.
     pub stats_frequency_seconds: u16,
 }
 
@@ -316,9 +322,30 @@ struct MinerState {
     reset_reason: ResetReason,
     /// The bodies of the last `PATCH /api/system` requests, oldest first.
     patch_bodies: Vec<String>,
-    /// The statistics ring and the log.
-    memory: MinerMemory,
+    /// The statistics ring (v2.9+ dialects).
+    ring: Option<StatisticsRing>,
+    /// The firmware's log ring (v2.15 dialect).
+    log: Option<MinerLog>,
+    /// The `version` the boot log names.
+    firmware_version: String,
+    /// Simulated time since the last boot (the firmware's `esp_timer` clock), exact: the
+    /// statistics task reads on whole seconds of it.
+    since_boot: Duration,
+    /// While an overheat trip lasts (self-clearing firmware): cool-down cycles logged, and
+    /// the clock the trip interrupted.
+    cooling: Option<(u32, (f64, f64))>,
+    /// Shares the log has shown since boot.
+    shares_logged: u64,
 }
+
+/// The longest physics step: keeps the thermal curve right over a long idle gap.
+const MAX_STEP: Duration = Duration::from_secs(5);
+/// The beat of the simulated log's periodic lines: the fan loop and a share in turn, or a
+/// cool-down cycle while an overheat lasts (the firmware's own 5-s cycle).
+const LOG_BEAT_MS: u64 = 5_000;
+/// How much of the hour a simulated miner has run when it starts its log shows: the last
+/// minutes, and the boot lines still in the ring before them.
+const LOG_PREFILL_MS: u64 = 3 * 60 * 1000;
 
 /// How many PATCH bodies a miner keeps for [`SimFleet::patch_bodies`].
 const KEPT_PATCH_BODIES: usize = 64;
@@ -400,7 +427,7 @@ impl SimMiner {
         fault_in_physics(&mut physics, spec.fault);
         physics.settle();
         // A miner that has been running a while: an hour in, shares found.
-        physics.advance(Duration::from_secs(3600));
+        physics.advance(RUNNING_AT_START);
         physics.settle();
         // An odd multiplier is a bijection modulo 2^24: seeds that differ below 2^24 get
         // different MACs, as real miners do, and neighbouring seeds do not look alike.
@@ -436,10 +463,38 @@ impl SimMiner {
                 stored_clock: None,
                 reset_reason: ResetReason::PowerOn,
                 patch_bodies: Vec::new(),
-                memory: MinerMemory::new(spec.stats_frequency_seconds),
+                ring: Filling::of(spec.dialect)
+                    .map(|filling| StatisticsRing::new(filling, spec.dialect, spec.stats_frequency_seconds)),
+                log: spec.dialect.has_log_endpoint().then(MinerLog::default),
+                firmware_version: spec
+                    .firmware_version
+                    .clone()
+                    .unwrap_or_else(|| spec.dialect.version().to_string()),
+                since_boot: RUNNING_AT_START,
+                cooling: None,
+                shares_logged: 0,
             }),
             reachable,
         }
+        .with_history(spec)
+    }
+
+    /// The log of the boot an hour ago and, unless frozen, the ring and the log's latest
+    /// lines as that hour of running left them.
+    fn with_history(self, spec: &MinerSpec) -> Self {
+        {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let facts = boot_facts(state);
+            if let Some(log) = state.log.as_mut() {
+                minerlog::boot(log, &facts);
+            }
+            if !spec.frozen {
+                state.replay_running_hour();
+            }
+            log_fault_change(state, Fault::None, spec.fault);
+        }
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, MinerState> {
@@ -456,50 +511,7 @@ impl SimMiner {
             let dt = now
                 .saturating_duration_since(state.last_advance)
                 .mul_f64(self.time_scale);
-            let shares_before = state.physics.shares_accepted;
-            // Integrate in steps so a long idle gap keeps the thermal curve right, and the
-            // statistics ring gets its readings at their own times.
-            let mut remaining = dt;
-            let frequency = state.memory.stats_frequency;
-            let step = Duration::from_secs(if frequency > 0 { u64::from(frequency).min(5) } else { 5 });
-            while remaining > Duration::ZERO {
-                let this = remaining.min(step);
-                let was_overheated = state.physics.overheat;
-                state.physics.advance(this);
-                remaining -= this;
-                let st = &mut *state;
-                let uptime_ms = (st.physics.uptime_s * 1000.0) as u64;
-                if st.physics.overheat && !was_overheated {
-                    let text = format!(
-                        "OVERHEAT! VR: {:.1}C ASIC: {:.1}C: frequency and voltage set to safe values",
-                        st.physics.asic_celsius, st.physics.asic_celsius
-                    );
-                    st.memory.log_line(uptime_ms, 'E', "power_management", &text);
-                }
-                if frequency > 0 {
-                    let reading = st.physics.read();
-                    if uptime_ms % 30_000 < step.as_millis() as u64 {
-                        let text = format!(
-                            "hashrate {:.1} GH/s, {:.2} W",
-                            reading.hashrate_ghs, reading.power_watts
-                        );
-                        st.memory.log_line(uptime_ms, 'I', "hashrate_monitor", &text);
-                    }
-                    st.memory.tick(uptime_ms, &reading);
-                }
-            }
-            // What the pool sees under a mining fault.
-            let found = state.physics.shares_accepted - shares_before;
-            state.physics.shares_accepted = match state.fault {
-                Fault::Flatline
-                | Fault::Starvation
-                | Fault::PowerFault
-                | Fault::Paused
-                | Fault::HardwareFault
-                | Fault::NoWork => shares_before,
-                Fault::Phantom => shares_before + found / 2.0,
-                _ => state.physics.shares_accepted,
-            };
+            state.run_for(dt);
         }
         state.last_advance = now;
         if state.restarting_until.is_some_and(|until| now >= until) {
@@ -519,22 +531,8 @@ impl SimMiner {
 
     fn set_fault(&self, fault: Fault) {
         let mut state = self.advanced();
-        let uptime_ms = (state.physics.uptime_s * 1000.0) as u64;
-        match fault {
-            Fault::PowerFault => state.memory.log_line(
-                uptime_ms,
-                'E',
-                "power_management",
-                "TPS546 fault: VOUT_UV, shutting down ASIC power",
-            ),
-            Fault::HardwareFault => state.memory.log_line(
-                uptime_ms,
-                'E',
-                "asic_task",
-                "ASIC not responding: hardware fault, mining stopped",
-            ),
-            _ => {}
-        }
+        let before = state.fault;
+        log_fault_change(&mut state, before, fault);
         state.fault = fault;
         fault_in_physics(&mut state.physics, fault);
         self.update_reachability(&state);
@@ -545,7 +543,7 @@ impl SimMiner {
     /// caller updates the reachability (at once, or after a reply is on its way).
     fn start_reboot(&self, downtime: Duration, reason: ResetReason) {
         let mut state = self.advanced();
-        reboot_state(&mut state, reason);
+        reboot_state(&mut state, reason, false);
         state.restarting_until = (downtime > Duration::ZERO).then(|| Instant::now() + downtime);
     }
 
@@ -564,21 +562,215 @@ impl SimMiner {
 }
 
 /// What any reboot does to a miner: the physics starts a new boot on the settings stored
-/// for it, and the reason is kept for the body.
-fn reboot_state(state: &mut MinerState, reason: ResetReason) {
-    let uptime_ms = (state.physics.uptime_s * 1000.0) as u64;
-    state
-        .memory
-        .log_line(uptime_ms, 'W', "system", &format!("restarting: {}", reason.text()));
+/// for it, the boot clock starts again, the statistics ring (RAM) is gone, the log keeps
+/// what a soft reset leaves, and the reason is kept for the body. `by_api`: asked for by
+/// `POST /api/system/restart`.
+fn reboot_state(state: &mut MinerState, reason: ResetReason, by_api: bool) {
+    let at_ms = state.since_boot_ms();
+    if let Some(log) = state.log.as_mut() {
+        minerlog::before_reset(log, at_ms, reason, by_api);
+        log.reset(reason);
+    }
     state.physics.reboot();
-    // RAM is gone; the log survives any reset but a power loss (v2.14+).
-    let soft = !matches!(reason, ResetReason::PowerOn | ResetReason::Brownout);
-    state.memory.reboot(soft, reason.text());
+    state.since_boot = Duration::ZERO;
+    if let Some(ring) = state.ring.as_mut() {
+        ring.reboot();
+    }
+    state.cooling = None;
+    state.shares_logged = 0;
     if let Some((frequency, voltage)) = state.stored_clock.take() {
         state.physics.frequency_mhz = frequency;
         state.physics.core_voltage_mv = voltage;
     }
     state.reset_reason = reason;
+    let facts = boot_facts(state);
+    if let Some(log) = state.log.as_mut() {
+        minerlog::boot(log, &facts);
+    }
+}
+
+/// What the boot log names: the firmware, the clock it starts on, the pool's difficulty.
+fn boot_facts(state: &MinerState) -> minerlog::BootFacts {
+    let physics = &state.physics;
+    minerlog::BootFacts {
+        version: state.firmware_version.clone(),
+        chips: physics.spec.chips,
+        frequency_mhz: physics.frequency_mhz,
+        expected_ghs: physics::expected_ghs(&physics.spec, physics.frequency_mhz),
+        pool_difficulty: physics.pool_difficulty,
+        reason: state.reset_reason,
+    }
+}
+
+/// The lines the firmware logs when a fault starts or ends (a regulator fault, a hardware
+/// fault, a pause; mining starting again after the last two).
+fn log_fault_change(state: &mut MinerState, before: Fault, after: Fault) {
+    let at_ms = state.since_boot_ms();
+    let chips = state.physics.spec.chips;
+    let Some(log) = state.log.as_mut() else { return };
+    if before == after {
+        return;
+    }
+    let stops = |fault: Fault| matches!(fault, Fault::Paused | Fault::HardwareFault);
+    match after {
+        Fault::PowerFault => minerlog::power_fault(log, at_ms),
+        Fault::HardwareFault => minerlog::hardware_fault(log, at_ms),
+        Fault::Paused if !stops(before) => minerlog::mining_stopped(log, at_ms),
+        _ => {}
+    }
+    if stops(before) && !stops(after) {
+        minerlog::mining_started(log, at_ms, chips);
+    }
+}
+
+/// How long a simulated miner has been running when it starts.
+const RUNNING_AT_START: Duration = Duration::from_secs(3600);
+
+impl MinerState {
+    fn since_boot_ms(&self) -> u64 {
+        u64::try_from(self.since_boot.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Lets `dt` of simulated time pass: the physics in steps, the statistics task's
+    /// readings at their instants, the firmware's lines at theirs; then what the pool saw
+    /// of the shares under a mining fault.
+    fn run_for(&mut self, dt: Duration) {
+        let shares_before = self.physics.shares_accepted;
+        let mut remaining = dt;
+        while !remaining.is_zero() {
+            let now_ms = self.since_boot_ms();
+            let reading_at = self.ring.as_ref().and_then(|ring| ring.next_reading_after(now_ms));
+            let beat_at = self.log.as_ref().map(|_| (now_ms / LOG_BEAT_MS + 1) * LOG_BEAT_MS);
+            // Both lie past now (whole ms after it), so every step moves the clock.
+            let mut step = remaining.min(MAX_STEP);
+            for due in [reading_at, beat_at].into_iter().flatten() {
+                step = step.min(Duration::from_millis(due).saturating_sub(self.since_boot));
+            }
+            let was_overheated = self.physics.overheat;
+            let clock_before = (self.physics.frequency_mhz, self.physics.core_voltage_mv);
+            self.physics.advance(step);
+            self.since_boot += step;
+            remaining = remaining.saturating_sub(step);
+            let at_ms = self.since_boot_ms();
+            self.log_overheat_change(was_overheated, clock_before, at_ms);
+            if reading_at == Some(at_ms) {
+                self.take_reading(at_ms);
+            }
+            if beat_at == Some(at_ms) {
+                self.log_beat(at_ms);
+            }
+        }
+        // What the pool sees under a mining fault.
+        let found = self.physics.shares_accepted - shares_before;
+        self.physics.shares_accepted = match self.fault {
+            Fault::Flatline
+            | Fault::Starvation
+            | Fault::PowerFault
+            | Fault::Paused
+            | Fault::HardwareFault
+            | Fault::NoWork => shares_before,
+            Fault::Phantom => shares_before + found / 2.0,
+            _ => self.physics.shares_accepted,
+        };
+    }
+
+    /// The ring and the log's latest lines as the hour of running before the start left
+    /// them. The physics crossed that hour in one step (a seed's readings stay as they
+    /// were), settled: the readings here are the settled miner's.
+    fn replay_running_hour(&mut self) {
+        let now_ms = self.since_boot_ms();
+        let mut due = self.ring.as_ref().and_then(|ring| ring.next_reading_after(0));
+        while let Some(at_ms) = due.filter(|at| *at <= now_ms) {
+            self.take_reading(at_ms);
+            due = self.ring.as_ref().and_then(|ring| ring.next_reading_after(at_ms));
+        }
+        if self.log.is_some() {
+            let mut beat = (now_ms.saturating_sub(LOG_PREFILL_MS) / LOG_BEAT_MS + 1) * LOG_BEAT_MS;
+            while beat <= now_ms {
+                self.log_beat(beat);
+                beat += LOG_BEAT_MS;
+            }
+        }
+    }
+
+    /// The statistics task's reading at `at_ms`: what the info body would show then.
+    fn take_reading(&mut self, at_ms: u64) {
+        let reading = observed_reading(self);
+        let reading = RingReading::observe(&self.physics, &reading);
+        if let Some(ring) = self.ring.as_mut() {
+            ring.record(at_ms, reading);
+        }
+    }
+
+    /// The lines of an overheat trip that just happened, or of the retry after it (the
+    /// self-clearing firmware's; the latching eras keep no log the simulator serves).
+    fn log_overheat_change(&mut self, was_overheated: bool, clock_before: (f64, f64), at_ms: u64) {
+        if self.log.is_none() || was_overheated == self.physics.overheat {
+            return;
+        }
+        if self.physics.overheat {
+            let vr_celsius = self.physics.read().vr_celsius;
+            let asic_celsius = self.physics.asic_celsius;
+            if let Some(log) = self.log.as_mut() {
+                minerlog::overheat_trip(log, at_ms, vr_celsius, asic_celsius);
+            }
+            self.cooling = Some((0, clock_before));
+        } else if let Some((cycles, was)) = self.cooling.take() {
+            let now = (self.physics.frequency_mhz, self.physics.core_voltage_mv);
+            let chips = self.physics.spec.chips;
+            if let Some(log) = self.log.as_mut() {
+                minerlog::overheat_recovered(log, at_ms, cycles, was, now, chips);
+            }
+        }
+    }
+
+    /// The periodic lines due at `at_ms`: a cool-down cycle while an overheat lasts;
+    /// otherwise the fan loop's line and a share in turn, as far as the miner runs.
+    fn log_beat(&mut self, at_ms: u64) {
+        if self.physics.overheat {
+            // (An overheat the miner started in has no trip logged, but cools down alike.)
+            let clock = (self.physics.frequency_mhz, self.physics.core_voltage_mv);
+            let (cycles, _) = self.cooling.get_or_insert((0, clock));
+            *cycles += 1;
+            let cycle = *cycles;
+            let vr_celsius = self.physics.read().vr_celsius;
+            if let Some(log) = self.log.as_mut() {
+                minerlog::cooling_cycle(log, at_ms, cycle, vr_celsius);
+            }
+            return;
+        }
+        self.cooling = None;
+        let physics = &self.physics;
+        let fault = self.fault;
+        let Some(log) = self.log.as_mut() else { return };
+        if (at_ms / LOG_BEAT_MS).is_multiple_of(2) {
+            if physics.fan.auto && fault != Fault::HardwareFault {
+                minerlog::fan_loop(
+                    log,
+                    at_ms,
+                    physics.asic_celsius,
+                    physics.fan.target_celsius,
+                    physics.fan_duty * 100.0,
+                );
+            }
+            return;
+        }
+        let hashing = !matches!(
+            fault,
+            Fault::PowerFault | Fault::Paused | Fault::HardwareFault | Fault::Flatline | Fault::NoWork
+        );
+        if hashing {
+            self.shares_logged += 1;
+            let share = minerlog::Share {
+                number: self.shares_logged,
+                chips: physics.spec.chips,
+                small_cores: physics.spec.small_cores,
+                pool_difficulty: physics.pool_difficulty,
+                answered: fault != Fault::Starvation,
+            };
+            minerlog::share(log, at_ms, &share);
+        }
+    }
 }
 
 /// A running set of simulated miners.
@@ -681,23 +873,33 @@ impl SimFleet {
         self.miners.get(index).map_or(0, |m| m.lock().writes)
     }
 
-    /// Readings in a miner's statistics ring.
+    /// The readings `GET /api/system/statistics` of a miner serves now (0 with statistics
+    /// off, and for a dialect without the ring: before v2.9, the forks).
     pub fn statistics_rows(&self, index: usize) -> usize {
-        self.miners.get(index).map_or(0, |m| m.advanced().memory.rows())
+        self.miners
+            .get(index)
+            .and_then(|m| m.advanced().ring.as_ref().map(StatisticsRing::visible_rows))
+            .unwrap_or(0)
     }
 
-    /// Sets a miner's `statsFrequency` (0 turns its statistics off), as AxeOS's settings do.
+    /// Sets a miner's `statsFrequency` (s), as `PATCH /api/system {"statsFrequency": N}`
+    /// does: 0 turns its statistics off (and empties the ring from v2.10 on). Nothing for a
+    /// dialect without the ring.
     pub fn set_stats_frequency(&self, index: usize, seconds: u16) {
         if let Some(miner) = self.miners.get(index) {
-            miner.advanced().memory.stats_frequency = seconds;
+            if let Some(ring) = miner.advanced().ring.as_mut() {
+                ring.set_frequency(seconds);
+            }
         }
     }
 
-    /// A miner's log as `GET /api/system/logs` serves it (v2.15 dialect).
+    /// A miner's log as `GET /api/system/logs` serves it: ESP-IDF lines with their colour
+    /// escapes, oldest first; empty for a dialect without the endpoint (all but v2.15).
     pub fn log_text(&self, index: usize) -> String {
         self.miners
             .get(index)
-            .map_or_else(String::new, |m| m.advanced().memory.log_text())
+            .and_then(|m| m.advanced().log.as_ref().map(MinerLog::text))
+            .unwrap_or_default()
     }
 
     /// `POST /api/system/restart` requests a miner has received.
@@ -892,16 +1094,29 @@ async fn handle(miner: &SimMiner, request: Request<Incoming>) -> Reply {
             let body = dialects::asic_info(dialect, &miner.advanced().physics);
             json_reply(StatusCode::OK, &body, false)
         }
-        (&Method::GET, "/api/system/statistics") if dialect.at_least(Dialect::V2_9) => {
-            let mut state = miner.advanced();
-            let now_ms = (state.physics.uptime_s * 1000.0) as u64;
-            let st = &mut *state;
-            let body = st.memory.statistics_body(dialect, now_ms, request.uri().query());
-            json_reply(StatusCode::OK, &body, false)
+        (&Method::GET, "/api/system/statistics") if Filling::of(dialect).is_some() => {
+            let state = miner.advanced();
+            let now_ms = state.since_boot_ms();
+            let body = state
+                .ring
+                .as_ref()
+                .map(|ring| ring.body(dialect, now_ms, request.uri().query()));
+            json_reply(StatusCode::OK, &body.unwrap_or_default(), false)
         }
-        (&Method::GET, "/api/system/logs") if dialect == Dialect::V2_15 => {
-            let text = miner.advanced().memory.log_text();
-            reply(StatusCode::OK, "text/plain", text)
+        (&Method::GET, "/api/system/statistics/dashboard") if Filling::of(dialect) == Some(Filling::EveryFrequency) => {
+            let state = miner.advanced();
+            let now_ms = state.since_boot_ms();
+            let body = state.ring.as_ref().map(|ring| ring.dashboard_body(dialect, now_ms));
+            json_reply(StatusCode::OK, &body.unwrap_or_default(), false)
+        }
+        (&Method::GET, "/api/system/logs") if dialect.has_log_endpoint() => {
+            let text = miner.advanced().log.as_ref().map(MinerLog::text).unwrap_or_default();
+            let mut r = reply(StatusCode::OK, "text/plain", text);
+            r.headers_mut().insert(
+                hyper::header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"bitaxe-logs.txt\""),
+            );
+            r
         }
         (&Method::PATCH, "/api/system") => patch_settings(miner, request).await,
         (&Method::POST, "/api/system/pause") | (&Method::POST, "/api/system/resume") if dialect.has_pause() => {
@@ -998,23 +1213,8 @@ async fn fault_before_reply(fault: Fault, method: &Method) -> Option<Reply> {
 fn system_info_body(miner: &SimMiner) -> serde_json::Value {
     let dialect = miner.dialect;
     let mut state = miner.advanced();
-    let mut reading = state.physics.read();
+    let reading = observed_reading(&mut state);
     let fault = state.fault;
-    match fault {
-        Fault::Flatline => {
-            reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
-        }
-        Fault::Spike => reading.hashrate_ghs = 200_000.0,
-        Fault::PowerFault | Fault::Paused | Fault::HardwareFault => {
-            reading.hashrate_ghs = 0.0;
-            reading.power_watts = 2.5;
-            reading.error_percent = 0.0;
-        }
-        _ => state.flatline_hashrate = None,
-    }
-    if let Some(held) = state.quirks.hold_asic_celsius {
-        reading.asic_celsius = held;
-    }
     if state.lagging.is_some_and(|(_, until)| Instant::now() >= until) {
         state.lagging = None;
     }
@@ -1029,6 +1229,12 @@ fn system_info_body(miner: &SimMiner) -> serde_json::Value {
         if let Some(version) = &miner.firmware_version {
             fields.insert("version".into(), serde_json::json!(version));
         }
+        if let Some(ring) = &state.ring {
+            fields.insert("statsFrequency".into(), serde_json::json!(ring.frequency_s()));
+            if dialect.at_least(Dialect::V2_15) {
+                fields.insert("statsLimit".into(), serde_json::json!(history::MAX_ROWS));
+            }
+        }
         // Firmware that runs new settings from the next boot reads back what it stored.
         if let Some((frequency, voltage)) = state.stored_clock {
             fields.insert("frequency".into(), serde_json::json!(frequency.round() as i64));
@@ -1042,12 +1248,36 @@ fn system_info_body(miner: &SimMiner) -> serde_json::Value {
     body
 }
 
+/// The physics' reading now as the firmware reports it (the info body and the statistics
+/// task alike): bent by the fault and the quirks.
+fn observed_reading(state: &mut MinerState) -> physics::Reading {
+    let mut reading = state.physics.read();
+    match state.fault {
+        Fault::Flatline => {
+            reading.hashrate_ghs = *state.flatline_hashrate.get_or_insert(reading.hashrate_ghs);
+        }
+        Fault::Spike => reading.hashrate_ghs = 200_000.0,
+        Fault::PowerFault | Fault::Paused | Fault::HardwareFault => {
+            reading.hashrate_ghs = 0.0;
+            reading.power_watts = 2.5;
+            reading.error_percent = 0.0;
+        }
+        _ => state.flatline_hashrate = None,
+    }
+    if let Some(held) = state.quirks.hold_asic_celsius {
+        reading.asic_celsius = held;
+    }
+    reading
+}
+
 /// `POST /api/system/pause` or `/resume` (a quirk may ignore the pause).
 fn pause_or_resume(miner: &SimMiner, pause: bool) -> Reply {
     {
         let mut state = miner.advanced();
         if !(pause && state.quirks.ignore_pause) {
-            state.fault = if pause { Fault::Paused } else { Fault::None };
+            let (before, after) = (state.fault, if pause { Fault::Paused } else { Fault::None });
+            log_fault_change(&mut state, before, after);
+            state.fault = after;
         }
     }
     let message = if pause { "Mining paused" } else { "Mining resumed" };
@@ -1060,7 +1290,7 @@ fn restart(miner: &SimMiner) -> Reply {
     {
         let mut state = miner.advanced();
         state.restarts += 1;
-        reboot_state(&mut state, ResetReason::Software);
+        reboot_state(&mut state, ResetReason::Software, true);
         state.restarting_until = Some(Instant::now() + RESTART_DOWNTIME);
     }
     let reply = if miner.dialect.at_least(Dialect::V2_15) {
@@ -1147,7 +1377,8 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
         && !(in_range("frequency", 1.0, 65535.0)
             && in_range("coreVoltage", 1.0, 65535.0)
             && in_range("manualFanSpeed", 0.0, 100.0)
-            && in_range("autofanspeed", 0.0, 1.0))
+            && in_range("autofanspeed", 0.0, 1.0)
+            && in_range("statsFrequency", 0.0, 65535.0))
     {
         return reply(StatusCode::BAD_REQUEST, "text/html", "Wrong API input");
     }
@@ -1190,6 +1421,11 @@ async fn patch_settings(miner: &SimMiner, request: Request<Incoming>) -> Reply {
     }
     if number("overheat_mode") == Some(0.0) {
         physics.clear_overheat();
+    }
+    // The statistics task reads its setting live (v2.9+); before v2.11 an out-of-range
+    // number is stored as its low 16 bits.
+    if let (Some(seconds), Some(ring)) = (number("statsFrequency"), state.ring.as_mut()) {
+        ring.set_frequency((seconds.trunc() as i64) as u16);
     }
     if error_after_applying {
         return reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "Internal Server Error");
@@ -1305,6 +1541,9 @@ fn fault_in_physics(physics: &mut MinerPhysics, fault: Fault) {
     }
     physics.pool_sends_work = fault != Fault::NoWork;
 }
+
+#[cfg(test)]
+mod history_tests;
 
 #[cfg(test)]
 mod tests {
