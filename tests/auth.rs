@@ -163,7 +163,9 @@ async fn locked_reads_are_polled_with_the_configured_password_and_refusals_say_w
     // A few samples of the keyed miner in the ledger, a session, then every surface.
     let started = Instant::now();
     while crate::support::sql(&exporter.database_path())
-        .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .unwrap_or(0)
         < 2
     {

@@ -357,10 +357,11 @@ mod end_to_end {
     async fn the_v2_8_to_v2_10_ring_without_column_choice_fills_the_hole_too() {
         let mut spec = MinerSpec::new(Board::Supra, Dialect::V2_10, 35);
         spec.stats_frequency_seconds = 1;
-        let rows = serve_stop_wait_serve(spec, Duration::from_secs(8), |_| {}).await;
+        // These eras' statistics task wakes every 5 s: a reading at most every 5 s.
+        let rows = serve_stop_wait_serve(spec, Duration::from_secs(15), |_| {}).await;
         let filled = rows.iter().filter(|r| r.1 == "miner_history").count();
-        assert!(filled >= 4, "{filled} readings filled\n{rows:?}");
-        assert!(widest_step(&rows) < 4.0, "no hole left: {rows:?}");
+        assert!(filled >= 2, "{filled} readings filled\n{rows:?}");
+        assert!(widest_step(&rows) < 7.0, "no hole left: {rows:?}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -377,7 +378,15 @@ mod end_to_end {
         let mut tail = Vec::new();
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let output = exporter.cli(&["analyze", "events", "--device", "gamma", "--incidents", "--format", "json"]);
+            let output = exporter.cli(&[
+                "analyze",
+                "events",
+                "--device",
+                "gamma",
+                "--incidents",
+                "--format",
+                "json",
+            ]);
             let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
             if let Some(lines) = events
                 .as_array()

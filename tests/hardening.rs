@@ -236,7 +236,9 @@ async fn a_ledger_deleted_under_serve_is_noticed_counted_and_recreated() {
     // no samples yet.
     let samples_now = |path: &Path| {
         crate::support::sql(path)
-            .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT coalesce(sum(samples), 0) FROM sample_blocks", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .unwrap_or(0)
     };
     while !(database.is_file() && samples_now(&database) >= 2) {

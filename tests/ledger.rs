@@ -274,7 +274,11 @@ fn segments_start_at_config_changes_reboots_firmware_changes_and_unbridgeable_ga
         ]
     );
     // The hour offline is not counted as steady time (Δt is capped).
-    let device = Ledger::open_existing(&path).unwrap().find_device("gamma").unwrap().unwrap();
+    let device = Ledger::open_existing(&path)
+        .unwrap()
+        .find_device("gamma")
+        .unwrap()
+        .unwrap();
     let dt = Ledger::open_existing(&path)
         .unwrap()
         .device_readings(device.id, f64::MIN, f64::MAX)
@@ -318,7 +322,10 @@ fn opens_and_upgrades_a_file_made_by_an_older_schema() {
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
     // Make it a schema-1 file, as an older release wrote it: no device names, no sweeps.
-    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
+    Ledger::open_existing(&path)
+        .unwrap()
+        .rewrite_samples_as_rows_for_tests()
+        .unwrap();
     crate::support::sql(&path)
         .execute_batch(
             "DROP TABLE device_names; DROP TABLE tune_steps; DROP TABLE tune_devices; DROP TABLE tune_runs;
@@ -546,7 +553,10 @@ fn the_upgrade_fills_the_rollups_as_the_writer_keeps_them_and_waits_for_an_older
     assert!(kept_by_writer.len() >= 5);
 
     // The same ledger as the previous release left it: no rollups, schema 3.
-    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
+    Ledger::open_existing(&path)
+        .unwrap()
+        .rewrite_samples_as_rows_for_tests()
+        .unwrap();
     crate::support::sql(&path)
         .execute_batch("DROP TABLE sample_hours; ALTER TABLE samples DROP COLUMN source; ALTER TABLE events DROP COLUMN log_tail; PRAGMA user_version = 3;")
         .unwrap();
@@ -598,7 +608,10 @@ fn read_only_commands_read_an_older_schema_without_upgrading_it() {
     let path = dir.path().join("ledger.db");
     write_all(&path, 0.0, warmup_history());
     // A schema-1 file, as an older release wrote it (with a session of that era).
-    Ledger::open_existing(&path).unwrap().rewrite_samples_as_rows_for_tests().unwrap();
+    Ledger::open_existing(&path)
+        .unwrap()
+        .rewrite_samples_as_rows_for_tests()
+        .unwrap();
     crate::support::sql(&path)
         .execute_batch(&format!(
             "INSERT INTO sessions (device_id, started_at, ended_at, target_frequency_mhz, notes)

@@ -237,7 +237,7 @@ pub fn log_tail(body: &[u8]) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut bytes = 0;
     for line in text.lines().rev() {
-        let clean = printable(strip_ansi(line).trim_end()).into_owned();
+        let clean = printable(&without_account(strip_ansi(line).trim_end())).into_owned();
         if clean.trim().is_empty() {
             continue;
         }
@@ -250,6 +250,43 @@ pub fn log_tail(body: &[u8]) -> Vec<String> {
     }
     lines.reverse();
     lines
+}
+
+/// A line without the pool account: the firmware logs its stratum traffic, and the user
+/// (a wallet address) and password travel as the first strings of `mining.authorize`'s
+/// params (the user also in `mining.submit`'s). Those become `***`, and so does any word that
+/// looks like a bech32 address (`bc1…`, `tb1…`) wherever it appears.
+fn without_account(line: &str) -> String {
+    let mut line = line.to_string();
+    if let (Some(method_at), Some(params_at)) = (line.find("\"mining."), line.find("\"params\"")) {
+        let secrets = if line[method_at..].starts_with("\"mining.authorize\"") {
+            2
+        } else {
+            1
+        };
+        let mut at = params_at + "\"params\"".len();
+        for _ in 0..secrets {
+            let Some(open) = line[at..].find('"').map(|i| at + i + 1) else {
+                break;
+            };
+            let Some(close) = line[open..].find('"').map(|i| open + i) else {
+                break;
+            };
+            line.replace_range(open..close, "***");
+            at = open + "***".len() + 1;
+        }
+    }
+    line.split_inclusive(|c: char| !c.is_ascii_alphanumeric())
+        .map(|word| {
+            let bare = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            let lower = bare.to_ascii_lowercase();
+            if (lower.starts_with("bc1") || lower.starts_with("tb1")) && bare.len() >= 20 {
+                word.replacen(bare, "***", 1)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A line without its ANSI escape sequences (`ESC [ … letter`): ESP-IDF colours each line.
@@ -372,6 +409,20 @@ mod tests {
         assert!(selects_columns(Some("v2.11.0")) && !selects_columns(Some("v2.10.1")));
         assert!(has_logs(EspMiner, Some("v2.14.0")) && !has_logs(EspMiner, Some("v2.13.2")));
         assert!(!has_logs(Lucky, Some("2.14.0")));
+    }
+
+    #[test]
+    fn the_pool_account_never_leaves_in_a_log_tail() {
+        let body = concat!(
+            "I (5) stratum_api: tx: {\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh.rig\", \"secretpw\"]}\n",
+            "I (6) stratum_api: tx: {\"id\": 9, \"method\": \"mining.submit\", \"params\": [\"someuser.worker\", \"1a\", \"00\"]}\n",
+            "I (7) stratum_task: pool user bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh connected\n",
+        );
+        let tail = log_tail(body.as_bytes()).join("\n");
+        for secret in ["bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "secretpw", "someuser"] {
+            assert!(!tail.contains(secret), "{secret} in {tail}");
+        }
+        assert!(tail.contains("mining.submit") && tail.contains("\"1a\""), "{tail}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::ledger::history::SampleSource;
 /// each commit stays small and a block fits a page.
 pub(crate) const MAX_BLOCK_SAMPLES: usize = 96;
 pub(crate) const MAX_BLOCK_BYTES: usize = 2048;
+/// A block spans at most this long (seconds), so a query for a time range finds its blocks
+/// by their first time alone.
+pub(crate) const MAX_BLOCK_SPAN_SECONDS: f64 = 3600.0;
 
 /// The readings a raw sample keeps, in block order: (name, scale). A reading is stored as
 /// `round(value × scale)`; the scales keep what the firmware's sensors resolve (0.01 GH/s,
@@ -84,7 +87,9 @@ impl StoredSample {
             values,
         };
         for (i, value) in stored.values.iter_mut().enumerate().take(FIELDS.len()) {
-            *value = value.and_then(|v| scaled(v, FIELDS[i].1)).map(|n| n as f64 / FIELDS[i].1);
+            *value = value
+                .and_then(|v| scaled(v, FIELDS[i].1))
+                .map(|n| n as f64 / FIELDS[i].1);
         }
         stored.values[BEST] = stored.values[BEST].filter(|v| v.is_finite());
         stored
@@ -154,6 +159,12 @@ impl BlockBuilder {
     /// Whether the block is full.
     pub(crate) fn is_full(&self) -> bool {
         self.samples >= MAX_BLOCK_SAMPLES || self.data.len() >= MAX_BLOCK_BYTES
+    }
+
+    /// Whether a sample at `t` may go into this block (it is not full, and the block would
+    /// span at most [`MAX_BLOCK_SPAN_SECONDS`]).
+    pub(crate) fn takes(&self, t: f64) -> bool {
+        !self.is_full() && t >= self.t_first && t - self.t_first <= MAX_BLOCK_SPAN_SECONDS
     }
 
     fn note(&mut self, sample: &StoredSample) {
@@ -349,7 +360,11 @@ mod tests {
         let mut expected = Vec::new();
         for i in 0..MAX_BLOCK_SAMPLES {
             let t = t0 + i as f64 * 30.0 + (i % 5) as f64 * 0.1;
-            let source = if i % 10 == 9 { SampleSource::MinerHistory } else { SampleSource::Poll };
+            let source = if i % 10 == 9 {
+                SampleSource::MinerHistory
+            } else {
+                SampleSource::Poll
+            };
             let mut s = sample(i);
             if i == 20 {
                 s.vr_temp_celsius = Some(48.5);
@@ -391,6 +406,9 @@ mod tests {
             ..sample(0)
         };
         let stored = StoredSample::of(1.0, 0.0, &s, SampleSource::Poll);
-        assert_eq!((stored.value("hashrate_ghs"), stored.value("best_difficulty")), (None, None));
+        assert_eq!(
+            (stored.value("hashrate_ghs"), stored.value("best_difficulty")),
+            (None, None)
+        );
     }
 }

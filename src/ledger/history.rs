@@ -183,7 +183,10 @@ pub(crate) fn segment_readings(
     until: f64,
 ) -> rusqlite::Result<Vec<(f64, Reading)>> {
     let samples = store::device_samples(conn, segment.device_id, Some(segment.id), since, until)?;
-    Ok(samples.iter().map(|l| (l.sample.t, store::reading(&l.sample))).collect())
+    Ok(samples
+        .iter()
+        .map(|l| (l.sample.t, store::reading(&l.sample)))
+        .collect())
 }
 
 /// The readings of a device's samples in [since, until], whatever their segment.
@@ -194,7 +197,10 @@ pub(crate) fn device_readings(
     until: f64,
 ) -> rusqlite::Result<Vec<(f64, Reading)>> {
     let samples = store::device_samples(conn, device_id, None, since, until)?;
-    Ok(samples.iter().map(|l| (l.sample.t, store::reading(&l.sample))).collect())
+    Ok(samples
+        .iter()
+        .map(|l| (l.sample.t, store::reading(&l.sample)))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ pub mod health;
 mod history;
 mod lock;
 mod retention;
+pub mod rollup;
 pub mod stats;
 pub(crate) mod store;
-pub mod rollup;
 pub(crate) use retention::PRUNE_BATCH;
 mod schema;
 pub mod segments;
@@ -361,9 +361,7 @@ impl Ledger {
 
     /// The times of a device's first and last samples; `None` before the first.
     pub fn sample_span(&self, device_id: i64) -> Result<Option<(f64, f64)>> {
-        self.read(|conn| {
-            store::span(conn, device_id)
-        })
+        self.read(|conn| store::span(conn, device_id))
     }
 
     /// The newest `limit` events of a device in a range (oldest first) and how many the

@@ -68,7 +68,11 @@ pub(crate) fn ledger_stats(conn: &Connection) -> rusqlite::Result<LedgerStats> {
             continue;
         }
         // A name from sqlite_schema, quoted as an identifier.
-        let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\"")), [], |r| r.get(0))?;
+        let rows: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\"")),
+            [],
+            |r| r.get(0),
+        )?;
         tables.push(TableStats {
             table,
             rows: u64::try_from(rows).unwrap_or(0),
@@ -100,7 +104,11 @@ mod tests {
         let stats = ledger.stats().unwrap();
         let devices = stats.tables.iter().find(|t| t.table == "devices").unwrap();
         assert_eq!(devices.rows, 1);
-        assert!(devices.bytes >= 4096 * 2, "the table and its unique indexes: {}", devices.bytes);
+        assert!(
+            devices.bytes >= 4096 * 2,
+            "the table and its unique indexes: {}",
+            devices.bytes
+        );
         assert!(stats.tables.iter().all(|t| !t.table.starts_with("sample_blocks_by")));
         assert_eq!(stats.samples, 0);
         assert!(stats.file_bytes >= stats.tables.iter().map(|t| t.bytes).sum::<u64>());

@@ -81,7 +81,8 @@ pub(crate) fn last_open_block(conn: &Connection, device_id: i64) -> rusqlite::Re
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let (id, segment_id, t_first, data): (i64, i64, f64, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let (id, segment_id, t_first, data): (i64, i64, f64, Vec<u8>) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
     Ok(BlockBuilder::resume(t_first, data)
         .filter(|b| !b.is_full())
         .map(|builder| OpenBlock {
@@ -101,12 +102,20 @@ pub(crate) struct Located {
 
 /// Decodes the blocks a query returns (columns: device_id, segment_id, t_first, data),
 /// keeping the samples in [since, until]; a damaged block is skipped and said once.
-fn decode_rows(rows: &mut rusqlite::Rows<'_>, since: f64, until: f64, mut each: impl FnMut(Located)) -> rusqlite::Result<()> {
+fn decode_rows(
+    rows: &mut rusqlite::Rows<'_>,
+    since: f64,
+    until: f64,
+    mut each: impl FnMut(Located),
+) -> rusqlite::Result<()> {
     while let Some(row) = rows.next()? {
         let (device_id, segment_id, t_first): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let data: Vec<u8> = row.get(3)?;
         let Some(samples) = blocks::decode(t_first, &data) else {
-            tracing::warn!("a block of samples of device #{device_id} from {} does not decode; skipped", crate::time::format(t_first));
+            tracing::warn!(
+                "a block of samples of device #{device_id} from {} does not decode; skipped",
+                crate::time::format(t_first)
+            );
             continue;
         };
         for sample in samples.into_iter().filter(|s| s.t >= since && s.t <= until) {
@@ -126,10 +135,17 @@ pub(crate) fn device_samples(
 ) -> rusqlite::Result<Vec<Located>> {
     let mut stmt = conn.prepare_cached(
         "SELECT device_id, segment_id, t_first, data FROM sample_blocks
-         WHERE device_id = ?1 AND (?2 IS NULL OR segment_id = ?2) AND t_last >= ?3 AND t_first <= ?4
+         WHERE device_id = ?1 AND (?2 IS NULL OR segment_id = ?2) AND t_first >= ?3 - ?5 AND t_first <= ?4
+           AND t_last >= ?3
          ORDER BY t_first, id",
     )?;
-    let mut rows = stmt.query(params![device_id, segment_id, since, until])?;
+    let mut rows = stmt.query(params![
+        device_id,
+        segment_id,
+        since,
+        until,
+        blocks::MAX_BLOCK_SPAN_SECONDS
+    ])?;
     let mut out = Vec::new();
     decode_rows(&mut rows, since, until, |s| out.push(s))?;
     // Blocks of a device do not overlap, except across a clock that stepped back.
@@ -197,7 +213,12 @@ where
     impl Ord for Pending {
         // Reversed: the heap pops the earliest.
         fn cmp(&self, other: &Self) -> Ordering {
-            other.1.sample.t.total_cmp(&self.1.sample.t).then_with(|| other.0.cmp(&self.0))
+            other
+                .1
+                .sample
+                .t
+                .total_cmp(&self.1.sample.t)
+                .then_with(|| other.0.cmp(&self.0))
         }
     }
     let names: HashMap<i64, String> = {
@@ -207,10 +228,10 @@ where
     };
     let mut stmt = conn.prepare(
         "SELECT device_id, segment_id, t_first, data FROM sample_blocks
-         WHERE (?1 IS NULL OR device_id = ?1) AND t_last >= ?2 AND t_first <= ?3
+         WHERE (?1 IS NULL OR device_id = ?1) AND t_first >= ?2 - ?4 AND t_first <= ?3 AND t_last >= ?2
          ORDER BY t_first, id",
     )?;
-    let mut rows = stmt.query(params![device_id, since, until])?;
+    let mut rows = stmt.query(params![device_id, since, until, blocks::MAX_BLOCK_SPAN_SECONDS])?;
     let mut heap: BinaryHeap<Pending> = BinaryHeap::new();
     let mut count = 0u64;
     let mut emit = |heap: &mut BinaryHeap<Pending>, before: f64, count: &mut u64| -> Result<(), E> {
@@ -233,10 +254,7 @@ where
         };
         let name = names.get(&device).cloned().unwrap_or_default();
         for sample in samples.into_iter().filter(|s| s.t >= since && s.t <= until) {
-            heap.push(Pending(
-                name.clone(),
-                Located { segment_id, sample },
-            ));
+            heap.push(Pending(name.clone(), Located { segment_id, sample }));
         }
     }
     emit(&mut heap, f64::INFINITY, &mut count)?;
@@ -331,7 +349,7 @@ pub(crate) fn blocks_from_rows(conn: &Connection, source: &str, target: &str) ->
         let stored = StoredSample::of(t, dt, &sample, source);
         let same = open
             .as_ref()
-            .is_some_and(|(d, s, b)| *d == device_id && *s == segment_id && !b.is_full());
+            .is_some_and(|(d, s, b)| *d == device_id && *s == segment_id && b.takes(t));
         if !same {
             if let Some((d, s, b)) = open.take() {
                 flush(d, s, &b)?;
@@ -374,7 +392,8 @@ pub(crate) fn rows_from_blocks(conn: &Connection) -> rusqlite::Result<()> {
     for device_id in devices {
         for l in device_samples(conn, device_id, None, f64::MIN, f64::MAX)? {
             let s = &l.sample;
-            let mut row: Vec<rusqlite::types::Value> = vec![device_id.into(), s.t.into(), l.segment_id.into(), s.dt.into()];
+            let mut row: Vec<rusqlite::types::Value> =
+                vec![device_id.into(), s.t.into(), l.segment_id.into(), s.dt.into()];
             for (name, _) in blocks::FIELDS {
                 let value = s.value(name);
                 row.push(match name {

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::Transaction;
 
 use crate::axeos::sample::Sample;
+use crate::ledger::blocks::StoredSample;
 use crate::ledger::lock::Role;
 use crate::ledger::rollup::RollupBatch;
 use crate::ledger::segments::{boundary, Boundary, Point, Reading};
-use crate::ledger::blocks::StoredSample;
 use crate::ledger::store::{self, OpenBlock};
 use crate::ledger::{self, backfill, health, DaemonLock, Ledger, LedgerError, SampleSource, SegmentRow};
 
@@ -1149,7 +1149,8 @@ fn add_sample(
     let step_back = track.last_point.as_ref().map_or(f64::NEG_INFINITY, |last| last.t - t);
     // Behind a clock that stepped back, a moment already stored (the same sample delivered
     // again) is not stored twice.
-    if step_back > rules.max_sample_seconds && store::holds_moment(tx, track.device_id, (t * 1000.0).round() / 1000.0)? {
+    if step_back > rules.max_sample_seconds && store::holds_moment(tx, track.device_id, (t * 1000.0).round() / 1000.0)?
+    {
         return Ok(Added::Behind(step_back));
     }
     let starts = if step_back > rules.max_sample_seconds {
@@ -1193,7 +1194,7 @@ fn add_sample(
     // a new one begun.
     let stored = StoredSample::of(t, dt, sample, source);
     let block = match track.block.take() {
-        Some(mut open) if open.segment_id != segment.id || open.builder.is_full() => {
+        Some(mut open) if open.segment_id != segment.id || !open.builder.takes(stored.t) => {
             open.save(tx, track.device_id)?;
             OpenBlock::new(segment.id, stored.t)
         }
