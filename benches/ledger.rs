@@ -169,13 +169,14 @@ fn main() {
     // The same samples read bare: the device's blocks, selected and decoded, nothing
     // written (what any reader of this ledger must do at least).
     let mut statement = raw
-        .prepare("SELECT t_first, data FROM sample_blocks WHERE device_id = ?1 ORDER BY t_first")
+        .prepare("SELECT t_first, samples, data FROM sample_blocks WHERE device_id = ?1 ORDER BY t_first")
         .unwrap();
     let mut read = 0u64;
     let mut rows = statement.query([one.id]).unwrap();
     while let Some(row) = rows.next().unwrap() {
-        let data: Vec<u8> = row.get(1).unwrap();
-        let samples = bitaxe_exporter::ledger::blocks::decode(row.get(0).unwrap(), &data).unwrap();
+        let data: Vec<u8> = row.get(2).unwrap();
+        let count = row.get::<_, i64>(1).unwrap() as usize;
+        let samples = bitaxe_exporter::ledger::blocks::decode(row.get(0).unwrap(), count, &data).unwrap();
         read += std::hint::black_box(samples).len() as u64;
     }
     let bare_seconds = t.elapsed().as_secs_f64();

@@ -5,7 +5,25 @@
 //! about a fifth of a row of REAL columns. Pure: encoding and decoding only.
 
 use crate::axeos::sample::Sample;
-use crate::ledger::history::SampleSource;
+
+/// Where a stored sample came from (a flag of each sample in its block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleSource {
+    /// The exporter polled it.
+    Poll = 0,
+    /// The miner's own statistics ring, filling a hole in the polls.
+    MinerHistory = 1,
+}
+
+impl SampleSource {
+    /// Its name in exports and on pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::MinerHistory => "miner_history",
+        }
+    }
+}
 
 /// A block is closed after this many samples (or bytes), so a rewrite of the open block on
 /// each commit stays small and a block fits a page.
@@ -14,6 +32,8 @@ pub(crate) const MAX_BLOCK_BYTES: usize = 2048;
 /// A block spans at most this long (seconds), so a query for a time range finds its blocks
 /// by their first time alone.
 pub(crate) const MAX_BLOCK_SPAN_SECONDS: f64 = 3600.0;
+/// The size an open block is padded to: room for the last sample before it is full.
+const OPEN_BLOCK_BYTES: usize = MAX_BLOCK_BYTES + 256;
 
 /// The readings a raw sample keeps, in block order: (name, scale). A reading is stored as
 /// `round(value × scale)`; the scales keep what the firmware's sensors resolve (0.01 GH/s,
@@ -144,16 +164,29 @@ impl BlockBuilder {
         }
     }
 
-    /// A block read back, ready to take more samples; `None` when its bytes do not decode.
-    pub(crate) fn resume(t_first: f64, data: Vec<u8>) -> Option<Self> {
+    /// A block read back (its first `samples` samples; padding after them is dropped),
+    /// ready to take more; `None` when its bytes do not decode.
+    pub(crate) fn resume(t_first: f64, samples: usize, mut data: Vec<u8>) -> Option<Self> {
         let mut builder = Self::new(t_first);
         let mut reader = Reader { data: &data, at: 0 };
-        while reader.at < data.len() {
+        for _ in 0..samples {
             let sample = decode_one(&mut reader, builder.t_first, &mut builder.previous)?;
             builder.note(&sample);
         }
+        data.truncate(reader.at);
         builder.data = data;
         Some(builder)
+    }
+
+    /// The bytes to store while the block stays open: padded to a fixed size, so that each
+    /// commit rewrites the row in place instead of moving its neighbours (a growing row
+    /// rebalances its page and the pages beside it: several page writes a commit).
+    pub(crate) fn padded(&self) -> Vec<u8> {
+        let mut data = self.data.clone();
+        if data.len() < OPEN_BLOCK_BYTES {
+            data.resize(OPEN_BLOCK_BYTES, 0);
+        }
+        data
     }
 
     /// Whether the block is full.
@@ -226,15 +259,16 @@ impl BlockBuilder {
     }
 }
 
-/// The samples of a block, oldest first; `None` when its bytes are damaged.
-pub fn decode(t_first: f64, data: &[u8]) -> Option<Vec<StoredSample>> {
+/// The `samples` samples of a block, oldest first (an open block's padding after them is
+/// not read); `None` when its bytes are damaged.
+pub fn decode(t_first: f64, samples: usize, data: &[u8]) -> Option<Vec<StoredSample>> {
     let mut previous = Previous::default();
     let mut reader = Reader { data, at: 0 };
-    let mut samples = Vec::new();
-    while reader.at < data.len() {
-        samples.push(decode_one(&mut reader, t_first, &mut previous)?);
+    let mut out = Vec::with_capacity(samples.min(MAX_BLOCK_SAMPLES));
+    for _ in 0..samples {
+        out.push(decode_one(&mut reader, t_first, &mut previous)?);
     }
-    Some(samples)
+    Some(out)
 }
 
 fn decode_one(reader: &mut Reader<'_>, t_first: f64, previous: &mut Previous) -> Option<StoredSample> {
@@ -373,7 +407,7 @@ mod tests {
             block.push(&stored);
             expected.push(stored);
         }
-        let decoded = decode(t0, &block.data).expect("decodes");
+        let decoded = decode(t0, block.samples, &block.padded()).expect("decodes, padding ignored");
         assert_eq!(decoded, expected);
         assert_eq!(decoded[20].value("vr_temp_c"), Some(48.5));
         assert_eq!(decoded[0].value("frequency_mhz"), Some(562.5));
@@ -381,11 +415,14 @@ mod tests {
         let per_sample = block.data.len() as f64 / MAX_BLOCK_SAMPLES as f64;
         assert!(per_sample < 24.0, "{per_sample} bytes a sample");
         // A block read back goes on where it stopped.
-        let mut resumed = BlockBuilder::resume(t0, block.data[..].to_vec()).expect("resumes");
+        let mut resumed = BlockBuilder::resume(t0, block.samples, block.padded()).expect("resumes");
         assert_eq!(resumed, block);
         let next = StoredSample::of(t0 + 10_000.0, 30.0, &sample(1), SampleSource::Poll);
         resumed.push(&next);
-        assert_eq!(decode(t0, &resumed.data).expect("decodes").last(), Some(&next));
+        assert_eq!(
+            decode(t0, resumed.samples, &resumed.data).expect("decodes").last(),
+            Some(&next)
+        );
     }
 
     #[test]
@@ -393,9 +430,10 @@ mod tests {
         let mut block = BlockBuilder::new(100.0);
         block.push(&StoredSample::of(100.0, 0.0, &sample(0), SampleSource::Poll));
         let cut = &block.data[..block.data.len() - 1];
-        assert_eq!(decode(100.0, cut), None);
-        assert_eq!(decode(100.0, &[0xff; 12]), None);
-        assert_eq!(decode(100.0, &[]), Some(Vec::new()));
+        assert_eq!(decode(100.0, 1, cut), None);
+        assert_eq!(decode(100.0, 1, &[0xff; 12]), None);
+        assert_eq!(decode(100.0, 2, &block.data), None, "fewer samples than the row says");
+        assert_eq!(decode(100.0, 0, &[]), Some(Vec::new()));
     }
 
     #[test]

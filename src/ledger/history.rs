@@ -156,25 +156,6 @@ pub(crate) fn steady_json(stats: &SteadyStats) -> String {
     }
 }
 
-/// Where a stored sample came from (the `source` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SampleSource {
-    /// The exporter polled it.
-    Poll = 0,
-    /// The miner's own statistics ring, filling a hole in the polls.
-    MinerHistory = 1,
-}
-
-impl SampleSource {
-    /// Its name in exports and on pages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Poll => "poll",
-            Self::MinerHistory => "miner_history",
-        }
-    }
-}
-
 /// The readings of one segment's samples in [since, until], with their times.
 pub(crate) fn segment_readings(
     conn: &Connection,

@@ -22,13 +22,14 @@ pub mod sessions;
 pub mod tune;
 pub mod writer;
 
+pub use blocks::SampleSource;
 pub(crate) use devices::{device_by_name_or_new, resolve_device};
 use devices::{devices, find_device};
 pub use devices::{DeviceRow, Resolved};
 pub use export::{ColumnKind, ExportColumn, ExportValue, EXPORT_COLUMNS};
 use history::{device_readings, events_between, fleet_events, latest_events, segment_readings, segments_between};
 pub(crate) use history::{insert_event, insert_segment, last_segment, save_segment};
-pub use history::{EventRow, SampleSource, SegmentRow};
+pub use history::{EventRow, SegmentRow};
 pub use lock::{
     clear_heartbeat, file_identity, heartbeat_fresh, ledger_files, same_file, touch_heartbeat, DaemonLock,
     HEARTBEAT_EVERY,

@@ -80,7 +80,7 @@ pub(crate) fn ledger_stats(conn: &Connection) -> rusqlite::Result<LedgerStats> {
             bytes_per_sample: (samples > 0).then(|| bytes as f64 / samples as f64),
         });
     }
-    tables.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    tables.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     Ok(LedgerStats {
         file_bytes: page_size * page_count,
         free_bytes: page_size * free_pages,

@@ -8,8 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use rusqlite::{params, Connection, Transaction};
 
-use crate::ledger::blocks::{self, BlockBuilder, StoredSample};
-use crate::ledger::history::SampleSource;
+use crate::ledger::blocks::{self, BlockBuilder, SampleSource, StoredSample};
 use crate::ledger::segments::Reading;
 
 /// The schema version that moved samples into blocks.
@@ -36,18 +35,20 @@ impl OpenBlock {
         }
     }
 
-    /// Writes the block's row (inserted the first time, rewritten after).
-    pub(crate) fn save(&mut self, tx: &Transaction, device_id: i64) -> rusqlite::Result<()> {
-        if !self.dirty {
+    /// Writes the block's row (inserted the first time, rewritten after): padded while it
+    /// stays `open`, at its own size once closed.
+    pub(crate) fn save(&mut self, tx: &Transaction, device_id: i64, open: bool) -> rusqlite::Result<()> {
+        if !self.dirty && open {
             return Ok(());
         }
         let b = &self.builder;
+        let data = if open { b.padded() } else { b.data.clone() };
         match self.id {
             Some(id) => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE sample_blocks SET t_last = ?2, samples = ?3, backfilled = ?4, data = ?5 WHERE id = ?1",
                 )?;
-                stmt.execute(params![id, b.t_last, b.samples as i64, b.backfilled as i64, b.data])?;
+                stmt.execute(params![id, b.t_last, b.samples as i64, b.backfilled as i64, data])?;
             }
             None => {
                 let mut stmt = tx.prepare_cached(
@@ -61,7 +62,7 @@ impl OpenBlock {
                     b.t_last,
                     b.samples as i64,
                     b.backfilled as i64,
-                    b.data
+                    data
                 ])?;
                 self.id = Some(tx.last_insert_rowid());
             }
@@ -75,15 +76,17 @@ impl OpenBlock {
 /// full or unreadable).
 pub(crate) fn last_open_block(conn: &Connection, device_id: i64) -> rusqlite::Result<Option<OpenBlock>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, segment_id, t_first, data FROM sample_blocks WHERE device_id = ?1 ORDER BY t_first DESC, id DESC LIMIT 1",
+        "SELECT id, segment_id, t_first, samples, data FROM sample_blocks WHERE device_id = ?1
+         ORDER BY t_first DESC, id DESC LIMIT 1",
     )?;
     let mut rows = stmt.query(params![device_id])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let (id, segment_id, t_first, data): (i64, i64, f64, Vec<u8>) =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-    Ok(BlockBuilder::resume(t_first, data)
+    let (id, segment_id, t_first): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let samples = usize::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
+    let data: Vec<u8> = row.get(4)?;
+    Ok(BlockBuilder::resume(t_first, samples, data)
         .filter(|b| !b.is_full())
         .map(|builder| OpenBlock {
             id: Some(id),
@@ -100,7 +103,7 @@ pub(crate) struct Located {
     pub sample: StoredSample,
 }
 
-/// Decodes the blocks a query returns (columns: device_id, segment_id, t_first, data),
+/// Decodes the blocks a query returns (columns: device_id, segment_id, t_first, samples, data),
 /// keeping the samples in [since, until]; a damaged block is skipped and said once.
 fn decode_rows(
     rows: &mut rusqlite::Rows<'_>,
@@ -110,8 +113,9 @@ fn decode_rows(
 ) -> rusqlite::Result<()> {
     while let Some(row) = rows.next()? {
         let (device_id, segment_id, t_first): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let data: Vec<u8> = row.get(3)?;
-        let Some(samples) = blocks::decode(t_first, &data) else {
+        let count = usize::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
+        let data: Vec<u8> = row.get(4)?;
+        let Some(samples) = blocks::decode(t_first, count, &data) else {
             tracing::warn!(
                 "a block of samples of device #{device_id} from {} does not decode; skipped",
                 crate::time::format(t_first)
@@ -134,7 +138,7 @@ pub(crate) fn device_samples(
     until: f64,
 ) -> rusqlite::Result<Vec<Located>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device_id, segment_id, t_first, data FROM sample_blocks
+        "SELECT device_id, segment_id, t_first, samples, data FROM sample_blocks
          WHERE device_id = ?1 AND (?2 IS NULL OR segment_id = ?2) AND t_first >= ?3 - ?5 AND t_first <= ?4
            AND t_last >= ?3
          ORDER BY t_first, id",
@@ -227,7 +231,7 @@ where
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut stmt = conn.prepare(
-        "SELECT device_id, segment_id, t_first, data FROM sample_blocks
+        "SELECT device_id, segment_id, t_first, samples, data FROM sample_blocks
          WHERE (?1 IS NULL OR device_id = ?1) AND t_first >= ?2 - ?4 AND t_first <= ?3 AND t_last >= ?2
          ORDER BY t_first, id",
     )?;
@@ -245,10 +249,11 @@ where
     };
     while let Some(row) = rows.next()? {
         let (device, segment_id, t_first): (i64, i64, f64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let data: Vec<u8> = row.get(3)?;
+        let in_block = usize::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
+        let data: Vec<u8> = row.get(4)?;
         // Nothing later read can come before this block's first sample.
         emit(&mut heap, t_first, &mut count)?;
-        let Some(samples) = blocks::decode(t_first, &data) else {
+        let Some(samples) = blocks::decode(t_first, in_block, &data) else {
             tracing::warn!("a block of samples of device #{device} does not decode; skipped");
             continue;
         };

@@ -1089,7 +1089,7 @@ fn save_touched_segments(
 ) -> rusqlite::Result<()> {
     for track in tracks.values_mut() {
         if let Some(block) = track.block.as_mut() {
-            block.save(tx, track.device_id)?;
+            block.save(tx, track.device_id, true)?;
         }
         if let Some(segment) = &track.segment {
             if touched.contains(&segment.id) {
@@ -1195,7 +1195,7 @@ fn add_sample(
     let stored = StoredSample::of(t, dt, sample, source);
     let block = match track.block.take() {
         Some(mut open) if open.segment_id != segment.id || !open.builder.takes(stored.t) => {
-            open.save(tx, track.device_id)?;
+            open.save(tx, track.device_id, false)?;
             OpenBlock::new(segment.id, stored.t)
         }
         Some(open) => open,
