@@ -241,14 +241,22 @@ fn daily_writes(seconds: u64) {
         SegmentRules::for_poll_interval(Duration::from_secs(30), Duration::from_secs(600)),
     )
     .unwrap();
-    let Some(before) = written() else {
-        println!("  writes per day: /proc/self/io is not readable here");
-        return;
-    };
-    let began = Instant::now();
+    // 10 miners at 30 s: a sample every 3 s, in turn; the first round (devices, segments and
+    // blocks created) is not counted.
     let mut sent = 0u64;
-    // 10 miners at 30 s: a sample every 3 s, in turn.
-    while began.elapsed() < Duration::from_secs(seconds) {
+    let mut measuring: Option<(u64, Instant, u64)> = None;
+    loop {
+        if sent == 10 {
+            std::thread::sleep(Duration::from_secs(2));
+            let Some(before) = written() else {
+                println!("  writes per day: /proc/self/io is not readable here");
+                return;
+            };
+            measuring = Some((before, Instant::now(), sent));
+        }
+        if measuring.is_some_and(|(_, began, _)| began.elapsed() >= Duration::from_secs(seconds)) {
+            break;
+        }
         let d = sent % 10;
         let sample = Sample {
             hashrate_ghs: Some(1050.0 + (sent % 7) as f64),
@@ -274,14 +282,19 @@ fn daily_writes(seconds: u64) {
         sent += 1;
         std::thread::sleep(Duration::from_secs(3));
     }
-    writer.finish();
+    let Some((before, began, first)) = measuring else {
+        return;
+    };
+    let elapsed = began.elapsed().as_secs_f64();
     let bytes = written().unwrap_or(before).saturating_sub(before) as f64;
-    let per_day = bytes / began.elapsed().as_secs_f64() * 86_400.0;
+    writer.finish();
+    let counted = sent - first;
+    let per_day = bytes / elapsed * 86_400.0;
     println!(
-        "  writes per day, 10 miners at 30 s (measured over {seconds} s, {sent} samples): {:.0} MiB \
+        "  writes per day, 10 miners at 30 s (measured over {seconds} s, {counted} samples): {:.0} MiB \
          ({:.0} bytes per sample stored)",
         per_day / 1_048_576.0,
-        bytes / sent.max(1) as f64
+        bytes / counted.max(1) as f64
     );
 }
 

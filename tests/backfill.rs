@@ -205,6 +205,15 @@ fn retention_keeps_rollups_segments_and_answers_while_raw_samples_stay_bounded()
         warmup_seconds: 0.0,
     };
     let before = compare_configs(&Ledger::open_existing(&path).unwrap(), &query).unwrap();
+    // A range inside the first day (one configuration), whose raw samples will be deleted.
+    let part = Query {
+        since: Some(T0 as f64 + 2.0 * 3600.0),
+        until: Some(T0 as f64 + 20.0 * 3600.0),
+        ..query.clone()
+    };
+    let part_before = compare_configs(&Ledger::open_existing(&path).unwrap(), &part).unwrap();
+    assert_eq!(part_before.len(), 1);
+    assert_eq!(part_before[0].hourly_samples, 0);
     let (raw_before, hours_before) = counts(&path);
     assert_eq!(raw_before, 5760);
     assert!((48..=49).contains(&hours_before));
@@ -246,6 +255,20 @@ fn retention_keeps_rollups_segments_and_answers_while_raw_samples_stay_bounded()
         assert!(a.samples >= b.samples, "whole segments answer from their aggregates");
         assert!((a.joules_per_terahash.unwrap() - b.joules_per_terahash.unwrap()).abs() < 1e-6);
     }
+    // The range inside the pruned day is answered from its whole hours, and says so.
+    let part_after = compare_configs(&ledger, &part).unwrap();
+    assert_eq!(part_after.len(), 1);
+    let (b, a) = (&part_before[0], &part_after[0]);
+    assert!(a.hourly_samples >= 16 * 120, "{a:?}");
+    assert!(
+        (a.mean_hashrate_ghs.unwrap() - b.mean_hashrate_ghs.unwrap()).abs() < 1e-6,
+        "{a:?}"
+    );
+    assert!(
+        (a.joules_per_terahash.unwrap() - b.joules_per_terahash.unwrap()).abs() < 1e-6,
+        "{a:?}"
+    );
+    assert_eq!(a.hashrate_ci95_ghs, None, "no interval from hourly sums");
     // The first day's chart comes from the rollups now.
     let device = ledger.find_device("gamma").unwrap().unwrap();
     let history = ledger

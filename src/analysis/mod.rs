@@ -55,6 +55,10 @@ pub struct ConfigRow {
     pub enough_data: bool,
     pub first_seen: f64,
     pub last_seen: f64,
+    /// Steady samples counted from hourly rollups, because retention deleted their raw
+    /// samples: in the means, J/TH and maxima, not in the interval, median, p95, reject or
+    /// error figures.
+    pub hourly_samples: u64,
 }
 
 impl ConfigRow {
@@ -142,6 +146,7 @@ pub fn compare_configs(ledger: &Ledger, query: &Query) -> ledger::Result<Vec<Con
                 enough_data: s.samples >= MIN_STEADY_SAMPLES && s.seconds >= query.warmup_seconds,
                 first_seen: g.first,
                 last_seen: g.last,
+                hourly_samples: s.hourly_samples,
             }
         })
         .collect();
@@ -188,9 +193,32 @@ fn segment_stats(
             steady.add(reading);
         }
     }
-    let first = readings.first().map_or(segment.started_at, |r| r.0);
+    let mut samples = readings.len() as u64;
+    let mut first = readings.first().map_or(segment.started_at, |r| r.0);
     let last = readings.last().map_or(segment.ended_at, |r| r.0);
-    Ok((readings.len() as u64, steady, first, last))
+    // Where retention deleted the raw samples of the range, the hourly rollups answer for
+    // the whole hours of this segment's steady part inside it.
+    let raw_from = ledger
+        .sample_span(segment.device_id)?
+        .map_or(f64::INFINITY, |(first_raw, _)| first_raw);
+    let covered_from = since.max(segment.started_at);
+    if covered_from < raw_from {
+        let to = until.min(segment.ended_at).min(raw_from);
+        let hours = ledger.hours_within(segment.device_id, covered_from.max(steady_from), to)?;
+        let dt = if segment.steady.samples > 0 {
+            segment.steady.seconds / segment.steady.samples as f64
+        } else {
+            0.0
+        };
+        for hour in &hours {
+            steady.add_hour(hour, dt);
+            samples += hour.samples;
+        }
+        if !hours.is_empty() {
+            first = first.min(covered_from.max(steady_from));
+        }
+    }
+    Ok((samples, steady, first, last))
 }
 
 /// What `optimize` ranks by.
@@ -331,7 +359,7 @@ pub fn duration_text(seconds: f64) -> String {
 pub(crate) const CONFIG_CSV_HEADER: &str =
     "device,frequency_mhz,core_voltage_mv,samples,steady_samples,steady_seconds,\
 mean_hashrate_ghs,hashrate_ci95_ghs,median_hashrate_ghs,percent_of_expected,joules_per_terahash,gigahashes_per_watt,\
-asic_temp_mean_c,asic_temp_p95_c,asic_temp_max_c,vr_temp_max_c,reject_percent,error_percent,enough_data";
+asic_temp_mean_c,asic_temp_p95_c,asic_temp_max_c,vr_temp_max_c,reject_percent,error_percent,enough_data,hourly_samples";
 
 pub fn configs_csv(rows: &[ConfigRow]) -> String {
     let mut out = String::from(CONFIG_CSV_HEADER);
@@ -358,6 +386,7 @@ pub fn configs_csv(rows: &[ConfigRow]) -> String {
             num(r.reject_percent),
             num(r.error_percent),
             r.enough_data.to_string(),
+            r.hourly_samples.to_string(),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
@@ -451,6 +480,7 @@ pub(crate) fn test_row(freq: f64, hashrate: f64, percent: f64, jth: f64, p95: f6
         enough_data: enough,
         first_seen: 0.0,
         last_seen: 1.0,
+        hourly_samples: 0,
     }
 }
 

@@ -356,10 +356,10 @@ pub(crate) fn configs_table(rows: &[ConfigRow]) -> String {
                 opt(r.asic_temp_p95_c, 1),
                 opt(r.asic_temp_max_c, 1),
                 duration_text(r.steady_seconds),
-                if r.enough_data {
-                    String::new()
-                } else {
-                    "few data".into()
+                match (r.enough_data, r.hourly_samples > 0) {
+                    (false, _) => "few data".into(),
+                    (true, true) => "hourly".into(),
+                    (true, false) => String::new(),
                 },
             ]
         })

@@ -435,6 +435,12 @@ impl Ledger {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// A device's rolled-up hours wholly inside [from, to] (for statistics over a range whose
+    /// raw samples retention deleted).
+    pub fn hours_within(&self, device_id: i64, from: f64, to: f64) -> Result<Vec<segments::HourSums>> {
+        self.read(|conn| rollup::hours_within(conn, device_id, from, to))
+    }
+
     /// Rows and bytes per table and per raw sample (`analyze ledger-stats`).
     pub fn stats(&self) -> Result<stats::LedgerStats> {
         self.read(stats::ledger_stats)

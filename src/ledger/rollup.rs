@@ -407,6 +407,37 @@ fn samples_in_range(conn: &Connection, device_id: i64, since: f64, until: f64) -
     Ok(count.max(0.0) as u64)
 }
 
+/// The rolled-up hours of a device that lie wholly inside [from, to], oldest first.
+pub(crate) fn hours_within(
+    conn: &Connection,
+    device_id: i64,
+    from: f64,
+    to: f64,
+) -> rusqlite::Result<Vec<crate::ledger::segments::HourSums>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT samples, hashrate_n, hashrate_sum, expected_n, expected_sum, asic_n, asic_sum, asic_max, vr_max,
+                eff_power_sum, eff_hashrate_sum
+         FROM sample_hours WHERE device_id = ?1 AND hour >= ?2 AND hour + 3600 <= ?3 ORDER BY hour",
+    )?;
+    let count = |r: &rusqlite::Row<'_>, i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
+    let rows = stmt.query_map(params![device_id, from, to], |r| {
+        Ok(crate::ledger::segments::HourSums {
+            samples: count(r, 0)?,
+            hashrate_n: count(r, 1)?,
+            hashrate_sum: r.get(2)?,
+            expected_n: count(r, 3)?,
+            expected_sum: r.get(4)?,
+            asic_n: count(r, 5)?,
+            asic_sum: r.get(6)?,
+            asic_max: r.get(7)?,
+            vr_max: r.get(8)?,
+            eff_power_sum: r.get(9)?,
+            eff_hashrate_sum: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Whether [since, …] starts before the device's oldest raw sample in an hour the rollups
 /// still hold (retention deleted the samples there): such a range is drawn from the
 /// rollups, which cover it, and the page says so.

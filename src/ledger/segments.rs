@@ -152,11 +152,31 @@ impl Reading {
 const BINS_PER_CELSIUS: f64 = 10.0;
 const BINS_PER_RATIO: f64 = 1000.0;
 
+/// One hour of a device's samples as the rollups keep it (sums, counts, maxima).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HourSums {
+    pub samples: u64,
+    pub hashrate_n: u64,
+    pub hashrate_sum: f64,
+    pub expected_n: u64,
+    pub expected_sum: f64,
+    pub asic_n: u64,
+    pub asic_sum: f64,
+    pub asic_max: Option<f64>,
+    pub vr_max: Option<f64>,
+    pub eff_power_sum: f64,
+    pub eff_hashrate_sum: f64,
+}
+
 /// Running statistics over a segment's steady-state samples. Mergeable, so that one
 /// configuration's segments combine into one row.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SteadyStats {
     pub samples: u64,
+    /// Of `samples`, those counted from hourly rollups (their raw samples were deleted by
+    /// retention): they enter the means, J/TH and maxima, not the spread, median or p95.
+    #[serde(default)]
+    pub hourly_samples: u64,
     pub seconds: f64,
     /// Σ power·Δt over samples with both power and hashrate, joules.
     pub energy_joules: f64,
@@ -231,9 +251,28 @@ impl SteadyStats {
         self.last_rejected = r.shares_rejected.or(self.last_rejected);
     }
 
+    /// Adds an hour of samples known only by its rollup sums; each sample stood for `dt`
+    /// seconds (the segment's mean).
+    pub fn add_hour(&mut self, hour: &HourSums, dt: f64) {
+        self.samples += hour.samples;
+        self.hourly_samples += hour.samples;
+        self.seconds += hour.samples as f64 * dt;
+        self.energy_joules += hour.eff_power_sum * dt;
+        self.work_gigahashes += hour.eff_hashrate_sum * dt;
+        self.hashrate_n += hour.hashrate_n;
+        self.hashrate_sum += hour.hashrate_sum;
+        self.expected_n += hour.expected_n;
+        self.expected_sum += hour.expected_sum;
+        self.temp_n += hour.asic_n;
+        self.temp_sum += hour.asic_sum;
+        self.temp_max = max_opt(self.temp_max, hour.asic_max);
+        self.vr_max = max_opt(self.vr_max, hour.vr_max);
+    }
+
     /// Adds another (disjoint) set of samples.
     pub fn merge(&mut self, other: &SteadyStats) {
         self.samples += other.samples;
+        self.hourly_samples += other.hourly_samples;
         self.seconds += other.seconds;
         self.energy_joules += other.energy_joules;
         self.work_gigahashes += other.work_gigahashes;
@@ -287,7 +326,8 @@ impl SteadyStats {
     /// Half-width of the 95 % confidence interval of the mean hashrate (Student's t).
     pub fn hashrate_ci95(&self) -> Option<f64> {
         let n = self.hashrate_n;
-        if n < 2 {
+        // Hourly sums carry no spread: an interval over part of the data would mislead.
+        if n < 2 || self.hourly_samples > 0 {
             return None;
         }
         let nf = n as f64;

@@ -240,6 +240,7 @@ mod tests {
                     enough_data: true,
                     first_seen: 0.0,
                     last_seen: 0.0,
+                    hourly_samples: 0,
                 });
             }
         }
