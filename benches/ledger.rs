@@ -236,9 +236,10 @@ fn daily_writes(seconds: u64) {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
+    // As `serve` runs it: a commit every 15 s at 30-s polls.
     let writer = Writer::start(
         &path,
-        SegmentRules::for_poll_interval(Duration::from_secs(30), Duration::from_secs(600)),
+        SegmentRules::for_serve(Duration::from_secs(30), Duration::from_secs(600), None),
     )
     .unwrap();
     // 10 miners at 30 s: a sample every 3 s, in turn; the first round (devices, segments and

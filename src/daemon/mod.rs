@@ -70,10 +70,7 @@ impl Daemon {
             AxeOsClient::timeout_for(config.poll_interval),
             AxeOsClient::keepalive_for(config.poll_interval),
         )?;
-        let rules = SegmentRules {
-            raw_retention: config.raw_retention,
-            ..SegmentRules::for_poll_interval(config.poll_interval, config.warmup)
-        };
+        let rules = SegmentRules::for_serve(config.poll_interval, config.warmup, config.raw_retention);
         let path = config.database_path.clone();
         let names: Vec<String> = config.devices.iter().map(|d| d.name.clone()).collect();
         let writer = tokio::task::spawn_blocking(move || Writer::start_serving(&path, rules, names))

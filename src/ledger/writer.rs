@@ -25,8 +25,11 @@ use crate::ledger::segments::{boundary, Boundary, Point, Reading};
 use crate::ledger::store::{self, OpenBlock};
 use crate::ledger::{self, backfill, health, DaemonLock, Ledger, LedgerError, SampleSource, SegmentRow};
 
-/// Commit at least this often.
+/// Commit at least this often (unless the rules say otherwise).
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest `serve` lets samples wait for a commit: what a crash may lose (and what the
+/// miners' own history refills at the next start).
+pub(crate) const MAX_SERVE_FLUSH_INTERVAL: Duration = Duration::from_secs(15);
 /// Commit once this many records wait, even before the interval.
 pub(crate) const MAX_BATCH: usize = 20_000;
 /// Records the channel holds before pollers' records are dropped (and counted).
@@ -149,6 +152,9 @@ pub struct SegmentRules {
     /// `ledger.raw_retention`: raw samples older than this are deleted once rolled up
     /// (`None`: kept; a sweep's writer never deletes).
     pub raw_retention: Option<Duration>,
+    /// How long records may wait for their commit. Fewer commits write fewer pages (each
+    /// rewrites its devices' open blocks and segments): an SD card's life.
+    pub flush_interval: Duration,
 }
 
 impl SegmentRules {
@@ -159,6 +165,18 @@ impl SegmentRules {
             max_sample_seconds: (interval * 3.0).max(interval + 5.0),
             max_gap_seconds: (interval * 10.0).max(300.0),
             raw_retention: None,
+            flush_interval: FLUSH_INTERVAL,
+        }
+    }
+
+    /// The rules of `serve`: commits every half poll interval (at least every second, at
+    /// most every [`MAX_SERVE_FLUSH_INTERVAL`]), so that at 30-s polls a commit carries the
+    /// samples of several miners instead of one.
+    pub fn for_serve(poll_interval: Duration, warmup: Duration, raw_retention: Option<Duration>) -> Self {
+        Self {
+            raw_retention,
+            flush_interval: (poll_interval / 2).clamp(FLUSH_INTERVAL, MAX_SERVE_FLUSH_INTERVAL),
+            ..Self::for_poll_interval(poll_interval, warmup)
         }
     }
 }
@@ -591,7 +609,8 @@ impl WriterState {
         // When the pending batch is due; `None` while nothing waits (then block on the
         // channel instead of waking up for nothing).
         let mut due_at: Option<Instant> = None;
-        let mut retry_delay = FLUSH_INTERVAL;
+        let flush_interval = self.rules.flush_interval;
+        let mut retry_delay = flush_interval;
         let mut closed = false;
         loop {
             if self.yields && !closed && DaemonLock::handover_requested(&self.path) {
@@ -604,7 +623,7 @@ impl WriterState {
                 None if self.yields => match rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(record) => {
                         pending.push(record);
-                        due_at = Some(Instant::now() + FLUSH_INTERVAL);
+                        due_at = Some(Instant::now() + flush_interval);
                     }
                     Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => closed = true,
@@ -612,7 +631,7 @@ impl WriterState {
                 None => match rx.recv() {
                     Ok(record) => {
                         pending.push(record);
-                        due_at = Some(Instant::now() + FLUSH_INTERVAL);
+                        due_at = Some(Instant::now() + flush_interval);
                     }
                     Err(_) => closed = true,
                 },
@@ -647,7 +666,7 @@ impl WriterState {
                 match self.flush(&pending) {
                     Ok(()) => {
                         pending.clear();
-                        retry_delay = FLUSH_INTERVAL;
+                        retry_delay = flush_interval;
                         due_at = None;
                         self.stats.damaged.store(false, Ordering::Relaxed);
                         if !closing {
