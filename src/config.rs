@@ -1425,4 +1425,32 @@ server:
             assert!(error.contains(key), "{yaml}: {error}");
         }
     }
+
+    #[test]
+    fn retention_and_backfill_keys_have_defaults_and_clear_errors() {
+        let base = "devices:\n  - {name: a, ip: 10.0.0.1}\n";
+        let config = parse(base).unwrap();
+        assert!(config.backfill);
+        assert_eq!(config.raw_retention, Some(Duration::from_secs(90 * 86_400)));
+        let config = parse(&format!(
+            "{base}backfill:\n  enabled: false\nledger:\n  raw_retention: \"12h\"\n"
+        ))
+        .unwrap();
+        assert!(!config.backfill);
+        assert_eq!(config.raw_retention, Some(Duration::from_secs(12 * 3600)));
+        let forever = parse(&format!("{base}ledger:\n  raw_retention: forever\n")).unwrap();
+        assert_eq!(forever.raw_retention, None);
+        let seconds = parse(&format!("{base}ledger:\n  raw_retention: 5\n")).unwrap();
+        assert_eq!(seconds.raw_retention, Some(Duration::from_secs(5)));
+        for bad in ["\"ninety days\"", "0", "-3"] {
+            let error = parse(&format!("{base}ledger:\n  raw_retention: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("ledger.raw_retention"), "{bad}: {error}");
+        }
+        let typo = parse(&format!("{base}ledger:\n  raw_retension: 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(typo.contains("raw_retension"), "{typo}");
+    }
 }
