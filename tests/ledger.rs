@@ -669,3 +669,16 @@ fn read_only_commands_read_an_older_schema_without_upgrading_it() {
     let ledger = Ledger::open_read_only(&path).unwrap();
     assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
 }
+
+#[test]
+fn last_seen_is_the_newest_sample_not_the_first_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let records = (0..=20).map(|i| ("gamma", i as f64 * 30.0, S::new(525.0, 1150.0))).collect();
+    write_all(&path, 0.0, records);
+    let ledger = Ledger::open_existing(&path).unwrap();
+    let device = ledger.find_device("gamma").unwrap().unwrap();
+    assert_eq!(device.first_seen, T0 as f64);
+    assert_eq!(device.last_seen, T0 as f64 + 600.0, "{device:?}");
+    assert_eq!(ledger.devices().unwrap()[0].last_seen, T0 as f64 + 600.0);
+}

@@ -153,7 +153,11 @@ pub struct DeviceRow {
     pub last_seen: f64,
 }
 
-const DEVICE_COLUMNS: &str = "d.id, d.name, d.mac, d.asic_model, d.firmware, d.first_seen, d.last_seen";
+/// `last_seen` is the device's newest stored sample (its newest block's end): the devices
+/// row is written only when the identity is resolved, not at every poll.
+const DEVICE_COLUMNS: &str = "d.id, d.name, d.mac, d.asic_model, d.firmware, d.first_seen,
+    max(d.last_seen, coalesce((SELECT b.t_last FROM sample_blocks b WHERE b.device_id = d.id
+                               ORDER BY b.t_first DESC LIMIT 1), d.last_seen))";
 
 fn device_from_row(r: &rusqlite::Row) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
