@@ -182,7 +182,8 @@ async fn a_tuning_sweep_with_sessions_while_the_daemon_writes() {
         "optimize",
     ));
     assert!(
-        text.contains(&format!("gamma: best for efficiency: {mhz} MHz / {mv} mV")),
+        text.contains(&format!("best for efficiency: {mhz} MHz / {mv} mV"))
+            && text.starts_with(&format!("gamma: {mhz} MHz / {mv} mV, ")),
         "{text}"
     );
     let table = stdout(&check(

@@ -540,3 +540,44 @@ fn the_readme_shows_each_page_in_screenshots_under_300_kb() {
     }
     assert!(total < 300 * 1024, "screenshots weigh {total} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configs_and_device_pages_say_the_best_configuration_in_one_sentence() {
+    use bitaxe_exporter::ledger::writer::{Record, Writer};
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 12)], None)
+        .await
+        .unwrap();
+    let mut exporter = InProcess::start(&[("tuned".to_string(), sims.addresses()[0])], 1.0).await;
+    exporter.stop().await;
+    // Yesterday: "tuned" ran two configurations 20 minutes each, "untuned" one.
+    let writer = Writer::start(&exporter.database_path(), crate::ledger::rules(10.0)).unwrap();
+    let start = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    let mut send = |device: &str, mac: &'static str, freq: f64, from: u64| {
+        for i in 0..40u64 {
+            let mut s = S::new(freq, 1150.0);
+            s.mac = Some(mac);
+            s.hashrate = freq * 2.04;
+            s.uptime = 10_000 + from + i * 30;
+            writer.sender.send(Record::Sample {
+                device: device.into(),
+                at: start + Duration::from_secs(from + i * 30),
+                sample: s.sample(),
+            });
+        }
+    };
+    send("tuned", "AA:BB:CC:00:00:01", 490.0, 0);
+    send("tuned", "AA:BB:CC:00:00:01", 525.0, 1200);
+    send("untuned", "AA:BB:CC:00:00:02", 490.0, 0);
+    writer.finish();
+    exporter.restart().await;
+    let configs = exporter.get("/configs").await.text().await.unwrap();
+    assert!(
+        configs.contains("tuned: 525 MHz / 1150 mV, ") && configs.contains("more efficient than 490 MHz / 1150 mV"),
+        "{configs}"
+    );
+    assert!(configs.contains("untuned: one configuration measured"), "{configs}");
+    assert!(configs.contains("the only one measured: run tune to compare"), "{configs}");
+    let page = exporter.get("/device/untuned").await.text().await.unwrap();
+    assert!(page.contains("untuned: one configuration measured"), "{page}");
+    sims.shutdown().await;
+}

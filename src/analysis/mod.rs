@@ -404,6 +404,84 @@ pub fn csv_field(text: &str) -> String {
 }
 
 /// optimize as text.
+impl ConfigRow {
+    /// The half-width of a 95 % interval of J/TH, from the hashrate's: power varies far
+    /// less than hashrate from sample to sample, so J/TH's relative uncertainty is the
+    /// hashrate's.
+    pub fn joules_per_terahash_ci95(&self) -> Option<f64> {
+        let (jth, ci, mean) = (
+            self.joules_per_terahash?,
+            self.hashrate_ci95_ghs?,
+            self.mean_hashrate_ghs?,
+        );
+        (mean > 0.0).then(|| jth * ci / mean)
+    }
+}
+
+/// How many of its configurations a device has measured.
+fn measured(rec: &Recommendation) -> usize {
+    rec.ranked.len() + rec.rejected.len()
+}
+
+/// The answer in one sentence: "gamma: 600 MHz / 1200 mV, 17.42 ± 0.20 J/TH, 6.1 % better
+/// than 490 MHz / 1200 mV; 4 configurations measured", or what to do when there is nothing
+/// to compare.
+pub fn best_sentence(rec: &Recommendation) -> String {
+    let count = measured(rec);
+    let Some(best) = rec.best() else {
+        return format!(
+            "{}: no configuration passes the health gate ({count} measured)",
+            rec.device
+        );
+    };
+    let figure = match rec.metric {
+        Metric::Hashrate => format!(
+            "{} ± {} GH/s",
+            opt(best.mean_hashrate_ghs, 1),
+            opt(best.hashrate_ci95_ghs, 1)
+        ),
+        Metric::Efficiency | Metric::Balanced => format!(
+            "{} ± {} J/TH",
+            opt(best.joules_per_terahash, 2),
+            opt(best.joules_per_terahash_ci95(), 2)
+        ),
+    };
+    if count == 1 {
+        return format!(
+            "{}: one configuration measured ({}, {figure}): run `tune` to compare others",
+            rec.device,
+            best.label()
+        );
+    }
+    let against = match rec.ranked.get(1) {
+        Some(runner) => {
+            let gain = match rec.metric {
+                Metric::Hashrate => best
+                    .mean_hashrate_ghs
+                    .zip(runner.mean_hashrate_ghs)
+                    .filter(|(_, r)| *r > 0.0)
+                    .map(|(b, r)| (b - r) / r * 100.0),
+                Metric::Efficiency | Metric::Balanced => best
+                    .joules_per_terahash
+                    .zip(runner.joules_per_terahash)
+                    .filter(|(_, r)| *r > 0.0)
+                    .map(|(b, r)| (r - b) / r * 100.0),
+            };
+            match (rec.metric, gain) {
+                (Metric::Balanced, _) | (_, None) => format!(", ahead of {}", runner.label()),
+                (Metric::Hashrate, Some(g)) => format!(", {g:.1} % more hashrate than {}", runner.label()),
+                (Metric::Efficiency, Some(g)) => format!(", {g:.1} % more efficient than {}", runner.label()),
+            }
+        }
+        None => ", the only one that passes the health gate".into(),
+    };
+    format!(
+        "{}: {}, {figure}{against}; {count} configurations measured",
+        rec.device,
+        best.label()
+    )
+}
+
 pub fn recommendations_text(recommendations: &[Recommendation]) -> String {
     let mut out = String::new();
     if recommendations.is_empty() {
@@ -417,7 +495,8 @@ pub fn recommendations_text(recommendations: &[Recommendation]) -> String {
         };
         match rec.best() {
             Some(best) => {
-                let _ = writeln!(out, "{}: best for {metric}: {}", rec.device, best.label());
+                let _ = writeln!(out, "{}", crate::axeos::printable(&best_sentence(rec)));
+                let _ = writeln!(out, "  best for {metric}: {}", best.label());
                 let _ = writeln!(
                     out,
                     "  {} J/TH, {} GH/s ({}% of expected), ASIC p95 {} °C, {} steady",
@@ -486,6 +565,48 @@ pub(crate) fn test_row(freq: f64, hashrate: f64, percent: f64, jth: f64, p95: f6
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_best_configuration_is_said_in_one_sentence() {
+        let two = optimize(
+            vec![
+                test_row(490.0, 1000.0, 100.0, 16.0, 60.0, true),
+                test_row(525.0, 1070.0, 100.0, 17.0, 60.0, true),
+            ],
+            Metric::Efficiency,
+            65.0,
+        );
+        let sentence = best_sentence(&two[0]);
+        assert!(
+            sentence.starts_with(
+                "gamma: 490 MHz / 1150 mV, 16.00 ± 0.03 J/TH, 5.9 % more efficient than 525 MHz / 1150 mV;"
+            ),
+            "{sentence}"
+        );
+        assert!(sentence.ends_with("2 configurations measured"), "{sentence}");
+        let faster = optimize(two[0].ranked.clone(), Metric::Hashrate, 65.0);
+        assert!(best_sentence(&faster[0]).contains("7.0 % more hashrate than 490 MHz / 1150 mV"));
+        let one = optimize(
+            vec![test_row(490.0, 1000.0, 100.0, 16.0, 60.0, true)],
+            Metric::Efficiency,
+            65.0,
+        );
+        assert!(
+            best_sentence(&one[0]).contains("one configuration measured"),
+            "{}",
+            best_sentence(&one[0])
+        );
+        assert!(best_sentence(&one[0]).contains("run `tune`"));
+        let none = optimize(
+            vec![test_row(490.0, 1000.0, 80.0, 16.0, 60.0, true)],
+            Metric::Efficiency,
+            65.0,
+        );
+        assert_eq!(
+            best_sentence(&none[0]),
+            "gamma: no configuration passes the health gate (1 measured)"
+        );
+    }
+
     use super::*;
 
     use test_row as row;

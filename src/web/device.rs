@@ -240,6 +240,7 @@ fn device_document(
     body.push_str("<h2>Configurations (all time)</h2>\n");
     let recommendations = analysis::optimize(rows.clone(), Metric::Efficiency, thresholds.warning_celsius);
     let shown = &rows[..rows.len().min(PAGE_ROWS)];
+    body.push_str(&html::best_sentences(&rows, &recommendations));
     body.push_str(&html::configs_table(Context::Web, shown, &recommendations));
     if rows.len() > shown.len() {
         let _ = writeln!(

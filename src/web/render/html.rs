@@ -113,14 +113,31 @@ fn rejection_word(row: &ConfigRow, max_temp_c: f64) -> &'static str {
     }
 }
 
+/// The answer per device in one sentence ([`crate::analysis::best_sentence`]), for the
+/// devices of `rows`.
+pub fn best_sentences(rows: &[ConfigRow], recommendations: &[Recommendation]) -> String {
+    let mut html = String::new();
+    for rec in recommendations
+        .iter()
+        .filter(|r| rows.iter().any(|row| row.device == r.device))
+    {
+        let _ = writeln!(
+            html,
+            "<p class=\"verdict\">{}</p>",
+            escape(&crate::analysis::best_sentence(rec))
+        );
+    }
+    html
+}
+
 /// The compare-configs table with each row's verdict: `optimize`'s pick, ranked, or
 /// rejected with the reasons.
 pub fn configs_table(context: Context, rows: &[ConfigRow], recommendations: &[Recommendation]) -> String {
     let mut html = String::from(
         "<div class=\"scroll\"><table class=\"configs\"><thead><tr><th class=\"text\">device</th>\
-         <th class=\"text\">configuration</th><th>steady samples</th><th>steady time</th><th>mean GH/s</th>\
-         <th>±95 %</th><th>% of expected</th><th>J/TH</th><th>GH/W</th><th>ASIC mean °C</th><th>ASIC p95 °C</th>\
-         <th>VR max °C</th><th>reject %</th><th>error %</th><th class=\"text\">verdict</th></tr></thead><tbody>\n",
+         <th class=\"text\">verdict</th><th class=\"text\">configuration</th><th>steady samples</th><th>steady time</th>\
+         <th>mean GH/s</th><th>±95 %</th><th>% of expected</th><th>J/TH ±95 %</th><th>GH/W</th><th>ASIC mean °C</th>\
+         <th>ASIC p95 °C</th><th>VR max °C</th><th>reject %</th><th>error %</th></tr></thead><tbody>\n",
     );
     for row in rows {
         let recommendation = recommendations.iter().find(|r| r.device == row.device);
@@ -129,7 +146,9 @@ pub fn configs_table(context: Context, rows: &[ConfigRow], recommendations: &[Re
         let reasons = recommendation
             .and_then(|r| r.rejected.iter().find(|x| &x.row == row))
             .map(|x| x.reasons.join("; "));
+        let only_one = recommendation.is_some_and(|r| r.ranked.len() + r.rejected.len() == 1);
         let (class, verdict) = match (picked, rank, reasons) {
+            (true, _, _) if only_one => ("", "the only one measured: run tune to compare".to_string()),
             (true, _, _) => ("pick", "best (optimize's pick)".to_string()),
             (false, Some(rank), _) => ("", format!("passes (#{})", rank + 1)),
             (false, None, Some(reasons)) => ("rejected", reasons),
@@ -145,23 +164,26 @@ pub fn configs_table(context: Context, rows: &[ConfigRow], recommendations: &[Re
         };
         let _ = writeln!(
             html,
-            "<tr class=\"{class}\"><td class=\"text\">{device}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td class=\"text wrap\">{}</td></tr>",
+            "<tr class=\"{class}\"><td class=\"text\">{device}</td><td class=\"text wrap\">{}</td>\
+             <td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&verdict),
             escape(&row.label()),
             row.steady_samples,
             escape(&crate::analysis::duration_text(row.steady_seconds)),
             number(row.mean_hashrate_ghs, 1),
             number(row.hashrate_ci95_ghs, 1),
             number(row.percent_of_expected, 1),
-            number(row.joules_per_terahash, 2),
+            match (row.joules_per_terahash, row.joules_per_terahash_ci95()) {
+                (Some(_), Some(ci)) => format!("{} ± {}", number(row.joules_per_terahash, 2), number(Some(ci), 2)),
+                _ => number(row.joules_per_terahash, 2),
+            },
             number(row.gigahashes_per_watt, 1),
             number(row.asic_temp_mean_c, 1),
             number(row.asic_temp_p95_c, 1),
             number(row.vr_temp_max_c, 1),
             number(row.reject_percent, 2),
             number(row.error_percent, 2),
-            escape(&verdict),
         );
     }
     if rows.is_empty() {
@@ -237,7 +259,8 @@ pub fn configs_section_with(
     metric: Metric,
     max_temp_c: f64,
 ) -> String {
-    let mut html = configs_table(context, rows, recommendations);
+    let mut html = best_sentences(rows, recommendations);
+    html.push_str(&configs_table(context, rows, recommendations));
     let _ = writeln!(
         html,
         "<p class=\"muted\">Steady samples only (after the warm-up). The health gate rejects a configuration \
