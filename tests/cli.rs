@@ -292,3 +292,23 @@ fn configs_written_by_demo_and_simulate_parse_whatever_the_folder_is_called() {
     let _ = sim.wait();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
+
+#[test]
+fn optimize_defaults_to_efficiency() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.db");
+    let records = (0..40)
+        .map(|i| ("gamma", i as f64 * 30.0, crate::ledger::S::new(490.0, 1150.0)))
+        .collect();
+    crate::ledger::write_all(&database, 0.0, records);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "devices:\n  - name: gamma\n    ip: 192.168.1.10\nlogging:\n  database_path: ledger.db\nanalysis:\n  warmup_minutes: 1\n",
+    )
+    .unwrap();
+    let output = crate::support::cli(&config, &["analyze", "optimize"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("best for efficiency"), "{text}");
+}

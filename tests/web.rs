@@ -552,7 +552,7 @@ async fn configs_and_device_pages_say_the_best_configuration_in_one_sentence() {
     // Yesterday: "tuned" ran two configurations 20 minutes each, "untuned" one.
     let writer = Writer::start(&exporter.database_path(), crate::ledger::rules(10.0)).unwrap();
     let start = std::time::SystemTime::now() - Duration::from_secs(86_400);
-    let mut send = |device: &str, mac: &'static str, freq: f64, from: u64| {
+    let send = |device: &str, mac: &'static str, freq: f64, from: u64| {
         for i in 0..40u64 {
             let mut s = S::new(freq, 1150.0);
             s.mac = Some(mac);
@@ -576,7 +576,10 @@ async fn configs_and_device_pages_say_the_best_configuration_in_one_sentence() {
         "{configs}"
     );
     assert!(configs.contains("untuned: one configuration measured"), "{configs}");
-    assert!(configs.contains("the only one measured: run tune to compare"), "{configs}");
+    assert!(
+        configs.contains("the only one measured: run tune to compare"),
+        "{configs}"
+    );
     let page = exporter.get("/device/untuned").await.text().await.unwrap();
     assert!(page.contains("untuned: one configuration measured"), "{page}");
     sims.shutdown().await;

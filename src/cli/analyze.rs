@@ -76,7 +76,8 @@ pub struct CompareConfigsArgs {
 /// `analyze optimize`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct OptimizeArgs {
-    #[arg(long, value_enum)]
+    /// What "best" means (default: efficiency, the lowest J/TH).
+    #[arg(long, value_enum, default_value = "efficiency")]
     pub metric: Metric,
     #[arg(long)]
     pub device: Option<String>,
