@@ -59,21 +59,41 @@
   // key, header, sort value, cell filler, extra class
   var columns = [
     ["name", "device", function (d) { return d.name.toLowerCase(); }, function (td, d) {
-      var a = el("a", d.name);
+      var a = el("a", d.name, "name");
       a.href = "/device/" + encodeURIComponent(d.name);
-      if (d.hostname) a.title = d.hostname + " · " + d.address;
+      a.title = d.name + (d.hostname ? " · " + d.hostname : "");
       td.appendChild(a);
+      // The address, linking to the miner's own web UI.
+      var ui = el("a", d.address, "address muted");
+      ui.href = d.web_ui;
+      ui.rel = "noopener noreferrer";
+      ui.target = "_blank";
+      td.appendChild(ui);
     }, "text"],
     ["state", "state", function (d) { return stateOrder[d.state] * 10 + (d.mining_healthy === false ? 1 : 0); }, function (td, d) {
-      td.appendChild(el("span", d.state, d.state));
-      (d.problems || []).forEach(function (p) {
-        td.appendChild(document.createTextNode(" "));
-        var badge = el("span", p.replace(/_/g, " "), "badge problem");
-        if (d.problem_details && d.problem_details[p]) badge.title = d.problem_details[p];
-        td.appendChild(badge);
-      });
-      if (d.state === "down" && d.last_error) td.title = d.last_error;
-    }, "text"],
+      // The state in words where the eye is: mining, NOT mining and why, down and why since when.
+      var problems = d.problems || [];
+      if (d.state === "down") {
+        var since = d.down_since ? " since " + new Date(d.down_since * 1000).toLocaleString() : " (never answered)";
+        td.appendChild(el("span", "down: " + (d.last_error || "no answer") + since, "down"));
+      } else if (problems.length) {
+        var words = problems.map(function (p) {
+          var detail = d.problem_details && d.problem_details[p];
+          return p.replace(/_/g, " ") + (detail ? " (" + detail + ")" : "");
+        });
+        td.appendChild(el("span", "NOT mining: " + words.join(", "), "down"));
+        problems.forEach(function (p) {
+          td.appendChild(document.createTextNode(" "));
+          var badge = el("span", p.replace(/_/g, " "), "badge problem");
+          if (d.problem_details && d.problem_details[p]) badge.title = d.problem_details[p];
+          td.appendChild(badge);
+        });
+      } else if (d.state === "stale") {
+        td.appendChild(el("span", "stale: the last poll failed" + (d.last_error ? " (" + d.last_error + ")" : ""), "stale"));
+      } else {
+        td.appendChild(el("span", d.mining_healthy === true ? "mining" : "up", "up"));
+      }
+    }, "text wrap"],
     ["model", "board · firmware", function (d) { return (d.board || d.model || "") + " " + (d.firmware || ""); }, function (td, d) {
       td.textContent = (d.board || d.model || "–") + " · " + (d.firmware || "–");
       td.title = [d.model, d.firmware_family, d.reset_reason ? "last reset: " + d.reset_reason : null].filter(Boolean).join(" · ");
@@ -164,7 +184,8 @@
     var t = data.totals;
     renderBanners();
     totals.textContent = "";
-    [["devices up", t.up + " / " + t.devices], ["hashrate", fixed(t.hashrate_ghs / 1000, 2) + " TH/s"],
+    [["mining", t.mining + " / " + t.devices], ["problems", String(t.problems)], ["down", String(t.down)],
+     ["hashrate", fixed(t.hashrate_ghs / 1000, 2) + " TH/s"],
      ["power", fixed(t.power_w, 0) + " W"], ["fleet J/TH", fixed(t.joules_per_terahash, 2)],
      ["hottest", t.hottest_device === null ? "–" : t.hottest_device + " " + fixed(t.hottest_asic_c, 1) + " °C"]]
       .forEach(function (pair) {

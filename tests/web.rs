@@ -85,7 +85,7 @@ async fn api(exporter: &InProcess, path: &str) -> Value {
 /// The fleet table's rows as the page shows them: device → cells' text.
 fn rows(browser: &mut Browser) -> Vec<Vec<String>> {
     let value = browser.eval(
-        "Array.from(document.querySelectorAll('#fleet tbody tr')).map(tr => Array.from(tr.cells).map(td => td.textContent))",
+        "Array.from(document.querySelectorAll('#fleet tbody tr')).map(tr => Array.from(tr.cells).map(td => (td.querySelector('a.name') || td).textContent))",
     );
     serde_json::from_value(value).unwrap()
 }
@@ -188,15 +188,25 @@ async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fi
     );
     browser.wait_for(
         &format!(
-            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'ultra-c' && tr.cells[{state}].textContent !== 'up')"
+            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'ultra-c' && tr.cells[{state}].textContent.startsWith('down: '))"
         ),
         Duration::from_secs(20),
     );
+    // Down says why and since when, the address links to the miner's own web UI, and the
+    // totals count mining, problems and down apart.
+    let down = browser.eval(&format!(
+        "(() => {{ const tr = Array.from(document.querySelectorAll('#fleet tbody tr')).find(tr => tr.dataset.device === 'ultra-c');
+                   return [tr.cells[{state}].textContent, tr.querySelector('a.address').href, document.getElementById('totals').textContent]; }})()"
+    ));
+    let (text, link, totals) = (down[0].as_str().unwrap(), down[1].as_str().unwrap(), down[2].as_str().unwrap());
+    assert!(text.contains(" since "), "{text}");
+    assert_eq!(link, format!("http://{}/", sims.addresses()[2]));
+    assert!(totals.contains("mining2 / 3") && totals.contains("down1"), "{totals}");
     // A miner that answers but does not mine gets its reason beside its state.
     sims.set_fault(1, Fault::Paused);
     browser.wait_for(
         &format!(
-            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'supra-b' && tr.cells[{state}].querySelector('.badge.problem') && tr.cells[{state}].textContent.includes('paused'))"
+            "Array.from(document.querySelectorAll('#fleet tbody tr')).some(tr => tr.dataset.device === 'supra-b' && tr.cells[{state}].querySelector('.badge.problem') && tr.cells[{state}].textContent.startsWith('NOT mining: paused'))"
         ),
         Duration::from_secs(15),
     );

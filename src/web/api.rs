@@ -34,6 +34,12 @@ pub struct FleetJson {
 pub struct Totals {
     pub devices: usize,
     pub up: usize,
+    /// Up and judged really mining (or not judged yet).
+    pub mining: usize,
+    /// Up, but not really mining (a verdict holds).
+    pub problems: usize,
+    /// Not answering.
+    pub down: usize,
     pub hashrate_ghs: f64,
     pub power_w: f64,
     /// Energy over work across the fleet, J/TH.
@@ -53,6 +59,10 @@ pub struct DeviceJson {
     /// fresh) or `down`.
     pub state: String,
     pub last_error: Option<String>,
+    /// While down: Unix seconds of its last good reading (`None`: it never answered).
+    pub down_since: Option<f64>,
+    /// The miner's own web UI (AxeOS), from the configured address.
+    pub web_ui: String,
     /// `None` while down.
     pub mining_healthy: Option<bool>,
     pub problems: Vec<String>,
@@ -133,6 +143,8 @@ impl DeviceJson {
             address: view.address.to_string(),
             state: state.to_string(),
             last_error: view.last_error.clone(),
+            down_since: if view.up { None } else { view.last_success_unix },
+            web_ui: format!("http://{}/", view.address),
             mining_healthy: view.verdict.as_ref().map(|v| v.healthy()),
             problems: view
                 .verdict
@@ -219,6 +231,15 @@ pub fn fleet_json(fleet: &Fleet) -> FleetJson {
         totals: Totals {
             devices: summary.devices,
             up: summary.up,
+            mining: views
+                .iter()
+                .filter(|v| v.up && v.verdict.as_ref().is_none_or(|verdict| verdict.healthy()))
+                .count(),
+            problems: views
+                .iter()
+                .filter(|v| v.up && v.verdict.as_ref().is_some_and(|verdict| !verdict.healthy()))
+                .count(),
+            down: views.iter().filter(|v| !v.up).count(),
             hashrate_ghs: summary.hashrate_ghs,
             power_w: summary.power_watts,
             joules_per_terahash: (summary.hashrate_ghs > 0.0)
