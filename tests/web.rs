@@ -198,7 +198,11 @@ async fn the_fleet_page_shows_every_device_sorts_filters_updates_in_place_and_fi
         "(() => {{ const tr = Array.from(document.querySelectorAll('#fleet tbody tr')).find(tr => tr.dataset.device === 'ultra-c');
                    return [tr.cells[{state}].textContent, tr.querySelector('a.address').href, document.getElementById('totals').textContent]; }})()"
     ));
-    let (text, link, totals) = (down[0].as_str().unwrap(), down[1].as_str().unwrap(), down[2].as_str().unwrap());
+    let (text, link, totals) = (
+        down[0].as_str().unwrap(),
+        down[1].as_str().unwrap(),
+        down[2].as_str().unwrap(),
+    );
     assert!(text.contains(" since "), "{text}");
     assert_eq!(link, format!("http://{}/", sims.addresses()[2]));
     assert!(totals.contains("mining2 / 3") && totals.contains("down1"), "{totals}");
@@ -592,5 +596,41 @@ async fn configs_and_device_pages_say_the_best_configuration_in_one_sentence() {
     );
     let page = exporter.get("/device/untuned").await.text().await.unwrap();
     assert!(page.contains("untuned: one configuration measured"), "{page}");
+    sims.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_miner_that_never_answered_has_a_page_saying_where_it_is_looked_for_and_why() {
+    let sims = SimFleet::start(&[MinerSpec::new(Board::Gamma, Dialect::V2_15, 13)], None)
+        .await
+        .unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let ghost: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let exporter = InProcess::start(
+        &[
+            ("rig".to_string(), sims.addresses()[0]),
+            ("ghost-with-a-long-name".to_string(), ghost),
+        ],
+        1.0,
+    )
+    .await;
+    exporter
+        .wait_for(Duration::from_secs(10), "rig polled", |e| e.up("rig") == Some(1.0))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let response = exporter.get("/device/ghost-with-a-long-name").await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("127.0.0.1:1") && page.contains("http://127.0.0.1:1/"),
+        "{page}"
+    );
+    assert!(page.contains("never answered") && page.contains("discover"), "{page}");
+    assert!(
+        page.contains("refused") || page.contains("connect"),
+        "the reason: {page}"
+    );
+    // A name nobody configured is still unknown.
+    assert_eq!(exporter.get("/device/nobody").await.status(), 404);
     sims.shutdown().await;
 }

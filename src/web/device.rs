@@ -117,6 +117,13 @@ pub async fn device_page(
         .find(|device| device.name == name);
     let result = pages
         .render(move |ledger| {
+            // A configured miner that never answered has no history yet, but a page that
+            // says where it is looked for and what went wrong.
+            if ledger.find_device(&name)?.is_none() {
+                if let Some(live) = live {
+                    return Ok(never_polled_document(&name, &live));
+                }
+            }
             let device = known_device(ledger, &name)?;
             let (since, until) = range_bounds(ledger, &device, range, crate::time::now_unix())?;
             let history = device_history(ledger, &device, since, until, default_step(since, until))?;
@@ -192,6 +199,43 @@ fn device_condition(live: &super::api::DeviceJson) -> String {
     out
 }
 
+/// The address a device is polled at (linking to its own web UI), and the last error while
+/// it does not answer, with what to check.
+fn where_and_why(live: &super::api::DeviceJson) -> String {
+    let mut html = format!(
+        "<p class=\"address\">address <a href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">{}</a> \
+         (the miner's own web UI)</p>\n",
+        escape(&live.web_ui),
+        escape(&live.address)
+    );
+    if live.state != "up" {
+        let since = match live.down_since {
+            Some(t) => format!(" since {}", crate::time::format_short(t)),
+            None if live.state == "down" => " (it never answered)".into(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            html,
+            "<p class=\"banner\">{}{since}: {}. Check <code>ip:</code> for this device in config.yaml, or run \
+             <code>bitaxe-exporter discover</code> to find the miner on the network.</p>",
+            escape(&live.state),
+            escape(live.last_error.as_deref().unwrap_or("no answer yet"))
+        );
+    }
+    html
+}
+
+/// The page of a configured miner that has not answered once: where it is looked for, why
+/// it is not seen.
+fn never_polled_document(name: &str, live: &super::api::DeviceJson) -> String {
+    let mut body = format!("<h1>{}</h1>\n", escape(name));
+    body.push_str(&where_and_why(live));
+    body.push_str(
+        "<p class=\"muted\">No reading of this miner is stored yet: its history starts with its first answer.</p>\n",
+    );
+    html::document(Context::Web, name, &body, None)
+}
+
 fn device_document(
     name: &str,
     live: Option<super::api::DeviceJson>,
@@ -202,6 +246,7 @@ fn device_document(
 ) -> String {
     let mut body = format!("<h1>{}</h1>\n", escape(name));
     if let Some(live) = live {
+        body.push_str(&where_and_why(&live));
         let _ = writeln!(
             body,
             "<div class=\"totals\"><div><span>state</span>{}</div><div><span>hashrate</span>{} GH/s</div>\
