@@ -93,6 +93,7 @@
       } else {
         td.appendChild(el("span", d.mining_healthy === true ? "mining" : "up", "up"));
       }
+      if (d.activity) { td.appendChild(document.createTextNode(" ")); td.appendChild(el("span", d.activity, "badge activity")); }
     }, "text wrap"],
     ["model", "board · firmware", function (d) { return (d.board || d.model || "") + " " + (d.firmware || ""); }, function (td, d) {
       td.textContent = (d.board || d.model || "–") + " · " + (d.firmware || "–");
@@ -108,6 +109,12 @@
       td.appendChild(sparkline(d.hashrate_1h_ghs));
       if (d.hashrate_cv_1h_percent !== null) td.title = "variation " + fixed(d.hashrate_cv_1h_percent, 1) + " %";
     }, "hide-narrow"],
+    ["shares", "shares (rej %)", function (d) { return d.shares_accepted; }, function (td, d) {
+      td.textContent = d.shares_accepted === null || d.shares_accepted === undefined ? "–" :
+        d.shares_accepted + " / " + (d.shares_rejected || 0) + " (" + fixed(d.reject_percent, 2) + " %)";
+    }, "hide-narrow"],
+    ["fan", "fan %", function (d) { return d.fan_percent; }, function (td, d) { td.textContent = fixed(d.fan_percent, 0); }, "hide-narrow"],
+    ["rssi", "RSSI dBm", function (d) { return d.wifi_rssi_dbm; }, function (td, d) { td.textContent = fixed(d.wifi_rssi_dbm, 0); }, "hide-narrow"],
     ["power", "W", function (d) { return d.power_w; }, function (td, d) { td.textContent = fixed(d.power_w, 1); }],
     ["jth", "J/TH", function (d) { return d.joules_per_terahash; }, function (td, d) { td.textContent = fixed(d.joules_per_terahash, 2); }],
     ["asic", "ASIC °C", function (d) { return d.asic_temp_c; }, function (td, d) {

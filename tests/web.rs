@@ -632,5 +632,36 @@ async fn a_miner_that_never_answered_has_a_page_saying_where_it_is_looked_for_an
     );
     // A name nobody configured is still unknown.
     assert_eq!(exporter.get("/device/nobody").await.status(), 404);
+    // A device under test wears a badge; shares, reject %, fan and RSSI are on the row.
+    let started = exporter.cli(&["session", "start", "--device", "rig", "--notes", "trying 600 MHz"]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let fleet = api(&exporter, "/api/v1/fleet").await;
+    let rig = fleet["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "rig")
+        .unwrap()
+        .clone();
+    assert_eq!(rig["activity"], "session: trying 600 MHz", "{rig:#}");
+    assert!(
+        rig["fan_percent"].is_number() && rig["wifi_rssi_dbm"].is_number(),
+        "{rig:#}"
+    );
+    assert!(
+        rig["reject_percent"].is_number() || rig["shares_accepted"] == 0,
+        "{rig:#}"
+    );
+    let ghost = fleet["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] != "rig")
+        .unwrap()
+        .clone();
+    assert!(
+        ghost["activity"].is_null() && ghost["down_since"].is_null(),
+        "{ghost:#}"
+    );
     sims.shutdown().await;
 }

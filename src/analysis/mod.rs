@@ -3,6 +3,7 @@
 //! segment or its warm-up differs from the one asked for), the health gate, the ranking,
 //! and their table / JSON / CSV renderings.
 
+pub mod activity;
 pub mod export;
 pub mod good;
 pub mod history;

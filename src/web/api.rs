@@ -63,6 +63,12 @@ pub struct DeviceJson {
     pub down_since: Option<f64>,
     /// The miner's own web UI (AxeOS), from the configured address.
     pub web_ui: String,
+    /// What is being done to it now: "tuning: sweep #R, step K" or "session: NOTES".
+    pub activity: Option<String>,
+    pub fan_percent: Option<f64>,
+    pub wifi_rssi_dbm: Option<f64>,
+    /// Rejected ÷ (accepted + rejected) shares since the miner booted, %.
+    pub reject_percent: Option<f64>,
     /// `None` while down.
     pub mining_healthy: Option<bool>,
     pub problems: Vec<String>,
@@ -145,6 +151,14 @@ impl DeviceJson {
             last_error: view.last_error.clone(),
             down_since: if view.up { None } else { view.last_success_unix },
             web_ui: format!("http://{}/", view.address),
+            activity: None,
+            fan_percent: field(|s| s.fan_duty_percent),
+            wifi_rssi_dbm: field(|s| s.wifi_rssi_dbm),
+            reject_percent: sample.and_then(|s| {
+                let (accepted, rejected) = (s.shares_accepted?, s.shares_rejected?);
+                let total = accepted.saturating_add(rejected);
+                (total > 0).then(|| rejected as f64 / total as f64 * 100.0)
+            }),
             mining_healthy: view.verdict.as_ref().map(|v| v.healthy()),
             problems: view
                 .verdict

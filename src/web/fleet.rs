@@ -22,7 +22,7 @@ pub fn routes(pages: Arc<Pages>) -> Router {
 /// `GET /`: the fleet table, filled and kept current by the inline script from
 /// `/api/v1/fleet` (the first data inlined, so it shows at once).
 pub async fn fleet_page(State(pages): State<Arc<Pages>>) -> Response {
-    let fleet = super::api::fleet_json(&pages.fleet);
+    let fleet = fleet_with_activities(&pages).await;
     let data = serde_json::to_string(&fleet).unwrap_or_else(|_| "{}".into());
     let body = format!(
         "<h1>Fleet</h1>\n<div id=\"banners\"></div>\n<div class=\"totals\" id=\"totals\"></div>\n\
@@ -38,5 +38,21 @@ pub async fn fleet_page(State(pages): State<Arc<Pages>>) -> Response {
 
 /// `GET /api/v1/fleet`: the snapshot as JSON.
 async fn api_fleet(State(pages): State<Arc<Pages>>) -> Response {
-    json_answer(json_body(&crate::web::api::fleet_json(&pages.fleet)), None)
+    json_answer(json_body(&fleet_with_activities(&pages).await), None)
+}
+
+/// The snapshot, with what the ledger says is being done to each device (a sweep's step, an
+/// open session). Without a ledger, or while it is busy, the badges are left out: the
+/// snapshot never waits on them.
+async fn fleet_with_activities(pages: &Arc<Pages>) -> crate::web::api::FleetJson {
+    let mut fleet = super::api::fleet_json(&pages.fleet);
+    if let Ok(activities) = pages
+        .render(|ledger| Ok(crate::analysis::activity::device_activities(ledger)?))
+        .await
+    {
+        for device in &mut fleet.devices {
+            device.activity = activities.get(&device.name).cloned();
+        }
+    }
+    fleet
 }
