@@ -16,8 +16,8 @@ pub fn device_activities(ledger: &Ledger) -> ledger::Result<BTreeMap<String, Str
     for session in ledger.sessions(None)?.into_iter().filter(|s| s.ended_at.is_none()) {
         let text = match session.tune_run_id {
             Some(run) => {
-                if !steps_done.contains_key(&run) {
-                    steps_done.insert(run, ledger.tune_steps(run)?);
+                if let std::collections::btree_map::Entry::Vacant(slot) = steps_done.entry(run) {
+                    slot.insert(ledger.tune_steps(run)?);
                 }
                 let device_id = ledger.find_device(&session.device)?.map(|d| d.id);
                 let done = steps_done.get(&run).map_or(0, |steps| {
