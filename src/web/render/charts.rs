@@ -264,6 +264,8 @@ pub struct HeatCell {
 }
 
 pub(crate) const HEAT_WIDTH: u32 = 640;
+/// The heat map's colours span at least this fraction of the best J/TH.
+const MIN_HEAT_SCALE: f64 = 0.25;
 pub(crate) const HEAT_HEIGHT: u32 = 420;
 
 /// J/TH over frequency × core voltage, green (efficient) to red; one panel per
@@ -290,10 +292,28 @@ fn draw_heat_panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, cells: &[
         .iter()
         .filter_map(|c| c.joules_per_terahash)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    // The colours span at least a quarter of the best J/TH: a 6 % spread stays green to
+    // yellow, not painted red-to-green as if it were large. The caption says how large.
+    let scale = if high > low {
+        (high - low).max(low * MIN_HEAT_SCALE)
+    } else {
+        0.0
+    };
+    let caption = if high > low && low > 0.0 {
+        format!(
+            "{} (spread {:.1} %; colours {:.2}–{:.2} J/TH)",
+            printable(title),
+            (high - low) / low * 100.0,
+            low,
+            low + scale
+        )
+    } else {
+        printable(title).into_owned()
+    };
     // Cell i spans i − 0.5 … i + 0.5, so ticks and labels sit at cell centres.
     let span = |n: usize| -0.5..(n.max(1) as f64 - 0.5);
     let mut chart = ChartBuilder::on(area)
-        .caption(printable(title), ("sans-serif", 16))
+        .caption(caption, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -335,7 +355,11 @@ fn draw_heat_panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, cells: &[
         let rect = [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)];
         let colour = match cell.joules_per_terahash {
             Some(v) => {
-                let t = if high > low { (v - low) / (high - low) } else { 0.0 };
+                let t = if scale > 0.0 {
+                    ((v - low) / scale).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 RGBColor((40.0 + 200.0 * t) as u8, (180.0 - 120.0 * t) as u8, 70)
             }
             None => RGBColor(200, 200, 200),
@@ -463,6 +487,23 @@ fn draw_scatter(root: &DrawingArea<SVGBackend, Shift>, title: &str, points: &[Sc
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_small_spread_is_not_painted_as_a_large_one() {
+        let cell = |f: f64, jth: f64| HeatCell {
+            frequency_mhz: f,
+            core_voltage_mv: 1150.0,
+            joules_per_terahash: Some(jth),
+            label: String::new(),
+            best: false,
+        };
+        let svg = heat_map(&[("gamma".into(), vec![cell(490.0, 16.0), cell(525.0, 16.96)])]);
+        assert!(svg.contains("spread 6.0 %"), "{svg}");
+        // Full red (the top of the scale) would be #F03C46.
+        assert!(!svg.to_uppercase().contains("#F03C46"), "a 6 % spread painted red");
+        let wide = heat_map(&[("gamma".into(), vec![cell(490.0, 16.0), cell(525.0, 24.0)])]);
+        assert!(wide.to_uppercase().contains("#F03C46"), "a 50 % spread reaches red");
+    }
+
     use super::*;
 
     fn point(label: &str, jth: f64, ghs: f64, passed: bool) -> ScatterPoint {
