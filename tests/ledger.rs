@@ -674,7 +674,9 @@ fn read_only_commands_read_an_older_schema_without_upgrading_it() {
 fn last_seen_is_the_newest_sample_not_the_first_poll() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let records = (0..=20).map(|i| ("gamma", i as f64 * 30.0, S::new(525.0, 1150.0))).collect();
+    let records = (0..=20)
+        .map(|i| ("gamma", i as f64 * 30.0, S::new(525.0, 1150.0)))
+        .collect();
     write_all(&path, 0.0, records);
     let ledger = Ledger::open_existing(&path).unwrap();
     let device = ledger.find_device("gamma").unwrap().unwrap();
