@@ -178,7 +178,9 @@ async fn serve(
     }
     let listener = bind(config.listen).await?;
     // On standard output, whatever the log level: where to point a browser and Prometheus.
-    emit(&where_to_open(listener.local_addr().unwrap_or(config.listen)))?;
+    // A full or closed stdout (a service with no reader) must not keep the daemon from
+    // starting: the line is a courtesy.
+    let _ = emit(&where_to_open(listener.local_addr().unwrap_or(config.listen)));
     crate::web::serve(config, listener, crate::daemon::shutdown_signal())
         .await
         .map_err(serve_failure)
