@@ -266,10 +266,59 @@ pub struct ConfigError {
     /// 1-based line in the file.
     pub line: Option<usize>,
     pub message: String,
+    /// The other errors found in the same reading of the file, in line order: a user
+    /// fixes them all in one edit instead of meeting them one `check-config` at a time.
+    pub also: Vec<ConfigError>,
 }
 
 impl ConfigError {
+    /// One error, with no others beside it.
+    pub(crate) fn new(key: &str, line: Option<usize>, message: String) -> ConfigError {
+        ConfigError {
+            file: None,
+            key: key.to_string(),
+            line,
+            message,
+            also: Vec::new(),
+        }
+    }
+
+    /// The same errors, each naming `file`.
+    pub fn in_file(mut self, file: &Path) -> ConfigError {
+        self.file = Some(file.to_path_buf());
+        for other in &mut self.also {
+            other.file = Some(file.to_path_buf());
+        }
+        self
+    }
+
+    /// Every error, the first one included.
+    pub fn all(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(self).chain(&self.also)
+    }
+
+    /// The errors as one, in line order (those without a line last); `None` for none.
+    fn gathered(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.also.extend(errors);
+        Some(first)
+    }
+
     fn render(&self) -> String {
+        let mut out = self.render_one();
+        for other in &self.also {
+            out.push('\n');
+            out.push_str(&other.render_one());
+        }
+        if !self.also.is_empty() {
+            out.push_str(&format!("\n({} errors)", self.also.len() + 1));
+        }
+        out
+    }
+
+    pub(crate) fn render_one(&self) -> String {
         let mut out = String::new();
         if let Some(file) = &self.file {
             out.push_str(&file.display().to_string());
@@ -446,14 +495,18 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// read (a FIFO would block for ever, `/dev/zero` never ends). Relative paths in it
 /// (`logging.database_path`) resolve against the file's folder, not the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let unreadable = |message: String| ConfigError {
-        file: Some(path.to_path_buf()),
-        key: String::new(),
-        line: None,
-        message,
-    };
-    let metadata =
-        std::fs::metadata(path).map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
+    let unreadable = |message: String| ConfigError::new("", None, message).in_file(path);
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            unreadable(format!(
+                "cannot read the configuration file: {e}; copy config.yaml.example there and edit it, \
+                 or run `bitaxe-exporter discover --add-to {}` to create it with the miners on your network",
+                path.display()
+            ))
+        } else {
+            unreadable(format!("cannot read the configuration file: {e}"))
+        }
+    })?;
     if !metadata.is_file() {
         return Err(unreadable("the configuration is not a regular file".into()));
     }
@@ -468,10 +521,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CONFIG_BYTES), &mut text))
         .map_err(|e| unreadable(format!("cannot read the configuration file: {e}")))?;
     let secrets = Secrets::Read { folder: path.parent() };
-    let mut config = parse_with(&text, secrets).map_err(|mut e| {
-        e.file = Some(path.to_path_buf());
-        e
-    })?;
+    let mut config = parse_with(&text, secrets).map_err(|e| e.in_file(path))?;
     if let Some(folder) = path.parent() {
         if config.database_path.is_relative() {
             config.database_path = folder.join(&config.database_path);
@@ -541,104 +591,155 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
 pub(crate) fn parse_with(text: &str, secrets: Secrets<'_>) -> Result<Config, ConfigError> {
     if flow_depth(text) > MAX_FLOW_DEPTH {
-        return Err(ConfigError {
-            file: None,
-            key: String::new(),
-            line: None,
-            message: format!("nested more than {MAX_FLOW_DEPTH} levels deep; this is not a bitaxe-exporter config"),
-        });
+        return Err(ConfigError::new(
+            "",
+            None,
+            format!("nested more than {MAX_FLOW_DEPTH} levels deep; this is not a bitaxe-exporter config"),
+        ));
     }
     let lines = KeyLines::scan(text);
-    let fail = |key: &str, message: String| ConfigError {
-        file: None,
-        key: key.to_string(),
-        line: lines.line_of(key),
-        message,
-    };
+    let fail = |key: &str, message: String| ConfigError::new(key, lines.line_of(key), message);
 
     if text.trim().is_empty() {
         return Err(fail(
             "",
-            "the file is empty; it needs at least a `devices:` list".into(),
+            format!("the file is empty; it needs at least a `devices:` list ({ADD_MINERS_HINT})"),
         ));
     }
+    // A YAML or schema fault (syntax, an unknown key, a wrong type) stops the reading;
+    // every check after it runs whatever the others found, so one pass reports them all.
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| from_yaml_error(&e))?;
+    let mut errors = Vec::new();
 
-    let raw_devices = raw
-        .devices
-        .ok_or_else(|| fail("devices", "missing: list the miners to poll under `devices:`".into()))?;
-    if raw_devices.is_empty() {
-        return Err(fail(
-            "devices",
-            "the device list is empty; add at least one miner".into(),
-        ));
-    }
-    let devices = device_list(&raw_devices, secrets, &lines, &fail)?;
+    let devices = match raw.devices.as_deref() {
+        None => {
+            errors.push(fail(
+                "devices",
+                format!("missing: list the miners to poll under `devices:` ({ADD_MINERS_HINT})"),
+            ));
+            Vec::new()
+        }
+        Some([]) => {
+            errors.push(fail(
+                "devices",
+                format!("the device list is empty; add at least one miner ({ADD_MINERS_HINT})"),
+            ));
+            Vec::new()
+        }
+        Some(raw_devices) => device_list(raw_devices, secrets, &lines, &fail, &mut errors),
+    };
 
-    let poll_secs = poll_interval_seconds(raw.logging.poll_interval.as_ref(), &fail)?;
+    let poll_secs = kept(
+        &mut errors,
+        poll_interval_seconds(raw.logging.poll_interval.as_ref(), &fail),
+    );
 
     let stale_after_polls = raw
         .logging
         .stale_after_polls
         .unwrap_or(f64::from(DEFAULT_STALE_AFTER_POLLS));
     if !(stale_after_polls.fract() == 0.0 && (1.0..=100.0).contains(&stale_after_polls)) {
-        return Err(fail(
+        errors.push(fail(
             "logging.stale_after_polls",
             format!("{stale_after_polls} is not a whole number of polls from 1 to 100"),
         ));
     }
 
     let log_level_text = raw.logging.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
-    let log_level = LogLevel::parse(log_level_text).ok_or_else(|| {
-        fail(
+    let log_level = LogLevel::parse(log_level_text);
+    if log_level.is_none() {
+        errors.push(fail(
             "logging.log_level",
             format!("\"{log_level_text}\" is not a level; use one of TRACE, DEBUG, INFO, WARNING, ERROR"),
-        )
-    })?;
+        ));
+    }
 
     let database_path = raw
         .logging
         .database_path
+        .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE_PATH.into());
     if database_path.trim().is_empty() {
-        return Err(fail("logging.database_path", "must not be empty".into()));
+        errors.push(fail("logging.database_path", "must not be empty".into()));
     }
 
-    let thresholds = thresholds(&raw.safety, &fail)?;
+    let thresholds = kept(&mut errors, thresholds(&raw.safety, &fail));
 
     let listen_text = raw.server.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = parse_listen(&listen_text).map_err(|message| fail("server.listen", message))?;
-    let web = web_access(&raw.server, &fail)?;
+    let listen = kept(
+        &mut errors,
+        parse_listen(&listen_text).map_err(|message| fail("server.listen", message)),
+    );
+    let web = kept(&mut errors, web_access(&raw.server, &fail));
 
     let warmup_minutes = raw.analysis.warmup_minutes.unwrap_or(DEFAULT_WARMUP_MINUTES);
     if !warmup_minutes.is_finite() || !(0.0..=MAX_WARMUP_MINUTES).contains(&warmup_minutes) {
-        return Err(fail(
+        errors.push(fail(
             "analysis.warmup_minutes",
             format!("{warmup_minutes} is not a number of minutes from 0 to {MAX_WARMUP_MINUTES}"),
         ));
     }
 
-    let tune = tune_settings(raw.tune, &thresholds, &fail)?;
-    let protection = protection(&raw.safety, &fail)?;
-    let discovery = discovery_settings(raw.discovery, &fail)?;
-    let raw_retention = raw_retention(raw.ledger.raw_retention.as_ref(), &fail)?;
+    // The tune limits are checked against the safety thresholds, so only once those hold.
+    let tune = match &thresholds {
+        Some(thresholds) => kept(&mut errors, tune_settings(raw.tune, thresholds, &fail)),
+        None => None,
+    };
+    let protection = kept(&mut errors, protection(&raw.safety, &fail));
+    let discovery = kept(&mut errors, discovery_settings(raw.discovery, &fail));
+    let raw_retention = kept(&mut errors, raw_retention(raw.ledger.raw_retention.as_ref(), &fail));
 
-    Ok(Config {
-        devices,
-        poll_interval: Duration::from_secs_f64(poll_secs),
-        database_path: PathBuf::from(database_path),
+    if let Some(error) = ConfigError::gathered(errors) {
+        return Err(error);
+    }
+    match (
+        poll_secs,
         log_level,
         thresholds,
         listen,
-        warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
-        stale_after_polls: stale_after_polls as u32,
+        web,
         tune,
         protection,
         discovery,
-        web,
-        backfill: raw.backfill.enabled.unwrap_or(true),
         raw_retention,
-    })
+    ) {
+        (
+            Some(poll_secs),
+            Some(log_level),
+            Some(thresholds),
+            Some(listen),
+            Some(web),
+            Some(tune),
+            Some(protection),
+            Some(discovery),
+            Some(raw_retention),
+        ) => Ok(Config {
+            devices,
+            poll_interval: Duration::from_secs_f64(poll_secs),
+            database_path: PathBuf::from(database_path),
+            log_level,
+            thresholds,
+            listen,
+            warmup: Duration::from_secs_f64(warmup_minutes * 60.0),
+            stale_after_polls: stale_after_polls as u32,
+            tune,
+            protection,
+            discovery,
+            web,
+            backfill: raw.backfill.enabled.unwrap_or(true),
+            raw_retention,
+        }),
+        // Each `None` above pushed its error, so none is left here; kept typed anyway.
+        _ => Err(fail("", "the configuration is invalid".into())),
+    }
+}
+
+/// What to run when a config lists no miner: said wherever that is the fault.
+pub(crate) const ADD_MINERS_HINT: &str = "`bitaxe-exporter discover --add-to FILE` adds the miners it finds";
+
+/// The value of a check that succeeded; a failed one's error joins the others.
+fn kept<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
 }
 
 /// `ledger.raw_retention`: a duration (`"90d"`, `"12h"`), seconds, or `"forever"`; at
@@ -671,41 +772,49 @@ fn raw_retention(
 }
 
 /// The `devices:` list: each name present and unique, each address parsed, each
-/// password read (or only located, with [`Secrets::Skip`]).
+/// password read (or only located, with [`Secrets::Skip`]). Every device's faults join
+/// `errors`; the devices without one are returned.
 fn device_list(
     raw_devices: &[RawDevice],
     secrets: Secrets<'_>,
     lines: &KeyLines,
     fail: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<Vec<DeviceConfig>, ConfigError> {
+    errors: &mut Vec<ConfigError>,
+) -> Vec<DeviceConfig> {
     let mut devices = Vec::with_capacity(raw_devices.len());
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
     for (i, d) in raw_devices.iter().enumerate() {
         let name_key = format!("devices[{i}].name");
+        let mut named = true;
         if d.name.trim().is_empty() {
-            return Err(fail(&name_key, "a device name must not be empty".into()));
-        }
-        if let Some(&first) = first_seen.get(d.name.as_str()) {
+            errors.push(fail(&name_key, "a device name must not be empty".into()));
+            named = false;
+        } else if let Some(&first) = first_seen.get(d.name.as_str()) {
             let first_line = lines
                 .line_of(&format!("devices[{first}].name"))
                 .map(|l| format!(" (first used at line {l})"))
                 .unwrap_or_default();
-            return Err(fail(
+            errors.push(fail(
                 &name_key,
                 format!("duplicate device name \"{}\"{first_line}; names must be unique", d.name),
             ));
+            named = false;
+        } else {
+            first_seen.insert(&d.name, i);
         }
-        first_seen.insert(&d.name, i);
         let ip_key = format!("devices[{i}].ip");
-        let mut address = MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m))?;
-        address.credentials = device_credentials(i, d, secrets, fail)?.map(Arc::new);
-        devices.push(DeviceConfig {
-            name: d.name.clone(),
-            address,
-            enabled: d.enabled,
-        });
+        let address = kept(errors, MinerAddress::parse(&d.ip).map_err(|m| fail(&ip_key, m)));
+        let credentials = kept(errors, device_credentials(i, d, secrets, fail));
+        if let (true, Some(mut address), Some(credentials)) = (named, address, credentials) {
+            address.credentials = credentials.map(Arc::new);
+            devices.push(DeviceConfig {
+                name: d.name.clone(),
+                address,
+                enabled: d.enabled,
+            });
+        }
     }
-    Ok(devices)
+    devices
 }
 
 /// `logging.poll_interval` in seconds: a number or a duration, from the minimum to a day.
@@ -1124,12 +1233,7 @@ fn from_yaml_error(error: &serde_yaml::Error) -> ConfigError {
         _ => (String::new(), message),
     };
     let message = message.replace("unknown field", "unknown key");
-    ConfigError {
-        file: None,
-        key,
-        line: error.location().map(|l| l.line()),
-        message,
-    }
+    ConfigError::new(&key, error.location().map(|l| l.line()), message)
 }
 
 /// Line numbers of every key path in a YAML document (`devices[2].ip` → 9), found with a
@@ -1355,9 +1459,38 @@ server:
             "fe80::1",
             "a b",
             "host:",
+            "192.168.1.300",
+            "300.1.1.1:80",
+            "10.0.0",
+            "1.2.3.4.5",
         ] {
             assert!(MinerAddress::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+        // Names stay names, even with digits; a valid IPv4 stays an address.
+        for good in ["bitaxe.local", "gamma-2", "10.0.0.255:8080", "0x1.example"] {
+            assert!(MinerAddress::parse(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn every_error_in_one_pass_is_reported_with_its_key_and_line() {
+        let text = "devices:\n  - name: a\n    ip: 192.168.1.300\n  - name: \"\"\n    ip: \"10.0.0.1:0\"\nlogging:\n  log_level: LOUD\nanalysis:\n  warmup_minutes: -1\n";
+        let error = parse(text).unwrap_err();
+        let found: Vec<(&str, Option<usize>)> = error.all().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("devices[0].ip", Some(3)),
+                ("devices[1].name", Some(4)),
+                ("devices[1].ip", Some(5)),
+                ("logging.log_level", Some(7)),
+                ("analysis.warmup_minutes", Some(9)),
+            ]
+        );
+        // The first error alone is the message of a file with one.
+        let one = parse("devices:\n  - name: a\n    ip: 192.168.1.300\n").unwrap_err();
+        assert!(one.also.is_empty());
+        assert_eq!(one.key, "devices[0].ip");
     }
 
     #[test]

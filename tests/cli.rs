@@ -62,6 +62,21 @@ fn check_config_rejects_bad_files_with_the_key_and_line() {
             &[":3", "devices[0].ip", "not a port number"],
         ),
         (
+            "an IPv4 address with an octet above 255",
+            "devices:\n  - name: a\n    ip: \"192.168.1.300\"\n".into(),
+            &[":3", "devices[0].ip", "192.168.1.300", "not an IPv4 address"],
+        ),
+        (
+            "port 0",
+            "devices:\n  - name: a\n    ip: \"10.0.0.1:0\"\n".into(),
+            &[":3", "devices[0].ip", "not a port number"],
+        ),
+        (
+            "empty address",
+            "devices:\n  - name: a\n    ip: \"\"\n".into(),
+            &[":3", "devices[0].ip", "empty"],
+        ),
+        (
             "URL instead of an address",
             "devices:\n  - name: a\n    ip: \"http://10.0.0.1/\"\n".into(),
             &[":3", "devices[0].ip", "without http://"],
@@ -123,9 +138,51 @@ fn check_config_rejects_bad_files_with_the_key_and_line() {
 }
 
 #[test]
-fn check_config_accepts_the_example_and_a_minimal_file() {
+fn check_config_reports_every_error_in_the_file_with_its_key_and_line() {
+    let config = "devices:\n  - name: a\n    ip: \"192.168.1.300\"\n  - name: b\n    ip: \"10.0.0.2:70000\"\n  - name: a\n    ip: bitaxe.local\nlogging:\n  poll_interval: 0.5\nsafety:\n  max_temp_warning: 80\n";
+    let output = run_with_config(config, &["check-config"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    // One line per error, in the order of the file.
+    let expected = [
+        ("config.yaml:3:", "devices[0].ip", "192.168.1.300"),
+        ("config.yaml:5:", "devices[1].ip", "not a port number"),
+        ("config.yaml:6:", "devices[2].name", "duplicate device name"),
+        ("config.yaml:9:", "logging.poll_interval", "minimum is 1 s"),
+        (
+            "config.yaml:11:",
+            "safety.max_temp_warning",
+            "above the shutdown threshold",
+        ),
+    ];
+    for (i, (line, key, what)) in expected.iter().enumerate() {
+        let found = lines.get(i).copied().unwrap_or_default();
+        assert!(
+            found.starts_with("error: ") && found.contains(line) && found.contains(key) && found.contains(what),
+            "line {i} should name {line} {key} ({what}): {stderr}"
+        );
+    }
+    assert!(stderr.contains("5 errors"), "{stderr}");
+    // A hostname stays an address.
+    assert!(!stderr.contains("bitaxe.local"), "{stderr}");
+}
+
+#[test]
+fn the_example_polls_nothing_until_miners_are_added_and_its_keys_are_valid() {
     let example = std::fs::read_to_string(crate::support::repo_path("config.yaml.example")).unwrap();
-    for config in [example.as_str(), DEVICES] {
+    // A copy as it is lists no miner (no placeholder to show as down): it says what to run.
+    let output = run_with_config(&example, &["check-config"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("devices") && stderr.contains("discover --add-to"),
+        "{stderr}"
+    );
+    // With a miner in place of its `[]`, every other documented key is valid.
+    let with_miner = example.replacen("devices: []", "devices:\n  - name: \"a\"\n    ip: \"192.168.1.10\"", 1);
+    assert_ne!(with_miner, example);
+    for config in [with_miner.as_str(), DEVICES] {
         let output = run_with_config(config, &["check-config"]);
         assert_eq!(
             output.status.code(),
@@ -144,7 +201,63 @@ fn a_missing_config_file_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the configuration file"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read the configuration file"));
+    // What to run instead.
+    assert!(stderr.contains("config.yaml.example"), "{stderr}");
+    assert!(
+        stderr.contains("discover --add-to /nonexistent/config.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_prints_the_dashboard_and_metrics_urls_on_the_hosts_addresses() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, DEVICES).unwrap();
+    let port = crate::support::free_port();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut dashboard, mut metrics) = (String::new(), String::new());
+    stdout.read_line(&mut dashboard).unwrap();
+    stdout.read_line(&mut metrics).unwrap();
+    let url = dashboard
+        .strip_prefix("dashboard http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no dashboard URL: {dashboard:?}"))
+        .to_string();
+    // Every interface is not an address to type: the host's own ones are printed.
+    assert!(!url.starts_with("0.0.0.0"), "{dashboard}");
+    let host_port = url.trim_end_matches('/');
+    assert!(host_port.ends_with(&format!(":{port}")), "{dashboard}");
+    assert_eq!(metrics.trim(), format!("metrics   http://{host_port}/metrics"));
+    // The printed address reaches the dashboard.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let answer = loop {
+        let mut response = String::new();
+        let answered = std::net::TcpStream::connect(host_port).is_ok_and(|mut stream| {
+            let request = format!("GET /healthz HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok()
+        });
+        if answered && !response.is_empty() {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "{host_port} never answered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[test]
@@ -311,4 +424,50 @@ fn optimize_defaults_to_efficiency() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.contains("best for efficiency"), "{text}");
+
+fn the_demo_prints_commands_that_run_as_shown() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder name a shell would split: the printed command must still be one word each.
+    let data = dir.path().join("demo data");
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(demo.stdout.take().unwrap());
+    let mut banner = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let done = line.contains("Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let analyse = banner
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix("analyse it"))
+        .unwrap_or_else(|| panic!("no `analyse it` line: {banner:#?}"))
+        .trim()
+        .to_string();
+    // The test binary is not on PATH: the command names it by its path.
+    assert!(!analyse.starts_with("bitaxe-exporter "), "{analyse}");
+    // Pasted into a shell (with check-config in place of the analysis), it runs.
+    let (invocation, _) = analyse.split_once(" analyze").unwrap();
+    let pasted = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{invocation} check-config"))
+        .output()
+        .unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(
+        pasted.status.success(),
+        "{invocation}: {}",
+        String::from_utf8_lossy(&pasted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&pasted.stdout).contains("OK"));
 }

@@ -606,3 +606,51 @@ async fn a_scan_names_each_miners_board_and_firmware_family() {
     assert!(table.contains("(nerdqaxe)") && table.contains("(lucky)"), "{table}");
     sims.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_a_missing_file_or_the_copied_example_creates_a_config_of_the_found_miners() {
+    let (sims, port) = one_miner(17).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // First run: no config.yaml at all.
+    let config = dir.path().join("config.yaml");
+    let output = add_to(&config, &port.to_string(), "2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("created with 1 miner(s)"), "{stderr}");
+    assert_eq!(
+        configured(&config),
+        [(configured(&config)[0].0.clone(), format!("127.0.0.1:{port}"))]
+    );
+    let check = cli(&config, &["check-config"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // A created file has no previous version to keep.
+    assert!(!dir.path().join("config.yaml.bak").exists());
+
+    // config.yaml.example copied as the README says: only the miner found is polled (no
+    // placeholder miner survives), and every documented key is still there.
+    let copied = dir.path().join("copied.yaml");
+    std::fs::copy(crate::support::repo_path("config.yaml.example"), &copied).unwrap();
+    let output = add_to(&copied, &port.to_string(), "2");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let devices = configured(&copied);
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0].1, format!("127.0.0.1:{port}"));
+    assert!(std::fs::read_to_string(&copied)
+        .unwrap()
+        .contains("protective_action_dry_run"));
+
+    // No miner found: no file is left behind (an empty one would not load).
+    let nothing = dir.path().join("nothing.yaml");
+    let closed = free_range(1);
+    let output = add_to(&nothing, &closed.to_string(), "0.3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!nothing.exists());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not created"));
+
+    // A folder that does not exist is refused before the scan.
+    let output = add_to(&dir.path().join("no/such/config.yaml"), &port.to_string(), "2");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+    sims.shutdown().await;
+}

@@ -107,6 +107,13 @@ impl MinerAddress {
         if !valid_host {
             return Err(format!("\"{host}\" is not a valid host name or IP address"));
         }
+        // `192.168.1.300` would otherwise pass as a host name that never resolves: digits
+        // and dots alone are meant as an IPv4 address, so they must be one.
+        if host.chars().all(|c| c.is_ascii_digit() || c == '.') && host.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(format!(
+                "\"{host}\" is not an IPv4 address (four numbers from 0 to 255, e.g. 192.168.1.30)"
+            ));
+        }
         let port = match port {
             None => DEFAULT_MINER_PORT,
             Some(p) => match p.parse::<u16>() {

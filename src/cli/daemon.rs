@@ -177,9 +177,93 @@ async fn serve(
         }
     }
     let listener = bind(config.listen).await?;
+    // On standard output, whatever the log level: where to point a browser and Prometheus.
+    // A full or closed stdout (a service with no reader) must not keep the daemon from
+    // starting: the line is a courtesy.
+    let _ = emit(&where_to_open(listener.local_addr().unwrap_or(config.listen)));
     crate::web::serve(config, listener, crate::daemon::shutdown_signal())
         .await
         .map_err(serve_failure)
+}
+
+/// The addresses a browser elsewhere on the network reaches `listen` at: the address
+/// itself, or — for every interface (0.0.0.0, [::]) — this host's IPv4 addresses beyond
+/// loopback, which is what people type; loopback when the host has no other.
+fn reachable_addresses(listen: SocketAddr) -> Vec<SocketAddr> {
+    if !listen.ip().is_unspecified() {
+        return vec![listen];
+    }
+    let mut found: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|interface| match interface.addr {
+            if_addrs::IfAddr::V4(v4) if !v4.ip.is_loopback() => Some(SocketAddr::from((v4.ip, listen.port()))),
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    if found.is_empty() {
+        found.push(SocketAddr::from(([127, 0, 0, 1], listen.port())));
+    }
+    found
+}
+
+/// `serve`'s first lines: the dashboard's and the metrics' URLs on this host's addresses.
+fn where_to_open(listen: SocketAddr) -> String {
+    let addresses = reachable_addresses(listen);
+    let mut dashboards = addresses.iter().map(|a| format!("http://{a}/"));
+    let first = dashboards.next().unwrap_or_else(|| format!("http://{listen}/"));
+    let others: Vec<String> = dashboards.collect();
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!("   (also {})", others.join(", "))
+    };
+    format!("dashboard {first}{also}\nmetrics   {first}metrics\n")
+}
+
+/// How to run this program again, as a shell takes it: `bitaxe-exporter` when that name on
+/// `PATH` is this binary, else this binary's path (relative to the working directory when
+/// it is inside it, as `./target/release/bitaxe-exporter` after `cargo run --release`).
+pub(crate) fn this_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return env!("CARGO_PKG_NAME").into();
+    };
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|folder| std::fs::canonicalize(folder.join(env!("CARGO_PKG_NAME"))).is_ok_and(|found| found == exe))
+    });
+    if on_path {
+        return env!("CARGO_PKG_NAME").into();
+    }
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            exe.strip_prefix(std::fs::canonicalize(&cwd).unwrap_or(cwd))
+                .ok()
+                .map(|p| p.to_path_buf())
+        })
+        .map_or_else(
+            || exe.display().to_string(),
+            |relative| format!("./{}", relative.display()),
+        );
+    shell_word(&shown)
+}
+
+/// `text` as one shell word: as it is when it holds nothing a shell would split or expand,
+/// else in single quotes.
+pub(crate) fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '@' | '%' | ','));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// A second daemon on a held ledger is a configuration problem (exit 2); the rest are
@@ -306,7 +390,12 @@ fn demo_config(devices: Vec<DeviceConfig>, listen: SocketAddr, database_path: Pa
 /// commands to try on them.
 fn demo_banner(fleet: &[(String, MinerSpec)], addresses: &[SocketAddr], config: &Config, demo_config: &Path) -> String {
     use std::fmt::Write as _;
-    let listen = config.listen;
+    let listen = reachable_addresses(config.listen)
+        .first()
+        .copied()
+        .unwrap_or(config.listen);
+    let command = this_command();
+    let demo_config = shell_word(&demo_config.display().to_string());
     let mut text = format!(
         "bitaxe-exporter demo: {} simulated miners, polled every 5 s\n\n",
         fleet.len()
@@ -328,18 +417,15 @@ fn demo_banner(fleet: &[(String, MinerSpec)], addresses: &[SocketAddr], config: 
     let _ = writeln!(text, "\n  ledger         {}", config.database_path.display());
     let _ = writeln!(
         text,
-        "  analyse it     bitaxe-exporter --config {} analyze compare-configs",
-        demo_config.display()
+        "  analyse it     {command} --config {demo_config} analyze compare-configs"
     );
     let _ = writeln!(
         text,
-        "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 bitaxe-exporter --config {} analyze optimize --metric efficiency",
-        demo_config.display()
+        "  tuning         {DEMO_SWEPT} is swept over 490–600 MHz at 1200 mV (about 4 minutes); then\n                 {command} --config {demo_config} analyze optimize --metric efficiency"
     );
     let _ = writeln!(
         text,
-        "  report         bitaxe-exporter --config {} analyze report --output report.html",
-        demo_config.display()
+        "  report         {command} --config {demo_config} analyze report --output report.html"
     );
     text.push_str("\nPress Ctrl-C to stop.\n");
     text

@@ -224,10 +224,32 @@ struct Existing {
     path: PathBuf,
     names: BTreeSet<String>,
     macs: BTreeSet<String>,
+    /// There was no file: `--add-to` creates it when it has miners to write.
+    missing: bool,
 }
 
 impl Existing {
     fn load(path: &Path) -> Result<Existing, Failure> {
+        // A first run starts from no file at all; a dangling symlink is not "no file".
+        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            let folder = match path.parent() {
+                Some(folder) if !folder.as_os_str().is_empty() => folder,
+                _ => Path::new("."),
+            };
+            if !folder.is_dir() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "cannot create {}: the folder {} does not exist",
+                    path.display(),
+                    folder.display()
+                )));
+            }
+            return Ok(Existing {
+                path: path.to_path_buf(),
+                names: BTreeSet::new(),
+                macs: BTreeSet::new(),
+                missing: true,
+            });
+        }
         let config = match config::load(path) {
             Ok(config) => config,
             // A config that lists no miner yet (an empty file, `devices: []`) is what
@@ -237,10 +259,7 @@ impl Existing {
                 let text = regular.then(|| std::fs::read_to_string(path).ok()).flatten();
                 match text.map(|t| config::parse_for_adding(&t)) {
                     Some(Ok(config)) => config,
-                    Some(Err(mut other)) => {
-                        other.file = Some(path.to_path_buf());
-                        return Err(other.into());
-                    }
+                    Some(Err(other)) => return Err(other.in_file(path).into()),
                     None => return Err(error.into()),
                 }
             }
@@ -263,6 +282,7 @@ impl Existing {
             path: path.to_path_buf(),
             names,
             macs,
+            missing: false,
         })
     }
 }
@@ -282,14 +302,32 @@ fn replace_failure(e: config::ReplaceError) -> Failure {
     }
 }
 
+/// Creates the missing config file empty, so that it is edited (locked, checked,
+/// replaced) as any other; whether this run created it. Another `--add-to` may have
+/// created it meanwhile: then it is that one's file, and simply edited.
+fn create_missing(existing: &Existing) -> Result<bool, Failure> {
+    if !existing.missing {
+        return Ok(false);
+    }
+    match std::fs::File::create_new(&existing.path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Failure::Usage(
+            anyhow::Error::new(e).context(format!("cannot create {}", existing.path.display())),
+        )),
+    }
+}
+
 fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
     let path = &existing.path;
+    let created = create_missing(existing)?;
     // The file is read again under its lock: another `discover --add-to` may have added
     // miners since the scan began, and they must stay.
     let locked = config::LockedConfig::open(path).map_err(replace_failure)?;
-    let current = config::parse_for_adding(locked.text()).map_err(|mut e| {
-        e.file = Some(path.clone());
-        Failure::Usage(anyhow::Error::new(e).context("the file changed during the scan and no longer loads"))
+    let current = config::parse_for_adding(locked.text()).map_err(|e| {
+        Failure::Usage(
+            anyhow::Error::new(e.in_file(path)).context("the file changed during the scan and no longer loads"),
+        )
     })?;
     let addresses: BTreeSet<String> = current
         .devices
@@ -302,6 +340,16 @@ fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
         .filter(|f| f.mac.as_ref().is_none_or(|mac| !existing.macs.contains(mac)))
         .cloned()
         .collect();
+    if new.is_empty() && created {
+        // Nothing to write: leave no empty file (it would not load) behind.
+        drop(locked);
+        let _ = std::fs::remove_file(path);
+        status_line(&format!(
+            "{}: not created: no miner found (check --subnet and --port)",
+            path.display()
+        ));
+        return Ok(());
+    }
     if new.is_empty() {
         status_line(&format!(
             "{}: nothing to add ({} miner(s) found, all already in it)",
@@ -333,6 +381,19 @@ fn add_to(existing: &Existing, found: &[Found]) -> Result<(), Failure> {
     };
     let backup = locked.replace(&text).map_err(replace_failure)?;
     let names: Vec<&str> = new.iter().map(|f| f.name.as_str()).collect();
+    if created {
+        // The backup of a file this run created holds nothing.
+        let _ = std::fs::remove_file(&backup);
+        status_line(&format!(
+            "{}: created with {} miner(s) ({}); poll them with: {} --config {} serve",
+            path.display(),
+            new.len(),
+            names.join(", "),
+            super::daemon::this_command(),
+            super::daemon::shell_word(&path.display().to_string())
+        ));
+        return Ok(());
+    }
     status_line(&format!(
         "{}: added {} miner(s) ({}); the previous file is {}",
         path.display(),

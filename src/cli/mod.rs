@@ -123,11 +123,15 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
-            status_line(&format!("error: {}", error_text(&e)));
+            for line in output::error_lines(&e) {
+                status_line(&format!("error: {line}"));
+            }
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            status_line(&format!("error: {}", error_text(&e)));
+            for line in output::error_lines(&e) {
+                status_line(&format!("error: {line}"));
+            }
             ExitCode::from(1)
         }
     }

@@ -45,6 +45,20 @@ pub fn error_text(error: &anyhow::Error) -> String {
     printable(&text).into_owned()
 }
 
+/// The lines a failure prints, each after `error: `: one per configuration error when a
+/// config has several (each escaped on its own, so the breaks between them stay breaks),
+/// and how many there are; else the one line of [`error_text`].
+pub(crate) fn error_lines(error: &anyhow::Error) -> Vec<String> {
+    match error.downcast_ref::<crate::config::ConfigError>() {
+        Some(config) if !config.also.is_empty() => {
+            let mut lines: Vec<String> = config.all().map(|e| printable(&e.render_one()).into_owned()).collect();
+            lines.push(format!("{} errors in all", lines.len()));
+            lines
+        }
+        _ => vec![error_text(error)],
+    }
+}
+
 /// A line for the operator on stderr. A closed or full stderr is ignored: there is
 /// nowhere left to report it, and it must never turn into a panic.
 pub(crate) fn status_line(text: &str) {

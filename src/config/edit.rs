@@ -82,13 +82,18 @@ pub fn parse_for_adding(text: &str) -> Result<Config, ConfigError> {
             Ok(config)
         }
         Ok(_) => Err(error),
-        // The same fault: the file's own error, with its line.
-        Err(other) if other.key == error.key && other.message == error.message => Err(error),
-        // The fault behind the missing devices; its line in the probe text is not the
-        // file's, so only the key is named.
-        Err(mut other) => {
-            other.line = None;
-            Err(other)
+        // Faults beside the missing devices: the file's own errors say them with their
+        // lines (the probe text's lines are not the file's), less the one `--add-to` mends.
+        Err(_) => {
+            let beside: Vec<ConfigError> = error
+                .all()
+                .filter(|e| e.key != "devices")
+                .map(|e| ConfigError {
+                    also: Vec::new(),
+                    ..e.clone()
+                })
+                .collect();
+            Err(ConfigError::gathered(beside).unwrap_or(error))
         }
     }
 }
@@ -98,14 +103,8 @@ fn check_edit(text: &str, edited: &str, devices: &[NewDevice]) -> Result<(), Edi
     let mut expected = parse_for_adding(text).map_err(EditError::Original)?;
     let after = parse_with(edited, Secrets::Skip).map_err(EditError::Invalid)?;
     for device in devices {
-        let address = MinerAddress::parse(&device.ip).map_err(|message| {
-            EditError::Invalid(ConfigError {
-                file: None,
-                key: "devices".into(),
-                line: None,
-                message,
-            })
-        })?;
+        let address = MinerAddress::parse(&device.ip)
+            .map_err(|message| EditError::Invalid(ConfigError::new("devices", None, message)))?;
         expected.devices.push(DeviceConfig {
             name: device.name.clone(),
             address,
