@@ -424,7 +424,9 @@ fn optimize_defaults_to_efficiency() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.contains("best for efficiency"), "{text}");
+}
 
+#[test]
 fn the_demo_prints_commands_that_run_as_shown() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
