@@ -524,6 +524,29 @@ async fn demo_runs_a_mixed_fleet_with_no_configuration() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // A second demo on the same folder refuses before it writes anything.
+    let config_before = std::fs::read(&demo_config).unwrap();
+    let second = std::process::Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another demo"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&demo_config).unwrap(),
+        config_before,
+        "the running demo's config was rewritten"
+    );
     std::process::Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

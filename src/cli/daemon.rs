@@ -315,6 +315,14 @@ pub fn demo_fleet() -> Vec<(String, MinerSpec)> {
 
 async fn demo(listen: SocketAddr, data_dir: &Path, logs: Logs) -> Result<(), Failure> {
     logs.init(LogLevel::Info);
+    // A demo already running on this folder keeps it: refused before anything is written
+    // (its config.yaml names its own miners).
+    if let Err(busy) = ledger_db::DaemonLock::check_free(&data_dir.join("metrics.db")) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{busy}; another demo uses {}: stop it, or give this one its own --data-dir",
+            data_dir.display()
+        )));
+    }
     let fleet = demo_fleet();
     let specs: Vec<MinerSpec> = fleet.iter().map(|(_, s)| s.clone()).collect();
     let sims = SimFleet::start(&specs, None)
@@ -469,13 +477,21 @@ async fn demo_sweep(config: Config, stop: tokio::sync::watch::Receiver<bool>) {
     };
     tracing::info!("demo: sweeping {DEMO_SWEPT} over 490–600 MHz at 1200 mV (`tune`), a step about every minute");
     let observer = std::sync::Arc::new(super::tune_progress::LogObserver);
+    let stopped = stop.clone();
     match crate::tune::run::execute(&config, &spec, None, stop, observer).await {
         Ok(run) => {
             let steps: usize = run.devices.iter().map(|r| r.steps.len()).sum();
-            tracing::info!(
-                "demo: sweep #{} done after {steps} step(s); `analyze compare-configs` and `analyze optimize` now compare them",
-                run.run_id
-            );
+            if *stopped.borrow() {
+                tracing::info!(
+                    "demo: sweep #{} interrupted after {steps} step(s); {DEMO_SWEPT} is back on its settings from before",
+                    run.run_id
+                );
+            } else {
+                tracing::info!(
+                    "demo: sweep #{} done after {steps} step(s); `analyze compare-configs` and `analyze optimize` now compare them",
+                    run.run_id
+                );
+            }
         }
         Err(e) => tracing::warn!("demo: the sweep stopped: {:#}", anyhow::Error::new(e)),
     }
