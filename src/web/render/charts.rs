@@ -71,16 +71,31 @@ pub struct HistoryChart<'a> {
     pub spans: &'a [(f64, f64)],
 }
 
-/// Unix seconds as an axis label: the time of day for a range of up to two days, the date
-/// beyond (UTC, as the ledger's tables show times).
+/// Unix seconds as an axis label: the time of day with seconds for a range short enough
+/// that minute labels would repeat (under 15 minutes), to the minute up to two days, the
+/// date beyond (UTC, as the ledger's tables show times).
 pub fn time_label(t: f64, range_seconds: f64) -> String {
     let full = crate::time::format(t);
-    let part = if range_seconds <= 2.0 * 86_400.0 {
+    let part = if range_seconds < 15.0 * 60.0 {
+        full.get(11..19)
+    } else if range_seconds <= 2.0 * 86_400.0 {
         full.get(11..16)
     } else {
         full.get(5..10)
     };
     part.unwrap_or(&full).to_string()
+}
+
+/// A value axis label with only the decimals the axis's span needs (`1200`, not `1200.0`).
+fn value_label(value: f64, span: f64) -> String {
+    let decimals = if span >= 20.0 {
+        0
+    } else if span >= 2.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$}")
 }
 
 /// The runs of consecutive buckets. A gap breaks the line when it is longer than 1.5 steps
@@ -127,11 +142,13 @@ fn draw_history(root: &DrawingArea<SVGBackend, Shift>, spec: &HistoryChart) -> R
         .build_cartesian_2d(since..until, low..high)?;
     let range = until - since;
     let x_label = |t: &f64| time_label(*t, range);
+    let y_label = |v: &f64| value_label(*v, high - low);
     chart
         .configure_mesh()
         .x_labels(7)
         .y_labels(5)
         .x_label_formatter(&x_label)
+        .y_label_formatter(&y_label)
         .light_line_style(RGBColor(248, 248, 248))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
@@ -487,6 +504,20 @@ fn draw_scatter(root: &DrawingArea<SVGBackend, Shift>, title: &str, points: &[Sc
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn axis_labels_do_not_repeat_or_carry_spurious_decimals() {
+        let t0 = 1_790_000_000.0;
+        // Seven ticks over five minutes: to the second, all distinct.
+        let labels: Vec<String> = (0..7).map(|i| time_label(t0 + f64::from(i) * 50.0, 300.0)).collect();
+        let mut distinct = labels.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+        assert_eq!(time_label(t0, 3600.0).len(), 5, "to the minute over an hour");
+        assert_eq!(value_label(1200.0, 400.0), "1200");
+        assert_eq!(value_label(17.25, 5.0), "17.2");
+        assert_eq!(value_label(0.25, 0.5), "0.25");
+    }
+
     #[test]
     fn a_small_spread_is_not_painted_as_a_large_one() {
         let cell = |f: f64, jth: f64| HeatCell {
