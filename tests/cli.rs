@@ -1,5 +1,6 @@
 //! The command line as a user runs it: `check-config` on good and bad files (exit codes and
-//! messages that name the key and line), `serve` refusing a bad config before it binds.
+//! messages that name the key and line), `serve` refusing a bad config before it binds, a
+//! table through a pipe unbounded.
 
 use std::process::{Command, Output};
 
@@ -472,4 +473,31 @@ fn the_demo_prints_commands_that_run_as_shown() {
         String::from_utf8_lossy(&pasted.stderr)
     );
     assert!(String::from_utf8_lossy(&pasted.stdout).contains("OK"));
+}
+
+#[test]
+fn a_table_through_a_pipe_keeps_every_row_on_one_line_with_the_name_whole() {
+    let name = "gamma-living-room-shelf-number-1";
+    assert_eq!(name.len(), 32);
+    let note = "trying a lower voltage to see whether the error rate stays under the limit tonight";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("devices:\n  - name: \"{name}\"\n    ip: \"192.0.2.1\"\nlogging:\n  database_path: \"ledger.db\"\n"),
+    )
+    .unwrap();
+    // An empty ledger, as `serve` leaves it before the first poll.
+    drop(bitaxe_exporter::ledger::Ledger::open(&dir.path().join("ledger.db")).unwrap());
+    let started = crate::support::cli(&config, &["session", "start", "--device", name, "--notes", note]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    // Standard output is a pipe here: no width to keep to, so nothing wraps (a fixed
+    // 80-column table wrapped both the name and the note).
+    let listed = crate::support::cli(&config, &["session", "list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(stdout.lines().count(), 2, "a header and one row:\n{stdout}");
+    let row = stdout.lines().nth(1).unwrap();
+    assert!(row.contains(&format!(" {name} ")) && row.ends_with(note), "{stdout}");
+    assert!(stdout.lines().all(|l| l == l.trim_end()), "trailing spaces:\n{stdout}");
 }

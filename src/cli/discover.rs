@@ -132,9 +132,9 @@ fn show(found: &[Found], format: DiscoverFormat) -> Result<(), Failure> {
         DiscoverFormat::Yaml => emit(&yaml_entries(found)),
         DiscoverFormat::Table => {
             let columns: [Column; 7] = [
-                table::text("name"),
+                table::key("name"),
                 table::label("address"),
-                table::text("board / model"),
+                table::label("board / model"),
                 table::label("firmware (family)"),
                 table::label("MAC"),
                 table::label("MHz/mV"),

@@ -94,12 +94,12 @@ pub(super) fn log_tail_text(lines: &[String], indent: &str) -> String {
 
 /// `analyze ledger-stats`: rows, bytes and bytes per raw sample of each table.
 pub(super) fn ledger_stats(ledger: &Ledger, format: ListFormat) -> Result<(), Failure> {
-    use super::table::{number, text};
+    use super::table::{key, number};
     let stats = ledger.stats().map_err(ledger_failure)?;
     if format == ListFormat::Json {
         return print_json(&stats);
     }
-    let columns = [text("TABLE"), number("ROWS"), number("BYTES"), number("BYTES/SAMPLE")];
+    let columns = [key("TABLE"), number("ROWS"), number("BYTES"), number("BYTES/SAMPLE")];
     let mut rows: Vec<Vec<String>> = stats
         .tables
         .iter()

@@ -363,15 +363,15 @@ fn session_show(settings: &LedgerSettings, id: i64, format: ListFormat) -> Resul
     Ok(())
 }
 
-/// Sessions as an 80-column table.
+/// Sessions as a table sized to the terminal.
 fn sessions_table(sessions: &[SessionRow]) -> String {
-    use super::table::{label, number, text};
+    use super::table::{key, label, number, text};
     if sessions.is_empty() {
         return "(no sessions)\n".into();
     }
     let columns = [
         number("ID"),
-        text("DEVICE"),
+        key("DEVICE"),
         label("STARTED (UTC)"),
         label("ENDED"),
         label("TARGET"),
