@@ -109,7 +109,6 @@ fn the_fleet_view_at_80_by_24_compact_and_160_by_48() {
         for name in ["gamma", "turbo-oc", "max", "flat", "a-device-name"] {
             assert!(screen.contains(name), "{name} missing:\n{screen}");
         }
-        assert!(screen.contains('…'));
         // The device over the warning, the down one and the one not mining stand out.
         let (_, row) = find(buffer, "turbo-oc   ");
         let colours: Vec<Color> = (0..buffer.area.width).map(|x| buffer[(x, row)].fg).collect();
@@ -122,6 +121,17 @@ fn the_fleet_view_at_80_by_24_compact_and_160_by_48() {
         let (x, y) = find(buffer, "up: hashr");
         assert_eq!(buffer[(x, y)].fg, Color::Yellow);
     }
+    // At 80 columns the long name is cut with an ellipsis, never the verdict; at 160 both
+    // are whole (the state column takes what its verdict needs before the name).
+    assert!(text(&compact).contains("a-device-name-lon…"), "{}", text(&compact));
+    for buffer in [&compact, &wide] {
+        assert!(text(buffer).contains("up: hashrate frozen"), "{}", text(buffer));
+    }
+    assert!(
+        text(&wide).contains(r"a-device-name-longer-than-any-column\u{1b}[31m-here"),
+        "{}",
+        text(&wide)
+    );
     // The wide view has the last hour and its variation, and the VR over the shutdown line.
     assert!(text(&wide).contains('█') && text(&wide).contains("CV%"));
     let (_, row) = find(&wide, "turbo-oc   ");
@@ -419,6 +429,29 @@ fn without_an_exporter_top_says_how_to_start_one_and_exits_2() {
         stderr.contains("no exporter answers") && stderr.contains("bitaxe-exporter serve"),
         "{stderr}"
     );
+}
+
+#[test]
+fn top_url_takes_host_and_port_without_a_scheme_and_refuses_https() {
+    let port = crate::support::free_port();
+    // HOST:PORT is tried as http://HOST:PORT: refused for the missing exporter, not the URL.
+    let output = std::process::Command::new(BIN)
+        .args(["top", "--url", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no exporter answers at http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    let output = std::process::Command::new(BIN)
+        .args(["top", "--url", &format!("https://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expected HOST:PORT or http://HOST:PORT"), "{stderr}");
 }
 
 #[test]

@@ -12,7 +12,8 @@ use crate::tui::{self, Options, TopError};
 /// `top`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct TopArgs {
-    /// The exporter to show (default: the config's server.listen, else http://127.0.0.1:9842).
+    /// The exporter to show, as HOST:PORT or http://HOST:PORT (default: the config's
+    /// server.listen, else http://127.0.0.1:9842).
     #[arg(long)]
     pub url: Option<String>,
     /// Fewer columns: fits 80 × 24.

@@ -33,7 +33,7 @@ pub enum TopError {
          `bitaxe-exporter demo`), or point --url at a running one"
     )]
     NotAnswering { url: String, reason: String },
-    #[error("{0} is not an http:// URL")]
+    #[error("{0:?} is not an exporter's address: expected HOST:PORT or http://HOST:PORT")]
     BadUrl(String),
     #[error("top needs a terminal: {0}")]
     Terminal(#[source] std::io::Error),
@@ -223,13 +223,35 @@ impl Signals {
     }
 }
 
+/// The exporter's base URL from `--url`: `http://HOST:PORT` as given, or `HOST:PORT` (as
+/// `serve` prints its listen address) read as `http://HOST:PORT`; no trailing slash. Plain
+/// HTTP only, as the exporter serves it (no TLS in this build): `https://` and anything
+/// without a host are refused.
+pub fn base_url(given: &str) -> Result<String, TopError> {
+    let bad = || TopError::BadUrl(given.to_string());
+    let given_trimmed = given.trim();
+    let with_scheme = if given_trimmed.contains("://") {
+        given_trimmed.to_string()
+    } else {
+        format!("http://{given_trimmed}")
+    };
+    let with_scheme = with_scheme.trim_end_matches('/').to_string();
+    let parsed = reqwest::Url::parse(&with_scheme).map_err(|_| bad())?;
+    let plain = parsed.scheme() == "http"
+        && parsed.host_str().is_some_and(|h| !h.is_empty())
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    if !plain {
+        return Err(bad());
+    }
+    Ok(with_scheme)
+}
+
 /// Runs `top` until `q`, a signal or an error.
 pub async fn run(options: Options) -> Result<(), TopError> {
-    let base = options.url.trim_end_matches('/').to_string();
-    // Plain HTTP only, as the exporter serves it (no TLS in this build).
-    if !base.starts_with("http://") {
-        return Err(TopError::BadUrl(options.url));
-    }
+    let base = base_url(&options.url)?;
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -345,4 +367,32 @@ fn screen_loop(
     drop(terminal);
     let _ = ratatui::try_restore();
     result.map_err(TopError::Terminal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_without_a_scheme_is_read_as_plain_http() {
+        assert_eq!(base_url("127.0.0.1:9842").unwrap(), "http://127.0.0.1:9842");
+        assert_eq!(base_url("miner-host:9842/").unwrap(), "http://miner-host:9842");
+        assert_eq!(base_url("[::1]:9842").unwrap(), "http://[::1]:9842");
+        assert_eq!(base_url("http://127.0.0.1:9842/").unwrap(), "http://127.0.0.1:9842");
+    }
+
+    #[test]
+    fn a_url_top_cannot_use_says_what_it_expects() {
+        for bad in [
+            "https://127.0.0.1:9842",
+            "ftp://host",
+            "http://",
+            "",
+            "127.0.0.1:99999",
+            "host:port",
+        ] {
+            let error = base_url(bad).expect_err(bad).to_string();
+            assert!(error.contains("HOST:PORT"), "{bad}: {error}");
+        }
+    }
 }

@@ -245,16 +245,25 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 
     let columns = fleet_columns(compact);
     let fixed: u16 = columns.iter().map(|(_, w)| w + 1).sum();
-    let name_width = area.width.saturating_sub(fixed + 1).clamp(8, 28);
-    let mut widths = vec![Constraint::Length(name_width)];
-    widths.extend(columns.iter().map(|(_, w)| Constraint::Length(*w)));
-    let mut titles = vec![Cell::from("device")];
-    titles.extend(columns.iter().map(|(title, _)| Cell::from(*title)));
     let fleet = &app.fleet;
+    // Measured over the whole fleet, not the filtered rows, so the columns hold still
+    // while a filter is typed.
+    let longest =
+        |text: &dyn Fn(&Device) -> String| fleet.devices.iter().map(|d| display_width(&text(d))).max().unwrap_or(0);
+    let (name_width, state_width) = name_and_state_widths(
+        // The name, a space, the state, a space, then the fixed columns; one column spare.
+        area.width.saturating_sub(fixed + 2),
+        longest(&|d| d.name.clone()),
+        longest(&|d| state(theme, d).0),
+    );
+    let mut widths = vec![Constraint::Length(name_width), Constraint::Length(state_width)];
+    widths.extend(columns.iter().map(|(_, w)| Constraint::Length(*w)));
+    let mut titles = vec![Cell::from("device"), Cell::from("state")];
+    titles.extend(columns.iter().map(|(title, _)| Cell::from(*title)));
     let rows: Vec<Row> = app
         .rows()
         .into_iter()
-        .map(|d| fleet_row(theme, fleet, d, compact, name_width))
+        .map(|d| fleet_row(theme, fleet, d, compact, name_width, state_width))
         .collect();
     let empty = rows.is_empty();
     let table = Table::new(rows, widths)
@@ -275,22 +284,39 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
 }
 
-/// The fleet table's columns after the name, as (title, width); the name column takes
-/// what is left.
+/// The name column keeps at least this much (or its longest name, when shorter), so a
+/// long verdict cannot squeeze the names out of the table.
+const NAME_FLOOR: u16 = 16;
+
+/// A verdict longer than this is cut with an ellipsis (the device view spells it out).
+const STATE_CEILING: u16 = 48;
+
+/// The display width of a name or verdict as the table prints it.
+fn display_width(text: &str) -> u16 {
+    use unicode_width::UnicodeWidthStr;
+    u16::try_from(clean(text, usize::MAX).width()).unwrap_or(u16::MAX)
+}
+
+/// Splits `room` columns between the name and the state: the state first, as wide as its
+/// longest verdict (`up: power fault` is the news, not a name's tail), then the name gets
+/// what is left, up to its longest; neither is ever narrower than its title.
+fn name_and_state_widths(room: u16, longest_name: u16, longest_state: u16) -> (u16, u16) {
+    let name_need = longest_name.max("device".len() as u16);
+    let state_need = longest_state.clamp("state".len() as u16, STATE_CEILING);
+    let state = state_need
+        .min(room.saturating_sub(name_need.min(NAME_FLOOR)))
+        .max("state".len() as u16);
+    let name = name_need.min(room.saturating_sub(state)).max("device".len() as u16);
+    (name, state)
+}
+
+/// The fleet table's columns after the name and the state, as (title, width); those two
+/// share what is left ([`name_and_state_widths`]).
 fn fleet_columns(compact: bool) -> Vec<(&'static str, u16)> {
     if compact {
-        vec![
-            ("state", 10),
-            ("GH/s", 7),
-            ("%", 4),
-            ("W", 5),
-            ("J/TH", 5),
-            ("ASIC", 5),
-            ("MHz/mV", 9),
-        ]
+        vec![("GH/s", 7), ("%", 4), ("W", 5), ("J/TH", 5), ("ASIC", 5), ("MHz/mV", 9)]
     } else {
         vec![
-            ("state", 14),
             ("GH/s", 8),
             ("%exp", 5),
             ("last hour", 12),
@@ -306,12 +332,19 @@ fn fleet_columns(compact: bool) -> Vec<(&'static str, u16)> {
 }
 
 /// One device's row of the fleet table.
-fn fleet_row(theme: Theme, fleet: &Fleet, d: &Device, compact: bool, name_width: u16) -> Row<'static> {
+fn fleet_row(
+    theme: Theme,
+    fleet: &Fleet,
+    d: &Device,
+    compact: bool,
+    name_width: u16,
+    state_width: u16,
+) -> Row<'static> {
     let (state_text, state_style) = state(theme, d);
     let down = d.state == "down";
     let mut cells = vec![
         Cell::from(clean(&d.name, name_width as usize)),
-        Cell::from(clean(&state_text, if compact { 10 } else { 14 })).style(state_style),
+        Cell::from(clean(&state_text, state_width as usize)).style(state_style),
         Cell::from(number(d.hashrate_ghs, 1)),
         Cell::from(number(d.percent_of_expected, 0)).style(match d.percent_of_expected {
             Some(p) if p < 90.0 => theme.warn(),
@@ -671,6 +704,20 @@ fn draw_help(frame: &mut Frame, area: Rect, theme: Theme) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verdict_gets_its_room_before_the_name() {
+        // 80 columns, compact: 37 left for the two. "up: power fault, hashrate frozen" (32)
+        // keeps the name at its floor; a short verdict leaves the name whole.
+        assert_eq!(name_and_state_widths(37, 32, 32), (NAME_FLOOR, 21));
+        assert_eq!(name_and_state_widths(37, 32, 15), (22, 15));
+        assert_eq!(name_and_state_widths(37, 10, 2), (10, 5));
+        // 160 columns: both whole.
+        assert_eq!(name_and_state_widths(78, 32, 32), (32, 32));
+        // A short name is not padded to the floor; a tiny screen keeps the titles.
+        assert_eq!(name_and_state_widths(37, 5, 60), (6, 31));
+        assert_eq!(name_and_state_widths(3, 20, 20), (6, 5));
+    }
 
     #[test]
     fn a_sparkline_scales_to_its_range_and_leaves_gaps_blank() {
