@@ -35,6 +35,7 @@ fn snapshot() -> Fleet {
                    "joules_per_terahash": 21.2, "hottest_device": "turbo-oc", "hottest_asic_c": 67.3},
         "devices": [
             {"name": "gamma", "state": "up", "mining_healthy": true, "problems": [], "model": "BM1370",
+             "activity": "tuning: sweep #3, step 2",
              "board": "Gamma", "firmware_family": "esp-miner", "reset_reason": "Power on reset",
              "firmware": "v2.15.0", "hashrate_ghs": 1204.5, "percent_of_expected": 98.3, "power_w": 21.4,
              "joules_per_terahash": 17.77, "asic_temp_c": 60.2, "vr_temp_c": 55.0, "frequency_mhz": 600.0,

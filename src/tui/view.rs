@@ -132,9 +132,9 @@ fn temperature_style(theme: Theme, fleet: &Fleet, celsius: Option<f64>) -> Style
 }
 
 /// "up", "up: flatline", "stale", "DOWN", with its style.
-fn state(theme: Theme, device: &Device) -> (String, Style) {
+fn base_state(theme: Theme, device: &Device) -> (String, Style) {
     match device.state.as_str() {
-        "up" if device.problems.is_empty() => ("up".into(), theme.ok()),
+        "up" if device.problems.is_empty() => ("up".to_string(), theme.ok()),
         "up" => (
             format!("up: {}", device.problems.join(",").replace('_', " ")),
             theme.warn(),
@@ -142,6 +142,28 @@ fn state(theme: Theme, device: &Device) -> (String, Style) {
         "stale" => ("stale".into(), theme.warn()),
         other => (other.to_uppercase(), theme.bad()),
     }
+}
+
+/// The fleet table's state: [`base_state`] and what is being done to the device in one word
+/// ("· tuning", "· session"), so the column keeps its room for the verdict and the name.
+fn state(theme: Theme, device: &Device) -> (String, Style) {
+    let (mut text, style) = base_state(theme, device);
+    if let Some(activity) = &device.activity {
+        text.push_str(" · ");
+        text.push_str(&crate::axeos::printable(activity.split(':').next().unwrap_or(activity)));
+    }
+    (text, style)
+}
+
+/// The device view's state: [`base_state`] and the activity in full
+/// ("· tuning: sweep #3, step 2").
+fn state_with_activity(theme: Theme, device: &Device) -> (String, Style) {
+    let (mut text, style) = base_state(theme, device);
+    if let Some(activity) = &device.activity {
+        text.push_str(" · ");
+        text.push_str(&crate::axeos::printable(activity));
+    }
+    (text, style)
 }
 
 /// The whole screen.
@@ -515,7 +537,7 @@ fn device_header(app: &App, name: &str, live: Option<&Device>, theme: Theme) -> 
     let mut second = Vec::new();
     match live {
         Some(d) => {
-            let (text, style) = state(theme, d);
+            let (text, style) = state_with_activity(theme, d);
             first.push(Span::raw("  "));
             first.push(Span::styled(clean(&text, 40), style));
             let what: Vec<String> = [
