@@ -318,22 +318,9 @@ impl AxeOsClient {
         }
         let url = reqwest::Url::parse(&address.url("/api/system/logs"))
             .map_err(|e| PollError::Connect(format!("{address} does not make a valid URL: {e}")))?;
+        let credentials = address.credentials.as_deref();
         let fetch = async {
-            let request = self.http.get(url).header(reqwest::header::ACCEPT, "text/plain");
-            let credentials = address.credentials.as_deref();
-            let response = authorized(request, credentials)
-                .send()
-                .await
-                .map_err(|e| send_error(&e))?;
-            if let Some(refusal) = unauthorized(&response, credentials) {
-                return Err(refusal);
-            }
-            if !response.status().is_success() {
-                return Err(PollError::HttpStatus {
-                    status: response.status().as_u16(),
-                    hint: "",
-                });
-            }
+            let response = self.answer(url, "text/plain", credentials).await?;
             read_tail(response, history::MAX_LOG_BODY_BYTES).await
         };
         let body = tokio::time::timeout(self.timeout, fetch)
@@ -441,7 +428,18 @@ impl AxeOsClient {
     }
 
     async fn get_unbounded(&self, url: reqwest::Url, credentials: Option<&Credentials>) -> Result<Vec<u8>, PollError> {
-        let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
+        read_capped(self.answer(url, "application/json", credentials).await?).await
+    }
+
+    /// A GET's answer when it is a success: sent with the miner's credentials; a refusal,
+    /// a redirect or another failing status is an error.
+    async fn answer(
+        &self,
+        url: reqwest::Url,
+        accept: &'static str,
+        credentials: Option<&Credentials>,
+    ) -> Result<reqwest::Response, PollError> {
+        let request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
         let response = authorized(request, credentials)
             .send()
             .await
@@ -461,7 +459,7 @@ impl AxeOsClient {
                 hint,
             });
         }
-        read_capped(response).await
+        Ok(response)
     }
 }
 

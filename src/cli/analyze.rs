@@ -121,7 +121,7 @@ fn analyze_command(settings: &LedgerSettings, action: AnalyzeCommand) -> Result<
         AnalyzeCommand::Optimize(args) => optimize(settings, &ledger, args),
         AnalyzeCommand::Export(args) => export(settings, &ledger, args),
         AnalyzeCommand::Events(args) => super::events::list_events(&ledger, args),
-        AnalyzeCommand::LedgerStats { format } => super::events::ledger_stats(&ledger, format),
+        AnalyzeCommand::LedgerStats { format } => super::ledger_stats::ledger_stats(&ledger, format),
     }
 }
 

@@ -8,6 +8,7 @@ mod daemon;
 mod discover;
 mod events;
 mod failure;
+mod ledger_stats;
 mod logs;
 mod output;
 mod session;

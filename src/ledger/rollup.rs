@@ -363,37 +363,22 @@ pub struct History {
 
 fn point_from_row(r: &rusqlite::Row, since: f64, step: f64) -> rusqlite::Result<HistoryPoint> {
     let bucket: i64 = r.get(0)?;
-    let samples: f64 = r.get(1)?;
-    let mut spans = [None; 7];
-    for (i, span) in spans.iter_mut().enumerate() {
+    let mut sums = HourPartial {
+        samples: r.get::<_, f64>(1)? as i64,
+        ..HourPartial::default()
+    };
+    for (i, reading) in sums.readings.iter_mut().enumerate() {
         let base = 2 + 4 * i;
-        let n: f64 = r.get(base)?;
-        let sum: f64 = r.get(base + 1)?;
-        let min: Option<f64> = r.get(base + 2)?;
-        let max: Option<f64> = r.get(base + 3)?;
-        if let (true, Some(min), Some(max)) = (n > 0.0, min, max) {
-            *span = Some(Span {
-                min,
-                mean: sum / n,
-                max,
-            });
-        }
+        *reading = Partial {
+            n: r.get::<_, f64>(base)? as i64,
+            sum: r.get(base + 1)?,
+            min: r.get(base + 2)?,
+            max: r.get(base + 3)?,
+        };
     }
     let base = 2 + 4 * ROLLED.len();
-    let (eff_power, eff_hashrate): (f64, f64) = (r.get(base)?, r.get(base + 1)?);
-    let [hashrate_ghs, expected_ghs, power_w, asic_temp_c, vr_temp_c, fan_percent, fan_rpm] = spans;
-    Ok(HistoryPoint {
-        t: since + bucket as f64 * step,
-        samples: samples.max(0.0) as u64,
-        hashrate_ghs,
-        expected_ghs,
-        power_w,
-        asic_temp_c,
-        vr_temp_c,
-        fan_percent,
-        fan_rpm,
-        joules_per_terahash: (eff_hashrate > 0.0).then(|| eff_power / eff_hashrate * 1000.0),
-    })
+    (sums.eff_power, sums.eff_hashrate) = (r.get(base)?, r.get(base + 1)?);
+    Ok(sums.point(since + bucket as f64 * step))
 }
 
 /// How many samples a device has in [since, until], counted from the rollups (whole hours,

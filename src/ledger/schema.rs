@@ -189,8 +189,13 @@ pub(crate) fn read_compatibility(found: usize) -> String {
         );
     }
     if found < crate::ledger::store::BLOCKS_SCHEMA_VERSION {
-        // Filled from the rows by [`crate::ledger::store::blocks_from_rows`] once this runs.
-        sql.push_str(&crate::ledger::store::create_table_sql("temp"));
+        // The migration's own table, as a temporary one; filled from the rows by
+        // [`crate::ledger::store::blocks_from_rows`] once this runs.
+        sql.push_str(
+            &MIGRATIONS[crate::ledger::store::BLOCKS_SCHEMA_VERSION - 1]
+                .replace("CREATE TABLE ", "CREATE TEMP TABLE ")
+                .replace("CREATE INDEX ", "CREATE INDEX temp."),
+        );
     }
     if found < crate::ledger::rollup::ROLLUP_SCHEMA_VERSION {
         sql.push_str(&crate::ledger::rollup::hours_view());

@@ -413,20 +413,3 @@ pub(crate) fn rows_from_blocks(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch("DROP TABLE sample_blocks;")
 }
-
-/// The table of blocks (in `schema`: `main` or `temp`).
-pub(crate) fn create_table_sql(schema: &str) -> String {
-    format!(
-        "CREATE TABLE {schema}.sample_blocks (
-            id INTEGER PRIMARY KEY,
-            device_id INTEGER NOT NULL,
-            segment_id INTEGER NOT NULL,
-            t_first REAL NOT NULL,
-            t_last REAL NOT NULL,
-            samples INTEGER NOT NULL,
-            backfilled INTEGER NOT NULL DEFAULT 0,
-            data BLOB NOT NULL
-        );
-        CREATE INDEX {schema}.sample_blocks_by_device ON sample_blocks(device_id, t_first);"
-    )
-}

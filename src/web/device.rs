@@ -119,12 +119,11 @@ pub async fn device_page(
         .render(move |ledger| {
             // A configured miner that never answered has no history yet, but a page that
             // says where it is looked for and what went wrong.
-            if ledger.find_device(&name)?.is_none() {
-                if let Some(live) = live {
-                    return Ok(never_polled_document(&name, &live));
-                }
-            }
-            let device = known_device(ledger, &name)?;
+            let device = match (ledger.find_device(&name)?, live.as_ref()) {
+                (Some(device), _) => device,
+                (None, Some(live)) => return Ok(never_polled_document(&name, live)),
+                (None, None) => return Err(PageError::UnknownDevice(name)),
+            };
             let (since, until) = range_bounds(ledger, &device, range, crate::time::now_unix())?;
             let history = device_history(ledger, &device, since, until, default_step(since, until))?;
             let rows = analysis::compare_configs(
